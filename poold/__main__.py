@@ -1,0 +1,250 @@
+"""The `poold` command line (typer): run, demo, simulate, config check|dump.
+
+Returns non-zero on failure; a config error stops `run` before anything is bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import bech32m
+import typer
+import uvloop
+
+from poold.config import Config, ConfigError, load_config, parse_config
+from poold.daemon import Daemon
+from poold.logs import configure_logging
+from poold.simulate import FleetStats, run_fleet
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="poold: pool share accounting")
+config_app = typer.Typer(no_args_is_help=True, help="Check or show configuration.")
+app.add_typer(config_app, name="config")
+
+
+def _fail(msg: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"poold: {msg}", err=True)
+    return typer.Exit(code)
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _run_daemon(cfg: Config, reuse_port: bool) -> None:
+    stop = asyncio.Event()
+    _install_signals(stop)
+    await Daemon(cfg, reuse_port=reuse_port).run(stop)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+    worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Run the daemon in the foreground. SIGINT/SIGTERM stop it gracefully (exit 0)."""
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        raise _fail(f"config error: {exc}") from None
+    configure_logging(cfg.log.level, cfg.log.format)
+    n = cfg.stratum.workers
+    if n > 1 and worker_index is None:
+        raise typer.Exit(_supervise(config, n))
+    if worker_index is not None:
+        # Each worker process: own extranonce1 prefix and share-log directory, shared port.
+        over = {
+            "stratum": {
+                **cfg.stratum.model_dump(mode="json"),
+                "node_id": (cfg.stratum.node_id + worker_index) % 256,
+                "workers": 1,
+            },
+            "sharelog": {
+                **cfg.sharelog.model_dump(mode="json"),
+                "path": str(cfg.sharelog.path / f"worker-{worker_index}"),
+            },
+        }
+        cfg = parse_config({**cfg.model_dump(mode="json"), **over}, environ={})
+    uvloop.run(_run_daemon(cfg, reuse_port=worker_index is not None))
+
+
+def _supervise(config: Path, n: int) -> int:
+    """Start n worker processes on one SO_REUSEPORT socket address; forward stop signals."""
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "poold",
+                "run",
+                "--config",
+                str(config),
+                "--worker-index",
+                str(i),
+            ]
+        )
+        for i in range(n)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = [proc.wait() for proc in procs]
+    return max(codes, default=0)
+
+
+def demo_config(port: int = 3333, var: Path = Path("var")) -> Config:
+    """The embedded default: simnet chain, SQLite and share log under ./var, stratum on :3333."""
+    program = hashlib.new("ripemd160", hashlib.sha256(b"poold demo").digest()).digest()
+    address = bech32m.encode("bcrt", 0, list(program))
+    return parse_config(
+        {
+            "stratum": {
+                "listen": f"127.0.0.1:{port}",
+                "start_difficulty": "1/1048576",
+                "min_difficulty": "1/4294967296",
+                "vardiff_target_share_time_s": 1.0,
+                "vardiff_retarget_time_s": 5.0,
+            },
+            "node": {"kind": "simnet", "simnet_difficulty": "1/512", "simnet_tx_count": 6},
+            "pool": {
+                "network": "regtest",
+                "payout_address": address,
+                "coinbase_tag": "/poold-demo/",
+            },
+            "ledger": {"url": f"sqlite:///{var / 'ledger.db'}"},
+            "sharelog": {"path": str(var / "sharelog")},
+            "log": {"level": "warning", "stats_interval_s": 3600},
+        },
+        environ={},
+    )
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(help="stop after this many seconds (0 = Ctrl-C)")] = 0,
+    miners: Annotated[int, typer.Option(help="simulated miners")] = 4,
+    port: Annotated[int, typer.Option(help="stratum port")] = 3333,
+) -> None:
+    """Run the embedded default with a few simulated miners, printing what happens."""
+    cfg = demo_config(port)
+    configure_logging(cfg.log.level, cfg.log.format)
+    Path("var").mkdir(exist_ok=True)
+    uvloop.run(_demo(cfg, duration, miners))
+
+
+async def _demo(cfg: Config, duration: float, miners: int) -> None:
+    stop = asyncio.Event()
+    _install_signals(stop)
+    daemon = Daemon(cfg)
+    run_task = asyncio.create_task(daemon.run(stop))
+    await daemon.listening.wait()
+    assert daemon.address is not None
+    host, port = daemon.address
+    print(
+        f"poold demo: simnet chain at height {(await daemon.node.get_template())['height']}, "
+        f"stratum on {host}:{port}, {miners} simulated miners, share log in "
+        f"{cfg.sharelog.path}/",
+        flush=True,
+    )
+    stats = FleetStats()
+    horizon = duration if duration > 0 else 10**9
+    fleet = asyncio.create_task(
+        run_fleet(
+            f"stratum+tcp://{host}:{port}",
+            miners=miners,
+            duration_s=horizon,
+            account="demo",
+            stats=stats,
+        )
+    )
+    started = time.monotonic()
+    seen_blocks = 0
+    while not stop.is_set() and time.monotonic() - started < horizon and not fleet.done():
+        await asyncio.sleep(min(2.0, max(0.05, horizon - (time.monotonic() - started))))
+        m = daemon.metrics
+        for b in daemon.blocks[seen_blocks:]:
+            status = "accepted by simnet" if b.accepted else f"rejected: {b.reason}"
+            print(
+                f"  block {b.height} found by {b.account}.{b.worker}: {b.hash_hex[:16]}… "
+                f"({status})",
+                flush=True,
+            )
+        seen_blocks = len(daemon.blocks)
+        print(
+            f"[{time.monotonic() - started:6.1f}s] connections={m.connections} "
+            f"shares accepted={m.shares_accepted} rejected={sum(m.shares_rejected.values())} "
+            f"blocks={m.blocks_accepted} jobs={m.jobs} hashes={stats.hashes}",
+            flush=True,
+        )
+    stop.set()
+    fleet.cancel()
+    await asyncio.gather(fleet, return_exceptions=True)
+    await run_task
+    m = daemon.metrics
+    print(
+        f"poold demo: done. {m.shares_accepted} shares accepted, {m.blocks_accepted} blocks "
+        f"accepted, share log {daemon.sharelog.bytes_written} bytes.",
+        flush=True,
+    )
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="stratum+tcp://HOST:PORT")],
+    miners: Annotated[int, typer.Option(help="number of simulated miners")] = 4,
+    duration: Annotated[float, typer.Option(help="seconds to mine")] = 10.0,
+    account: Annotated[str, typer.Option(help="account name (workers are ACCOUNT.rigN)")] = "sim",
+    password: Annotated[str, typer.Option(help="password, e.g. d=0.001")] = "x",
+) -> None:
+    """Run a simulated ASIC fleet that grinds real shares; print accepted/rejected/latency."""
+    try:
+        stats = uvloop.run(
+            run_fleet(url, miners=miners, duration_s=duration, account=account, password=password)
+        )
+    except (OSError, ValueError) as exc:
+        raise _fail(f"simulate: {exc}", 1) from None
+    typer.echo(json.dumps(stats.summary()))
+
+
+@config_app.command("check")
+def config_check(path: Path) -> None:
+    """Validate a config file (and POOLD__ overrides); exit 2 naming the bad key."""
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        raise _fail(f"config error: {exc}") from None
+    typer.echo(f"{path}: ok")
+
+
+@config_app.command("dump")
+def config_dump(path: Path) -> None:
+    """Print the effective configuration (file + environment + defaults) as JSON."""
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        raise _fail(f"config error: {exc}") from None
+    typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

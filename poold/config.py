@@ -1,0 +1,266 @@
+"""The operator's one TOML file: loaded once, validated, frozen.
+
+Every key is documented in `configs/example.toml`. `POOLD__SECTION__KEY=value` environment
+variables override the file (values parsed as TOML when they parse, else taken as strings).
+Unknown or obsolete keys are errors that name the key and suggest the closest valid one.
+Must not import the rest of poold beyond pure helpers (difficulty parsing, addresses).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from poold.jobs.address import Network, address_to_script
+from poold.shares.difficulty import to_difficulty
+
+ENV_PREFIX = "POOLD__"
+
+#: Keys that existed once and are refused with a pointer to what replaced them.
+OBSOLETE_KEYS: dict[tuple[str, str], str] = {
+    ("stratum", "port"): 'use stratum.listen = "HOST:PORT"',
+    ("pool", "address"): "renamed to pool.payout_address",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message names the key and what is wrong."""
+
+
+def _difficulty(value: object) -> Fraction:
+    return to_difficulty(value)
+
+
+def _fraction_0_1(value: object) -> Fraction:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    if isinstance(value, float):
+        raise ValueError('give fees as a string ("0.01") or a fraction ("1/100"), not a float')
+    try:
+        f = Fraction(str(value).strip()) if not isinstance(value, Fraction) else value
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"cannot read {value!r} as a fraction") from None
+    if not 0 <= f < 1:
+        raise ValueError("must be in [0, 1)")
+    return f
+
+
+Difficulty = Annotated[
+    Fraction, BeforeValidator(_difficulty), PlainSerializer(lambda f: str(f), return_type=str)
+]
+Rate = Annotated[
+    Fraction, BeforeValidator(_fraction_0_1), PlainSerializer(lambda f: str(f), return_type=str)
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class StratumConfig(_Section):
+    listen: str = Field("127.0.0.1:3333", description="HOST:PORT for miners (port 0 = any)")
+    workers: int = Field(1, ge=1, le=64, description="processes sharing the port (SO_REUSEPORT)")
+    start_difficulty: Difficulty = Field(Fraction(1), description="difficulty of a new connection")
+    min_difficulty: Difficulty = Field(Fraction(1, 2**32), description="vardiff floor")
+    max_difficulty: Difficulty = Field(Fraction(2**40), description="vardiff ceiling")
+    vardiff_target_share_time_s: float = Field(10.0, gt=0, le=3600)
+    vardiff_retarget_time_s: float = Field(60.0, gt=0, le=86400)
+    vardiff_variance: float = Field(0.3, ge=0, lt=1)
+    max_connections: int = Field(10_000, ge=1, le=1_000_000)
+    max_line_bytes: int = Field(16 * 1024, ge=256, le=1 << 20)
+    idle_timeout_s: float = Field(600.0, gt=0)
+    version_mask: str = Field("1fffe000", description="BIP310 pool mask, hex")
+    extranonce2_size: int = Field(4, ge=2, le=16)
+    node_id: int = Field(0, ge=0, le=255, description="first byte of every extranonce1")
+    junk_limit: int = Field(10, ge=1)
+    invalid_ratio: float = Field(0.9, gt=0, le=1)
+    invalid_min_shares: int = Field(50, ge=1)
+    ban_s: float = Field(600.0, ge=0)
+    ban_allowlist: tuple[str, ...] = Field((), description="addresses never banned")
+    stale_grace_s: float = Field(5.0, ge=0)
+    job_retain_s: float = Field(120.0, ge=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen must be HOST:PORT, got {v!r}")
+        return v
+
+    @field_validator("version_mask")
+    @classmethod
+    def _mask(cls, v: str) -> str:
+        try:
+            mask = int(v, 16)
+        except ValueError:
+            raise ValueError(f"version_mask must be hex, got {v!r}") from None
+        if not 0 <= mask <= 0xFFFFFFFF:
+            raise ValueError("version_mask must fit in 32 bits")
+        return f"{mask:08x}"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StratumConfig:
+        if not self.min_difficulty <= self.start_difficulty <= self.max_difficulty:
+            raise ValueError("need min_difficulty <= start_difficulty <= max_difficulty")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def version_mask_int(self) -> int:
+        return int(self.version_mask, 16)
+
+
+class NodeConfig(_Section):
+    kind: Literal["simnet", "rpc"] = Field("simnet")
+    url: str = Field("http://127.0.0.1:8332")
+    user: str = Field("")
+    password: str = Field("")
+    poll_interval_s: float = Field(0.5, gt=0, le=60, description="tip polling period")
+    refresh_interval_s: float = Field(30.0, gt=0, lt=120, description="new job even if no block")
+    timeout_s: float = Field(10.0, gt=0)
+    simnet_difficulty: Difficulty = Field(Fraction(1, 256), description="simnet network difficulty")
+    simnet_tx_count: int = Field(4, ge=0, le=5000)
+
+
+class PoolConfig(_Section):
+    network: Network = Field(Network.MAINNET)
+    payout_address: str = Field(..., description="where the coinbase pays; checked at load")
+    coinbase_tag: str = Field("/poold/", max_length=40)
+    scheme: Literal["pplns", "fpps", "prop", "solo"] = Field("pplns")
+    fee: Rate = Field(Fraction(0))
+
+    @model_validator(mode="after")
+    def _address(self) -> PoolConfig:
+        address_to_script(self.payout_address, self.network)  # raises ValueError with the reason
+        return self
+
+    @property
+    def payout_script(self) -> bytes:
+        return address_to_script(self.payout_address, self.network)
+
+
+class LedgerConfig(_Section):
+    url: str = Field("sqlite:///var/ledger.db")
+
+
+class ShareLogConfig(_Section):
+    path: Path = Field(Path("var/sharelog"))
+    segment_bytes: int = Field(64 << 20, ge=4096)
+    fsync_interval_ms: float = Field(5.0, gt=0, le=1000)
+    retention_hours: float = Field(168.0, gt=0)
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = Field("info")
+    format: Literal["auto", "json", "console"] = Field("auto")
+    stats_interval_s: float = Field(30.0, gt=0)
+
+
+class Config(_Section):
+    stratum: StratumConfig = StratumConfig()
+    node: NodeConfig = NodeConfig()
+    pool: PoolConfig
+    ledger: LedgerConfig = LedgerConfig()
+    sharelog: ShareLogConfig = ShareLogConfig()
+    log: LogConfig = LogConfig()
+
+
+def _known_keys(section: str) -> list[str]:
+    field = Config.model_fields.get(section)
+    model = field.annotation if field else None
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _hint(section: str | None, key: str) -> str:
+    options = list(Config.model_fields) if section is None else _known_keys(section)
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(options)})"
+
+
+def _describe(exc: ValidationError) -> str:
+    msgs = []
+    for err in exc.errors():
+        loc = [str(x) for x in err["loc"]]
+        where = ".".join(loc) or "config"
+        if err["type"] == "extra_forbidden":
+            section = loc[0] if len(loc) > 1 else None
+            msgs.append(f"unknown key {where!r}{_hint(section, loc[-1])}")
+        elif err["type"] == "missing":
+            msgs.append(f"missing required key {where!r}")
+        else:
+            text = str(err["msg"]).removeprefix("Value error, ")
+            msgs.append(f"{where}: {text}")
+    return "; ".join(msgs)
+
+
+def _env_value(raw: str) -> object:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Overlay POOLD__SECTION__KEY variables onto the parsed TOML."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"environment variable {name}: expected POOLD__SECTION__KEY")
+        section, key = parts
+        out.setdefault(section, {})
+        if not isinstance(out[section], dict):
+            raise ConfigError(f"environment variable {name}: [{section}] is not a section")
+        out[section][key] = _env_value(raw)
+    return out
+
+
+def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    merged = apply_env(dict(data), os.environ if environ is None else environ)
+    for (section, key), advice in OBSOLETE_KEYS.items():
+        sec = merged.get(section)
+        if isinstance(sec, dict) and key in sec:
+            raise ConfigError(f"obsolete key '{section}.{key}': {advice}")
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse_config(data, environ)

@@ -1,0 +1,304 @@
+"""The composition root: builds every component from the Config and runs them in one TaskGroup.
+
+Order of shutdown: stop accepting (miners get client.reconnect) -> flush and fsync the share log
+-> close the node client. Nothing else in poold constructs components or holds global state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from poold.config import Config
+from poold.jobs.manager import CoinbaseSpec, JobManager
+from poold.jobs.template import TemplateError, parse_template
+from poold.metrics import Metrics
+from poold.node.base import Node, NodeError
+from poold.node.rpc import RpcNode
+from poold.node.simnet import SimNet
+from poold.shares.log import ShareLog
+from poold.stratum.extranonce import EXTRANONCE1_SIZE, ExtranoncePool
+from poold.stratum.server import ServerLimits, StratumServer
+from poold.stratum.session import AcceptedShare, SessionPolicy
+from poold.stratum.vardiff import VardiffConfig
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FoundBlock:
+    height: int
+    hash_hex: str
+    accepted: bool
+    reason: str | None
+    account: str
+    worker: str
+
+
+class ShareRecorder:
+    """The ShareSink: every accepted share goes to the share log; blocks are submitted at once."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.sharelog = daemon.sharelog
+        self.metrics = daemon.metrics
+        self.node_id = daemon.cfg.stratum.node_id
+
+    def share_accepted(self, share: AcceptedShare) -> None:
+        v = share.verdict
+        d = share.difficulty
+        self.sharelog.append(
+            {
+                "t": "share",
+                "ts": round(share.time * 1000),
+                "node": self.node_id,
+                "account": share.account,
+                "worker": share.worker,
+                "job": share.job.job_id,
+                "height": share.job.template.height,
+                "bits": share.job.template.bits,
+                "diff_num": d.numerator,
+                "diff_den": d.denominator,
+                "en1": share.extranonce1.hex(),
+                "en2": share.extranonce2.hex(),
+                "ntime": share.ntime,
+                "nonce": share.nonce,
+                "version": v.version,
+                "block": v.is_block,
+            }
+        )
+        if v.is_block:
+            self.metrics.blocks_found += 1
+            block = share.job.block(v.header, share.extranonce1, share.extranonce2)
+            self.daemon.submit_block_soon(share, block.hex())
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        node: Node | None = None,
+        clock: Callable[[], float] = time.time,
+        reuse_port: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.reuse_port = reuse_port
+        self.metrics = Metrics()
+        self.sharelog = ShareLog(
+            cfg.sharelog.path,
+            segment_bytes=cfg.sharelog.segment_bytes,
+            retention_s=cfg.sharelog.retention_hours * 3600,
+        )
+        if node is None:
+            if cfg.node.kind == "simnet":
+                node = SimNet(
+                    difficulty=cfg.node.simnet_difficulty,
+                    tx_count=cfg.node.simnet_tx_count,
+                    clock=clock,
+                )
+            else:
+                node = RpcNode(
+                    cfg.node.url, cfg.node.user, cfg.node.password, timeout_s=cfg.node.timeout_s
+                )
+        self.node: Node = node
+        st = cfg.stratum
+        self.jobs = JobManager(
+            CoinbaseSpec(
+                payout_script=cfg.pool.payout_script,
+                tag=cfg.pool.coinbase_tag.encode(),
+                extranonce1_size=EXTRANONCE1_SIZE,
+                extranonce2_size=st.extranonce2_size,
+            ),
+            stale_grace_s=st.stale_grace_s,
+            job_retain_s=st.job_retain_s,
+        )
+        self.server = StratumServer(
+            limits=ServerLimits(
+                max_connections=st.max_connections,
+                max_line_bytes=st.max_line_bytes,
+                idle_timeout_s=st.idle_timeout_s,
+                ban_s=st.ban_s,
+                allowlist=frozenset(st.ban_allowlist),
+            ),
+            policy=SessionPolicy(
+                start_difficulty=st.start_difficulty,
+                vardiff=VardiffConfig(
+                    target_share_time_s=st.vardiff_target_share_time_s,
+                    retarget_time_s=st.vardiff_retarget_time_s,
+                    variance=st.vardiff_variance,
+                    min_difficulty=st.min_difficulty,
+                    max_difficulty=st.max_difficulty,
+                ),
+                version_mask=st.version_mask_int,
+                extranonce2_size=st.extranonce2_size,
+                junk_limit=st.junk_limit,
+                invalid_ratio=st.invalid_ratio,
+                invalid_min=st.invalid_min_shares,
+            ),
+            jobs=self.jobs,
+            sink=ShareRecorder(self),
+            metrics=self.metrics,
+            extranonces=ExtranoncePool(st.node_id),
+            before_reply=self.sharelog.flush,
+            clock=clock,
+        )
+        self.address: tuple[str, int] | None = None
+        self.blocks: list[FoundBlock] = []
+        self.ready = asyncio.Event()  # a first job exists
+        self.listening = asyncio.Event()  # stratum is bound; `address` is set
+        self._refresh = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- blocks ----------------------------------------------------------------------------------
+
+    def submit_block_soon(self, share: AcceptedShare, block_hex: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._submit_block(share, block_hex))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _submit_block(self, share: AcceptedShare, block_hex: str) -> None:
+        height = share.job.template.height
+        hash_hex = share.verdict.block_hash_hex
+        try:
+            reason = await self.node.submit_block(block_hex)
+        except NodeError as exc:
+            reason = f"submit failed: {exc}"
+        accepted = reason is None
+        if accepted:
+            self.metrics.blocks_accepted += 1
+        else:
+            self.metrics.blocks_rejected += 1
+        self.sharelog.append(
+            {
+                "t": "block",
+                "ts": round(self.clock() * 1000),
+                "node": self.cfg.stratum.node_id,
+                "height": height,
+                "hash": hash_hex,
+                "accepted": accepted,
+                "reason": reason,
+                "account": share.account,
+                "worker": share.worker,
+                "reward_sat": share.job.template.coinbase_value_sat,
+                "bits": share.job.template.bits,
+            }
+        )
+        self.sharelog.flush()
+        self.blocks.append(
+            FoundBlock(height, hash_hex, accepted, reason, share.account, share.worker)
+        )
+        log.info(
+            "block_found",
+            height=height,
+            hash=hash_hex,
+            accepted=accepted,
+            reason=reason,
+            account=share.account,
+            worker=share.worker,
+        )
+        self._refresh.set()
+
+    # -- loops -----------------------------------------------------------------------------------
+
+    async def _update_job(self) -> bool:
+        raw = await self.node.get_template()
+        template = parse_template(raw)
+        job = self.jobs.new_job(template, self.clock())
+        self.metrics.jobs += 1
+        self.server.broadcast(job)
+        log.debug(
+            "job_published",
+            job=job.job_id,
+            height=template.height,
+            clean=job.clean,
+            txs=len(template.transactions),
+        )
+        return job.clean
+
+    async def _poll_node(self) -> None:
+        cfg = self.cfg.node
+        last_tip: str | None = None
+        last_job = 0.0
+        backoff = cfg.poll_interval_s
+        while True:
+            try:
+                tip = await self.node.best_block_hash()
+                now = self.clock()
+                due = now - last_job >= cfg.refresh_interval_s
+                if tip != last_tip or due or self._refresh.is_set():
+                    self._refresh.clear()
+                    await self._update_job()
+                    last_tip, last_job = tip, now
+                    self.ready.set()
+                backoff = cfg.poll_interval_s
+            except NodeError as exc:
+                log.warning("node_unavailable", error=str(exc), retry_s=backoff)
+                backoff = min(backoff * 2, 10.0)
+            except TemplateError as exc:
+                log.error("template_rejected", error=str(exc))
+                backoff = min(backoff * 2, 10.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh.wait(), backoff)
+
+    async def _group_commit(self) -> None:
+        interval = self.cfg.sharelog.fsync_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            self.sharelog.flush()
+            await asyncio.to_thread(self.sharelog.sync)
+
+    async def _housekeeping(self) -> None:
+        last_stats = self.clock()
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            now = self.clock()
+            self.server.tick()
+            self.jobs.prune(now)
+            if now - last_prune > 3600:
+                for path in self.sharelog.prune(now):
+                    log.info("sharelog_segment_removed", path=str(path))
+                last_prune = now
+            if now - last_stats >= self.cfg.log.stats_interval_s:
+                log.info("stats", **self.metrics.snapshot())
+                last_stats = now
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down in order."""
+        self.sharelog.open()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                poller = tg.create_task(self._poll_node())
+                ready = asyncio.create_task(self.ready.wait())
+                stopped = asyncio.create_task(stop.wait())
+                await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                ready.cancel()
+                if not stop.is_set():
+                    st = self.cfg.stratum
+                    self.address = await self.server.start(
+                        st.host, st.port, reuse_port=self.reuse_port
+                    )
+                    self.listening.set()
+                    workers = [
+                        tg.create_task(self._group_commit()),
+                        tg.create_task(self._housekeeping()),
+                    ]
+                    await stopped
+                    await self.server.stop(reconnect=True)
+                    for t in workers:
+                        t.cancel()
+                stopped.cancel()
+                poller.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=10)
+        finally:
+            self.sharelog.close()
+            await self.node.close()
+            log.info("daemon_stopped", **self.metrics.snapshot())

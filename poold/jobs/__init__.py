@@ -1,0 +1,1 @@
+"""Block templates -> Stratum jobs: coinbase building, merkle branches, the job registry."""

@@ -1,0 +1,134 @@
+"""Coinbase transaction building: BIP34 height, pool tag, extranonce space, outputs.
+
+The coinbase is produced in two halves (`coinb1`, `coinb2`) around the extranonce, as Stratum
+sends them. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+#: Witness reserved value (BIP141): 32 zero bytes; the coinbase's single witness item.
+WITNESS_RESERVED_VALUE = bytes(32)
+MAX_SCRIPTSIG_BYTES = 100  # consensus: coinbase scriptSig is 2..100 bytes
+
+
+def varint(n: int) -> bytes:
+    """Bitcoin CompactSize."""
+    if n < 0xFD:
+        return bytes([n])
+    if n <= 0xFFFF:
+        return b"\xfd" + struct.pack("<H", n)
+    if n <= 0xFFFFFFFF:
+        return b"\xfe" + struct.pack("<I", n)
+    return b"\xff" + struct.pack("<Q", n)
+
+
+def script_num(n: int) -> bytes:
+    """Minimal CScriptNum encoding (little-endian magnitude, sign bit in the top byte)."""
+    if n == 0:
+        return b""
+    neg, mag = n < 0, abs(n)
+    out = bytearray()
+    while mag:
+        out.append(mag & 0xFF)
+        mag >>= 8
+    if out[-1] & 0x80:
+        out.append(0x80 if neg else 0x00)
+    elif neg:
+        out[-1] |= 0x80
+    return bytes(out)
+
+
+def push_data(data: bytes) -> bytes:
+    """Script push of `data` with the smallest opcode."""
+    n = len(data)
+    if n < 0x4C:
+        return bytes([n]) + data
+    if n <= 0xFF:
+        return b"\x4c" + bytes([n]) + data
+    if n <= 0xFFFF:
+        return b"\x4d" + struct.pack("<H", n) + data
+    return b"\x4e" + struct.pack("<I", n) + data
+
+
+def bip34_height(height: int) -> bytes:
+    """The scriptSig prefix BIP34 demands: `CScript() << height` (OP_0, OP_1..OP_16, or a push)."""
+    if height < 0:
+        raise ValueError("height must be >= 0")
+    if height == 0:
+        return b"\x00"
+    if height <= 16:
+        return bytes([0x50 + height])
+    return push_data(script_num(height))
+
+
+@dataclass(frozen=True, slots=True)
+class CoinbaseParts:
+    """A coinbase split around its extranonce: tx = coinb1 + extranonce + coinb2 (no witness)."""
+
+    coinb1: bytes
+    coinb2: bytes
+    extranonce_size: int
+    has_witness_commitment: bool
+
+    def serialize(self, extranonce: bytes) -> bytes:
+        """Non-witness serialization: what the txid and the merkle root commit to."""
+        return self.coinb1 + extranonce + self.coinb2
+
+    def serialize_with_witness(self, extranonce: bytes) -> bytes:
+        """Serialization for a block: with marker, flag and the reserved-value witness if segwit."""
+        plain = self.serialize(extranonce)
+        if not self.has_witness_commitment:
+            return plain
+        witness = b"\x01" + varint(len(WITNESS_RESERVED_VALUE)) + WITNESS_RESERVED_VALUE  # 1 item
+        return plain[:4] + b"\x00\x01" + plain[4:-4] + witness + plain[-4:]
+
+
+def build_coinbase(
+    *,
+    height: int,
+    value_sat: int,
+    payout_script: bytes,
+    tag: bytes,
+    extranonce_size: int,
+    witness_commitment: bytes | None = None,
+    flags: bytes = b"",
+) -> CoinbaseParts:
+    """Build the coinbase halves for a template.
+
+    scriptSig = BIP34 height | template flags | push(tag) | push-op | <extranonce bytes>.
+    Outputs: the whole `value_sat` to `payout_script`, then the witness commitment script (if any)
+    with value 0. Raises ValueError if the scriptSig would exceed 100 bytes.
+    """
+    if value_sat < 0:
+        raise ValueError("coinbase value must be >= 0")
+    if not 1 <= extranonce_size <= 75:
+        raise ValueError("extranonce size must be 1..75 bytes")
+    head = bip34_height(height) + flags + (push_data(tag) if tag else b"")
+    script_len = len(head) + 1 + extranonce_size
+    if script_len > MAX_SCRIPTSIG_BYTES:
+        raise ValueError(
+            f"coinbase scriptSig would be {script_len} bytes (max {MAX_SCRIPTSIG_BYTES}): "
+            "shorten pool.coinbase_tag"
+        )
+    coinb1 = (
+        struct.pack("<I", 1)  # tx version
+        + b"\x01"  # one input
+        + bytes(32)
+        + b"\xff\xff\xff\xff"  # null prevout
+        + varint(script_len)
+        + head
+        + bytes([extranonce_size])  # push opcode for the extranonce bytes that follow
+    )
+    outputs = [struct.pack("<q", value_sat) + varint(len(payout_script)) + payout_script]
+    if witness_commitment is not None:
+        outputs.append(struct.pack("<q", 0) + varint(len(witness_commitment)) + witness_commitment)
+    coinb2 = (
+        b"\xff\xff\xff\xff"  # sequence
+        + varint(len(outputs))
+        + b"".join(outputs)
+        + struct.pack("<I", 0)  # locktime
+    )
+    return CoinbaseParts(coinb1, coinb2, extranonce_size, witness_commitment is not None)

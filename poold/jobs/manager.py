@@ -1,0 +1,102 @@
+"""The job registry: turns templates into jobs, decides clean_jobs, and expires stale work.
+
+A job stays valid until a new block supersedes it (plus `stale_grace_s`), or until
+`job_retain_s` after a newer job on the same block replaced it; shares for anything else are
+stale (21). Pure: time is passed in; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from poold.jobs.coinbase import build_coinbase
+from poold.jobs.job import Job
+from poold.jobs.template import BlockTemplate
+
+
+@dataclass(frozen=True, slots=True)
+class CoinbaseSpec:
+    payout_script: bytes
+    tag: bytes
+    extranonce1_size: int
+    extranonce2_size: int
+
+
+class JobManager:
+    def __init__(
+        self,
+        spec: CoinbaseSpec,
+        *,
+        stale_grace_s: float = 5.0,
+        job_retain_s: float = 120.0,
+        max_jobs: int = 256,
+    ) -> None:
+        self.spec = spec
+        self.stale_grace_s = stale_grace_s
+        self.job_retain_s = job_retain_s
+        self.max_jobs = max_jobs
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._expires: dict[str, float] = {}
+        self._current: Job | None = None
+        self._counter = 0
+
+    def current(self) -> Job | None:
+        return self._current
+
+    def get(self, job_id: str, now: float) -> Job | None:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        expires = self._expires.get(job_id)
+        if expires is not None and now > expires:
+            return None
+        return job
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def new_job(self, template: BlockTemplate, now: float) -> Job:
+        """Build the job for `template`; clean when it builds on a different block."""
+        prev = self._current
+        clean = prev is None or prev.template.prev_hash != template.prev_hash
+        self._counter += 1
+        spec = self.spec
+        coinbase = build_coinbase(
+            height=template.height,
+            value_sat=template.coinbase_value_sat,
+            payout_script=spec.payout_script,
+            tag=spec.tag,
+            extranonce_size=spec.extranonce1_size + spec.extranonce2_size,
+            witness_commitment=template.witness_commitment,
+            flags=template.coinbase_flags,
+        )
+        job = Job(
+            job_id=f"{self._counter:x}",
+            template=template,
+            coinbase=coinbase,
+            extranonce1_size=spec.extranonce1_size,
+            extranonce2_size=spec.extranonce2_size,
+            clean=clean,
+            ntime=max(template.curtime, template.mintime),
+        )
+        for job_id, old in self._jobs.items():
+            if job_id in self._expires:
+                continue
+            if clean:
+                self._expires[job_id] = now + self.stale_grace_s
+            elif old is prev:
+                self._expires[job_id] = now + self.job_retain_s
+        self._jobs[job.job_id] = job
+        self._current = job
+        self.prune(now)
+        return job
+
+    def prune(self, now: float) -> None:
+        """Forget expired jobs (and their duplicate sets); keep at most `max_jobs`."""
+        for job_id in [j for j, t in self._expires.items() if now > t]:
+            self._jobs.pop(job_id, None)
+            del self._expires[job_id]
+        while len(self._jobs) > self.max_jobs:
+            job_id, _ = self._jobs.popitem(last=False)
+            self._expires.pop(job_id, None)

@@ -1,0 +1,56 @@
+"""Process-wide counters and gauges, rendered in Prometheus text format.
+
+Owned by the composition root and passed to whoever counts; no module-level state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.shares_accepted = 0
+        self.shares_rejected: Counter[str] = Counter()
+        self.blocks_found = 0
+        self.blocks_accepted = 0
+        self.blocks_rejected = 0
+        self.connections = 0
+        self.connections_total = 0
+        self.connections_refused = 0
+        self.bans = 0
+        self.jobs = 0
+        self.difficulty_accepted = 0.0  # sum of credited share difficulty (for hashrate displays)
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "shares_accepted": self.shares_accepted,
+            "shares_rejected": dict(self.shares_rejected),
+            "blocks_found": self.blocks_found,
+            "blocks_accepted": self.blocks_accepted,
+            "blocks_rejected": self.blocks_rejected,
+            "connections": self.connections,
+            "connections_total": self.connections_total,
+            "connections_refused": self.connections_refused,
+            "bans": self.bans,
+            "jobs": self.jobs,
+        }
+
+    def render_prometheus(self) -> str:
+        lines = [
+            "# TYPE poold_shares_total counter",
+            f'poold_shares_total{{result="accepted"}} {self.shares_accepted}',
+        ]
+        for reason, n in sorted(self.shares_rejected.items()):
+            lines.append(f'poold_shares_total{{result="rejected",reason="{reason}"}} {n}')
+        lines += [
+            "# TYPE poold_blocks_total counter",
+            f'poold_blocks_total{{status="found"}} {self.blocks_found}',
+            f'poold_blocks_total{{status="accepted"}} {self.blocks_accepted}',
+            f'poold_blocks_total{{status="rejected"}} {self.blocks_rejected}',
+            "# TYPE poold_connections gauge",
+            f"poold_connections {self.connections}",
+            "# TYPE poold_jobs_total counter",
+            f"poold_jobs_total {self.jobs}",
+        ]
+        return "\n".join(lines) + "\n"

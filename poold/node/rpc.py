@@ -1,0 +1,70 @@
+"""bitcoind JSON-RPC over HTTP (aiohttp). aiohttp errors become `NodeError` at this boundary."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import aiohttp
+import orjson
+
+from poold.node.base import NodeError
+
+
+class RpcNode:
+    def __init__(self, url: str, user: str, password: str, *, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self._auth = aiohttp.BasicAuth(user, password)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+        self._ids = itertools.count(1)
+
+    async def call(self, method: str, *params: object) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout)
+        body = orjson.dumps(
+            {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
+        )
+        try:
+            async with self._session.post(
+                self.url, data=body, headers={"Content-Type": "application/json"}
+            ) as resp:
+                raw = await resp.read()
+                if resp.status == 401:
+                    raise NodeError(f"node at {self.url} refused the RPC user/password (401)")
+                try:
+                    reply = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    raise NodeError(
+                        f"node at {self.url} answered {method} with HTTP {resp.status}, not JSON"
+                    ) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise NodeError(f"node at {self.url} unreachable for {method}: {exc!r}") from exc
+        if not isinstance(reply, dict):
+            raise NodeError(f"node at {self.url} sent a malformed reply to {method}")
+        err = reply.get("error")
+        if err:
+            msg = err.get("message") if isinstance(err, dict) else err
+            raise NodeError(f"node refused {method}: {msg}")
+        return reply.get("result")
+
+    async def get_template(self) -> dict[str, object]:
+        result = await self.call("getblocktemplate", {"rules": ["segwit"]})
+        if not isinstance(result, dict):
+            raise NodeError("getblocktemplate did not return an object")
+        return result
+
+    async def best_block_hash(self) -> str:
+        result = await self.call("getbestblockhash")
+        if not isinstance(result, str):
+            raise NodeError("getbestblockhash did not return a string")
+        return result
+
+    async def submit_block(self, block_hex: str) -> str | None:
+        result = await self.call("submitblock", block_hex)
+        return None if result is None else str(result)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

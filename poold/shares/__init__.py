@@ -1,0 +1,1 @@
+"""Share difficulty, validation verdicts and the durable share log."""

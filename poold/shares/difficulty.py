@@ -1,0 +1,101 @@
+"""Difficulty <-> target arithmetic on exact integers and fractions.
+
+Owns: the diff-1 constant, compact `nbits` encoding, share targets for fractional difficulties.
+Must not import anything from poold beyond the standard library.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+DIFF1_TARGET = 0xFFFF * 2**208
+MAX_TARGET = 2**256 - 1
+#: The smallest difficulty poold accepts anywhere: at 2**-32 every hash is a share.
+MIN_DIFFICULTY = Fraction(1, 2**32)
+MAX_DIFFICULTY = Fraction(2**64)
+
+
+def to_difficulty(value: object, *, field: str = "difficulty") -> Fraction:
+    """Parse a difficulty exactly from int, str ("0.5", "1/4", "65536"), Decimal, Fraction or float.
+
+    Floats are converted exactly (their binary value), which is what a miner sending `0.001`
+    in JSON means closely enough; the result is then bounded to [2**-32, 2**64].
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{field}: expected a number, got a boolean")
+    try:
+        if isinstance(value, Fraction):
+            d = value
+        elif isinstance(value, int):
+            d = Fraction(value)
+        elif isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(f"{field}: {value!r} is not a finite number")
+            d = Fraction(value)
+        elif isinstance(value, Decimal):
+            if not value.is_finite():
+                raise ValueError(f"{field}: {value!r} is not a finite number")
+            d = Fraction(value)
+        elif isinstance(value, str):
+            d = Fraction(value.strip())
+        else:
+            raise TypeError(f"{field}: expected a number, got {type(value).__name__}")
+    except (ValueError, ZeroDivisionError) as exc:
+        raise ValueError(f"{field}: cannot read {value!r} as a difficulty ({exc})") from None
+    if d <= 0:
+        raise ValueError(f"{field}: difficulty must be > 0, got {value!r}")
+    if d < MIN_DIFFICULTY or d > MAX_DIFFICULTY:
+        raise ValueError(f"{field}: difficulty {value!r} is outside [2**-32, 2**64]")
+    return d
+
+
+def target_from_difficulty(difficulty: Fraction) -> int:
+    """Share target for `difficulty`: floor(diff1 / difficulty), capped at 2**256 - 1."""
+    target = (DIFF1_TARGET * difficulty.denominator) // difficulty.numerator
+    return min(target, MAX_TARGET)
+
+
+def difficulty_from_target(target: int) -> Fraction:
+    """Exact difficulty of a target: diff1 / target."""
+    if target <= 0:
+        raise ValueError("target must be positive")
+    return Fraction(DIFF1_TARGET, target)
+
+
+def target_from_bits(bits: int) -> int:
+    """Decode compact `nBits` (as Bitcoin Core's arith_uint256::SetCompact, rejecting negatives)."""
+    exponent = bits >> 24
+    mantissa = bits & 0x007FFFFF
+    if bits & 0x00800000:
+        raise ValueError(f"nbits {bits:08x} encodes a negative target")
+    shift = 8 * (exponent - 3)
+    target = mantissa << shift if shift >= 0 else mantissa >> -shift
+    if target == 0 or target > MAX_TARGET:
+        raise ValueError(f"nbits {bits:08x} encodes an invalid target")
+    return target
+
+
+def bits_from_target(target: int) -> int:
+    """Encode a target as compact `nBits` (as GetCompact: the encoded target is <= `target`)."""
+    if not 0 < target <= MAX_TARGET:
+        raise ValueError("target out of range")
+    size = (target.bit_length() + 7) // 8
+    shift = 8 * (size - 3)
+    mantissa = target >> shift if shift >= 0 else target << -shift
+    if mantissa & 0x00800000:
+        mantissa >>= 8
+        size += 1
+    return (size << 24) | mantissa
+
+
+def network_difficulty(bits: int) -> Fraction:
+    """Network difficulty of a block with compact target `bits`: diff1 / target(bits)."""
+    return difficulty_from_target(target_from_bits(bits))
+
+
+def format_difficulty(difficulty: Fraction) -> int | float:
+    """Difficulty as a JSON number for `mining.set_difficulty` (int when whole)."""
+    if difficulty.denominator == 1:
+        return difficulty.numerator
+    return float(difficulty)

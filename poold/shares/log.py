@@ -1,0 +1,216 @@
+"""The durable, append-only share log: every accepted share and found block, in rotating segments.
+
+Durability contract: `flush()` hands records to the kernel with one write() (they survive kill -9
+of the daemon from that moment); `sync()` fsyncs them (they survive power loss) and is called by
+the daemon's group-commit task every few milliseconds, off the event loop. The daemon calls
+`flush()` before it sends the `true` replies for the shares in the batch.
+
+Framing per record: u32 length, u32 crc32(payload), payload (JSON object, orjson). A torn tail
+(crash mid-write) is detected by length/CRC on open and truncated. Must not import asyncio or
+anything from the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+_FRAME = struct.Struct("<II")
+_MAX_RECORD = 1 << 20
+_PREFIX, _SUFFIX = "shares-", ".log"
+
+
+class ShareLogError(RuntimeError):
+    """The share log cannot be opened or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogPosition:
+    segment: int
+    offset: int
+
+
+def segment_path(directory: Path, seq: int) -> Path:
+    return directory / f"{_PREFIX}{seq:010d}{_SUFFIX}"
+
+
+def list_segments(directory: Path) -> list[int]:
+    """Sequence numbers of the segments in `directory`, oldest first."""
+    seqs = []
+    for p in directory.glob(f"{_PREFIX}*{_SUFFIX}"):
+        stem = p.name[len(_PREFIX) : -len(_SUFFIX)]
+        if stem.isdigit():
+            seqs.append(int(stem))
+    return sorted(seqs)
+
+
+def _frames(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(start, end, payload) of each intact frame; stops at the first torn or corrupt one."""
+    pos = 0
+    while pos + _FRAME.size <= len(data):
+        length, crc = _FRAME.unpack_from(data, pos)
+        end = pos + _FRAME.size + length
+        if length > _MAX_RECORD or end > len(data):
+            return
+        payload = data[pos + _FRAME.size : end]
+        if zlib.crc32(payload) != crc:
+            return
+        yield pos, end, payload
+        pos = end
+
+
+def read_segment(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """Yield (offset, record) for every intact record of one segment."""
+    for start, _end, payload in _frames(path.read_bytes()):
+        record = orjson.loads(payload)
+        if isinstance(record, dict):
+            yield start, record
+
+
+def _valid_length(path: Path) -> int:
+    return max((end for _start, end, _payload in _frames(path.read_bytes())), default=0)
+
+
+def read_log(directory: Path) -> Iterator[tuple[LogPosition, dict[str, object]]]:
+    """Every intact record of every segment, in append order."""
+    for seq in list_segments(directory):
+        for offset, record in read_segment(segment_path(directory, seq)):
+            yield LogPosition(seq, offset), record
+
+
+class ShareLog:
+    """Append-only segmented log with group commit. Not thread-safe except `sync()`."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        segment_bytes: int = 64 << 20,
+        retention_s: float = 7 * 86400,
+    ) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.retention_s = retention_s
+        self._pending = bytearray()
+        self._fd = -1
+        self._seq = 0
+        self._size = 0
+        self._lock = threading.Lock()  # guards fd swaps against a concurrent fsync
+        self._dirty = False
+        self.records_appended = 0
+        self.bytes_written = 0
+        self.syncs = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open (creating the directory), truncating a torn tail left by a crash."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            seqs = list_segments(self.directory)
+            self._seq = seqs[-1] if seqs else 1
+            path = segment_path(self.directory, self._seq)
+            if path.exists():
+                good = _valid_length(path)
+                if good != path.stat().st_size:
+                    os.truncate(path, good)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._size = os.fstat(self._fd).st_size
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            raise ShareLogError(f"cannot open share log in {self.directory}: {exc}") from exc
+
+    def close(self) -> None:
+        """Flush, fsync and close. Safe to call twice."""
+        if self._fd < 0:
+            return
+        self.flush()
+        self.sync()
+        with self._lock:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(self, record: Mapping[str, object]) -> None:
+        """Queue one record; it is written by the next `flush()`."""
+        payload = orjson.dumps(record)
+        self._pending += _FRAME.pack(len(payload), zlib.crc32(payload))
+        self._pending += payload
+        self.records_appended += 1
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> None:
+        """Write queued records with one write(): from here they survive a kill -9."""
+        if not self._pending:
+            return
+        if self._fd < 0:
+            raise ShareLogError("share log is not open")
+        data = bytes(self._pending)
+        self._pending.clear()
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._size += len(data)
+        self.bytes_written += len(data)
+        self._dirty = True
+        if self._size >= self.segment_bytes:
+            self._rotate()
+
+    def sync(self) -> bool:
+        """fsync what was flushed. Thread-safe; returns False when there was nothing to do."""
+        with self._lock:
+            if not self._dirty or self._fd < 0:
+                return False
+            self._dirty = False
+            os.fsync(self._fd)
+            self.syncs += 1
+            return True
+
+    def _rotate(self) -> None:
+        with self._lock:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._dirty = False
+            self._seq += 1
+            path = segment_path(self.directory, self._seq)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._size = 0
+        _fsync_dir(self.directory)
+
+    def prune(self, now: float | None = None) -> list[Path]:
+        """Delete closed segments older than the retention period; returns what was removed."""
+        cutoff = (time.time() if now is None else now) - self.retention_s
+        removed = []
+        for seq in list_segments(self.directory):
+            if seq >= self._seq:
+                break
+            path = segment_path(self.directory, seq)
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        return removed
+
+    @property
+    def position(self) -> LogPosition:
+        return LogPosition(self._seq, self._size)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

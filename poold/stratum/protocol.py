@@ -1,0 +1,263 @@
+"""Sans-I/O Stratum V1: bytes in -> typed events out; replies and notifications -> bytes out.
+
+`StratumConnection.receive_data` raises only `RemoteProtocolError`, and only for abuse that
+must close the connection (a line over the cap). A malformed but bounded line becomes an
+`InvalidRequest` event so the session can answer it and count it. Hex is decoded here, once.
+Must not import asyncio, read clocks, or know about shares, jobs or storage.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+
+import orjson
+
+from poold.shares.difficulty import to_difficulty
+
+MAX_LINE_BYTES = 16 * 1024
+RequestId = int | str | None
+
+
+class RemoteProtocolError(Exception):
+    """The peer broke the framing rules; the connection must be closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    req_id: RequestId
+    agent: str
+    session_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Authorize:
+    req_id: RequestId
+    user: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Configure:
+    req_id: RequestId
+    extensions: tuple[str, ...]
+    params: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestDifficulty:
+    req_id: RequestId
+    difficulty: Fraction
+
+
+@dataclass(frozen=True, slots=True)
+class ExtranonceSubscribe:
+    req_id: RequestId
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    req_id: RequestId
+    worker: str
+    job_id: str
+    extranonce2: bytes
+    ntime: int
+    nonce: int
+    version_bits: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownMethod:
+    req_id: RequestId
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRequest:
+    """A line that is not a usable request; `req_id` is None when none could be read."""
+
+    req_id: RequestId
+    reason: str
+    junk: bool  # True when the line is not even a JSON-RPC object (counts toward a ban)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerResponse:
+    """A reply from the miner to something we sent (e.g. client.get_version); ignored."""
+
+    req_id: RequestId
+
+
+Event = (
+    Subscribe
+    | Authorize
+    | Configure
+    | SuggestDifficulty
+    | ExtranonceSubscribe
+    | Submit
+    | UnknownMethod
+    | InvalidRequest
+    | PeerResponse
+)
+
+
+class _BadParams(ValueError):
+    pass
+
+
+def _str(value: object, name: str, max_len: int = 256) -> str:
+    if not isinstance(value, str):
+        raise _BadParams(f"{name} must be a string")
+    if len(value) > max_len:
+        raise _BadParams(f"{name} is longer than {max_len} characters")
+    return value
+
+
+def _hex_bytes(value: object, name: str, max_len: int = 64) -> bytes:
+    s = _str(value, name, max_len * 2)
+    if len(s) % 2:
+        raise _BadParams(f"{name} must be an even number of hex digits")
+    try:
+        return bytes.fromhex(s)
+    except ValueError:
+        raise _BadParams(f"{name} is not hex") from None
+
+
+def _hex_u32(value: object, name: str) -> int:
+    s = _str(value, name, 8)
+    if not s or not all(c in "0123456789abcdefABCDEF" for c in s):
+        raise _BadParams(f"{name} must be up to 8 hex digits")
+    return int(s, 16)
+
+
+def _parse_params(method: str, req_id: RequestId, params: list[object]) -> Event:
+    if method == "mining.submit":
+        if len(params) not in (5, 6):
+            raise _BadParams(f"mining.submit takes 5 or 6 params, got {len(params)}")
+        worker, job_id, en2, ntime, nonce, *rest = params
+        return Submit(
+            req_id,
+            _str(worker, "worker"),
+            _str(job_id, "job_id", 64),
+            _hex_bytes(en2, "extranonce2", 32),
+            _hex_u32(ntime, "ntime"),
+            _hex_u32(nonce, "nonce"),
+            _hex_u32(rest[0], "version_bits") if rest else None,
+        )
+    if method == "mining.subscribe":
+        agent = _str(params[0], "user agent") if params and params[0] is not None else ""
+        sid = params[1] if len(params) > 1 else None
+        return Subscribe(req_id, agent, _str(sid, "session id", 64) if sid is not None else None)
+    if method == "mining.authorize":
+        if not params:
+            raise _BadParams("mining.authorize needs a user")
+        password = params[1] if len(params) > 1 and params[1] is not None else ""
+        return Authorize(req_id, _str(params[0], "user"), _str(password, "password"))
+    if method == "mining.configure":
+        if len(params) < 1 or not isinstance(params[0], list):
+            raise _BadParams("mining.configure needs a list of extensions")
+        exts = tuple(_str(e, "extension", 64) for e in params[0])
+        opts = params[1] if len(params) > 1 else {}
+        if not isinstance(opts, dict):
+            raise _BadParams("mining.configure parameters must be an object")
+        return Configure(req_id, exts, opts)
+    if method == "mining.suggest_difficulty":
+        if len(params) != 1:
+            raise _BadParams("mining.suggest_difficulty takes one number")
+        value = params[0]
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise _BadParams("difficulty must be a number")
+        try:
+            return SuggestDifficulty(req_id, to_difficulty(value))
+        except (ValueError, TypeError) as exc:
+            raise _BadParams(str(exc)) from None
+    if method == "mining.extranonce.subscribe":
+        return ExtranonceSubscribe(req_id)
+    return UnknownMethod(req_id, method)
+
+
+def parse_line(line: bytes) -> Event:
+    """Parse one JSON-RPC line into an event (never raises)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return InvalidRequest(None, "malformed JSON", junk=True)
+    if not isinstance(obj, dict):
+        return InvalidRequest(None, "request must be a JSON object", junk=True)
+    req_id = obj.get("id")
+    if isinstance(req_id, bool) or not isinstance(req_id, int | str | None):
+        return InvalidRequest(None, "id must be a number, a string or null", junk=True)
+    if isinstance(req_id, str) and len(req_id) > 64:
+        return InvalidRequest(None, "id is longer than 64 characters", junk=True)
+    method = obj.get("method")
+    if method is None:
+        if "result" in obj or "error" in obj:
+            return PeerResponse(req_id)
+        return InvalidRequest(req_id, "missing method", junk=True)
+    if not isinstance(method, str) or len(method) > 64:
+        return InvalidRequest(req_id, "method must be a short string", junk=True)
+    params = obj.get("params", [])
+    if params is None:
+        params = []
+    if not isinstance(params, list):
+        return InvalidRequest(req_id, f"{method}: params must be a list", junk=False)
+    try:
+        return _parse_params(method, req_id, params)
+    except _BadParams as exc:
+        return InvalidRequest(req_id, f"{method}: {exc}", junk=False)
+
+
+class StratumConnection:
+    """Framing state of one connection: buffer bytes, emit events, encode outgoing messages."""
+
+    __slots__ = ("_buf", "_events", "_max_line_bytes")
+
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self._buf = bytearray()
+        self._events: deque[Event] = deque()
+        self._max_line_bytes = max_line_bytes
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed received bytes; complete lines become events. Raises RemoteProtocolError."""
+        buf = self._buf
+        buf += data
+        start = 0
+        while (end := buf.find(b"\n", start)) != -1:
+            if end - start > self._max_line_bytes:
+                raise RemoteProtocolError(f"line exceeds {self._max_line_bytes} bytes")
+            line = bytes(buf[start:end]).strip()
+            start = end + 1
+            if line:
+                self._events.append(parse_line(line))
+        if start:
+            del buf[:start]
+        if len(buf) > self._max_line_bytes:
+            buf.clear()
+            raise RemoteProtocolError(f"line exceeds {self._max_line_bytes} bytes")
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    @property
+    def buffered_bytes(self) -> int:
+        return len(self._buf)
+
+
+def encode_result(req_id: RequestId, result: object) -> bytes:
+    return orjson.dumps({"id": req_id, "result": result, "error": None}) + b"\n"
+
+
+def encode_true(req_id: RequestId) -> bytes:
+    """The hot-path reply to an accepted share."""
+    if isinstance(req_id, int):
+        return b'{"id":%d,"result":true,"error":null}\n' % req_id
+    return encode_result(req_id, True)
+
+
+def encode_error(req_id: RequestId, code: int, message: str) -> bytes:
+    return orjson.dumps({"id": req_id, "result": None, "error": [code, message, None]}) + b"\n"
+
+
+def encode_notification(method: str, params: list[object]) -> bytes:
+    return orjson.dumps({"id": None, "method": method, "params": params}) + b"\n"

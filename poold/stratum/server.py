@@ -1,0 +1,260 @@
+"""The Stratum transport: asyncio Protocols on the running (uv)loop, nothing else.
+
+Owns sockets, the connection table, idle timeouts, bans and write back-pressure. All policy is
+in `Session`; all parsing in `protocol.py`. Before any reply bytes leave, `before_reply()` is
+called so accepted shares are in the share log first (one write() per received chunk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+import structlog
+
+from poold.jobs.job import Job
+from poold.metrics import Metrics
+from poold.stratum import protocol as p
+from poold.stratum.extranonce import ExtranoncePool
+from poold.stratum.session import JobSource, Session, SessionPolicy, ShareSink
+
+log = structlog.get_logger(__name__)
+
+MAX_WRITE_BUFFER = 1 << 20  # a miner that stops reading is dropped before it costs more
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_connections: int
+    max_line_bytes: int
+    idle_timeout_s: float
+    ban_s: float
+    allowlist: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class _Ban:
+    until: float
+    reason: str = field(default="")
+
+
+def never_banned(host: str, allowlist: frozenset[str]) -> bool:
+    if host in allowlist:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class MinerConnection(asyncio.Protocol):
+    __slots__ = ("conn", "host", "last_activity", "log", "server", "session", "transport")
+
+    def __init__(self, server: StratumServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self.host = ""
+        self.last_activity = 0.0
+        self.conn = p.StratumConnection(server.limits.max_line_bytes)
+        self.log = log
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.host = str(peer[0])
+        srv = self.server
+        now = srv.clock()
+        self.last_activity = now
+        if not srv.accepting:
+            transport.abort()
+            return
+        if srv.is_banned(self.host, now):
+            srv.metrics.connections_refused += 1
+            transport.abort()
+            return
+        if len(srv.connections) >= srv.limits.max_connections:
+            srv.metrics.connections_refused += 1
+            transport.write(p.encode_notification("client.show_message", ["pool is full"]))
+            transport.close()
+            return
+        self.session = srv.new_session(f"{self.host}:{peer[1]}", now)
+        self.log = log.bind(peer=f"{self.host}:{peer[1]}", en1=self.session.extranonce1.hex())
+        self.session.log_event = self.log.debug
+        srv.connections.add(self)
+        srv.metrics.connections = len(srv.connections)
+        srv.metrics.connections_total += 1
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        session, transport = self.session, self.transport
+        if session is None or transport is None or transport.is_closing():
+            return
+        now = self.server.clock()
+        self.last_activity = now
+        try:
+            self.conn.receive_data(data)
+        except p.RemoteProtocolError as exc:
+            self.log.info("miner_protocol_error", reason=str(exc))
+            self.server.record_abuse(self.host, str(exc), now)
+            self._flush(session, transport)
+            transport.close()
+            return
+        conn = self.conn
+        while (event := conn.next_event()) is not None:
+            session.handle(event, now)
+            if session.close_reason is not None:
+                break
+        self._flush(session, transport)
+        if session.close_reason is not None:
+            self.log.info("miner_closed", reason=session.close_reason, ban=session.ban)
+            if session.ban:
+                self.server.record_abuse(self.host, session.close_reason, now)
+            transport.close()
+
+    def _flush(self, session: Session, transport: asyncio.Transport) -> None:
+        if session.outbox:
+            self.server.before_reply()
+            transport.write(b"".join(session.outbox))
+            session.outbox.clear()
+            if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                self.log.info("miner_closed", reason="not reading its replies")
+                transport.abort()
+
+    def push(self, job: Job, notify: bytes, now: float) -> None:
+        if self.session is not None and self.transport is not None:
+            self.session.on_new_job(job, notify, now)
+            self._flush(self.session, self.transport)
+
+    def tick(self, now: float) -> bool:
+        """Returns False when the connection was closed for idleness."""
+        if self.session is None or self.transport is None:
+            return True
+        if now - self.last_activity > self.server.limits.idle_timeout_s:
+            self.log.info("miner_closed", reason="idle timeout")
+            self.transport.close()
+            return False
+        self.session.on_tick(now)
+        self._flush(self.session, self.transport)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        srv = self.server
+        if self in srv.connections:
+            srv.connections.discard(self)
+            srv.metrics.connections = len(srv.connections)
+        if self.session is not None:
+            self.session.release(srv.clock())
+        srv.connection_closed()
+
+
+class StratumServer:
+    def __init__(
+        self,
+        *,
+        limits: ServerLimits,
+        policy: SessionPolicy,
+        jobs: JobSource,
+        sink: ShareSink,
+        metrics: Metrics,
+        extranonces: ExtranoncePool,
+        before_reply: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limits = limits
+        self.policy = policy
+        self.jobs = jobs
+        self.sink = sink
+        self.metrics = metrics
+        self.extranonces = extranonces
+        self.before_reply = before_reply
+        self.clock = clock
+        self.connections: set[MinerConnection] = set()
+        self.bans: dict[str, _Ban] = {}
+        self.accepting = True
+        self._server: asyncio.Server | None = None
+        self._drained = asyncio.Event()
+
+    def new_session(self, peer: str, now: float) -> Session:
+        return Session(
+            policy=self.policy,
+            jobs=self.jobs,
+            sink=self.sink,
+            metrics=self.metrics,
+            extranonces=self.extranonces,
+            peer=peer,
+            now=now,
+            on_log=None,
+        )
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: MinerConnection(self),
+            host,
+            port,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            backlog=4096,
+        )
+        addr = self._server.sockets[0].getsockname()
+        log.info("stratum_listening", host=addr[0], port=addr[1])
+        return str(addr[0]), int(addr[1])
+
+    def broadcast(self, job: Job) -> None:
+        """Send a new job to every connection (the notify line is encoded once)."""
+        notify = p.encode_notification("mining.notify", job.notify_params())
+        now = self.clock()
+        for c in list(self.connections):
+            c.push(job, notify, now)
+
+    def tick(self) -> None:
+        now = self.clock()
+        for c in list(self.connections):
+            c.tick(now)
+        for host in [h for h, b in self.bans.items() if b.until <= now]:
+            del self.bans[host]
+
+    def is_banned(self, host: str, now: float) -> bool:
+        ban = self.bans.get(host)
+        return ban is not None and ban.until > now
+
+    def record_abuse(self, host: str, reason: str, now: float) -> None:
+        if self.limits.ban_s <= 0 or never_banned(host, self.limits.allowlist):
+            return
+        self.bans[host] = _Ban(now + self.limits.ban_s, reason)
+        self.metrics.bans += 1
+        log.warning("peer_banned", host=host, reason=reason, seconds=self.limits.ban_s)
+
+    def connection_closed(self) -> None:
+        if not self.accepting and not self.connections:
+            self._drained.set()
+
+    async def stop(self, *, reconnect: bool = True, timeout_s: float = 5.0) -> None:
+        """Stop accepting, ask miners to reconnect (elsewhere or later), close every connection."""
+        self.accepting = False
+        if self._server is not None:
+            self._server.close()
+        msg = p.encode_notification("client.reconnect", []) if reconnect else b""
+        for c in list(self.connections):
+            if c.transport is not None and not c.transport.is_closing():
+                if msg:
+                    c.transport.write(msg)
+                c.transport.close()
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._drained.wait(), timeout_s)
+            except TimeoutError:
+                for c in list(self.connections):
+                    if c.transport is not None:
+                        c.transport.abort()
+        if self._server is not None:
+            await self._server.wait_closed()

@@ -1,0 +1,82 @@
+"""Per-connection variable difficulty: a pure controller, the clock passed in as `now` (seconds).
+
+Aims for one share every `target_share_time_s`; retargets after `retarget_time_s` (or sooner when
+shares arrive much too fast), tolerating `variance` (a fraction) around the target before it
+moves. Difficulties are quantized to integers >= 1, or powers of two below 1, so they stay
+exact and readable. Must not import asyncio or read clocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+MAX_STEP = 16  # never change difficulty by more than this factor in one retarget
+
+
+@dataclass(frozen=True, slots=True)
+class VardiffConfig:
+    target_share_time_s: float
+    retarget_time_s: float
+    variance: float
+    min_difficulty: Fraction
+    max_difficulty: Fraction
+
+    def clamp(self, difficulty: Fraction) -> Fraction:
+        return max(self.min_difficulty, min(self.max_difficulty, difficulty))
+
+
+def quantize(difficulty: Fraction) -> Fraction:
+    """Round down to an integer when >= 1, else to a power of two (exact, never zero)."""
+    if difficulty >= 1:
+        return Fraction(difficulty.numerator // difficulty.denominator)
+    k = 0
+    while Fraction(1, 2**k) > difficulty:
+        k += 1
+    return Fraction(1, 2**k)
+
+
+class Vardiff:
+    __slots__ = ("_count", "_window_start", "cfg", "difficulty")
+
+    def __init__(self, cfg: VardiffConfig, difficulty: Fraction, now: float) -> None:
+        self.cfg = cfg
+        self.difficulty = difficulty
+        self._window_start = now
+        self._count = 0
+
+    def reset(self, difficulty: Fraction, now: float) -> None:
+        self.difficulty = difficulty
+        self._window_start = now
+        self._count = 0
+
+    def on_share(self, now: float) -> Fraction | None:
+        """Count one accepted share; returns a new difficulty when it should change."""
+        self._count += 1
+        elapsed = now - self._window_start
+        fast = self._count >= max(8, 4 * self.cfg.retarget_time_s / self.cfg.target_share_time_s)
+        if elapsed >= self.cfg.retarget_time_s or (fast and elapsed > 0):
+            return self._retarget(max(elapsed, 1e-3) / self._count, now)
+        return None
+
+    def on_tick(self, now: float) -> Fraction | None:
+        """Periodic check: a miner that found nothing for a long time gets an easier target."""
+        elapsed = now - self._window_start
+        if self._count == 0 and elapsed >= 2 * self.cfg.retarget_time_s:
+            return self._retarget(elapsed, now)
+        return None
+
+    def _retarget(self, avg_share_time: float, now: float) -> Fraction | None:
+        cfg = self.cfg
+        self._window_start, self._count = now, 0
+        lo = cfg.target_share_time_s * (1 - cfg.variance)
+        hi = cfg.target_share_time_s * (1 + cfg.variance)
+        if lo <= avg_share_time <= hi:
+            return None
+        ratio = Fraction(cfg.target_share_time_s / avg_share_time).limit_denominator(1 << 20)
+        ratio = max(Fraction(1, MAX_STEP), min(Fraction(MAX_STEP), ratio))
+        new = cfg.clamp(quantize(self.difficulty * ratio))
+        if new == self.difficulty:
+            return None
+        self.difficulty = new
+        return new
