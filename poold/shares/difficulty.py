@@ -13,7 +13,7 @@ DIFF1_TARGET = 0xFFFF * 2**208
 MAX_TARGET = 2**256 - 1
 #: The smallest difficulty poold accepts anywhere: at 2**-32 every hash is a share.
 MIN_DIFFICULTY = Fraction(1, 2**32)
-MAX_DIFFICULTY = Fraction(2**64)
+MAX_DIFFICULTY = Fraction(2**60)
 
 
 def to_difficulty(value: object, *, field: str = "difficulty") -> Fraction:
@@ -46,7 +46,7 @@ def to_difficulty(value: object, *, field: str = "difficulty") -> Fraction:
     if d <= 0:
         raise ValueError(f"{field}: difficulty must be > 0, got {value!r}")
     if d < MIN_DIFFICULTY or d > MAX_DIFFICULTY:
-        raise ValueError(f"{field}: difficulty {value!r} is outside [2**-32, 2**64]")
+        raise ValueError(f"{field}: difficulty {value!r} is outside [2**-32, 2**60]")
     return d
 
 

@@ -21,7 +21,7 @@ from poold.shares.difficulty import format_difficulty, target_from_difficulty, t
 from poold.shares.validate import Accepted, Reject, Rejected, validate_share
 from poold.stratum import protocol as p
 from poold.stratum.extranonce import ExtranoncePool
-from poold.stratum.vardiff import Vardiff, VardiffConfig
+from poold.stratum.vardiff import Vardiff, VardiffConfig, quantize
 
 _ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _WORKER_RE = re.compile(r"^[A-Za-z0-9_\-.]{0,64}$")
@@ -189,7 +189,7 @@ class Session:
                 self.outbox.append(p.encode_error(ev.req_id, Reject.OTHER, str(exc)))
                 return
             # d= is the start difficulty and this connection's floor for vardiff.
-            self.min_difficulty = self.policy.vardiff.clamp(wanted)
+            self.min_difficulty = self._from_miner(wanted)
             self.vardiff.reset(self.min_difficulty, now)
         self.outbox.append(p.encode_result(ev.req_id, True))
         if first and self.subscribed:
@@ -221,7 +221,7 @@ class Session:
                 except (ValueError, TypeError):
                     result["minimum-difficulty"] = False
                     continue
-                self.min_difficulty = self.policy.vardiff.clamp(wanted)
+                self.min_difficulty = self._from_miner(wanted)
                 result["minimum-difficulty"] = True
             elif ext == "subscribe-extranonce":
                 self.extranonce_subscribed = True
@@ -231,13 +231,17 @@ class Session:
         self.outbox.append(p.encode_result(ev.req_id, result))
 
     def _suggest(self, ev: p.SuggestDifficulty, now: float) -> None:
-        wanted = max(self.min_difficulty, self.policy.vardiff.clamp(ev.difficulty))
+        wanted = max(self.min_difficulty, self._from_miner(ev.difficulty))
         self.vardiff.reset(wanted, now)
         self.outbox.append(p.encode_result(ev.req_id, True))
         if self.workers and self.difficulty_sent is not None and wanted != self.difficulty_sent:
             self._send_work(self.jobs.current(), now)
 
     # -- work ------------------------------------------------------------------------------------
+
+    def _from_miner(self, difficulty: Fraction) -> Fraction:
+        """A miner's number (often a float) made exact, readable and within config bounds."""
+        return self.policy.vardiff.clamp(quantize(difficulty))
 
     def _effective_difficulty(self) -> Fraction:
         return max(self.min_difficulty, self.vardiff.difficulty)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from poold.jobs.coinbase import bip34_height, build_coinbase, push_data, script_num, varint
+from poold.jobs.merkle import coinbase_branch, fold_branch, merkle_root, sha256d
+
+
+@pytest.mark.parametrize(
+    ("height", "expected"),
+    [
+        (0, "00"),
+        (1, "51"),
+        (16, "60"),
+        (17, "0111"),
+        (127, "017f"),
+        (128, "028000"),  # sign bit forces an extra byte
+        (255, "02ff00"),
+        (256, "020001"),
+        (32767, "02ff7f"),
+        (32768, "03008000"),
+        (840000, "0340d10c"),  # mainnet halving block: 03 40d10c
+        (8388608, "0400008000"),
+    ],
+)
+def test_bip34_height_push(height: int, expected: str) -> None:
+    assert bip34_height(height).hex() == expected
+
+
+def test_script_num_negative_and_varint() -> None:
+    assert script_num(-1) == b"\x81"
+    assert script_num(-128) == b"\x80\x80"
+    assert varint(0xFC) == b"\xfc" and varint(0xFD) == b"\xfd\xfd\x00"
+    assert varint(0x10000) == b"\xfe\x00\x00\x01\x00"
+    assert varint(2**32) == b"\xff" + (2**32).to_bytes(8, "little")
+    assert push_data(bytes(80))[:2] == b"\x4c\x50"
+
+
+def test_scriptsig_over_100_bytes_is_refused_with_advice() -> None:
+    with pytest.raises(ValueError, match="coinbase_tag"):
+        build_coinbase(height=1000, value_sat=1, payout_script=b"\x51", tag=b"x" * 90,
+                       extranonce_size=8)
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=0, max_size=40),
+       st.binary(min_size=32, max_size=32))
+def test_branch_folds_to_merkle_root(others: list[bytes], coinbase_hash: bytes) -> None:
+    branch = coinbase_branch(others)
+    assert fold_branch(coinbase_hash, branch) == merkle_root([coinbase_hash, *others])
+
+
+def test_merkle_of_one_is_itself_and_empty_is_error() -> None:
+    h = sha256d(b"x")
+    assert merkle_root([h]) == h and coinbase_branch([]) == []
+    with pytest.raises(ValueError):
+        merkle_root([])
