@@ -44,7 +44,7 @@ class ConfigError(ValueError):
 
 
 def _difficulty(value: object) -> Fraction:
-    return to_difficulty(value)
+    return to_difficulty(value, field="")
 
 
 def _fraction_0_1(value: object) -> Fraction:

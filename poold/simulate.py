@@ -31,6 +31,7 @@ class FleetStats:
     hashes: int = 0
     blocks: int = 0
     connected: int = 0
+    disconnects: int = 0
     accepted_keys: list[tuple[str, str, str, int, int]] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
@@ -43,6 +44,7 @@ class FleetStats:
             "accepted": self.accepted,
             "rejected": dict(self.rejected),
             "hashes": self.hashes,
+            "disconnects": self.disconnects,
             "latency_ms_p50": pct(0.50),
             "latency_ms_p99": pct(0.99),
         }
@@ -81,7 +83,11 @@ class SimMiner:
         version_rolling: bool = True,
         agent: str = "poold-sim/0.1",
         record_keys: bool = False,
+        max_in_flight: int = 32,
     ) -> None:
+        self.max_in_flight = max_in_flight
+        self._room = asyncio.Event()
+        self._room.set()
         self.host, self.port, self.user, self.password = host, port, user, password
         self.stats = stats
         self.version_rolling = version_rolling
@@ -98,6 +104,7 @@ class SimMiner:
         self._replies: dict[int, asyncio.Future[object]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self.reconnect_requested = False
+        self.closed = False
 
     async def _request(self, method: str, params: list[object]) -> object:
         assert self._writer is not None
@@ -108,6 +115,14 @@ class SimMiner:
         return await fut
 
     async def _reader(self, reader: asyncio.StreamReader) -> None:
+        try:
+            await self._read_lines(reader)
+        finally:
+            self.closed = True
+            self._new_job.set()  # wake the grinder so it notices
+            self._room.set()
+
+    async def _read_lines(self, reader: asyncio.StreamReader) -> None:
         while line := await reader.readline():
             msg = orjson.loads(line)
             rid = msg.get("id")
@@ -117,6 +132,7 @@ class SimMiner:
                 self._replies.pop(rid).set_result(msg)
             elif rid in self._pending:
                 sent, _job, key = self._pending.pop(rid)
+                self._room.set()
                 self.stats.latencies_ms.append((time.perf_counter() - sent) * 1000)
                 if msg.get("result") is True:
                     self.stats.accepted += 1
@@ -174,16 +190,19 @@ class SimMiner:
             res = await self._request("mining.authorize", [self.user, self.password])
             assert isinstance(res, dict) and res.get("result") is True, res
             self.stats.connected += 1
-            await self._grind(deadline, read_task)
+            await self._grind(deadline)
+        except (ConnectionError, RuntimeError):
+            # The pool closed the connection (shutdown, limits): a disconnect, not a crash.
+            self.stats.disconnects += 1
         finally:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
             read_task.cancel()
 
-    async def _grind(self, deadline: float, read_task: asyncio.Task[None]) -> None:
+    async def _grind(self, deadline: float) -> None:
         en2_counter = itertools.count(1)
-        while time.monotonic() < deadline and not read_task.done():
+        while time.monotonic() < deadline and not self.closed:
             if self.job is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._new_job.wait(), deadline - time.monotonic())
@@ -212,15 +231,22 @@ class SimMiner:
                 if int.from_bytes(digest, "little") <= job.target:
                     self._submit(job, en2, nonce, rolled)
                     await asyncio.sleep(0)
-                    if self._new_job.is_set() or time.monotonic() >= deadline:
+                    if len(self._pending) >= self.max_in_flight:
+                        # Like hardware: a bounded number of submits awaiting an answer.
+                        self._room.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._room.wait(), 5)
+                    if self._new_job.is_set() or time.monotonic() >= deadline or self.closed:
                         break
                 if nonce % 512 == 511:
                     await asyncio.sleep(0)
-                    if self._new_job.is_set() or time.monotonic() >= deadline:
+                    if self._new_job.is_set() or time.monotonic() >= deadline or self.closed:
                         break
 
     def _submit(self, job: _Job, en2: bytes, nonce: int, rolled: int) -> None:
         assert self._writer is not None
+        if self._writer.is_closing():
+            raise ConnectionError("connection closed by the pool")
         rid = next(self._ids)
         params: list[object] = [
             self.user,

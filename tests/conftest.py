@@ -44,8 +44,9 @@ async def start_daemon() -> AsyncIterator[Callable[..., Any]]:
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
         waiter = asyncio.create_task(daemon.listening.wait())
-        done, _ = await asyncio.wait({waiter, task}, timeout=15,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {waiter, task}, timeout=15, return_when=asyncio.FIRST_COMPLETED
+        )
         if task in done:
             task.result()
         assert waiter in done, "daemon did not start listening"

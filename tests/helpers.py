@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import struct
@@ -62,19 +63,21 @@ class StratumClient:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def read_msg(self, timeout: float = 5.0) -> dict[str, Any] | None:
-        line = await asyncio.wait_for(self.reader.readline(), timeout)
+    async def read_msg(self, timeout_s: float = 5.0) -> dict[str, Any] | None:
+        line = await asyncio.wait_for(self.reader.readline(), timeout_s)
         if not line:
             return None
         msg: dict[str, Any] = orjson.loads(line)
         return msg
 
-    async def request(self, method: str, params: list[Any], timeout: float = 5.0) -> dict[str, Any]:
+    async def request(
+        self, method: str, params: list[Any], timeout_s: float = 5.0
+    ) -> dict[str, Any]:
         self._id += 1
         rid = self._id
         await self.send_raw(orjson.dumps({"id": rid, "method": method, "params": params}) + b"\n")
         while True:
-            msg = await self.read_msg(timeout)
+            msg = await self.read_msg(timeout_s)
             if msg is None:
                 raise ConnectionError("server closed the connection")
             if msg.get("method"):
@@ -82,12 +85,12 @@ class StratumClient:
             elif msg.get("id") == rid:
                 return msg
 
-    async def notification(self, method: str, timeout: float = 5.0) -> dict[str, Any]:
+    async def notification(self, method: str, timeout_s: float = 5.0) -> dict[str, Any]:
         for i, n in enumerate(self.notifications):
             if n["method"] == method:
                 return self.notifications.pop(i)
         while True:
-            msg = await self.read_msg(timeout)
+            msg = await self.read_msg(timeout_s)
             if msg is None:
                 raise ConnectionError("server closed the connection")
             if msg.get("method") == method:
@@ -97,10 +100,8 @@ class StratumClient:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
 
     async def handshake(self, user: str = "acct.w1", password: str = "x") -> dict[str, Any]:
         sub = await self.request("mining.subscribe", ["test/1.0"])
@@ -111,18 +112,23 @@ class StratumClient:
         return sub
 
 
-def header_for(notify_params: list[Any], en1: bytes, en2: bytes, nonce: int, version: int | None
-               = None) -> bytes:
+def header_for(
+    notify_params: list[Any], en1: bytes, en2: bytes, nonce: int, version: int | None = None
+) -> bytes:
     """Rebuild the header a miner would hash for a mining.notify (independent of poold code)."""
-    job_id, prevhash, cb1, cb2, branch, ver, nbits, ntime, _clean = notify_params
+    _job_id, prevhash, cb1, cb2, branch, ver, nbits, ntime, _clean = notify_params
     prev = b"".join(bytes.fromhex(prevhash)[i : i + 4][::-1] for i in range(0, 32, 4))
     coinbase = bytes.fromhex(cb1) + en1 + en2 + bytes.fromhex(cb2)
     root = hashlib.sha256(hashlib.sha256(coinbase).digest()).digest()
     for step in branch:
         root = hashlib.sha256(hashlib.sha256(root + bytes.fromhex(step)).digest()).digest()
     v = int(ver, 16) if version is None else version
-    return struct.pack("<I", v) + prev + root + struct.pack("<III", int(ntime, 16),
-                                                            int(nbits, 16), nonce)
+    return (
+        struct.pack("<I", v)
+        + prev
+        + root
+        + struct.pack("<III", int(ntime, 16), int(nbits, 16), nonce)
+    )
 
 
 def pow_int(header: bytes) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 from typing import Any
 
@@ -14,21 +15,20 @@ from poold.node.base import NodeError
 class RpcNode:
     def __init__(self, url: str, user: str, password: str, *, timeout_s: float = 10.0) -> None:
         self.url = url
-        self._auth = aiohttp.BasicAuth(user, password)
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._headers = {"Content-Type": "application/json", "Authorization": f"Basic {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)
 
     async def call(self, method: str, *params: object) -> Any:
         if self._session is None:
-            self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
         body = orjson.dumps(
             {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
         )
         try:
-            async with self._session.post(
-                self.url, data=body, headers={"Content-Type": "application/json"}
-            ) as resp:
+            async with self._session.post(self.url, data=body, headers=self._headers) as resp:
                 raw = await resp.read()
                 if resp.status == 401:
                     raise NodeError(f"node at {self.url} refused the RPC user/password (401)")

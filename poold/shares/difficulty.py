@@ -22,8 +22,9 @@ def to_difficulty(value: object, *, field: str = "difficulty") -> Fraction:
     Floats are converted exactly (their binary value), which is what a miner sending `0.001`
     in JSON means closely enough; the result is then bounded to [2**-32, 2**64].
     """
+    pre = f"{field}: " if field else ""
     if isinstance(value, bool):
-        raise TypeError(f"{field}: expected a number, got a boolean")
+        raise TypeError(f"{pre}expected a number, got a boolean")
     try:
         if isinstance(value, Fraction):
             d = value
@@ -31,22 +32,22 @@ def to_difficulty(value: object, *, field: str = "difficulty") -> Fraction:
             d = Fraction(value)
         elif isinstance(value, float):
             if value != value or value in (float("inf"), float("-inf")):
-                raise ValueError(f"{field}: {value!r} is not a finite number")
+                raise ValueError(f"{pre}{value!r} is not a finite number")
             d = Fraction(value)
         elif isinstance(value, Decimal):
             if not value.is_finite():
-                raise ValueError(f"{field}: {value!r} is not a finite number")
+                raise ValueError(f"{pre}{value!r} is not a finite number")
             d = Fraction(value)
         elif isinstance(value, str):
             d = Fraction(value.strip())
         else:
-            raise TypeError(f"{field}: expected a number, got {type(value).__name__}")
+            raise TypeError(f"{pre}expected a number, got {type(value).__name__}")
     except (ValueError, ZeroDivisionError) as exc:
-        raise ValueError(f"{field}: cannot read {value!r} as a difficulty ({exc})") from None
+        raise ValueError(f"{pre}cannot read {value!r} as a difficulty ({exc})") from None
     if d <= 0:
-        raise ValueError(f"{field}: difficulty must be > 0, got {value!r}")
+        raise ValueError(f"{pre}difficulty must be > 0, got {value!r}")
     if d < MIN_DIFFICULTY or d > MAX_DIFFICULTY:
-        raise ValueError(f"{field}: difficulty {value!r} is outside [2**-32, 2**60]")
+        raise ValueError(f"{pre}difficulty {value!r} is outside [2**-32, 2**60]")
     return d
 
 

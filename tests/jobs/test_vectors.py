@@ -73,8 +73,15 @@ def test_real_block_rebuilt_as_job_is_a_block(name: str) -> None:
     v = load_vector(name)
     job, en1, en2 = job_from_block(v)
     verdict = validate_share(
-        job, extranonce1=en1, extranonce2=en2, ntime=v["time"], nonce=v["nonce"],
-        version_bits=None, version_mask=0, share_target=MAX_TARGET, now=v["time"],
+        job,
+        extranonce1=en1,
+        extranonce2=en2,
+        ntime=v["time"],
+        nonce=v["nonce"],
+        version_bits=None,
+        version_mask=0,
+        share_target=MAX_TARGET,
+        now=v["time"],
     )
     assert isinstance(verdict, Accepted)
     assert verdict.block_hash_hex == v["hash"]
@@ -93,13 +100,29 @@ def test_real_segwit_block_with_version_rolling() -> None:
     rolled = v["version"] & MASK
     assert rolled, "the vector really rolled bits"
     ok = validate_share(
-        job, extranonce1=en1, extranonce2=en2, ntime=v["time"], nonce=v["nonce"],
-        version_bits=rolled, version_mask=MASK, share_target=MAX_TARGET, now=v["time"],
+        job,
+        extranonce1=en1,
+        extranonce2=en2,
+        ntime=v["time"],
+        nonce=v["nonce"],
+        version_bits=rolled,
+        version_mask=MASK,
+        share_target=MAX_TARGET,
+        now=v["time"],
     )
-    assert isinstance(ok, Accepted) and ok.block_hash_hex == v["hash"] and ok.version == v["version"]
+    assert (
+        isinstance(ok, Accepted) and ok.block_hash_hex == v["hash"] and ok.version == v["version"]
+    )
     bad = validate_share(
-        job, extranonce1=en1, extranonce2=en2, ntime=v["time"], nonce=v["nonce"] + 1,
-        version_bits=rolled | 0x1, version_mask=MASK, share_target=MAX_TARGET, now=v["time"],
+        job,
+        extranonce1=en1,
+        extranonce2=en2,
+        ntime=v["time"],
+        nonce=v["nonce"] + 1,
+        version_bits=rolled | 0x1,
+        version_mask=MASK,
+        share_target=MAX_TARGET,
+        now=v["time"],
     )
     assert isinstance(bad, Rejected) and bad.code is Reject.OTHER
 
@@ -108,8 +131,14 @@ def test_real_block_with_wrong_nonce_is_low_difficulty_at_network_target() -> No
     v = load_vector("mainnet_951658.json")
     job, en1, en2 = job_from_block(v)
     verdict = validate_share(
-        job, extranonce1=en1, extranonce2=en2, ntime=v["time"], nonce=v["nonce"] ^ 1,
-        version_bits=None, version_mask=0, share_target=target_from_bits(int(v["bits"], 16)),
+        job,
+        extranonce1=en1,
+        extranonce2=en2,
+        ntime=v["time"],
+        nonce=v["nonce"] ^ 1,
+        version_bits=None,
+        version_mask=0,
+        share_target=target_from_bits(int(v["bits"], 16)),
         now=v["time"],
     )
     assert isinstance(verdict, Rejected) and verdict.code is Reject.LOW_DIFFICULTY
@@ -168,13 +197,23 @@ def test_legacy_template_has_no_commitment_output() -> None:
 
 
 def test_build_coinbase_matches_hand_serialization() -> None:
-    parts = build_coinbase(height=840000, value_sat=312_500_000, payout_script=b"\x51",
-                           tag=b"/x/", extranonce_size=8)
+    parts = build_coinbase(
+        height=840000, value_sat=312_500_000, payout_script=b"\x51", tag=b"/x/", extranonce_size=8
+    )
     tx = parts.serialize(bytes(range(8)))
     script = bytes.fromhex("0340d10c") + b"\x03/x/" + b"\x08" + bytes(range(8))
     expected = (
-        struct.pack("<I", 1) + b"\x01" + bytes(32) + b"\xff" * 4 + bytes([len(script)]) + script
-        + b"\xff" * 4 + b"\x01" + struct.pack("<q", 312_500_000) + b"\x01\x51" + bytes(4)
+        struct.pack("<I", 1)
+        + b"\x01"
+        + bytes(32)
+        + b"\xff" * 4
+        + bytes([len(script)])
+        + script
+        + b"\xff" * 4
+        + b"\x01"
+        + struct.pack("<q", 312_500_000)
+        + b"\x01\x51"
+        + bytes(4)
     )
     assert tx == expected
     assert hashlib.sha256(tx).digest()  # serializes

@@ -47,8 +47,13 @@ def test_bits_roundtrip_never_exceeds_target(target: int) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("0.5", Fraction(1, 2)), ("1/4", Fraction(1, 4)), (65536, Fraction(65536)),
-     (Decimal("0.25"), Fraction(1, 4)), (0.5, Fraction(1, 2))],
+    [
+        ("0.5", Fraction(1, 2)),
+        ("1/4", Fraction(1, 4)),
+        (65536, Fraction(65536)),
+        (Decimal("0.25"), Fraction(1, 4)),
+        (0.5, Fraction(1, 2)),
+    ],
 )
 def test_to_difficulty_exact(value: object, expected: Fraction) -> None:
     assert to_difficulty(value) == expected
@@ -56,9 +61,17 @@ def test_to_difficulty_exact(value: object, expected: Fraction) -> None:
 
 @pytest.mark.parametrize(
     ("value", "needle"),
-    [(0, "> 0"), (-1, "> 0"), ("abc", "cannot read"), (float("nan"), "finite"),
-     (float("inf"), "finite"), ("1/8589934592", "outside"), (2**70, "outside"), (True, "boolean"),
-     ([1], "expected a number")],
+    [
+        (0, "> 0"),
+        (-1, "> 0"),
+        ("abc", "cannot read"),
+        (float("nan"), "finite"),
+        (float("inf"), "finite"),
+        ("1/8589934592", "outside"),
+        (2**70, "outside"),
+        (True, "boolean"),
+        ([1], "expected a number"),
+    ],
 )
 def test_to_difficulty_rejects(value: object, needle: str) -> None:
     with pytest.raises((ValueError, TypeError), match=needle):

@@ -24,12 +24,26 @@ def job() -> Job:
     )
 
 
-def submit(job: Job, *, en2: bytes = bytes(4), ntime: int | None = None, nonce: int = 0,
-           version_bits: int | None = None, mask: int = 0, diff: Fraction = Fraction(1, 2**32)):
+def submit(
+    job: Job,
+    *,
+    en2: bytes = bytes(4),
+    ntime: int | None = None,
+    nonce: int = 0,
+    version_bits: int | None = None,
+    mask: int = 0,
+    diff: Fraction = Fraction(1, 2**32),
+):
     return validate_share(
-        job, extranonce1=EN1, extranonce2=en2, ntime=job.ntime if ntime is None else ntime,
-        nonce=nonce, version_bits=version_bits, version_mask=mask,
-        share_target=target_from_difficulty(diff), now=NOW,
+        job,
+        extranonce1=EN1,
+        extranonce2=en2,
+        ntime=job.ntime if ntime is None else ntime,
+        nonce=nonce,
+        version_bits=version_bits,
+        version_mask=mask,
+        share_target=target_from_difficulty(diff),
+        now=NOW,
     )
 
 
@@ -42,8 +56,17 @@ def find_nonce(job: Job, target: int, *, block: bool | None = None) -> int:
 
 
 def test_stale_when_job_unknown() -> None:
-    v = validate_share(None, extranonce1=EN1, extranonce2=bytes(4), ntime=NOW, nonce=0,
-                       version_bits=None, version_mask=0, share_target=1, now=NOW)
+    v = validate_share(
+        None,
+        extranonce1=EN1,
+        extranonce2=bytes(4),
+        ntime=NOW,
+        nonce=0,
+        version_bits=None,
+        version_mask=0,
+        share_target=1,
+        now=NOW,
+    )
     assert isinstance(v, Rejected) and v.code is Reject.STALE
 
 
@@ -60,8 +83,9 @@ def test_accept_then_duplicate(job: Job) -> None:
 def test_low_difficulty_is_judged_before_duplicate(job: Job) -> None:
     hard = Fraction(1, 2)
     nonce = find_nonce(job, target_from_difficulty(Fraction(1, 2**32)))
-    while pow_int(job.header(EN1, bytes(4), job.ntime, nonce, job.version)) <= \
-            target_from_difficulty(hard):
+    while pow_int(
+        job.header(EN1, bytes(4), job.ntime, nonce, job.version)
+    ) <= target_from_difficulty(hard):
         nonce += 1
     v = submit(job, nonce=nonce, diff=hard)
     assert isinstance(v, Rejected) and v.code is Reject.LOW_DIFFICULTY

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 
 import orjson
@@ -57,7 +58,7 @@ def test_parse_is_chunking_invariant(chunk: int) -> None:
 def test_parse_any_split(cuts: list[int]) -> None:
     conn = p.StratumConnection()
     bounds = sorted({0, len(STREAM), *cuts})
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         conn.receive_data(STREAM[a:b])
     assert drain(conn) == EXPECTED
 
@@ -75,18 +76,33 @@ def test_random_bytes_parse_or_protocol_error(data: bytes) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=8),
-                                                                      children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
 @settings(max_examples=300)
-@given(st.sampled_from(["mining.submit", "mining.subscribe", "mining.authorize",
-                        "mining.configure", "mining.suggest_difficulty", "x"]),
-       json_values,
-       st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=5), st.booleans()))
+@given(
+    st.sampled_from(
+        [
+            "mining.submit",
+            "mining.subscribe",
+            "mining.authorize",
+            "mining.configure",
+            "mining.suggest_difficulty",
+            "x",
+        ]
+    ),
+    json_values,
+    st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=5), st.booleans()),
+)
 def test_random_requests_become_events(method: str, params: object, rid: object) -> None:
     line = orjson.dumps({"id": rid, "method": method, "params": params}) + b"\n"
     conn = p.StratumConnection()
@@ -105,11 +121,17 @@ def test_random_requests_become_events(method: str, params: object, rid: object)
         (b'{"id":1,"method":"mining.submit","params":["a","b","c"]}', "5 or 6 params", False),
         (b'{"id":1,"method":"mining.submit","params":["a","1","zz","00","00"]}', "not hex", False),
         (b'{"id":1,"method":"mining.submit","params":["a","1","000","00","00"]}', "even", False),
-        (b'{"id":1,"method":"mining.submit","params":["a","1","00","123456789","00"]}',
-         "longer than 8", False),
+        (
+            b'{"id":1,"method":"mining.submit","params":["a","1","00","123456789","00"]}',
+            "longer than 8",
+            False,
+        ),
         (b'{"id":1,"method":"mining.submit","params":["a","1","00","0x12","00"]}', "8 hex", False),
-        (b'{"id":1,"method":"mining.submit","params":[1,"1","00","00","00"]}', "worker must be",
-         False),
+        (
+            b'{"id":1,"method":"mining.submit","params":[1,"1","00","00","00"]}',
+            "worker must be",
+            False,
+        ),
         (b'{"id":1,"method":"mining.suggest_difficulty","params":[-5]}', "> 0", False),
         (b'{"id":1,"method":"mining.suggest_difficulty","params":[1e300]}', "outside", False),
         (b'{"id":1,"method":"mining.suggest_difficulty","params":[true]}', "number", False),
@@ -139,7 +161,10 @@ def test_oversize_line_is_a_protocol_error_and_memory_stays_bounded() -> None:
 def test_encoders() -> None:
     assert p.encode_true(5) == b'{"id":5,"result":true,"error":null}\n'
     assert orjson.loads(p.encode_true("a")) == {"id": "a", "result": True, "error": None}
-    assert orjson.loads(p.encode_error(1, 23, "low")) == {"id": 1, "result": None,
-                                                          "error": [23, "low", None]}
+    assert orjson.loads(p.encode_error(1, 23, "low")) == {
+        "id": 1,
+        "result": None,
+        "error": [23, "low", None],
+    }
     n = orjson.loads(p.encode_notification("mining.set_difficulty", [2]))
     assert n == {"id": None, "method": "mining.set_difficulty", "params": [2]}

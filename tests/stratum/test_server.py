@@ -26,8 +26,15 @@ async def current_job(c: StratumClient) -> tuple[Fraction, list[Any]]:
     return Fraction(diff["params"][0]), notify["params"]
 
 
-def grind(params: list[Any], en1: bytes, en2: bytes, target: int, *, below: bool = True,
-          version: int | None = None) -> int:
+def grind(
+    params: list[Any],
+    en1: bytes,
+    en2: bytes,
+    target: int,
+    *,
+    below: bool = True,
+    version: int | None = None,
+) -> int:
     for nonce in range(1 << 24):
         h = pow_int(header_for(params, en1, en2, nonce, version))
         if (h <= target) == below:
@@ -58,8 +65,13 @@ async def test_set_difficulty_precedes_notify_and_share_is_logged(pool: Any) -> 
     assert reply == {"id": 3, "result": True, "error": None}
     # Answered true => already written to the share log.
     shares = [r for _p, r in read_log(pool.daemon.cfg.sharelog.path) if r["t"] == "share"]
-    assert any(r["nonce"] == nonce and r["en2"] == en2.hex() and r["account"] == "acct"
-               and r["worker"] == "w1" for r in shares)
+    assert any(
+        r["nonce"] == nonce
+        and r["en2"] == en2.hex()
+        and r["account"] == "acct"
+        and r["worker"] == "w1"
+        for r in shares
+    )
     await c.close()
 
 
@@ -118,10 +130,13 @@ async def test_code_24_unauthorized_and_25_not_subscribed(pool: Any) -> None:
 
 async def test_version_rolling_in_and_out_of_mask(pool: Any) -> None:
     c = await StratumClient.connect(pool.address)
-    conf = await c.request("mining.configure", [["version-rolling", "minimum-difficulty",
-                                                 "subscribe-extranonce", "weird"],
-                                                {"version-rolling.mask": "00fff000",
-                                                 "minimum-difficulty.value": 0.00001}])
+    conf = await c.request(
+        "mining.configure",
+        [
+            ["version-rolling", "minimum-difficulty", "subscribe-extranonce", "weird"],
+            {"version-rolling.mask": "00fff000", "minimum-difficulty.value": 0.00001},
+        ],
+    )
     res = conf["result"]
     assert res["version-rolling"] is True
     assert res["version-rolling.mask"] == f"{0x1FFFE000 & 0x00FFF000:08x}"
@@ -135,11 +150,13 @@ async def test_version_rolling_in_and_out_of_mask(pool: Any) -> None:
     en2 = b"\x00\x00\x00\x02"
     version = (base & ~mask) | rolled
     nonce = grind(params, c.extranonce1, en2, target_from_difficulty(diff), version=version)
-    ok = await c.request("mining.submit",
-                         submit_params("acct.w1", params, en2, nonce, f"{rolled:08x}"))
+    ok = await c.request(
+        "mining.submit", submit_params("acct.w1", params, en2, nonce, f"{rolled:08x}")
+    )
     assert ok["result"] is True
-    outside = await c.request("mining.submit",
-                              submit_params("acct.w1", params, en2, nonce, f"{0x10000000:08x}"))
+    outside = await c.request(
+        "mining.submit", submit_params("acct.w1", params, en2, nonce, f"{0x10000000:08x}")
+    )
     assert outside["error"][0] == 20 and "mask" in outside["error"][1]
     await c.close()
 

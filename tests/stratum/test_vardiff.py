@@ -7,8 +7,13 @@ from hypothesis import strategies as st
 
 from poold.stratum.vardiff import Vardiff, VardiffConfig, quantize
 
-CFG = VardiffConfig(target_share_time_s=10, retarget_time_s=60, variance=0.3,
-                    min_difficulty=Fraction(1, 1024), max_difficulty=Fraction(1 << 20))
+CFG = VardiffConfig(
+    target_share_time_s=10,
+    retarget_time_s=60,
+    variance=0.3,
+    min_difficulty=Fraction(1, 1024),
+    max_difficulty=Fraction(1 << 20),
+)
 
 
 def test_fast_shares_raise_difficulty_early() -> None:

@@ -1,0 +1,150 @@
+"""kill -9 of a real `poold run` process right after shares were answered true loses none."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from poold.shares.log import read_log
+from poold.simulate import FleetStats, run_fleet
+from tests.helpers import regtest_address
+
+pytestmark = pytest.mark.slow
+
+
+def write_config(tmp_path: Path, port: int = 0, extra: str = "") -> Path:
+    cfg = tmp_path / "poold.toml"
+    cfg.write_text(
+        f"""
+[stratum]
+listen = "127.0.0.1:{port}"
+start_difficulty = "1/1048576"
+min_difficulty = "1/4294967296"
+vardiff_target_share_time_s = 0.05
+vardiff_retarget_time_s = 2
+{extra}
+[node]
+kind = "simnet"
+simnet_difficulty = "1/256"
+poll_interval_s = 0.05
+
+[pool]
+network = "regtest"
+payout_address = "{regtest_address()}"
+
+[sharelog]
+path = "{tmp_path / "sharelog"}"
+fsync_interval_ms = 50
+
+[log]
+level = "info"
+format = "json"
+"""
+    )
+    return cfg
+
+
+async def start_poold(cfg: Path) -> tuple[asyncio.subprocess.Process, int]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "poold",
+        "run",
+        "--config",
+        str(cfg),
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stderr is not None
+    while True:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        if not line:
+            raise AssertionError(f"poold exited early with {await proc.wait()}")
+        event = json.loads(line)
+        if event.get("event") == "stratum_listening":
+            return proc, int(event["port"])
+
+
+async def drain_stderr(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stderr is not None
+    while await proc.stderr.readline():
+        pass
+
+
+async def test_kill9_loses_no_acknowledged_share(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    proc, port = await start_poold(cfg)
+    drain = asyncio.create_task(drain_stderr(proc))
+    stats = FleetStats()
+    fleet = asyncio.create_task(
+        run_fleet(
+            f"stratum+tcp://127.0.0.1:{port}",
+            miners=4,
+            duration_s=30,
+            record_keys=True,
+            stats=stats,
+        )
+    )
+    while stats.accepted < 300:
+        await asyncio.sleep(0.05)
+        assert not fleet.done(), fleet
+    os.kill(proc.pid, signal.SIGKILL)  # in the middle of a stream of replies
+    assert await proc.wait() == -signal.SIGKILL
+    with contextlib.suppress(Exception):
+        await fleet
+    await drain
+    acked = set(stats.accepted_keys)
+    assert len(acked) >= 300
+
+    # Restart on the same share log (it recovers any torn tail), then stop it cleanly.
+    proc2, _ = await start_poold(cfg)
+    proc2.send_signal(signal.SIGTERM)
+    await drain_stderr(proc2)
+    assert await proc2.wait() == 0
+
+    logged = {
+        (r["job"], r["en1"], r["en2"], r["ntime"], r["nonce"])
+        for _pos, r in read_log(tmp_path / "sharelog")
+        if r["t"] == "share"
+    }
+    missing = acked - logged
+    assert not missing, f"{len(missing)} acknowledged shares lost"
+
+
+async def test_sigterm_is_graceful_and_flushes(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    proc, port = await start_poold(cfg)
+    drain = asyncio.create_task(drain_stderr(proc))
+    stats = await run_fleet(
+        f"stratum+tcp://127.0.0.1:{port}", miners=2, duration_s=1.5, record_keys=True
+    )
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    await drain
+    logged = {
+        (r["job"], r["en1"], r["en2"], r["ntime"], r["nonce"])
+        for _p, r in read_log(tmp_path / "sharelog")
+        if r["t"] == "share"
+    }
+    assert set(stats.accepted_keys) <= logged and stats.accepted > 0
+
+
+def test_config_error_stops_before_binding(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, port=0, extra='lisen = "x"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "poold", "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "stratum.lisen" in out.stderr and "did you mean 'listen'" in out.stderr
+    assert not (tmp_path / "sharelog").exists()  # nothing was opened or bound

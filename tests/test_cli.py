@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_durability import write_config
+from tests.helpers import StratumClient
+from tests.node.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "poold", "demo", "--duration", "6", "--port", "0", "--miners", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "stratum on 127.0.0.1:" in out.stdout
+    done = [line for line in out.stdout.splitlines() if line.startswith("poold demo: done.")]
+    assert done and int(done[0].split()[3]) > 0, out.stdout  # shares accepted
+    assert (tmp_path / "var" / "sharelog").is_dir()
+
+
+async def test_simulate_reports_accepted_and_latency(pool: Any) -> None:
+    host, port = pool.address
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "poold",
+        "simulate",
+        "--url",
+        f"stratum+tcp://{host}:{port}",
+        "--miners",
+        "2",
+        "--duration",
+        "2",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr
+    report = json.loads(stdout)
+    assert report["accepted"] > 0 and report["latency_ms_p99"] > 0
+    assert pool.daemon.metrics.shares_accepted >= report["accepted"]
+
+
+def test_simulate_bad_url_is_a_clear_error() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "poold", "simulate", "--url", "http://x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "stratum+tcp://HOST:PORT" in out.stderr
+
+
+async def test_workers_share_one_port(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path, port=port, extra="workers = 2\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "poold",
+        "run",
+        "--config",
+        str(cfg),
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stderr is not None
+    listening = 0
+    while listening < 2:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert line, "poold exited"
+        listening += json.loads(line).get("event") == "stratum_listening"
+    prefixes = set()
+    clients = []
+    for _ in range(24):
+        c = await StratumClient.connect(("127.0.0.1", port))
+        sub = await c.request("mining.subscribe", [])
+        prefixes.add(bytes.fromhex(sub["result"][1])[0])
+        clients.append(c)
+    assert prefixes == {0, 1}  # both processes took connections on the same port
+    for c in clients:
+        await c.close()
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    assert (tmp_path / "sharelog" / "worker-0").is_dir()
+    assert (tmp_path / "sharelog" / "worker-1").is_dir()
