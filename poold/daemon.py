@@ -21,7 +21,7 @@ from poold.metrics import Metrics
 from poold.node.base import Node, NodeError
 from poold.node.rpc import RpcNode
 from poold.node.simnet import SimNet
-from poold.shares.log import ShareLog
+from poold.shares.log import ShareLog, encode_share
 from poold.stratum.extranonce import EXTRANONCE1_SIZE, ExtranoncePool
 from poold.stratum.server import ServerLimits, StratumServer
 from poold.stratum.session import AcceptedShare, SessionPolicy
@@ -52,25 +52,25 @@ class ShareRecorder:
     def share_accepted(self, share: AcceptedShare) -> None:
         v = share.verdict
         d = share.difficulty
-        self.sharelog.append(
-            {
-                "t": "share",
-                "ts": round(share.time * 1000),
-                "node": self.node_id,
-                "account": share.account,
-                "worker": share.worker,
-                "job": share.job.job_id,
-                "height": share.job.template.height,
-                "bits": share.job.template.bits,
-                "diff_num": d.numerator,
-                "diff_den": d.denominator,
-                "en1": share.extranonce1.hex(),
-                "en2": share.extranonce2.hex(),
-                "ntime": share.ntime,
-                "nonce": share.nonce,
-                "version": v.version,
-                "block": v.is_block,
-            }
+        template = share.job.template
+        self.sharelog.append_payload(
+            encode_share(
+                ts_ms=int(share.time * 1000),
+                node=self.node_id,
+                account=share.account,
+                worker=share.worker,
+                job=share.job.job_id,
+                height=template.height,
+                bits=template.bits,
+                diff_num=d.numerator,
+                diff_den=d.denominator,
+                en1=share.extranonce1,
+                en2=share.extranonce2,
+                ntime=share.ntime,
+                nonce=share.nonce,
+                version=v.version,
+                block=v.is_block,
+            )
         )
         if v.is_block:
             self.metrics.blocks_found += 1
@@ -247,19 +247,13 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._refresh.wait(), backoff)
 
-    async def _group_commit(self) -> None:
-        interval = self.cfg.sharelog.fsync_interval_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            self.sharelog.flush()
-            await asyncio.to_thread(self.sharelog.sync)
-
     async def _housekeeping(self) -> None:
         last_stats = self.clock()
         last_prune = 0.0
         while True:
             await asyncio.sleep(1.0)
             now = self.clock()
+            self.sharelog.flush()  # records appended outside a reply (none today) still land
             self.server.tick()
             self.jobs.prune(now)
             if now - last_prune > 3600:
@@ -286,14 +280,11 @@ class Daemon:
                         st.host, st.port, reuse_port=self.reuse_port
                     )
                     self.listening.set()
-                    workers = [
-                        tg.create_task(self._group_commit()),
-                        tg.create_task(self._housekeeping()),
-                    ]
+                    self.sharelog.start_group_commit(self.cfg.sharelog.fsync_interval_ms / 1000)
+                    housekeeping = tg.create_task(self._housekeeping())
                     await stopped
                     await self.server.stop(reconnect=True)
-                    for t in workers:
-                        t.cancel()
+                    housekeeping.cancel()
                 stopped.cancel()
                 poller.cancel()
             if self._tasks:

@@ -36,7 +36,7 @@ class Rejected:
         return self.code.name.lower()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per accepted share on the hot path
 class Accepted:
     header: bytes
     hash_int: int  # header hash as a little-endian integer (what is compared with targets)

@@ -8,6 +8,7 @@ Must not import asyncio, read clocks, or know about shares, jobs or storage.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
@@ -56,7 +57,7 @@ class ExtranonceSubscribe:
     req_id: RequestId
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per share, frozen __init__ costs ~1 us
 class Submit:
     req_id: RequestId
     worker: str
@@ -107,7 +108,7 @@ class _BadParams(ValueError):
 
 
 def _str(value: object, name: str, max_len: int = 256) -> str:
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise _BadParams(f"{name} must be a string")
     if len(value) > max_len:
         raise _BadParams(f"{name} is longer than {max_len} characters")
@@ -124,27 +125,35 @@ def _hex_bytes(value: object, name: str, max_len: int = 64) -> bytes:
         raise _BadParams(f"{name} is not hex") from None
 
 
+_HEX_U32 = re.compile(r"[0-9a-fA-F]{1,8}").fullmatch
+
+
 def _hex_u32(value: object, name: str) -> int:
-    s = _str(value, name, 8)
-    if not s or not all(c in "0123456789abcdefABCDEF" for c in s):
+    if type(value) is not str or _HEX_U32(value) is None:
+        if type(value) is str and len(value) > 8:
+            raise _BadParams(f"{name} is longer than 8 characters")
         raise _BadParams(f"{name} must be up to 8 hex digits")
-    return int(s, 16)
+    return int(value, 16)
+
+
+def _parse_submit(req_id: RequestId, params: list[object]) -> Submit:
+    n = len(params)
+    if n != 5 and n != 6:
+        raise _BadParams(f"mining.submit takes 5 or 6 params, got {n}")
+    return Submit(
+        req_id,
+        _str(params[0], "worker"),
+        _str(params[1], "job_id", 64),
+        _hex_bytes(params[2], "extranonce2", 32),
+        _hex_u32(params[3], "ntime"),
+        _hex_u32(params[4], "nonce"),
+        _hex_u32(params[5], "version_bits") if n == 6 else None,
+    )
 
 
 def _parse_params(method: str, req_id: RequestId, params: list[object]) -> Event:
     if method == "mining.submit":
-        if len(params) not in (5, 6):
-            raise _BadParams(f"mining.submit takes 5 or 6 params, got {len(params)}")
-        worker, job_id, en2, ntime, nonce, *rest = params
-        return Submit(
-            req_id,
-            _str(worker, "worker"),
-            _str(job_id, "job_id", 64),
-            _hex_bytes(en2, "extranonce2", 32),
-            _hex_u32(ntime, "ntime"),
-            _hex_u32(nonce, "nonce"),
-            _hex_u32(rest[0], "version_bits") if rest else None,
-        )
+        return _parse_submit(req_id, params)
     if method == "mining.subscribe":
         agent = _str(params[0], "user agent") if params and params[0] is not None else ""
         sid = params[1] if len(params) > 1 else None
@@ -183,6 +192,14 @@ def parse_line(line: bytes) -> Event:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
         return InvalidRequest(None, "malformed JSON", junk=True)
+    if type(obj) is dict and obj.get("method") == "mining.submit":
+        # Hot path (nearly every line a pool reads); same checks, fewer steps.
+        req_id, params = obj.get("id"), obj.get("params")
+        if type(req_id) is int and type(params) is list:
+            try:
+                return _parse_submit(req_id, params)
+            except _BadParams as exc:
+                return InvalidRequest(req_id, f"mining.submit: {exc}", junk=False)
     if not isinstance(obj, dict):
         return InvalidRequest(None, "request must be a JSON object", junk=True)
     req_id = obj.get("id")
@@ -221,20 +238,22 @@ class StratumConnection:
     def receive_data(self, data: bytes) -> None:
         """Feed received bytes; complete lines become events. Raises RemoteProtocolError."""
         buf = self._buf
-        buf += data
-        start = 0
-        while (end := buf.find(b"\n", start)) != -1:
-            if end - start > self._max_line_bytes:
-                raise RemoteProtocolError(f"line exceeds {self._max_line_bytes} bytes")
-            line = bytes(buf[start:end]).strip()
-            start = end + 1
-            if line:
-                self._events.append(parse_line(line))
-        if start:
-            del buf[:start]
-        if len(buf) > self._max_line_bytes:
+        if buf:
+            buf += data
+            data = bytes(buf)
             buf.clear()
-            raise RemoteProtocolError(f"line exceeds {self._max_line_bytes} bytes")
+        *lines, rest = data.split(b"\n")
+        limit = self._max_line_bytes
+        append = self._events.append
+        for line in lines:
+            if len(line) > limit:
+                raise RemoteProtocolError(f"line exceeds {limit} bytes")
+            line = line.strip()
+            if line:
+                append(parse_line(line))
+        if len(rest) > limit:
+            raise RemoteProtocolError(f"line exceeds {limit} bytes")
+        buf += rest
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None

@@ -1,8 +1,9 @@
 """The Stratum transport: asyncio Protocols on the running (uv)loop, nothing else.
 
 Owns sockets, the connection table, idle timeouts, bans and write back-pressure. All policy is
-in `Session`; all parsing in `protocol.py`. Before any reply bytes leave, `before_reply()` is
-called so accepted shares are in the share log first (one write() per received chunk).
+in `Session`; all parsing in `protocol.py`. Outgoing bytes are queued and sent by one callback
+per loop iteration, which first calls `before_reply()`: every share accepted in that iteration
+reaches the share log with a single write() before any of its `true` replies leaves.
 """
 
 from __future__ import annotations
@@ -53,7 +54,16 @@ def never_banned(host: str, allowlist: frozenset[str]) -> bool:
 
 
 class MinerConnection(asyncio.Protocol):
-    __slots__ = ("conn", "host", "last_activity", "log", "server", "session", "transport")
+    __slots__ = (
+        "close_after",
+        "conn",
+        "host",
+        "last_activity",
+        "log",
+        "server",
+        "session",
+        "transport",
+    )
 
     def __init__(self, server: StratumServer) -> None:
         self.server = server
@@ -63,6 +73,7 @@ class MinerConnection(asyncio.Protocol):
         self.last_activity = 0.0
         self.conn = p.StratumConnection(server.limits.max_line_bytes)
         self.log = log
+        self.close_after = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
@@ -105,34 +116,32 @@ class MinerConnection(asyncio.Protocol):
         except p.RemoteProtocolError as exc:
             self.log.info("miner_protocol_error", reason=str(exc))
             self.server.record_abuse(self.host, str(exc), now)
-            self._flush(session, transport)
-            transport.close()
+            self.close_after = True
+            self._flush(session)
             return
         conn = self.conn
         while (event := conn.next_event()) is not None:
             session.handle(event, now)
             if session.close_reason is not None:
                 break
-        self._flush(session, transport)
         if session.close_reason is not None:
             self.log.info("miner_closed", reason=session.close_reason, ban=session.ban)
             if session.ban:
                 self.server.record_abuse(self.host, session.close_reason, now)
-            transport.close()
+            self.close_after = True
+        self._flush(session)
 
-    def _flush(self, session: Session, transport: asyncio.Transport) -> None:
+    def _flush(self, session: Session) -> None:
         if session.outbox:
-            self.server.before_reply()
-            transport.write(b"".join(session.outbox))
+            self.server.queue_write(self, b"".join(session.outbox))
             session.outbox.clear()
-            if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
-                self.log.info("miner_closed", reason="not reading its replies")
-                transport.abort()
+        elif self.close_after:
+            self.server.queue_write(self, b"")
 
     def push(self, job: Job, notify: bytes, now: float) -> None:
         if self.session is not None and self.transport is not None:
             self.session.on_new_job(job, notify, now)
-            self._flush(self.session, self.transport)
+            self._flush(self.session)
 
     def tick(self, now: float) -> bool:
         """Returns False when the connection was closed for idleness."""
@@ -143,7 +152,7 @@ class MinerConnection(asyncio.Protocol):
             self.transport.close()
             return False
         self.session.on_tick(now)
-        self._flush(self.session, self.transport)
+        self._flush(self.session)
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -182,6 +191,8 @@ class StratumServer:
         self.accepting = True
         self._server: asyncio.Server | None = None
         self._drained = asyncio.Event()
+        self._out: list[tuple[MinerConnection, bytes]] = []
+        self._flush_scheduled = False
 
     def new_session(self, peer: str, now: float) -> Session:
         return Session(
@@ -194,6 +205,29 @@ class StratumServer:
             now=now,
             on_log=None,
         )
+
+    def queue_write(self, conn: MinerConnection, data: bytes) -> None:
+        """Send `data` to `conn` at the end of this loop iteration, after the share log write."""
+        self._out.append((conn, data))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_queued)
+
+    def _send_queued(self) -> None:
+        self._flush_scheduled = False
+        self.before_reply()  # one write() covers every share accepted this iteration
+        out, self._out = self._out, []
+        for conn, data in out:
+            t = conn.transport
+            if t is None or t.is_closing():
+                continue
+            if data:
+                t.write(data)
+            if conn.close_after:
+                t.close()
+            elif t.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                conn.log.info("miner_closed", reason="not reading its replies")
+                t.abort()
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -243,6 +277,7 @@ class StratumServer:
         self.accepting = False
         if self._server is not None:
             self._server.close()
+        self._send_queued()
         msg = p.encode_notification("client.reconnect", []) if reconnect else b""
         for c in list(self.connections):
             if c.transport is not None and not c.transport.is_closing():

@@ -32,7 +32,7 @@ class JobSource(Protocol):
     def get(self, job_id: str, now: float) -> Job | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per accepted share on the hot path
 class AcceptedShare:
     account: str
     worker: str
@@ -114,7 +114,9 @@ class Session:
         self.min_difficulty = policy.vardiff.min_difficulty
         self.vardiff = Vardiff(policy.vardiff, policy.start_difficulty, now)
         self.difficulty_sent: Fraction | None = None
-        self._job_diffs: dict[str, tuple[Fraction, ...]] = {}
+        # job id -> ((difficulty, share target), ...) this connection was given for that job,
+        # oldest first, at most two: shares in flight at the previous difficulty stay valid.
+        self._job_diffs: dict[str, tuple[tuple[Fraction, int], ...]] = {}
         self._junk = 0
         self._recent: deque[bool] = deque(maxlen=policy.invalid_window)
         self.log_event = on_log
@@ -257,9 +259,10 @@ class Session:
             )
             self.difficulty_sent = diff
         previous = self._job_diffs.get(job.job_id, ())
-        if diff not in previous:
+        if all(d != diff for d, _t in previous):
             # Shares already in flight for this job at the earlier difficulty stay valid.
-            self._job_diffs[job.job_id] = (*previous[-1:], diff)
+            entry = (diff, target_from_difficulty(diff))
+            self._job_diffs[job.job_id] = (*previous[-1:], entry)
         if len(self._job_diffs) > 64:
             for stale in list(self._job_diffs)[: len(self._job_diffs) - 64]:
                 del self._job_diffs[stale]
@@ -286,9 +289,12 @@ class Session:
         if job is None:
             self._reject(ev.req_id, Rejected(Reject.STALE, "job not found"))
             return
-        # A job this connection never saw (e.g. sent before a reconnect) is judged at today's diff.
-        diffs = self._job_diffs.get(ev.job_id) or (self._effective_difficulty(),)
-        easiest = min(diffs)
+        diffs = self._job_diffs.get(ev.job_id)
+        if diffs is None:
+            # A job this connection never saw (sent before a reconnect): judged at today's diff.
+            d = self._effective_difficulty()
+            diffs = ((d, target_from_difficulty(d)),)
+        easiest = diffs[0][1] if len(diffs) == 1 else max(diffs[0][1], diffs[1][1])
         verdict = validate_share(
             job,
             extranonce1=self.extranonce1,
@@ -297,13 +303,17 @@ class Session:
             nonce=ev.nonce,
             version_bits=ev.version_bits,
             version_mask=self.version_mask,
-            share_target=target_from_difficulty(easiest),
+            share_target=easiest,
             now=int(now),
         )
         if isinstance(verdict, Rejected):
             self._reject(ev.req_id, verdict)
             return
-        credited = max(d for d in diffs if verdict.hash_int <= target_from_difficulty(d))
+        # Credit the highest difficulty (smallest target) this share meets; it meets one.
+        credited, best = diffs[0][0], -1
+        for d, t in diffs:
+            if verdict.hash_int <= t and (best < 0 or t < best):
+                credited, best = d, t
         account, worker = names
         self.sink.share_accepted(
             AcceptedShare(

@@ -28,22 +28,26 @@ class VardiffConfig:
 
 def quantize(difficulty: Fraction) -> Fraction:
     """Round down to an integer when >= 1, else to a power of two (exact, never zero)."""
-    if difficulty >= 1:
-        return Fraction(difficulty.numerator // difficulty.denominator)
-    k = 0
-    while Fraction(1, 2**k) > difficulty:
+    n, m = difficulty.numerator, difficulty.denominator
+    if n >= m:
+        return Fraction(n // m)
+    # Smallest k with 1/2**k <= n/m, i.e. m <= n * 2**k (integer arithmetic only).
+    k = max(0, (m // n).bit_length() - 1)
+    while n << k < m:
         k += 1
-    return Fraction(1, 2**k)
+    return Fraction(1, 1 << k)
 
 
 class Vardiff:
-    __slots__ = ("_count", "_window_start", "cfg", "difficulty")
+    __slots__ = ("_count", "_fast_count", "_window_start", "cfg", "difficulty")
 
     def __init__(self, cfg: VardiffConfig, difficulty: Fraction, now: float) -> None:
         self.cfg = cfg
         self.difficulty = difficulty
         self._window_start = now
         self._count = 0
+        # Retarget early once this many shares arrived in one window (4x the expected count).
+        self._fast_count = max(8, 4 * cfg.retarget_time_s / cfg.target_share_time_s)
 
     def reset(self, difficulty: Fraction, now: float) -> None:
         self.difficulty = difficulty
@@ -54,7 +58,7 @@ class Vardiff:
         """Count one accepted share; returns a new difficulty when it should change."""
         self._count += 1
         elapsed = now - self._window_start
-        fast = self._count >= max(8, 4 * self.cfg.retarget_time_s / self.cfg.target_share_time_s)
+        fast = self._count >= self._fast_count
         if elapsed >= self.cfg.retarget_time_s or (fast and elapsed > 0):
             return self._retarget(max(elapsed, 1e-3) / self._count, now)
         return None

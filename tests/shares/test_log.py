@@ -71,3 +71,40 @@ def test_segments_rotate_and_prune(tmp_path: Path) -> None:
     assert removed == [old]
     assert log.prune() == []  # recent segments and the open one stay
     log.close()
+
+
+def test_group_commit_thread_fsyncs_without_being_asked(tmp_path: Path) -> None:
+    import time
+
+    log = ShareLog(tmp_path)
+    log.open()
+    log.start_group_commit(0.002)
+    log.append({"n": 1})
+    log.flush()
+    deadline = time.monotonic() + 5
+    while log.syncs == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert log.syncs >= 1
+    log.close()
+    assert log._committer is None
+
+
+def test_binary_share_records_roundtrip(tmp_path: Path) -> None:
+    from poold.shares.log import encode_share
+
+    log = ShareLog(tmp_path)
+    log.open()
+    fields = dict(ts_ms=1_800_000_000_123, node=3, account="bc1qxyz", worker="rig-ü",
+                  job="1f", height=840000, bits=0x17034219, diff_num=1, diff_den=2**32,
+                  en1=b"\x03\x00\x00\x01", en2=b"\xaa\xbb\xcc\xdd\xee", ntime=0x6543A1B2,
+                  nonce=0xDEADBEEF, version=0x20002000, block=True)
+    log.append_payload(encode_share(**fields))
+    log.append({"t": "block", "height": 840000})
+    log.close()
+    share, block = records(tmp_path)
+    assert share == {"t": "share", "ts": fields["ts_ms"], "node": 3, "account": "bc1qxyz",
+                     "worker": "rig-ü", "job": "1f", "height": 840000, "bits": 0x17034219,
+                     "diff_num": 1, "diff_den": 2**32, "en1": "03000001", "en2": "aabbccddee",
+                     "ntime": 0x6543A1B2, "nonce": 0xDEADBEEF, "version": 0x20002000,
+                     "block": True}
+    assert block == {"t": "block", "height": 840000}
