@@ -37,9 +37,11 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     net = SimNet(difficulty=Fraction(1, 256))
     job = JobManager(CoinbaseSpec(b"\x51", b"/base/", 4, 4)).new_job(
-        parse_template(net.template()), time.time())
-    notify = (encode_notification("mining.set_difficulty", [1 / 2**32])
-              + encode_notification("mining.notify", job.notify_params()))
+        parse_template(net.template()), time.time()
+    )
+    notify = encode_notification("mining.set_difficulty", [1 / 2**32]) + encode_notification(
+        "mining.notify", job.notify_params()
+    )
     counter = iter(range(1, 1 << 24))
 
     class Conn(asyncio.Protocol):
@@ -57,14 +59,26 @@ def main() -> None:
                 m, rid, p = msg["method"], msg["id"], msg["params"]
                 if m == "mining.submit":
                     v = validate_share(
-                        job, extranonce1=self.en1, extranonce2=bytes.fromhex(p[2]),
-                        ntime=int(p[3], 16), nonce=int(p[4], 16), version_bits=None,
-                        version_mask=0, share_target=TARGET, now=now)
-                    out.append(encode_true(rid) if isinstance(v, Accepted)
-                               else encode_error(rid, v.code, v.reason))
+                        job,
+                        extranonce1=self.en1,
+                        extranonce2=bytes.fromhex(p[2]),
+                        ntime=int(p[3], 16),
+                        nonce=int(p[4], 16),
+                        version_bits=None,
+                        version_mask=0,
+                        share_target=TARGET,
+                        now=now,
+                    )
+                    out.append(
+                        encode_true(rid)
+                        if isinstance(v, Accepted)
+                        else encode_error(rid, v.code, v.reason)
+                    )
                 elif m == "mining.subscribe":
-                    out.append(orjson.dumps({"id": rid, "result": [[], self.en1.hex(), 4],
-                                             "error": None}) + b"\n")
+                    out.append(
+                        orjson.dumps({"id": rid, "result": [[], self.en1.hex(), 4], "error": None})
+                        + b"\n"
+                    )
                 elif m == "mining.authorize":
                     out.append(encode_true(rid) + notify)
             self.t.write(b"".join(out))  # type: ignore[attr-defined]

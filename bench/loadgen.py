@@ -91,8 +91,12 @@ class Miner(asyncio.Protocol):
         root = hashlib.sha256(hashlib.sha256(cb).digest()).digest()
         for b in branch:
             root = hashlib.sha256(hashlib.sha256(root + bytes.fromhex(b)).digest()).digest()
-        prefix = struct.pack("<I", int(ver, 16)) + prev + root + struct.pack(
-            "<II", int(ntime, 16), int(nbits, 16))
+        prefix = (
+            struct.pack("<I", int(ver, 16))
+            + prev
+            + root
+            + struct.pack("<II", int(ntime, 16), int(nbits, 16))
+        )
         self.job = (job_id.encode(), ntime.encode(), prefix)
         self.base = hashlib.sha256(prefix)
         if not self.ready_fut.done():
@@ -132,19 +136,23 @@ async def main(a: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     for i in range(a.connections):
         _t, m = await loop.create_connection(
-            lambda i=i: Miner(i, stats, closed, b"bench.w%d" % (i % 1000)), a.host, a.port)
+            lambda i=i: Miner(i, stats, closed, b"bench.w%d" % (i % 1000)), a.host, a.port
+        )
         miners.append(m)
     await asyncio.gather(*(m.ready_fut for m in miners))
     connect_s = time.perf_counter() - t0
     if a.mode == "idle":
-        print(json.dumps({"mode": "idle", "connections": len(miners), "connect_s": connect_s}),
-              flush=True)
+        print(
+            json.dumps({"mode": "idle", "connections": len(miners), "connect_s": connect_s}),
+            flush=True,
+        )
         await asyncio.sleep(a.duration)
         return {}
     if closed:
         for m in miners:
             m.send_share()
     else:
+
         async def pace() -> None:
             tick = 0.002
             per_tick = a.rate * tick

@@ -86,7 +86,7 @@ simnet_difficulty = 1099511627776
 network = "regtest"
 payout_address = "bcrt1q2gxggvp0sywjxshxylx4ta30xu80fnqdt5pekn"
 [sharelog]
-path = "{tmp / f'sharelog-{port}'}"
+path = "{tmp / f"sharelog-{port}"}"
 fsync_interval_ms = 5
 [log]
 level = "warning"
@@ -110,18 +110,41 @@ def start_server(
         cmd = [PY, str(ROOT / "bench" / "baseline_server.py"), "--port", str(port)]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=raise_nofile)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=raise_nofile
+    )
     wait_port(port)
     time.sleep(0.5)
     return proc, port
 
 
-def loadgen(port: int, server_pid: int, *, connections: int, mode: str, rate: float = 0,
-            cpu: int | None = 1, duration: float = 10, warmup: float = 3) -> dict:
-    cmd = [PY, str(ROOT / "bench" / "loadgen.py"), "--port", str(port), "--connections",
-           str(connections), "--mode", mode, "--rate", str(rate), "--duration", str(duration),
-           "--warmup", str(warmup)]
+def loadgen(
+    port: int,
+    server_pid: int,
+    *,
+    connections: int,
+    mode: str,
+    rate: float = 0,
+    cpu: int | None = 1,
+    duration: float = 10,
+    warmup: float = 3,
+) -> dict:
+    cmd = [
+        PY,
+        str(ROOT / "bench" / "loadgen.py"),
+        "--port",
+        str(port),
+        "--connections",
+        str(connections),
+        "--mode",
+        mode,
+        "--rate",
+        str(rate),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+    ]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
     c0 = cpu_s(server_pid)
@@ -136,18 +159,36 @@ def loadgen(port: int, server_pid: int, *, connections: int, mode: str, rate: fl
 
 def idle_rss(proc: subprocess.Popen[bytes], port: int, connections: int) -> dict:
     before = rss_kb(proc.pid)
-    lg = subprocess.Popen([PY, str(ROOT / "bench" / "loadgen.py"), "--port", str(port),
-                           "--connections", str(connections), "--mode", "idle",
-                           "--duration", "30", "--cpu", "1"],
-                          stdout=subprocess.PIPE, text=True)
+    lg = subprocess.Popen(
+        [
+            PY,
+            str(ROOT / "bench" / "loadgen.py"),
+            "--port",
+            str(port),
+            "--connections",
+            str(connections),
+            "--mode",
+            "idle",
+            "--duration",
+            "30",
+            "--cpu",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert lg.stdout is not None
     lg.stdout.readline()  # all connected, subscribed, authorized, job received
     time.sleep(1.0)
     after = rss_kb(proc.pid)
     lg.kill()
     lg.wait()
-    return {"connections": connections, "rss_before_kb": before, "rss_after_kb": after,
-            "bytes_per_idle_connection": round((after - before) * 1024 / connections)}
+    return {
+        "connections": connections,
+        "rss_before_kb": before,
+        "rss_after_kb": after,
+        "bytes_per_idle_connection": round((after - before) * 1024 / connections),
+    }
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -172,8 +213,9 @@ def main() -> None:
             try:
                 r: dict = {}
                 for n in (1000, 10000):
-                    r[f"closed_{n}"] = loadgen(port, proc.pid, connections=n, mode="closed",
-                                               duration=dur)
+                    r[f"closed_{n}"] = loadgen(
+                        port, proc.pid, connections=n, mode="closed", duration=dur
+                    )
                     print(kind, n, r[f"closed_{n}"], flush=True)
                 results[kind] = r
             finally:
@@ -182,7 +224,8 @@ def main() -> None:
             proc, port = start_server(kind, tmp, cpu=0)
             try:
                 results[kind]["open_10000_at_20000"] = loadgen(
-                    port, proc.pid, connections=10000, mode="open", rate=20000, duration=dur)
+                    port, proc.pid, connections=10000, mode="open", rate=20000, duration=dur
+                )
                 print(kind, "open", results[kind]["open_10000_at_20000"], flush=True)
             finally:
                 stop(proc)
@@ -195,8 +238,9 @@ def main() -> None:
         for workers in (1, 2):
             proc, port = start_server("poold", tmp, cpu=None, workers=workers)
             try:
-                r2 = loadgen(port, proc.pid, connections=1000, mode="closed", cpu=None,
-                             duration=dur)
+                r2 = loadgen(
+                    port, proc.pid, connections=1000, mode="closed", cpu=None, duration=dur
+                )
                 results[f"poold_workers_{workers}_unpinned"] = r2
                 print("workers", workers, r2, flush=True)
             finally:

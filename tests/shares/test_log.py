@@ -94,17 +94,43 @@ def test_binary_share_records_roundtrip(tmp_path: Path) -> None:
 
     log = ShareLog(tmp_path)
     log.open()
-    fields = dict(ts_ms=1_800_000_000_123, node=3, account="bc1qxyz", worker="rig-ü",
-                  job="1f", height=840000, bits=0x17034219, diff_num=1, diff_den=2**32,
-                  en1=b"\x03\x00\x00\x01", en2=b"\xaa\xbb\xcc\xdd\xee", ntime=0x6543A1B2,
-                  nonce=0xDEADBEEF, version=0x20002000, block=True)
+    fields = dict(
+        ts_ms=1_800_000_000_123,
+        node=3,
+        account="bc1qxyz",
+        worker="rig-ü",
+        job="1f",
+        height=840000,
+        bits=0x17034219,
+        diff_num=1,
+        diff_den=2**32,
+        en1=b"\x03\x00\x00\x01",
+        en2=b"\xaa\xbb\xcc\xdd\xee",
+        ntime=0x6543A1B2,
+        nonce=0xDEADBEEF,
+        version=0x20002000,
+        block=True,
+    )
     log.append_payload(encode_share(**fields))
     log.append({"t": "block", "height": 840000})
     log.close()
     share, block = records(tmp_path)
-    assert share == {"t": "share", "ts": fields["ts_ms"], "node": 3, "account": "bc1qxyz",
-                     "worker": "rig-ü", "job": "1f", "height": 840000, "bits": 0x17034219,
-                     "diff_num": 1, "diff_den": 2**32, "en1": "03000001", "en2": "aabbccddee",
-                     "ntime": 0x6543A1B2, "nonce": 0xDEADBEEF, "version": 0x20002000,
-                     "block": True}
+    assert share == {
+        "t": "share",
+        "ts": fields["ts_ms"],
+        "node": 3,
+        "account": "bc1qxyz",
+        "worker": "rig-ü",
+        "job": "1f",
+        "height": 840000,
+        "bits": 0x17034219,
+        "diff_num": 1,
+        "diff_den": 2**32,
+        "en1": "03000001",
+        "en2": "aabbccddee",
+        "ntime": 0x6543A1B2,
+        "nonce": 0xDEADBEEF,
+        "version": 0x20002000,
+        "block": True,
+    }
     assert block == {"t": "block", "height": 840000}
