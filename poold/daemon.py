@@ -212,7 +212,7 @@ class Daemon:
         template = parse_template(raw)
         job = self.jobs.new_job(template, self.clock())
         self.metrics.jobs += 1
-        self.server.broadcast(job)
+        await self.server.broadcast(job)
         log.debug(
             "job_published",
             job=job.job_id,
@@ -254,7 +254,7 @@ class Daemon:
             await asyncio.sleep(1.0)
             now = self.clock()
             self.sharelog.flush()  # records appended outside a reply (none today) still land
-            self.server.tick()
+            await self.server.tick()
             self.jobs.prune(now)
             if now - last_prune > 3600:
                 for path in self.sharelog.prune(now):

@@ -27,6 +27,7 @@ from poold.stratum.session import JobSource, Session, SessionPolicy, ShareSink
 log = structlog.get_logger(__name__)
 
 MAX_WRITE_BUFFER = 1 << 20  # a miner that stops reading is dropped before it costs more
+SLICE = 200  # connections handled per loop iteration in periodic sweeps (keeps p99 low)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +56,12 @@ def never_banned(host: str, allowlist: frozenset[str]) -> bool:
 
 class MinerConnection(asyncio.Protocol):
     __slots__ = (
+        "_log",
         "close_after",
         "conn",
         "host",
         "last_activity",
-        "log",
+        "peer",
         "server",
         "session",
         "transport",
@@ -72,7 +74,8 @@ class MinerConnection(asyncio.Protocol):
         self.host = ""
         self.last_activity = 0.0
         self.conn = p.StratumConnection(server.limits.max_line_bytes)
-        self.log = log
+        self._log: structlog.typing.FilteringBoundLogger | None = None
+        self.peer = ""
         self.close_after = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -95,15 +98,26 @@ class MinerConnection(asyncio.Protocol):
             transport.write(p.encode_notification("client.show_message", ["pool is full"]))
             transport.close()
             return
-        self.session = srv.new_session(f"{self.host}:{peer[1]}", now)
-        self.log = log.bind(peer=f"{self.host}:{peer[1]}", en1=self.session.extranonce1.hex())
-        self.session.log_event = self.log.debug
+        self.peer = f"{self.host}:{peer[1]}"
+        self.session = srv.new_session(self.peer, now)
+        self.session.log_event = self._debug
         srv.connections.add(self)
         srv.metrics.connections = len(srv.connections)
         srv.metrics.connections_total += 1
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger:
+        """This connection's logger, bound on first use (most connections never log)."""
+        if self._log is None:
+            en1 = self.session.extranonce1.hex() if self.session else ""
+            self._log = log.bind(peer=self.peer, en1=en1)
+        return self._log
+
+    def _debug(self, event: str, **kw: object) -> None:
+        self.log.debug(event, **kw)
 
     def data_received(self, data: bytes) -> None:
         session, transport = self.session, self.transport
@@ -243,17 +257,28 @@ class StratumServer:
         log.info("stratum_listening", host=addr[0], port=addr[1])
         return str(addr[0]), int(addr[1])
 
-    def broadcast(self, job: Job) -> None:
-        """Send a new job to every connection (the notify line is encoded once)."""
-        notify = p.encode_notification("mining.notify", job.notify_params())
-        now = self.clock()
-        for c in list(self.connections):
-            c.push(job, notify, now)
+    async def broadcast(self, job: Job) -> None:
+        """Send a new job to every connection (the notify line is encoded once).
 
-    def tick(self) -> None:
+        Connections are served in slices so shares keep flowing while 10,000 notifies go out.
+        """
+        notify = p.encode_notification("mining.notify", job.notify_params())
+        conns = list(self.connections)
+        for i in range(0, len(conns), SLICE):
+            now = self.clock()
+            for c in conns[i : i + SLICE]:
+                c.push(job, notify, now)
+            await asyncio.sleep(0)
+
+    async def tick(self) -> None:
+        """Idle timeouts and vardiff's no-share checks, a slice at a time."""
+        conns = list(self.connections)
+        for i in range(0, len(conns), SLICE):
+            now = self.clock()
+            for c in conns[i : i + SLICE]:
+                c.tick(now)
+            await asyncio.sleep(0)
         now = self.clock()
-        for c in list(self.connections):
-            c.tick(now)
         for host in [h for h, b in self.bans.items() if b.until <= now]:
             del self.bans[host]
 

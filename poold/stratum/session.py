@@ -9,7 +9,6 @@ socket and never sleeps. Must not import asyncio.
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -82,7 +81,35 @@ def parse_password_options(password: str) -> dict[str, str]:
 
 
 class Session:
-    """Policy state of one miner connection."""
+    """Policy state of one miner connection (slotted: 10,000 of these must stay small)."""
+
+    __slots__ = (
+        "_history",
+        "_history_len",
+        "_job_diffs",
+        "_junk",
+        "accepted",
+        "agent",
+        "ban",
+        "close_reason",
+        "difficulty_sent",
+        "extranonce1",
+        "extranonce_subscribed",
+        "extranonces",
+        "jobs",
+        "log_event",
+        "metrics",
+        "min_difficulty",
+        "outbox",
+        "peer",
+        "policy",
+        "rejected",
+        "sink",
+        "subscribed",
+        "vardiff",
+        "version_mask",
+        "workers",
+    )
 
     def __init__(
         self,
@@ -118,7 +145,9 @@ class Session:
         # oldest first, at most two: shares in flight at the previous difficulty stay valid.
         self._job_diffs: dict[str, tuple[tuple[Fraction, int], ...]] = {}
         self._junk = 0
-        self._recent: deque[bool] = deque(maxlen=policy.invalid_window)
+        # Validity of the last `invalid_window` judged shares as bits (1 = invalid), newest lowest.
+        self._history = 0
+        self._history_len = 0
         self.log_event = on_log
         self.accepted = 0
         self.rejected = 0
@@ -331,7 +360,7 @@ class Session:
             )
         )
         self.accepted += 1
-        self._recent.append(True)
+        self._remember(invalid=False)
         self.metrics.shares_accepted += 1
         self.outbox.append(p.encode_true(ev.req_id))
         if self.vardiff.on_share(now) is not None:
@@ -345,12 +374,19 @@ class Session:
             self.log_event("share_rejected", reason=verdict.label, detail=verdict.reason)
         if verdict.code in (Reject.STALE, Reject.DUPLICATE):
             return  # stale work and retransmits are normal miner life, not abuse
-        self._recent.append(False)
-        n = len(self._recent)
-        if n >= self.policy.invalid_min:
-            bad = n - sum(self._recent)
-            if bad / n >= self.policy.invalid_ratio:
-                self._close("invalid share ratio too high", ban=True)
+        self._remember(invalid=True)
+        n = self._history_len
+        if (
+            n >= self.policy.invalid_min
+            and self._history.bit_count() / n >= self.policy.invalid_ratio
+        ):
+            self._close("invalid share ratio too high", ban=True)
+
+    def _remember(self, *, invalid: bool) -> None:
+        window = self.policy.invalid_window
+        self._history = ((self._history << 1) | invalid) & ((1 << window) - 1)
+        if self._history_len < window:
+            self._history_len += 1
 
     def _close(self, reason: str, *, ban: bool) -> None:
         if self.close_reason is None:
