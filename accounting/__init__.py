@@ -1,5 +1,39 @@
-"""Pure accounting computation for poold (PPLNS, FPPS, hashrate, token settlement).
+"""Pure accounting for poold: exact PPLNS, FPPS, hashrate and token settlement.
 
-Imports only numpy/numba/stdlib and never imports `poold`. The kernels arrive with the
-accounting-core work; this package marks the boundary the daemon must respect.
+Money is an `int` of satoshis; other numbers are parsed exactly (int, str, Decimal, Fraction;
+floats only where a docstring says so). The O(shares) loops run as Numba kernels
+(`accounting.kernels`); every public function is checked against `accounting.reference`.
+Imports only numpy, numba and the standard library, never `poold`.
 """
+
+from accounting.fpps import (
+    FppsResult,
+    avg_fees,
+    fpps_credit_arrays,
+    fpps_settle,
+    fpps_settle_arrays,
+    fpps_share_value,
+)
+from accounting.hashrate import hashprice, hashrate, hashrate_windows
+from accounting.money import largest_remainder
+from accounting.pplns import PplnsResult, pplns_split, pplns_split_arrays
+from accounting.tokens import StatementLine, TokenSettlement, token_settle
+
+__all__ = [
+    "FppsResult",
+    "PplnsResult",
+    "StatementLine",
+    "TokenSettlement",
+    "avg_fees",
+    "fpps_credit_arrays",
+    "fpps_settle",
+    "fpps_settle_arrays",
+    "fpps_share_value",
+    "hashprice",
+    "hashrate",
+    "hashrate_windows",
+    "largest_remainder",
+    "pplns_split",
+    "pplns_split_arrays",
+    "token_settle",
+]

@@ -1,0 +1,108 @@
+"""Numba kernels: the O(shares) loops, over int64 arrays, nothing else.
+
+Arrays are oldest first; walks go newest first (from the end). Work is an integer number of
+difficulty units (share difficulty x a scale the caller chooses). Each kernel has an oracle
+in `reference.py` (through the public functions that call it). Imports numpy and numba only.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+
+
+@nb.njit(cache=True, nogil=True)
+def walk_window(
+    work: I64, acct: I64, epoch: I64, start: int, threshold: int, acc: I64
+) -> tuple[int, int, int]:
+    """Walk from `start` towards index 0 inside one epoch, adding each share that ends below
+    `threshold` (cumulative work) to `acc[acct]`.
+
+    Returns (index, status, cumulative work before index): status 1 = share `index` reaches the
+    threshold (it is cut by the caller, exactly); 2 = share `index` is in another epoch;
+    0 = ran out of shares (index -1).
+    """
+    e = epoch[start]
+    cum = 0
+    i = start
+    while i >= 0:
+        if epoch[i] != e:
+            return i, 2, cum
+        w = work[i]
+        if cum + w >= threshold:
+            return i, 1, cum
+        cum += w
+        acc[acct[i]] += w
+        i -= 1
+    return -1, 0, cum
+
+
+@nb.njit(cache=True, nogil=True)
+def epoch_account_sums(work: I64, acct: I64, epoch: I64, n_epochs: int, n_accounts: int) -> I64:
+    """sums[e, a] = total work of account a's shares in epoch e."""
+    out = np.zeros((n_epochs, n_accounts), dtype=np.int64)
+    for i in range(work.shape[0]):
+        out[epoch[i], acct[i]] += work[i]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def window_sums(ts: I64, work: I64, acct: I64, n_accounts: int, starts: I64, end: int) -> I64:
+    """sums[w, a] = work of account a's shares with starts[w] < ts <= end."""
+    n_w = starts.shape[0]
+    out = np.zeros((n_w, n_accounts), dtype=np.int64)
+    for i in range(ts.shape[0]):
+        t = ts[i]
+        if t > end:
+            continue
+        for w in range(n_w):
+            if t > starts[w]:
+                out[w, acct[i]] += work[i]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def apply_transfers(order: I64, src: I64, dst: I64, amount: I64, balance: I64) -> int:
+    """Apply transfers in `order` to `balance` (in place); -1 = mint/burn side.
+    Returns the position in `order` of the first transfer that makes a balance negative, or -1."""
+    for k in range(order.shape[0]):
+        j = order[k]
+        s = src[j]
+        if s >= 0:
+            balance[s] -= amount[j]
+            if balance[s] < 0:
+                return k
+        d = dst[j]
+        if d >= 0:
+            balance[d] += amount[j]
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def column_bounds(work: I64, acct: I64, epoch: I64) -> tuple[int, int, int, int, int, int]:
+    """One pass: (min work, max work, min acct, max acct, min epoch, max epoch)."""
+    min_w = max_w = work[0]
+    min_a = max_a = acct[0]
+    min_e = max_e = epoch[0]
+    for i in range(work.shape[0]):
+        w, a, e = work[i], acct[i], epoch[i]
+        min_w = min(min_w, w)
+        max_w = max(max_w, w)
+        min_a = min(min_a, a)
+        max_a = max(max_a, a)
+        min_e = min(min_e, e)
+        max_e = max(max_e, e)
+    return min_w, max_w, min_a, max_a, min_e, max_e
+
+
+@nb.njit(cache=True, nogil=True)
+def token_seconds(src: I64, dst: I64, moved: I64, ts: I64) -> None:
+    """ts[src] -= moved, ts[dst] += moved for every transfer (-1 = mint/burn side)."""
+    for j in range(moved.shape[0]):
+        if src[j] >= 0:
+            ts[src[j]] -= moved[j]
+        if dst[j] >= 0:
+            ts[dst[j]] += moved[j]

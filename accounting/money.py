@@ -1,0 +1,117 @@
+"""Exact numbers and the largest-remainder rule.
+
+Money is an `int` of satoshis; every other quantity is parsed exactly into a `Fraction`.
+Imports only numpy and the standard library.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from fractions import Fraction
+
+import numpy as np
+
+COIN = 100_000_000
+
+
+def exact(value: object, field: str, *, allow_float: bool = False) -> Fraction:
+    """Parse `value` (int, str "0.01" / "3/4", Decimal, Fraction) exactly; name `field` on error."""
+    if isinstance(value, bool):
+        raise TypeError(f"{field}: expected a number, got a boolean")
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, int):
+        return Fraction(value)
+    if isinstance(value, float):
+        if not allow_float:
+            raise TypeError(f"{field}: a float is not exact; pass an int, str, Decimal or Fraction")
+        if not math.isfinite(value):
+            raise ValueError(f"{field}: {value!r} is not finite")
+        return Fraction(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{field}: {value!r} is not finite")
+        return Fraction(value)
+    if isinstance(value, str):
+        try:
+            return Fraction(value.strip())
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"{field}: cannot read {value!r} as an exact number") from None
+    raise TypeError(f"{field}: expected a number, got {type(value).__name__}")
+
+
+def positive(value: object, field: str) -> Fraction:
+    f = exact(value, field)
+    if f <= 0:
+        raise ValueError(f"{field}: must be > 0, got {value!r}")
+    return f
+
+
+def non_negative(value: object, field: str) -> Fraction:
+    f = exact(value, field)
+    if f < 0:
+        raise ValueError(f"{field}: must be >= 0, got {value!r}")
+    return f
+
+
+def rate(value: object, field: str) -> Fraction:
+    """A fraction in [0, 1] (fees, discounts)."""
+    f = exact(value, field)
+    if not 0 <= f <= 1:
+        raise ValueError(f"{field}: must be in [0, 1], got {value!r}")
+    return f
+
+
+def satoshis(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field}: satoshis must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{field}: must be >= 0 satoshis, got {value}")
+    return value
+
+
+def largest_remainder(
+    total: int, quotas: Mapping[str, Fraction], *, last: Iterable[str] = ()
+) -> dict[str, int]:
+    """Split `total` satoshis: floor of each exact quota, then one satoshi each to the largest
+    fractional remainders; ties go to the smaller id (plain string order), except ids in `last`,
+    which lose every tie. The quotas must add up to `total` exactly."""
+    if sum(quotas.values(), Fraction(0)) != total:
+        raise ValueError("quotas do not add up to the total")
+    floors = {k: q.numerator // q.denominator for k, q in quotas.items()}
+    left = total - sum(floors.values())
+    late = set(last)
+    order = sorted(quotas, key=lambda k: (-(quotas[k] - floors[k]), k in late, k))
+    for k in order[:left]:
+        floors[k] += 1
+    return floors
+
+
+def largest_remainder_int(
+    total: int, nums: list[int], den: int, keys: list[str], *, last: int | None = None
+) -> list[int]:
+    """`largest_remainder` over integer numerators sharing one denominator (the fast path).
+
+    quota_i = nums[i] / den, with sum(nums) == total * den; `last` is an index losing ties.
+    Only the remainders at the cut-off need the tie rule, so the largest ones are selected
+    with NumPy when they fit in int64 and only the tied ones are sorted by key."""
+    floors = [x // den for x in nums]
+    left = total - sum(floors)
+    if not left:
+        return floors
+    rems = [x - f * den for x, f in zip(nums, floors, strict=True)]
+    if den < (1 << 63):
+        r = np.array(rems, dtype=np.int64)
+        cut = int(np.partition(r, len(r) - left)[len(r) - left])  # the left-th largest value
+        above = np.flatnonzero(r > cut).tolist()
+        tied = np.flatnonzero(r == cut).tolist()
+        tied.sort(key=lambda i: (i == last, keys[i]))
+        winners = above + tied[: left - len(above)]
+    else:
+        order = sorted(range(len(nums)), key=lambda i: (-rems[i], i == last, keys[i]))
+        winners = order[:left]
+    for i in winners:
+        floors[i] += 1
+    return floors

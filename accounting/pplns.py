@@ -1,0 +1,259 @@
+"""PPLNS: walk the newest shares until `factor` network difficulties are covered, split exactly.
+
+Rules (DESIGN.md): each share scores share_diff / network_diff; the share crossing the window
+edge counts only for its inside part; fee = floor(reward x pool_fee); account quota =
+(reward - fee) x score / factor; what an unfilled window leaves is `unallocated`; satoshis by
+largest remainder (ties: smaller account id; `unallocated` loses ties). Always
+sum(credits) + fee + unallocated == reward. Imports numpy, `accounting` only.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+import numpy.typing as npt
+
+from accounting.kernels import column_bounds, walk_window
+from accounting.money import largest_remainder_int, positive, rate, satoshis
+
+I64 = npt.NDArray[np.int64]
+SAFE_WORK = 1 << 62  # per-share and cumulative work must stay below this for int64 kernels
+
+
+@dataclass(frozen=True)
+class PplnsResult:
+    credits: dict[str, int]
+    pool_fee_sat: int
+    unallocated_sat: int
+    shares_used: int
+    _score_nums: dict[str, int] = field(repr=False)
+    _score_den: int = field(repr=False)
+
+    @functools.cached_property
+    def scores(self) -> dict[str, Fraction]:
+        """Each account's score in network difficulties (built on demand: 50k Fractions)."""
+        return {a: Fraction(n, self._score_den) for a, n in self._score_nums.items()}
+
+    @property
+    def total_sat(self) -> int:
+        return sum(self.credits.values()) + self.pool_fee_sat + self.unallocated_sat
+
+
+def pplns_split(
+    block_reward_sat: int,
+    shares: Sequence[tuple[str, object, object]],
+    *,
+    factor: object = 2,
+    pool_fee: object = 0,
+) -> PplnsResult:
+    """Split one block reward over `shares` = [(account, share_difficulty, network_difficulty)],
+    oldest first, including the block-finding share last. Difficulties are exact numbers
+    (int, str, Decimal, Fraction); floats are refused."""
+    accounts: dict[str, int] = {}
+    idx, sds, nds = [], [], []
+    for i, share in enumerate(shares):
+        if len(share) != 3:
+            raise ValueError(
+                f"shares[{i}]: expected (account, share_difficulty, network_difficulty)"
+            )
+        account, sd, nd = share
+        if not isinstance(account, str):
+            raise TypeError(f"shares[{i}].account: expected str")
+        idx.append(accounts.setdefault(account, len(accounts)))
+        sds.append(positive(sd, f"shares[{i}].share_difficulty"))
+        nds.append(positive(nd, f"shares[{i}].network_difficulty"))
+    # One epoch per run of equal network difficulty; work = difficulty x the epoch's common
+    # denominator, so every share's work is an exact integer.
+    epoch_of: list[int] = []
+    epoch_net: list[Fraction] = []
+    scale: list[int] = []
+    start = 0
+    for i in range(len(nds) + 1):
+        if i == len(nds) or (i > start and nds[i] != nds[start]):
+            if i > start:
+                den = math.lcm(*(sds[j].denominator for j in range(start, i)))
+                scale.append(den)
+                epoch_net.append(nds[start] * den)
+                epoch_of.extend([len(epoch_net) - 1] * (i - start))
+            start = i
+    work = [int(sds[j] * scale[epoch_of[j]]) for j in range(len(sds))]
+    if work and max(work) * len(work) >= SAFE_WORK:
+        # Exotic mixes of difficulties overflow int64 work units: walk in Python ints instead.
+        f = positive(factor, "factor")
+        fee = rate(pool_fee, "pool_fee")
+        reward = satoshis(block_reward_sat, "block_reward_sat")
+        runs, partial, used = _walk_python(work, idx, epoch_of, epoch_net, f)
+        fee_sat = reward * fee.numerator // fee.denominator
+        return _split(reward, reward - fee_sat, fee_sat, f, runs, partial, list(accounts), used)
+    return pplns_split_arrays(
+        block_reward_sat,
+        np.array(idx, dtype=np.int64),
+        np.array(work, dtype=np.int64),
+        np.array(epoch_of, dtype=np.int64),
+        epoch_net,
+        list(accounts),
+        factor=factor,
+        pool_fee=pool_fee,
+    )
+
+
+def pplns_split_arrays(
+    block_reward_sat: int,
+    account_idx: I64,
+    work: I64,
+    epoch_idx: I64,
+    epoch_net_work: Sequence[object],
+    accounts: Sequence[str],
+    *,
+    factor: object = 2,
+    pool_fee: object = 0,
+) -> PplnsResult:
+    """The same split over NumPy columns, oldest first: `work[i]` = share (or slice) difficulty
+    x a scale, `epoch_net_work[epoch_idx[i]]` = that epoch's network difficulty x the same scale.
+
+    Rows may be single shares or pre-aggregated slices (account x time slice x epoch, summed
+    work): a slice that straddles the window edge is cut pro rata, exactly."""
+    reward = satoshis(block_reward_sat, "block_reward_sat")
+    f = positive(factor, "factor")
+    fee = rate(pool_fee, "pool_fee")
+    n = work.shape[0]
+    if not (account_idx.shape[0] == n == epoch_idx.shape[0]):
+        raise ValueError("account_idx, work and epoch_idx must have the same length")
+    nets = [positive(w, f"epoch_net_work[{i}]") for i, w in enumerate(epoch_net_work)]
+    if len(set(accounts)) != len(accounts):
+        raise ValueError("accounts must be unique")
+    if n:
+        # int(): with NUMBA_DISABLE_JIT the kernel hands back NumPy scalars, which would wrap.
+        min_w, max_w, min_a, max_a, min_e, max_e = (
+            int(x) for x in column_bounds(work, account_idx, epoch_idx)
+        )
+        if min_w <= 0:
+            raise ValueError("work must be > 0 for every share")
+        if max_w * n >= SAFE_WORK:  # cumulative sums in the kernel cannot overflow
+            raise ValueError("total work does not fit int64 safely: use a coarser scale")
+        if min_a < 0 or max_a >= len(accounts):
+            raise ValueError("account_idx out of range")
+        if min_e < 0 or max_e >= len(nets):
+            raise ValueError("epoch_idx out of range")
+
+    fee_sat = reward * fee.numerator // fee.denominator
+    dist = reward - fee_sat
+    runs: list[tuple[Fraction, tuple[list[int], list[int]]]] = []
+    remaining = f
+    partial: tuple[int, Fraction] | None = None
+    i = n - 1
+    used = 0
+    while i >= 0 and remaining > 0:
+        net = nets[int(epoch_idx[i])]
+        cap = remaining * net  # window left, in this epoch's work units
+        threshold = -(-cap.numerator // cap.denominator)  # ceil: work is integral
+        acc = np.zeros(len(accounts), dtype=np.int64)
+        stop, status, cum = (
+            int(x)
+            for x in walk_window(work, account_idx, epoch_idx, i, min(threshold, SAFE_WORK), acc)
+        )
+        nz = np.flatnonzero(acc)
+        runs.append((net, (nz.tolist(), acc[nz].tolist())))
+        used += i - stop if stop >= 0 else i + 1
+        if status == 1:
+            # The crossing share counts for exactly what is left of the window.
+            partial = (int(account_idx[stop]), remaining - Fraction(cum) / net)
+            used += 1
+            remaining = Fraction(0)
+            break
+        remaining -= Fraction(cum) / net
+        i = stop
+    return _split(reward, dist, fee_sat, f, runs, partial, accounts, used)
+
+
+def _walk_python(
+    work: list[int], acct: list[int], epoch: list[int], nets: list[Fraction], factor: Fraction
+) -> tuple[list[tuple[Fraction, tuple[list[int], list[int]]]], tuple[int, Fraction] | None, int]:
+    """The same walk as the kernel, in Python ints (no overflow), for exotic inputs."""
+    runs: list[tuple[Fraction, tuple[list[int], list[int]]]] = []
+    remaining, i, used = factor, len(work) - 1, 0
+    while i >= 0 and remaining > 0:
+        e, net = epoch[i], nets[epoch[i]]
+        cap = remaining * net
+        acc: dict[int, int] = {}
+        cum = 0
+        while i >= 0 and epoch[i] == e:
+            if cum + work[i] >= cap:
+                runs.append((net, (list(acc), list(acc.values()))))
+                return runs, (acct[i], remaining - Fraction(cum) / net), used + 1
+            cum += work[i]
+            acc[acct[i]] = acc.get(acct[i], 0) + work[i]
+            used += 1
+            i -= 1
+        runs.append((net, (list(acc), list(acc.values()))))
+        remaining -= Fraction(cum) / net
+    return runs, None, used
+
+
+def _split(
+    reward: int,
+    dist: int,
+    fee_sat: int,
+    factor: Fraction,
+    runs: list[tuple[Fraction, tuple[list[int], list[int]]]],
+    partial: tuple[int, Fraction] | None,
+    accounts: Sequence[str],
+    used: int,
+) -> PplnsResult:
+    # Every score as an integer numerator over one common denominator D.
+    dens = [net.numerator for net, _ in runs]
+    if partial is not None:
+        dens.append(partial[1].denominator)
+    d = math.lcm(*dens) if dens else 1
+    if len(runs) == 1:
+        net, (idx, vals) = runs[0]
+        mult = net.denominator * (d // net.numerator)
+        nums = [v * mult for v in vals]
+        if partial is not None:
+            a, r = partial
+            extra = r.numerator * (d // r.denominator)
+            try:
+                nums[idx.index(a)] += extra
+            except ValueError:
+                idx.append(a)
+                nums.append(extra)
+    else:
+        merged: dict[int, int] = {}
+        for net, (ids, vals) in runs:
+            mult = net.denominator * (d // net.numerator)
+            for a, v in zip(ids, vals, strict=True):
+                merged[a] = merged.get(a, 0) + v * mult
+        if partial is not None:
+            a, r = partial
+            merged[a] = merged.get(a, 0) + r.numerator * (d // r.denominator)
+        idx, nums = list(merged), list(merged.values())
+    keys = [accounts[a] for a in idx]
+    s_total = sum(nums)
+    fn, fd = factor.numerator, factor.denominator
+    den = d * fn
+    k = dist * fd
+    quota_nums = [k * x for x in nums]
+    quota_nums.append(dist * (fn * d - fd * s_total))  # unallocated
+    keys.append("")
+    split = largest_remainder_int(dist, quota_nums, den, keys, last=len(idx))
+    unallocated = split.pop()
+    keys.pop()
+    result = PplnsResult(
+        dict(zip(keys, split, strict=True)),
+        fee_sat,
+        unallocated,
+        used,
+        dict(zip(keys, nums, strict=True)),
+        d,
+    )
+    if result.total_sat != reward:  # pragma: no cover - an invariant, not a branch
+        raise AssertionError("PPLNS split does not conserve satoshis")
+    return result
+
+
+__all__ = ["PplnsResult", "pplns_split", "pplns_split_arrays"]
