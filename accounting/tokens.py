@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from operator import itemgetter
 
 import numpy as np
 
@@ -112,13 +113,10 @@ def token_settle(
         else:
             open_amounts.append(non_negative(v, f"opening[{h!r}]"))
     n_tr = len(transfers)
-    try:
-        cols = list(zip(*transfers, strict=True)) if n_tr else [(), (), (), ()]
-    except (ValueError, TypeError):
-        cols = []
-    if len(cols) != 4:
-        bad = next((i for i, tr in enumerate(transfers) if len(tr) != 4), 0)
+    if n_tr and set(map(len, transfers)) != {4}:
+        bad = next(i for i, tr in enumerate(transfers) if len(tr) != 4)
         raise ValueError(f"transfers[{bad}]: expected (t, from, to, amount)")
+    cols = [list(map(itemgetter(k), transfers)) for k in range(4)]
     t_col, a_col, b_col, amt_col = cols
     t_arr = np.array(t_col)
     if n_tr and t_arr.dtype != np.int64:
