@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accounting.kernels import epoch_account_sums
-from accounting.money import non_negative, positive, rate, satoshis
+from accounting.money import non_negative, parse_shares, positive, rate, satoshis
 
 I64 = npt.NDArray[np.int64]
 SAFE_WORK = 1 << 62
@@ -64,19 +64,7 @@ def fpps_settle(
     carry_in: Mapping[str, object] | None = None,
 ) -> FppsResult:
     """Book one period: shares as (account, share_difficulty, network_difficulty)."""
-    accounts: dict[str, int] = {}
-    idx, sds, nds = [], [], []
-    for i, share in enumerate(shares):
-        if len(share) != 3:
-            raise ValueError(
-                f"shares[{i}]: expected (account, share_difficulty, network_difficulty)"
-            )
-        account, sd, nd = share
-        if not isinstance(account, str):
-            raise TypeError(f"shares[{i}].account: expected str")
-        idx.append(accounts.setdefault(account, len(accounts)))
-        sds.append(positive(sd, f"shares[{i}].share_difficulty"))
-        nds.append(positive(nd, f"shares[{i}].network_difficulty"))
+    accounts, idx, sds, nds = parse_shares(shares)
     # Group by network difficulty; work = difficulty x the group's common denominator.
     epochs: dict[Fraction, int] = {}
     ep = [epochs.setdefault(nd, len(epochs)) for nd in nds]

@@ -7,7 +7,7 @@ Imports only numpy and the standard library.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
 
@@ -70,6 +70,26 @@ def satoshis(value: object, field: str) -> int:
     if value < 0:
         raise ValueError(f"{field}: must be >= 0 satoshis, got {value}")
     return value
+
+
+def parse_shares(
+    shares: Sequence[tuple[str, object, object]],
+) -> tuple[dict[str, int], list[int], list[Fraction], list[Fraction]]:
+    """(account, share_difficulty, network_difficulty) rows -> account index and exact columns."""
+    accounts: dict[str, int] = {}
+    idx, sds, nds = [], [], []
+    for i, share in enumerate(shares):
+        if len(share) != 3:
+            raise ValueError(
+                f"shares[{i}]: expected (account, share_difficulty, network_difficulty)"
+            )
+        account, sd, nd = share
+        if not isinstance(account, str):
+            raise TypeError(f"shares[{i}].account: expected str")
+        idx.append(accounts.setdefault(account, len(accounts)))
+        sds.append(positive(sd, f"shares[{i}].share_difficulty"))
+        nds.append(positive(nd, f"shares[{i}].network_difficulty"))
+    return accounts, idx, sds, nds
 
 
 def largest_remainder(

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accounting.kernels import column_bounds, walk_window
-from accounting.money import largest_remainder_int, positive, rate, satoshis
+from accounting.money import largest_remainder_int, parse_shares, positive, rate, satoshis
 
 I64 = npt.NDArray[np.int64]
 SAFE_WORK = 1 << 62  # per-share and cumulative work must stay below this for int64 kernels
@@ -54,19 +54,7 @@ def pplns_split(
     """Split one block reward over `shares` = [(account, share_difficulty, network_difficulty)],
     oldest first, including the block-finding share last. Difficulties are exact numbers
     (int, str, Decimal, Fraction); floats are refused."""
-    accounts: dict[str, int] = {}
-    idx, sds, nds = [], [], []
-    for i, share in enumerate(shares):
-        if len(share) != 3:
-            raise ValueError(
-                f"shares[{i}]: expected (account, share_difficulty, network_difficulty)"
-            )
-        account, sd, nd = share
-        if not isinstance(account, str):
-            raise TypeError(f"shares[{i}].account: expected str")
-        idx.append(accounts.setdefault(account, len(accounts)))
-        sds.append(positive(sd, f"shares[{i}].share_difficulty"))
-        nds.append(positive(nd, f"shares[{i}].network_difficulty"))
+    accounts, idx, sds, nds = parse_shares(shares)
     # One epoch per run of equal network difficulty; work = difficulty x the epoch's common
     # denominator, so every share's work is an exact integer.
     epoch_of: list[int] = []

@@ -23,6 +23,7 @@ import uvloop
 from poold.config import Config, ConfigError, load_config, parse_config
 from poold.daemon import Daemon
 from poold.logs import configure_logging
+from poold.shares.log import ShareLogError
 from poold.simulate import FleetStats, run_fleet
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="poold: pool share accounting")
@@ -41,10 +42,18 @@ def _install_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _run_daemon(cfg: Config, reuse_port: bool) -> None:
+async def _run_daemon(cfg: Config, reuse_port: bool) -> int:
     stop = asyncio.Event()
     _install_signals(stop)
-    await Daemon(cfg, reuse_port=reuse_port).run(stop)
+    failure: BaseException | None = None
+    try:
+        await Daemon(cfg, reuse_port=reuse_port).run(stop)
+    except* (OSError, ShareLogError) as eg:
+        failure = eg.exceptions[0]
+    if failure is not None:
+        typer.echo(f"poold: cannot start: {failure}", err=True)
+        return 1
+    return 0
 
 
 @app.command()
@@ -75,7 +84,9 @@ def run(
             },
         }
         cfg = parse_config({**cfg.model_dump(mode="json"), **over}, environ={})
-    uvloop.run(_run_daemon(cfg, reuse_port=worker_index is not None))
+    code = uvloop.run(_run_daemon(cfg, reuse_port=worker_index is not None))
+    if code:
+        raise typer.Exit(code)
 
 
 def _supervise(config: Path, n: int) -> int:

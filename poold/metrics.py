@@ -20,7 +20,6 @@ class Metrics:
         self.connections_refused = 0
         self.bans = 0
         self.jobs = 0
-        self.difficulty_accepted = 0.0  # sum of credited share difficulty (for hashrate displays)
 
     def snapshot(self) -> dict[str, object]:
         return {

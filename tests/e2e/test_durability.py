@@ -148,3 +148,21 @@ def test_config_error_stops_before_binding(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "stratum.lisen" in out.stderr and "did you mean 'listen'" in out.stderr
     assert not (tmp_path / "sharelog").exists()  # nothing was opened or bound
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = write_config(tmp_path, port=port)
+        out = subprocess.run(
+            [sys.executable, "-m", "poold", "run", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 1
+    assert "poold: cannot start:" in out.stderr and "address already in use" in out.stderr.lower()
