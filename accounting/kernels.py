@@ -23,19 +23,27 @@ def walk_window(
 
     Returns (index, status, cumulative work before index): status 1 = share `index` reaches the
     threshold (it is cut by the caller, exactly); 2 = share `index` is in another epoch;
-    0 = ran out of shares (index -1).
+    0 = ran out of shares (index -1); 3 = share `index` has work <= 0 or >= 2**61; 4 = its
+    account index is out of range. Rows are checked as the walk reaches them, so a caller
+    keeping threshold <= 2**62 can never overflow int64.
     """
     e = epoch[start]
+    n_acc = acc.shape[0]
     cum = 0
     i = start
     while i >= 0:
         if epoch[i] != e:
             return i, 2, cum
         w = work[i]
+        if w <= 0 or w >= 2305843009213693952:  # 2**61
+            return i, 3, cum
+        a = acct[i]
+        if a < 0 or a >= n_acc:
+            return i, 4, cum
         if cum + w >= threshold:
             return i, 1, cum
         cum += w
-        acc[acct[i]] += w
+        acc[a] += w
         i -= 1
     return -1, 0, cum
 
@@ -79,23 +87,6 @@ def apply_transfers(order: I64, src: I64, dst: I64, amount: I64, balance: I64) -
         if d >= 0:
             balance[d] += amount[j]
     return -1
-
-
-@nb.njit(cache=True, nogil=True)
-def column_bounds(work: I64, acct: I64, epoch: I64) -> tuple[int, int, int, int, int, int]:
-    """One pass: (min work, max work, min acct, max acct, min epoch, max epoch)."""
-    min_w = max_w = work[0]
-    min_a = max_a = acct[0]
-    min_e = max_e = epoch[0]
-    for i in range(work.shape[0]):
-        w, a, e = work[i], acct[i], epoch[i]
-        min_w = min(min_w, w)
-        max_w = max(max_w, w)
-        min_a = min(min_a, a)
-        max_a = max(max_a, a)
-        min_e = min(min_e, e)
-        max_e = max(max_e, e)
-    return min_w, max_w, min_a, max_a, min_e, max_e
 
 
 @nb.njit(cache=True, nogil=True)

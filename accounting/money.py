@@ -6,6 +6,7 @@ Imports only numpy and the standard library.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -117,11 +118,12 @@ def largest_remainder_int(
     quota_i = nums[i] / den, with sum(nums) == total * den; `last` is an index losing ties.
     Only the remainders at the cut-off need the tie rule, so the largest ones are selected
     with NumPy when they fit in int64 and only the tied ones are sorted by key."""
-    floors = [x // den for x in nums]
+    pairs = list(map(divmod, nums, itertools.repeat(den)))  # C-level loop over Python ints
+    floors = [q for q, _ in pairs]
     left = total - sum(floors)
     if not left:
         return floors
-    rems = [x - f * den for x, f in zip(nums, floors, strict=True)]
+    rems = [r for _, r in pairs]
     if den < (1 << 63):
         r = np.array(rems, dtype=np.int64)
         cut = int(np.partition(r, len(r) - left)[len(r) - left])  # the left-th largest value

@@ -18,7 +18,7 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
-from accounting.kernels import column_bounds, walk_window
+from accounting.kernels import walk_window
 from accounting.money import largest_remainder_int, parse_shares, positive, rate, satoshis
 
 I64 = npt.NDArray[np.int64]
@@ -31,13 +31,15 @@ class PplnsResult:
     pool_fee_sat: int
     unallocated_sat: int
     shares_used: int
-    _score_nums: dict[str, int] = field(repr=False)
+    _score_keys: list[str] = field(repr=False)
+    _score_nums: list[int] = field(repr=False)
     _score_den: int = field(repr=False)
 
     @functools.cached_property
     def scores(self) -> dict[str, Fraction]:
         """Each account's score in network difficulties (built on demand: 50k Fractions)."""
-        return {a: Fraction(n, self._score_den) for a, n in self._score_nums.items()}
+        d = self._score_den
+        return {a: Fraction(n, d) for a, n in zip(self._score_keys, self._score_nums, strict=True)}
 
     @property
     def total_sat(self) -> int:
@@ -115,19 +117,6 @@ def pplns_split_arrays(
     nets = [positive(w, f"epoch_net_work[{i}]") for i, w in enumerate(epoch_net_work)]
     if len(set(accounts)) != len(accounts):
         raise ValueError("accounts must be unique")
-    if n:
-        # int(): with NUMBA_DISABLE_JIT the kernel hands back NumPy scalars, which would wrap.
-        min_w, max_w, min_a, max_a, min_e, max_e = (
-            int(x) for x in column_bounds(work, account_idx, epoch_idx)
-        )
-        if min_w <= 0:
-            raise ValueError("work must be > 0 for every share")
-        if max_w * n >= SAFE_WORK:  # cumulative sums in the kernel cannot overflow
-            raise ValueError("total work does not fit int64 safely: use a coarser scale")
-        if min_a < 0 or max_a >= len(accounts):
-            raise ValueError("account_idx out of range")
-        if min_e < 0 or max_e >= len(nets):
-            raise ValueError("epoch_idx out of range")
 
     fee_sat = reward * fee.numerator // fee.denominator
     dist = reward - fee_sat
@@ -137,7 +126,10 @@ def pplns_split_arrays(
     i = n - 1
     used = 0
     while i >= 0 and remaining > 0:
-        net = nets[int(epoch_idx[i])]
+        e = int(epoch_idx[i])
+        if not 0 <= e < len(nets):
+            raise ValueError(f"epoch_idx[{i}] = {e} is out of range")
+        net = nets[e]
         cap = remaining * net  # window left, in this epoch's work units
         threshold = -(-cap.numerator // cap.denominator)  # ceil: work is integral
         acc = np.zeros(len(accounts), dtype=np.int64)
@@ -145,6 +137,13 @@ def pplns_split_arrays(
             int(x)
             for x in walk_window(work, account_idx, epoch_idx, i, min(threshold, SAFE_WORK), acc)
         )
+        if status == 1 and cum + int(work[stop]) < threshold:
+            # Only reachable when the window exceeds 2**62 work units: the cap, not the edge.
+            raise ValueError("window work does not fit int64 safely: use a coarser scale")
+        if status == 3:
+            raise ValueError(f"work[{stop}] must be > 0 and < 2**61 (use a coarser scale)")
+        if status == 4:
+            raise ValueError(f"account_idx[{stop}] is out of range")
         nz = np.flatnonzero(acc)
         runs.append((net, (nz.tolist(), acc[nz].tolist())))
         used += i - stop if stop >= 0 else i + 1
@@ -201,7 +200,7 @@ def _split(
     if len(runs) == 1:
         net, (idx, vals) = runs[0]
         mult = net.denominator * (d // net.numerator)
-        nums = [v * mult for v in vals]
+        nums = list(map(mult.__mul__, vals))  # C-level loop over Python ints
         if partial is not None:
             a, r = partial
             extra = r.numerator * (d // r.denominator)
@@ -220,24 +219,19 @@ def _split(
             a, r = partial
             merged[a] = merged.get(a, 0) + r.numerator * (d // r.denominator)
         idx, nums = list(merged), list(merged.values())
-    keys = [accounts[a] for a in idx]
+    keys = list(map(accounts.__getitem__, idx))
     s_total = sum(nums)
     fn, fd = factor.numerator, factor.denominator
     den = d * fn
     k = dist * fd
-    quota_nums = [k * x for x in nums]
+    quota_nums = list(map(k.__mul__, nums))
     quota_nums.append(dist * (fn * d - fd * s_total))  # unallocated
     keys.append("")
     split = largest_remainder_int(dist, quota_nums, den, keys, last=len(idx))
     unallocated = split.pop()
     keys.pop()
     result = PplnsResult(
-        dict(zip(keys, split, strict=True)),
-        fee_sat,
-        unallocated,
-        used,
-        dict(zip(keys, nums, strict=True)),
-        d,
+        dict(zip(keys, split, strict=True)), fee_sat, unallocated, used, keys, nums, d
     )
     if result.total_sat != reward:  # pragma: no cover - an invariant, not a branch
         raise AssertionError("PPLNS split does not conserve satoshis")
