@@ -97,3 +97,34 @@ def token_seconds(src: I64, dst: I64, moved: I64, ts: I64) -> None:
             ts[src[j]] -= moved[j]
         if dst[j] >= 0:
             ts[dst[j]] += moved[j]
+
+
+@nb.njit(cache=True, nogil=True)
+def mul_div(v: I64, c: int, d: int) -> tuple[I64, I64]:
+    """Exact q[i] = floor(c * v[i] / d) and r[i] = c * v[i] mod d without 128-bit integers.
+
+    Binary long multiplication, reducing modulo d at every step: (q, r) always represents
+    c * (the bits of v seen so far) = q * d + r. Needs 0 <= c < d < 2**62 and 0 <= v < 2**62,
+    so no intermediate exceeds 2**63 - 1.
+    """
+    n = v.shape[0]
+    q = np.zeros(n, dtype=np.int64)
+    r = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        x = v[i]
+        qi = 0
+        ri = 0
+        for bit in range(61, -1, -1):
+            qi = 2 * qi
+            ri = 2 * ri
+            if ri >= d:
+                ri -= d
+                qi += 1
+            if (x >> bit) & 1:
+                ri += c
+                if ri >= d:
+                    ri -= d
+                    qi += 1
+        q[i] = qi
+        r[i] = ri
+    return q, r

@@ -13,6 +13,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
+import numpy.typing as npt
 
 COIN = 100_000_000
 
@@ -110,6 +111,43 @@ def largest_remainder(
     return floors
 
 
+def _by_key(items: list[int], keys: list[str], last: int | None) -> list[int]:
+    """Order tied claimants: smaller key first, `last` after everyone (a C-level string sort
+    for large tie groups: 100,000 holders with equal token-seconds are common)."""
+    if len(items) <= 64:
+        return sorted(items, key=lambda i: (i == last, keys[i]))
+    order = np.argsort(np.array([keys[i] for i in items]), kind="stable").tolist()
+    ordered = [items[j] for j in order]
+    if last is not None and last in ordered:
+        ordered.remove(last)
+        ordered.append(last)
+    return ordered
+
+
+def largest_remainder_arrays(
+    total: int,
+    floors: npt.NDArray[np.int64],
+    rems: npt.NDArray[np.int64],
+    keys: list[str],
+    *,
+    last: int | None = None,
+) -> list[int]:
+    """Largest remainder when floors and remainders (over one denominator) are int64 arrays:
+    the left-over satoshis go to the largest remainders, ties to the smaller key, `last` loses
+    ties. Only the tie group at the cut-off is sorted in Python."""
+    left = total - int(floors.sum())
+    out = floors.copy()
+    if left:
+        cut = int(np.partition(rems, rems.size - left)[rems.size - left])
+        above = np.flatnonzero(rems > cut)
+        tied = np.flatnonzero(rems == cut).tolist()
+        tied = _by_key(tied, keys, last)
+        out[above] += 1
+        out[tied[: left - above.size]] += 1
+    result: list[int] = out.tolist()
+    return result
+
+
 def largest_remainder_int(
     total: int, nums: list[int], den: int, keys: list[str], *, last: int | None = None
 ) -> list[int]:
@@ -129,7 +167,7 @@ def largest_remainder_int(
         cut = int(np.partition(r, len(r) - left)[len(r) - left])  # the left-th largest value
         above = np.flatnonzero(r > cut).tolist()
         tied = np.flatnonzero(r == cut).tolist()
-        tied.sort(key=lambda i: (i == last, keys[i]))
+        tied = _by_key(tied, keys, last)
         winners = above + tied[: left - len(above)]
     else:
         order = sorted(range(len(nums)), key=lambda i: (-rems[i], i == last, keys[i]))

@@ -11,18 +11,26 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 import numpy.typing as npt
 
-from accounting.kernels import walk_window
-from accounting.money import largest_remainder_int, parse_shares, positive, rate, satoshis
+from accounting.kernels import mul_div, walk_window
+from accounting.money import (
+    largest_remainder_arrays,
+    largest_remainder_int,
+    parse_shares,
+    positive,
+    rate,
+    satoshis,
+)
 
 I64 = npt.NDArray[np.int64]
 SAFE_WORK = 1 << 62  # per-share and cumulative work must stay below this for int64 kernels
+LIMB = 1 << 62  # bound for the int64 fast split (mul_div's precondition)
 
 
 @dataclass(frozen=True)
@@ -31,15 +39,12 @@ class PplnsResult:
     pool_fee_sat: int
     unallocated_sat: int
     shares_used: int
-    _score_keys: list[str] = field(repr=False)
-    _score_nums: list[int] = field(repr=False)
-    _score_den: int = field(repr=False)
+    _scores: Callable[[], dict[str, Fraction]] = field(repr=False)
 
     @functools.cached_property
     def scores(self) -> dict[str, Fraction]:
         """Each account's score in network difficulties (built on demand: 50k Fractions)."""
-        d = self._score_den
-        return {a: Fraction(n, d) for a, n in zip(self._score_keys, self._score_nums, strict=True)}
+        return self._scores()
 
     @property
     def total_sat(self) -> int:
@@ -120,7 +125,7 @@ def pplns_split_arrays(
 
     fee_sat = reward * fee.numerator // fee.denominator
     dist = reward - fee_sat
-    runs: list[tuple[Fraction, tuple[list[int], list[int]]]] = []
+    runs_np: list[tuple[Fraction, I64, I64]] = []
     remaining = f
     partial: tuple[int, Fraction] | None = None
     i = n - 1
@@ -145,7 +150,7 @@ def pplns_split_arrays(
         if status == 4:
             raise ValueError(f"account_idx[{stop}] is out of range")
         nz = np.flatnonzero(acc)
-        runs.append((net, (nz.tolist(), acc[nz].tolist())))
+        runs_np.append((net, nz, acc[nz]))
         used += i - stop if stop >= 0 else i + 1
         if status == 1:
             # The crossing share counts for exactly what is left of the window.
@@ -155,7 +160,84 @@ def pplns_split_arrays(
             break
         remaining -= Fraction(cum) / net
         i = stop
+    if len(runs_np) == 1:
+        fast = _split_one_epoch(reward, dist, fee_sat, f, runs_np[0], partial, accounts, used)
+        if fast is not None:
+            return fast
+    runs = [(net, (ids.tolist(), vals.tolist())) for net, ids, vals in runs_np]
     return _split(reward, dist, fee_sat, f, runs, partial, accounts, used)
+
+
+def _split_one_epoch(
+    reward: int,
+    dist: int,
+    fee_sat: int,
+    factor: Fraction,
+    run: tuple[Fraction, I64, I64],
+    partial: tuple[int, Fraction] | None,
+    accounts: Sequence[str],
+    used: int,
+) -> PplnsResult | None:
+    """The common case exactly, in int64: one network difficulty in the window.
+
+    Each account's quota is dist x v / (net x factor) (+ the crossing share's part for one
+    account); `mul_div` gives floor and remainder over one denominator, the crossing share and
+    `unallocated` are folded in as Fractions, and all remainders are put on one common
+    denominator L. Returns None (use the general path) when L or a floor would not fit int64.
+    """
+    net, ids, vals = run
+    fn, fd = factor.numerator, factor.denominator
+    c = dist * fd * net.denominator
+    den = net.numerator * fn
+    g = math.gcd(c, den)
+    c, den = c // g, den // g
+    cq, cr = divmod(c, den)
+    vmax = int(vals.max()) if vals.size else 0
+    if den >= LIMB or cq * vmax >= LIMB:
+        return None
+    extra = Fraction(0)
+    crossing = -1
+    if partial is not None:
+        a, r = partial
+        extra = dist * r / factor
+        hit = np.flatnonzero(ids == a)
+        if hit.size:
+            crossing = int(hit[0])
+        else:
+            ids = np.append(ids, a)
+            vals = np.append(vals, 0)
+            crossing = ids.size - 1
+    unallocated = dist - Fraction(c * int(vals.sum()), den) - extra
+    common = math.lcm(den, extra.denominator, unallocated.denominator)
+    if common >= LIMB:
+        return None
+    q, r_den = mul_div(vals, cr, den)
+    floors = q + cq * vals
+    rems = r_den * (common // den)
+    if crossing >= 0:
+        total = Fraction(int(floors[crossing]) * den + int(r_den[crossing]), den) + extra
+        whole = total.numerator // total.denominator
+        floors[crossing] = whole
+        rems[crossing] = int((total - whole) * common)
+    un_floor = unallocated.numerator // unallocated.denominator
+    floors = np.append(floors, un_floor)
+    rems = np.append(rems, int((unallocated - un_floor) * common))
+    keys = list(map(accounts.__getitem__, ids.tolist()))
+    keys.append("")
+    split = largest_remainder_arrays(dist, floors, rems, keys, last=len(keys) - 1)
+    un_sat = split.pop()
+    keys.pop()
+
+    def scores() -> dict[str, Fraction]:
+        out = {k: Fraction(int(v)) / net for k, v in zip(keys, vals.tolist(), strict=True)}
+        if partial is not None:
+            out[accounts[partial[0]]] += partial[1]
+        return out
+
+    result = PplnsResult(dict(zip(keys, split, strict=True)), fee_sat, un_sat, used, scores)
+    if result.total_sat != reward:  # pragma: no cover - an invariant, not a branch
+        raise AssertionError("PPLNS split does not conserve satoshis")
+    return result
 
 
 def _walk_python(
@@ -230,9 +312,11 @@ def _split(
     split = largest_remainder_int(dist, quota_nums, den, keys, last=len(idx))
     unallocated = split.pop()
     keys.pop()
-    result = PplnsResult(
-        dict(zip(keys, split, strict=True)), fee_sat, unallocated, used, keys, nums, d
-    )
+
+    def scores() -> dict[str, Fraction]:
+        return {a: Fraction(n, d) for a, n in zip(keys, nums, strict=True)}
+
+    result = PplnsResult(dict(zip(keys, split, strict=True)), fee_sat, unallocated, used, scores)
     if result.total_sat != reward:  # pragma: no cover - an invariant, not a branch
         raise AssertionError("PPLNS split does not conserve satoshis")
     return result

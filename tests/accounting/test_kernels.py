@@ -102,3 +102,22 @@ def test_fpps_arrays_equal_per_share_totals() -> None:
     )
     # a: 3/10 + 7/20 = 13/20 of 1000 = 650; b: 5/10 = 500
     assert r.credits == {"a": 650, "b": 500} and r.carry == {"a": 0, "b": 0}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 2**62 - 1).flatmap(
+        lambda d: st.tuples(
+            st.just(d),
+            st.integers(0, d - 1),
+            st.lists(st.integers(0, 2**62 - 1), min_size=1, max_size=20),
+        )
+    )
+)
+def test_mul_div_is_exact(args) -> None:
+    from accounting.kernels import mul_div
+
+    d, c, vs = args
+    q, r = mul_div(arr(vs), c, d)
+    for v, qi, ri in zip(vs, q.tolist(), r.tolist(), strict=True):
+        assert (qi, ri) == divmod(c * v, d)
