@@ -54,22 +54,22 @@ class ShareRecorder:
         d = share.difficulty
         template = share.job.template
         self.sharelog.append_payload(
-            encode_share(
-                ts_ms=int(share.time * 1000),
-                node=self.node_id,
-                account=share.account,
-                worker=share.worker,
-                job=share.job.job_id,
-                height=template.height,
-                bits=template.bits,
-                diff_num=d.numerator,
-                diff_den=d.denominator,
-                en1=share.extranonce1,
-                en2=share.extranonce2,
-                ntime=share.ntime,
-                nonce=share.nonce,
-                version=v.version,
-                block=v.is_block,
+            encode_share(  # positional, in encode_share's order: the per-share hot path
+                int(share.time * 1000),
+                self.node_id,
+                share.account,
+                share.worker,
+                share.job.job_id,
+                template.height,
+                template.bits,
+                d.numerator,
+                d.denominator,
+                share.extranonce1,
+                share.extranonce2,
+                share.ntime,
+                share.nonce,
+                v.version,
+                v.is_block,
             )
         )
         if v.is_block:

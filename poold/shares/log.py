@@ -74,7 +74,6 @@ def _frames(data: bytes) -> Iterator[tuple[int, int, bytes]]:
 
 
 def encode_share(
-    *,
     ts_ms: int,
     node: int,
     account: str,

@@ -50,7 +50,6 @@ class Accepted:
 
 def validate_share(
     job: Job | None,
-    *,
     extranonce1: bytes,
     extranonce2: bytes,
     ntime: int,

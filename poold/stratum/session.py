@@ -324,16 +324,16 @@ class Session:
             d = self._effective_difficulty()
             diffs = ((d, target_from_difficulty(d)),)
         easiest = diffs[0][1] if len(diffs) == 1 else max(diffs[0][1], diffs[1][1])
-        verdict = validate_share(
+        verdict = validate_share(  # positional: this is the per-share hot path
             job,
-            extranonce1=self.extranonce1,
-            extranonce2=ev.extranonce2,
-            ntime=ev.ntime,
-            nonce=ev.nonce,
-            version_bits=ev.version_bits,
-            version_mask=self.version_mask,
-            share_target=easiest,
-            now=int(now),
+            self.extranonce1,
+            ev.extranonce2,
+            ev.ntime,
+            ev.nonce,
+            ev.version_bits,
+            self.version_mask,
+            easiest,
+            int(now),
         )
         if isinstance(verdict, Rejected):
             self._reject(ev.req_id, verdict)
@@ -360,7 +360,10 @@ class Session:
             )
         )
         self.accepted += 1
-        self._remember(invalid=False)
+        if self._history:  # all-valid history stays 0: nothing to shift (the common case)
+            self._remember(invalid=False)
+        elif self._history_len < self.policy.invalid_window:
+            self._history_len += 1
         self.metrics.shares_accepted += 1
         self.outbox.append(p.encode_true(ev.req_id))
         if self.vardiff.on_share(now) is not None:

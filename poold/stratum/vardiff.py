@@ -58,10 +58,9 @@ class Vardiff:
         """Count one accepted share; returns a new difficulty when it should change."""
         self._count += 1
         elapsed = now - self._window_start
-        fast = self._count >= self._fast_count
-        if elapsed >= self.cfg.retarget_time_s or (fast and elapsed > 0):
-            return self._retarget(max(elapsed, 1e-3) / self._count, now)
-        return None
+        if elapsed < self.cfg.retarget_time_s and (self._count < self._fast_count or elapsed <= 0):
+            return None
+        return self._retarget(max(elapsed, 1e-3) / self._count, now)
 
     def on_tick(self, now: float) -> Fraction | None:
         """Periodic check: a miner that found nothing for a long time gets an easier target."""
