@@ -232,6 +232,50 @@ def simulate(
     typer.echo(json.dumps(stats.summary()))
 
 
+@app.command()
+def migrate(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """Create or upgrade the ledger schema at [ledger] url."""
+    from poold.ledger.db import LedgerError, make_engine
+    from poold.ledger.db import migrate as run_migrations
+
+    try:
+        cfg = load_config(config)
+        engine = make_engine(cfg.ledger.url)
+        version = run_migrations(engine)
+    except (ConfigError, LedgerError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"ledger schema at version {version}")
+
+
+@app.command()
+def ingest(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """Ingest everything new in the share log into the ledger (exactly once; safe to repeat)."""
+    from poold.ledger.db import LedgerError, check_schema, make_engine
+    from poold.ledger.ingest import ingest as run_ingest
+
+    try:
+        cfg = load_config(config)
+        engine = make_engine(cfg.ledger.url)
+        check_schema(engine)
+        result = run_ingest(engine, cfg.sharelog.path, cfg.stratum.node_id)
+    except (ConfigError, LedgerError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(
+        json.dumps(
+            {
+                "records": result.records,
+                "shares": result.shares,
+                "slices": result.slices,
+                "blocks": result.blocks,
+            }
+        )
+    )
+
+
 @config_app.command("check")
 def config_check(path: Path) -> None:
     """Validate a config file (and POOLD__ overrides); exit 2 naming the bad key."""

@@ -58,9 +58,9 @@ def list_segments(directory: Path) -> list[int]:
     return sorted(seqs)
 
 
-def _frames(data: bytes) -> Iterator[tuple[int, int, bytes]]:
-    """(start, end, payload) of each intact frame; stops at the first torn or corrupt one."""
-    pos = 0
+def _frames(data: bytes, pos: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """(start, end, payload) of each intact frame from `pos` (a frame boundary); stops at the
+    first torn or corrupt one."""
     while pos + _FRAME.size <= len(data):
         length, crc = _FRAME.unpack_from(data, pos)
         end = pos + _FRAME.size + length
@@ -162,6 +162,68 @@ def read_segment(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
 
 def _valid_length(path: Path) -> int:
     return max((end for _start, end, _payload in _frames(path.read_bytes())), default=0)
+
+
+def read_from(
+    directory: Path, start: LogPosition
+) -> Iterator[tuple[LogPosition, dict[str, object]]]:
+    """Records after `start`, each with the position just past it (what a reader checkpoints).
+
+    Stops at the first torn record of the newest segment: the writer may still be adding it."""
+    for seq in list_segments(directory):
+        if seq < start.segment:
+            continue
+        data = segment_path(directory, seq).read_bytes()
+        first = start.offset if seq == start.segment else 0
+        for _start, end, payload in _frames(data, first):
+            record = _decode(payload)
+            if record is not None:
+                yield LogPosition(seq, end), record
+
+
+@dataclass(frozen=True, slots=True)
+class ShareFields:
+    """What ingest needs of a binary share record, without building a dict."""
+
+    ts_ms: int
+    bits: int
+    diff_num: int
+    diff_den: int
+    account: bytes
+    worker: bytes
+
+
+def scan_from(
+    directory: Path, start: LogPosition
+) -> Iterator[tuple[LogPosition, ShareFields | dict[str, object]]]:
+    """Like `read_from`, but binary share records come back as `ShareFields` (fast path)."""
+    unpack = _SHARE.unpack_from
+    head = _SHARE.size
+    for seq in list_segments(directory):
+        if seq < start.segment:
+            continue
+        data = segment_path(directory, seq).read_bytes()
+        first = start.offset if seq == start.segment else 0
+        for _start, end, payload in _frames(data, first):
+            if payload[:1] == b"\x01":
+                f = unpack(payload)
+                n_en2, n_job, n_acct, n_worker = payload[head : head + 4]
+                a = head + 4 + n_en2 + n_job
+                yield (
+                    LogPosition(seq, end),
+                    ShareFields(
+                        f[3],
+                        f[5],
+                        f[6],
+                        f[7],
+                        payload[a : a + n_acct],
+                        payload[a + n_acct : a + n_acct + n_worker],
+                    ),
+                )
+            else:
+                record = _decode(payload)
+                if record is not None:
+                    yield LogPosition(seq, end), record
 
 
 def read_log(directory: Path) -> Iterator[tuple[LogPosition, dict[str, object]]]:

@@ -1,0 +1,101 @@
+"""Share-log ingest throughput into SQLite and PostgreSQL (shares/s, rows written).
+
+.venv/bin/python bench/ingest_bench.py [--shares N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from fractions import Fraction
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from poold.ledger.db import make_engine, migrate  # noqa: E402
+from poold.ledger.ingest import ingest  # noqa: E402
+from poold.ledger.models import ShareSlice  # noqa: E402
+from poold.shares.log import ShareLog, encode_share  # noqa: E402
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def write_log(path: Path, n: int, workers: int = 10_000) -> None:
+    log = ShareLog(path)
+    log.open()
+    t0 = 1_800_000_000_000
+    for i in range(n):
+        w = i % workers
+        diff = Fraction(1 << (10 + i % 8))
+        log.append_payload(
+            encode_share(
+                t0 + i,
+                0,
+                f"acct{w // 4}",
+                f"rig{w % 4}",
+                "1f",
+                900_000,
+                0x17034219,
+                diff.numerator,
+                diff.denominator,
+                b"\0\0\0\1",
+                i.to_bytes(4, "big"),
+                1,
+                i,
+                0x20000000,
+                False,
+            )
+        )
+        if i % 10_000 == 0:
+            log.flush()
+    log.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shares", type=int, default=1_000_000)
+    a = ap.parse_args()
+    out: dict[str, object] = {"shares": a.shares}
+    with tempfile.TemporaryDirectory() as td:
+        log = Path(td) / "log"
+        write_log(log, a.shares)
+        out["log_bytes"] = sum(p.stat().st_size for p in log.iterdir())
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(PG)
+        with admin.begin() as c:
+            c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            for name, url in (
+                ("sqlite", f"sqlite:///{td}/ledger.db"),
+                ("postgresql", f"{PG}?options=-csearch_path%3D{schema}"),
+            ):
+                eng = make_engine(url)
+                migrate(eng)
+                t = time.perf_counter()
+                r = ingest(eng, log, 0)
+                dt = time.perf_counter() - t
+                with eng.connect() as c:
+                    rows = c.execute(sa.select(sa.func.count()).select_from(ShareSlice)).scalar()
+                out[name] = {
+                    "shares_per_s": round(r.shares / dt),
+                    "seconds": round(dt, 2),
+                    "slice_rows": rows,
+                }
+                eng.dispose()
+        finally:
+            with admin.begin() as c:
+                c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    res = ROOT / "bench" / "results" / "ingest.json"
+    res.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Share log -> share slices, exactly once.
+
+Each batch aggregates records into slices (worker x minute x network bits) in memory and
+writes them, the blocks it saw, and the new log position in ONE transaction: a crash before
+the commit leaves the checkpoint where it was, so the batch is read again and nothing is
+counted twice; a crash after it leaves nothing to redo. One checkpoint row per node id, so
+several stratum daemons can feed one PostgreSQL ledger. Bulk writes (COPY on PostgreSQL,
+executemany on SQLite), one commit per batch, never one per share. Must not import the
+Stratum or node packages: it only reads the share log.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from poold.ledger.db import LedgerError
+from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
+from poold.shares.log import LogPosition, ShareFields, list_segments, scan_from
+
+SLICE_S = 60
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    records: int
+    shares: int
+    slices: int
+    blocks: int
+    position: LogPosition
+
+
+def _int(rec: dict[str, object], key: str) -> int:
+    value = rec.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LedgerError(f"share log record has no integer {key!r}: {rec!r}")
+    return value
+
+
+class _Names:
+    """(account, worker) -> (worker id, account id) for one ingest run.
+
+    Loaded once; names new in a batch are inserted in that batch's transaction and only
+    remembered after it commits (a rolled-back batch must not leave ids behind)."""
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[str, str], tuple[int, int]] = {}
+        self.loaded = False
+
+    def resolve(
+        self, conn: Connection, pairs: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, int]]:
+        if not self.loaded:
+            rows = conn.execute(
+                select(Account.name, Worker.name, Worker.id, Account.id).join(
+                    Account, Worker.account_id == Account.id
+                )
+            ).all()
+            self.known = {(a, w): (wid, aid) for a, w, wid, aid in rows}
+            self.loaded = True
+        missing = sorted(pairs - self.known.keys())
+        if not missing:
+            return {}
+        accounts = {a for a, _ in missing}
+        have = {
+            name: aid
+            for name, aid in conn.execute(
+                select(Account.name, Account.id).where(Account.name.in_(accounts))
+            ).all()
+        }
+        new_accounts = sorted(accounts - have.keys())
+        if new_accounts:
+            conn.execute(insert(Account), [{"name": a} for a in new_accounts])
+            have.update(
+                {
+                    name: aid
+                    for name, aid in conn.execute(
+                        select(Account.name, Account.id).where(Account.name.in_(new_accounts))
+                    ).all()
+                }
+            )
+        conn.execute(insert(Worker), [{"account_id": have[a], "name": w} for a, w in missing])
+        added: dict[tuple[str, str], tuple[int, int]] = {}
+        rows = conn.execute(
+            select(Account.name, Worker.name, Worker.id, Account.id)
+            .join(Account, Worker.account_id == Account.id)
+            .where(Account.name.in_(accounts))
+        ).all()
+        wanted = set(missing)
+        for a, w, wid, aid in rows:
+            if (a, w) in wanted:
+                added[(a, w)] = (wid, aid)
+        return added
+
+
+SLICE_COLUMNS = (
+    "node_id",
+    "account_id",
+    "worker_id",
+    "slice_start",
+    "bits",
+    "diff_num",
+    "diff_den",
+    "shares",
+    "first_ms",
+    "last_ms",
+)
+
+
+def _insert_slices(conn: Connection, rows: list[dict[str, int]]) -> None:
+    """Bulk insert in the current transaction: COPY on PostgreSQL, executemany elsewhere."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(ShareSlice), rows)
+        return
+    raw: Any = conn.connection.driver_connection  # the psycopg connection of this transaction
+    sql = f"COPY {ShareSlice.__tablename__} ({', '.join(SLICE_COLUMNS)}) FROM STDIN"
+    with raw.cursor() as cur, cur.copy(sql) as copy:
+        for r in rows:
+            # diff_num/diff_den are ExactInt (decimal text) columns.
+            copy.write_row(
+                tuple(str(r[c]) if c.startswith("diff_") else r[c] for c in SLICE_COLUMNS)
+            )
+
+
+def ingest(
+    engine: Engine,
+    sharelog: Path,
+    node_id: int,
+    *,
+    batch_records: int = 100_000,
+    before_commit: Callable[[], None] | None = None,
+) -> IngestResult:
+    """Ingest everything new in `sharelog` for `node_id`; safe to run again at any time."""
+    total = IngestResult(0, 0, 0, 0, LogPosition(0, 0))
+    cache = _Names()
+    while True:
+        done = _ingest_batch(engine, sharelog, node_id, batch_records, before_commit, cache)
+        total = IngestResult(
+            total.records + done.records,
+            total.shares + done.shares,
+            total.slices + done.slices,
+            total.blocks + done.blocks,
+            done.position,
+        )
+        if done.records < batch_records:
+            return total
+
+
+def _ingest_batch(
+    engine: Engine,
+    sharelog: Path,
+    node_id: int,
+    batch_records: int,
+    before_commit: Callable[[], None] | None,
+    cache: _Names,
+) -> IngestResult:
+    try:
+        with engine.begin() as conn:
+            # FOR UPDATE: two ingesters of one node serialize here (PostgreSQL; SQLite has one
+            # writer anyway).
+            cp = conn.execute(
+                select(IngestCheckpoint.segment, IngestCheckpoint.offset, IngestCheckpoint.records)
+                .where(IngestCheckpoint.node_id == node_id)
+                .with_for_update()
+            ).first()
+            segs = list_segments(sharelog) if sharelog.exists() else []
+            if cp is None:
+                start, seen = LogPosition(segs[0] if segs else 1, 0), 0
+            else:
+                start, seen = LogPosition(cp[0], cp[1]), cp[2]
+            # key -> [diff numerator, diff denominator, shares, first ms, last ms]
+            slices: dict[tuple[bytes, bytes, int, int], list[int]] = {}
+            blocks: list[dict[str, Any]] = []
+            n = shares = 0
+            pos = start
+            for after, rec in scan_from(sharelog, start):
+                pos = after
+                n += 1
+                if isinstance(rec, ShareFields):
+                    shares += 1
+                    ts = rec.ts_ms
+                    key = (rec.account, rec.worker, ts // 60_000 * SLICE_S, rec.bits)
+                    acc = slices.get(key)
+                    if acc is None:
+                        slices[key] = [rec.diff_num, rec.diff_den, 1, ts, ts]
+                    else:
+                        if acc[1] == rec.diff_den:  # the common case: one difficulty scale
+                            acc[0] += rec.diff_num
+                        else:
+                            den = math.lcm(acc[1], rec.diff_den)
+                            acc[0] = acc[0] * (den // acc[1]) + rec.diff_num * (den // rec.diff_den)
+                            acc[1] = den
+                        acc[2] += 1
+                        if ts < acc[3]:
+                            acc[3] = ts
+                        if ts > acc[4]:
+                            acc[4] = ts
+                elif rec.get("t") == "block":
+                    blocks.append(rec)
+                if n >= batch_records:
+                    break
+            if n == 0:
+                return IngestResult(0, 0, 0, 0, start)
+            text = {k: (k[0].decode(), k[1].decode()) for k in {(k[0], k[1]) for k in slices}}
+            names = set(text.values()) | {(str(b["account"]), str(b["worker"])) for b in blocks}
+            added = cache.resolve(conn, names)
+            ids = {**cache.known, **added}  # (account, worker) -> (worker id, account id)
+            if slices:
+                rows = []
+                for (a, w, start_s, bits), v in slices.items():
+                    wid, aid = ids[text[(a, w)]]
+                    g = math.gcd(v[0], v[1])
+                    rows.append(
+                        {
+                            "node_id": node_id,
+                            "account_id": aid,
+                            "worker_id": wid,
+                            "slice_start": start_s,
+                            "bits": bits,
+                            "diff_num": v[0] // g,
+                            "diff_den": v[1] // g,
+                            "shares": v[2],
+                            "first_ms": v[3],
+                            "last_ms": v[4],
+                        }
+                    )
+                _insert_slices(conn, rows)
+            fresh = [
+                b
+                for b in blocks
+                if not conn.execute(select(Block.id).where(Block.hash == str(b["hash"]))).first()
+            ]
+            if fresh:
+                conn.execute(
+                    insert(Block),
+                    [
+                        {
+                            "hash": str(b["hash"]),
+                            "node_id": node_id,
+                            "height": _int(b, "height"),
+                            "account_id": ids[(str(b["account"]), str(b["worker"]))][1],
+                            "worker_id": ids[(str(b["account"]), str(b["worker"]))][0],
+                            "reward_sat": _int(b, "reward_sat"),
+                            "bits": _int(b, "bits"),
+                            "found_ms": _int(b, "ts"),
+                            "accepted": bool(b["accepted"]),
+                            "status": "pending" if b["accepted"] else "rejected",
+                            "reason": None if b.get("reason") is None else str(b["reason"])[:200],
+                        }
+                        for b in fresh
+                    ],
+                )
+            row = {"segment": pos.segment, "offset": pos.offset, "records": seen + n}
+            if cp is None:
+                conn.execute(insert(IngestCheckpoint), [{"node_id": node_id, **row}])
+            else:
+                conn.execute(
+                    update(IngestCheckpoint)
+                    .where(IngestCheckpoint.node_id == node_id)
+                    .values(**row)
+                )
+            if before_commit is not None:
+                before_commit()  # fault injection point for tests
+            result = IngestResult(n, shares, len(slices), len(fresh), pos)
+        cache.known.update(added)  # only now: the names are committed
+        return result
+    except SQLAlchemyError as exc:
+        raise LedgerError(f"ingest failed, nothing from this batch was kept: {exc}") from None

@@ -1,0 +1,107 @@
+"""Ledger tables. Summed difficulties are exact fractions stored as integer text (no floats,
+no width limit); everything else is plain integers. Imports SQLAlchemy only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+SCHEMA_VERSION = "0001"
+
+
+class ExactInt(TypeDecorator[int]):
+    """An arbitrary-size integer, stored as decimal text on every backend."""
+
+    impl = String(80)
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(int(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Worker(Base):
+    __tablename__ = "workers"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(String(64))
+
+
+class ShareSlice(Base):
+    """Accepted shares of one worker in one minute at one network difficulty (compact bits),
+    from one ingest batch: rows grow with slices, not with shares."""
+
+    __tablename__ = "share_slices"
+    __table_args__ = (
+        Index("ix_slices_account_start", "account_id", "slice_start"),
+        Index("ix_slices_start", "slice_start"),
+    )
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    node_id: Mapped[int] = mapped_column(Integer)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id"))
+    slice_start: Mapped[int] = mapped_column(BigInteger)  # unix seconds, minute-aligned
+    bits: Mapped[int] = mapped_column(BigInteger)  # network target of the shares' jobs
+    diff_num: Mapped[int] = mapped_column(ExactInt)  # summed share difficulty = num / den
+    diff_den: Mapped[int] = mapped_column(ExactInt)
+    shares: Mapped[int] = mapped_column(Integer)
+    first_ms: Mapped[int] = mapped_column(BigInteger)
+    last_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Block(Base):
+    __tablename__ = "blocks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    node_id: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id"))
+    reward_sat: Mapped[int] = mapped_column(BigInteger)
+    bits: Mapped[int] = mapped_column(BigInteger)
+    found_ms: Mapped[int] = mapped_column(BigInteger)
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(16))  # pending | rejected (confirmed/orphaned later)
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class IngestCheckpoint(Base):
+    """Where ingest of one node's share log stands; committed with the rows it covers."""
+
+    __tablename__ = "ingest_checkpoints"
+    node_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    segment: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    records: Mapped[int] = mapped_column(BigInteger)
+
+
+class SchemaVersion(Base):
+    __tablename__ = "poold_schema"
+    version: Mapped[str] = mapped_column(String(16), primary_key=True)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_durability import write_config
+from tests.ledger.test_ingest import write_shares
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "poold", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_migrate_then_ingest_twice(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text() + f'\n[ledger]\nurl = "sqlite:///{tmp_path / "l.db"}"\n')
+    write_shares(tmp_path / "sharelog", 1500)
+    before = run("ingest", "--config", str(cfg))
+    assert before.returncode == 2 and "run `poold migrate`" in before.stderr
+    assert run("migrate", "--config", str(cfg)).returncode == 0
+    first = run("ingest", "--config", str(cfg))
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["shares"] == 1500
+    second = run("ingest", "--config", str(cfg))
+    assert json.loads(second.stdout)["records"] == 0
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text() + '\n[ledger]\nurl = "postgresql://u:pw@127.0.0.1:9/x"\n')
+    out = run("migrate", "--config", str(cfg))
+    assert out.returncode == 2 and "cannot connect to the ledger" in out.stderr
+    assert "pw" not in out.stderr
