@@ -164,21 +164,17 @@ def _valid_length(path: Path) -> int:
     return max((end for _start, end, _payload in _frames(path.read_bytes())), default=0)
 
 
-def read_from(
-    directory: Path, start: LogPosition
-) -> Iterator[tuple[LogPosition, dict[str, object]]]:
-    """Records after `start`, each with the position just past it (what a reader checkpoints).
-
-    Stops at the first torn record of the newest segment: the writer may still be adding it."""
+def _payloads_from(directory: Path, start: LogPosition) -> Iterator[tuple[LogPosition, bytes]]:
+    """Intact payloads after `start`, each with the position just past it (what a reader
+    checkpoints). Stops at the first torn record of the newest segment: the writer may still
+    be adding it."""
     for seq in list_segments(directory):
         if seq < start.segment:
             continue
         data = segment_path(directory, seq).read_bytes()
         first = start.offset if seq == start.segment else 0
         for _start, end, payload in _frames(data, first):
-            record = _decode(payload)
-            if record is not None:
-                yield LogPosition(seq, end), record
+            yield LogPosition(seq, end), payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,34 +192,30 @@ class ShareFields:
 def scan_from(
     directory: Path, start: LogPosition
 ) -> Iterator[tuple[LogPosition, ShareFields | dict[str, object]]]:
-    """Like `read_from`, but binary share records come back as `ShareFields` (fast path)."""
+    """Records after `start`, each with the position just past it: binary share records as
+    `ShareFields` (no dict per share: ingest reads millions), others as dicts."""
     unpack = _SHARE.unpack_from
     head = _SHARE.size
-    for seq in list_segments(directory):
-        if seq < start.segment:
-            continue
-        data = segment_path(directory, seq).read_bytes()
-        first = start.offset if seq == start.segment else 0
-        for _start, end, payload in _frames(data, first):
-            if payload[:1] == b"\x01":
-                f = unpack(payload)
-                n_en2, n_job, n_acct, n_worker = payload[head : head + 4]
-                a = head + 4 + n_en2 + n_job
-                yield (
-                    LogPosition(seq, end),
-                    ShareFields(
-                        f[3],
-                        f[5],
-                        f[6],
-                        f[7],
-                        payload[a : a + n_acct],
-                        payload[a + n_acct : a + n_acct + n_worker],
-                    ),
-                )
-            else:
-                record = _decode(payload)
-                if record is not None:
-                    yield LogPosition(seq, end), record
+    for pos, payload in _payloads_from(directory, start):
+        if payload[:1] == b"\x01":
+            f = unpack(payload)
+            n_en2, n_job, n_acct, n_worker = payload[head : head + 4]
+            a = head + 4 + n_en2 + n_job
+            yield (
+                pos,
+                ShareFields(
+                    f[3],
+                    f[5],
+                    f[6],
+                    f[7],
+                    payload[a : a + n_acct],
+                    payload[a + n_acct : a + n_acct + n_worker],
+                ),
+            )
+        else:
+            record = _decode(payload)
+            if record is not None:
+                yield pos, record
 
 
 def read_log(directory: Path) -> Iterator[tuple[LogPosition, dict[str, object]]]:
