@@ -22,6 +22,7 @@ import uvloop
 
 from poold.config import Config, ConfigError, load_config, parse_config
 from poold.daemon import Daemon
+from poold.ledger.db import LedgerError
 from poold.logs import configure_logging
 from poold.shares.log import ShareLogError
 from poold.simulate import FleetStats, run_fleet
@@ -48,7 +49,7 @@ async def _run_daemon(cfg: Config, reuse_port: bool) -> int:
     failure: BaseException | None = None
     try:
         await Daemon(cfg, reuse_port=reuse_port).run(stop)
-    except* (OSError, ShareLogError) as eg:
+    except* (OSError, ShareLogError, LedgerError) as eg:
         failure = eg.exceptions[0]
     if failure is not None:
         typer.echo(f"poold: cannot start: {failure}", err=True)
@@ -137,7 +138,11 @@ def demo_config(port: int = 3333, var: Path = Path("var")) -> Config:
                 "payout_address": address,
                 "coinbase_tag": "/poold-demo/",
             },
-            "ledger": {"url": f"sqlite:///{var / 'ledger.db'}"},
+            "ledger": {
+                "url": f"sqlite:///{var / 'ledger.db'}",
+                "ingest_interval_s": 2.0,
+                "auto_migrate": True,
+            },
             "sharelog": {"path": str(var / "sharelog")},
             "log": {"level": "warning", "stats_interval_s": 3600},
         },
@@ -199,7 +204,8 @@ async def _demo(cfg: Config, duration: float, miners: int) -> None:
         print(
             f"[{time.monotonic() - started:6.1f}s] connections={m.connections} "
             f"shares accepted={m.shares_accepted} rejected={sum(m.shares_rejected.values())} "
-            f"blocks={m.blocks_accepted} jobs={m.jobs} hashes={stats.hashes}",
+            f"blocks={m.blocks_accepted} jobs={m.jobs} hashes={stats.hashes} "
+            f"ledger={daemon.ingested_shares}",
             flush=True,
         )
     stop.set()

@@ -165,6 +165,10 @@ class PoolConfig(_Section):
 
 class LedgerConfig(_Section):
     url: str = Field("sqlite:///var/ledger.db")
+    ingest_interval_s: float = Field(
+        0.0, ge=0, description="the daemon ingests the share log this often (0 = never)"
+    )
+    auto_migrate: bool = Field(False, description="create/upgrade the schema at start")
 
 
 class ShareLogConfig(_Section):

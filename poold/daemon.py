@@ -13,10 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy.engine import Engine
 
 from poold.config import Config
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import TemplateError, parse_template
+from poold.ledger.db import LedgerError, check_schema, make_engine, migrate
+from poold.ledger.ingest import ingest
 from poold.metrics import Metrics
 from poold.node.base import Node, NodeError
 from poold.node.rpc import RpcNode
@@ -150,6 +153,8 @@ class Daemon:
             clock=clock,
         )
         self.address: tuple[str, int] | None = None
+        self.ledger: Engine | None = None
+        self.ingested_shares = 0
         self.blocks: list[FoundBlock] = []
         self.ready = asyncio.Event()  # a first job exists
         self.listening = asyncio.Event()  # stratum is bound; `address` is set
@@ -264,8 +269,40 @@ class Daemon:
                 log.info("stats", **self.metrics.snapshot())
                 last_stats = now
 
+    def _open_ledger(self) -> Engine | None:
+        """The ledger engine when the daemon ingests (checked before anything is bound)."""
+        cfg = self.cfg.ledger
+        if cfg.ingest_interval_s <= 0:
+            return None
+        engine = make_engine(cfg.url)
+        if cfg.auto_migrate:
+            migrate(engine)
+        check_schema(engine)
+        return engine
+
+    def _ingest_once(self) -> None:
+        if self.ledger is None:
+            return
+        result = ingest(self.ledger, self.cfg.sharelog.path, self.cfg.stratum.node_id)
+        self.ingested_shares += result.shares
+        if result.records:
+            log.debug(
+                "ledger_ingested", shares=result.shares, slices=result.slices, blocks=result.blocks
+            )
+
+    async def _ingest_loop(self) -> None:
+        interval = self.cfg.ledger.ingest_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self._ingest_once)
+            except LedgerError as exc:
+                # Shares stay in the share log; the next pass picks them up.
+                log.warning("ledger_ingest_failed", error=str(exc), retry_s=interval)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down in order."""
+        self.ledger = await asyncio.to_thread(self._open_ledger)  # never block the loop
         self.sharelog.open()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -282,14 +319,23 @@ class Daemon:
                     self.listening.set()
                     self.sharelog.start_group_commit(self.cfg.sharelog.fsync_interval_ms / 1000)
                     housekeeping = tg.create_task(self._housekeeping())
+                    ingester = tg.create_task(self._ingest_loop()) if self.ledger else None
                     await stopped
                     await self.server.stop(reconnect=True)
                     housekeeping.cancel()
+                    if ingester is not None:
+                        ingester.cancel()
                 stopped.cancel()
                 poller.cancel()
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=10)
         finally:
             self.sharelog.close()
+            if self.ledger is not None:
+                try:  # one last pass: everything answered `true` reaches the ledger now
+                    await asyncio.to_thread(self._ingest_once)
+                except LedgerError as exc:
+                    log.warning("ledger_ingest_failed", error=str(exc))
+                self.ledger.dispose()
             await self.node.close()
             log.info("daemon_stopped", **self.metrics.snapshot())

@@ -36,7 +36,8 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     try:
-        engine = create_engine(url)
+        # pre_ping: after a database outage, stale pooled connections are replaced, not used.
+        engine = create_engine(url, pool_pre_ping=True)
     except (SQLAlchemyError, ValueError) as exc:
         raise LedgerError(f"ledger url {_safe(url)!r} is not usable: {exc}") from None
     if engine.dialect.name == "sqlite":

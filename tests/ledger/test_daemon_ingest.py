@@ -1,0 +1,132 @@
+"""The daemon ingests its own share log: everything answered `true` reaches the ledger, once,
+even across a real network cut between the daemon and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from poold.ledger.db import make_engine
+from poold.simulate import run_fleet
+from tests.ledger.conftest import PG_URL, _pg_available
+from tests.ledger.test_ingest import ledger_totals, log_totals
+
+
+class CuttableProxy:
+    """TCP proxy on 127.0.0.1:0 to the real PostgreSQL; `cut()` drops every connection and
+    refuses new ones until `restore()`."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.up = True
+        self.links: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.close()
+            return
+        try:
+            up_r, up_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self.links |= {writer, up_w}
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            w.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        self.links -= {writer, up_w}
+
+    def cut(self) -> None:
+        self.up = False
+        for w in list(self.links):
+            w.transport.abort()
+
+    def restore(self) -> None:
+        self.up = True
+
+    async def close(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_daemon_ingests_everything_once(
+    start_daemon: Any, config_factory: Any, tmp_path: Path
+) -> None:
+    cfg = config_factory(
+        ledger={
+            "url": f"sqlite:///{tmp_path / 'l.db'}",
+            "ingest_interval_s": 0.2,
+            "auto_migrate": True,
+        }
+    )
+    rd = await start_daemon(cfg)
+    host, port = rd.address
+    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5)
+    await asyncio.sleep(0.5)
+    assert rd.daemon.ingested_shares > 0  # the loop ran while mining
+    await rd.shutdown()  # the final pass picks up the rest
+    engine = make_engine(cfg.ledger.url)
+    assert ledger_totals(engine) == log_totals(cfg.sharelog.path)
+    engine.dispose()
+
+
+async def test_database_outage_delays_ingest_but_loses_nothing(
+    start_daemon: Any, config_factory: Any, tmp_path: Path
+) -> None:
+    reason = _pg_available()
+    if reason:
+        pytest.skip(reason)
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"poold_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    proxy = CuttableProxy(("127.0.0.1", 5432))
+    pport = await proxy.start()
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{pport}/test?options=-csearch_path%3D{schema}"
+    try:
+        cfg = config_factory(ledger={"url": url, "ingest_interval_s": 0.2, "auto_migrate": True})
+        rd = await start_daemon(cfg)
+        host, port = rd.address
+        proxy.cut()  # the database goes away while miners keep submitting
+        stats = await run_fleet(
+            f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5, record_keys=True
+        )
+        assert stats.accepted > 0  # shares kept being accepted during the outage
+        during = rd.daemon.ingested_shares
+        assert during == 0  # the cut was real: nothing reached the ledger meanwhile
+        proxy.restore()
+        for _ in range(50):
+            await asyncio.sleep(0.2)
+            if rd.daemon.ingested_shares > during:
+                break
+        assert rd.daemon.ingested_shares > during  # ingest resumed by itself
+        await rd.shutdown()
+        direct = make_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
+        assert ledger_totals(direct) == log_totals(cfg.sharelog.path)
+        direct.dispose()
+    finally:
+        await proxy.close()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
