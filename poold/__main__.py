@@ -30,6 +30,8 @@ from poold.simulate import FleetStats, run_fleet
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="poold: pool share accounting")
 config_app = typer.Typer(no_args_is_help=True, help="Check or show configuration.")
 app.add_typer(config_app, name="config")
+ledger_app = typer.Typer(no_args_is_help=True, help="Inspect the ledger.")
+app.add_typer(ledger_app, name="ledger")
 
 
 def _fail(msg: str, code: int = 2) -> typer.Exit:
@@ -280,6 +282,57 @@ def ingest(
             }
         )
     )
+
+
+@app.command()
+def settle(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """Settle (PPLNS) every accepted block not settled yet; running it again changes nothing."""
+    from poold.ledger.db import LedgerError, check_schema, make_engine
+    from poold.ledger.settle import settle_pending
+
+    try:
+        cfg = load_config(config)
+        engine = make_engine(cfg.ledger.url)
+        check_schema(engine)
+        done = settle_pending(engine, pool_fee=cfg.pool.fee)
+    except (ConfigError, LedgerError) as exc:
+        raise _fail(str(exc)) from None
+    for s in done:
+        typer.echo(
+            json.dumps(
+                {
+                    "block": s.block_hash,
+                    "credits_sat": sum(s.credits.values()),
+                    "fee_sat": s.pool_fee_sat,
+                    "unallocated_sat": s.unallocated_sat,
+                }
+            )
+        )
+    typer.echo(f"{len(done)} block(s) settled")
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """Check the journal: every posting balances and the whole journal sums to zero."""
+    from poold.ledger.db import LedgerError, check_schema, make_engine
+    from poold.ledger.settle import verify
+
+    try:
+        cfg = load_config(config)
+        engine = make_engine(cfg.ledger.url)
+        check_schema(engine)
+        problems = verify(engine)
+    except (ConfigError, LedgerError) as exc:
+        raise _fail(str(exc)) from None
+    for p in problems:
+        typer.echo(p, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("ledger ok: every posting balances")
 
 
 @config_app.command("check")

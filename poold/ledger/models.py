@@ -18,7 +18,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0001"
+SCHEMA_VERSION = "0002"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -100,6 +100,38 @@ class IngestCheckpoint(Base):
     segment: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
     records: Mapped[int] = mapped_column(BigInteger)
+
+
+class JournalEntry(Base):
+    """One balanced posting: its lines' amounts add up to zero (checked by `ledger verify`)."""
+
+    __tablename__ = "journal_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # e.g. pplns_block
+    reference: Mapped[str] = mapped_column(String(128))  # e.g. the block hash
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class JournalLine(Base):
+    """A signed amount on one ledger account: debits positive, credits negative (satoshis)."""
+
+    __tablename__ = "journal_lines"
+    __table_args__ = (Index("ix_lines_account", "account"),)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    account: Mapped[str] = mapped_column(String(128))  # e.g. miner:alice:immature, pool:fee
+    amount_sat: Mapped[int] = mapped_column(BigInteger)
+
+
+class Settlement(Base):
+    """The idempotency guard: one row per settled thing (`pplns:<block hash>`, ...)."""
+
+    __tablename__ = "settlements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(160), unique=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
 
 
 class SchemaVersion(Base):

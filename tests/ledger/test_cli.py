@@ -31,6 +31,13 @@ def test_migrate_then_ingest_twice(tmp_path: Path) -> None:
     assert json.loads(first.stdout)["shares"] == 1500
     second = run("ingest", "--config", str(cfg))
     assert json.loads(second.stdout)["records"] == 0
+    settled = run("settle", "--config", str(cfg))
+    assert settled.returncode == 0 and "block(s) settled" in settled.stdout, settled.stderr
+    n = int(settled.stdout.strip().splitlines()[-1].split()[0])
+    assert n == 1  # write_shares logs 2 blocks under 1500 shares, one accepted (i = 0)
+    assert run("settle", "--config", str(cfg)).stdout.strip().endswith("0 block(s) settled")
+    ok = run("ledger", "verify", "--config", str(cfg))
+    assert ok.returncode == 0 and "every posting balances" in ok.stdout
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:

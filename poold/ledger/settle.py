@@ -1,0 +1,183 @@
+"""PPLNS settlement of found blocks over the ledger's share slices, and the journal check.
+
+A block is settled once: the `settlements` row keyed `pplns:<block hash>` is inserted in the
+same transaction as its journal entry, so running settlement again changes nothing. The split
+itself is `accounting.pplns_split` over the slices (each slice is a row of summed difficulty;
+one straddling the window edge is cut exactly). Postings (satoshis, debits positive):
+  + reward  coinbase:<hash>             the block's coinbase, not yet mature
+  - credit  miner:<account>:immature    what each miner is owed once it matures
+  - fee     pool:fee
+  - rest    pool:unallocated            what an unfilled window leaves
+Maturity, orphan reversal and payouts build on these accounts (the rest of the ledger issue).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from accounting import pplns_split
+from poold.ledger.db import LedgerError
+from poold.ledger.models import (
+    Account,
+    Block,
+    JournalEntry,
+    JournalLine,
+    Settlement,
+    ShareSlice,
+)
+from poold.shares.difficulty import network_difficulty
+
+
+@dataclass(frozen=True)
+class Settled:
+    block_hash: str
+    credits: dict[str, int]
+    pool_fee_sat: int
+    unallocated_sat: int
+
+
+def _window(conn: Connection, found_ms: int) -> list[tuple[str, Fraction, Fraction]]:
+    """Slices up to the block's minute, oldest first, as (account, difficulty, network diff)."""
+    rows = conn.execute(
+        select(Account.name, ShareSlice.diff_num, ShareSlice.diff_den, ShareSlice.bits)
+        .join(Account, ShareSlice.account_id == Account.id)
+        .where(ShareSlice.first_ms <= found_ms)
+        .order_by(ShareSlice.slice_start, ShareSlice.id)
+    ).all()
+    nets: dict[int, Fraction] = {}
+    out = []
+    for name, num, den, bits in rows:
+        if bits not in nets:
+            nets[bits] = network_difficulty(bits)
+        out.append((name, Fraction(num, den), nets[bits]))
+    return out
+
+
+def settle_block(
+    engine: Engine,
+    block_hash: str,
+    *,
+    factor: Fraction = Fraction(2),
+    pool_fee: Fraction = Fraction(0),
+) -> Settled | None:
+    """Settle one accepted block; None when it was already settled (nothing changes)."""
+    key = f"pplns:{block_hash}"
+    try:
+        with engine.begin() as conn:
+            if conn.execute(select(Settlement.id).where(Settlement.key == key)).first():
+                return None
+            block = conn.execute(
+                select(Block.reward_sat, Block.accepted, Block.found_ms).where(
+                    Block.hash == block_hash
+                )
+            ).first()
+            if block is None:
+                raise LedgerError(f"no block {block_hash} in the ledger")
+            reward_sat, accepted, found_ms = block
+            if not accepted:
+                raise LedgerError(f"block {block_hash} was rejected by the node: nothing to settle")
+            split = pplns_split(
+                reward_sat, _window(conn, found_ms), factor=factor, pool_fee=pool_fee
+            )
+            entry_id = conn.execute(
+                insert(JournalEntry)
+                .values(
+                    kind="pplns_block", reference=block_hash, created_ms=int(time.time() * 1000)
+                )
+                .returning(JournalEntry.id)
+            ).scalar_one()
+            lines = [
+                {
+                    "entry_id": entry_id,
+                    "account": f"coinbase:{block_hash}",
+                    "amount_sat": reward_sat,
+                }
+            ]
+            lines += [
+                {"entry_id": entry_id, "account": f"miner:{a}:immature", "amount_sat": -c}
+                for a, c in sorted(split.credits.items())
+                if c
+            ]
+            lines.append(
+                {"entry_id": entry_id, "account": "pool:fee", "amount_sat": -split.pool_fee_sat}
+            )
+            lines.append(
+                {
+                    "entry_id": entry_id,
+                    "account": "pool:unallocated",
+                    "amount_sat": -split.unallocated_sat,
+                }
+            )
+            conn.execute(insert(JournalLine), lines)
+            conn.execute(insert(Settlement).values(key=key, entry_id=entry_id))
+            return Settled(block_hash, split.credits, split.pool_fee_sat, split.unallocated_sat)
+    except IntegrityError:
+        return None  # another settler won the race on the unique key: already settled
+    except SQLAlchemyError as exc:
+        raise LedgerError(
+            f"settlement of {block_hash} failed, nothing was written: {exc}"
+        ) from None
+
+
+def settle_pending(
+    engine: Engine, *, factor: Fraction = Fraction(2), pool_fee: Fraction = Fraction(0)
+) -> list[Settled]:
+    """Settle every accepted block that has no settlement yet, oldest first."""
+    with engine.connect() as conn:
+        hashes = (
+            conn.execute(
+                select(Block.hash).where(Block.accepted.is_(True)).order_by(Block.found_ms)
+            )
+            .scalars()
+            .all()
+        )
+    out = []
+    for h in hashes:
+        done = settle_block(engine, h, factor=factor, pool_fee=pool_fee)
+        if done is not None:
+            out.append(done)
+    return out
+
+
+def verify(engine: Engine) -> list[str]:
+    """Problems found in the journal (empty = it balances): every entry sums to zero, so the
+    whole journal does, and every settlement points at an entry."""
+    problems = []
+    with engine.connect() as conn:
+        for entry_id, total in conn.execute(
+            select(JournalLine.entry_id, func.sum(JournalLine.amount_sat))
+            .group_by(JournalLine.entry_id)
+            .having(func.sum(JournalLine.amount_sat) != 0)
+        ):
+            problems.append(f"journal entry {entry_id} does not balance: sum {total} sat")
+        grand = conn.execute(select(func.coalesce(func.sum(JournalLine.amount_sat), 0))).scalar()
+        if grand != 0:
+            problems.append(f"the journal does not sum to zero: {grand} sat")
+        orphans = conn.execute(
+            select(func.count())
+            .select_from(Settlement)
+            .outerjoin(JournalEntry, Settlement.entry_id == JournalEntry.id)
+            .where(JournalEntry.id.is_(None))
+        ).scalar()
+        if orphans:
+            problems.append(f"{orphans} settlements point at no journal entry")
+    return problems
+
+
+def balances(engine: Engine) -> dict[str, int]:
+    """Each ledger account's balance, derived from the journal (satoshis)."""
+    with engine.connect() as conn:
+        return {
+            a: int(s)
+            for a, s in conn.execute(
+                select(JournalLine.account, func.sum(JournalLine.amount_sat)).group_by(
+                    JournalLine.account
+                )
+            )
+        }
