@@ -18,8 +18,10 @@ from sqlalchemy.engine import Engine
 from poold.config import Config
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import TemplateError, parse_template
+from poold.ledger.blocks import follow_blocks
 from poold.ledger.db import LedgerError, check_schema, make_engine, migrate
 from poold.ledger.ingest import ingest
+from poold.ledger.settle import settle_pending
 from poold.metrics import Metrics
 from poold.node.base import Node, NodeError
 from poold.node.rpc import RpcNode
@@ -290,15 +292,39 @@ class Daemon:
                 "ledger_ingested", shares=result.shares, slices=result.slices, blocks=result.blocks
             )
 
-    async def _ingest_loop(self) -> None:
+    async def _ledger_pass(self) -> None:
+        """Ingest, then (PPLNS) settle new blocks and follow settled ones on the node."""
+        await asyncio.to_thread(self._ingest_once)
+        if self.ledger is None or self.cfg.pool.scheme != "pplns":
+            return
+        settled = await asyncio.to_thread(settle_pending, self.ledger, pool_fee=self.cfg.pool.fee)
+        for s in settled:
+            log.info(
+                "block_settled",
+                hash=s.block_hash,
+                credits_sat=sum(s.credits.values()),
+                fee_sat=s.pool_fee_sat,
+                unallocated_sat=s.unallocated_sat,
+            )
+        for change in await follow_blocks(self.ledger, self.node):
+            log.info(
+                "block_" + change.status, hash=change.block_hash, confirmations=change.confirmations
+            )
+
+    async def _ingest_loop(self, stopping: asyncio.Event) -> None:
+        """Ledger passes every interval until `stopping`; a pass in progress (in a thread,
+        which cannot be cancelled) is always finished before this returns."""
         interval = self.cfg.ledger.ingest_interval_s
-        while True:
-            await asyncio.sleep(interval)
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval)
+            if stopping.is_set():
+                return
             try:
-                await asyncio.to_thread(self._ingest_once)
-            except LedgerError as exc:
-                # Shares stay in the share log; the next pass picks them up.
-                log.warning("ledger_ingest_failed", error=str(exc), retry_s=interval)
+                await self._ledger_pass()
+            except (LedgerError, NodeError) as exc:
+                # Shares stay in the share log and blocks stay pending; the next pass retries.
+                log.warning("ledger_pass_failed", error=str(exc), retry_s=interval)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down in order."""
@@ -319,12 +345,14 @@ class Daemon:
                     self.listening.set()
                     self.sharelog.start_group_commit(self.cfg.sharelog.fsync_interval_ms / 1000)
                     housekeeping = tg.create_task(self._housekeeping())
-                    ingester = tg.create_task(self._ingest_loop()) if self.ledger else None
+                    stopping = asyncio.Event()
+                    ingester = tg.create_task(self._ingest_loop(stopping)) if self.ledger else None
                     await stopped
                     await self.server.stop(reconnect=True)
                     housekeeping.cancel()
+                    stopping.set()
                     if ingester is not None:
-                        ingester.cancel()
+                        await ingester  # let a running ledger pass finish, never abandon it
                 stopped.cancel()
                 poller.cancel()
             if self._tasks:

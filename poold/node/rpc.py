@@ -60,6 +60,21 @@ class RpcNode:
             raise NodeError("getbestblockhash did not return a string")
         return result
 
+    async def block_confirmations(self, block_hash: str) -> int:
+        """Confirmations of a block; -1 when it is not on the best chain (stale/orphaned).
+
+        Membership is checked exactly (the best chain's hash at its height): nodes differ in
+        what `confirmations` says for a side-chain block."""
+        header = await self.call("getblockheader", block_hash)
+        if not isinstance(header, dict) or not isinstance(header.get("confirmations"), int):
+            raise NodeError("getblockheader did not return confirmations")
+        confirmations = int(header["confirmations"])
+        if confirmations < 0:
+            return -1
+        if await self.call("getblockhash", int(header["height"])) != block_hash:
+            return -1
+        return confirmations
+
     async def submit_block(self, block_hex: str) -> str | None:
         result = await self.call("submitblock", block_hex)
         return None if result is None else str(result)

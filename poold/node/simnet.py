@@ -186,6 +186,13 @@ class SimNet:
     async def close(self) -> None:
         return None
 
+    async def block_confirmations(self, block_hash: str) -> int:
+        wanted = bytes.fromhex(block_hash)[::-1]
+        for b in self.blocks:
+            if b.hash == wanted:
+                return self.height - b.height + 1
+        return -1
+
     # -- block checks ----------------------------------------------------------------------------
 
     def _accept(self, block: bytes) -> str | None:

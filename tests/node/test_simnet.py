@@ -90,3 +90,14 @@ def test_subsidy_schedule() -> None:
     assert subsidy_sat(0) == 50 * 10**8
     assert subsidy_sat(840_000) == 312_500_000
     assert subsidy_sat(64 * 210_000) == 0
+
+
+async def test_block_confirmations() -> None:
+    net, job = setup()
+    header, _ = solve(job)
+    assert await net.submit_block(job.block(header, EN1, EN2).hex()) is None
+    ours = net.tip.hash[::-1].hex()
+    assert await net.block_confirmations(ours) == 1
+    net.mine_external_block()
+    assert await net.block_confirmations(ours) == 2
+    assert await net.block_confirmations("00" * 32) == -1

@@ -1,0 +1,76 @@
+"""Blocks found through poold on the real regtest node, followed to maturity or orphanhood."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poold.ledger.blocks import follow_blocks
+from poold.ledger.db import make_engine, migrate
+from poold.ledger.ingest import ingest
+from poold.ledger.settle import balances, settle_pending, verify
+from poold.simulate import run_fleet
+
+pytestmark = pytest.mark.node
+
+
+async def test_blocks_mature_or_are_reversed(
+    bitcoind, node_rpc, start_daemon, config_factory, tmp_path: Path
+) -> None:
+    address = await node_rpc.call("getnewaddress")
+    cfg = config_factory(
+        node={
+            "kind": "rpc",
+            "url": bitcoind.url,
+            "user": "u",
+            "password": "p",
+            "poll_interval_s": 0.1,
+        },
+        pool={
+            "network": "regtest",
+            "payout_address": address,
+            "coinbase_tag": "/poold/",
+            "fee": "1/100",
+        },
+        stratum={"start_difficulty": "1/65536", "min_difficulty": "1/65536"},
+        # The daemon's own ledger loop is off: this test drives ingest, settlement and
+        # following step by step (tests/ledger/test_daemon_ingest.py covers the loop).
+        ledger={"url": f"sqlite:///{tmp_path / 'ledger.db'}", "ingest_interval_s": 0},
+    )
+    rd = await start_daemon(cfg)
+    host, port = rd.address
+    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=3, account="acme")
+    await rd.shutdown()
+    ours = [b.hash_hex for b in rd.daemon.blocks if b.accepted]
+    assert len(ours) >= 2, rd.daemon.blocks
+
+    engine = make_engine(cfg.ledger.url)
+    migrate(engine)
+    ingest(engine, cfg.sharelog.path, cfg.stratum.node_id)
+    settled = {s.block_hash: s for s in settle_pending(engine, pool_fee=cfg.pool.fee)}
+    assert set(settled) == set(ours)
+
+    # Orphan our newest block: the node abandons it and builds elsewhere.
+    tip = await node_rpc.call("getbestblockhash")
+    assert tip in settled
+    await node_rpc.call("invalidateblock", tip)
+    await node_rpc.call("generatetoaddress", 1, address)
+    changes = await follow_blocks(engine, node_rpc)
+    assert [(c.block_hash, c.status) for c in changes] == [(tip, "orphaned")]
+
+    # 100 more blocks: every other block of ours matures.
+    await node_rpc.call("generatetoaddress", 100, address)
+    matured = await follow_blocks(engine, node_rpc)
+    assert {c.block_hash for c in matured} == set(settled) - {tip}
+    assert all(c.status == "confirmed" for c in matured)
+    assert await follow_blocks(engine, node_rpc) == []  # following again changes nothing
+
+    bal = balances(engine)
+    kept = [s for h, s in settled.items() if h != tip]
+    spendable = -sum(v for k, v in bal.items() if k.endswith(":spendable"))
+    assert spendable == sum(sum(s.credits.values()) for s in kept)
+    assert all(v == 0 for k, v in bal.items() if k.endswith(":immature"))
+    assert bal.get(f"coinbase:{tip}", 0) == 0  # the orphan's posting was reversed
+    assert verify(engine) == []
+    engine.dispose()
