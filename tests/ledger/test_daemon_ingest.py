@@ -12,7 +12,7 @@ import pytest
 
 from poold.ledger.db import make_engine
 from poold.simulate import run_fleet
-from tests.ledger.conftest import PG_URL, _pg_available
+from tests.ledger.conftest import PG_URL, _pg_available, fresh_pg_schema
 from tests.ledger.test_ingest import ledger_totals, log_totals
 
 
@@ -93,40 +93,34 @@ async def test_database_outage_delays_ingest_but_loses_nothing(
     reason = _pg_available()
     if reason:
         pytest.skip(reason)
-    import uuid
-
-    import sqlalchemy as sa
-
-    schema = f"poold_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    proxy = CuttableProxy(("127.0.0.1", 5432))
-    pport = await proxy.start()
-    url = f"postgresql+psycopg://postgres@127.0.0.1:{pport}/test?options=-csearch_path%3D{schema}"
-    try:
-        cfg = config_factory(ledger={"url": url, "ingest_interval_s": 0.2, "auto_migrate": True})
-        rd = await start_daemon(cfg)
-        host, port = rd.address
-        proxy.cut()  # the database goes away while miners keep submitting
-        stats = await run_fleet(
-            f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5, record_keys=True
+    with fresh_pg_schema() as schema:
+        proxy = CuttableProxy(("127.0.0.1", 5432))
+        pport = await proxy.start()
+        url = (
+            f"postgresql+psycopg://postgres@127.0.0.1:{pport}/test?options=-csearch_path%3D{schema}"
         )
-        assert stats.accepted > 0  # shares kept being accepted during the outage
-        during = rd.daemon.ingested_shares
-        assert during == 0  # the cut was real: nothing reached the ledger meanwhile
-        proxy.restore()
-        for _ in range(50):
-            await asyncio.sleep(0.2)
-            if rd.daemon.ingested_shares > during:
-                break
-        assert rd.daemon.ingested_shares > during  # ingest resumed by itself
-        await rd.shutdown()
-        direct = make_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
-        assert ledger_totals(direct) == log_totals(cfg.sharelog.path)
-        direct.dispose()
-    finally:
-        await proxy.close()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        try:
+            cfg = config_factory(
+                ledger={"url": url, "ingest_interval_s": 0.2, "auto_migrate": True}
+            )
+            rd = await start_daemon(cfg)
+            host, port = rd.address
+            proxy.cut()  # the database goes away while miners keep submitting
+            stats = await run_fleet(
+                f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5, record_keys=True
+            )
+            assert stats.accepted > 0  # shares kept being accepted during the outage
+            during = rd.daemon.ingested_shares
+            assert during == 0  # the cut was real: nothing reached the ledger meanwhile
+            proxy.restore()
+            for _ in range(50):
+                await asyncio.sleep(0.2)
+                if rd.daemon.ingested_shares > during:
+                    break
+            assert rd.daemon.ingested_shares > during  # ingest resumed by itself
+            await rd.shutdown()
+            direct = make_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
+            assert ledger_totals(direct) == log_totals(cfg.sharelog.path)
+            direct.dispose()
+        finally:
+            await proxy.close()
