@@ -15,11 +15,10 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
-from accounting.kernels import epoch_account_sums
+from accounting.kernels import SAFE_WORK, epoch_account_sums
 from accounting.money import non_negative, parse_shares, positive, rate, satoshis
 
 I64 = npt.NDArray[np.int64]
-SAFE_WORK = 1 << 62
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import numpy as np
 import numpy.typing as npt
 
 I64 = npt.NDArray[np.int64]
+#: Work values and cumulative sums handed to the kernels stay below this: no int64 overflow.
+SAFE_WORK = 1 << 62
 
 
 @nb.njit(cache=True, nogil=True)

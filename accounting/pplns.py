@@ -18,7 +18,7 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
-from accounting.kernels import mul_div, walk_window
+from accounting.kernels import SAFE_WORK, mul_div, walk_window
 from accounting.money import (
     largest_remainder_arrays,
     largest_remainder_int,
@@ -29,7 +29,6 @@ from accounting.money import (
 )
 
 I64 = npt.NDArray[np.int64]
-SAFE_WORK = 1 << 62  # per-share and cumulative work must stay below this for int64 kernels
 LIMB = 1 << 62  # bound for the int64 fast split (mul_div's precondition)
 
 
