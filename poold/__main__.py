@@ -6,6 +6,7 @@ Returns non-zero on failure; a config error stops `run` before anything is bound
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -13,16 +14,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import bech32m
 import typer
 import uvloop
+from sqlalchemy.engine import Engine
 
 from poold.config import Config, ConfigError, load_config, parse_config
 from poold.daemon import Daemon
-from poold.ledger.db import LedgerError
+from poold.ledger.db import LedgerError, open_ledger
+from poold.ledger.ingest import ingest as run_ingest
+from poold.ledger.models import SCHEMA_VERSION
+from poold.ledger.settle import settle_pending, verify
 from poold.logs import configure_logging
 from poold.shares.log import ShareLogError
 from poold.simulate import FleetStats, run_fleet
@@ -240,21 +246,28 @@ def simulate(
     typer.echo(json.dumps(stats.summary()))
 
 
+@contextlib.contextmanager
+def _ledger(config: Path, *, migrate_schema: bool = False) -> Iterator[tuple[Config, Engine]]:
+    """Config and a ready ledger for one CLI command; their errors exit 2 with the message."""
+    try:
+        cfg = load_config(config)
+        engine = open_ledger(cfg.ledger.url, migrate_schema=migrate_schema)
+        try:
+            yield cfg, engine
+        finally:
+            engine.dispose()
+    except (ConfigError, LedgerError) as exc:
+        raise _fail(str(exc)) from None
+
+
 @app.command()
 def migrate(
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
 ) -> None:
     """Create or upgrade the ledger schema at [ledger] url."""
-    from poold.ledger.db import LedgerError, make_engine
-    from poold.ledger.db import migrate as run_migrations
-
-    try:
-        cfg = load_config(config)
-        engine = make_engine(cfg.ledger.url)
-        version = run_migrations(engine)
-    except (ConfigError, LedgerError) as exc:
-        raise _fail(str(exc)) from None
-    typer.echo(f"ledger schema at version {version}")
+    with _ledger(config, migrate_schema=True):
+        pass
+    typer.echo(f"ledger schema at version {SCHEMA_VERSION}")
 
 
 @app.command()
@@ -262,16 +275,8 @@ def ingest(
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
 ) -> None:
     """Ingest everything new in the share log into the ledger (exactly once; safe to repeat)."""
-    from poold.ledger.db import LedgerError, check_schema, make_engine
-    from poold.ledger.ingest import ingest as run_ingest
-
-    try:
-        cfg = load_config(config)
-        engine = make_engine(cfg.ledger.url)
-        check_schema(engine)
+    with _ledger(config) as (cfg, engine):
         result = run_ingest(engine, cfg.sharelog.path, cfg.stratum.node_id)
-    except (ConfigError, LedgerError) as exc:
-        raise _fail(str(exc)) from None
     typer.echo(
         json.dumps(
             {
@@ -289,16 +294,8 @@ def settle(
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
 ) -> None:
     """Settle (PPLNS) every accepted block not settled yet; running it again changes nothing."""
-    from poold.ledger.db import LedgerError, check_schema, make_engine
-    from poold.ledger.settle import settle_pending
-
-    try:
-        cfg = load_config(config)
-        engine = make_engine(cfg.ledger.url)
-        check_schema(engine)
+    with _ledger(config) as (cfg, engine):
         done = settle_pending(engine, pool_fee=cfg.pool.fee)
-    except (ConfigError, LedgerError) as exc:
-        raise _fail(str(exc)) from None
     for s in done:
         typer.echo(
             json.dumps(
@@ -318,16 +315,8 @@ def ledger_verify(
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
 ) -> None:
     """Check the journal: every posting balances and the whole journal sums to zero."""
-    from poold.ledger.db import LedgerError, check_schema, make_engine
-    from poold.ledger.settle import verify
-
-    try:
-        cfg = load_config(config)
-        engine = make_engine(cfg.ledger.url)
-        check_schema(engine)
+    with _ledger(config) as (_cfg, engine):
         problems = verify(engine)
-    except (ConfigError, LedgerError) as exc:
-        raise _fail(str(exc)) from None
     for p in problems:
         typer.echo(p, err=True)
     if problems:

@@ -19,7 +19,7 @@ from poold.config import Config
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import TemplateError, parse_template
 from poold.ledger.blocks import follow_blocks
-from poold.ledger.db import LedgerError, check_schema, make_engine, migrate
+from poold.ledger.db import LedgerError, open_ledger
 from poold.ledger.ingest import ingest
 from poold.ledger.settle import settle_pending
 from poold.metrics import Metrics
@@ -276,11 +276,7 @@ class Daemon:
         cfg = self.cfg.ledger
         if cfg.ingest_interval_s <= 0:
             return None
-        engine = make_engine(cfg.url)
-        if cfg.auto_migrate:
-            migrate(engine)
-        check_schema(engine)
-        return engine
+        return open_ledger(cfg.url, migrate_schema=cfg.auto_migrate)
 
     def _ingest_once(self) -> None:
         if self.ledger is None:

@@ -91,3 +91,12 @@ def check_schema(engine: Engine) -> None:
             f"the ledger schema is {', '.join(found) or 'empty'}, this poold needs "
             f"{SCHEMA_VERSION}: run `poold migrate`"
         )
+
+
+def open_ledger(url: str, *, migrate_schema: bool = False) -> Engine:
+    """An engine on a ledger whose schema is this code's (migrating first when asked)."""
+    engine = make_engine(url)
+    if migrate_schema:
+        migrate(engine)
+    check_schema(engine)
+    return engine
