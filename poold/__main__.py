@@ -25,11 +25,15 @@ from sqlalchemy.engine import Engine
 
 from poold.config import Config, ConfigError, load_config, parse_config
 from poold.daemon import Daemon
+from poold.jobs.address import address_to_script
 from poold.ledger.db import LedgerError, open_ledger
 from poold.ledger.ingest import ingest as run_ingest
 from poold.ledger.models import SCHEMA_VERSION
+from poold.ledger.payouts import PayoutError, PayoutReport, run_payouts, set_account
 from poold.ledger.settle import settle_pending, verify
 from poold.logs import configure_logging
+from poold.node.base import NodeError
+from poold.node.rpc import RpcNode
 from poold.shares.log import ShareLogError
 from poold.simulate import FleetStats, run_fleet
 
@@ -38,6 +42,8 @@ config_app = typer.Typer(no_args_is_help=True, help="Check or show configuration
 app.add_typer(config_app, name="config")
 ledger_app = typer.Typer(no_args_is_help=True, help="Inspect the ledger.")
 app.add_typer(ledger_app, name="ledger")
+account_app = typer.Typer(no_args_is_help=True, help="Per-account payout settings.")
+app.add_typer(account_app, name="account")
 
 
 def _fail(msg: str, code: int = 2) -> typer.Exit:
@@ -322,6 +328,72 @@ def ledger_verify(
     if problems:
         raise typer.Exit(1)
     typer.echo("ledger ok: every posting balances")
+
+
+@app.command()
+def payout(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+    send: Annotated[
+        bool, typer.Option("--send/--dry-run", help="pay through the node wallet, or only show")
+    ] = False,
+) -> None:
+    """Pay spendable balances over their threshold through the node wallet (never twice)."""
+    with _ledger(config) as (cfg, engine):
+        if cfg.node.kind != "rpc":
+            raise _fail('payouts need a node wallet: set [node] kind = "rpc"')
+        try:
+            report = uvloop.run(_payout(cfg, engine, send))
+        except (PayoutError, NodeError) as exc:
+            raise _fail(f"payout: {exc}", 1) from None
+    for payout_id, status in report.reconciled:
+        typer.echo(json.dumps({"payout": payout_id, "reconciled": status}))
+    for account, why in report.skipped.items():
+        typer.echo(json.dumps({"account": account, "skipped": why}))
+    for batch in report.batches:
+        for p in batch:
+            typer.echo(
+                json.dumps({"account": p.account, "address": p.address, "amount_sat": p.amount_sat})
+            )
+    for payout_id, txid, total in report.sent:
+        typer.echo(json.dumps({"payout": payout_id, "txid": txid, "total_sat": total}))
+    verb = "paid" if send else "would pay"
+    typer.echo(f"{verb} {report.total_sat} sat in {len(report.batches)} transaction(s)")
+
+
+async def _payout(cfg: Config, engine: Engine, send: bool) -> PayoutReport:
+    wallet = RpcNode(cfg.node.url, cfg.node.user, cfg.node.password, timeout_s=cfg.node.timeout_s)
+    try:
+        return await run_payouts(
+            engine,
+            wallet,
+            network=cfg.pool.network,
+            min_payout_sat=cfg.payouts.min_payout_sat,
+            max_outputs=cfg.payouts.max_outputs,
+            confirmations=cfg.payouts.confirmations,
+            send=send,
+        )
+    finally:
+        await wallet.close()
+
+
+@account_app.command("set")
+def account_set(
+    name: str,
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+    address: Annotated[str | None, typer.Option(help="payout address for this account")] = None,
+    min_payout: Annotated[
+        int | None, typer.Option(min=1, help="this account's payout threshold, satoshis")
+    ] = None,
+) -> None:
+    """Set an account's payout address and/or threshold (checked against [pool] network)."""
+    with _ledger(config) as (cfg, engine):
+        if address is not None:
+            try:
+                address_to_script(address, cfg.pool.network)
+            except ValueError as exc:
+                raise _fail(f"address {address!r}: {exc}") from None
+        set_account(engine, name, address=address, min_payout_sat=min_payout)
+    typer.echo(f"account {name}: address={address} min_payout_sat={min_payout}")
 
 
 @config_app.command("check")

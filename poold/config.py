@@ -171,6 +171,14 @@ class LedgerConfig(_Section):
     auto_migrate: bool = Field(False, description="create/upgrade the schema at start")
 
 
+class PayoutsConfig(_Section):
+    min_payout_sat: int = Field(
+        100_000, ge=1, description="pay an account once it is owed this much (account override)"
+    )
+    max_outputs: int = Field(250, ge=1, le=5000, description="addresses per wallet transaction")
+    confirmations: int = Field(1, ge=1, le=1000, description="a payout is confirmed at this depth")
+
+
 class ShareLogConfig(_Section):
     path: Path = Field(Path("var/sharelog"))
     segment_bytes: int = Field(64 << 20, ge=4096)
@@ -189,6 +197,7 @@ class Config(_Section):
     node: NodeConfig = NodeConfig()
     pool: PoolConfig
     ledger: LedgerConfig = LedgerConfig()
+    payouts: PayoutsConfig = PayoutsConfig()
     sharelog: ShareLogConfig = ShareLogConfig()
     log: LogConfig = LogConfig()
 

@@ -12,13 +12,14 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0002"
+SCHEMA_VERSION = "0003"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -132,6 +133,77 @@ class Settlement(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(160), unique=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+
+
+class PayoutSetting(Base):
+    """An account's own payout address and threshold (overriding the config minimum)."""
+
+    __tablename__ = "payout_settings"
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    min_payout_sat: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Payout(Base):
+    """One wallet send. `intent` is committed before the wallet is called; the txid (found by
+    the comment `poold-payout:<id>` after a crash) turns it into `sent`, with its journal entry."""
+
+    __tablename__ = "payouts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # intent | sent | confirmed | failed
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    total_sat: Mapped[int] = mapped_column(BigInteger)
+    txid: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    fee_sat: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), nullable=True)
+    confirmations: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+class PayoutItem(Base):
+    __tablename__ = "payout_items"
+    __table_args__ = (Index("ix_payout_items_account", "account"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"))
+    account: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(100))
+    amount_sat: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerLock(Base):
+    """A named lease (e.g. `payouts`) so two processes never run the same job at once."""
+
+    __tablename__ = "ledger_locks"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))  # host:pid
+    since_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class FppsCursor(Base):
+    """The last share slice of one node already booked by FPPS (slices of a node are written
+    by its ingest alone, in id order, so nothing ingested late is skipped)."""
+
+    __tablename__ = "fpps_cursors"
+    node_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    slice_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class FppsCarry(Base):
+    """An account's sub-satoshi FPPS remainder carried into the next period, in [0, 1):
+    an exact fraction as text ("num/den"; denominators grow with network difficulty)."""
+
+    __tablename__ = "fpps_carry"
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ChainFees(Base):
+    """Total fees of a chain block (coinbase value - subsidy), for FPPS's average."""
+
+    __tablename__ = "chain_fees"
+    height: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    block_hash: Mapped[str] = mapped_column(String(64))
+    fees_sat: Mapped[int] = mapped_column(BigInteger)
 
 
 class SchemaVersion(Base):

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 
 class NodeError(Exception):
     """The node could not be reached or refused a call; the message says which and why."""
+
+
+class NodeRefused(NodeError):
+    """The node answered with an error: the call was not carried out (unlike a timeout, where
+    it may have been)."""
+
+
+@dataclass(frozen=True)
+class WalletTx:
+    txid: str
+    confirmations: int  # -1 when the wallet reports it conflicted
+    fee_sat: int  # what the wallet paid in fees, >= 0
 
 
 class Node(Protocol):
@@ -27,3 +41,18 @@ class Node(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Wallet(Protocol):
+    """The node wallet that pays miners. Amounts are integer satoshis."""
+
+    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
+        """One transaction paying every address its amount; the txid. The comment is kept
+        by the wallet so a send can be found again after a crash."""
+        ...
+
+    async def find_sent(self, comment: str, since_s: int) -> str | None:
+        """The txid of a send made with `comment` at or after `since_s`, or None."""
+        ...
+
+    async def wallet_tx(self, txid: str) -> WalletTx: ...

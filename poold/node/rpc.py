@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
 import orjson
 
-from poold.node.base import NodeError
+from poold.node.base import NodeError, NodeRefused, WalletTx
+
+SAT = Decimal(100_000_000)
+LIST_PAGE = 200
+
+
+def btc_text(sat: int) -> str:
+    """Satoshis as the exact BTC decimal text the node accepts for an amount."""
+    if sat <= 0:
+        raise ValueError(f"amount must be positive, got {sat} sat")
+    return f"{sat // 100_000_000}.{sat % 100_000_000:08d}"
+
+
+def sat_of(amount: object) -> int:
+    """A BTC amount the node sent (parsed as Decimal) as integer satoshis, exactly."""
+    value = Decimal(str(amount)) * SAT
+    if value != value.to_integral_value():
+        raise NodeError(f"node sent an amount finer than a satoshi: {amount}")
+    return int(value)
 
 
 class RpcNode:
@@ -21,7 +42,8 @@ class RpcNode:
         self._session: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)
 
-    async def call(self, method: str, *params: object) -> Any:
+    async def call(self, method: str, *params: object, exact: bool = False) -> Any:
+        """One RPC; `exact` parses numbers with a fraction as Decimal (wallet amounts)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         body = orjson.dumps(
@@ -33,8 +55,8 @@ class RpcNode:
                 if resp.status == 401:
                     raise NodeError(f"node at {self.url} refused the RPC user/password (401)")
                 try:
-                    reply = orjson.loads(raw)
-                except orjson.JSONDecodeError:
+                    reply = json.loads(raw, parse_float=Decimal) if exact else orjson.loads(raw)
+                except (orjson.JSONDecodeError, ValueError):
                     raise NodeError(
                         f"node at {self.url} answered {method} with HTTP {resp.status}, not JSON"
                     ) from None
@@ -45,7 +67,7 @@ class RpcNode:
         err = reply.get("error")
         if err:
             msg = err.get("message") if isinstance(err, dict) else err
-            raise NodeError(f"node refused {method}: {msg}")
+            raise NodeRefused(f"node refused {method}: {msg}")
         return reply.get("result")
 
     async def get_template(self) -> dict[str, object]:
@@ -78,6 +100,33 @@ class RpcNode:
     async def submit_block(self, block_hex: str) -> str | None:
         result = await self.call("submitblock", block_hex)
         return None if result is None else str(result)
+
+    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
+        amounts = {address: btc_text(sat) for address, sat in outputs.items()}
+        txid = await self.call("sendmany", "", amounts, 1, comment)
+        if not isinstance(txid, str) or len(txid) != 64:
+            raise NodeError(f"sendmany did not return a txid: {txid!r}")
+        return txid
+
+    async def find_sent(self, comment: str, since_s: int) -> str | None:
+        skip = 0
+        while True:
+            page = await self.call("listtransactions", "*", LIST_PAGE, skip, exact=True)
+            if not isinstance(page, list):
+                raise NodeError("listtransactions did not return a list")
+            for tx in page:
+                if tx.get("category") == "send" and tx.get("comment") == comment:
+                    return str(tx["txid"])
+            # Pages run newest last; stop once a whole page is older than the intent.
+            if len(page) < LIST_PAGE or all(int(tx.get("time", 0)) < since_s for tx in page):
+                return None
+            skip += LIST_PAGE
+
+    async def wallet_tx(self, txid: str) -> WalletTx:
+        tx = await self.call("gettransaction", txid, exact=True)
+        if not isinstance(tx, dict) or "confirmations" not in tx:
+            raise NodeError(f"gettransaction {txid} returned no confirmations")
+        return WalletTx(txid, int(tx["confirmations"]), -sat_of(tx.get("fee", 0)))
 
     async def close(self) -> None:
         if self._session is not None:

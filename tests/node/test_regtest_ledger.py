@@ -1,14 +1,18 @@
-"""Blocks found through poold on the real regtest node, followed to maturity or orphanhood."""
+"""Blocks found through poold on the real regtest node, followed to maturity or orphanhood,
+and the matured credits paid out through the node wallet."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from poold.jobs.address import Network
 from poold.ledger.blocks import follow_blocks
 from poold.ledger.db import make_engine, migrate
 from poold.ledger.ingest import ingest
+from poold.ledger.payouts import owed, run_payouts
 from poold.ledger.settle import balances, settle_pending, verify
 from poold.simulate import run_fleet
 
@@ -19,6 +23,7 @@ async def test_blocks_mature_or_are_reversed(
     bitcoind, node_rpc, start_daemon, config_factory, tmp_path: Path
 ) -> None:
     address = await node_rpc.call("getnewaddress")
+    miner = await node_rpc.call("getnewaddress")  # the miner's account name is its address
     cfg = config_factory(
         node={
             "kind": "rpc",
@@ -40,7 +45,7 @@ async def test_blocks_mature_or_are_reversed(
     )
     rd = await start_daemon(cfg)
     host, port = rd.address
-    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=3, account="acme")
+    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=3, account=miner)
     await rd.shutdown()
     ours = [b.hash_hex for b in rd.daemon.blocks if b.accepted]
     assert len(ours) >= 2, rd.daemon.blocks
@@ -72,5 +77,20 @@ async def test_blocks_mature_or_are_reversed(
     assert spendable == sum(sum(s.credits.values()) for s in kept)
     assert all(v == 0 for k, v in bal.items() if k.endswith(":immature"))
     assert bal.get(f"coinbase:{tip}", 0) == 0  # the orphan's posting was reversed
+    assert verify(engine) == []
+
+    # The miner is paid what matured, through the node wallet, and the payout confirms.
+    report = await run_payouts(
+        engine, node_rpc, network=Network.REGTEST, min_payout_sat=1, max_outputs=10, send=True
+    )
+    assert report.total_sat == spendable and len(report.sent) == 1
+    await node_rpc.call("generatetoaddress", 1, address)
+    btc = await node_rpc.call("getreceivedbyaddress", miner, 1, exact=True)
+    assert int(Decimal(str(btc)) * 100_000_000) == spendable
+    again = await run_payouts(
+        engine, node_rpc, network=Network.REGTEST, min_payout_sat=1, max_outputs=10, send=True
+    )
+    assert again.reconciled == [(report.sent[0][0], "confirmed")] and again.sent == []
+    assert owed(engine) == {}
     assert verify(engine) == []
     engine.dispose()
