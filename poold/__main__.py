@@ -26,11 +26,13 @@ from sqlalchemy.engine import Engine
 from poold.config import Config, ConfigError, load_config, parse_config
 from poold.daemon import Daemon
 from poold.jobs.address import address_to_script
+from poold.jobs.coinbase import subsidy_sat
 from poold.ledger.db import LedgerError, open_ledger
+from poold.ledger.fpps import FppsBooked, average_fees, book_fpps, update_chain_fees
 from poold.ledger.ingest import ingest as run_ingest
 from poold.ledger.models import SCHEMA_VERSION
 from poold.ledger.payouts import PayoutError, PayoutReport, run_payouts, set_account
-from poold.ledger.settle import settle_pending, verify
+from poold.ledger.settle import BLOCK_KEYS, settle_pending, verify
 from poold.logs import configure_logging
 from poold.node.base import NodeError
 from poold.node.rpc import RpcNode
@@ -299,9 +301,19 @@ def ingest(
 def settle(
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
 ) -> None:
-    """Settle (PPLNS) every accepted block not settled yet; running it again changes nothing."""
+    """Settle every accepted block not settled yet (and, under FPPS with a real node, book the
+    period that ended last); running it again changes nothing."""
     with _ledger(config) as (cfg, engine):
-        done = settle_pending(engine, pool_fee=cfg.pool.fee)
+        scheme = cfg.pool.scheme
+        if scheme not in BLOCK_KEYS:
+            raise _fail(f"scheme {scheme!r} has no settlement yet: use pplns or fpps")
+        done = settle_pending(engine, pool_fee=cfg.pool.fee, scheme=scheme)
+        booked = None
+        if scheme == "fpps" and cfg.node.kind == "rpc":
+            try:
+                booked = uvloop.run(_book_fpps(cfg, engine))
+            except NodeError as exc:
+                raise _fail(f"settle: {exc}", 1) from None
     for s in done:
         typer.echo(
             json.dumps(
@@ -313,7 +325,33 @@ def settle(
                 }
             )
         )
+    if booked is not None:
+        typer.echo(
+            json.dumps(
+                {
+                    "fpps_period_end": booked.period_end_s,
+                    "slices": booked.slices,
+                    "credits_sat": sum(booked.credits.values()),
+                }
+            )
+        )
     typer.echo(f"{len(done)} block(s) settled")
+
+
+async def _book_fpps(cfg: Config, engine: Engine) -> FppsBooked | None:
+    node = RpcNode(cfg.node.url, cfg.node.user, cfg.node.password, timeout_s=cfg.node.timeout_s)
+    pool = cfg.pool
+    try:
+        tip = await update_chain_fees(engine, node, blocks=pool.fee_window_blocks)
+    finally:
+        await node.close()
+    return book_fpps(
+        engine,
+        period_end_s=int(time.time()) // pool.fpps_period_s * pool.fpps_period_s,
+        subsidy_sat=subsidy_sat(tip + 1),
+        avg_fees_sat=average_fees(engine, tip=tip, blocks=pool.fee_window_blocks),
+        pool_fee=pool.fee,
+    )
 
 
 @ledger_app.command("verify")

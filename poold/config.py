@@ -152,6 +152,8 @@ class PoolConfig(_Section):
     coinbase_tag: str = Field("/poold/", max_length=40)
     scheme: Literal["pplns", "fpps", "prop", "solo"] = Field("pplns")
     fee: Rate = Field(Fraction(0))
+    fpps_period_s: int = Field(3600, ge=1, le=86400, description="FPPS booking period")
+    fee_window_blocks: int = Field(144, ge=1, le=10_000, description="FPPS average-fee window")
 
     @model_validator(mode="after")
     def _address(self) -> PoolConfig:

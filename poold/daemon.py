@@ -16,12 +16,14 @@ import structlog
 from sqlalchemy.engine import Engine
 
 from poold.config import Config
+from poold.jobs.coinbase import subsidy_sat
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import TemplateError, parse_template
 from poold.ledger.blocks import follow_blocks
 from poold.ledger.db import LedgerError, open_ledger
+from poold.ledger.fpps import average_fees, book_fpps, update_chain_fees
 from poold.ledger.ingest import ingest
-from poold.ledger.settle import settle_pending
+from poold.ledger.settle import BLOCK_KEYS, settle_pending
 from poold.metrics import Metrics
 from poold.node.base import Node, NodeError
 from poold.node.rpc import RpcNode
@@ -156,6 +158,7 @@ class Daemon:
         )
         self.address: tuple[str, int] | None = None
         self.ledger: Engine | None = None
+        self._fpps_booked = 0  # period end of the last FPPS booking made by this process
         self.ingested_shares = 0
         self.blocks: list[FoundBlock] = []
         self.ready = asyncio.Event()  # a first job exists
@@ -288,12 +291,40 @@ class Daemon:
                 "ledger_ingested", shares=result.shares, slices=result.slices, blocks=result.blocks
             )
 
-    async def _ledger_pass(self) -> None:
-        """Ingest, then (PPLNS) settle new blocks and follow settled ones on the node."""
-        await asyncio.to_thread(self._ingest_once)
-        if self.ledger is None or self.cfg.pool.scheme != "pplns":
+    async def _book_fpps(self, ledger: Engine) -> None:
+        """Once per FPPS period: book every share slice ingested so far."""
+        pool = self.cfg.pool
+        end = int(time.time()) // pool.fpps_period_s * pool.fpps_period_s
+        if end == self._fpps_booked:
             return
-        settled = await asyncio.to_thread(settle_pending, self.ledger, pool_fee=self.cfg.pool.fee)
+        tip = await update_chain_fees(ledger, self.node, blocks=pool.fee_window_blocks)
+        avg = await asyncio.to_thread(average_fees, ledger, tip=tip, blocks=pool.fee_window_blocks)
+        booked = await asyncio.to_thread(
+            book_fpps,
+            ledger,
+            period_end_s=end,
+            subsidy_sat=subsidy_sat(tip + 1),
+            avg_fees_sat=avg,
+            pool_fee=pool.fee,
+        )
+        self._fpps_booked = end
+        if booked is not None:
+            log.info(
+                "fpps_booked",
+                period_end=end,
+                slices=booked.slices,
+                credits_sat=sum(booked.credits.values()),
+            )
+
+    async def _ledger_pass(self) -> None:
+        """Ingest, settle new blocks (and book FPPS), follow settled blocks on the node."""
+        await asyncio.to_thread(self._ingest_once)
+        scheme = self.cfg.pool.scheme
+        if self.ledger is None or scheme not in BLOCK_KEYS:
+            return
+        settled = await asyncio.to_thread(
+            settle_pending, self.ledger, pool_fee=self.cfg.pool.fee, scheme=scheme
+        )
         for s in settled:
             log.info(
                 "block_settled",
@@ -302,6 +333,8 @@ class Daemon:
                 fee_sat=s.pool_fee_sat,
                 unallocated_sat=s.unallocated_sat,
             )
+        if scheme == "fpps":
+            await self._book_fpps(self.ledger)
         for change in await follow_blocks(self.ledger, self.node):
             log.info(
                 "block_" + change.status, hash=change.block_hash, confirmations=change.confirmations

@@ -13,11 +13,12 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from poold.ledger.models import Block, JournalEntry, JournalLine, Settlement
+from poold.ledger.settle import BLOCK_KEYS
 from poold.node.base import Node
 
 MATURITY = 100
@@ -55,7 +56,10 @@ def _pending(engine: Engine) -> list[tuple[str, int]]:
     with engine.connect() as conn:
         rows = conn.execute(
             select(Block.hash, Settlement.entry_id)
-            .join(Settlement, Settlement.key == "pplns:" + Block.hash)
+            .join(
+                Settlement,
+                or_(*(Settlement.key == prefix + Block.hash for prefix in BLOCK_KEYS.values())),
+            )
             .where(Block.status == "pending")
         ).all()
     return [(h, e) for h, e in rows]

@@ -8,6 +8,7 @@ one straddling the window edge is cut exactly). Postings (satoshis, debits posit
   - credit  miner:<account>:immature    what each miner is owed once it matures
   - fee     pool:fee
   - rest    pool:unallocated            what an unfilled window leaves
+(FPPS blocks: see `settle_block`; FPPS share credits: poold/ledger/fpps.py.)
 Maturity, orphan reversal and payouts build on these accounts (the rest of the ledger issue).
 """
 
@@ -32,6 +33,9 @@ from poold.ledger.models import (
     ShareSlice,
 )
 from poold.shares.difficulty import network_difficulty
+
+#: Settlement key prefix of a found block, by payout scheme.
+BLOCK_KEYS = {"pplns": "pplns:", "fpps": "fppsblock:"}
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,13 @@ def settle_block(
     *,
     factor: Fraction = Fraction(2),
     pool_fee: Fraction = Fraction(0),
+    scheme: str = "pplns",
 ) -> Settled | None:
-    """Settle one accepted block; None when it was already settled (nothing changes)."""
-    key = f"pplns:{block_hash}"
+    """Settle one accepted block; None when it was already settled (nothing changes).
+
+    Under FPPS the miners were paid per share already: the block is the pool's own revenue
+    (+ reward coinbase:<hash>, - reward pool:blocks), followed to maturity the same way."""
+    key = f"{BLOCK_KEYS[scheme]}{block_hash}"
     try:
         with engine.begin() as conn:
             if conn.execute(select(Settlement.id).where(Settlement.key == key)).first():
@@ -82,41 +90,32 @@ def settle_block(
             reward_sat, accepted, found_ms = block
             if not accepted:
                 raise LedgerError(f"block {block_hash} was rejected by the node: nothing to settle")
-            split = pplns_split(
-                reward_sat, _window(conn, found_ms), factor=factor, pool_fee=pool_fee
-            )
+            if scheme == "fpps":
+                credits: dict[str, int] = {}
+                posts = [("pool:blocks", -reward_sat)]
+                fee_sat = unallocated_sat = 0
+            else:
+                split = pplns_split(
+                    reward_sat, _window(conn, found_ms), factor=factor, pool_fee=pool_fee
+                )
+                credits = split.credits
+                fee_sat, unallocated_sat = split.pool_fee_sat, split.unallocated_sat
+                posts = [(f"miner:{a}:immature", -c) for a, c in sorted(credits.items()) if c]
+                posts += [("pool:fee", -fee_sat), ("pool:unallocated", -unallocated_sat)]
             entry_id = conn.execute(
                 insert(JournalEntry)
                 .values(
-                    kind="pplns_block", reference=block_hash, created_ms=int(time.time() * 1000)
+                    kind=f"{scheme}_block", reference=block_hash, created_ms=int(time.time() * 1000)
                 )
                 .returning(JournalEntry.id)
             ).scalar_one()
             lines = [
-                {
-                    "entry_id": entry_id,
-                    "account": f"coinbase:{block_hash}",
-                    "amount_sat": reward_sat,
-                }
+                {"entry_id": entry_id, "account": a, "amount_sat": v}
+                for a, v in [(f"coinbase:{block_hash}", reward_sat), *posts]
             ]
-            lines += [
-                {"entry_id": entry_id, "account": f"miner:{a}:immature", "amount_sat": -c}
-                for a, c in sorted(split.credits.items())
-                if c
-            ]
-            lines.append(
-                {"entry_id": entry_id, "account": "pool:fee", "amount_sat": -split.pool_fee_sat}
-            )
-            lines.append(
-                {
-                    "entry_id": entry_id,
-                    "account": "pool:unallocated",
-                    "amount_sat": -split.unallocated_sat,
-                }
-            )
             conn.execute(insert(JournalLine), lines)
             conn.execute(insert(Settlement).values(key=key, entry_id=entry_id))
-            return Settled(block_hash, split.credits, split.pool_fee_sat, split.unallocated_sat)
+            return Settled(block_hash, credits, fee_sat, unallocated_sat)
     except IntegrityError:
         return None  # another settler won the race on the unique key: already settled
     except SQLAlchemyError as exc:
@@ -126,7 +125,11 @@ def settle_block(
 
 
 def settle_pending(
-    engine: Engine, *, factor: Fraction = Fraction(2), pool_fee: Fraction = Fraction(0)
+    engine: Engine,
+    *,
+    factor: Fraction = Fraction(2),
+    pool_fee: Fraction = Fraction(0),
+    scheme: str = "pplns",
 ) -> list[Settled]:
     """Settle every accepted block that has no settlement yet, oldest first."""
     with engine.connect() as conn:
@@ -139,7 +142,7 @@ def settle_pending(
         )
     out = []
     for h in hashes:
-        done = settle_block(engine, h, factor=factor, pool_fee=pool_fee)
+        done = settle_block(engine, h, factor=factor, pool_fee=pool_fee, scheme=scheme)
         if done is not None:
             out.append(done)
     return out

@@ -40,6 +40,15 @@ class Node(Protocol):
         """Confirmations, or -1 when the block is not on the best chain."""
         ...
 
+    async def tip_height(self) -> int:
+        """Height of the best chain's tip."""
+        ...
+
+    async def block_fees(self, height: int) -> tuple[str, int]:
+        """(hash, total fees in satoshis) of the best chain's block at `height`: what its
+        coinbase claimed beyond the subsidy."""
+        ...
+
     async def close(self) -> None: ...
 
 

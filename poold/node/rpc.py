@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from poold.jobs.coinbase import subsidy_sat
 from poold.node.base import NodeError, NodeRefused, WalletTx
 
 SAT = Decimal(100_000_000)
@@ -100,6 +101,22 @@ class RpcNode:
     async def submit_block(self, block_hex: str) -> str | None:
         result = await self.call("submitblock", block_hex)
         return None if result is None else str(result)
+
+    async def tip_height(self) -> int:
+        height = await self.call("getblockcount")
+        if not isinstance(height, int):
+            raise NodeError("getblockcount did not return a height")
+        return height
+
+    async def block_fees(self, height: int) -> tuple[str, int]:
+        block_hash = await self.call("getblockhash", height)
+        block = await self.call("getblock", block_hash, 2, exact=True)
+        try:
+            coinbase = block["tx"][0]
+            claimed = sum(sat_of(out["value"]) for out in coinbase["vout"])
+        except (KeyError, IndexError, TypeError):
+            raise NodeError(f"getblock {block_hash} has no readable coinbase") from None
+        return str(block_hash), max(0, claimed - subsidy_sat(height))
 
     async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
         amounts = {address: btc_text(sat) for address, sat in outputs.items()}

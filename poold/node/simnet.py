@@ -17,17 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from poold.jobs.coinbase import bip34_height, varint
+from poold.jobs.coinbase import bip34_height, subsidy_sat, varint
 from poold.jobs.merkle import merkle_root, sha256d
+from poold.node.base import NodeError
 from poold.shares.difficulty import bits_from_target, target_from_bits, target_from_difficulty
-
-COIN = 100_000_000
-HALVING_INTERVAL = 210_000
-
-
-def subsidy_sat(height: int) -> int:
-    halvings = height // HALVING_INTERVAL
-    return 0 if halvings >= 64 else (50 * COIN) >> halvings
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +185,15 @@ class SimNet:
             if b.hash == wanted:
                 return self.height - b.height + 1
         return -1
+
+    async def tip_height(self) -> int:
+        return self.height
+
+    async def block_fees(self, height: int) -> tuple[str, int]:
+        if not 0 <= height <= self.height:
+            raise NodeError(f"simnet has no block at height {height}")
+        block = self.blocks[height]
+        return block.hash[::-1].hex(), block.fees_sat
 
     # -- block checks ----------------------------------------------------------------------------
 

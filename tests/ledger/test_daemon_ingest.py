@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from poold.ledger.db import make_engine
+from poold.ledger.models import Block, ChainFees, JournalEntry
+from poold.ledger.settle import balances, verify
 from poold.simulate import run_fleet
 from tests.ledger.conftest import PG_URL, _pg_available, fresh_pg_schema
 from tests.ledger.test_ingest import ledger_totals, log_totals
@@ -124,3 +127,46 @@ async def test_database_outage_delays_ingest_but_loses_nothing(
             direct.dispose()
         finally:
             await proxy.close()
+
+
+async def test_daemon_books_fpps_every_period(
+    start_daemon: Any, config_factory: Any, tmp_path: Path
+) -> None:
+    cfg = config_factory(
+        pool={"scheme": "fpps", "fpps_period_s": 1, "fee": "1/100"},
+        node={"kind": "simnet", "simnet_difficulty": "1/65536", "poll_interval_s": 0.05},
+        ledger={
+            "url": f"sqlite:///{tmp_path / 'l.db'}",
+            "ingest_interval_s": 0.2,
+            "auto_migrate": True,
+        },
+    )
+    rd = await start_daemon(cfg)
+    host, port = rd.address
+    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=3)
+    await asyncio.sleep(1.2)
+    await rd.shutdown()
+    engine = make_engine(cfg.ledger.url)
+    with engine.connect() as conn:
+        periods = (
+            conn.execute(
+                sa.select(JournalEntry.reference).where(JournalEntry.kind == "fpps_period")
+            )
+            .scalars()
+            .all()
+        )
+        heights = conn.execute(sa.select(ChainFees.height).order_by(ChainFees.height)).scalars()
+        recorded = list(heights)
+        rewards = conn.execute(
+            sa.select(sa.func.sum(Block.reward_sat)).where(Block.accepted.is_(True))
+        ).scalar()
+    assert len(periods) >= 2 and len(set(periods)) == len(periods)  # one booking per period
+    # Every chain block's fees up to some recent tip are recorded, for the average.
+    assert recorded == list(range(1, len(recorded) + 1))
+    assert 1 <= len(recorded) <= await rd.daemon.node.tip_height()
+    bal = balances(engine)
+    assert bal["pool:fpps_paid"] > 0
+    assert bal["pool:fpps_paid"] == -sum(v for k, v in bal.items() if k.endswith(":spendable"))
+    assert rewards and bal["pool:blocks"] == -rewards  # blocks found under FPPS: the pool's
+    assert verify(engine) == []
+    engine.dispose()

@@ -15,7 +15,9 @@ from poold.shares.log import ShareLog, encode_share, read_log
 T0 = 1_800_000_000_000  # ms
 
 
-def write_shares(path: Path, n: int, *, start: int = 0, segment_bytes: int = 1 << 20) -> None:
+def write_shares(
+    path: Path, n: int, *, start: int = 0, segment_bytes: int = 1 << 20, node: int = 0
+) -> None:
     log = ShareLog(path, segment_bytes=segment_bytes)
     log.open()
     for i in range(start, start + n):
@@ -23,7 +25,7 @@ def write_shares(path: Path, n: int, *, start: int = 0, segment_bytes: int = 1 <
         log.append_payload(
             encode_share(
                 T0 + i * 250,
-                0,
+                node,
                 f"acct{i % 7}",
                 f"rig{i % 3}",
                 f"{i // 500:x}",
@@ -44,9 +46,9 @@ def write_shares(path: Path, n: int, *, start: int = 0, segment_bytes: int = 1 <
                 {
                     "t": "block",
                     "ts": T0 + i * 250,
-                    "node": 0,
+                    "node": node,
                     "height": 100 + i,
-                    "hash": f"{i:064x}",
+                    "hash": f"{node:02x}{i:062x}",
                     "accepted": i % 2 == 0,
                     "reason": None,
                     "account": f"acct{i % 7}",

@@ -119,9 +119,13 @@ async def test_thresholds_addresses_and_dry_run(engine: sa.Engine, node_rpc) -> 
 
     again = await run_payouts(engine, node_rpc, send=True, **kw)
     assert again.sent == [] and again.reconciled == []  # nothing owed above threshold
-    await node_rpc.call("generatetoaddress", 1, rich)
+    [block_hash] = await node_rpc.call("generatetoaddress", 1, rich)
     follow = await run_payouts(engine, node_rpc, send=True, **kw)
     assert follow.reconciled == [(sent.sent[0][0], "confirmed")]
+    # The block that mined the payout claimed its fee: what FPPS's average-fee window reads.
+    tip = await node_rpc.tip_height()
+    assert await node_rpc.block_fees(tip) == (block_hash, fee)
+    assert (await node_rpc.block_fees(tip - 1))[1] == 0
 
 
 async def test_a_refusing_wallet_is_a_clear_error_and_moves_nothing(

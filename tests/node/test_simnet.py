@@ -6,11 +6,11 @@ from fractions import Fraction
 
 import pytest
 
-from poold.jobs.coinbase import build_coinbase
+from poold.jobs.coinbase import build_coinbase, subsidy_sat
 from poold.jobs.job import Job
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import parse_template
-from poold.node.simnet import SimNet, subsidy_sat
+from poold.node.simnet import SimNet
 from tests.helpers import pow_int
 
 NOW = 1_800_000_000

@@ -1,0 +1,206 @@
+"""FPPS bookings over the ledger's share slices, and the chain fees their average needs.
+
+A booking (key `fpps:<period end, unix seconds>`) credits every slice ingested since the last
+booking: per node, the slices with id > that node's cursor (a node's slices are written by its
+own ingest, in id order, so a slice ingested late is booked next time, never skipped). Each is
+worth share_diff / network_diff x (subsidy + mean fees of the last N chain blocks) x (1 - fee),
+summed exactly per account by `accounting.fpps_settle`; an account is credited floor(value +
+carried remainder) and the remainder (< 1 sat) is stored for the next booking. Postings:
+  + total   pool:fpps_paid              (the pool pays FPPS out of its own funds)
+  - credit  miner:<account>:spendable
+The cursors, the carried remainders and the settlement row are written in the same transaction
+as the entry, so booking twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+from sqlalchemy import and_, delete, insert, not_, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from accounting import avg_fees, fpps_settle
+from poold.ledger.models import (
+    Account,
+    ChainFees,
+    FppsCarry,
+    FppsCursor,
+    JournalEntry,
+    JournalLine,
+    Settlement,
+    ShareSlice,
+)
+from poold.node.base import Node
+from poold.shares.difficulty import network_difficulty
+
+
+@dataclass(frozen=True)
+class FppsBooked:
+    period_end_s: int
+    slices: int
+    credits: dict[str, int]
+    carried: dict[str, Fraction]
+
+
+def _recorded_heights(engine: Engine, since: int) -> set[int]:
+    with engine.connect() as conn:
+        return set(
+            conn.execute(select(ChainFees.height).where(ChainFees.height >= since)).scalars()
+        )
+
+
+def _record_fees(engine: Engine, rows: list[dict[str, object]]) -> None:
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(ChainFees), rows)
+    except IntegrityError:
+        pass  # another process recorded them first: the same facts
+
+
+async def update_chain_fees(engine: Engine, node: Node, *, blocks: int = 144) -> int:
+    """Record the fees of those of the last `blocks` chain blocks not recorded yet; returns
+    the tip height. Database work runs in threads (called from the daemon's loop)."""
+    tip = await node.tip_height()
+    wanted = range(max(1, tip - blocks + 1), tip + 1)
+    have = await asyncio.to_thread(_recorded_heights, engine, wanted.start)
+    rows: list[dict[str, object]] = []
+    for height in wanted:
+        if height not in have:
+            block_hash, fees = await node.block_fees(height)
+            rows.append({"height": height, "block_hash": block_hash, "fees_sat": fees})
+    if rows:
+        await asyncio.to_thread(_record_fees, engine, rows)
+    return tip
+
+
+def average_fees(engine: Engine, *, tip: int, blocks: int = 144) -> Fraction:
+    """Mean fees of the recorded chain blocks among the last `blocks` up to `tip` (0 if none)."""
+    with engine.connect() as conn:
+        fees = (
+            conn.execute(
+                select(ChainFees.fees_sat)
+                .where(ChainFees.height > tip - blocks, ChainFees.height <= tip)
+                .order_by(ChainFees.height)
+            )
+            .scalars()
+            .all()
+        )
+    return avg_fees([int(f) for f in fees], blocks) if fees else Fraction(0)
+
+
+def _unbooked(conn: Connection) -> tuple[list[tuple[int, int, str, int, int, int]], dict[int, int]]:
+    cursors = {
+        int(n): int(c) for n, c in conn.execute(select(FppsCursor.node_id, FppsCursor.slice_id))
+    }
+    after_cursor = [and_(ShareSlice.node_id == n, ShareSlice.id > c) for n, c in cursors.items()]
+    if cursors:
+        after_cursor.append(not_(ShareSlice.node_id.in_(list(cursors))))
+    query = (
+        select(
+            ShareSlice.id,
+            ShareSlice.node_id,
+            Account.name,
+            ShareSlice.diff_num,
+            ShareSlice.diff_den,
+            ShareSlice.bits,
+        )
+        .join(Account, ShareSlice.account_id == Account.id)
+        .order_by(ShareSlice.id)
+    )
+    if after_cursor:
+        query = query.where(or_(*after_cursor))
+    rows = [
+        (int(i), int(n), a, int(num), int(den), int(b))
+        for i, n, a, num, den, b in conn.execute(query)
+    ]
+    return rows, cursors
+
+
+def book_fpps(
+    engine: Engine,
+    *,
+    period_end_s: int,
+    subsidy_sat: int,
+    avg_fees_sat: Fraction,
+    pool_fee: Fraction,
+) -> FppsBooked | None:
+    """Book every unbooked slice under the key of `period_end_s`; None if that key is already
+    booked or there is nothing to book (nothing is written then)."""
+    key = f"fpps:{period_end_s}"
+    try:
+        with engine.begin() as conn:
+            if conn.execute(select(Settlement.id).where(Settlement.key == key)).first():
+                return None
+            rows, cursors = _unbooked(conn)
+            carry_in = {
+                a: Fraction(v) for a, v in conn.execute(select(FppsCarry.account, FppsCarry.value))
+            }
+            if not rows:
+                return None
+            nets: dict[int, Fraction] = {}
+            shares = []
+            for _, _, account, num, den, bits in rows:
+                if bits not in nets:
+                    nets[bits] = network_difficulty(bits)
+                shares.append((account, Fraction(num, den), nets[bits]))
+            result = fpps_settle(
+                shares,
+                subsidy_sat=subsidy_sat,
+                avg_fees_sat=avg_fees_sat,
+                pool_fee=pool_fee,
+                carry_in=carry_in,
+            )
+            entry_id = conn.execute(
+                insert(JournalEntry)
+                .values(
+                    kind="fpps_period",
+                    reference=str(period_end_s),
+                    created_ms=int(time.time() * 1000),
+                )
+                .returning(JournalEntry.id)
+            ).scalar_one()
+            credited = {a: c for a, c in sorted(result.credits.items()) if c}
+            lines = [("pool:fpps_paid", sum(credited.values()))]
+            lines += [(f"miner:{a}:spendable", -c) for a, c in credited.items()]
+            conn.execute(
+                insert(JournalLine),
+                [{"entry_id": entry_id, "account": a, "amount_sat": v} for a, v in lines],
+            )
+            conn.execute(delete(FppsCarry))
+            carried = {a: v for a, v in result.carry.items() if v}
+            if carried:
+                conn.execute(
+                    insert(FppsCarry), [{"account": a, "value": str(v)} for a, v in carried.items()]
+                )
+            last: dict[int, int] = {}
+            for slice_id, node_id, *_ in rows:
+                last[node_id] = slice_id
+            for node_id, slice_id in last.items():
+                if node_id in cursors:
+                    conn.execute(
+                        update(FppsCursor)
+                        .where(FppsCursor.node_id == node_id)
+                        .values(slice_id=slice_id)
+                    )
+                else:
+                    conn.execute(insert(FppsCursor).values(node_id=node_id, slice_id=slice_id))
+            conn.execute(insert(Settlement).values(key=key, entry_id=entry_id))
+            return FppsBooked(period_end_s, len(rows), credited, carried)
+    except IntegrityError:
+        return None  # another process booked this period first
+
+
+def last_booking(engine: Engine) -> int | None:
+    """The period end (unix seconds) of the newest FPPS booking, if any."""
+    with engine.connect() as conn:
+        ref = conn.execute(
+            select(JournalEntry.reference)
+            .where(JournalEntry.kind == "fpps_period")
+            .order_by(JournalEntry.id.desc())
+            .limit(1)
+        ).scalar()
+    return None if ref is None else int(ref)
