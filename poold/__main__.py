@@ -14,13 +14,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import bech32m
 import typer
 import uvloop
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.engine import Engine
 
 from poold.config import Config, ConfigError, load_config, parse_config
@@ -32,6 +34,7 @@ from poold.ledger.fpps import FppsBooked, average_fees, book_fpps, update_chain_
 from poold.ledger.ingest import ingest as run_ingest
 from poold.ledger.models import SCHEMA_VERSION
 from poold.ledger.payouts import PayoutError, PayoutReport, run_payouts, set_account
+from poold.ledger.replay import replay as run_replay
 from poold.ledger.settle import BLOCK_KEYS, settle_pending, verify
 from poold.logs import configure_logging
 from poold.node.base import NodeError
@@ -352,6 +355,58 @@ async def _book_fpps(cfg: Config, engine: Engine) -> FppsBooked | None:
         avg_fees_sat=average_fees(engine, tip=tip, blocks=pool.fee_window_blocks),
         pool_fee=pool.fee,
     )
+
+
+@app.command()
+def replay(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """Recompute slices and PPLNS credits from the retained share log; compare with the ledger."""
+    with _ledger(config) as (cfg, engine), _progress("replaying the share log") as progress:
+        report = run_replay(
+            engine,
+            cfg.sharelog.path,
+            cfg.stratum.node_id,
+            pool_fee=cfg.pool.fee,
+            progress=progress,
+        )
+    for p in report.problems:
+        typer.echo(p, err=True)
+    typer.echo(
+        json.dumps(
+            {
+                "shares": report.shares,
+                "slices": report.slices,
+                "blocks_checked": report.blocks_checked,
+                "blocks_not_checkable": report.blocks_not_checkable,
+                "problems": len(report.problems),
+            }
+        )
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _progress(what: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar over bytes on a terminal; nothing when output is not a TTY."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with Progress(
+        TextColumn(what),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(what, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 @ledger_app.command("verify")

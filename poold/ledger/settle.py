@@ -31,6 +31,7 @@ from poold.ledger.models import (
     JournalLine,
     Settlement,
     ShareSlice,
+    Worker,
 )
 from poold.shares.difficulty import network_difficulty
 
@@ -46,21 +47,44 @@ class Settled:
     unallocated_sat: int
 
 
-def _window(conn: Connection, found_ms: int) -> list[tuple[str, Fraction, Fraction]]:
-    """Slices up to the block's minute, oldest first, as (account, difficulty, network diff)."""
-    rows = conn.execute(
-        select(Account.name, ShareSlice.diff_num, ShareSlice.diff_den, ShareSlice.bits)
-        .join(Account, ShareSlice.account_id == Account.id)
-        .where(ShareSlice.first_ms <= found_ms)
-        .order_by(ShareSlice.slice_start, ShareSlice.id)
-    ).all()
+#: One slice as the PPLNS window sees it: (minute start s, account, worker, bits, difficulty).
+SliceRow = tuple[int, str, str, int, Fraction]
+
+
+def window_shares(rows: list[SliceRow], found_ms: int) -> list[tuple[str, Fraction, Fraction]]:
+    """The PPLNS walk's input for a block found at `found_ms`, oldest first: every slice up to
+    and including the block's minute (slice granularity), in an order that depends only on the
+    slices' content (minute, account, worker, bits), never on how ingest batched them. Rows of
+    the same key are adjacent and belong to one account, so merging them changes nothing."""
+    last = found_ms // 60_000 * 60
     nets: dict[int, Fraction] = {}
     out = []
-    for name, num, den, bits in rows:
+    for _start, account, _worker, bits, diff in sorted(
+        (r for r in rows if r[0] <= last), key=lambda r: r[:4]
+    ):
         if bits not in nets:
             nets[bits] = network_difficulty(bits)
-        out.append((name, Fraction(num, den), nets[bits]))
+        out.append((account, diff, nets[bits]))
     return out
+
+
+def _window(conn: Connection, found_ms: int) -> list[tuple[str, Fraction, Fraction]]:
+    rows = conn.execute(
+        select(
+            ShareSlice.slice_start,
+            Account.name,
+            Worker.name,
+            ShareSlice.bits,
+            ShareSlice.diff_num,
+            ShareSlice.diff_den,
+        )
+        .join(Account, ShareSlice.account_id == Account.id)
+        .join(Worker, ShareSlice.worker_id == Worker.id)
+        .where(ShareSlice.slice_start <= found_ms // 60_000 * 60)
+    ).all()
+    return window_shares(
+        [(int(t), a, w, int(b), Fraction(int(n), int(d))) for t, a, w, b, n, d in rows], found_ms
+    )
 
 
 def settle_block(

@@ -18,9 +18,9 @@ T0 = 1_800_000_000_000
 BITS = 0x207FFFFF  # regtest: network difficulty ~4.7e-10, so a window is a few shares
 
 
-def mine(path: Path, n: int, blocks: dict[int, bool]) -> None:
+def mine(path: Path, n: int, blocks: dict[int, bool], *, segment_bytes: int = 1 << 20) -> None:
     """n shares over n minutes; a block record (accepted or not) after share i for i in blocks."""
-    log = ShareLog(path)
+    log = ShareLog(path, segment_bytes=segment_bytes)
     log.open()
     for i in range(n):
         diff = Fraction(1, 2**33 + (i % 5) * 2**30)
@@ -59,15 +59,17 @@ def mine(path: Path, n: int, blocks: dict[int, bool]) -> None:
                     "bits": BITS,
                 }
             )
+        log.flush()  # a group commit per minute (segments rotate at flushes)
     log.close()
 
 
 def slice_rows(engine: sa.Engine, until_ms: int) -> list[tuple[str, Fraction, Fraction]]:
+    """Slices up to the block's minute, oldest first (one per minute in these tests)."""
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(Account.name, ShareSlice.diff_num, ShareSlice.diff_den, ShareSlice.bits)
             .join(Account, ShareSlice.account_id == Account.id)
-            .where(ShareSlice.first_ms <= until_ms)
+            .where(ShareSlice.slice_start <= until_ms // 60_000 * 60)
             .order_by(ShareSlice.slice_start)
         ).all()
     return [(a, Fraction(n, d), network_difficulty(b)) for a, n, d, b in rows]
