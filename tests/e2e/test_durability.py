@@ -1,4 +1,5 @@
-"""kill -9 of a real `poold run` process right after shares were answered true loses none."""
+"""kill -9 of a real `poold run` process right after shares were answered true loses none, and
+kill -9 inside its ingest transaction neither loses nor doubles a share in the ledger."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from poold.ledger.db import make_engine
+from poold.ledger.models import Account, ShareSlice
 from poold.shares.log import read_log
 from poold.simulate import FleetStats, run_fleet
 from tests.helpers import regtest_address
+from tests.ledger.test_ingest import ledger_totals, log_totals
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +57,12 @@ format = "json"
     return cfg
 
 
-async def start_poold(cfg: Path) -> tuple[asyncio.subprocess.Process, int]:
+async def start_poold(
+    cfg: Path, launcher: tuple[str, ...] = ("-m", "poold")
+) -> tuple[asyncio.subprocess.Process, int]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "poold",
+        *launcher,
         "run",
         "--config",
         str(cfg),
@@ -117,6 +123,65 @@ async def test_kill9_loses_no_acknowledged_share(tmp_path: Path) -> None:
     }
     missing = acked - logged
     assert not missing, f"{len(missing)} acknowledged shares lost"
+
+
+async def test_kill9_inside_an_ingest_transaction_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "ledger.db"
+    cfg = write_config(tmp_path)
+    cfg.write_text(
+        cfg.read_text()
+        + f'\n[ledger]\nurl = "sqlite:///{ledger}"\ningest_interval_s = 0.1\nauto_migrate = true\n'
+    )
+    crash = ("-u", str(Path(__file__).with_name("crash_ingest.py")), "3")
+    proc, port = await start_poold(cfg, crash)
+    drain = asyncio.create_task(drain_stderr(proc))
+    stats = FleetStats()
+    fleet = asyncio.create_task(
+        run_fleet(
+            f"stratum+tcp://127.0.0.1:{port}",
+            miners=4,
+            duration_s=60,
+            record_keys=True,
+            stats=stats,
+        )
+    )
+    # The daemon kills itself inside its third ingest transaction with records.
+    assert await asyncio.wait_for(proc.wait(), 60) == -signal.SIGKILL
+    with contextlib.suppress(Exception):
+        await fleet
+    await drain
+    acked = set(stats.accepted_keys)
+    assert len(acked) > 0
+    engine = make_engine(f"sqlite:///{ledger}")
+    before = sum(ledger_totals_count(engine).values())
+
+    proc2, _ = await start_poold(cfg)  # restart: ingest resumes from the committed checkpoint
+    await asyncio.sleep(0.5)
+    proc2.send_signal(signal.SIGTERM)
+    await drain_stderr(proc2)
+    assert await proc2.wait() == 0
+
+    logged = [r for _pos, r in read_log(tmp_path / "sharelog") if r["t"] == "share"]
+    keys = {(r["job"], r["en1"], r["en2"], r["ntime"], r["nonce"]) for r in logged}
+    assert acked <= keys  # every share answered true is in the log ...
+    counts = ledger_totals_count(engine)
+    assert sum(counts.values()) == len(logged) > before  # ... and in the ledger, exactly once
+    assert ledger_totals(engine) == log_totals(tmp_path / "sharelog")
+    engine.dispose()
+
+
+def ledger_totals_count(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            a: int(n)
+            for a, n in conn.execute(
+                sa.select(Account.name, sa.func.sum(ShareSlice.shares))
+                .join(ShareSlice, ShareSlice.account_id == Account.id)
+                .group_by(Account.name)
+            )
+        }
 
 
 async def test_sigterm_is_graceful_and_flushes(tmp_path: Path) -> None:
