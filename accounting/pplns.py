@@ -192,7 +192,7 @@ def _split_one_epoch(
     c, den = c // g, den // g
     cq, cr = divmod(c, den)
     vmax = int(vals.max()) if vals.size else 0
-    if den >= LIMB or cq * vmax >= LIMB:
+    if den >= LIMB or cq >= LIMB or cq * vmax >= LIMB:
         return None
     extra = Fraction(0)
     crossing = -1

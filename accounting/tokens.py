@@ -206,7 +206,8 @@ def _token_settle(
     sn, sd = k_serv.numerator, k_serv.denominator
     carry = negative_policy == "carry"
     d_in = [debts.get(h, 0) for h in names] if debts else [0] * n
-    if n and max(ts_list) * max(en, sn, 1) < SAFE and max(gross, default=0) < SAFE:
+    fits = max(ts_list, default=0) * max(en, sn, 1) < SAFE and max(ed, sd) < SAFE
+    if n and fits and max(gross, default=0) < SAFE:
         # Every product fits int64: the per-holder arithmetic in one vectorized pass.
         x = np.array(ts_list, dtype=np.int64)
         elec_a = x * en // ed

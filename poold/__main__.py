@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
 
@@ -35,12 +37,15 @@ from poold.ledger.ingest import ingest as run_ingest
 from poold.ledger.models import SCHEMA_VERSION
 from poold.ledger.payouts import PayoutError, PayoutReport, run_payouts, set_account
 from poold.ledger.replay import replay as run_replay
-from poold.ledger.settle import BLOCK_KEYS, settle_pending, verify
+from poold.ledger.settle import BLOCK_KEYS, balances, settle_pending, verify
 from poold.logs import configure_logging
 from poold.node.base import NodeError
 from poold.node.rpc import RpcNode
 from poold.shares.log import ShareLogError
-from poold.simulate import FleetStats, run_fleet
+from poold.simulate import run_fleet
+from poold.tokens.settle import period_of, set_price, settle_due
+from poold.tokens.transfers import TokenError, import_transfers
+from poold.tokens.transfers import parse_file as parse_transfers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="poold: pool share accounting")
 config_app = typer.Typer(no_args_is_help=True, help="Check or show configuration.")
@@ -49,6 +54,8 @@ ledger_app = typer.Typer(no_args_is_help=True, help="Inspect the ledger.")
 app.add_typer(ledger_app, name="ledger")
 account_app = typer.Typer(no_args_is_help=True, help="Per-account payout settings.")
 app.add_typer(account_app, name="account")
+tokens_app = typer.Typer(no_args_is_help=True, help="Hashrate tokens: transfers, prices, periods.")
+app.add_typer(tokens_app, name="tokens")
 
 
 def _fail(msg: str, code: int = 2) -> typer.Exit:
@@ -196,21 +203,31 @@ async def _demo(cfg: Config, duration: float, miners: int) -> None:
         f"{cfg.sharelog.path}/",
         flush=True,
     )
-    stats = FleetStats()
     horizon = duration if duration > 0 else 10**9
-    fleet = asyncio.create_task(
-        run_fleet(
-            f"stratum+tcp://{host}:{port}",
-            miners=miners,
-            duration_s=horizon,
-            account="demo",
-            stats=stats,
-        )
+    # The miners run in their own process, as real ones would: hashing in this process would
+    # starve the daemon's ledger thread of the GIL.
+    fleet = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "poold",
+        "simulate",
+        "--url",
+        f"stratum+tcp://{host}:{port}",
+        "--miners",
+        str(miners),
+        "--duration",
+        str(horizon),
+        "--account",
+        "demo",
+        stdout=asyncio.subprocess.PIPE,
     )
     started = time.monotonic()
     seen_blocks = 0
-    while not stop.is_set() and time.monotonic() - started < horizon and not fleet.done():
-        await asyncio.sleep(min(2.0, max(0.05, horizon - (time.monotonic() - started))))
+    while not stop.is_set() and time.monotonic() - started < horizon and fleet.returncode is None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                fleet.wait(), min(2.0, max(0.05, horizon - (time.monotonic() - started)))
+            )
         m = daemon.metrics
         for b in daemon.blocks[seen_blocks:]:
             status = "accepted by simnet" if b.accepted else f"rejected: {b.reason}"
@@ -223,20 +240,37 @@ async def _demo(cfg: Config, duration: float, miners: int) -> None:
         print(
             f"[{time.monotonic() - started:6.1f}s] connections={m.connections} "
             f"shares accepted={m.shares_accepted} rejected={sum(m.shares_rejected.values())} "
-            f"blocks={m.blocks_accepted} jobs={m.jobs} hashes={stats.hashes} "
-            f"ledger={daemon.ingested_shares}",
+            f"blocks={m.blocks_accepted} jobs={m.jobs} in ledger={daemon.ingested_shares}",
             flush=True,
         )
+    if fleet.returncode is None and not stop.is_set():
+        with contextlib.suppress(TimeoutError):  # it started later: let it finish and report
+            await asyncio.wait_for(fleet.wait(), 5)
+    if fleet.returncode is None:
+        fleet.terminate()
+    out, _ = await fleet.communicate()
     stop.set()
-    fleet.cancel()
-    await asyncio.gather(fleet, return_exceptions=True)
     await run_task
     m = daemon.metrics
+    summary = out.decode().strip().splitlines()[-1:] if out else []
     print(
         f"poold demo: done. {m.shares_accepted} shares accepted, {m.blocks_accepted} blocks "
-        f"accepted, share log {daemon.sharelog.bytes_written} bytes.",
+        f"accepted, {daemon.ingested_shares} shares in the ledger, share log "
+        f"{daemon.sharelog.bytes_written} bytes.",
         flush=True,
     )
+    if summary:
+        print(f"miners: {summary[0]}", flush=True)
+    if cfg.ledger.ingest_interval_s > 0:
+        engine = open_ledger(cfg.ledger.url)
+        try:
+            owed = {k: -v for k, v in balances(engine).items() if k.startswith("miner:") and v}
+            problems = verify(engine)
+        finally:
+            engine.dispose()
+        for account, sat in sorted(owed.items()):
+            print(f"  ledger {account}: {sat} sat", flush=True)
+        print(f"ledger verify: {'; '.join(problems) or 'ok'}", flush=True)
 
 
 @app.command()
@@ -487,6 +521,76 @@ def account_set(
                 raise _fail(f"address {address!r}: {exc}") from None
         set_account(engine, name, address=address, min_payout_sat=min_payout)
     typer.echo(f"account {name}: address={address} min_payout_sat={min_payout}")
+
+
+@tokens_app.command("import")
+def tokens_import(
+    path: Path,
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """Import token transfers from a CSV (id,ts,from,to,amount) or JSON file; idempotent."""
+    with _ledger(config) as (_cfg, engine):
+        try:
+            result = import_transfers(engine, parse_transfers(path))
+        except TokenError as exc:
+            raise _fail(f"tokens import: {exc}; nothing was imported", 1) from None
+    typer.echo(json.dumps({"added": result.added, "unchanged": result.unchanged}))
+
+
+def _period_start(text: str, cfg: Config) -> int:
+    """A period given as unix seconds or a UTC date (YYYY-MM-DD: the period holding its noon)."""
+    try:
+        t = (
+            int(text)
+            if text.isdigit()
+            else int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()) + 43_200
+        )
+    except ValueError:
+        raise _fail(f"period {text!r}: give unix seconds or a date YYYY-MM-DD") from None
+    return period_of(t, cfg.tokens)[0]
+
+
+@tokens_app.command("price")
+def tokens_price(
+    period: Annotated[str, typer.Argument(help="the period: a UTC date or unix seconds")],
+    btc_usd: Annotated[str, typer.Argument(help='BTC/USD for the period, exact ("65432.10")')],
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """Enter the BTC/USD rate that converts a period's electricity and service costs."""
+    with _ledger(config) as (cfg, engine):
+        start = _period_start(period, cfg)
+        try:
+            price = Fraction(btc_usd)
+            set_price(engine, start, price, cfg.tokens)
+        except (ValueError, ZeroDivisionError, TokenError) as exc:
+            raise _fail(f"tokens price: {exc}", 1) from None
+    typer.echo(json.dumps({"period_start": start, "btc_usd": str(price)}))
+
+
+@tokens_app.command("settle")
+def tokens_settle(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """Settle every token period that is due (once each); say what the next one waits for."""
+    with _ledger(config) as (cfg, engine):
+        if not cfg.tokens.enabled:
+            raise _fail("tokens are not enabled: set [tokens] enabled = true")
+        results = settle_due(engine, cfg.tokens)
+    for r in results:
+        if r.settled is not None:
+            typer.echo(
+                json.dumps(
+                    {
+                        "period_start": r.period_start,
+                        "holders": len(r.settled.lines),
+                        "holders_pot_sat": r.settled.holders_pot_sat,
+                        "operator_retained_sat": r.settled.operator_retained_sat,
+                    }
+                )
+            )
+        elif r.waiting is not None:
+            typer.echo(json.dumps({"period_start": r.period_start, "waiting": r.waiting}))
+    typer.echo(f"{sum(r.settled is not None for r in results)} period(s) settled")
 
 
 @config_app.command("check")

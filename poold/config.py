@@ -64,6 +64,25 @@ def _fraction_0_1(value: object) -> Fraction:
 Difficulty = Annotated[
     Fraction, BeforeValidator(_difficulty), PlainSerializer(lambda f: str(f), return_type=str)
 ]
+
+
+def _exact_non_negative(value: object) -> Fraction:
+    if isinstance(value, (bool, float)):
+        raise ValueError('give exact numbers as a string ("21.5") or a fraction, not a float')
+    try:
+        f = value if isinstance(value, Fraction) else Fraction(str(value).strip())
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"expected an exact number, got {value!r}") from None
+    if f < 0:
+        raise ValueError("must be >= 0")
+    return f
+
+
+Exact = Annotated[
+    Fraction,
+    BeforeValidator(_exact_non_negative),
+    PlainSerializer(lambda f: str(f), return_type=str),
+]
 Rate = Annotated[
     Fraction, BeforeValidator(_fraction_0_1), PlainSerializer(lambda f: str(f), return_type=str)
 ]
@@ -181,6 +200,25 @@ class PayoutsConfig(_Section):
     confirmations: int = Field(1, ge=1, le=1000, description="a payout is confirmed at this depth")
 
 
+class TokensConfig(_Section):
+    enabled: bool = Field(False, description="settle hashrate tokens daily")
+    th_per_token: Exact = Field(Fraction(1), description="TH/s one token represents")
+    w_per_th: Exact = Field(Fraction(0), description="fleet efficiency, W per TH/s")
+    usd_per_kwh: Exact = Field(Fraction(0), description="electricity price")
+    service_usd_per_th_day: Exact = Field(Fraction(0), description="service fee")
+    discount: Rate = Field(Fraction(0), description="discount on electricity, 0..1")
+    negative_policy: Literal["carry", "clamp"] = Field("carry")
+    fleet_accounts: tuple[str, ...] = Field((), description="accounts whose hashrate backs tokens")
+    period_s: int = Field(86400, ge=60, le=7 * 86400, description="settlement period")
+    cutoff_s: int = Field(0, ge=0, lt=86400, description="period boundary, seconds after 00:00 UTC")
+
+    @model_validator(mode="after")
+    def _fleet(self) -> TokensConfig:
+        if self.enabled and not self.fleet_accounts:
+            raise ValueError("fleet_accounts: name the accounts whose hashrate backs the tokens")
+        return self
+
+
 class ShareLogConfig(_Section):
     path: Path = Field(Path("var/sharelog"))
     segment_bytes: int = Field(64 << 20, ge=4096)
@@ -200,6 +238,7 @@ class Config(_Section):
     pool: PoolConfig
     ledger: LedgerConfig = LedgerConfig()
     payouts: PayoutsConfig = PayoutsConfig()
+    tokens: TokensConfig = TokensConfig()
     sharelog: ShareLogConfig = ShareLogConfig()
     log: LogConfig = LogConfig()
 

@@ -33,6 +33,7 @@ from poold.stratum.extranonce import EXTRANONCE1_SIZE, ExtranoncePool
 from poold.stratum.server import ServerLimits, StratumServer
 from poold.stratum.session import AcceptedShare, SessionPolicy
 from poold.stratum.vardiff import VardiffConfig
+from poold.tokens.settle import settle_due
 
 log = structlog.get_logger(__name__)
 
@@ -159,6 +160,7 @@ class Daemon:
         self.address: tuple[str, int] | None = None
         self.ledger: Engine | None = None
         self._fpps_booked = 0  # period end of the last FPPS booking made by this process
+        self._token_wait: str | None = None  # what the next token period waits for (logged once)
         self.ingested_shares = 0
         self.blocks: list[FoundBlock] = []
         self.ready = asyncio.Event()  # a first job exists
@@ -335,6 +337,20 @@ class Daemon:
             )
         if scheme == "fpps":
             await self._book_fpps(self.ledger)
+        if self.cfg.tokens.enabled:
+            for period in await asyncio.to_thread(settle_due, self.ledger, self.cfg.tokens):
+                if period.settled is not None:
+                    log.info(
+                        "token_period_settled",
+                        period_start=period.period_start,
+                        holders=len(period.settled.lines),
+                        pot_sat=period.settled.holders_pot_sat,
+                    )
+                elif period.waiting != self._token_wait:
+                    log.info(
+                        "token_period_waiting", period_start=period.period_start, why=period.waiting
+                    )
+                    self._token_wait = period.waiting
         for change in await follow_blocks(self.ledger, self.node):
             log.info(
                 "block_" + change.status, hash=change.block_hash, confirmations=change.confirmations

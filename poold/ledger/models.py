@@ -19,7 +19,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0003"
+SCHEMA_VERSION = "0004"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -204,6 +204,65 @@ class ChainFees(Base):
     height: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     block_hash: Mapped[str] = mapped_column(String(64))
     fees_sat: Mapped[int] = mapped_column(BigInteger)
+
+
+class TokenTransfer(Base):
+    """One token movement: mint (no sender), burn (no receiver) or transfer; `ext_id` is the
+    source's id (e.g. chain txid:log index), `digest` its content, so a re-import is a no-op
+    and a changed one is refused."""
+
+    __tablename__ = "token_transfers"
+    __table_args__ = (Index("ix_token_transfers_ts", "ts"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ext_id: Mapped[str] = mapped_column(String(160), unique=True)
+    ts: Mapped[int] = mapped_column(BigInteger)  # unix seconds
+    sender: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    receiver: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    amount: Mapped[str] = mapped_column(String(80))  # exact decimal or fraction text
+    digest: Mapped[str] = mapped_column(String(64))
+
+
+class TokenPrice(Base):
+    """The BTC/USD rate the operator set for one settlement period."""
+
+    __tablename__ = "token_prices"
+    period_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    btc_usd: Mapped[str] = mapped_column(String(80))
+
+
+class TokenPeriod(Base):
+    """A settled token period: the inputs and totals behind its statements."""
+
+    __tablename__ = "token_periods"
+    period_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    period_end: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
+    btc_usd: Mapped[str] = mapped_column(String(80))
+    delivered_ths: Mapped[str] = mapped_column(Text)  # exact TH/s the fleet measured
+    nominal_th_s: Mapped[str] = mapped_column(Text)
+    delivery_ratio: Mapped[str] = mapped_column(Text)
+    earnings_sat: Mapped[int] = mapped_column(BigInteger)
+    holders_pot_sat: Mapped[int] = mapped_column(BigInteger)
+    operator_retained_sat: Mapped[int] = mapped_column(BigInteger)
+
+
+class TokenStatement(Base):
+    """One holder's statement for one period (all amounts satoshis)."""
+
+    __tablename__ = "token_statements"
+    __table_args__ = (UniqueConstraint("holder", "period_start"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    period_start: Mapped[int] = mapped_column(ForeignKey("token_periods.period_start"))
+    token_seconds: Mapped[str] = mapped_column(Text)
+    gross_sat: Mapped[int] = mapped_column(BigInteger)
+    electricity_sat: Mapped[int] = mapped_column(BigInteger)
+    service_sat: Mapped[int] = mapped_column(BigInteger)
+    net_sat: Mapped[int] = mapped_column(BigInteger)
+    debt_in_sat: Mapped[int] = mapped_column(BigInteger)
+    paid_sat: Mapped[int] = mapped_column(BigInteger)
+    debt_out_sat: Mapped[int] = mapped_column(BigInteger)
+    written_off_sat: Mapped[int] = mapped_column(BigInteger)
 
 
 class SchemaVersion(Base):

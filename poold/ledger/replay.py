@@ -31,7 +31,7 @@ from poold.ledger.models import (
     ShareSlice,
     Worker,
 )
-from poold.ledger.settle import SliceRow, window_shares
+from poold.ledger.window import SliceRow, window_shares
 from poold.shares.log import LogPosition, ShareFields, list_segments, scan_from, segment_path
 
 Key = tuple[str, str, int, int]  # account, worker, minute start (s), bits
@@ -164,19 +164,36 @@ def _check_blocks(
 ) -> None:
     # Over a pruned log the first minute may be partial: leave it out, and check only blocks
     # whose window fills before reaching it.
-    rows: list[SliceRow] = [
-        (t, a, w, b, Fraction(v[0]))
-        for (a, w, t, b), v in logged.items()
-        if not pruned or t > first_minute
-    ]
     with engine.connect() as conn:
+        # The window's order uses the ledger's ids; names it never saw sort last.
+        accounts = {n: int(i) for i, n in conn.execute(select(Account.id, Account.name))}
+        workers = {
+            (a, w): int(i)
+            for i, a, w in conn.execute(
+                select(Worker.id, Account.name, Worker.name).join(
+                    Account, Worker.account_id == Account.id
+                )
+            )
+        }
+        unknown = 1 << 40
+        for a, w, _t, _b in logged:
+            if a not in accounts:
+                accounts[a] = unknown = unknown + 1
+            if (a, w) not in workers:
+                workers[(a, w)] = unknown = unknown + 1
+        names = {i: n for n, i in accounts.items()}
+        rows: list[SliceRow] = [
+            (t, accounts[a], workers[(a, w)], b, Fraction(v[0]))
+            for (a, w, t, b), v in logged.items()
+            if not pruned or t > first_minute
+        ]
         blocks = conn.execute(
             select(Block.hash, Block.reward_sat, Block.found_ms, Settlement.entry_id)
             .join(Settlement, Settlement.key == "pplns:" + Block.hash)
             .order_by(Block.found_ms)
         ).all()
         for block_hash, reward, found_ms, entry_id in blocks:
-            window = window_shares(rows, found_ms)
+            window = window_shares(rows, found_ms, names)
             split = pplns_split(int(reward), window, factor=factor, pool_fee=pool_fee)
             if pruned and sum(split.scores.values(), Fraction(0)) < factor:
                 report.blocks_not_checkable.append(block_hash)  # reaches into deleted segments

@@ -19,21 +19,18 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from accounting import pplns_split
 from poold.ledger.db import LedgerError
 from poold.ledger.models import (
-    Account,
     Block,
     JournalEntry,
     JournalLine,
     Settlement,
-    ShareSlice,
-    Worker,
 )
-from poold.shares.difficulty import network_difficulty
+from poold.ledger.window import window
 
 #: Settlement key prefix of a found block, by payout scheme.
 BLOCK_KEYS = {"pplns": "pplns:", "fpps": "fppsblock:"}
@@ -45,46 +42,6 @@ class Settled:
     credits: dict[str, int]
     pool_fee_sat: int
     unallocated_sat: int
-
-
-#: One slice as the PPLNS window sees it: (minute start s, account, worker, bits, difficulty).
-SliceRow = tuple[int, str, str, int, Fraction]
-
-
-def window_shares(rows: list[SliceRow], found_ms: int) -> list[tuple[str, Fraction, Fraction]]:
-    """The PPLNS walk's input for a block found at `found_ms`, oldest first: every slice up to
-    and including the block's minute (slice granularity), in an order that depends only on the
-    slices' content (minute, account, worker, bits), never on how ingest batched them. Rows of
-    the same key are adjacent and belong to one account, so merging them changes nothing."""
-    last = found_ms // 60_000 * 60
-    nets: dict[int, Fraction] = {}
-    out = []
-    for _start, account, _worker, bits, diff in sorted(
-        (r for r in rows if r[0] <= last), key=lambda r: r[:4]
-    ):
-        if bits not in nets:
-            nets[bits] = network_difficulty(bits)
-        out.append((account, diff, nets[bits]))
-    return out
-
-
-def _window(conn: Connection, found_ms: int) -> list[tuple[str, Fraction, Fraction]]:
-    rows = conn.execute(
-        select(
-            ShareSlice.slice_start,
-            Account.name,
-            Worker.name,
-            ShareSlice.bits,
-            ShareSlice.diff_num,
-            ShareSlice.diff_den,
-        )
-        .join(Account, ShareSlice.account_id == Account.id)
-        .join(Worker, ShareSlice.worker_id == Worker.id)
-        .where(ShareSlice.slice_start <= found_ms // 60_000 * 60)
-    ).all()
-    return window_shares(
-        [(int(t), a, w, int(b), Fraction(int(n), int(d))) for t, a, w, b, n, d in rows], found_ms
-    )
 
 
 def settle_block(
@@ -120,7 +77,7 @@ def settle_block(
                 fee_sat = unallocated_sat = 0
             else:
                 split = pplns_split(
-                    reward_sat, _window(conn, found_ms), factor=factor, pool_fee=pool_fee
+                    reward_sat, window(conn, found_ms, factor), factor=factor, pool_fee=pool_fee
                 )
                 credits = split.credits
                 fee_sat, unallocated_sat = split.pool_fee_sat, split.unallocated_sat

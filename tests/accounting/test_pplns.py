@@ -172,3 +172,15 @@ def test_largest_remainder_rule() -> None:
     assert largest_remainder(10, q) == {"a": 3, "b": 2, "c": 5}
     with pytest.raises(ValueError):
         largest_remainder(11, q)
+
+
+def test_one_share_crossing_a_tiny_window_of_a_huge_block() -> None:
+    """Found by the ledger's window property test: the only share crosses the edge, so the
+    fast path's per-score multiplier exceeds int64 while no full share exists to bound it."""
+    net = Fraction(0xFFFF * 2**208, 0x7FFFFF * 2 ** (8 * (0x20 - 3)))
+    got = pplns_split(5_000_000_000, [("a", Fraction(1), net)], factor=Fraction(1, 1000))
+    credits, fee, unallocated, _ = reference.pplns(
+        5_000_000_000, [("a", Fraction(1), net)], Fraction(1, 1000), Fraction(0)
+    )
+    assert (got.credits, got.pool_fee_sat, got.unallocated_sat) == (credits, fee, unallocated)
+    assert got.credits == {"a": 5_000_000_000}

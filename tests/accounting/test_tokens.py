@@ -176,3 +176,19 @@ def test_matches_reference_and_invariants(
             == line.net_sat - line.debt_in_sat
         )
         assert line.net_sat == line.gross_sat - line.electricity_sat - line.service_sat
+
+
+def test_cost_rates_with_huge_denominators_stay_exact() -> None:
+    """Found through the ledger's token test: a tiny TH per token and an odd BTC/USD rate make
+    the per-second cost rate a fraction whose denominator does not fit int64."""
+    kw = {
+        "th_per_token": Fraction(1, 10**24),
+        "delivered_ths": Fraction(7, 10**20),
+        "btc_usd": Fraction(6543210, 100),
+        "w_per_th": Fraction(215, 10),
+        "discount": Fraction(1, 10),
+        "service_usd_per_th_day": Fraction(1, 100),
+    }
+    opening = {"alice": 600, "bob": 3}
+    transfers = [(DAY // 3, "alice", "carol", Fraction(501, 2))]
+    assert_same(settle(opening, transfers, **kw), as_reference(opening, transfers, **kw))

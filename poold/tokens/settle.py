@@ -1,0 +1,334 @@
+"""Token periods: gather one period's inputs from the ledger, settle them with
+`accounting.token_settle`, and post the result once (key `tokens:<period start>`).
+
+Inputs, all from the ledger:
+  - the fleet's earnings: PPLNS credits of blocks found in the period (once each is
+    confirmed; the settlement waits while one is pending) and FPPS bookings whose period ends
+    inside it, for the configured fleet accounts;
+  - the fleet's delivered TH/s: its slices' summed difficulty x 2**32 / period / 10**12;
+  - token balances at the start and the transfers during the period;
+  - the period's BTC/USD price (entered by the operator; the settlement waits without it);
+  - each holder's debt carried out of the previous period.
+Posting (satoshis, debits positive), balanced because E - retained = pot = sum of gross:
+  + E_a               miner:<fleet account>:spendable   (the fleet's earnings are taken)
+  - retained          operator:retained                 (hashrate beyond the tokens)
+  - electricity/service operator:electricity, operator:service
+  - paid_h            holder:<h>                        (what the pool now owes holder h)
+  + debt_out - debt_in holder:<h>:debt                  (a receivable from the holder)
+  + written_off       operator:written_off
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from accounting import TokenSettlement, token_settle
+from poold.config import TokensConfig
+from poold.ledger.models import (
+    Account,
+    Block,
+    JournalEntry,
+    JournalLine,
+    Settlement,
+    ShareSlice,
+    TokenPeriod,
+    TokenPrice,
+    TokenStatement,
+    TokenTransfer,
+)
+from poold.tokens.transfers import TokenError, balances_at, transfers_between
+
+#: Shares of a period may still be on their way into the ledger this long after it ends.
+INGEST_GRACE_S = 300
+
+
+def period_of(t: int, cfg: TokensConfig) -> tuple[int, int]:
+    """The period [start, end) containing unix time t."""
+    start = (t - cfg.cutoff_s) // cfg.period_s * cfg.period_s + cfg.cutoff_s
+    return start, start + cfg.period_s
+
+
+def set_price(engine: Engine, period_start: int, btc_usd: Fraction, cfg: TokensConfig) -> None:
+    """Enter (or correct, until the period is settled) the BTC/USD rate of a period."""
+    if period_of(period_start, cfg)[0] != period_start:
+        raise TokenError(f"{period_start} is not the start of a period")
+    if btc_usd <= 0:
+        raise TokenError("btc_usd must be > 0")
+    with engine.begin() as conn:
+        if conn.execute(
+            select(TokenPeriod.period_start).where(TokenPeriod.period_start == period_start)
+        ).first():
+            raise TokenError(f"period {period_start} is already settled: its price is final")
+        conn.execute(delete(TokenPrice).where(TokenPrice.period_start == period_start))
+        conn.execute(insert(TokenPrice).values(period_start=period_start, btc_usd=str(btc_usd)))
+
+
+@dataclass(frozen=True)
+class PeriodInputs:
+    earnings: dict[str, int]  # fleet account -> satoshis earned in the period
+    delivered_ths: Fraction
+    btc_usd: Fraction
+    opening: dict[str, Fraction]
+    transfers: list[tuple[int, str | None, str | None, Fraction]]
+    debt_in: dict[str, int]
+
+
+def _earnings(conn: Connection, fleet: tuple[str, ...], start: int, end: int) -> dict[str, int]:
+    want = {f"miner:{a}:{kind}": a for a in fleet for kind in ("immature", "spendable")}
+    pending = conn.execute(
+        select(Block.hash)
+        .join(Account, Block.account_id == Account.id)
+        .join(
+            JournalEntry,
+            (JournalEntry.reference == Block.hash) & (JournalEntry.kind == "pplns_block"),
+        )
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .where(
+            Block.found_ms >= start * 1000,
+            Block.found_ms < end * 1000,
+            Block.status == "pending",
+            JournalLine.account.in_(list(want)),
+        )
+        .limit(1)
+    ).scalar()
+    if pending is not None:
+        raise _Wait(f"block {pending} found in the period is not mature yet")
+    unsettled = conn.execute(
+        select(Block.hash)
+        .outerjoin(Settlement, Settlement.key == "pplns:" + Block.hash)
+        .where(
+            Block.found_ms >= start * 1000,
+            Block.found_ms < end * 1000,
+            Block.accepted.is_(True),
+            Settlement.id.is_(None),
+        )
+        .limit(1)
+    ).scalar()
+    if unsettled is not None:
+        raise _Wait(f"block {unsettled} found in the period is not settled yet")
+    out: dict[str, int] = {}
+    pplns = conn.execute(
+        select(JournalLine.account, func.sum(JournalLine.amount_sat))
+        .join(JournalEntry, JournalLine.entry_id == JournalEntry.id)
+        .join(Block, JournalEntry.reference == Block.hash)
+        .where(
+            JournalEntry.kind == "pplns_block",
+            Block.status == "confirmed",
+            Block.found_ms >= start * 1000,
+            Block.found_ms < end * 1000,
+            JournalLine.account.in_(list(want)),
+        )
+        .group_by(JournalLine.account)
+    )
+    for account, total in pplns:
+        out[want[account]] = out.get(want[account], 0) - int(total)
+    # FPPS bookings are referenced by their period end in unix seconds (10 digits until 2286,
+    # so text order is number order).
+    fpps = conn.execute(
+        select(JournalLine.account, func.sum(JournalLine.amount_sat))
+        .join(JournalEntry, JournalLine.entry_id == JournalEntry.id)
+        .where(
+            JournalEntry.kind == "fpps_period",
+            func.length(JournalEntry.reference) == len(str(end)),
+            JournalEntry.reference > str(start),
+            JournalEntry.reference <= str(end),
+            JournalLine.account.in_(list(want)),
+        )
+        .group_by(JournalLine.account)
+    )
+    for account, total in fpps:
+        out[want[account]] = out.get(want[account], 0) - int(total)
+    return {a: v for a, v in out.items() if v}
+
+
+def _delivered_ths(conn: Connection, fleet: tuple[str, ...], start: int, end: int) -> Fraction:
+    total = Fraction(0)
+    for num, den in conn.execute(
+        select(ShareSlice.diff_num, ShareSlice.diff_den)
+        .join(Account, ShareSlice.account_id == Account.id)
+        .where(
+            Account.name.in_(list(fleet)),
+            ShareSlice.slice_start >= start,
+            ShareSlice.slice_start < end,
+        )
+    ):
+        total += Fraction(int(num), int(den))
+    return total * 2**32 / (end - start) / 10**12
+
+
+class _Wait(Exception):
+    """The period cannot be settled right yet; the message says what it waits for."""
+
+
+def gather(conn: Connection, cfg: TokensConfig, start: int, end: int) -> PeriodInputs:
+    price = conn.execute(
+        select(TokenPrice.btc_usd).where(TokenPrice.period_start == start)
+    ).scalar()
+    if price is None:
+        raise _Wait(f"no BTC/USD price for the period starting {start}: `poold tokens price`")
+    previous = conn.execute(
+        select(TokenStatement.holder, TokenStatement.debt_out_sat).where(
+            TokenStatement.period_start == start - cfg.period_s
+        )
+    ).all()
+    return PeriodInputs(
+        earnings=_earnings(conn, cfg.fleet_accounts, start, end),
+        delivered_ths=_delivered_ths(conn, cfg.fleet_accounts, start, end),
+        btc_usd=Fraction(price),
+        opening=balances_at(conn, start),
+        transfers=transfers_between(conn, start, end),
+        debt_in={h: int(d) for h, d in previous if d},
+    )
+
+
+def compute(inputs: PeriodInputs, cfg: TokensConfig, start: int, end: int) -> TokenSettlement:
+    return token_settle(
+        start,
+        end,
+        inputs.opening,
+        inputs.transfers,
+        th_per_token=cfg.th_per_token,
+        w_per_th=cfg.w_per_th,
+        usd_per_kwh=cfg.usd_per_kwh,
+        btc_usd=inputs.btc_usd,
+        delivered_ths=inputs.delivered_ths,
+        period_earnings_sat=sum(inputs.earnings.values()),
+        service_usd_per_th_day=cfg.service_usd_per_th_day,
+        discount=cfg.discount,
+        negative_policy=cfg.negative_policy,
+        debt_in=inputs.debt_in,
+    )
+
+
+@dataclass(frozen=True)
+class PeriodResult:
+    period_start: int
+    settled: TokenSettlement | None  # None: already settled, or waiting (see `waiting`)
+    waiting: str | None = None
+
+
+def settle_period(
+    engine: Engine, cfg: TokensConfig, period_start: int, *, now: float | None = None
+) -> PeriodResult:
+    """Settle the period starting at `period_start` once; a second call changes nothing."""
+    start, end = period_of(period_start, cfg)
+    if start != period_start:
+        raise TokenError(f"{period_start} is not the start of a period")
+    now = time.time() if now is None else now
+    if now < end + INGEST_GRACE_S:
+        return PeriodResult(
+            start, None, f"the period ends at {end}; settled {INGEST_GRACE_S} s after"
+        )
+    key = f"tokens:{start}"
+    try:
+        with engine.begin() as conn:
+            if conn.execute(select(Settlement.id).where(Settlement.key == key)).first():
+                return PeriodResult(start, None)
+            try:
+                inputs = gather(conn, cfg, start, end)
+            except _Wait as wait:
+                return PeriodResult(start, None, str(wait))
+            result = compute(inputs, cfg, start, end)
+            entry_id = _post(conn, start, inputs, result)
+            conn.execute(insert(Settlement).values(key=key, entry_id=entry_id))
+            conn.execute(
+                insert(TokenPeriod).values(
+                    period_start=start,
+                    period_end=end,
+                    entry_id=entry_id,
+                    btc_usd=str(inputs.btc_usd),
+                    delivered_ths=str(inputs.delivered_ths),
+                    nominal_th_s=str(result.nominal_th_s),
+                    delivery_ratio=str(result.delivery_ratio),
+                    earnings_sat=sum(inputs.earnings.values()),
+                    holders_pot_sat=result.holders_pot_sat,
+                    operator_retained_sat=result.operator_retained_sat,
+                )
+            )
+            if result.lines:
+                conn.execute(
+                    insert(TokenStatement),
+                    [
+                        {
+                            "holder": h,
+                            "period_start": start,
+                            "token_seconds": str(line.token_seconds),
+                            "gross_sat": line.gross_sat,
+                            "electricity_sat": line.electricity_sat,
+                            "service_sat": line.service_sat,
+                            "net_sat": line.net_sat,
+                            "debt_in_sat": line.debt_in_sat,
+                            "paid_sat": line.paid_sat,
+                            "debt_out_sat": line.debt_out_sat,
+                            "written_off_sat": line.written_off_sat,
+                        }
+                        for h, line in sorted(result.lines.items())
+                    ],
+                )
+            return PeriodResult(start, result)
+    except IntegrityError:
+        return PeriodResult(start, None)  # another process settled it first
+
+
+def _post(conn: Connection, start: int, inputs: PeriodInputs, result: TokenSettlement) -> int:
+    entry_id = conn.execute(
+        insert(JournalEntry)
+        .values(kind="token_period", reference=str(start), created_ms=int(time.time() * 1000))
+        .returning(JournalEntry.id)
+    ).scalar_one()
+    lines = [(f"miner:{a}:spendable", e) for a, e in sorted(inputs.earnings.items())]
+    lines.append(("operator:retained", -result.operator_retained_sat))
+    elec = service = written_off = 0
+    for h, line in sorted(result.lines.items()):
+        elec += line.electricity_sat
+        service += line.service_sat
+        written_off += line.written_off_sat
+        if line.paid_sat:
+            lines.append((f"holder:{h}", -line.paid_sat))
+        if line.debt_out_sat != line.debt_in_sat:
+            lines.append((f"holder:{h}:debt", line.debt_out_sat - line.debt_in_sat))
+    lines += [
+        ("operator:electricity", -elec),
+        ("operator:service", -service),
+        ("operator:written_off", written_off),
+    ]
+    lines = [(a, v) for a, v in lines if v]
+    if sum(v for _, v in lines) != 0:  # pragma: no cover - the accounting identity
+        raise AssertionError("token period posting does not balance")
+    if lines:
+        conn.execute(
+            insert(JournalLine),
+            [{"entry_id": entry_id, "account": a, "amount_sat": v} for a, v in lines],
+        )
+    return int(entry_id)
+
+
+def settle_due(
+    engine: Engine, cfg: TokensConfig, *, now: float | None = None
+) -> list[PeriodResult]:
+    """Settle every period that is due, oldest first, from the one after the last settled (or
+    the first with a transfer); stops at the first that has to wait, and returns it last."""
+    now = time.time() if now is None else now
+    with engine.connect() as conn:
+        last = conn.execute(select(func.max(TokenPeriod.period_start))).scalar()
+        first_ts = conn.execute(select(func.min(TokenTransfer.ts))).scalar()
+    if last is not None:
+        start = int(last) + cfg.period_s
+    elif first_ts is not None:
+        start = period_of(int(first_ts), cfg)[0]
+    else:
+        return []
+    out = []
+    while start + cfg.period_s + INGEST_GRACE_S <= now:
+        result = settle_period(engine, cfg, start, now=now)
+        out.append(result)
+        if result.waiting is not None:
+            break
+        start += cfg.period_s
+    return out

@@ -1,0 +1,148 @@
+"""A token period settled from the ledger, on SQLite and PostgreSQL: it waits until it can be
+done right, equals `accounting.token_settle` on independently gathered inputs, balances the
+journal, happens once, and freezes what it used."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from accounting import token_settle
+from poold.config import TokensConfig
+from poold.ledger.blocks import _apply, _pending
+from poold.ledger.ingest import ingest
+from poold.ledger.models import Account, ShareSlice, TokenStatement, Worker
+from poold.ledger.settle import balances, settle_pending, verify
+from poold.shares.log import read_log
+from poold.tokens.settle import period_of, set_price, settle_period
+from poold.tokens.transfers import TokenError, import_transfers, parse_records
+from tests.ledger.test_settle import T0, mine
+
+CFG = TokensConfig(
+    enabled=True,
+    th_per_token=Fraction(1, 10**24),  # tiny tokens: the test fleet's hashrate is tiny too
+    w_per_th=Fraction(215, 10),
+    usd_per_kwh=Fraction(5, 100),
+    service_usd_per_th_day=Fraction(1, 100),
+    discount=Fraction(1, 10),
+    fleet_accounts=("m0", "m1"),
+)
+START, END = period_of(T0 // 1000, CFG)
+PRICE = Fraction(6543210, 100)
+
+
+def test_a_period_settles_once_and_exactly(ledger: sa.Engine, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    mine(log, 40, {30: True, 39: True})
+    ingest(ledger, log, 0)
+    settled = settle_pending(ledger, pool_fee=Fraction(1, 100))
+    transfers = [
+        {"id": "mint:a", "ts": START - 10, "to": "alice", "amount": "600"},
+        {"id": "mint:b", "ts": START + 3600, "to": "bob", "amount": "400"},
+        {"id": "a->c", "ts": START + 40_000, "from": "alice", "to": "carol", "amount": "250.5"},
+    ]
+    import_transfers(ledger, parse_records(transfers))
+
+    assert "ends at" in (settle_period(ledger, CFG, START, now=END).waiting or "")
+    assert "no BTC/USD price" in (settle_period(ledger, CFG, START, now=END + 400).waiting or "")
+    set_price(ledger, START, PRICE, CFG)
+    waiting = settle_period(ledger, CFG, START, now=END + 400).waiting or ""
+    assert "is not mature yet" in waiting  # the fleet's blocks found today are still immature
+    for block_hash, entry in _pending(ledger):
+        _apply(ledger, block_hash, entry, 100)
+
+    done = settle_period(ledger, CFG, START, now=END + 400)
+    assert done.settled is not None and done.waiting is None
+
+    # The same settlement from inputs gathered independently: credits as settled, hashrate
+    # straight from the share log, transfers as given.
+    earnings = sum(s.credits.get(a, 0) for s in settled for a in CFG.fleet_accounts)
+    work = sum(
+        Fraction(int(r["diff_num"]), int(r["diff_den"]))
+        for _p, r in read_log(log)
+        if r["t"] == "share" and r["account"] in CFG.fleet_accounts
+    )
+    want = token_settle(
+        START,
+        END,
+        {"alice": 600},
+        [(START + 3600, None, "bob", 400), (START + 40_000, "alice", "carol", Fraction(5010, 20))],
+        th_per_token=CFG.th_per_token,
+        w_per_th=CFG.w_per_th,
+        usd_per_kwh=CFG.usd_per_kwh,
+        btc_usd=PRICE,
+        delivered_ths=work * 2**32 / (END - START) / 10**12,
+        period_earnings_sat=earnings,
+        service_usd_per_th_day=CFG.service_usd_per_th_day,
+        discount=CFG.discount,
+    )
+    got = done.settled
+    assert got.lines == want.lines and got.holders_pot_sat == want.holders_pot_sat
+    assert got.operator_retained_sat == want.operator_retained_sat > 0
+    assert earnings > 0 and set(got.lines) == {"alice", "bob", "carol"}
+
+    bal = balances(ledger)
+    assert verify(ledger) == []
+    for holder, line in want.lines.items():
+        assert -bal.get(f"holder:{holder}", 0) == line.paid_sat
+    with ledger.connect() as conn:
+        rows = conn.execute(
+            sa.select(TokenStatement.holder, TokenStatement.paid_sat).order_by(
+                TokenStatement.holder
+            )
+        ).all()
+    assert [(h, p) for h, p in rows] == [(h, want.lines[h].paid_sat) for h in sorted(want.lines)]
+
+    again = settle_period(ledger, CFG, START, now=END + 10**6)
+    assert again.settled is None and again.waiting is None  # settled once: nothing changes
+    assert balances(ledger) == bal
+    late = parse_records(
+        [{"id": "late", "ts": START + 50_000, "from": "bob", "to": "dave", "amount": "1"}]
+    )
+    with pytest.raises(TokenError, match="falls in a period already settled"):
+        import_transfers(ledger, late)
+    with pytest.raises(TokenError, match="already settled: its price is final"):
+        set_price(ledger, START, PRICE * 2, CFG)
+
+
+def test_debt_is_carried_into_the_next_period(ledger: sa.Engine) -> None:
+    """The fleet hashes but finds nothing: electricity and service are owed, carried as the
+    holder's debt into the next period, which starts from it."""
+    with ledger.begin() as conn:  # one busy minute: ~50,000 TH/s over the day
+        conn.execute(sa.insert(Account).values(id=1, name="m0"))
+        conn.execute(sa.insert(Worker).values(id=1, account_id=1, name="rig"))
+        conn.execute(
+            sa.insert(ShareSlice).values(
+                node_id=0,
+                account_id=1,
+                worker_id=1,
+                slice_start=START + 600,
+                bits=0x1D00FFFF,
+                diff_num=10**15,
+                diff_den=1,
+                shares=1,
+                first_ms=0,
+                last_ms=0,
+            )
+        )
+    cfg = CFG.model_copy(update={"th_per_token": Fraction(10_000)})
+    import_transfers(
+        ledger, parse_records([{"id": "m", "ts": START - 1, "to": "alice", "amount": "5"}])
+    )
+    nxt = START + CFG.period_s
+    for start in (START, nxt):
+        set_price(ledger, start, PRICE, cfg)
+    first = settle_period(ledger, cfg, START, now=nxt + CFG.period_s + 400).settled
+    assert first is not None
+    line = first.lines["alice"]
+    assert line.gross_sat == 0 and line.electricity_sat > 0
+    assert line.debt_out_sat == line.electricity_sat + line.service_sat and line.paid_sat == 0
+    second = settle_period(ledger, cfg, nxt, now=nxt + CFG.period_s + 400).settled
+    assert second is not None
+    assert second.lines["alice"].debt_in_sat == line.debt_out_sat  # brought in, still owed
+    assert second.lines["alice"].debt_out_sat == line.debt_out_sat  # no hashrate, no new cost
+    assert balances(ledger)["holder:alice:debt"] == line.debt_out_sat
+    assert verify(ledger) == []
