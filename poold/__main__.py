@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.engine import Engine
 
+from poold.api.auth import create_token
 from poold.config import Config, ConfigError, load_config, parse_config
 from poold.daemon import Daemon
 from poold.jobs.address import address_to_script
@@ -54,6 +55,8 @@ ledger_app = typer.Typer(no_args_is_help=True, help="Inspect the ledger.")
 app.add_typer(ledger_app, name="ledger")
 account_app = typer.Typer(no_args_is_help=True, help="Per-account payout settings.")
 app.add_typer(account_app, name="account")
+api_app = typer.Typer(no_args_is_help=True, help="HTTP API access tokens.")
+app.add_typer(api_app, name="api")
 tokens_app = typer.Typer(no_args_is_help=True, help="Hashrate tokens: transfers, prices, periods.")
 app.add_typer(tokens_app, name="tokens")
 
@@ -521,6 +524,20 @@ def account_set(
                 raise _fail(f"address {address!r}: {exc}") from None
         set_account(engine, name, address=address, min_payout_sat=min_payout)
     typer.echo(f"account {name}: address={address} min_payout_sat={min_payout}")
+
+
+@api_app.command("token")
+def api_token(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+    admin: Annotated[bool, typer.Option(help="a token for every endpoint")] = False,
+    holder: Annotated[str | None, typer.Option(help="a token for this holder's pages")] = None,
+) -> None:
+    """Create an API token and print it once (only its SHA-256 digest is stored)."""
+    if admin == (holder is not None):
+        raise _fail("give exactly one of --admin or --holder NAME")
+    with _ledger(config) as (_cfg, engine):
+        secret = create_token(engine, "admin" if admin else f"holder:{holder}")
+    typer.echo(secret)
 
 
 @tokens_app.command("import")

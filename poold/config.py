@@ -219,6 +219,22 @@ class TokensConfig(_Section):
         return self
 
 
+class ApiConfig(_Section):
+    listen: str = Field("", description='HOST:PORT of the HTTP API and dashboard ("" = off)')
+    admin_listen: str = Field(
+        "", description='a separate HOST:PORT for admin endpoints ("" = same)'
+    )
+    public_miners: bool = Field(True, description="miner pages readable without a token")
+    max_page: int = Field(500, ge=1, le=10_000, description="largest page a list returns")
+
+    @field_validator("listen", "admin_listen")
+    @classmethod
+    def _hostport(cls, v: str) -> str:
+        if v:
+            StratumConfig._listen(v)
+        return v
+
+
 class ShareLogConfig(_Section):
     path: Path = Field(Path("var/sharelog"))
     segment_bytes: int = Field(64 << 20, ge=4096)
@@ -239,6 +255,7 @@ class Config(_Section):
     ledger: LedgerConfig = LedgerConfig()
     payouts: PayoutsConfig = PayoutsConfig()
     tokens: TokensConfig = TokensConfig()
+    api: ApiConfig = ApiConfig()
     sharelog: ShareLogConfig = ShareLogConfig()
     log: LogConfig = LogConfig()
 

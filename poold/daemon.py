@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
+from aiohttp import web
 from sqlalchemy.engine import Engine
 
+from poold.api.app import ApiContext, make_app
 from poold.config import Config
 from poold.jobs.coinbase import subsidy_sat
 from poold.jobs.manager import CoinbaseSpec, JobManager
@@ -158,6 +160,8 @@ class Daemon:
             clock=clock,
         )
         self.address: tuple[str, int] | None = None
+        self.api_addresses: list[tuple[str, int]] = []  # HTTP listeners (API, admin)
+        self.node_seen = 0.0  # clock time of the last successful node poll
         self.ledger: Engine | None = None
         self._fpps_booked = 0  # period end of the last FPPS booking made by this process
         self._token_wait: str | None = None  # what the next token period waits for (logged once)
@@ -249,6 +253,7 @@ class Daemon:
                     await self._update_job()
                     last_tip, last_job = tip, now
                     self.ready.set()
+                self.node_seen = now
                 backoff = cfg.poll_interval_s
             except NodeError as exc:
                 log.warning("node_unavailable", error=str(exc), retry_s=backoff)
@@ -371,6 +376,38 @@ class Daemon:
                 # Shares stay in the share log and blocks stay pending; the next pass retries.
                 log.warning("ledger_pass_failed", error=str(exc), retry_s=interval)
 
+    def readiness(self) -> dict[str, str]:
+        """What keeps this daemon from serving correctly right now (for /readyz)."""
+        problems = {}
+        limit = max(10 * self.cfg.node.poll_interval_s, 5.0)
+        if self.clock() - self.node_seen > limit:
+            problems["node"] = f"no answer from the node for over {limit:.0f} s"
+        backlog = self.metrics.shares_accepted - self.ingested_shares
+        if self.ledger is not None and backlog > 1_000_000:
+            problems["sharelog"] = f"{backlog} accepted shares not yet in the ledger"
+        return problems
+
+    async def _start_api(self) -> list[web.AppRunner]:
+        api = self.cfg.api
+        if not api.listen:
+            return []
+        ctx = ApiContext(self.cfg, self.metrics, self.ledger, self.readiness, self.clock)
+        apps = [(api.listen, make_app(ctx, admin=not api.admin_listen))]
+        if api.admin_listen:
+            apps.append((api.admin_listen, make_app(ctx, public=False)))
+        runners = []
+        for listen, app in apps:
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            host, port = listen.rsplit(":", 1)
+            site = web.TCPSite(runner, host, int(port))
+            await site.start()
+            runners.append(runner)
+            bound = runner.addresses[-1]
+            self.api_addresses.append((str(bound[0]), int(bound[1])))
+            log.info("api_listening", host=host, port=self.api_addresses[-1][1])
+        return runners
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down in order."""
         self.ledger = await asyncio.to_thread(self._open_ledger)  # never block the loop
@@ -387,6 +424,7 @@ class Daemon:
                     self.address = await self.server.start(
                         st.host, st.port, reuse_port=self.reuse_port
                     )
+                    runners = await self._start_api()
                     self.listening.set()
                     self.sharelog.start_group_commit(self.cfg.sharelog.fsync_interval_ms / 1000)
                     housekeeping = tg.create_task(self._housekeeping())
@@ -394,6 +432,8 @@ class Daemon:
                     ingester = tg.create_task(self._ingest_loop(stopping)) if self.ledger else None
                     await stopped
                     await self.server.stop(reconnect=True)
+                    for runner in runners:
+                        await runner.cleanup()
                     housekeeping.cancel()
                     stopping.set()
                     if ingester is not None:

@@ -265,6 +265,16 @@ class TokenStatement(Base):
     written_off_sat: Mapped[int] = mapped_column(BigInteger)
 
 
+class ApiToken(Base):
+    """A read or admin token for the HTTP API, stored as its SHA-256 digest only."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(160))  # "admin" or "holder:<name>"
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class SchemaVersion(Base):
     __tablename__ = "poold_schema"
     version: Mapped[str] = mapped_column(String(16), primary_key=True)

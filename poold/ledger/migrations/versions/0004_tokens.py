@@ -1,4 +1,5 @@
-"""Hashrate tokens: transfers, BTC/USD prices, settled periods and holders' statements."""
+"""Hashrate tokens: transfers, BTC/USD prices, settled periods and holders' statements;
+HTTP API tokens (stored hashed)."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -65,10 +66,23 @@ def upgrade() -> None:
         ),
         sa.UniqueConstraint("holder", "period_start"),
     )
+    op.create_table(
+        "api_tokens",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("digest", sa.String(64), nullable=False, unique=True),
+        sa.Column("scope", sa.String(160), nullable=False),
+        sa.Column("created_ms", sa.BigInteger, nullable=False),
+    )
     op.execute(sa.text("UPDATE poold_schema SET version = '0004'"))
 
 
 def downgrade() -> None:
-    for table in ("token_statements", "token_periods", "token_prices", "token_transfers"):
+    for table in (
+        "api_tokens",
+        "token_statements",
+        "token_periods",
+        "token_prices",
+        "token_transfers",
+    ):
         op.drop_table(table)
     op.execute(sa.text("UPDATE poold_schema SET version = '0003'"))

@@ -1,0 +1,331 @@
+"""The aiohttp application: routes, auth, pagination, errors. Database reads run in threads so
+the event loop (which also serves miners) never waits on them.
+
+Errors are JSON `{"error": "..."}` naming what was wrong: 400 for a malformed parameter or
+body, 401 without a valid token, 403 when the token does not cover the resource, 404 for an
+unknown account or holder, 503 when the ledger is not available.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from poold.api.auth import scope_of
+from poold.api.openapi import document
+from poold.config import Config
+from poold.ledger import queries
+from poold.metrics import Metrics
+from poold.tokens.settle import period_of, set_price
+from poold.tokens.transfers import TokenError, import_transfers, parse_records
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class ApiContext:
+    cfg: Config
+    metrics: Metrics
+    engine: Engine | None
+    #: Component -> problem for /readyz (empty: ready). The daemon supplies node and backlog.
+    readiness: Callable[[], dict[str, str]] = field(default=dict)
+    clock: Callable[[], float] = time.time
+
+
+CTX = web.AppKey("ctx", ApiContext)
+
+
+def _error(status: int, message: str) -> web.HTTPException:
+    cls = {
+        400: web.HTTPBadRequest,
+        401: web.HTTPUnauthorized,
+        403: web.HTTPForbidden,
+        404: web.HTTPNotFound,
+        503: web.HTTPServiceUnavailable,
+    }[status]
+    return cls(text=json.dumps({"error": message}), content_type="application/json")
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json" or exc.status not in (400, 401, 403, 404, 503):
+            raise
+        raise _error(exc.status, exc.reason) from None
+
+
+def _ctx(request: web.Request) -> ApiContext:
+    return request.app[CTX]
+
+
+def _engine(request: web.Request) -> Engine:
+    engine = _ctx(request).engine
+    if engine is None:
+        raise _error(503, "the ledger is not enabled on this daemon ([ledger] ingest_interval_s)")
+    return engine
+
+
+def _page(request: web.Request) -> queries.Page:
+    biggest = _ctx(request).cfg.api.max_page
+    values = {}
+    for name, default, low in (("limit", min(100, biggest), 1), ("offset", 0, 0)):
+        raw = request.query.get(name)
+        if raw is None:
+            values[name] = default
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            raise _error(400, f"{name}: expected an integer, got {raw!r}") from None
+        high = biggest if name == "limit" else 10**9
+        if not low <= value <= high:
+            raise _error(400, f"{name}: must be between {low} and {high}, got {value}")
+        values[name] = value
+    return queries.Page(values["limit"], values["offset"])
+
+
+async def _scope(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer ") or len(header) < 8:
+        raise _error(401, "this resource needs a token: Authorization: Bearer <token>")
+
+    scope = await asyncio.to_thread(scope_of, _engine(request), header[7:].strip())
+    if scope is None:
+        raise _error(401, "unknown token")
+    return scope
+
+
+async def _require(request: web.Request, *, holder: str | None = None) -> None:
+    scope = await _scope(request)
+    if scope == "admin" or (holder is not None and scope == f"holder:{holder}"):
+        return
+    raise _error(403, "this token does not give access to this resource")
+
+
+async def _read(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
+
+    engine = _engine(request)
+
+    def run() -> Any:
+        with engine.connect() as conn:
+            return fn(conn, *args)
+
+    return await asyncio.to_thread(run)
+
+
+def _now(request: web.Request) -> int:
+    return int(_ctx(request).clock())
+
+
+# --- pool and miners ---------------------------------------------------------------------
+
+
+async def pool(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    body = await _read(request, queries.pool_overview, _now(request))
+    body.update(
+        scheme=ctx.cfg.pool.scheme,
+        fee=str(ctx.cfg.pool.fee),
+        shares={
+            "accepted": ctx.metrics.shares_accepted,
+            "rejected": dict(ctx.metrics.shares_rejected),
+        },
+    )
+    return web.json_response(body)
+
+
+async def pool_blocks(request: web.Request) -> web.Response:
+    page = _page(request)
+    items = await _read(request, queries.blocks, page)
+    return web.json_response({"items": items, "limit": page.limit, "offset": page.offset})
+
+
+async def _miner_id(request: web.Request) -> tuple[str, int]:
+    if not _ctx(request).cfg.api.public_miners:
+        await _require(request)
+    name = request.match_info["account"]
+    aid = await _read(request, queries.account_id, name)
+    if aid is None:
+        raise _error(404, f"no account {name!r} in the ledger")
+    return name, int(aid)
+
+
+async def miner(request: web.Request) -> web.Response:
+    name, aid = await _miner_id(request)
+    return web.json_response(await _read(request, queries.miner, name, aid, _now(request)))
+
+
+async def miner_credits(request: web.Request) -> web.Response:
+    page = _page(request)
+    name, _ = await _miner_id(request)
+    items = await _read(request, queries.credits, name, page)
+    return web.json_response({"items": items, "limit": page.limit, "offset": page.offset})
+
+
+async def miner_payouts(request: web.Request) -> web.Response:
+    page = _page(request)
+    name, _ = await _miner_id(request)
+    items = await _read(request, queries.payouts, name, page)
+    return web.json_response({"items": items, "limit": page.limit, "offset": page.offset})
+
+
+# --- holders -----------------------------------------------------------------------------
+
+
+async def _holder(request: web.Request) -> str:
+    name = request.match_info["holder"]
+    await _require(request, holder=name)
+    if not await _read(request, queries.holder_known, name):
+        raise _error(404, f"no token holder {name!r}")
+    return name
+
+
+async def holder(request: web.Request) -> web.Response:
+    name = await _holder(request)
+    return web.json_response(await _read(request, queries.holder_summary, name, _now(request)))
+
+
+async def holder_statements(request: web.Request) -> web.Response:
+    page = _page(request)
+    name = await _holder(request)
+    th = _ctx(request).cfg.tokens.th_per_token
+    items = await _read(request, queries.statements, name, page, th)
+    return web.json_response({"items": items, "limit": page.limit, "offset": page.offset})
+
+
+async def holder_statements_csv(request: web.Request) -> web.Response:
+    name = await _holder(request)
+    th = _ctx(request).cfg.tokens.th_per_token
+    items = await _read(request, queries.statements, name, queries.Page(10**6, 0), th)
+    out = io.StringIO()
+    columns = ["date", *(items[0] if items else queries.STATEMENT_FIELDS)]
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for item in items:
+        day = datetime.fromtimestamp(item["period_start"], UTC).date().isoformat()
+        writer.writerow({"date": day, **item})
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}-statements.csv"'},
+    )
+
+
+# --- admin -------------------------------------------------------------------------------
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _error(400, "the body is not valid JSON") from None
+
+
+async def admin_transfers(request: web.Request) -> web.Response:
+    await _require(request)
+    body = await _json_body(request)
+    if not isinstance(body, list) or not all(isinstance(r, dict) for r in body):
+        raise _error(400, "expected a JSON list of transfer objects")
+
+    try:
+        result = await asyncio.to_thread(import_transfers, _engine(request), parse_records(body))
+    except TokenError as exc:
+        raise _error(400, f"{exc}; nothing was imported") from None
+    return web.json_response({"added": result.added, "unchanged": result.unchanged})
+
+
+async def admin_prices(request: web.Request) -> web.Response:
+    await _require(request)
+    body = await _json_body(request)
+    cfg = _ctx(request).cfg.tokens
+    if not isinstance(body, dict) or set(body) != {"period_start", "btc_usd"}:
+        raise _error(400, 'expected {"period_start": unix seconds, "btc_usd": "65000.00"}')
+    start, raw = body["period_start"], body["btc_usd"]
+    if isinstance(start, bool) or not isinstance(start, int) or isinstance(raw, float):
+        raise _error(400, "period_start must be an integer and btc_usd exact text, not a float")
+    try:
+        price = Fraction(str(raw))
+    except (ValueError, ZeroDivisionError):
+        raise _error(400, f"btc_usd: {raw!r} is not a number") from None
+    if period_of(start, cfg)[0] != start:
+        raise _error(400, f"period_start {start} is not the start of a period")
+
+    try:
+        await asyncio.to_thread(set_price, _engine(request), start, price, cfg)
+    except TokenError as exc:
+        raise _error(400, str(exc)) from None
+    return web.json_response({"period_start": start, "btc_usd": str(price)})
+
+
+# --- operations --------------------------------------------------------------------------
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    problems = dict(ctx.readiness())
+    if ctx.engine is not None:
+        import asyncio
+
+        def ping() -> None:
+            assert ctx.engine is not None
+            with ctx.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        try:
+            await asyncio.to_thread(ping)
+        except Exception as exc:
+            problems["database"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+    status = 503 if problems else 200
+    return web.json_response({"ready": not problems, "problems": problems}, status=status)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(text=_ctx(request).metrics.render_prometheus(), content_type="text/plain")
+
+
+async def openapi(_request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+async def not_found(_request: web.Request) -> web.Response:
+    raise _error(404, "no such endpoint")
+
+
+def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=16 << 20)
+    app[CTX] = ctx
+    app.router.add_get("/healthz", healthz)
+    if public:
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/api/v1/openapi.json", openapi)
+        app.router.add_get("/api/v1/pool", pool)
+        app.router.add_get("/api/v1/pool/blocks", pool_blocks)
+        app.router.add_get("/api/v1/miners/{account}", miner)
+        app.router.add_get("/api/v1/miners/{account}/credits", miner_credits)
+        app.router.add_get("/api/v1/miners/{account}/payouts", miner_payouts)
+        app.router.add_get("/api/v1/holders/{holder}", holder)
+        app.router.add_get("/api/v1/holders/{holder}/statements", holder_statements)
+        app.router.add_get("/api/v1/holders/{holder}/statements.csv", holder_statements_csv)
+    if admin:
+        app.router.add_post("/api/v1/admin/transfers", admin_transfers)
+        app.router.add_post("/api/v1/admin/prices", admin_prices)
+    return app

@@ -1,0 +1,219 @@
+"""The OpenAPI 3.1 document of /api/v1 (served at /api/v1/openapi.json; tests check every route
+and every response against it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+INT = {"type": "integer"}
+STR = {"type": "string"}
+RATES = {
+    "type": "object",
+    "properties": {"10m": INT, "1h": INT, "24h": INT},
+    "required": ["10m", "1h", "24h"],
+    "additionalProperties": False,
+}
+SAT_FIELDS = (
+    "gross_sat",
+    "electricity_sat",
+    "service_sat",
+    "net_sat",
+    "debt_in_sat",
+    "paid_sat",
+    "debt_out_sat",
+    "written_off_sat",
+)
+
+
+def _obj(props: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": props,
+        "required": [k for k in props if k not in optional],
+        "additionalProperties": False,
+    }
+
+
+def _list(item: str) -> dict[str, Any]:
+    return _obj(
+        {
+            "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+            "limit": INT,
+            "offset": INT,
+        }
+    )
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj({"error": STR}),
+    "Pool": _obj(
+        {
+            "hashrate_hs": RATES,
+            "workers_online": INT,
+            "miners_online": INT,
+            "blocks": {"type": "object", "additionalProperties": INT},
+            "scheme": STR,
+            "fee": STR,
+            "shares": _obj(
+                {"accepted": INT, "rejected": {"type": "object", "additionalProperties": INT}}
+            ),
+        }
+    ),
+    "Block": _obj(
+        {
+            "height": INT,
+            "hash": STR,
+            "status": STR,
+            "reward_sat": INT,
+            "found_ms": INT,
+            "finder": STR,
+        }
+    ),
+    "BlockList": _list("Block"),
+    "Miner": _obj(
+        {
+            "account": STR,
+            "hashrate_hs": RATES,
+            "workers": {"type": "object", "additionalProperties": RATES},
+            "shares_accepted": INT,
+            "balance_sat": _obj({"immature": INT, "spendable": INT}),
+        }
+    ),
+    "Credit": _obj(
+        {
+            "entry": INT,
+            "reason": STR,
+            "reference": STR,
+            "time_ms": INT,
+            "balance": STR,
+            "amount_sat": INT,
+        }
+    ),
+    "CreditList": _list("Credit"),
+    "MinerPayout": _obj(
+        {
+            "payout": INT,
+            "status": STR,
+            "txid": {"type": ["string", "null"]},
+            "time_ms": INT,
+            "amount_sat": INT,
+            "address": STR,
+        }
+    ),
+    "MinerPayoutList": _list("MinerPayout"),
+    "Holder": _obj(
+        {
+            "holder": STR,
+            "tokens": STR,
+            "balance_sat": INT,
+            "totals": _obj({f: INT for f in SAT_FIELDS}),
+        }
+    ),
+    "Statement": _obj(
+        {
+            "period_start": INT,
+            "period_end": INT,
+            "token_seconds": STR,
+            "ths_nominal": STR,
+            "ths_delivered": STR,
+            **{f: INT for f in SAT_FIELDS},
+            "btc_usd": STR,
+            "hashprice_sat_per_th_day": {"type": ["string", "null"]},
+        }
+    ),
+    "StatementList": _list("Statement"),
+    "ImportResult": _obj({"added": INT, "unchanged": INT}),
+    "Price": _obj({"period_start": INT, "btc_usd": STR}),
+}
+
+PAGE = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+]
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): {"description": "error", **_json("Error")} for c in codes}
+
+
+def _get(
+    summary: str, schema: str, *, params: list[Any] | None = None, errors: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": params or [],
+            "responses": {"200": {"description": "ok", **_json(schema)}, **_errors(*errors)},
+        }
+    }
+
+
+NAME = {"in": "path", "required": True, "schema": STR}
+AUTH_ERRORS = (401, 403)
+
+
+def document() -> dict[str, Any]:
+    account = [{"name": "account", **NAME}]
+    holder = [{"name": "holder", **NAME}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "poold", "version": "1"},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/api/v1/pool": _get("Pool overview", "Pool"),
+            "/api/v1/pool/blocks": _get("Blocks found", "BlockList", params=PAGE, errors=(400,)),
+            "/api/v1/miners/{account}": _get(
+                "A miner account", "Miner", params=account, errors=(401, 404)
+            ),
+            "/api/v1/miners/{account}/credits": _get(
+                "Its credits", "CreditList", params=account + PAGE, errors=(400, 401, 404)
+            ),
+            "/api/v1/miners/{account}/payouts": _get(
+                "Its payouts", "MinerPayoutList", params=account + PAGE, errors=(400, 401, 404)
+            ),
+            "/api/v1/holders/{holder}": _get(
+                "A token holder", "Holder", params=holder, errors=(*AUTH_ERRORS, 404)
+            ),
+            "/api/v1/holders/{holder}/statements": _get(
+                "Its daily statements, newest first",
+                "StatementList",
+                params=holder + PAGE,
+                errors=(400, *AUTH_ERRORS, 404),
+            ),
+            "/api/v1/holders/{holder}/statements.csv": {
+                "get": {
+                    "summary": "All its statements as CSV",
+                    "parameters": holder,
+                    "responses": {
+                        "200": {"description": "ok", "content": {"text/csv": {"schema": STR}}},
+                        **_errors(*AUTH_ERRORS, 404),
+                    },
+                }
+            },
+            "/api/v1/admin/transfers": {
+                "post": {
+                    "summary": "Import token transfers (JSON list), idempotent by id",
+                    "responses": {
+                        "200": {"description": "ok", **_json("ImportResult")},
+                        **_errors(400, *AUTH_ERRORS),
+                    },
+                }
+            },
+            "/api/v1/admin/prices": {
+                "post": {
+                    "summary": "Set a period's BTC/USD price",
+                    "responses": {
+                        "200": {"description": "ok", **_json("Price")},
+                        **_errors(400, *AUTH_ERRORS),
+                    },
+                }
+            },
+        },
+    }

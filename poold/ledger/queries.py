@@ -1,0 +1,298 @@
+"""Read-only views of the ledger for the HTTP API: pool, miner and holder pages.
+
+Hashrates are exact (summed slice difficulty x 2**32 / window) and returned as H/s rounded
+down to an integer for display; money is integer satoshis. Lists are paginated by the caller's
+limit/offset and always ordered, newest first. Never writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import BigInteger, Numeric, cast, func, select
+from sqlalchemy.engine import Connection
+
+from poold.ledger.models import (
+    Account,
+    Block,
+    JournalEntry,
+    JournalLine,
+    Payout,
+    PayoutItem,
+    ShareSlice,
+    TokenPeriod,
+    TokenStatement,
+    TokenTransfer,
+    Worker,
+)
+from poold.tokens.transfers import balances_at
+
+WINDOWS = {"10m": 600, "1h": 3600, "24h": 86400}
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    offset: int
+
+
+def _rate(total: Fraction, seconds: int) -> int:
+    value = total * 2**32 / seconds
+    return value.numerator // value.denominator
+
+
+def _sums(conn: Connection, since: int, account_id: int | None = None) -> dict[Any, Fraction]:
+    """Summed difficulty per (account, worker) of slices starting at or after `since`, summed
+    by the database per denominator (exact: NUMERIC on PostgreSQL; on SQLite 64-bit sums whose
+    width is checked, wider ones summed here)."""
+    pg = conn.dialect.name == "postgresql"
+    num = cast(ShareSlice.diff_num, Numeric if pg else BigInteger)
+    wide = func.length(ShareSlice.diff_num) > 18
+    base = [ShareSlice.slice_start >= since]
+    if account_id is not None:
+        base.append(ShareSlice.account_id == account_id)
+    out: dict[Any, Fraction] = {}
+    summed = (
+        select(Account.name, Worker.name, ShareSlice.diff_den, func.sum(num))
+        .join(Account, ShareSlice.account_id == Account.id)
+        .join(Worker, ShareSlice.worker_id == Worker.id)
+        .where(*base, *([] if pg else [~wide]))
+        .group_by(Account.name, Worker.name, ShareSlice.diff_den)
+    )
+    rows = list(conn.execute(summed))
+    if not pg:
+        rows += conn.execute(
+            select(Account.name, Worker.name, ShareSlice.diff_den, ShareSlice.diff_num)
+            .join(Account, ShareSlice.account_id == Account.id)
+            .join(Worker, ShareSlice.worker_id == Worker.id)
+            .where(*base, wide)
+        ).all()
+    for a, w, den, total in rows:
+        out[(a, w)] = out.get((a, w), Fraction(0)) + Fraction(int(total), int(den))
+    return out
+
+
+def hashrates(conn: Connection, now: int, account_id: int | None = None) -> dict[str, Any]:
+    """H/s over 10 min / 1 h / 24 h (slices of complete minutes), total and per worker."""
+    end = now // 60 * 60
+    out: dict[str, Any] = {"total": {}, "workers": {}}
+    for label, span in WINDOWS.items():
+        sums = _sums(conn, end - span, account_id)
+        out["total"][label] = _rate(sum(sums.values(), Fraction(0)), span)
+        for (a, w), v in sums.items():
+            out["workers"].setdefault(f"{a}.{w}", {})[label] = _rate(v, span)
+    return out
+
+
+def pool_overview(conn: Connection, now: int) -> dict[str, Any]:
+    rates = hashrates(conn, now)
+    online = [k for k, v in rates["workers"].items() if v.get("10m")]
+    blocks = conn.execute(select(Block.status, func.count()).group_by(Block.status)).all()
+    return {
+        "hashrate_hs": rates["total"],
+        "workers_online": len(online),
+        "miners_online": len({k.split(".", 1)[0] for k in online}),
+        "blocks": {s: int(n) for s, n in blocks},
+    }
+
+
+def blocks(conn: Connection, page: Page) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(
+            Block.height,
+            Block.hash,
+            Block.status,
+            Block.reward_sat,
+            Block.found_ms,
+            Account.name,
+            Worker.name,
+        )
+        .join(Account, Block.account_id == Account.id)
+        .join(Worker, Block.worker_id == Worker.id)
+        .order_by(Block.found_ms.desc(), Block.id.desc())
+        .limit(page.limit)
+        .offset(page.offset)
+    ).all()
+    return [
+        {
+            "height": h,
+            "hash": bh,
+            "status": s,
+            "reward_sat": r,
+            "found_ms": t,
+            "finder": f"{a}.{w}",
+        }
+        for h, bh, s, r, t, a, w in rows
+    ]
+
+
+def account_id(conn: Connection, name: str) -> int | None:
+    found = conn.execute(select(Account.id).where(Account.name == name)).scalar()
+    return None if found is None else int(found)
+
+
+def miner(conn: Connection, name: str, aid: int, now: int) -> dict[str, Any]:
+    bal = dict(
+        conn.execute(
+            select(JournalLine.account, func.sum(JournalLine.amount_sat))
+            .where(JournalLine.account.in_([f"miner:{name}:immature", f"miner:{name}:spendable"]))
+            .group_by(JournalLine.account)
+        ).all()
+    )
+    shares = conn.execute(
+        select(func.coalesce(func.sum(ShareSlice.shares), 0)).where(ShareSlice.account_id == aid)
+    ).scalar()
+    rates = hashrates(conn, now, aid)
+    return {
+        "account": name,
+        "hashrate_hs": rates["total"],
+        "workers": rates["workers"],
+        "shares_accepted": int(shares or 0),
+        "balance_sat": {
+            "immature": -int(bal.get(f"miner:{name}:immature", 0)),
+            "spendable": -int(bal.get(f"miner:{name}:spendable", 0)),
+        },
+    }
+
+
+def credits(conn: Connection, name: str, page: Page) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(
+            JournalEntry.id,
+            JournalEntry.kind,
+            JournalEntry.reference,
+            JournalEntry.created_ms,
+            JournalLine.account,
+            JournalLine.amount_sat,
+        )
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .where(JournalLine.account.like(f"miner:{name}:%"))
+        .order_by(JournalEntry.id.desc(), JournalLine.id.desc())
+        .limit(page.limit)
+        .offset(page.offset)
+    ).all()
+    return [
+        {
+            "entry": int(i),
+            "reason": k,
+            "reference": ref,
+            "time_ms": int(t),
+            "balance": acct.rsplit(":", 1)[1],
+            "amount_sat": -int(v),
+        }
+        for i, k, ref, t, acct, v in rows
+    ]
+
+
+def payouts(conn: Connection, name: str, page: Page) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(
+            Payout.id,
+            Payout.status,
+            Payout.txid,
+            Payout.created_ms,
+            PayoutItem.amount_sat,
+            PayoutItem.address,
+        )
+        .join(PayoutItem, PayoutItem.payout_id == Payout.id)
+        .where(PayoutItem.account == name)
+        .order_by(Payout.id.desc())
+        .limit(page.limit)
+        .offset(page.offset)
+    ).all()
+    return [
+        {
+            "payout": int(i),
+            "status": s,
+            "txid": t,
+            "time_ms": int(c),
+            "amount_sat": int(a),
+            "address": ad,
+        }
+        for i, s, t, c, a, ad in rows
+    ]
+
+
+def holder_known(conn: Connection, holder: str) -> bool:
+    return bool(
+        conn.execute(
+            select(TokenTransfer.id)
+            .where((TokenTransfer.sender == holder) | (TokenTransfer.receiver == holder))
+            .limit(1)
+        ).first()
+    )
+
+
+STATEMENT_FIELDS = (
+    "gross_sat",
+    "electricity_sat",
+    "service_sat",
+    "net_sat",
+    "debt_in_sat",
+    "paid_sat",
+    "debt_out_sat",
+    "written_off_sat",
+)
+
+
+def statements(
+    conn: Connection, holder: str, page: Page, th_per_token: Fraction
+) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(
+            TokenPeriod.period_start,
+            TokenPeriod.period_end,
+            TokenPeriod.delivery_ratio,
+            TokenPeriod.delivered_ths,
+            TokenPeriod.earnings_sat,
+            TokenPeriod.btc_usd,
+            TokenStatement.token_seconds,
+            *(getattr(TokenStatement, f) for f in STATEMENT_FIELDS),
+        )
+        .join(TokenPeriod, TokenPeriod.period_start == TokenStatement.period_start)
+        .where(TokenStatement.holder == holder)
+        .order_by(TokenStatement.period_start.desc())
+        .limit(page.limit)
+        .offset(page.offset)
+    ).all()
+    out = []
+    for start, end, ratio_text, delivered_text, earnings, price, ts_text, *amounts in rows:
+        seconds = int(end) - int(start)
+        nominal = Fraction(ts_text) * th_per_token / seconds
+        delivered = Fraction(delivered_text)
+        hashprice = Fraction(int(earnings)) / (delivered * seconds / 86400) if delivered else None
+        out.append(
+            {
+                "period_start": int(start),
+                "period_end": int(end),
+                "token_seconds": ts_text,
+                "ths_nominal": str(nominal),
+                "ths_delivered": str(nominal * Fraction(ratio_text)),
+                **{f: int(v) for f, v in zip(STATEMENT_FIELDS, amounts, strict=True)},
+                "btc_usd": price,
+                "hashprice_sat_per_th_day": None if hashprice is None else str(hashprice),
+            }
+        )
+    return out
+
+
+def holder_summary(conn: Connection, holder: str, now: int) -> dict[str, Any]:
+    totals = conn.execute(
+        select(
+            *(func.coalesce(func.sum(getattr(TokenStatement, f)), 0) for f in STATEMENT_FIELDS)
+        ).where(TokenStatement.holder == holder)
+    ).one()
+    held = balances_at(conn, now + 1).get(holder, Fraction(0))
+    owed = conn.execute(
+        select(func.coalesce(func.sum(JournalLine.amount_sat), 0)).where(
+            JournalLine.account == f"holder:{holder}"
+        )
+    ).scalar()
+    return {
+        "holder": holder,
+        "tokens": str(held),
+        "totals": {f: int(v) for f, v in zip(STATEMENT_FIELDS, totals, strict=True)},
+        "balance_sat": -int(owed or 0),
+    }

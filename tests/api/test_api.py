@@ -1,0 +1,216 @@
+"""The HTTP API over a real ledger (SQLite and PostgreSQL) on a real socket: every route is in
+the OpenAPI document and every response matches it; tokens, pagination, errors, CSV, admin."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import pytest
+import sqlalchemy as sa
+from aiohttp import web
+
+from poold.api.app import ApiContext, make_app
+from poold.api.auth import create_token
+from poold.api.openapi import document
+from poold.config import TokensConfig
+from poold.ledger.blocks import _apply, _pending
+from poold.ledger.ingest import ingest
+from poold.ledger.settle import settle_pending
+from poold.metrics import Metrics
+from poold.tokens.settle import set_price, settle_period
+from poold.tokens.transfers import import_transfers, parse_records
+from tests.helpers import make_config
+from tests.ledger.test_settle import T0, mine
+from tests.tokens.test_periods import CFG, END, PRICE, START
+
+DOC = document()
+
+
+def check(path: str, method: str, status: int, body: Any) -> None:
+    """The response matches what the OpenAPI document promises for it."""
+    op = DOC["paths"][path][method]
+    response = op["responses"][str(status)]
+    schema = response["content"]["application/json"]["schema"]
+    jsonschema.validate(
+        body, {**schema, "components": DOC["components"]}, cls=jsonschema.Draft202012Validator
+    )
+
+
+class Api:
+    def __init__(self, base: str, session: aiohttp.ClientSession, tokens: dict[str, str]) -> None:
+        self.base, self.session, self.tokens = base, session, tokens
+
+    async def get(self, url: str, token: str | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.tokens.get(token, token)}"} if token else {}
+        async with self.session.get(self.base + url, headers=headers) as r:
+            if r.content_type == "application/json":
+                return r.status, await r.json()
+            return r.status, await r.text()
+
+    async def post(self, url: str, body: Any, token: str | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
+        async with self.session.post(self.base + url, json=body, headers=headers) as r:
+            return r.status, await r.json()
+
+
+@pytest.fixture
+async def api(ledger: sa.Engine, tmp_path: Path) -> AsyncIterator[Api]:
+    mine(tmp_path / "log", 40, {30: True, 39: True})
+    ingest(ledger, tmp_path / "log", 0)
+    settle_pending(ledger, pool_fee=Fraction(1, 100))
+    for block_hash, entry in _pending(ledger)[:1]:
+        _apply(ledger, block_hash, entry, 100)  # one block matures, one stays immature
+    import_transfers(
+        ledger,
+        parse_records(
+            [
+                {"id": "mint:a", "ts": START - 10, "to": "alice", "amount": "600"},
+                {"id": "mint:b", "ts": START + 3600, "to": "bob", "amount": "400"},
+            ]
+        ),
+    )
+    set_price(ledger, START, PRICE, CFG)
+    for block_hash, entry in _pending(ledger):
+        _apply(ledger, block_hash, entry, 100)
+    assert settle_period(ledger, CFG, START, now=END + 400).settled is not None
+    tokens = {
+        "admin": create_token(ledger, "admin"),
+        "alice": create_token(ledger, "holder:alice"),
+        "bob": create_token(ledger, "holder:bob"),
+    }
+    cfg = make_config(tmp_path, tokens=CFG.model_dump(), api={"max_page": 50})
+    ctx = ApiContext(cfg, Metrics(), ledger, clock=lambda: T0 / 1000 + 40 * 60)
+    runner = web.AppRunner(make_app(ctx))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    async with aiohttp.ClientSession() as session:
+        yield Api(f"http://{host}:{port}", session, tokens)
+    await runner.cleanup()
+
+
+def test_every_route_is_documented_and_every_path_routed() -> None:
+    cfg = make_config(Path("/tmp"), tokens=TokensConfig().model_dump())
+    app = make_app(ApiContext(cfg, Metrics(), None))
+    routed = {
+        (r.resource.canonical, r.method.lower())
+        for r in app.router.routes()
+        if r.resource is not None
+        and r.resource.canonical.startswith("/api/v1/")
+        and r.method != "HEAD"
+    }
+    documented = {(p, m) for p, ops in DOC["paths"].items() for m in ops}
+    assert routed - {("/api/v1/openapi.json", "get")} == documented
+
+
+async def test_reads_match_the_document(api: Api) -> None:
+    status, pool = await api.get("/api/v1/pool")
+    assert status == 200
+    check("/api/v1/pool", "get", 200, pool)
+    assert pool["blocks"] == {"confirmed": 2} and pool["scheme"] == "pplns"
+
+    status, blocks = await api.get("/api/v1/pool/blocks?limit=1")
+    check("/api/v1/pool/blocks", "get", 200, blocks)
+    assert [b["height"] for b in blocks["items"]] == [139]
+    _, older = await api.get("/api/v1/pool/blocks?limit=1&offset=1")
+    assert [b["height"] for b in older["items"]] == [130]
+
+    status, m0 = await api.get("/api/v1/miners/m0")
+    check("/api/v1/miners/{account}", "get", 200, m0)
+    assert m0["shares_accepted"] == 10 and m0["balance_sat"]["spendable"] >= 0
+    status, credits = await api.get("/api/v1/miners/m0/credits?limit=3")
+    check("/api/v1/miners/{account}/credits", "get", 200, credits)
+    assert len(credits["items"]) == 3
+    status, payouts = await api.get("/api/v1/miners/m0/payouts")
+    check("/api/v1/miners/{account}/payouts", "get", 200, payouts)
+
+    status, alice = await api.get("/api/v1/holders/alice", "alice")
+    assert status == 200
+    check("/api/v1/holders/{holder}", "get", 200, alice)
+    assert alice["tokens"] == "600" and alice["balance_sat"] == alice["totals"]["paid_sat"]
+    status, statements = await api.get("/api/v1/holders/alice/statements", "alice")
+    check("/api/v1/holders/{holder}/statements", "get", 200, statements)
+    [day] = statements["items"]
+    assert day["period_start"] == START and day["btc_usd"] == str(PRICE)
+
+    status, text = await api.get("/api/v1/holders/alice/statements.csv", "admin")
+    assert status == 200
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 1 and int(rows[0]["paid_sat"]) == day["paid_sat"]
+    assert rows[0]["date"] == "2027-01-15"
+
+
+async def test_tokens_scope_what_can_be_read(api: Api) -> None:
+    assert (await api.get("/api/v1/holders/alice/statements"))[0] == 401
+    status, body = await api.get("/api/v1/holders/alice/statements", "pk_not-a-real-token")
+    assert status == 401 and body == {"error": "unknown token"}
+    status, body = await api.get("/api/v1/holders/alice/statements", "bob")
+    assert status == 403 and "does not give access" in body["error"]
+    check("/api/v1/holders/{holder}/statements", "get", 403, body)
+    assert (await api.get("/api/v1/holders/alice/statements", "admin"))[0] == 200
+    assert (await api.post("/api/v1/admin/prices", {}, "alice"))[0] == 403
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("limit=0", "limit: must be between 1 and 50, got 0"),
+        ("limit=51", "limit: must be between 1 and 50, got 51"),
+        ("limit=ten", "limit: expected an integer, got 'ten'"),
+        ("offset=-1", "offset: must be between 0"),
+    ],
+)
+async def test_malformed_pages_are_400(api: Api, query: str, message: str) -> None:
+    status, body = await api.get(f"/api/v1/pool/blocks?{query}")
+    assert status == 400 and message in body["error"]
+    check("/api/v1/pool/blocks", "get", 400, body)
+
+
+async def test_unknown_things_are_404(api: Api) -> None:
+    status, body = await api.get("/api/v1/miners/nobody")
+    assert status == 404 and body == {"error": "no account 'nobody' in the ledger"}
+    status, body = await api.get("/api/v1/holders/zed", "admin")
+    assert status == 404 and body == {"error": "no token holder 'zed'"}
+    status, body = await api.get("/api/v1/nothing/here")
+    assert status == 404 and "error" in body
+
+
+async def test_admin_imports_and_prices(api: Api) -> None:
+    later = START + 2 * 86400
+    transfer = {"id": "t:9", "ts": later, "from": "alice", "to": "carol", "amount": "1.5"}
+    status, body = await api.post("/api/v1/admin/transfers", [transfer], "admin")
+    assert (status, body) == (200, {"added": 1, "unchanged": 0})
+    check("/api/v1/admin/transfers", "post", 200, body)
+    status, body = await api.post("/api/v1/admin/transfers", [{**transfer, "amount": "2"}], "admin")
+    assert status == 400 and "already imported with different content" in body["error"]
+    status, body = await api.post(
+        "/api/v1/admin/prices", {"period_start": later - later % 86400, "btc_usd": "70000"}, "admin"
+    )
+    assert status == 200
+    check("/api/v1/admin/prices", "post", 200, body)
+    status, body = await api.post(
+        "/api/v1/admin/prices", {"period_start": START, "btc_usd": 1.5}, "admin"
+    )
+    assert status == 400 and "not a float" in body["error"]
+    status, body = await api.post(
+        "/api/v1/admin/prices", {"period_start": START, "btc_usd": "1"}, "admin"
+    )
+    assert status == 400 and "already settled" in body["error"]
+
+
+async def test_operations_endpoints(api: Api) -> None:
+    assert await api.get("/healthz") == (200, {"status": "ok"})
+    status, body = await api.get("/readyz")
+    assert (status, body) == (200, {"ready": True, "problems": {}})
+    status, text = await api.get("/metrics")
+    assert status == 200 and 'poold_shares_total{result="accepted"}' in text
+    status, doc = await api.get("/api/v1/openapi.json")
+    assert status == 200 and doc == DOC
