@@ -17,6 +17,7 @@ from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from poold.api.app import ApiContext, make_app
+from poold.api.events import EventHub, tail_journal
 from poold.config import Config
 from poold.jobs.coinbase import subsidy_sat
 from poold.jobs.manager import CoinbaseSpec, JobManager
@@ -161,6 +162,7 @@ class Daemon:
         )
         self.address: tuple[str, int] | None = None
         self.api_addresses: list[tuple[str, int]] = []  # HTTP listeners (API, admin)
+        self.events = EventHub()
         self.node_seen = 0.0  # clock time of the last successful node poll
         self.ledger: Engine | None = None
         self._fpps_booked = 0  # period end of the last FPPS booking made by this process
@@ -209,6 +211,17 @@ class Daemon:
         self.sharelog.flush()
         self.blocks.append(
             FoundBlock(height, hash_hex, accepted, reason, share.account, share.worker)
+        )
+        self.events.publish(
+            {
+                "type": "block_found",
+                "height": height,
+                "hash": hash_hex,
+                "accepted": accepted,
+                "reason": reason,
+                "finder": f"{share.account}.{share.worker}",
+                "time_ms": round(self.clock() * 1000),
+            }
         )
         log.info(
             "block_found",
@@ -391,7 +404,9 @@ class Daemon:
         api = self.cfg.api
         if not api.listen:
             return []
-        ctx = ApiContext(self.cfg, self.metrics, self.ledger, self.readiness, self.clock)
+        ctx = ApiContext(
+            self.cfg, self.metrics, self.ledger, self.readiness, self.clock, self.events
+        )
         apps = [(api.listen, make_app(ctx, admin=not api.admin_listen))]
         if api.admin_listen:
             apps.append((api.admin_listen, make_app(ctx, public=False)))
@@ -425,6 +440,11 @@ class Daemon:
                         st.host, st.port, reuse_port=self.reuse_port
                     )
                     runners = await self._start_api()
+                    tailer = (
+                        tg.create_task(tail_journal(self.ledger, self.events))
+                        if runners and self.ledger is not None
+                        else None
+                    )
                     self.listening.set()
                     self.sharelog.start_group_commit(self.cfg.sharelog.fsync_interval_ms / 1000)
                     housekeeping = tg.create_task(self._housekeeping())
@@ -432,6 +452,9 @@ class Daemon:
                     ingester = tg.create_task(self._ingest_loop(stopping)) if self.ledger else None
                     await stopped
                     await self.server.stop(reconnect=True)
+                    self.events.close()  # ends every event stream, so cleanup is quick
+                    if tailer is not None:
+                        tailer.cancel()
                     for runner in runners:
                         await runner.cleanup()
                     housekeeping.cancel()

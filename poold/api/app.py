@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from poold.api.auth import scope_of
+from poold.api.events import EventHub
 from poold.api.openapi import document
 from poold.config import Config
 from poold.ledger import queries
@@ -42,6 +43,8 @@ class ApiContext:
     #: Component -> problem for /readyz (empty: ready). The daemon supplies node and backlog.
     readiness: Callable[[], dict[str, str]] = field(default=dict)
     clock: Callable[[], float] = time.time
+    events: EventHub = field(default_factory=EventHub)
+    keepalive_s: float = 15.0
 
 
 CTX = web.AppKey("ctx", ApiContext)
@@ -274,6 +277,32 @@ async def admin_prices(request: web.Request) -> web.Response:
 # --- operations --------------------------------------------------------------------------
 
 
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: block found / settled / confirmed / orphaned, FPPS booked, token
+    settlement posted, payout sent. A comment line keeps idle connections alive."""
+    ctx = _ctx(request)
+    queue = ctx.events.subscribe()
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await resp.prepare(request)
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), ctx.keepalive_s)
+            except TimeoutError:
+                await resp.write(b": keep-alive\n\n")
+                continue
+            if event is None:
+                break
+            await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+    except ConnectionResetError:
+        pass
+    finally:
+        ctx.events.unsubscribe(queue)
+    return resp
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -317,6 +346,7 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/api/v1/openapi.json", openapi)
+        app.router.add_get("/api/v1/events", events)
         app.router.add_get("/api/v1/pool", pool)
         app.router.add_get("/api/v1/pool/blocks", pool_blocks)
         app.router.add_get("/api/v1/miners/{account}", miner)

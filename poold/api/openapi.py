@@ -167,6 +167,18 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {
+            "/api/v1/events": {
+                "get": {
+                    "summary": "Live events (Server-Sent Events): block_found, block_settled, "
+                    "block_confirmed, block_orphaned, fpps_booked, settlement_posted, payout_sent",
+                    "responses": {
+                        "200": {
+                            "description": "an event stream",
+                            "content": {"text/event-stream": {"schema": STR}},
+                        }
+                    },
+                }
+            },
             "/api/v1/pool": _get("Pool overview", "Pool"),
             "/api/v1/pool/blocks": _get("Blocks found", "BlockList", params=PAGE, errors=(400,)),
             "/api/v1/miners/{account}": _get(

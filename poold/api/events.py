@@ -1,0 +1,105 @@
+"""Live events for /api/v1/events (Server-Sent Events).
+
+Two sources: the daemon publishes what it sees first-hand (a block found), and a tailer follows
+the journal, so every posting by any process — a block settled, confirmed or orphaned, an FPPS
+booking, a token period, a payout sent by `poold payout` — becomes an event exactly once per
+subscriber. Each subscriber has a bounded queue; one that cannot keep up is disconnected rather
+than allowed to grow memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from poold.ledger.models import JournalEntry
+
+log = structlog.get_logger("poold.api")
+
+KINDS = {
+    "pplns_block": "block_settled",
+    "fpps_block": "block_settled",
+    "maturity": "block_confirmed",
+    "pplns_reversal": "block_orphaned",
+    "fpps_period": "fpps_booked",
+    "token_period": "settlement_posted",
+    "payout": "payout_sent",
+}
+QUEUE = 1000
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self.closed = False
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE)
+        if self.closed:
+            q.put_nowait(None)
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self._subscribers.discard(q)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for q in list(self._subscribers):
+            try:
+                q.put_nowait(event)
+            except asyncio.QueueFull:
+                # Too slow: make room for the end marker and let the stream close.
+                while not q.empty():
+                    q.get_nowait()
+                q.put_nowait(None)
+                self._subscribers.discard(q)
+
+    def close(self) -> None:
+        self.closed = True
+        for q in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(None)
+        self._subscribers.clear()
+
+
+def _entries_after(engine: Engine, last: int | None) -> tuple[int, list[tuple[Any, ...]]]:
+    with engine.connect() as conn:
+        if last is None:  # start from now: history is in the REST endpoints
+            top = conn.execute(select(func.max(JournalEntry.id))).scalar()
+            return int(top or 0), []
+        rows = conn.execute(
+            select(
+                JournalEntry.id, JournalEntry.kind, JournalEntry.reference, JournalEntry.created_ms
+            )
+            .where(JournalEntry.id > last)
+            .order_by(JournalEntry.id)
+            .limit(1000)
+        ).all()
+    return (int(rows[-1][0]) if rows else last), [tuple(r) for r in rows]
+
+
+async def tail_journal(engine: Engine, hub: EventHub, interval_s: float = 1.0) -> None:
+    """Publish each new journal entry as an event, until cancelled."""
+    last: int | None = None
+    while True:
+        try:
+            last, rows = await asyncio.to_thread(_entries_after, engine, last)
+            for entry_id, kind, reference, created_ms in rows:
+                if kind in KINDS:
+                    hub.publish(
+                        {
+                            "type": KINDS[kind],
+                            "reference": reference,
+                            "entry": int(entry_id),
+                            "time_ms": int(created_ms),
+                        }
+                    )
+        except SQLAlchemyError as exc:
+            log.warning("events_tail_failed", error=str(exc).splitlines()[0])
+        await asyncio.sleep(interval_s)

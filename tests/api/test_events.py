@@ -1,0 +1,81 @@
+"""Live events over Server-Sent Events: journal postings by any process and blocks the daemon
+finds reach every subscriber, and a subscriber that cannot keep up is cut off, not buffered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+from aiohttp import web
+
+from poold.api.app import ApiContext, make_app
+from poold.api.events import QUEUE, EventHub, tail_journal
+from poold.ledger.blocks import _apply, _pending
+from poold.ledger.ingest import ingest
+from poold.ledger.settle import settle_pending
+from poold.metrics import Metrics
+from tests.helpers import make_config
+from tests.ledger.test_settle import mine
+
+
+async def read_events(resp: aiohttp.ClientResponse, n: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    kind = None
+    while len(out) < n:
+        line = (await asyncio.wait_for(resp.content.readline(), 10)).decode().rstrip("\n")
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            event = json.loads(line[6:])
+            assert event["type"] == kind
+            out.append(event)
+    return out
+
+
+async def test_journal_postings_become_events(ledger: sa.Engine, tmp_path: Path) -> None:
+    hub = EventHub()
+    ctx = ApiContext(make_config(tmp_path), Metrics(), ledger, events=hub, keepalive_s=0.2)
+    runner = web.AppRunner(make_app(ctx))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    tailer = asyncio.create_task(tail_journal(ledger, hub, interval_s=0.05))
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"http://{host}:{port}/api/v1/events") as r:
+            assert r.headers["Content-Type"] == "text/event-stream"
+            assert await asyncio.wait_for(r.content.readline(), 5) == b": keep-alive\n"
+            await asyncio.sleep(0.2)  # the tailer has seen the (empty) journal
+            mine(tmp_path / "log", 40, {30: True, 39: True})
+            await asyncio.to_thread(ingest, ledger, tmp_path / "log", 0)
+            await asyncio.to_thread(settle_pending, ledger, pool_fee=Fraction(1, 100))
+            settled = await read_events(r, 2)
+            assert [e["type"] for e in settled] == ["block_settled", "block_settled"]
+            block_hash, entry = _pending(ledger)[0]
+            await asyncio.to_thread(_apply, ledger, block_hash, entry, -1)
+            [orphaned] = await read_events(r, 1)
+            assert orphaned["type"] == "block_orphaned" and orphaned["reference"] == block_hash
+            hub.publish({"type": "block_found", "height": 7})
+            assert (await read_events(r, 1))[0]["height"] == 7
+            hub.close()  # shutdown ends the stream
+            assert (await asyncio.wait_for(r.content.read(), 5)).strip() == b""
+    finally:
+        tailer.cancel()
+        await runner.cleanup()
+
+
+async def test_a_slow_subscriber_is_cut_off() -> None:
+    hub = EventHub()
+    slow = hub.subscribe()
+    fast = hub.subscribe()
+    for i in range(QUEUE + 5):
+        hub.publish({"type": "x", "i": i})
+        if not fast.empty():
+            fast.get_nowait()
+    assert slow.qsize() == 1 and slow.get_nowait() is None  # only the end marker is left
+    hub.publish({"type": "after"})
+    assert fast.get_nowait() == {"type": "after"}
