@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -155,6 +156,26 @@ async def pool_blocks(request: web.Request) -> web.Response:
     page = _page(request)
     items = await _read(request, queries.blocks, page)
     return web.json_response({"items": items, "limit": page.limit, "offset": page.offset})
+
+
+def _window(request: web.Request) -> str:
+    window = request.query.get("window", "24h")
+    if window not in queries.SERIES:
+        raise _error(400, f"window: expected one of {', '.join(queries.SERIES)}, got {window!r}")
+    return window
+
+
+async def pool_hashrate(request: web.Request) -> web.Response:
+    window = _window(request)
+    points = await _read(request, queries.hashrate_series, _now(request), window)
+    return web.json_response({"window": window, "points": points})
+
+
+async def miner_hashrate(request: web.Request) -> web.Response:
+    window = _window(request)
+    _, aid = await _miner_id(request)
+    points = await _read(request, queries.hashrate_series, _now(request), window, aid)
+    return web.json_response({"window": window, "points": points})
 
 
 async def _miner_id(request: web.Request) -> tuple[str, int]:
@@ -303,6 +324,17 @@ async def events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+DASHBOARD = Path(__file__).with_name("static") / "index.html"
+
+
+async def dashboard(_request: web.Request) -> web.Response:
+    return web.Response(
+        text=DASHBOARD.read_text(),
+        content_type="text/html",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -343,12 +375,15 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
     app[CTX] = ctx
     app.router.add_get("/healthz", healthz)
     if public:
+        app.router.add_get("/", dashboard)
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/api/v1/openapi.json", openapi)
         app.router.add_get("/api/v1/events", events)
         app.router.add_get("/api/v1/pool", pool)
         app.router.add_get("/api/v1/pool/blocks", pool_blocks)
+        app.router.add_get("/api/v1/pool/hashrate", pool_hashrate)
+        app.router.add_get("/api/v1/miners/{account}/hashrate", miner_hashrate)
         app.router.add_get("/api/v1/miners/{account}", miner)
         app.router.add_get("/api/v1/miners/{account}/credits", miner_credits)
         app.router.add_get("/api/v1/miners/{account}/payouts", miner_payouts)

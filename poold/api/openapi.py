@@ -123,9 +123,16 @@ SCHEMAS: dict[str, Any] = {
     ),
     "StatementList": _list("Statement"),
     "ImportResult": _obj({"added": INT, "unchanged": INT}),
+    "Series": _obj(
+        {
+            "window": STR,
+            "points": {"type": "array", "items": _obj({"t": INT, "hs": INT})},
+        }
+    ),
     "Price": _obj({"period_start": INT, "btc_usd": STR}),
 }
 
+WINDOW = [{"name": "window", "in": "query", "schema": {"enum": ["1h", "24h", "7d"]}}]
 PAGE = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
@@ -181,6 +188,15 @@ def document() -> dict[str, Any]:
             },
             "/api/v1/pool": _get("Pool overview", "Pool"),
             "/api/v1/pool/blocks": _get("Blocks found", "BlockList", params=PAGE, errors=(400,)),
+            "/api/v1/pool/hashrate": _get(
+                "Pool hashrate over time", "Series", params=WINDOW, errors=(400,)
+            ),
+            "/api/v1/miners/{account}/hashrate": _get(
+                "A miner's hashrate over time",
+                "Series",
+                params=account + WINDOW,
+                errors=(400, 401, 404),
+            ),
             "/api/v1/miners/{account}": _get(
                 "A miner account", "Miner", params=account, errors=(401, 404)
             ),

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from poold.ledger.db import LedgerError
 from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
-from poold.shares.log import LogPosition, ShareFields, list_segments, scan_from
+from poold.shares.log import LogPosition, ShareFields, list_segments, scan_from, segment_path
 
 SLICE_S = 60
 
@@ -129,6 +129,19 @@ def _insert_slices(conn: Connection, rows: list[dict[str, int]]) -> None:
             )
 
 
+def _check_position(sharelog: Path, segs: list[int], cp: LogPosition, node_id: int) -> None:
+    """The ledger's checkpoint must lie inside this share log: otherwise the log was replaced
+    or belongs to another node, and reading on from the checkpoint would skip its shares."""
+    newest = segs[-1] if segs else 0
+    size = segment_path(sharelog, cp.segment).stat().st_size if cp.segment in segs else None
+    if cp.segment > newest or (size is not None and size < cp.offset):
+        raise LedgerError(
+            f"the share log at {sharelog} does not match the ledger's checkpoint for node "
+            f"{node_id} (segment {cp.segment}, offset {cp.offset}; the log ends at segment "
+            f"{newest}): is [sharelog] path or [stratum] node_id wrong? Nothing was ingested."
+        )
+
+
 def ingest(
     engine: Engine,
     sharelog: Path,
@@ -175,6 +188,7 @@ def _ingest_batch(
                 start, seen = LogPosition(segs[0] if segs else 1, 0), 0
             else:
                 start, seen = LogPosition(cp[0], cp[1]), cp[2]
+                _check_position(sharelog, segs, start, node_id)
             # key -> [diff numerator, diff denominator, shares, first ms, last ms]
             slices: dict[tuple[bytes, bytes, int, int], list[int]] = {}
             blocks: list[dict[str, Any]] = []

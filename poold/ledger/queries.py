@@ -296,3 +296,40 @@ def holder_summary(conn: Connection, holder: str, now: int) -> dict[str, Any]:
         "totals": {f: int(v) for f, v in zip(STATEMENT_FIELDS, totals, strict=True)},
         "balance_sat": -int(owed or 0),
     }
+
+
+#: Chart windows: (seconds covered, seconds per point).
+SERIES = {"1h": (3600, 60), "24h": (86400, 1800), "7d": (7 * 86400, 3 * 3600)}
+
+
+def hashrate_series(
+    conn: Connection, now: int, window: str, account_id: int | None = None
+) -> list[dict[str, int]]:
+    """H/s per point over the window, oldest first, zeros included. The last point includes
+    the current minute so far (a chart's newest point is partial; the 10m/1h/24h figures of
+    `hashrates` use complete minutes only)."""
+    span, step = SERIES[window]
+    end = (now // 60 + 1) * 60
+    start = end - span
+    pg = conn.dialect.name == "postgresql"
+    num = cast(ShareSlice.diff_num, Numeric if pg else BigInteger)
+    conds = [ShareSlice.slice_start >= start, ShareSlice.slice_start < end]
+    if account_id is not None:
+        conds.append(ShareSlice.account_id == account_id)
+    if not pg:
+        conds.append(func.length(ShareSlice.diff_num) <= 18)
+    totals = [Fraction(0)] * (span // step)
+    for t, den, total in conn.execute(
+        select(ShareSlice.slice_start, ShareSlice.diff_den, func.sum(num))
+        .where(*conds)
+        .group_by(ShareSlice.slice_start, ShareSlice.diff_den)
+    ):
+        totals[(int(t) - start) // step] += Fraction(int(total), int(den))
+    if not pg:  # numerators too wide for SQLite's integers, summed here
+        for t, n, d in conn.execute(
+            select(ShareSlice.slice_start, ShareSlice.diff_num, ShareSlice.diff_den).where(
+                *conds[:-1], func.length(ShareSlice.diff_num) > 18
+            )
+        ):
+            totals[(int(t) - start) // step] += Fraction(int(n), int(d))
+    return [{"t": start + i * step, "hs": _rate(v, step)} for i, v in enumerate(totals)]

@@ -60,10 +60,10 @@ class Api:
             return r.status, await r.json()
 
 
-@pytest.fixture
-async def api(ledger: sa.Engine, tmp_path: Path) -> AsyncIterator[Api]:
+def populate(ledger: sa.Engine, tmp_path: Path) -> dict[str, str]:
+    """Shares, two settled blocks (both matured), two holders with a settled day; tokens."""
     mine(tmp_path / "log", 40, {30: True, 39: True})
-    ingest(ledger, tmp_path / "log", 0)
+    ingest(ledger, tmp_path / "log", 9)  # node 9: another daemon's share log
     settle_pending(ledger, pool_fee=Fraction(1, 100))
     for block_hash, entry in _pending(ledger)[:1]:
         _apply(ledger, block_hash, entry, 100)  # one block matures, one stays immature
@@ -80,11 +80,16 @@ async def api(ledger: sa.Engine, tmp_path: Path) -> AsyncIterator[Api]:
     for block_hash, entry in _pending(ledger):
         _apply(ledger, block_hash, entry, 100)
     assert settle_period(ledger, CFG, START, now=END + 400).settled is not None
-    tokens = {
+    return {
         "admin": create_token(ledger, "admin"),
         "alice": create_token(ledger, "holder:alice"),
         "bob": create_token(ledger, "holder:bob"),
     }
+
+
+@pytest.fixture
+async def api(ledger: sa.Engine, tmp_path: Path) -> AsyncIterator[Api]:
+    tokens = populate(ledger, tmp_path)
     cfg = make_config(tmp_path, tokens=CFG.model_dump(), api={"max_page": 50})
     ctx = ApiContext(cfg, Metrics(), ledger, clock=lambda: T0 / 1000 + 40 * 60)
     runner = web.AppRunner(make_app(ctx))

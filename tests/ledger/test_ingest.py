@@ -157,3 +157,14 @@ def test_bad_urls_are_clear_errors(tmp_path: Path) -> None:
     assert "secret" not in str(exc.value)
     with pytest.raises(LedgerError, match="not usable"):
         make_engine("nosuchdb://x")
+
+
+def test_a_share_log_that_does_not_match_the_checkpoint_is_refused(
+    ledger: sa.Engine, tmp_path: Path
+) -> None:
+    write_shares(tmp_path / "a", 1200, segment_bytes=20_000)
+    ingest(ledger, tmp_path / "a", 0)
+    write_shares(tmp_path / "b", 50)  # a fresh log (say, a new [sharelog] path), one segment
+    with pytest.raises(LedgerError, match="does not match the ledger's checkpoint for node 0"):
+        ingest(ledger, tmp_path / "b", 0)
+    assert ingest(ledger, tmp_path / "b", 1).shares == 50  # as another node's log: fine

@@ -1,0 +1,115 @@
+"""The dashboard in a real headless Chromium (Debian's chromium + chromium-driver, installed by
+scripts/test): served by a running daemon whose miners are mining, its charts drawn from real
+data, a holder's statements looked up with their token. The screenshot is kept in artifacts/."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from poold.ledger.db import make_engine, migrate
+from poold.simulate import run_fleet
+from tests.api.test_api import populate
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+
+
+def browser() -> webdriver.Chrome:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.fail("chromium and chromedriver are needed: scripts/test installs them (apt)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=420,1400"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+async def test_dashboard_in_chromium(
+    start_daemon: Any, config_factory: Any, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    tokens = populate(engine, tmp_path)
+    engine.dispose()
+    cfg = config_factory(
+        ledger={"url": url, "ingest_interval_s": 0.2},
+        api={"listen": "127.0.0.1:0"},
+    )
+    rd = await start_daemon(cfg)
+    host, port = rd.address
+    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=2, account="acme")
+    await asyncio.sleep(0.6)  # the last shares reach the ledger
+    ahost, aport = rd.daemon.api_addresses[0]
+
+    def drive() -> dict[str, Any]:
+        web = browser()
+        try:
+            web.get(f"http://{ahost}:{aport}/")
+            wait = WebDriverWait(web, 20)
+            try:
+                wait.until(
+                    lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded")
+                )
+            except Exception:
+                print(
+                    "PAGE",
+                    web.find_element(By.ID, "pool-stats").text,
+                    web.get_log("browser") if hasattr(web, "get_log") else "",
+                )
+                raise
+            pool_chart = web.find_element(By.ID, "pool-hashrate")
+            blocks = web.find_elements(By.CSS_SELECTOR, "#pool-blocks tbody tr")
+            web.find_element(By.ID, "miner-account").send_keys("acme")
+            web.find_element(By.CSS_SELECTOR, "#miner-form button").click()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#miner-workers tbody tr"))
+            workers = [
+                r.find_element(By.TAG_NAME, "td").text
+                for r in web.find_elements(By.CSS_SELECTOR, "#miner-workers tbody tr")
+            ]
+            web.find_element(By.ID, "holder-name").send_keys("alice")
+            web.find_element(By.ID, "holder-token").send_keys(tokens["alice"])
+            web.find_element(By.CSS_SELECTOR, "#holder-form button").click()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#holder-table tbody tr"))
+            statement = [
+                td.text for td in web.find_elements(By.CSS_SELECTOR, "#holder-table tbody td")
+            ]
+            earnings = web.find_element(By.ID, "holder-earnings")
+            ARTIFACTS.mkdir(exist_ok=True)
+            web.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+            # A wrong token shows the API's message, not a broken page.
+            web.find_element(By.ID, "holder-token").clear()
+            web.find_element(By.ID, "holder-token").send_keys(tokens["bob"])
+            web.find_element(By.CSS_SELECTOR, "#holder-form button").click()
+            wait.until(lambda d: d.find_element(By.ID, "holder-error").text)
+            return {
+                "points": pool_chart.get_attribute("data-points"),
+                "max": pool_chart.get_attribute("data-max"),
+                "blocks": len(blocks),
+                "workers": workers,
+                "statement": statement,
+                "earnings_points": earnings.get_attribute("data-points"),
+                "error": web.find_element(By.ID, "holder-error").text,
+            }
+        finally:
+            web.quit()
+
+    seen = await asyncio.to_thread(drive)
+    await rd.shutdown()
+    assert seen["points"] == "48" and float(seen["max"] or 0) > 1  # the miners' hashrate, drawn
+    assert seen["blocks"] == 2
+    assert sorted(seen["workers"]) == ["acme.rig0", "acme.rig1"]
+    assert seen["statement"][0] == "2027-01-15" and seen["earnings_points"] == "1"
+    assert "does not give access" in seen["error"]
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
