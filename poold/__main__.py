@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,7 +46,7 @@ from poold.node.rpc import RpcNode
 from poold.shares.log import ShareLogError
 from poold.simulate import run_fleet
 from poold.tokens.settle import period_of, set_price, settle_due
-from poold.tokens.transfers import TokenError, import_transfers
+from poold.tokens.transfers import TokenError, import_transfers, parse_records
 from poold.tokens.transfers import parse_file as parse_transfers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="poold: pool share accounting")
@@ -148,8 +149,10 @@ def _supervise(config: Path, n: int) -> int:
     return max(codes, default=0)
 
 
-def demo_config(port: int = 3333, var: Path = Path("var")) -> Config:
-    """The embedded default: simnet chain, SQLite and share log under ./var, stratum on :3333."""
+def demo_config(port: int = 3333, var: Path = Path("var"), api_port: int = 8080) -> Config:
+    """The embedded default: simnet chain, SQLite and share log under ./var, stratum on :3333,
+    API and dashboard on :8080; FPPS booked every 10 s and token periods of one minute, so a
+    short run shows every step."""
     program = hashlib.new("ripemd160", hashlib.sha256(b"poold demo").digest()).digest()
     address = bech32m.encode("bcrt", 0, list(program))
     return parse_config(
@@ -166,12 +169,26 @@ def demo_config(port: int = 3333, var: Path = Path("var")) -> Config:
                 "network": "regtest",
                 "payout_address": address,
                 "coinbase_tag": "/poold-demo/",
+                "scheme": "fpps",
+                "fee": "0.02",
+                "fpps_period_s": 10,
             },
             "ledger": {
                 "url": f"sqlite:///{var / 'ledger.db'}",
                 "ingest_interval_s": 2.0,
                 "auto_migrate": True,
             },
+            "tokens": {
+                "enabled": True,
+                "th_per_token": "1/1000000000",  # 1 kH/s: the demo miners are CPUs
+                "w_per_th": "20",
+                "usd_per_kwh": "0.05",
+                "service_usd_per_th_day": "0.01",
+                "fleet_accounts": ["demo"],
+                "period_s": 60,
+                "settle_delay_s": 5,
+            },
+            "api": {"listen": f"127.0.0.1:{api_port}"},
             "sharelog": {"path": str(var / "sharelog")},
             "log": {"level": "warning", "stats_interval_s": 3600},
         },
@@ -184,11 +201,19 @@ def demo(
     duration: Annotated[float, typer.Option(help="stop after this many seconds (0 = Ctrl-C)")] = 0,
     miners: Annotated[int, typer.Option(help="simulated miners")] = 4,
     port: Annotated[int, typer.Option(help="stratum port")] = 3333,
+    api_port: Annotated[int, typer.Option(help="API and dashboard port")] = 8080,
 ) -> None:
-    """Run the embedded default with a few simulated miners, printing what happens."""
-    cfg = demo_config(port)
+    """Run the embedded default with a few simulated miners, printing what happens. Each run
+    starts from a fresh ./var (the simnet chain is new each time too)."""
+    var = Path("var")
+    cfg = demo_config(port, var, api_port)
     configure_logging(cfg.log.level, cfg.log.format)
-    Path("var").mkdir(exist_ok=True)
+    var.mkdir(exist_ok=True)
+    for old in (*var.glob("ledger.db*"), var / "sharelog"):
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
     uvloop.run(_demo(cfg, duration, miners))
 
 
@@ -206,6 +231,14 @@ async def _demo(cfg: Config, duration: float, miners: int) -> None:
         f"{cfg.sharelog.path}/",
         flush=True,
     )
+    holder_token = await asyncio.to_thread(_demo_tokens, daemon, cfg)
+    if daemon.api_addresses:
+        ahost, aport = daemon.api_addresses[0]
+        print(
+            f"dashboard: http://{ahost}:{aport}/  (token holders alice and bob; alice's read "
+            f"token: {holder_token})",
+            flush=True,
+        )
     horizon = duration if duration > 0 else 10**9
     # The miners run in their own process, as real ones would: hashing in this process would
     # starve the daemon's ledger thread of the GIL.
@@ -225,7 +258,7 @@ async def _demo(cfg: Config, duration: float, miners: int) -> None:
         stdout=asyncio.subprocess.PIPE,
     )
     started = time.monotonic()
-    seen_blocks = 0
+    seen_blocks = seen_periods = 0
     while not stop.is_set() and time.monotonic() - started < horizon and fleet.returncode is None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
@@ -240,6 +273,16 @@ async def _demo(cfg: Config, duration: float, miners: int) -> None:
                 flush=True,
             )
         seen_blocks = len(daemon.blocks)
+        for start, settled in daemon.token_periods[seen_periods:]:
+            lines = ", ".join(
+                f"{h} net {line.net_sat} sat" for h, line in sorted(settled.lines.items())
+            )
+            print(
+                f"  token period {start} settled: pot {settled.holders_pot_sat} sat, "
+                f"delivery {float(settled.delivery_ratio):.2f} — {lines}",
+                flush=True,
+            )
+        seen_periods = len(daemon.token_periods)
         print(
             f"[{time.monotonic() - started:6.1f}s] connections={m.connections} "
             f"shares accepted={m.shares_accepted} rejected={sum(m.shares_rejected.values())} "
@@ -274,6 +317,32 @@ async def _demo(cfg: Config, duration: float, miners: int) -> None:
         for account, sat in sorted(owed.items()):
             print(f"  ledger {account}: {sat} sat", flush=True)
         print(f"ledger verify: {'; '.join(problems) or 'ok'}", flush=True)
+
+
+def _demo_tokens(daemon: Daemon, cfg: Config) -> str:
+    """Two holders minted at the current period's start, BTC/USD for the next hour of periods,
+    and a read token for alice."""
+    assert daemon.ledger is not None
+    start = period_of(int(time.time()), cfg.tokens)[0]
+    import_transfers(
+        daemon.ledger,
+        parse_records(
+            [
+                {"id": "demo:mint:alice", "ts": start, "to": "alice", "amount": "3"},
+                {"id": "demo:mint:bob", "ts": start, "to": "bob", "amount": "1"},
+                {
+                    "id": "demo:alice->bob",
+                    "ts": start + 90,
+                    "from": "alice",
+                    "to": "bob",
+                    "amount": "1",
+                },
+            ]
+        ),
+    )
+    for i in range(60):
+        set_price(daemon.ledger, start + i * cfg.tokens.period_s, Fraction(65000), cfg.tokens)
+    return create_token(daemon.ledger, "holder:alice")
 
 
 @app.command()

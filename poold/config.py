@@ -211,6 +211,9 @@ class TokensConfig(_Section):
     fleet_accounts: tuple[str, ...] = Field((), description="accounts whose hashrate backs tokens")
     period_s: int = Field(86400, ge=60, le=7 * 86400, description="settlement period")
     cutoff_s: int = Field(0, ge=0, lt=86400, description="period boundary, seconds after 00:00 UTC")
+    settle_delay_s: int = Field(
+        300, ge=0, le=86400, description="wait this long after a period ends (late shares)"
+    )
 
     @model_validator(mode="after")
     def _fleet(self) -> TokensConfig:

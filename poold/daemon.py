@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
+from accounting import TokenSettlement
 from poold.api.app import ApiContext, make_app
 from poold.api.events import EventHub, tail_journal
 from poold.config import Config
@@ -163,6 +164,7 @@ class Daemon:
         self.address: tuple[str, int] | None = None
         self.api_addresses: list[tuple[str, int]] = []  # HTTP listeners (API, admin)
         self.events = EventHub()
+        self.token_periods: list[tuple[int, TokenSettlement]] = []  # settled by this process
         self.node_seen = 0.0  # clock time of the last successful node poll
         self.ledger: Engine | None = None
         self._fpps_booked = 0  # period end of the last FPPS booking made by this process
@@ -358,6 +360,7 @@ class Daemon:
         if self.cfg.tokens.enabled:
             for period in await asyncio.to_thread(settle_due, self.ledger, self.cfg.tokens):
                 if period.settled is not None:
+                    self.token_periods.append((period.period_start, period.settled))
                     log.info(
                         "token_period_settled",
                         period_start=period.period_start,

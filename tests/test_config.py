@@ -79,6 +79,14 @@ def test_shipped_configs_are_valid(name: str) -> None:
     load_config(ROOT / "configs" / name, environ={})
 
 
+def test_demo_toml_is_what_poold_demo_runs() -> None:
+    from poold.__main__ import demo_config
+
+    shipped = load_config(ROOT / "configs" / "demo.toml", environ={})
+    embedded = demo_config()
+    assert shipped.model_dump(exclude={"log"}) == embedded.model_dump(exclude={"log"})
+
+
 def test_example_documents_every_key() -> None:
     from poold.config import Config
 

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -42,10 +42,8 @@ from poold.ledger.models import (
     TokenStatement,
     TokenTransfer,
 )
+from poold.ledger.settle import BLOCK_KEYS
 from poold.tokens.transfers import TokenError, balances_at, transfers_between
-
-#: Shares of a period may still be on their way into the ledger this long after it ends.
-INGEST_GRACE_S = 300
 
 
 def period_of(t: int, cfg: TokensConfig) -> tuple[int, int]:
@@ -101,7 +99,10 @@ def _earnings(conn: Connection, fleet: tuple[str, ...], start: int, end: int) ->
         raise _Wait(f"block {pending} found in the period is not mature yet")
     unsettled = conn.execute(
         select(Block.hash)
-        .outerjoin(Settlement, Settlement.key == "pplns:" + Block.hash)
+        .outerjoin(
+            Settlement,
+            or_(*(Settlement.key == prefix + Block.hash for prefix in BLOCK_KEYS.values())),
+        )
         .where(
             Block.found_ms >= start * 1000,
             Block.found_ms < end * 1000,
@@ -221,9 +222,9 @@ def settle_period(
     if start != period_start:
         raise TokenError(f"{period_start} is not the start of a period")
     now = time.time() if now is None else now
-    if now < end + INGEST_GRACE_S:
+    if now < end + cfg.settle_delay_s:
         return PeriodResult(
-            start, None, f"the period ends at {end}; settled {INGEST_GRACE_S} s after"
+            start, None, f"the period ends at {end}; settled {cfg.settle_delay_s} s after"
         )
     key = f"tokens:{start}"
     try:
@@ -325,7 +326,7 @@ def settle_due(
     else:
         return []
     out = []
-    while start + cfg.period_s + INGEST_GRACE_S <= now:
+    while start + cfg.period_s + cfg.settle_delay_s <= now:
         result = settle_period(engine, cfg, start, now=now)
         out.append(result)
         if result.waiting is not None:
