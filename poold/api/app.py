@@ -46,9 +46,44 @@ class ApiContext:
     clock: Callable[[], float] = time.time
     events: EventHub = field(default_factory=EventHub)
     keepalive_s: float = 15.0
+    cache_ttl_s: float = 5.0  # pool-wide views are recomputed at most this often
 
 
 CTX = web.AppKey("ctx", ApiContext)
+
+
+class Cached:
+    """Stale-while-revalidate: the first caller computes; afterwards callers get the last value
+    at once, and one background refresh runs when it is older than `ttl_s`. Pool-wide views
+    scan every slice of the day, so they are computed every few seconds, not per request."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._values: dict[str, tuple[float, Any]] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+
+    async def get(self, key: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+        now = time.monotonic()
+        hit = self._values.get(key)
+        if hit is None:
+            value = await compute()
+            self._values[key] = (time.monotonic(), value)
+            return value
+        if now - hit[0] > self.ttl_s and key not in self._refreshing:
+
+            async def refresh() -> None:
+                try:
+                    self._values[key] = (time.monotonic(), await compute())
+                except Exception:
+                    pass
+                finally:
+                    self._refreshing.pop(key, None)
+
+            self._refreshing[key] = asyncio.create_task(refresh())
+        return hit[1]
+
+
+CACHE = web.AppKey("cache", Cached)
 
 
 def _error(status: int, message: str) -> web.HTTPException:
@@ -140,7 +175,11 @@ def _now(request: web.Request) -> int:
 
 async def pool(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    body = await _read(request, queries.pool_overview, _now(request))
+    now = _now(request)
+    overview = await request.app[CACHE].get(
+        "pool", lambda: _read(request, queries.pool_overview, now)
+    )
+    body = dict(overview)
     body.update(
         scheme=ctx.cfg.pool.scheme,
         fee=str(ctx.cfg.pool.fee),
@@ -167,7 +206,10 @@ def _window(request: web.Request) -> str:
 
 async def pool_hashrate(request: web.Request) -> web.Response:
     window = _window(request)
-    points = await _read(request, queries.hashrate_series, _now(request), window)
+    now = _now(request)
+    points = await request.app[CACHE].get(
+        f"series:{window}", lambda: _read(request, queries.hashrate_series, now, window)
+    )
     return web.json_response({"window": window, "points": points})
 
 
@@ -373,6 +415,7 @@ async def not_found(_request: web.Request) -> web.Response:
 def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=16 << 20)
     app[CTX] = ctx
+    app[CACHE] = Cached(ctx.cache_ttl_s)
     app.router.add_get("/healthz", healthz)
     if public:
         app.router.add_get("/", dashboard)

@@ -6,11 +6,12 @@ SQLAlchemy errors become `LedgerError` here, with a message an operator can act 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event, inspect, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, create_engine, event, inspect, select
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from poold.ledger.models import SCHEMA_VERSION, SchemaVersion
@@ -100,3 +101,19 @@ def open_ledger(url: str, *, migrate_schema: bool = False) -> Engine:
         migrate(engine)
     check_schema(engine)
     return engine
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in the current transaction: COPY on PostgreSQL (one round trip for
+    100k rows), executemany elsewhere. Values must already be plain ints/strs/None."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(table.insert(), rows)
+        return
+    columns = list(rows[0])
+    raw: Any = conn.connection.driver_connection
+    sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    with raw.cursor() as cur, cur.copy(sql) as copy:
+        for r in rows:
+            copy.write_row(tuple(r[c] for c in columns))

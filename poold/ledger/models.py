@@ -212,7 +212,11 @@ class TokenTransfer(Base):
     and a changed one is refused."""
 
     __tablename__ = "token_transfers"
-    __table_args__ = (Index("ix_token_transfers_ts", "ts"),)
+    __table_args__ = (
+        Index("ix_token_transfers_ts", "ts"),
+        Index("ix_token_transfers_sender", "sender"),
+        Index("ix_token_transfers_receiver", "receiver"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ext_id: Mapped[str] = mapped_column(String(160), unique=True)
     ts: Mapped[int] = mapped_column(BigInteger)  # unix seconds

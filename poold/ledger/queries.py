@@ -27,7 +27,7 @@ from poold.ledger.models import (
     TokenTransfer,
     Worker,
 )
-from poold.tokens.transfers import balances_at
+from poold.tokens.transfers import exact
 
 WINDOWS = {"10m": 600, "1h": 3600, "24h": 86400}
 
@@ -284,7 +284,14 @@ def holder_summary(conn: Connection, holder: str, now: int) -> dict[str, Any]:
             *(func.coalesce(func.sum(getattr(TokenStatement, f)), 0) for f in STATEMENT_FIELDS)
         ).where(TokenStatement.holder == holder)
     ).one()
-    held = balances_at(conn, now + 1).get(holder, Fraction(0))
+    held: int | Fraction = 0
+    for sender, amount in conn.execute(
+        select(TokenTransfer.sender, TokenTransfer.amount).where(
+            TokenTransfer.ts <= now,
+            (TokenTransfer.sender == holder) | (TokenTransfer.receiver == holder),
+        )
+    ):
+        held += -exact(amount) if sender == holder else exact(amount)
     owed = conn.execute(
         select(func.coalesce(func.sum(JournalLine.amount_sat), 0)).where(
             JournalLine.account == f"holder:{holder}"

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from accounting import TokenSettlement, token_settle
 from poold.config import TokensConfig
+from poold.ledger.db import bulk_insert
 from poold.ledger.models import (
     Account,
     Block,
@@ -72,8 +73,8 @@ class PeriodInputs:
     earnings: dict[str, int]  # fleet account -> satoshis earned in the period
     delivered_ths: Fraction
     btc_usd: Fraction
-    opening: dict[str, Fraction]
-    transfers: list[tuple[int, str | None, str | None, Fraction]]
+    opening: dict[str, int | Fraction]
+    transfers: list[tuple[int, str | None, str | None, int | Fraction]]
     debt_in: dict[str, int]
 
 
@@ -253,8 +254,9 @@ def settle_period(
                 )
             )
             if result.lines:
-                conn.execute(
-                    insert(TokenStatement),
+                bulk_insert(
+                    conn,
+                    TokenStatement.__table__,  # type: ignore[arg-type]
                     [
                         {
                             "holder": h,
@@ -302,11 +304,11 @@ def _post(conn: Connection, start: int, inputs: PeriodInputs, result: TokenSettl
     lines = [(a, v) for a, v in lines if v]
     if sum(v for _, v in lines) != 0:  # pragma: no cover - the accounting identity
         raise AssertionError("token period posting does not balance")
-    if lines:
-        conn.execute(
-            insert(JournalLine),
-            [{"entry_id": entry_id, "account": a, "amount_sat": v} for a, v in lines],
-        )
+    bulk_insert(
+        conn,
+        JournalLine.__table__,  # type: ignore[arg-type]
+        [{"entry_id": entry_id, "account": a, "amount_sat": v} for a, v in lines],
+    )
     return int(entry_id)
 
 

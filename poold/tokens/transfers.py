@@ -8,6 +8,7 @@ an ISO 8601 UTC time; amount is exact ("2.5", "1/3"), never a float.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -124,27 +125,37 @@ def parse_file(path: Path) -> list[Transfer]:
     return parse_records(reader)
 
 
-def balances_at(conn: Connection, t: int) -> dict[str, Fraction]:
+@functools.lru_cache(maxsize=65536)
+def exact(text: str) -> int | Fraction:
+    """A stored amount: an int when it is whole (most are, and ints are much cheaper); the
+    same few amounts recur in a day's transfers, so parsed values are cached (immutable)."""
+    if text.isdigit():
+        return int(text)
+    num, _, den = text.partition("/")
+    return Fraction(int(num), int(den)) if den else Fraction(text)
+
+
+def balances_at(conn: Connection, t: int) -> dict[str, int | Fraction]:
     """Every holder's balance just before time t (transfers with ts < t)."""
-    out: dict[str, Fraction] = {}
+    out: dict[str, int | Fraction] = {}
     for sender, receiver, amount in conn.execute(
-        select(TokenTransfer.sender, TokenTransfer.receiver, TokenTransfer.amount)
-        .where(TokenTransfer.ts < t)
-        .order_by(TokenTransfer.ts, TokenTransfer.id)
+        select(TokenTransfer.sender, TokenTransfer.receiver, TokenTransfer.amount).where(
+            TokenTransfer.ts < t
+        )
     ):
-        a = Fraction(amount)
+        a = exact(amount)
         if sender is not None:
-            out[sender] = out.get(sender, Fraction(0)) - a
+            out[sender] = out.get(sender, 0) - a
         if receiver is not None:
-            out[receiver] = out.get(receiver, Fraction(0)) + a
+            out[receiver] = out.get(receiver, 0) + a
     return {h: v for h, v in out.items() if v}
 
 
 def transfers_between(
     conn: Connection, start: int, end: int
-) -> list[tuple[int, str | None, str | None, Fraction]]:
+) -> list[tuple[int, str | None, str | None, int | Fraction]]:
     return [
-        (int(ts), s, r, Fraction(a))
+        (int(ts), s, r, exact(a))
         for ts, s, r, a in conn.execute(
             select(
                 TokenTransfer.ts, TokenTransfer.sender, TokenTransfer.receiver, TokenTransfer.amount
@@ -197,7 +208,7 @@ def import_transfers(engine: Engine, transfers: list[Transfer]) -> ImportResult:
                     f"(settled up to {settled_end})"
                 )
         first = min(t.ts for t in new)
-        running = balances_at(conn, first)
+        running: dict[str, int | Fraction] = dict(balances_at(conn, first))
         later = [
             (int(ts), i, s, r, Fraction(a), x)
             for i, ts, s, r, a, x in conn.execute(
@@ -218,14 +229,14 @@ def import_transfers(engine: Engine, transfers: list[Transfer]) -> ImportResult:
         for row in merged:
             sender, receiver, amount, ext_id = row[2:]
             if sender is not None:
-                left = running.get(sender, Fraction(0)) - amount
+                left = running.get(sender, 0) - amount
                 if left < 0:
                     raise TokenError(
                         f"transfer {ext_id!r} would leave {sender!r} with {left} tokens"
                     )
                 running[sender] = left
             if receiver is not None:
-                running[receiver] = running.get(receiver, Fraction(0)) + amount
+                running[receiver] = running.get(receiver, 0) + amount
         conn.execute(
             insert(TokenTransfer),
             [

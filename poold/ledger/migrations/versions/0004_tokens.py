@@ -22,6 +22,8 @@ def upgrade() -> None:
         sa.Column("digest", sa.String(64), nullable=False),
     )
     op.create_index("ix_token_transfers_ts", "token_transfers", ["ts"])
+    op.create_index("ix_token_transfers_sender", "token_transfers", ["sender"])
+    op.create_index("ix_token_transfers_receiver", "token_transfers", ["receiver"])
     op.create_table(
         "token_prices",
         sa.Column("period_start", sa.BigInteger, primary_key=True, autoincrement=False),
