@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -651,6 +652,37 @@ def tokens_price(
         except (ValueError, ZeroDivisionError, TokenError) as exc:
             raise _fail(f"tokens price: {exc}", 1) from None
     typer.echo(json.dumps({"period_start": start, "btc_usd": str(price)}))
+
+
+@tokens_app.command("prices")
+def tokens_prices(
+    path: Path,
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """Import BTC/USD prices from a CSV file with a header period,btc_usd (period: a UTC date
+    or unix seconds); all or nothing."""
+    with _ledger(config) as (cfg, engine):
+        try:
+            rows = list(csv.DictReader(path.read_text().splitlines()))
+        except OSError as exc:
+            raise _fail(f"tokens prices: cannot read {path}: {exc.strerror}", 1) from None
+        if not rows or set(rows[0]) != {"period", "btc_usd"}:
+            raise _fail(f"tokens prices: {path} needs a header period,btc_usd and rows", 1)
+        parsed = []
+        for n, row in enumerate(rows, 2):
+            try:
+                price = Fraction(row["btc_usd"].strip())
+            except (ValueError, ZeroDivisionError):
+                raise _fail(
+                    f"tokens prices: line {n}: {row['btc_usd']!r} is not a number", 1
+                ) from None
+            parsed.append((_period_start(row["period"].strip(), cfg), price))
+        try:
+            for start, price in parsed:
+                set_price(engine, start, price, cfg.tokens)
+        except TokenError as exc:
+            raise _fail(f"tokens prices: {exc}", 1) from None
+    typer.echo(json.dumps({"prices": len(parsed)}))
 
 
 @tokens_app.command("settle")

@@ -308,6 +308,7 @@ class Daemon:
             return
         result = ingest(self.ledger, self.cfg.sharelog.path, self.cfg.stratum.node_id)
         self.ingested_shares += result.shares
+        self.metrics.ingest_lag_shares = max(0, self.metrics.shares_accepted - self.ingested_shares)
         if result.records:
             log.debug(
                 "ledger_ingested", shares=result.shares, slices=result.slices, blocks=result.blocks
@@ -331,6 +332,7 @@ class Daemon:
         )
         self._fpps_booked = end
         if booked is not None:
+            self.metrics.settlement_runs["fpps"] += 1
             log.info(
                 "fpps_booked",
                 period_end=end,
@@ -348,6 +350,7 @@ class Daemon:
             settle_pending, self.ledger, pool_fee=self.cfg.pool.fee, scheme=scheme
         )
         for s in settled:
+            self.metrics.settlement_runs["block"] += 1
             log.info(
                 "block_settled",
                 hash=s.block_hash,
@@ -360,6 +363,7 @@ class Daemon:
         if self.cfg.tokens.enabled:
             for period in await asyncio.to_thread(settle_due, self.ledger, self.cfg.tokens):
                 if period.settled is not None:
+                    self.metrics.settlement_runs["tokens"] += 1
                     self.token_periods.append((period.period_start, period.settled))
                     log.info(
                         "token_period_settled",

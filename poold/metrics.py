@@ -20,6 +20,8 @@ class Metrics:
         self.connections_refused = 0
         self.bans = 0
         self.jobs = 0
+        self.ingest_lag_shares = 0  # accepted but not yet in the ledger
+        self.settlement_runs: Counter[str] = Counter()  # by kind: block, fpps, tokens
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -51,5 +53,10 @@ class Metrics:
             f"poold_connections {self.connections}",
             "# TYPE poold_jobs_total counter",
             f"poold_jobs_total {self.jobs}",
+            "# TYPE poold_ingest_lag_shares gauge",
+            f"poold_ingest_lag_shares {self.ingest_lag_shares}",
+            "# TYPE poold_settlements_total counter",
         ]
+        for kind in ("block", "fpps", "tokens"):
+            lines.append(f'poold_settlements_total{{kind="{kind}"}} {self.settlement_runs[kind]}')
         return "\n".join(lines) + "\n"

@@ -62,6 +62,10 @@ class Cached:
         self._values: dict[str, tuple[float, Any]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
 
+    def peek(self, key: str) -> Any:
+        hit = self._values.get(key)
+        return None if hit is None else hit[1]
+
     async def get(self, key: str, compute: Callable[[], Awaitable[Any]]) -> Any:
         now = time.monotonic()
         hit = self._values.get(key)
@@ -401,7 +405,21 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=_ctx(request).metrics.render_prometheus(), content_type="text/plain")
+    """Prometheus text: the daemon's counters, the pool hashrate from the cached overview, and
+    payout runs (made by `poold payout` in another process) counted in the ledger."""
+    ctx = _ctx(request)
+    lines = [ctx.metrics.render_prometheus()]
+    cached = request.app[CACHE].peek("pool")
+    if cached is not None:
+        lines.append("# TYPE poold_hashrate_hs gauge\n")
+        for window, hs in cached["hashrate_hs"].items():
+            lines.append(f'poold_hashrate_hs{{window="{window}"}} {hs}\n')
+    if ctx.engine is not None:
+        counts = await _read(request, queries.payout_counts)
+        lines.append("# TYPE poold_payouts_total counter\n")
+        for status, n in sorted(counts.items()):
+            lines.append(f'poold_payouts_total{{status="{status}"}} {n}\n')
+    return web.Response(text="".join(lines), content_type="text/plain")
 
 
 async def openapi(_request: web.Request) -> web.Response:

@@ -54,6 +54,9 @@ SCHEMAS: dict[str, Any] = {
             "blocks": {"type": "object", "additionalProperties": INT},
             "scheme": STR,
             "fee": STR,
+            "round_effort": STR,
+            "pplns_window_fill": STR,
+            "pplns_unallocated": STR,
             "shares": _obj(
                 {"accepted": INT, "rejected": {"type": "object", "additionalProperties": INT}}
             ),
@@ -67,6 +70,7 @@ SCHEMAS: dict[str, Any] = {
             "reward_sat": INT,
             "found_ms": INT,
             "finder": STR,
+            "confirmations": INT,
         }
     ),
     "BlockList": _list("Block"),

@@ -32,7 +32,13 @@ class BlockChange:
 
 
 def _post(
-    engine: Engine, block_hash: str, kind: str, key: str, status: str, lines: list[tuple[str, int]]
+    engine: Engine,
+    block_hash: str,
+    kind: str,
+    key: str,
+    status: str,
+    lines: list[tuple[str, int]],
+    confirmations: int,
 ) -> bool:
     try:
         with engine.begin() as conn:
@@ -46,7 +52,11 @@ def _post(
                 [{"entry_id": entry_id, "account": a, "amount_sat": v} for a, v in lines],
             )
             conn.execute(insert(Settlement).values(key=key, entry_id=entry_id))
-            conn.execute(update(Block).where(Block.hash == block_hash).values(status=status))
+            conn.execute(
+                update(Block)
+                .where(Block.hash == block_hash)
+                .values(status=status, confirmations=confirmations)
+            )
         return True
     except IntegrityError:
         return False  # already posted
@@ -76,7 +86,13 @@ def _apply(engine: Engine, block_hash: str, entry_id: int, confirmations: int) -
     if confirmations < 0:
         reversal = [(a, -v) for a, v in lines]
         return _post(
-            engine, block_hash, "pplns_reversal", f"orphan:{block_hash}", "orphaned", reversal
+            engine,
+            block_hash,
+            "pplns_reversal",
+            f"orphan:{block_hash}",
+            "orphaned",
+            reversal,
+            -1,
         )
     moves: list[tuple[str, int]] = []
     for account, amount in lines:
@@ -84,7 +100,16 @@ def _apply(engine: Engine, block_hash: str, entry_id: int, confirmations: int) -
             moves += [(account, -amount), (account[: -len("immature")] + "spendable", amount)]
         elif account.startswith("coinbase:"):
             moves += [(account, -amount), ("pool:wallet", amount)]
-    return _post(engine, block_hash, "maturity", f"mature:{block_hash}", "confirmed", moves)
+    return _post(
+        engine, block_hash, "maturity", f"mature:{block_hash}", "confirmed", moves, confirmations
+    )
+
+
+def _set_confirmations(engine: Engine, block_hash: str, confirmations: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(Block).where(Block.hash == block_hash).values(confirmations=confirmations)
+        )
 
 
 async def follow_blocks(engine: Engine, node: Node) -> list[BlockChange]:
@@ -95,6 +120,7 @@ async def follow_blocks(engine: Engine, node: Node) -> list[BlockChange]:
     for block_hash, entry_id in await asyncio.to_thread(_pending, engine):
         confirmations = await node.block_confirmations(block_hash)
         if 0 <= confirmations < MATURITY:
+            await asyncio.to_thread(_set_confirmations, engine, block_hash, confirmations)
             continue
         if await asyncio.to_thread(_apply, engine, block_hash, entry_id, confirmations):
             status = "orphaned" if confirmations < 0 else "confirmed"

@@ -89,8 +89,9 @@ class Block(Base):
     bits: Mapped[int] = mapped_column(BigInteger)
     found_ms: Mapped[int] = mapped_column(BigInteger)
     accepted: Mapped[bool] = mapped_column(Boolean)
-    status: Mapped[str] = mapped_column(String(16))  # pending | rejected (confirmed/orphaned later)
+    status: Mapped[str] = mapped_column(String(16))  # pending|rejected|confirmed|orphaned
     reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    confirmations: Mapped[int] = mapped_column(Integer, server_default="0")  # -1: orphaned
 
 
 class IngestCheckpoint(Base):

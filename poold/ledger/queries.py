@@ -27,6 +27,8 @@ from poold.ledger.models import (
     TokenTransfer,
     Worker,
 )
+from poold.ledger.window import window
+from poold.shares.difficulty import network_difficulty
 from poold.tokens.transfers import exact
 
 WINDOWS = {"10m": 600, "1h": 3600, "24h": 86400}
@@ -86,15 +88,52 @@ def hashrates(conn: Connection, now: int, account_id: int | None = None) -> dict
     return out
 
 
-def pool_overview(conn: Connection, now: int) -> dict[str, Any]:
+def _scores_since(conn: Connection, since: int) -> Fraction:
+    """Summed share difficulty / network difficulty of the slices from minute `since` on."""
+    pg = conn.dialect.name == "postgresql"
+    num = cast(ShareSlice.diff_num, Numeric if pg else BigInteger)
+    cond = [ShareSlice.slice_start >= since]
+    rows = list(
+        conn.execute(
+            select(ShareSlice.bits, ShareSlice.diff_den, func.sum(num))
+            .where(*cond, *([] if pg else [func.length(ShareSlice.diff_num) <= 18]))
+            .group_by(ShareSlice.bits, ShareSlice.diff_den)
+        )
+    )
+    if not pg:
+        rows += conn.execute(
+            select(ShareSlice.bits, ShareSlice.diff_den, ShareSlice.diff_num).where(
+                *cond, func.length(ShareSlice.diff_num) > 18
+            )
+        ).all()
+    total = Fraction(0)
+    nets: dict[int, Fraction] = {}
+    for bits, den, value in rows:
+        if bits not in nets:
+            nets[bits] = network_difficulty(int(bits))
+        total += Fraction(int(value), int(den)) / nets[bits]
+    return total
+
+
+def pool_overview(conn: Connection, now: int, factor: Fraction = Fraction(2)) -> dict[str, Any]:
     rates = hashrates(conn, now)
     online = [k for k, v in rates["workers"].items() if v.get("10m")]
     blocks = conn.execute(select(Block.status, func.count()).group_by(Block.status)).all()
+    last = conn.execute(select(func.max(Block.found_ms)).where(Block.accepted.is_(True))).scalar()
+    # Effort: the work since the last block found (minute granularity) in network
+    # difficulties; 1 = an average round. Window fill: how much of `factor` network
+    # difficulties the newest shares cover now (the rest would be unallocated).
+    effort = _scores_since(conn, 0 if last is None else int(last) // 60_000 * 60)
+    covered = sum((d / n for _a, d, n in window(conn, now * 1000, factor)), Fraction(0))
+    fill = min(Fraction(1), covered / factor)
     return {
         "hashrate_hs": rates["total"],
         "workers_online": len(online),
         "miners_online": len({k.split(".", 1)[0] for k in online}),
         "blocks": {s: int(n) for s, n in blocks},
+        "round_effort": f"{float(effort):.6f}",
+        "pplns_window_fill": f"{float(fill):.6f}",
+        "pplns_unallocated": f"{float(1 - fill):.6f}",
     }
 
 
@@ -108,6 +147,7 @@ def blocks(conn: Connection, page: Page) -> list[dict[str, Any]]:
             Block.found_ms,
             Account.name,
             Worker.name,
+            Block.confirmations,
         )
         .join(Account, Block.account_id == Account.id)
         .join(Worker, Block.worker_id == Worker.id)
@@ -123,8 +163,9 @@ def blocks(conn: Connection, page: Page) -> list[dict[str, Any]]:
             "reward_sat": r,
             "found_ms": t,
             "finder": f"{a}.{w}",
+            "confirmations": int(c),
         }
-        for h, bh, s, r, t, a, w in rows
+        for h, bh, s, r, t, a, w, c in rows
     ]
 
 
@@ -340,3 +381,11 @@ def hashrate_series(
         ):
             totals[(int(t) - start) // step] += Fraction(int(n), int(d))
     return [{"t": start + i * step, "hs": _rate(v, step)} for i, v in enumerate(totals)]
+
+
+def payout_counts(conn: Connection) -> dict[str, int]:
+    """Payout runs by status (for /metrics)."""
+    return {
+        s: int(n)
+        for s, n in conn.execute(select(Payout.status, func.count()).group_by(Payout.status))
+    }

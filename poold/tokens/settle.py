@@ -55,17 +55,23 @@ def period_of(t: int, cfg: TokensConfig) -> tuple[int, int]:
 
 def set_price(engine: Engine, period_start: int, btc_usd: Fraction, cfg: TokensConfig) -> None:
     """Enter (or correct, until the period is settled) the BTC/USD rate of a period."""
-    if period_of(period_start, cfg)[0] != period_start:
-        raise TokenError(f"{period_start} is not the start of a period")
-    if btc_usd <= 0:
-        raise TokenError("btc_usd must be > 0")
+    set_prices(engine, [(period_start, btc_usd)], cfg)
+
+
+def set_prices(engine: Engine, prices: list[tuple[int, Fraction]], cfg: TokensConfig) -> None:
+    """Several periods' rates in one transaction: all are entered, or none."""
     with engine.begin() as conn:
-        if conn.execute(
-            select(TokenPeriod.period_start).where(TokenPeriod.period_start == period_start)
-        ).first():
-            raise TokenError(f"period {period_start} is already settled: its price is final")
-        conn.execute(delete(TokenPrice).where(TokenPrice.period_start == period_start))
-        conn.execute(insert(TokenPrice).values(period_start=period_start, btc_usd=str(btc_usd)))
+        for period_start, btc_usd in prices:
+            if period_of(period_start, cfg)[0] != period_start:
+                raise TokenError(f"{period_start} is not the start of a period")
+            if btc_usd <= 0:
+                raise TokenError(f"btc_usd for {period_start} must be > 0")
+            if conn.execute(
+                select(TokenPeriod.period_start).where(TokenPeriod.period_start == period_start)
+            ).first():
+                raise TokenError(f"period {period_start} is already settled: its price is final")
+            conn.execute(delete(TokenPrice).where(TokenPrice.period_start == period_start))
+            conn.execute(insert(TokenPrice).values(period_start=period_start, btc_usd=str(btc_usd)))
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,9 @@ async def test_reads_match_the_document(api: Api) -> None:
     assert status == 200
     check("/api/v1/pool", "get", 200, pool)
     assert pool["blocks"] == {"confirmed": 2} and pool["scheme"] == "pplns"
+    # Both blocks were found in the last minutes of shares: the round since is short, and the
+    # regtest-difficulty window is long filled.
+    assert float(pool["round_effort"]) > 0 and pool["pplns_window_fill"] == "1.000000"
 
     status, blocks = await api.get("/api/v1/pool/blocks?limit=1")
     check("/api/v1/pool/blocks", "get", 200, blocks)
@@ -215,7 +218,9 @@ async def test_operations_endpoints(api: Api) -> None:
     assert await api.get("/healthz") == (200, {"status": "ok"})
     status, body = await api.get("/readyz")
     assert (status, body) == (200, {"ready": True, "problems": {}})
+    await api.get("/api/v1/pool")  # fills the cached overview /metrics reads
     status, text = await api.get("/metrics")
     assert status == 200 and 'poold_shares_total{result="accepted"}' in text
+    assert 'poold_hashrate_hs{window="10m"}' in text and "poold_ingest_lag_shares 0" in text
     status, doc = await api.get("/api/v1/openapi.json")
     assert status == 200 and doc == DOC

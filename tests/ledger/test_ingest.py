@@ -168,3 +168,15 @@ def test_a_share_log_that_does_not_match_the_checkpoint_is_refused(
     with pytest.raises(LedgerError, match="does not match the ledger's checkpoint for node 0"):
         ingest(ledger, tmp_path / "b", 0)
     assert ingest(ledger, tmp_path / "b", 1).shares == 50  # as another node's log: fine
+
+
+def test_migrations_build_exactly_the_models(ledger: sa.Engine) -> None:
+    """The schema the migrations create is the one models.py declares (no drift)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from poold.ledger.models import Base
+
+    with ledger.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []

@@ -7,11 +7,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from poold.jobs.address import Network
 from poold.ledger.blocks import follow_blocks
 from poold.ledger.db import make_engine, migrate
 from poold.ledger.ingest import ingest
+from poold.ledger.models import Block
 from poold.ledger.payouts import owed, run_payouts
 from poold.ledger.settle import balances, settle_pending, verify
 from poold.simulate import run_fleet
@@ -70,6 +72,9 @@ async def test_blocks_mature_or_are_reversed(
     assert {c.block_hash for c in matured} == set(settled) - {tip}
     assert all(c.status == "confirmed" for c in matured)
     assert await follow_blocks(engine, node_rpc) == []  # following again changes nothing
+    with engine.connect() as conn:
+        depth = dict(conn.execute(sa.select(Block.hash, Block.confirmations)).all())
+    assert depth[tip] == -1 and all(depth[h] >= 100 for h in settled if h != tip)
 
     bal = balances(engine)
     kept = [s for h, s in settled.items() if h != tip]

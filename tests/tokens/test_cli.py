@@ -53,9 +53,19 @@ def test_import_price_settle(tmp_path: Path) -> None:
     assert price.returncode == 0, price.stderr
     assert json.loads(price.stdout)["period_start"] == 1_767_225_600  # 2026-01-01T00:00Z
     assert "give unix seconds or a date" in poold("tokens", "price", "Jan 1", "1").stderr
+    prices = tmp_path / "prices.csv"
+    prices.write_text("period,btc_usd\n2026-01-02,66000\n2026-01-01,1\n")
+    first = poold("tokens", "prices", str(prices))  # 01-01 is not settled yet: accepted
+    assert first.returncode == 0, first.stderr
+    prices.write_text("period,btc_usd\n2026-01-01,65432.10\n2026-01-03,abc\n")
+    bad_price = poold("tokens", "prices", str(prices))
+    assert bad_price.returncode == 1 and "line 3: 'abc' is not a number" in bad_price.stderr
+    prices.write_text("period,btc_usd\n2026-01-01,65432.10\n")
+    assert poold("tokens", "prices", str(prices)).returncode == 0
     settled = poold("tokens", "settle")
     assert settled.returncode == 0, settled.stderr
     line = json.loads(settled.stdout.splitlines()[0])
     assert line["period_start"] == 1_767_225_600 and line["holders"] == 2
-    assert "no BTC/USD price for the period starting 1767312000" in settled.stdout
+    assert settled.stdout.count('"holders": 2') == 2  # 01-02 had its price from the file too
+    assert "no BTC/USD price for the period starting 1767398400" in settled.stdout
     assert poold("ledger", "verify").returncode == 0

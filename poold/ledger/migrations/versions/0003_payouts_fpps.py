@@ -1,4 +1,5 @@
-"""Payouts (intents, items, per-account settings, a lease) and FPPS bookkeeping."""
+"""Payouts (intents, items, per-account settings, a lease), FPPS bookkeeping, and the
+confirmations of found blocks."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -10,6 +11,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("blocks") as batch:  # SQLite needs batch mode to add columns safely
+        batch.add_column(sa.Column("confirmations", sa.Integer, nullable=False, server_default="0"))
     op.create_table(
         "payout_settings",
         sa.Column("account", sa.String(64), primary_key=True),
@@ -73,4 +76,6 @@ def downgrade() -> None:
         "payout_settings",
     ):
         op.drop_table(table)
+    with op.batch_alter_table("blocks") as batch:
+        batch.drop_column("confirmations")
     op.execute(sa.text("UPDATE poold_schema SET version = '0002'"))
