@@ -277,6 +277,13 @@ async def holder_statements(request: web.Request) -> web.Response:
     return web.json_response({"items": items, "limit": page.limit, "offset": page.offset})
 
 
+async def holder_transfers(request: web.Request) -> web.Response:
+    page = _page(request)
+    name = await _holder(request)
+    items = await _read(request, queries.holder_transfers, name, page)
+    return web.json_response({"items": items, "limit": page.limit, "offset": page.offset})
+
+
 async def holder_statements_csv(request: web.Request) -> web.Response:
     name = await _holder(request)
     th = _ctx(request).cfg.tokens.th_per_token
@@ -450,6 +457,7 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
         app.router.add_get("/api/v1/miners/{account}/payouts", miner_payouts)
         app.router.add_get("/api/v1/holders/{holder}", holder)
         app.router.add_get("/api/v1/holders/{holder}/statements", holder_statements)
+        app.router.add_get("/api/v1/holders/{holder}/transfers", holder_transfers)
         app.router.add_get("/api/v1/holders/{holder}/statements.csv", holder_statements_csv)
     if admin:
         app.router.add_post("/api/v1/admin/transfers", admin_transfers)

@@ -126,6 +126,17 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "StatementList": _list("Statement"),
+    "Transfer": _obj(
+        {
+            "id": STR,
+            "ts": INT,
+            "from": {"type": ["string", "null"]},
+            "to": {"type": ["string", "null"]},
+            "amount": STR,
+            "balance_after": STR,
+        }
+    ),
+    "TransferList": _list("Transfer"),
     "ImportResult": _obj({"added": INT, "unchanged": INT}),
     "Series": _obj(
         {
@@ -216,6 +227,12 @@ def document() -> dict[str, Any]:
             "/api/v1/holders/{holder}/statements": _get(
                 "Its daily statements, newest first",
                 "StatementList",
+                params=holder + PAGE,
+                errors=(400, *AUTH_ERRORS, 404),
+            ),
+            "/api/v1/holders/{holder}/transfers": _get(
+                "Its token movements, newest first, with the balance after each",
+                "TransferList",
                 params=holder + PAGE,
                 errors=(400, *AUTH_ERRORS, 404),
             ),

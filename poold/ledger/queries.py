@@ -389,3 +389,36 @@ def payout_counts(conn: Connection) -> dict[str, int]:
         s: int(n)
         for s, n in conn.execute(select(Payout.status, func.count()).group_by(Payout.status))
     }
+
+
+def holder_transfers(conn: Connection, holder: str, page: Page) -> list[dict[str, Any]]:
+    """The holder's token movements, newest first, each with its balance after it."""
+    rows = conn.execute(
+        select(
+            TokenTransfer.id,
+            TokenTransfer.ext_id,
+            TokenTransfer.ts,
+            TokenTransfer.sender,
+            TokenTransfer.receiver,
+            TokenTransfer.amount,
+        )
+        .where((TokenTransfer.sender == holder) | (TokenTransfer.receiver == holder))
+        .order_by(TokenTransfer.ts, TokenTransfer.id)
+    ).all()
+    balance: int | Fraction = 0
+    out = []
+    for _i, ext_id, ts, sender, receiver, amount in rows:
+        change = -exact(amount) if sender == holder else exact(amount)
+        balance += change
+        out.append(
+            {
+                "id": ext_id,
+                "ts": int(ts),
+                "from": sender,
+                "to": receiver,
+                "amount": amount,
+                "balance_after": str(balance),
+            }
+        )
+    out.reverse()
+    return out[page.offset : page.offset + page.limit]

@@ -149,6 +149,10 @@ async def test_reads_match_the_document(api: Api) -> None:
     [day] = statements["items"]
     assert day["period_start"] == START and day["btc_usd"] == str(PRICE)
 
+    status, moves = await api.get("/api/v1/holders/bob/transfers", "bob")
+    check("/api/v1/holders/{holder}/transfers", "get", 200, moves)
+    assert [(m["id"], m["balance_after"]) for m in moves["items"]] == [("mint:b", "400")]
+
     status, text = await api.get("/api/v1/holders/alice/statements.csv", "admin")
     assert status == 200
     rows = list(csv.DictReader(io.StringIO(text)))
