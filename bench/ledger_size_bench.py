@@ -30,14 +30,14 @@ T0 = 1_800_000_000
 TABLES = ("share_slices", "accounts", "workers", "blocks", "ingest_checkpoints", "journal_lines")
 
 
-def write_hour(log_dir: Path, hour: int, workers: int, interval: int) -> int:
+def write_seconds(log_dir: Path, first: int, last: int, workers: int, interval: int) -> int:
+    """Every share of seconds [first, last): worker w submits when second = w (mod interval)."""
     log = ShareLog(log_dir, segment_bytes=256 << 20)
     log.open()
     names = [(f"acct{w // 4}", f"rig{w % 4}") for w in range(workers)]
     n = 0
-    for second in range(hour * 3600, (hour + 1) * 3600):
+    for second in range(first, last):
         ts = (T0 + second) * 1000
-        # Worker w submits at seconds congruent to w modulo the interval.
         for w in range(second % interval, workers, interval):
             a, r = names[w]
             log.append_payload(
@@ -109,10 +109,9 @@ def main() -> None:
     hours = max(1, round(args.hours)) if args.hours >= 1 else 1
     for hour in range(hours):
         t = time.perf_counter()
-        if args.hours < 1:
-            shares += write_hour_part(log_dir, args.workers, args.interval, args.hours)
-        else:
-            shares += write_hour(log_dir, hour, args.workers, args.interval)
+        seconds = 3600 if args.hours >= 1 else int(args.hours * 3600)
+        first = hour * 3600
+        shares += write_seconds(log_dir, first, first + seconds, args.workers, args.interval)
         write_s += time.perf_counter() - t
         t = time.perf_counter()
         ingest(engine, log_dir, 0)
@@ -142,38 +141,6 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     out = ROOT / "bench" / "results" / f"ledger_size_{args.backend}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-
-
-def write_hour_part(log_dir: Path, workers: int, interval: int, hours: float) -> int:
-    """A fraction of an hour (for a quick run of the benchmark itself)."""
-    log = ShareLog(log_dir)
-    log.open()
-    n = 0
-    for second in range(int(hours * 3600)):
-        for w in range(second % interval, workers, interval):
-            log.append_payload(
-                encode_share(
-                    (T0 + second) * 1000,
-                    0,
-                    f"acct{w // 4}",
-                    f"rig{w % 4}",
-                    "1f",
-                    900_000,
-                    0x17034219,
-                    1 << 16,
-                    1,
-                    b"\0\0\0\1",
-                    b"\0\0\0\0",
-                    T0,
-                    n & 0xFFFFFFFF,
-                    0x20000000,
-                    False,
-                )
-            )
-            n += 1
-        log.flush()
-    log.close()
-    return n
 
 
 if __name__ == "__main__":

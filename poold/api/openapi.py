@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from poold.ledger.queries import STATEMENT_FIELDS
+
 INT = {"type": "integer"}
 STR = {"type": "string"}
 RATES = {
@@ -13,16 +15,7 @@ RATES = {
     "required": ["10m", "1h", "24h"],
     "additionalProperties": False,
 }
-SAT_FIELDS = (
-    "gross_sat",
-    "electricity_sat",
-    "service_sat",
-    "net_sat",
-    "debt_in_sat",
-    "paid_sat",
-    "debt_out_sat",
-    "written_off_sat",
-)
+SAT_FIELDS = STATEMENT_FIELDS
 
 
 def _obj(props: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -45,35 +45,50 @@ def _rate(total: Fraction, seconds: int) -> int:
     return value.numerator // value.denominator
 
 
-def _sums(conn: Connection, since: int, account_id: int | None = None) -> dict[Any, Fraction]:
-    """Summed difficulty per (account, worker) of slices starting at or after `since`, summed
-    by the database per denominator (exact: NUMERIC on PostgreSQL; on SQLite 64-bit sums whose
-    width is checked, wider ones summed here)."""
+def exact_sums(
+    conn: Connection, keys: list[Any], conds: list[Any], joins: tuple[Any, ...] = ()
+) -> dict[tuple[Any, ...], Fraction]:
+    """Summed slice difficulty per `keys`, exactly: the database sums numerators per
+    denominator (NUMERIC on PostgreSQL; 64-bit on SQLite, where numerators wider than 18
+    digits are summed here instead)."""
     pg = conn.dialect.name == "postgresql"
     num = cast(ShareSlice.diff_num, Numeric if pg else BigInteger)
     wide = func.length(ShareSlice.diff_num) > 18
-    base = [ShareSlice.slice_start >= since]
-    if account_id is not None:
-        base.append(ShareSlice.account_id == account_id)
-    out: dict[Any, Fraction] = {}
-    summed = (
-        select(Account.name, Worker.name, ShareSlice.diff_den, func.sum(num))
-        .join(Account, ShareSlice.account_id == Account.id)
-        .join(Worker, ShareSlice.worker_id == Worker.id)
-        .where(*base, *([] if pg else [~wide]))
-        .group_by(Account.name, Worker.name, ShareSlice.diff_den)
+
+    def query(*cols: Any) -> Any:
+        q = select(*cols)
+        for target, on in joins:
+            q = q.join(target, on)
+        return q
+
+    rows = list(
+        conn.execute(
+            query(*keys, ShareSlice.diff_den, func.sum(num))
+            .where(*conds, *([] if pg else [~wide]))
+            .group_by(*keys, ShareSlice.diff_den)
+        )
     )
-    rows = list(conn.execute(summed))
     if not pg:
         rows += conn.execute(
-            select(Account.name, Worker.name, ShareSlice.diff_den, ShareSlice.diff_num)
-            .join(Account, ShareSlice.account_id == Account.id)
-            .join(Worker, ShareSlice.worker_id == Worker.id)
-            .where(*base, wide)
+            query(*keys, ShareSlice.diff_den, ShareSlice.diff_num).where(*conds, wide)
         ).all()
-    for a, w, den, total in rows:
-        out[(a, w)] = out.get((a, w), Fraction(0)) + Fraction(int(total), int(den))
+    out: dict[tuple[Any, ...], Fraction] = {}
+    for *key, den, total in rows:
+        k = tuple(key)
+        out[k] = out.get(k, Fraction(0)) + Fraction(int(total), int(den))
     return out
+
+
+def _sums(conn: Connection, since: int, account_id: int | None = None) -> dict[Any, Fraction]:
+    """Summed difficulty per (account, worker) of slices starting at or after `since`."""
+    conds = [ShareSlice.slice_start >= since]
+    if account_id is not None:
+        conds.append(ShareSlice.account_id == account_id)
+    joins = (
+        (Account, ShareSlice.account_id == Account.id),
+        (Worker, ShareSlice.worker_id == Worker.id),
+    )
+    return exact_sums(conn, [Account.name, Worker.name], conds, joins)
 
 
 def hashrates(conn: Connection, now: int, account_id: int | None = None) -> dict[str, Any]:
@@ -90,29 +105,8 @@ def hashrates(conn: Connection, now: int, account_id: int | None = None) -> dict
 
 def _scores_since(conn: Connection, since: int) -> Fraction:
     """Summed share difficulty / network difficulty of the slices from minute `since` on."""
-    pg = conn.dialect.name == "postgresql"
-    num = cast(ShareSlice.diff_num, Numeric if pg else BigInteger)
-    cond = [ShareSlice.slice_start >= since]
-    rows = list(
-        conn.execute(
-            select(ShareSlice.bits, ShareSlice.diff_den, func.sum(num))
-            .where(*cond, *([] if pg else [func.length(ShareSlice.diff_num) <= 18]))
-            .group_by(ShareSlice.bits, ShareSlice.diff_den)
-        )
-    )
-    if not pg:
-        rows += conn.execute(
-            select(ShareSlice.bits, ShareSlice.diff_den, ShareSlice.diff_num).where(
-                *cond, func.length(ShareSlice.diff_num) > 18
-            )
-        ).all()
-    total = Fraction(0)
-    nets: dict[int, Fraction] = {}
-    for bits, den, value in rows:
-        if bits not in nets:
-            nets[bits] = network_difficulty(int(bits))
-        total += Fraction(int(value), int(den)) / nets[bits]
-    return total
+    sums = exact_sums(conn, [ShareSlice.bits], [ShareSlice.slice_start >= since])
+    return sum((v / network_difficulty(int(k[0])) for k, v in sums.items()), Fraction(0))
 
 
 def pool_overview(conn: Connection, now: int, factor: Fraction = Fraction(2)) -> dict[str, Any]:
@@ -359,27 +353,12 @@ def hashrate_series(
     span, step = SERIES[window]
     end = (now // 60 + 1) * 60
     start = end - span
-    pg = conn.dialect.name == "postgresql"
-    num = cast(ShareSlice.diff_num, Numeric if pg else BigInteger)
     conds = [ShareSlice.slice_start >= start, ShareSlice.slice_start < end]
     if account_id is not None:
         conds.append(ShareSlice.account_id == account_id)
-    if not pg:
-        conds.append(func.length(ShareSlice.diff_num) <= 18)
     totals = [Fraction(0)] * (span // step)
-    for t, den, total in conn.execute(
-        select(ShareSlice.slice_start, ShareSlice.diff_den, func.sum(num))
-        .where(*conds)
-        .group_by(ShareSlice.slice_start, ShareSlice.diff_den)
-    ):
-        totals[(int(t) - start) // step] += Fraction(int(total), int(den))
-    if not pg:  # numerators too wide for SQLite's integers, summed here
-        for t, n, d in conn.execute(
-            select(ShareSlice.slice_start, ShareSlice.diff_num, ShareSlice.diff_den).where(
-                *conds[:-1], func.length(ShareSlice.diff_num) > 18
-            )
-        ):
-            totals[(int(t) - start) // step] += Fraction(int(n), int(d))
+    for (t,), v in exact_sums(conn, [ShareSlice.slice_start], conds).items():
+        totals[(int(t) - start) // step] += v
     return [{"t": start + i * step, "hs": _rate(v, step)} for i, v in enumerate(totals)]
 
 

@@ -1,0 +1,54 @@
+"""The API's read queries sum slice difficulties exactly in the database, wide numbers too."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import sqlalchemy as sa
+
+from poold.ledger.models import Account, ShareSlice, Worker
+from poold.ledger.queries import exact_sums, hashrate_series, hashrates
+
+T = 1_800_000_000
+
+
+def test_exact_sums_with_wide_numerators(ledger: sa.Engine) -> None:
+    diffs = [(1, 3), (10**30, 7), (5, 2**40), (10**25, 1), (2, 3)]
+    with ledger.begin() as conn:
+        conn.execute(sa.insert(Account), [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
+        conn.execute(
+            sa.insert(Worker),
+            [{"id": 1, "account_id": 1, "name": "r"}, {"id": 2, "account_id": 2, "name": "r"}],
+        )
+        conn.execute(
+            sa.insert(ShareSlice),
+            [
+                {
+                    "node_id": 0,
+                    "account_id": 1 + i % 2,
+                    "worker_id": 1 + i % 2,
+                    "slice_start": T - 60 * (i + 1),
+                    "bits": 0x1D00FFFF,
+                    "diff_num": n,
+                    "diff_den": d,
+                    "shares": 1,
+                    "first_ms": 0,
+                    "last_ms": 0,
+                }
+                for i, (n, d) in enumerate(diffs)
+            ],
+        )
+    want = {
+        ("a",): Fraction(1, 3) + Fraction(5, 2**40) + Fraction(2, 3),
+        ("b",): Fraction(10**30, 7) + Fraction(10**25),
+    }
+    with ledger.connect() as conn:
+        joins = ((Account, ShareSlice.account_id == Account.id),)
+        assert exact_sums(conn, [Account.name], [ShareSlice.slice_start > 0], joins) == want
+        rates = hashrates(conn, T + 30)
+        series = hashrate_series(conn, T + 30, "1h")
+    total = sum(want.values(), Fraction(0))
+    hs = total * 2**32 / 3600
+    assert rates["total"]["1h"] == hs.numerator // hs.denominator
+    assert sum(Fraction(p["hs"]) for p in series) <= total * 2**32 / 60
+    assert len(series) == 60 and series[-1]["t"] == T
