@@ -88,6 +88,7 @@ class Cached:
 
 
 CACHE = web.AppKey("cache", Cached)
+PAGES = web.AppKey("pages", dict[tuple[str, int, int, int | None], str])
 
 
 def _error(status: int, message: str) -> web.HTTPException:
@@ -270,11 +271,22 @@ async def holder(request: web.Request) -> web.Response:
 
 
 async def holder_statements(request: web.Request) -> web.Response:
+    """Statements change only when a period is settled: the rendered page is kept, keyed by
+    the newest settled period, so a year of statements is not rebuilt on every request."""
     page = _page(request)
     name = await _holder(request)
     th = _ctx(request).cfg.tokens.th_per_token
-    items = await _read(request, queries.statements, name, page, th)
-    return web.json_response({"items": items, "limit": page.limit, "offset": page.offset})
+    newest = await _read(request, queries.newest_period)
+    key = (name, page.limit, page.offset, newest)
+    pages = request.app[PAGES]
+    body = pages.get(key)
+    if body is None:
+        items = await _read(request, queries.statements, name, page, th)
+        body = json.dumps({"items": items, "limit": page.limit, "offset": page.offset})
+        pages[key] = body
+        while len(pages) > 4096:
+            pages.pop(next(iter(pages)))
+    return web.Response(text=body, content_type="application/json")
 
 
 async def holder_transfers(request: web.Request) -> web.Response:
@@ -441,6 +453,7 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
     app = web.Application(middlewares=[json_errors], client_max_size=16 << 20)
     app[CTX] = ctx
     app[CACHE] = Cached(ctx.cache_ttl_s)
+    app[PAGES] = {}
     app.router.add_get("/healthz", healthz)
     if public:
         app.router.add_get("/", dashboard)

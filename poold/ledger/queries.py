@@ -401,3 +401,9 @@ def holder_transfers(conn: Connection, holder: str, page: Page) -> list[dict[str
         )
     out.reverse()
     return out[page.offset : page.offset + page.limit]
+
+
+def newest_period(conn: Connection) -> int | None:
+    """Start of the newest settled token period (an index lookup)."""
+    found = conn.execute(select(func.max(TokenPeriod.period_start))).scalar()
+    return None if found is None else int(found)

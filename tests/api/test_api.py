@@ -228,3 +228,12 @@ async def test_operations_endpoints(api: Api) -> None:
     assert 'poold_hashrate_hs{window="10m"}' in text and "poold_ingest_lag_shares 0" in text
     status, doc = await api.get("/api/v1/openapi.json")
     assert status == 200 and doc == DOC
+
+
+async def test_a_new_period_shows_up_at_once(api: Api, ledger: sa.Engine) -> None:
+    _, before = await api.get("/api/v1/holders/alice/statements", "alice")
+    assert len(before["items"]) == 1
+    set_price(ledger, START + 86400, PRICE, CFG)
+    assert settle_period(ledger, CFG, START + 86400, now=END + 86400 + 400).settled is not None
+    _, after = await api.get("/api/v1/holders/alice/statements", "alice")
+    assert [s["period_start"] for s in after["items"]] == [START + 86400, START]
