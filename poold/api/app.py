@@ -3,7 +3,8 @@ the event loop (which also serves miners) never waits on them.
 
 Errors are JSON `{"error": "..."}` naming what was wrong: 400 for a malformed parameter or
 body, 401 without a valid token, 403 when the token does not cover the resource, 404 for an
-unknown account or holder, 503 when the ledger is not available.
+unknown account or holder, 503 when the ledger is not available. Reads through
+poold.ledger.queries, writes only through poold.tokens; never imports the Stratum side.
 """
 
 from __future__ import annotations

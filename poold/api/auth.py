@@ -1,5 +1,5 @@
 """API tokens: random secrets shown once, stored as SHA-256 digests, each with one scope:
-`admin` (everything) or `holder:<name>` (that holder's pages only)."""
+`admin` (everything) or `holder:<name>` (that holder's pages only). No aiohttp here."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Two sources: the daemon publishes what it sees first-hand (a block found), and a
 the journal, so every posting by any process — a block settled, confirmed or orphaned, an FPPS
 booking, a token period, a payout sent by `poold payout` — becomes an event exactly once per
 subscriber. Each subscriber has a bounded queue; one that cannot keep up is disconnected rather
-than allowed to grow memory.
+than allowed to grow memory. Imports the ledger models only (no Stratum, no aiohttp).
 """
 
 from __future__ import annotations

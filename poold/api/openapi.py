@@ -1,5 +1,5 @@
 """The OpenAPI 3.1 document of /api/v1 (served at /api/v1/openapi.json; tests check every route
-and every response against it)."""
+and every response against it). Data only: imports nothing that does I/O."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ carried remainder) and the remainder (< 1 sat) is stored for the next booking. P
   + total   pool:fpps_paid              (the pool pays FPPS out of its own funds)
   - credit  miner:<account>:spendable
 The cursors, the carried remainders and the settlement row are written in the same transaction
-as the entry, so booking twice changes nothing.
+as the entry, so booking twice changes nothing. Talks to the node only through the `Node`
+protocol; never imports the Stratum side.
 """
 
 from __future__ import annotations

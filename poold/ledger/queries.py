@@ -2,7 +2,8 @@
 
 Hashrates are exact (summed slice difficulty x 2**32 / window) and returned as H/s rounded
 down to an integer for display; money is integer satoshis. Lists are paginated by the caller's
-limit/offset and always ordered, newest first. Never writes.
+limit/offset and always ordered, newest first. Never writes; imports no aiohttp (the API
+calls it in threads).
 """
 
 from __future__ import annotations

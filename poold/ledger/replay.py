@@ -5,10 +5,11 @@ Two checks, both exact:
      (account, worker, minute, bits), equals what the ledger's slices of that node sum to
      (nothing lost, nothing doubled, nothing altered);
   2. PPLNS credits: every settled block whose window lies inside the retained log is split
-     again from the log's shares (`settle.window_shares`, the same rule) and compared with the
+     again from the log's shares (`window.window_shares`, the same rule) and compared with the
      journal's credits, fee and unallocated for that block.
 When older segments were pruned, the first retained minute is left out (it may be partial) and
-blocks whose window reaches before the log are reported as not checkable. Reads only.
+blocks whose window reaches before the log are reported as not checkable. Reads only; imports
+the share log reader, never the Stratum side.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ slice difficulties per (minute, bits, denominator) newest first until the window
 (exactly, in Fractions) — that minute is the edge; minutes after it are summed per account
 (they count in full, so their order does not matter), and only the edge minute's slices come
 back one by one. Sums are exact: NUMERIC on PostgreSQL, 64-bit integers on SQLite with their
-width checked (anything wider falls back to the reference path).
+width checked (anything wider falls back to the reference path). Imports the ledger models
+and difficulty math only.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ Posting (satoshis, debits positive), balanced because E - retained = pot = sum o
   - paid_h            holder:<h>                        (what the pool now owes holder h)
   + debt_out - debt_in holder:<h>:debt                  (a receivable from the holder)
   + written_off       operator:written_off
+Imports accounting, the config and the ledger; no network, no node.
 """
 
 from __future__ import annotations

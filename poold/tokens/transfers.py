@@ -2,7 +2,8 @@
 letting a balance go negative or a settled period change. Reads and writes the ledger only.
 
 A transfer is (id, ts, from, to, amount): no `from` mints, no `to` burns; ts is unix seconds or
-an ISO 8601 UTC time; amount is exact ("2.5", "1/3"), never a float.
+an ISO 8601 UTC time; amount is exact ("2.5", "1/3"), never a float. Imports the ledger
+models only.
 """
 
 from __future__ import annotations
