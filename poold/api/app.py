@@ -290,6 +290,13 @@ async def holder_statements(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="application/json")
 
 
+async def holder_payouts(request: web.Request) -> web.Response:
+    page = _page(request)
+    name = await _holder(request)
+    items = await _read(request, queries.payouts, f"holder:{name}", page)
+    return web.json_response({"items": items, "limit": page.limit, "offset": page.offset})
+
+
 async def holder_transfers(request: web.Request) -> web.Response:
     page = _page(request)
     name = await _holder(request)
@@ -472,6 +479,7 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
         app.router.add_get("/api/v1/holders/{holder}", holder)
         app.router.add_get("/api/v1/holders/{holder}/statements", holder_statements)
         app.router.add_get("/api/v1/holders/{holder}/transfers", holder_transfers)
+        app.router.add_get("/api/v1/holders/{holder}/payouts", holder_payouts)
         app.router.add_get("/api/v1/holders/{holder}/statements.csv", holder_statements_csv)
     if admin:
         app.router.add_post("/api/v1/admin/transfers", admin_transfers)

@@ -87,7 +87,7 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "CreditList": _list("Credit"),
-    "MinerPayout": _obj(
+    "MinerPayout": _obj(  # a payout line, for a miner account or a token holder
         {
             "payout": INT,
             "status": STR,
@@ -226,6 +226,12 @@ def document() -> dict[str, Any]:
             "/api/v1/holders/{holder}/transfers": _get(
                 "Its token movements, newest first, with the balance after each",
                 "TransferList",
+                params=holder + PAGE,
+                errors=(400, *AUTH_ERRORS, 404),
+            ),
+            "/api/v1/holders/{holder}/payouts": _get(
+                "Its payouts",
+                "MinerPayoutList",
                 params=holder + PAGE,
                 errors=(400, *AUTH_ERRORS, 404),
             ),

@@ -5,12 +5,13 @@ One run (under the `payouts` lease, so two processes never pay at once):
      up in the wallet by its comment `poold-payout:<id>`: found -> recorded as sent; not found ->
      the wallet never sent it -> `failed`, nothing moved. Sent payouts are followed to
      `confirmed`.
-  2. plan: accounts owed at least their threshold (per-account override, else the config
-     minimum) with a valid address (their override, else the account name if it is one), in
-     batches of at most `max_outputs` addresses.
+  2. plan: payees owed at least their threshold (per-account override, else the config
+     minimum) with a valid address (their override, else the name if it is one), in batches of
+     at most `max_outputs` addresses. Payees are miner accounts (their spendable balance) and
+     token holders (`holder:<name>`, what their statements paid them).
   3. send each batch: the intent row is committed first, then the wallet is called, then the
      txid, fee and journal entry are written in one transaction:
-        + amount  miner:<account>:spendable   (the pool no longer owes it)
+        + amount  miner:<account>:spendable or holder:<name>   (the pool no longer owes it)
         - total+fee pool:wallet
         + fee     pool:txfees                 (the pool pays the network fee)
 Imports SQLAlchemy, poold.ledger and poold.node.base only.
@@ -95,15 +96,29 @@ def set_account(
             )
 
 
+def ledger_account(payee: str) -> str:
+    """The journal account a payee is paid from: a miner account's spendable balance, or a
+    token holder's (payees named `holder:<name>`; miner names never contain a colon)."""
+    return payee if payee.startswith("holder:") else f"miner:{payee}:spendable"
+
+
 def owed(engine: Engine) -> dict[str, int]:
-    """What the pool owes each miner now (their spendable balance), satoshis."""
+    """What the pool owes each payee now, satoshis: miners by account name (their spendable
+    balance), token holders as `holder:<name>`."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(JournalLine.account, func.sum(JournalLine.amount_sat))
-            .where(JournalLine.account.like("miner:%:spendable"))
+            .where(
+                JournalLine.account.like("miner:%:spendable")
+                | (JournalLine.account.like("holder:%") & ~JournalLine.account.like("%:debt"))
+            )
             .group_by(JournalLine.account)
         ).all()
-    return {a[len("miner:") : -len(":spendable")]: -int(s) for a, s in rows if s}
+    return {
+        a if a.startswith("holder:") else a[len("miner:") : -len(":spendable")]: -int(s)
+        for a, s in rows
+        if s
+    }
 
 
 def plan(
@@ -136,7 +151,7 @@ def plan(
         elif amount < threshold:
             skipped[account] = f"balance {amount} sat is below its threshold {threshold} sat"
         else:
-            candidate = address or account
+            candidate = address or account.removeprefix("holder:")
             try:
                 address_to_script(candidate, network)
             except ValueError as exc:
@@ -257,7 +272,7 @@ def _record_sent(engine: Engine, payout_id: int, tx: WalletTx) -> bool:
                 .values(kind="payout", reference=tx.txid, created_ms=int(time.time() * 1000))
                 .returning(JournalEntry.id)
             ).scalar_one()
-            lines = [(f"miner:{a}:spendable", int(v)) for a, v in items]
+            lines = [(ledger_account(a), int(v)) for a, v in items]
             lines.append(("pool:wallet", -(int(total) + tx.fee_sat)))
             if tx.fee_sat:
                 lines.append(("pool:txfees", tx.fee_sat))

@@ -237,3 +237,33 @@ async def test_a_new_period_shows_up_at_once(api: Api, ledger: sa.Engine) -> Non
     assert settle_period(ledger, CFG, START + 86400, now=END + 86400 + 400).settled is not None
     _, after = await api.get("/api/v1/holders/alice/statements", "alice")
     assert [s["period_start"] for s in after["items"]] == [START + 86400, START]
+
+
+async def test_holders_are_paid_through_the_wallet(api: Api, ledger: sa.Engine) -> None:
+    from poold.jobs.address import Network
+    from poold.ledger.payouts import run_payouts, set_account
+    from poold.ledger.settle import verify
+    from tests.helpers import regtest_address
+    from tests.ledger.test_journal_properties import MemoryWallet
+
+    _, alice = await api.get("/api/v1/holders/alice", "alice")
+    owed = alice["balance_sat"]
+    assert owed > 0
+    address = regtest_address(b"alice's wallet")
+    set_account(ledger, "holder:alice", address=address, min_payout_sat=1)
+    wallet = MemoryWallet()
+    report = await run_payouts(
+        ledger, wallet, network=Network.REGTEST, min_payout_sat=1, max_outputs=10, send=True
+    )
+    # bob has no address (his name is not one): skipped, saying why; so are miners m0..m3
+    paid = [(p.account, p.amount_sat) for b in report.batches for p in b]
+    assert paid == [("holder:alice", owed)]
+    assert "no valid regtest payout address" in report.skipped["m2"]
+    assert "no valid regtest payout address" in report.skipped["holder:bob"]
+    assert wallet.paid() == {address: owed}
+    _, payouts = await api.get("/api/v1/holders/alice/payouts", "alice")
+    check("/api/v1/holders/{holder}/payouts", "get", 200, payouts)
+    assert [(p["amount_sat"], p["address"]) for p in payouts["items"]] == [(owed, address)]
+    _, after = await api.get("/api/v1/holders/alice", "alice")
+    assert after["balance_sat"] == 0
+    assert verify(ledger) == []
