@@ -105,14 +105,22 @@ def open_ledger(url: str, *, migrate_schema: bool = False) -> Engine:
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert many rows in the current transaction: COPY on PostgreSQL (one round trip for
-    100k rows), executemany elsewhere. Values must already be plain ints/strs/None."""
+    100k rows), the DB-API driver's own executemany on SQLite (no per-row SQLAlchemy work).
+    Values must already be plain ints/strs/None, every row with the same keys."""
     if not rows:
+        return
+    columns = list(rows[0])
+    raw: Any = conn.connection.driver_connection  # this transaction's own connection
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" for _ in columns)
+        raw.executemany(
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})",
+            [tuple(r[c] for c in columns) for r in rows],
+        )
         return
     if conn.dialect.name != "postgresql":
         conn.execute(table.insert(), rows)
         return
-    columns = list(rows[0])
-    raw: Any = conn.connection.driver_connection
     sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
     with raw.cursor() as cur, cur.copy(sql) as copy:
         for r in rows:

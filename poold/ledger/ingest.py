@@ -21,7 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from poold.ledger.db import LedgerError
+from poold.ledger.db import LedgerError, bulk_insert
 from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
 from poold.shares.log import LogPosition, ShareFields, list_segments, scan_from, segment_path
 
@@ -115,18 +115,13 @@ SLICE_COLUMNS = (
 
 
 def _insert_slices(conn: Connection, rows: list[dict[str, int]]) -> None:
-    """Bulk insert in the current transaction: COPY on PostgreSQL, executemany elsewhere."""
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert(ShareSlice), rows)
-        return
-    raw: Any = conn.connection.driver_connection  # the psycopg connection of this transaction
-    sql = f"COPY {ShareSlice.__tablename__} ({', '.join(SLICE_COLUMNS)}) FROM STDIN"
-    with raw.cursor() as cur, cur.copy(sql) as copy:
-        for r in rows:
-            # diff_num/diff_den are ExactInt (decimal text) columns.
-            copy.write_row(
-                tuple(str(r[c]) if c.startswith("diff_") else r[c] for c in SLICE_COLUMNS)
-            )
+    """Bulk insert in the current transaction (COPY on PostgreSQL, the driver's executemany on
+    SQLite); diff_num/diff_den are ExactInt (decimal text) columns."""
+    bulk_insert(
+        conn,
+        ShareSlice.__table__,  # type: ignore[arg-type]
+        [{c: str(r[c]) if c.startswith("diff_") else r[c] for c in SLICE_COLUMNS} for r in rows],
+    )
 
 
 def _check_position(sharelog: Path, segs: list[int], cp: LogPosition, node_id: int) -> None:
