@@ -21,7 +21,20 @@ class Metrics:
         self.bans = 0
         self.jobs = 0
         self.ingest_lag_shares = 0  # accepted but not yet in the ledger
+        # Rejected shares by account and reason since start (rejects never reach the ledger);
+        # bounded: accounts past MAX_ACCOUNTS are counted together under "".
+        self.rejected_by_account: dict[str, Counter[str]] = {}
         self.settlement_runs: Counter[str] = Counter()  # by kind: block, fpps, tokens
+
+    MAX_ACCOUNTS = 100_000
+
+    def reject_for(self, account: str, reason: str) -> None:
+        counts = self.rejected_by_account.get(account)
+        if counts is None:
+            if len(self.rejected_by_account) >= self.MAX_ACCOUNTS:
+                account = ""
+            counts = self.rejected_by_account.setdefault(account, Counter())
+        counts[reason] += 1
 
     def snapshot(self) -> dict[str, object]:
         return {

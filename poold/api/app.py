@@ -238,7 +238,10 @@ async def _miner_id(request: web.Request) -> tuple[str, int]:
 
 async def miner(request: web.Request) -> web.Response:
     name, aid = await _miner_id(request)
-    return web.json_response(await _read(request, queries.miner, name, aid, _now(request)))
+    body = await _read(request, queries.miner, name, aid, _now(request))
+    # Rejected shares never reach the ledger: this daemon's counts since it started.
+    body["shares_rejected"] = dict(_ctx(request).metrics.rejected_by_account.get(name, {}))
+    return web.json_response(body)
 
 
 async def miner_credits(request: web.Request) -> web.Response:

@@ -73,6 +73,7 @@ SCHEMAS: dict[str, Any] = {
             "hashrate_hs": RATES,
             "workers": {"type": "object", "additionalProperties": RATES},
             "shares_accepted": INT,
+            "shares_rejected": {"type": "object", "additionalProperties": INT},
             "balance_sat": _obj({"immature": INT, "spendable": INT}),
         }
     ),

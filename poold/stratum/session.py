@@ -316,7 +316,7 @@ class Session:
             return
         job = self.jobs.get(ev.job_id, now)
         if job is None:
-            self._reject(ev.req_id, Rejected(Reject.STALE, "job not found"))
+            self._reject(ev.req_id, Rejected(Reject.STALE, "job not found"), names[0])
             return
         diffs = self._job_diffs.get(ev.job_id)
         if diffs is None:
@@ -336,7 +336,7 @@ class Session:
             int(now),
         )
         if isinstance(verdict, Rejected):
-            self._reject(ev.req_id, verdict)
+            self._reject(ev.req_id, verdict, names[0])
             return
         # Credit the highest difficulty (smallest target) this share meets; it meets one.
         credited, best = diffs[0][0], -1
@@ -369,9 +369,11 @@ class Session:
         if self.vardiff.on_share(now) is not None:
             self._send_work(self.jobs.current(), now)
 
-    def _reject(self, req_id: p.RequestId, verdict: Rejected) -> None:
+    def _reject(self, req_id: p.RequestId, verdict: Rejected, account: str | None = None) -> None:
         self.rejected += 1
         self.metrics.shares_rejected[verdict.label] += 1
+        if account is not None:
+            self.metrics.reject_for(account, verdict.label)
         self.outbox.append(p.encode_error(req_id, verdict.code, verdict.reason))
         if self.log_event is not None:
             self.log_event("share_rejected", reason=verdict.label, detail=verdict.reason)

@@ -91,7 +91,9 @@ def populate(ledger: sa.Engine, tmp_path: Path) -> dict[str, str]:
 async def api(ledger: sa.Engine, tmp_path: Path) -> AsyncIterator[Api]:
     tokens = populate(ledger, tmp_path)
     cfg = make_config(tmp_path, tokens=CFG.model_dump(), api={"max_page": 50})
-    ctx = ApiContext(cfg, Metrics(), ledger, clock=lambda: T0 / 1000 + 40 * 60)
+    metrics = Metrics()
+    metrics.reject_for("m0", "low_difficulty")
+    ctx = ApiContext(cfg, metrics, ledger, clock=lambda: T0 / 1000 + 40 * 60)
     runner = web.AppRunner(make_app(ctx))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -134,6 +136,7 @@ async def test_reads_match_the_document(api: Api) -> None:
     status, m0 = await api.get("/api/v1/miners/m0")
     check("/api/v1/miners/{account}", "get", 200, m0)
     assert m0["shares_accepted"] == 10 and m0["balance_sat"]["spendable"] >= 0
+    assert m0["shares_rejected"] == {"low_difficulty": 1}
     status, credits = await api.get("/api/v1/miners/m0/credits?limit=3")
     check("/api/v1/miners/{account}/credits", "get", 200, credits)
     assert len(credits["items"]) == 3

@@ -96,6 +96,7 @@ async def test_code_21_stale_job(pool: Any) -> None:
     r = await c.request("mining.submit", ["acct.w1", "ffff", "00000000", "00000000", "00000000"])
     assert r["error"][0] == 21
     assert pool.daemon.metrics.shares_rejected["stale"] == 1
+    assert pool.daemon.metrics.rejected_by_account == {"acct": {"stale": 1}}
     await c.close()
 
 
