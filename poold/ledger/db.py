@@ -104,24 +104,28 @@ def open_ledger(url: str, *, migrate_schema: bool = False) -> Engine:
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows in the current transaction: COPY on PostgreSQL (one round trip for
-    100k rows), the DB-API driver's own executemany on SQLite (no per-row SQLAlchemy work).
-    Values must already be plain ints/strs/None, every row with the same keys."""
+    """Insert many rows (dicts with the same keys) in the current transaction."""
+    if rows:
+        columns = list(rows[0])
+        bulk_insert_tuples(conn, table, columns, [tuple(r[c] for c in columns) for r in rows])
+
+
+def bulk_insert_tuples(
+    conn: Connection, table: Table, columns: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert many rows, given as tuples in `columns` order, in the current transaction: COPY
+    on PostgreSQL (one round trip for 100k rows), the DB-API driver's own executemany on SQLite
+    (no per-row SQLAlchemy work). Values must already be plain ints/strs/None."""
     if not rows:
         return
-    columns = list(rows[0])
     raw: Any = conn.connection.driver_connection  # this transaction's own connection
+    names = ", ".join(columns)
     if conn.dialect.name == "sqlite":
         marks = ", ".join("?" for _ in columns)
-        raw.executemany(
-            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})",
-            [tuple(r[c] for c in columns) for r in rows],
-        )
-        return
-    if conn.dialect.name != "postgresql":
-        conn.execute(table.insert(), rows)
-        return
-    sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-    with raw.cursor() as cur, cur.copy(sql) as copy:
-        for r in rows:
-            copy.write_row(tuple(r[c] for c in columns))
+        raw.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+    elif conn.dialect.name == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row(r)
+    else:
+        conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in rows])

@@ -30,6 +30,7 @@ from poold.ledger.models import (
 )
 from poold.ledger.window import window
 from poold.shares.difficulty import network_difficulty
+from poold.tokens.settle import STATEMENT_AMOUNTS
 from poold.tokens.transfers import exact
 
 WINDOWS = {"10m": 600, "1h": 3600, "24h": 86400}
@@ -261,16 +262,7 @@ def holder_known(conn: Connection, holder: str) -> bool:
     )
 
 
-STATEMENT_FIELDS = (
-    "gross_sat",
-    "electricity_sat",
-    "service_sat",
-    "net_sat",
-    "debt_in_sat",
-    "paid_sat",
-    "debt_out_sat",
-    "written_off_sat",
-)
+STATEMENT_FIELDS = STATEMENT_AMOUNTS
 
 
 def statements(

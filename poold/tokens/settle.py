@@ -21,7 +21,9 @@ Imports accounting, the config and the ledger; no network, no node.
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -31,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from accounting import TokenSettlement, token_settle
 from poold.config import TokensConfig
-from poold.ledger.db import bulk_insert
+from poold.ledger.db import bulk_insert, bulk_insert_tuples
 from poold.ledger.models import (
     Account,
     Block,
@@ -196,13 +198,45 @@ def gather(conn: Connection, cfg: TokensConfig, start: int, end: int) -> PeriodI
     )
 
 
+STATEMENT_AMOUNTS = (
+    "gross_sat",
+    "electricity_sat",
+    "service_sat",
+    "net_sat",
+    "debt_in_sat",
+    "paid_sat",
+    "debt_out_sat",
+    "written_off_sat",
+)
+
+
+def _atoms(amount: int | Fraction, q: int) -> int:
+    """amount x q as an int (q is a multiple of every denominator), in integer arithmetic."""
+    if isinstance(amount, int):
+        return amount * q
+    return amount.numerator * (q // amount.denominator)
+
+
 def compute(inputs: PeriodInputs, cfg: TokensConfig, start: int, end: int) -> TokenSettlement:
-    return token_settle(
+    """`token_settle` on the period's inputs. Fractional token amounts are first scaled to whole
+    atoms (and TH per token divided by the same factor), which is the same arithmetic but
+    takes accounting's integer fast path; the lines are then labelled with that factor, so
+    their token-seconds read in tokens again."""
+    q = math.lcm(
+        *(v.denominator for v in inputs.opening.values() if isinstance(v, Fraction)),
+        *(t[3].denominator for t in inputs.transfers if isinstance(t[3], Fraction)),
+    )
+    opening: Mapping[str, int | Fraction] = inputs.opening
+    transfers: list[tuple[int, str | None, str | None, int | Fraction]] = inputs.transfers
+    if q > 1:
+        opening = {h: _atoms(v, q) for h, v in inputs.opening.items()}
+        transfers = [(t, a, b, _atoms(x, q)) for t, a, b, x in inputs.transfers]
+    result = token_settle(
         start,
         end,
-        inputs.opening,
-        inputs.transfers,
-        th_per_token=cfg.th_per_token,
+        opening,
+        transfers,
+        th_per_token=cfg.th_per_token / q,
         w_per_th=cfg.w_per_th,
         usd_per_kwh=cfg.usd_per_kwh,
         btc_usd=inputs.btc_usd,
@@ -213,6 +247,10 @@ def compute(inputs: PeriodInputs, cfg: TokensConfig, start: int, end: int) -> To
         negative_policy=cfg.negative_policy,
         debt_in=inputs.debt_in,
     )
+    if q > 1:
+        for line in result.lines.values():
+            line.atoms_per_token *= q
+    return result
 
 
 @dataclass(frozen=True)
@@ -261,23 +299,24 @@ def settle_period(
                 )
             )
             if result.lines:
-                bulk_insert(
+                bulk_insert_tuples(
                     conn,
                     TokenStatement.__table__,  # type: ignore[arg-type]
+                    ["holder", "period_start", "token_seconds", *STATEMENT_AMOUNTS],
                     [
-                        {
-                            "holder": h,
-                            "period_start": start,
-                            "token_seconds": str(line.token_seconds),
-                            "gross_sat": line.gross_sat,
-                            "electricity_sat": line.electricity_sat,
-                            "service_sat": line.service_sat,
-                            "net_sat": line.net_sat,
-                            "debt_in_sat": line.debt_in_sat,
-                            "paid_sat": line.paid_sat,
-                            "debt_out_sat": line.debt_out_sat,
-                            "written_off_sat": line.written_off_sat,
-                        }
+                        (
+                            h,
+                            start,
+                            str(line.token_seconds),
+                            line.gross_sat,
+                            line.electricity_sat,
+                            line.service_sat,
+                            line.net_sat,
+                            line.debt_in_sat,
+                            line.paid_sat,
+                            line.debt_out_sat,
+                            line.written_off_sat,
+                        )
                         for h, line in sorted(result.lines.items())
                     ],
                 )
