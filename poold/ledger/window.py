@@ -114,24 +114,16 @@ def _window_sql(
             .group_by(ShareSlice.slice_start, ShareSlice.bits, ShareSlice.diff_den)
             .order_by(ShareSlice.slice_start.desc())
         ).all()
-        minute, score = None, Fraction(0)
+        scores: dict[int, Fraction] = {}  # minute -> score, newest first
         for t, bits, den, total, w in groups:
             if not pg and int(w) > 18:
                 return None  # could exceed 64 bits on SQLite: the reference path
-            if t != minute:
-                if minute is not None:
-                    if score >= remaining:
-                        edge = minute
-                        break
-                    remaining -= score
-                minute, score = t, Fraction(0)
-            score += Fraction(int(total), int(den)) / nets[int(bits)]
-        else:
-            if minute is not None:
-                if score >= remaining:
-                    edge = minute
-                else:
-                    remaining -= score
+            scores[t] = scores.get(t, Fraction(0)) + Fraction(int(total), int(den)) / nets[bits]
+        for minute, score in scores.items():
+            if score >= remaining:
+                edge = minute
+                break
+            remaining -= score
         hi, span = lo, span * 4
 
     full_from = edge if edge is not None else oldest - 1
