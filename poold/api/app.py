@@ -31,7 +31,7 @@ from poold.api.openapi import document
 from poold.config import Config
 from poold.ledger import queries
 from poold.metrics import Metrics
-from poold.tokens.settle import period_of, set_price
+from poold.tokens.settle import STATEMENT_AMOUNTS, period_of, set_price
 from poold.tokens.transfers import TokenError, import_transfers, parse_records
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -312,7 +312,7 @@ async def holder_statements_csv(request: web.Request) -> web.Response:
     th = _ctx(request).cfg.tokens.th_per_token
     items = await _read(request, queries.statements, name, queries.Page(10**6, 0), th)
     out = io.StringIO()
-    columns = ["date", *(items[0] if items else queries.STATEMENT_FIELDS)]
+    columns = ["date", *(items[0] if items else STATEMENT_AMOUNTS)]
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for item in items:

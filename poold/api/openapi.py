@@ -1,11 +1,11 @@
 """The OpenAPI 3.1 document of /api/v1 (served at /api/v1/openapi.json; tests check every route
-and every response against it). Data only: imports nothing that does I/O."""
+and every response against it). Data only; the statement fields are poold.tokens' own."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from poold.ledger.queries import STATEMENT_FIELDS
+from poold.tokens.settle import STATEMENT_AMOUNTS
 
 INT = {"type": "integer"}
 STR = {"type": "string"}
@@ -15,7 +15,6 @@ RATES = {
     "required": ["10m", "1h", "24h"],
     "additionalProperties": False,
 }
-SAT_FIELDS = STATEMENT_FIELDS
 
 
 def _obj(props: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -104,7 +103,7 @@ SCHEMAS: dict[str, Any] = {
             "holder": STR,
             "tokens": STR,
             "balance_sat": INT,
-            "totals": _obj({f: INT for f in SAT_FIELDS}),
+            "totals": _obj({f: INT for f in STATEMENT_AMOUNTS}),
         }
     ),
     "Statement": _obj(
@@ -114,7 +113,7 @@ SCHEMAS: dict[str, Any] = {
             "token_seconds": STR,
             "ths_nominal": STR,
             "ths_delivered": STR,
-            **{f: INT for f in SAT_FIELDS},
+            **{f: INT for f in STATEMENT_AMOUNTS},
             "btc_usd": STR,
             "hashprice_sat_per_th_day": {"type": ["string", "null"]},
         }

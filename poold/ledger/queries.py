@@ -262,9 +262,6 @@ def holder_known(conn: Connection, holder: str) -> bool:
     )
 
 
-STATEMENT_FIELDS = STATEMENT_AMOUNTS
-
-
 def statements(
     conn: Connection, holder: str, page: Page, th_per_token: Fraction
 ) -> list[dict[str, Any]]:
@@ -277,7 +274,7 @@ def statements(
             TokenPeriod.earnings_sat,
             TokenPeriod.btc_usd,
             TokenStatement.token_seconds,
-            *(getattr(TokenStatement, f) for f in STATEMENT_FIELDS),
+            *(getattr(TokenStatement, f) for f in STATEMENT_AMOUNTS),
         )
         .join(TokenPeriod, TokenPeriod.period_start == TokenStatement.period_start)
         .where(TokenStatement.holder == holder)
@@ -298,7 +295,7 @@ def statements(
                 "token_seconds": ts_text,
                 "ths_nominal": str(nominal),
                 "ths_delivered": str(nominal * Fraction(ratio_text)),
-                **{f: int(v) for f, v in zip(STATEMENT_FIELDS, amounts, strict=True)},
+                **{f: int(v) for f, v in zip(STATEMENT_AMOUNTS, amounts, strict=True)},
                 "btc_usd": price,
                 "hashprice_sat_per_th_day": None if hashprice is None else str(hashprice),
             }
@@ -309,7 +306,7 @@ def statements(
 def holder_summary(conn: Connection, holder: str, now: int) -> dict[str, Any]:
     totals = conn.execute(
         select(
-            *(func.coalesce(func.sum(getattr(TokenStatement, f)), 0) for f in STATEMENT_FIELDS)
+            *(func.coalesce(func.sum(getattr(TokenStatement, f)), 0) for f in STATEMENT_AMOUNTS)
         ).where(TokenStatement.holder == holder)
     ).one()
     held: int | Fraction = 0
@@ -328,7 +325,7 @@ def holder_summary(conn: Connection, holder: str, now: int) -> dict[str, Any]:
     return {
         "holder": holder,
         "tokens": str(held),
-        "totals": {f: int(v) for f, v in zip(STATEMENT_FIELDS, totals, strict=True)},
+        "totals": {f: int(v) for f, v in zip(STATEMENT_AMOUNTS, totals, strict=True)},
         "balance_sat": -int(owed or 0),
     }
 
