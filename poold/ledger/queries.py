@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Numeric, cast, func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from poold.ledger.models import (
     Account,
@@ -52,7 +53,7 @@ def exact_sums(
 ) -> dict[tuple[Any, ...], Fraction]:
     """Summed slice difficulty per `keys`, exactly: the database sums numerators per
     denominator (NUMERIC on PostgreSQL; 64-bit on SQLite, where numerators wider than 18
-    digits are summed here instead)."""
+    digits, or a group whose sum would overflow, are summed here instead)."""
     pg = conn.dialect.name == "postgresql"
     num = cast(ShareSlice.diff_num, Numeric if pg else BigInteger)
     wide = func.length(ShareSlice.diff_num) > 18
@@ -63,17 +64,19 @@ def exact_sums(
             q = q.join(target, on)
         return q
 
-    rows = list(
-        conn.execute(
-            query(*keys, ShareSlice.diff_den, func.sum(num))
-            .where(*conds, *([] if pg else [~wide]))
-            .group_by(*keys, ShareSlice.diff_den)
+    every_row = query(*keys, ShareSlice.diff_den, ShareSlice.diff_num)
+    try:
+        rows = list(
+            conn.execute(
+                query(*keys, ShareSlice.diff_den, func.sum(num))
+                .where(*conds, *([] if pg else [~wide]))
+                .group_by(*keys, ShareSlice.diff_den)
+            )
         )
-    )
-    if not pg:
-        rows += conn.execute(
-            query(*keys, ShareSlice.diff_den, ShareSlice.diff_num).where(*conds, wide)
-        ).all()
+        if not pg:
+            rows += conn.execute(every_row.where(*conds, wide)).all()
+    except OperationalError:  # SQLite: a group's sum passed 64 bits; sum every row here
+        rows = list(conn.execute(every_row.where(*conds)))
     out: dict[tuple[Any, ...], Fraction] = {}
     for *key, den, total in rows:
         k = tuple(key)

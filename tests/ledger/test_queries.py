@@ -52,3 +52,33 @@ def test_exact_sums_with_wide_numerators(ledger: sa.Engine) -> None:
     assert rates["total"]["1h"] == hs.numerator // hs.denominator
     assert sum(Fraction(p["hs"]) for p in series) <= total * 2**32 / 60
     assert len(series) == 60 and series[-1]["t"] == T
+
+
+def test_a_sum_past_64_bits_stays_exact(ledger: sa.Engine) -> None:
+    """Each numerator fits 18 digits, but their sum does not fit 64 bits."""
+    big = 9 * 10**17
+    with ledger.begin() as conn:
+        conn.execute(sa.insert(Account).values(id=1, name="a"))
+        conn.execute(sa.insert(Worker).values(id=1, account_id=1, name="r"))
+        conn.execute(
+            sa.insert(ShareSlice),
+            [
+                {
+                    "node_id": 0,
+                    "account_id": 1,
+                    "worker_id": 1,
+                    "slice_start": T - 60 * i,
+                    "bits": 0x1D00FFFF,
+                    "diff_num": big,
+                    "diff_den": 1,
+                    "shares": 1,
+                    "first_ms": 0,
+                    "last_ms": 0,
+                }
+                for i in range(1, 21)
+            ],
+        )
+    with ledger.connect() as conn:
+        assert exact_sums(conn, [ShareSlice.account_id], [ShareSlice.slice_start > 0]) == {
+            (1,): Fraction(20 * big)
+        }
