@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stratum_bench import PY, free_port, raise_nofile, stop, wait_port  # noqa: E402
+from stratum_bench import PY, free_port, poold_config, raise_nofile, stop, wait_port  # noqa: E402
 
 from poold.api.auth import create_token  # noqa: E402
 from poold.ledger.db import bulk_insert, make_engine, migrate  # noqa: E402
@@ -189,32 +189,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as td:
             tmp = Path(td)
             port, api_port = free_port(), free_port()
-            cfg = tmp / "bench.toml"
-            cfg.write_text(f"""
-[stratum]
-listen = "127.0.0.1:{port}"
-start_difficulty = "1/4294967296"
-min_difficulty = "1/4294967296"
-max_difficulty = "1/4294967296"
-max_connections = 20000
-idle_timeout_s = 3600
-[node]
-kind = "simnet"
-simnet_difficulty = 1099511627776
-[pool]
-network = "regtest"
-payout_address = "bcrt1q2gxggvp0sywjxshxylx4ta30xu80fnqdt5pekn"
-[ledger]
-url = "{url}"
-ingest_interval_s = 5
-[api]
-listen = "127.0.0.1:{api_port}"
-[sharelog]
-path = "{tmp / "sharelog"}"
-[log]
-level = "warning"
-format = "json"
-""")
+            # The Stratum benchmark's daemon, plus a PostgreSQL ledger and the API.
+            cfg = poold_config(tmp, port)
+            cfg.write_text(
+                cfg.read_text()
+                + f'[ledger]\nurl = "{url}"\ningest_interval_s = 5\n'
+                + f'[api]\nlisten = "127.0.0.1:{api_port}"\n'
+            )
             proc = subprocess.Popen(
                 ["taskset", "-c", "0", PY, "-m", "poold", "run", "--config", str(cfg)],
                 stdout=subprocess.DEVNULL,
