@@ -33,9 +33,8 @@ from poold.api.auth import create_token
 from poold.config import Config, ConfigError, load_config, parse_config
 from poold.daemon import Daemon
 from poold.jobs.address import address_to_script
-from poold.jobs.coinbase import subsidy_sat
 from poold.ledger.db import LedgerError, open_ledger
-from poold.ledger.fpps import FppsBooked, average_fees, book_fpps, update_chain_fees
+from poold.ledger.fpps import FppsBooked, book_with_node
 from poold.ledger.ingest import ingest as run_ingest
 from poold.ledger.models import SCHEMA_VERSION
 from poold.ledger.payouts import PayoutError, PayoutReport, run_payouts, set_account
@@ -452,16 +451,15 @@ async def _book_fpps(cfg: Config, engine: Engine) -> FppsBooked | None:
     node = RpcNode(cfg.node.url, cfg.node.user, cfg.node.password, timeout_s=cfg.node.timeout_s)
     pool = cfg.pool
     try:
-        tip = await update_chain_fees(engine, node, blocks=pool.fee_window_blocks)
+        return await book_with_node(
+            engine,
+            node,
+            period_end_s=int(time.time()) // pool.fpps_period_s * pool.fpps_period_s,
+            fee_window_blocks=pool.fee_window_blocks,
+            pool_fee=pool.fee,
+        )
     finally:
         await node.close()
-    return book_fpps(
-        engine,
-        period_end_s=int(time.time()) // pool.fpps_period_s * pool.fpps_period_s,
-        subsidy_sat=subsidy_sat(tip + 1),
-        avg_fees_sat=average_fees(engine, tip=tip, blocks=pool.fee_window_blocks),
-        pool_fee=pool.fee,
-    )
 
 
 @app.command()

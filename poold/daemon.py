@@ -20,12 +20,11 @@ from accounting import TokenSettlement
 from poold.api.app import ApiContext, make_app
 from poold.api.events import EventHub, tail_journal
 from poold.config import Config
-from poold.jobs.coinbase import subsidy_sat
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import TemplateError, parse_template
 from poold.ledger.blocks import follow_blocks
 from poold.ledger.db import LedgerError, open_ledger
-from poold.ledger.fpps import average_fees, book_fpps, update_chain_fees
+from poold.ledger.fpps import book_with_node
 from poold.ledger.ingest import ingest
 from poold.ledger.settle import BLOCK_KEYS, settle_pending
 from poold.metrics import Metrics
@@ -317,17 +316,14 @@ class Daemon:
     async def _book_fpps(self, ledger: Engine) -> None:
         """Once per FPPS period: book every share slice ingested so far."""
         pool = self.cfg.pool
-        end = int(time.time()) // pool.fpps_period_s * pool.fpps_period_s
+        end = int(self.clock()) // pool.fpps_period_s * pool.fpps_period_s
         if end == self._fpps_booked:
             return
-        tip = await update_chain_fees(ledger, self.node, blocks=pool.fee_window_blocks)
-        avg = await asyncio.to_thread(average_fees, ledger, tip=tip, blocks=pool.fee_window_blocks)
-        booked = await asyncio.to_thread(
-            book_fpps,
+        booked = await book_with_node(
             ledger,
+            self.node,
             period_end_s=end,
-            subsidy_sat=subsidy_sat(tip + 1),
-            avg_fees_sat=avg,
+            fee_window_blocks=pool.fee_window_blocks,
             pool_fee=pool.fee,
         )
         self._fpps_booked = end

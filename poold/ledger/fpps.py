@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from accounting import avg_fees, fpps_settle
+from poold.jobs.coinbase import subsidy_sat
 from poold.ledger.models import (
     Account,
     ChainFees,
@@ -193,6 +194,23 @@ def book_fpps(
             return FppsBooked(period_end_s, len(rows), credited, carried)
     except IntegrityError:
         return None  # another process booked this period first
+
+
+async def book_with_node(
+    engine: Engine, node: Node, *, period_end_s: int, fee_window_blocks: int, pool_fee: Fraction
+) -> FppsBooked | None:
+    """`book_fpps` for the period ending at `period_end_s`, with the chain's recent fees brought
+    up to date first and the subsidy of the next block (the daemon's and `poold settle`'s way)."""
+    tip = await update_chain_fees(engine, node, blocks=fee_window_blocks)
+    avg = await asyncio.to_thread(average_fees, engine, tip=tip, blocks=fee_window_blocks)
+    return await asyncio.to_thread(
+        book_fpps,
+        engine,
+        period_end_s=period_end_s,
+        subsidy_sat=subsidy_sat(tip + 1),
+        avg_fees_sat=avg,
+        pool_fee=pool_fee,
+    )
 
 
 def last_booking(engine: Engine) -> int | None:
