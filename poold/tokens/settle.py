@@ -66,7 +66,7 @@ def set_prices(engine: Engine, prices: list[tuple[int, Fraction]], cfg: TokensCo
     with engine.begin() as conn:
         for period_start, btc_usd in prices:
             if period_of(period_start, cfg)[0] != period_start:
-                raise TokenError(f"{period_start} is not the start of a period")
+                raise TokenError(f"period_start {period_start} is not the start of a period")
             if btc_usd <= 0:
                 raise TokenError(f"btc_usd for {period_start} must be > 0")
             if conn.execute(

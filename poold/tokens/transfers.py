@@ -209,7 +209,7 @@ def import_transfers(engine: Engine, transfers: list[Transfer]) -> ImportResult:
                     f"(settled up to {settled_end})"
                 )
         first = min(t.ts for t in new)
-        running: dict[str, int | Fraction] = dict(balances_at(conn, first))
+        running = balances_at(conn, first)
         later = [
             (int(ts), i, s, r, Fraction(a), x)
             for i, ts, s, r, a, x in conn.execute(
