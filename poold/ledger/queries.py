@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import BigInteger, Numeric, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
 
 from poold.ledger.models import (
     Account,
@@ -29,6 +28,7 @@ from poold.ledger.models import (
     TokenTransfer,
     Worker,
 )
+from poold.ledger.slices import exact_sums
 from poold.ledger.window import window
 from poold.shares.difficulty import network_difficulty
 from poold.tokens.settle import STATEMENT_AMOUNTS
@@ -46,42 +46,6 @@ class Page:
 def _rate(total: Fraction, seconds: int) -> int:
     value = total * 2**32 / seconds
     return value.numerator // value.denominator
-
-
-def exact_sums(
-    conn: Connection, keys: list[Any], conds: list[Any], joins: tuple[Any, ...] = ()
-) -> dict[tuple[Any, ...], Fraction]:
-    """Summed slice difficulty per `keys`, exactly: the database sums numerators per
-    denominator (NUMERIC on PostgreSQL; 64-bit on SQLite, where numerators wider than 18
-    digits, or a group whose sum would overflow, are summed here instead)."""
-    pg = conn.dialect.name == "postgresql"
-    num = cast(ShareSlice.diff_num, Numeric if pg else BigInteger)
-    wide = func.length(ShareSlice.diff_num) > 18
-
-    def query(*cols: Any) -> Any:
-        q = select(*cols)
-        for target, on in joins:
-            q = q.join(target, on)
-        return q
-
-    every_row = query(*keys, ShareSlice.diff_den, ShareSlice.diff_num)
-    try:
-        rows = list(
-            conn.execute(
-                query(*keys, ShareSlice.diff_den, func.sum(num))
-                .where(*conds, *([] if pg else [~wide]))
-                .group_by(*keys, ShareSlice.diff_den)
-            )
-        )
-        if not pg:
-            rows += conn.execute(every_row.where(*conds, wide)).all()
-    except OperationalError:  # SQLite: a group's sum passed 64 bits; sum every row here
-        rows = list(conn.execute(every_row.where(*conds)))
-    out: dict[tuple[Any, ...], Fraction] = {}
-    for *key, den, total in rows:
-        k = tuple(key)
-        out[k] = out.get(k, Fraction(0)) + Fraction(int(total), int(den))
-    return out
 
 
 def _sums(conn: Connection, since: int, account_id: int | None = None) -> dict[Any, Fraction]:

@@ -47,6 +47,7 @@ from poold.ledger.models import (
     TokenTransfer,
 )
 from poold.ledger.settle import BLOCK_KEYS
+from poold.ledger.slices import exact_sums
 from poold.tokens.transfers import TokenError, balances_at, transfers_between
 
 
@@ -159,18 +160,14 @@ def _earnings(conn: Connection, fleet: tuple[str, ...], start: int, end: int) ->
 
 
 def _delivered_ths(conn: Connection, fleet: tuple[str, ...], start: int, end: int) -> Fraction:
-    total = Fraction(0)
-    for num, den in conn.execute(
-        select(ShareSlice.diff_num, ShareSlice.diff_den)
-        .join(Account, ShareSlice.account_id == Account.id)
-        .where(
-            Account.name.in_(list(fleet)),
-            ShareSlice.slice_start >= start,
-            ShareSlice.slice_start < end,
-        )
-    ):
-        total += Fraction(int(num), int(den))
-    return total * 2**32 / (end - start) / 10**12
+    conds = [
+        Account.name.in_(list(fleet)),
+        ShareSlice.slice_start >= start,
+        ShareSlice.slice_start < end,
+    ]
+    joins = ((Account, ShareSlice.account_id == Account.id),)
+    work = sum(exact_sums(conn, [], conds, joins).values(), Fraction(0))
+    return work * 2**32 / (end - start) / 10**12
 
 
 class _Wait(Exception):

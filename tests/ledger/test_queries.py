@@ -7,7 +7,8 @@ from fractions import Fraction
 import sqlalchemy as sa
 
 from poold.ledger.models import Account, ShareSlice, Worker
-from poold.ledger.queries import exact_sums, hashrate_series, hashrates
+from poold.ledger.queries import hashrate_series, hashrates
+from poold.ledger.slices import exact_sums
 
 T = 1_800_000_000
 
