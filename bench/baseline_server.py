@@ -1,7 +1,12 @@
 """The side-by-side reference: a minimal uvloop Stratum server doing only share validation.
 
-Same parser library (orjson), same job and the same `validate_share` as poold, but no sessions,
-vardiff, share log, metrics or limits. poold's number is compared with this one in one run.
+Same job and the same `validate_share` as poold, but no sessions, authorization, vardiff, share
+log, metrics or limits. Two request parsers:
+
+- `--parser checked` (the reference poold is held to): poold's own `protocol.parse_line`, which
+  checks every field's type, length and hex before the share is judged;
+- `--parser raw`: orjson plus `bytes.fromhex`/`int(x, 16)` with no checks at all (a malformed
+  request raises inside the protocol callback); reported alongside for transparency.
 """
 
 from __future__ import annotations
@@ -21,7 +26,15 @@ from poold.jobs.template import parse_template
 from poold.node.simnet import SimNet
 from poold.shares.difficulty import target_from_difficulty
 from poold.shares.validate import Accepted, validate_share
-from poold.stratum.protocol import encode_error, encode_notification, encode_true
+from poold.stratum.protocol import (
+    Authorize,
+    StratumConnection,
+    Submit,
+    Subscribe,
+    encode_error,
+    encode_notification,
+    encode_true,
+)
 
 TARGET = target_from_difficulty(Fraction(1, 2**32))
 
@@ -30,6 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--cpu", type=int, default=None)
+    ap.add_argument("--parser", choices=("checked", "raw"), default="checked")
     a = ap.parse_args()
     if a.cpu is not None:
         os.sched_setaffinity(0, {a.cpu})
@@ -44,7 +58,12 @@ def main() -> None:
     )
     counter = iter(range(1, 1 << 24))
 
-    class Conn(asyncio.Protocol):
+    def reply(rid: object, v: object) -> bytes:
+        if isinstance(v, Accepted):
+            return encode_true(rid)  # type: ignore[arg-type]
+        return encode_error(rid, v.code, v.reason)  # type: ignore[arg-type, attr-defined]
+
+    class Raw(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self.t = transport
             self.buf = b""
@@ -69,11 +88,7 @@ def main() -> None:
                         share_target=TARGET,
                         now=now,
                     )
-                    out.append(
-                        encode_true(rid)
-                        if isinstance(v, Accepted)
-                        else encode_error(rid, v.code, v.reason)
-                    )
+                    out.append(reply(rid, v))
                 elif m == "mining.subscribe":
                     out.append(
                         orjson.dumps({"id": rid, "result": [[], self.en1.hex(), 4], "error": None})
@@ -82,6 +97,42 @@ def main() -> None:
                 elif m == "mining.authorize":
                     out.append(encode_true(rid) + notify)
             self.t.write(b"".join(out))  # type: ignore[attr-defined]
+
+    class Checked(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.t = transport
+            self.conn = StratumConnection()
+            self.en1 = next(counter).to_bytes(4, "big")
+
+        def data_received(self, data: bytes) -> None:
+            out = []
+            now = int(time.time())
+            for ev in self.conn.receive_data(data):
+                if type(ev) is Submit:
+                    v = validate_share(
+                        job,
+                        self.en1,
+                        ev.extranonce2,
+                        ev.ntime,
+                        ev.nonce,
+                        ev.version_bits,
+                        0,
+                        TARGET,
+                        now,
+                    )
+                    out.append(reply(ev.req_id, v))
+                elif type(ev) is Subscribe:
+                    out.append(
+                        orjson.dumps(
+                            {"id": ev.req_id, "result": [[], self.en1.hex(), 4], "error": None}
+                        )
+                        + b"\n"
+                    )
+                elif type(ev) is Authorize:
+                    out.append(encode_true(ev.req_id) + notify)
+            self.t.write(b"".join(out))  # type: ignore[attr-defined]
+
+    Conn = Checked if a.parser == "checked" else Raw
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()

@@ -1,6 +1,8 @@
 """Stratum front-door benchmark: poold vs a minimal validating server, side by side.
 
-Server pinned to CPU 0, load generator (bench/loadgen.py) pinned to CPU 1. Reports validated
+Server pinned to CPU 0, load generator (bench/loadgen.py) pinned to CPU 1. "baseline" parses
+with poold's checked parser, "baseline_raw" with unchecked orjson (bench/baseline_server.py
+says why both). Reports validated
 shares/s at 1,000 and 10,000 connections (closed loop), p50/p99 reply latency at 20,000
 shares/s offered over 10,000 connections, RSS per idle connection, server CPU use, and
 `poold run` with 1 vs 2 SO_REUSEPORT workers (unpinned). Writes bench/results/stratum.json.
@@ -68,7 +70,7 @@ def rss_kb(pid: int) -> int:
     return total
 
 
-def poold_config(tmp: Path, port: int, workers: int = 1) -> Path:
+def poold_config(tmp: Path, port: int, workers: int = 1, fsync: int = 5) -> Path:
     cfg = tmp / f"bench-{port}.toml"
     cfg.write_text(f"""
 [stratum]
@@ -87,7 +89,7 @@ network = "regtest"
 payout_address = "bcrt1q2gxggvp0sywjxshxylx4ta30xu80fnqdt5pekn"
 [sharelog]
 path = "{tmp / f"sharelog-{port}"}"
-fsync_interval_ms = 5
+fsync_interval_ms = {fsync}
 [log]
 level = "warning"
 format = "json"
@@ -107,7 +109,9 @@ def start_server(
     if kind == "poold":
         cmd = [PY, "-m", "poold", "run", "--config", str(poold_config(tmp, port, workers))]
     else:
+        parser = "raw" if kind == "baseline_raw" else "checked"
         cmd = [PY, str(ROOT / "bench" / "baseline_server.py"), "--port", str(port)]
+        cmd += ["--parser", parser]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
     proc = subprocess.Popen(
@@ -229,6 +233,17 @@ def main() -> None:
                 print(kind, "open", results[kind]["open_10000_at_20000"], flush=True)
             finally:
                 stop(proc)
+        # The unchecked-parser baseline, for transparency (see bench/baseline_server.py).
+        proc, port = start_server("baseline_raw", tmp, cpu=0)
+        try:
+            results["baseline_raw"] = {
+                "closed_1000": loadgen(
+                    port, proc.pid, connections=1000, mode="closed", duration=dur
+                )
+            }
+            print("baseline_raw", results["baseline_raw"]["closed_1000"], flush=True)
+        finally:
+            stop(proc)
         proc, port = start_server("poold", tmp, cpu=0)
         try:
             results["poold"]["idle"] = idle_rss(proc, port, 10000)
@@ -248,6 +263,8 @@ def main() -> None:
     b = results["baseline"]["closed_1000"]["accepted_per_s"]
     p = results["poold"]["closed_1000"]["accepted_per_s"]
     results["poold_vs_baseline_1000"] = round(p / b, 3)
+    raw = results["baseline_raw"]["closed_1000"]["accepted_per_s"]
+    results["poold_vs_baseline_raw_1000"] = round(p / raw, 3)
     out = ROOT / "bench" / "results" / "stratum.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

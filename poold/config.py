@@ -103,6 +103,9 @@ class StratumConfig(_Section):
     vardiff_variance: float = Field(0.3, ge=0, lt=1)
     max_connections: int = Field(10_000, ge=1, le=1_000_000)
     max_line_bytes: int = Field(16 * 1024, ge=256, le=1 << 20)
+    max_write_buffer_bytes: int = Field(
+        1 << 20, ge=4096, le=1 << 30, description="unsent bytes before a miner is dropped"
+    )
     idle_timeout_s: float = Field(600.0, gt=0)
     version_mask: str = Field("1fffe000", description="BIP310 pool mask, hex")
     extranonce2_size: int = Field(4, ge=2, le=16)

@@ -5,6 +5,7 @@ Pure: no I/O, no clock. Everything a share validation can precompute is computed
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass, field
 
@@ -12,6 +13,10 @@ from poold.jobs.coinbase import CoinbaseParts, varint
 from poold.jobs.merkle import coinbase_branch, fold_branch, sha256d
 from poold.jobs.template import BlockTemplate
 from poold.shares.difficulty import target_from_bits
+
+_sha256 = hashlib.sha256
+_pack_u32 = struct.Struct("<I").pack
+_pack_tail = struct.Struct("<III").pack  # ntime, bits, nonce
 
 
 def stratum_prevhash(prev_hash: bytes) -> str:
@@ -32,14 +37,21 @@ class Job:
     network_target: int = field(init=False)
     #: Duplicate keys seen for this job: (en1, en2, ntime, nonce, version). Bounded by job lifetime.
     seen: set[tuple[bytes, bytes, int, int, int]] = field(init=False, default_factory=set)
+    # Copied out of the (frozen) template once, for the per-share header build.
+    version: int = field(init=False)
+    mintime: int = field(init=False)
+    height: int = field(init=False)
+    bits: int = field(init=False)
+    _prev_hash: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.branch = tuple(coinbase_branch([tx.txid for tx in self.template.transactions]))
-        self.network_target = target_from_bits(self.template.bits)
-
-    @property
-    def version(self) -> int:
-        return self.template.version
+        t = self.template
+        self.branch = tuple(coinbase_branch([tx.txid for tx in t.transactions]))
+        self.network_target = target_from_bits(t.bits)
+        self.version = t.version
+        self.mintime = t.mintime
+        self.height, self.bits = t.height, t.bits
+        self._prev_hash = t.prev_hash
 
     def notify_params(self) -> list[object]:
         """Params of `mining.notify` for this job."""
@@ -63,13 +75,15 @@ class Job:
     def header(
         self, extranonce1: bytes, extranonce2: bytes, ntime: int, nonce: int, version: int
     ) -> bytes:
-        """The 80-byte block header a miner hashed for these submit fields."""
-        return (
-            struct.pack("<I", version)
-            + self.template.prev_hash
-            + self.merkle_root(extranonce1, extranonce2)
-            + struct.pack("<III", ntime, self.template.bits, nonce)
-        )
+        """The 80-byte block header a miner hashed for these submit fields.
+
+        The per-share hot path: `merkle_root` and `fold_branch` written out, no calls between.
+        """
+        sha, cb = _sha256, self.coinbase
+        h = sha(sha(cb.coinb1 + extranonce1 + extranonce2 + cb.coinb2).digest()).digest()
+        for step in self.branch:
+            h = sha(sha(h + step).digest()).digest()
+        return _pack_u32(version) + self._prev_hash + h + _pack_tail(ntime, self.bits, nonce)
 
     def block(self, header: bytes, extranonce1: bytes, extranonce2: bytes) -> bytes:
         """Full serialized block for `submitblock`."""

@@ -31,6 +31,7 @@ _MAX_RECORD = 1 << 20
 _SHARE_TAG = 0x01
 # tag, flags, node, ts_ms, height, bits, diff_num, diff_den, ntime, nonce, version, en1
 _SHARE = struct.Struct("<BBBQIIQQIII4s")
+_SHARE_HEAD = struct.Struct("<BBBQIIQQIII4sBBBB")  # _SHARE + the four variable-field lengths
 _PREFIX, _SUFFIX = "shares-", ".log"
 
 
@@ -91,22 +92,31 @@ def encode_share(
     block: bool,
 ) -> bytes:
     """The binary payload of one accepted share (see `decode_share`)."""
-    head = _SHARE.pack(
-        _SHARE_TAG,
-        1 if block else 0,
-        node,
-        ts_ms,
-        height,
-        bits,
-        diff_num,
-        diff_den,
-        ntime,
-        nonce,
-        version,
-        en1,
-    )
     a, w, j = account.encode(), worker.encode(), job.encode()
-    return b"".join((head, bytes((len(en2), len(j), len(a), len(w))), en2, j, a, w))
+    return (
+        _SHARE_HEAD.pack(
+            _SHARE_TAG,
+            1 if block else 0,
+            node,
+            ts_ms,
+            height,
+            bits,
+            diff_num,
+            diff_den,
+            ntime,
+            nonce,
+            version,
+            en1,
+            len(en2),
+            len(j),
+            len(a),
+            len(w),
+        )
+        + en2
+        + j
+        + a
+        + w
+    )
 
 
 def decode_share(payload: bytes) -> dict[str, object]:
@@ -302,8 +312,7 @@ class ShareLog:
 
     def append_payload(self, payload: bytes) -> None:
         """Queue one encoded record (e.g. from `encode_share`)."""
-        self._pending += _FRAME.pack(len(payload), zlib.crc32(payload))
-        self._pending += payload
+        self._pending += _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
         self.records_appended += 1
 
     @property
@@ -336,7 +345,7 @@ class ShareLog:
             if not self._dirty or self._fd < 0:
                 return False
             self._dirty = False
-            os.fsync(self._fd)
+            os.fdatasync(self._fd)  # data and the size that finds it; not the mtime
             self.syncs += 1
             return True
 

@@ -7,12 +7,13 @@ Must not import asyncio, read clocks (time comes in as `now`) or touch storage.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
 
 from poold.jobs.job import Job
-from poold.jobs.merkle import sha256d
 
 MAX_FUTURE_NTIME_S = 7200
+_sha256 = hashlib.sha256
 
 
 class Reject(enum.IntEnum):
@@ -67,7 +68,7 @@ def validate_share(
             Reject.OTHER,
             f"extranonce2 must be {job.extranonce2_size} bytes, got {len(extranonce2)}",
         )
-    if ntime < job.template.mintime:
+    if ntime < job.mintime:
         return Rejected(Reject.OTHER, "ntime too old")
     if ntime > now + MAX_FUTURE_NTIME_S:
         return Rejected(Reject.OTHER, "ntime too new")
@@ -77,7 +78,7 @@ def validate_share(
             return Rejected(Reject.OTHER, "version bits outside the negotiated mask")
         version = (version & ~version_mask) | version_bits
     header = job.header(extranonce1, extranonce2, ntime, nonce, version)
-    hash_int = int.from_bytes(sha256d(header), "little")
+    hash_int = int.from_bytes(_sha256(_sha256(header).digest()).digest(), "little")
     if hash_int > share_target:
         return Rejected(Reject.LOW_DIFFICULTY, "low difficulty share")
     key = (extranonce1, extranonce2, ntime, nonce, version)

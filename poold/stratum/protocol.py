@@ -185,6 +185,34 @@ def _parse_params(method: str, req_id: RequestId, params: list[object]) -> Event
     return UnknownMethod(req_id, method)
 
 
+def _submit_fast(req_id: int, params: list[object]) -> Submit | None:
+    """The canonical 5-param submit, checked inline; None = take the slow path (which names
+    the problem, or parses the rarer valid shapes)."""
+    if len(params) != 5:
+        return None
+    worker, job_id, en2, ntime, nonce = params
+    if not (
+        type(worker) is str
+        and type(job_id) is str
+        and type(en2) is str
+        and type(ntime) is str
+        and type(nonce) is str
+        and len(worker) <= 256
+        and len(job_id) <= 64
+        and len(en2) <= 64
+        and _HEX_U32(ntime)
+        and _HEX_U32(nonce)
+    ):
+        return None
+    try:
+        raw = bytes.fromhex(en2)
+    except ValueError:
+        return None
+    if len(raw) * 2 != len(en2):  # fromhex skips spaces; Stratum hex has none
+        return None
+    return Submit(req_id, worker, job_id, raw, int(ntime, 16), int(nonce, 16), None)
+
+
 def parse_line(line: bytes) -> Event:
     """Parse one JSON-RPC line into an event (never raises)."""
     try:
@@ -195,6 +223,9 @@ def parse_line(line: bytes) -> Event:
         # Hot path (nearly every line a pool reads); same checks, fewer steps.
         req_id, params = obj.get("id"), obj.get("params")
         if type(req_id) is int and type(params) is list:
+            fast = _submit_fast(req_id, params)
+            if fast is not None:
+                return fast
             try:
                 return _parse_submit(req_id, params)
             except _BadParams as exc:
@@ -225,37 +256,42 @@ def parse_line(line: bytes) -> Event:
 
 
 class StratumConnection:
-    """Framing state of one connection: buffer bytes, emit events, encode outgoing messages."""
+    """Framing state of one connection: buffer bytes in, return the events they complete."""
 
-    __slots__ = ("_buf", "_events", "_max_line_bytes")
+    __slots__ = ("_buf", "_max_line_bytes")
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
-        self._buf = bytearray()
-        self._events: list[Event] = []  # a list: an empty deque costs ~600 bytes per connection
+        self._buf = b""
         self._max_line_bytes = max_line_bytes
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed received bytes; complete lines become events. Raises RemoteProtocolError."""
-        buf = self._buf
-        if buf:
-            buf += data
-            data = bytes(buf)
-            buf.clear()
-        *lines, rest = data.split(b"\n")
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed received bytes; returns the events of the lines they complete, in order.
+
+        Raises RemoteProtocolError for a line over the cap (nothing after it is parsed).
+        """
+        if self._buf:
+            data = self._buf + data
         limit = self._max_line_bytes
-        append = self._events.append
+        if data[-1:] == b"\n" and data.count(b"\n") == 1:  # one whole line: the common case
+            self._buf = b""
+            if len(data) > limit + 1:
+                raise RemoteProtocolError(f"line exceeds {limit} bytes")
+            line = data.strip()
+            return [parse_line(line)] if line else []
+        *lines, rest = data.split(b"\n")
+        events = []
         for line in lines:
             if len(line) > limit:
+                self._buf = b""
                 raise RemoteProtocolError(f"line exceeds {limit} bytes")
             line = line.strip()
             if line:
-                append(parse_line(line))
+                events.append(parse_line(line))
         if len(rest) > limit:
+            self._buf = b""
             raise RemoteProtocolError(f"line exceeds {limit} bytes")
-        buf += rest
-
-    def next_event(self) -> Event | None:
-        return self._events.pop(0) if self._events else None
+        self._buf = rest
+        return events
 
     @property
     def buffered_bytes(self) -> int:

@@ -3,7 +3,8 @@
 Owns sockets, the connection table, idle timeouts, bans and write back-pressure. All policy is
 in `Session`; all parsing in `protocol.py`. Outgoing bytes are queued and sent by one callback
 per loop iteration, which first calls `before_reply()`: every share accepted in that iteration
-reaches the share log with a single write() before any of its `true` replies leaves.
+reaches the share log with a single write() before any of its `true` replies leaves. A session's
+`outbox` is its send buffer until then (one write() per connection per iteration).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from poold.stratum.session import JobSource, Session, SessionPolicy, ShareSink
 
 log = structlog.get_logger(__name__)
 
-MAX_WRITE_BUFFER = 1 << 20  # a miner that stops reading is dropped before it costs more
+MAX_WRITE_BUFFER = 1 << 20  # default: a miner that stops reading is dropped before it costs more
 SLICE = 200  # connections handled per loop iteration in periodic sweeps (keeps p99 low)
 
 
@@ -37,6 +38,7 @@ class ServerLimits:
     idle_timeout_s: float
     ban_s: float
     allowlist: frozenset[str] = frozenset()
+    max_write_buffer: int = MAX_WRITE_BUFFER
 
 
 @dataclass(slots=True)
@@ -62,6 +64,7 @@ class MinerConnection(asyncio.Protocol):
         "host",
         "last_activity",
         "peer",
+        "queued",
         "server",
         "session",
         "transport",
@@ -77,6 +80,7 @@ class MinerConnection(asyncio.Protocol):
         self._log: structlog.typing.FilteringBoundLogger | None = None
         self.peer = ""
         self.close_after = False
+        self.queued = False  # in the server's send list for this loop iteration
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
@@ -107,6 +111,8 @@ class MinerConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Past this many unsent bytes asyncio calls pause_writing(): the miner is not reading.
+        transport.set_write_buffer_limits(high=srv.limits.max_write_buffer)
 
     @property
     def log(self) -> structlog.typing.FilteringBoundLogger:
@@ -120,42 +126,44 @@ class MinerConnection(asyncio.Protocol):
         self.log.debug(event, **kw)
 
     def data_received(self, data: bytes) -> None:
-        session, transport = self.session, self.transport
-        if session is None or transport is None or transport.is_closing():
+        session = self.session
+        if session is None or self.close_after:
             return
         now = self.server.clock()
         self.last_activity = now
         try:
-            self.conn.receive_data(data)
+            events = self.conn.receive_data(data)
         except p.RemoteProtocolError as exc:
             self.log.info("miner_protocol_error", reason=str(exc))
             self.server.record_abuse(self.host, str(exc), now)
             self.close_after = True
-            self._flush(session)
+            self.server.queue_write(self)
             return
-        conn = self.conn
-        while (event := conn.next_event()) is not None:
-            session.handle(event, now)
+        for event in events:
+            if type(event) is p.Submit:
+                session.submit(event, now)
+            else:
+                session.handle(event, now)
             if session.close_reason is not None:
+                self.log.info("miner_closed", reason=session.close_reason, ban=session.ban)
+                if session.ban:
+                    self.server.record_abuse(self.host, session.close_reason, now)
+                self.close_after = True
                 break
-        if session.close_reason is not None:
-            self.log.info("miner_closed", reason=session.close_reason, ban=session.ban)
-            if session.ban:
-                self.server.record_abuse(self.host, session.close_reason, now)
-            self.close_after = True
-        self._flush(session)
+        if session.outbox or self.close_after:
+            self.server.queue_write(self)
 
-    def _flush(self, session: Session) -> None:
-        if session.outbox:
-            self.server.queue_write(self, b"".join(session.outbox))
-            session.outbox.clear()
-        elif self.close_after:
-            self.server.queue_write(self, b"")
+    def pause_writing(self) -> None:
+        """The write buffer passed `max_write_buffer`: a miner that does not read is dropped."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.log.info("miner_closed", reason="not reading its replies")
+            self.transport.abort()
 
     def push(self, job: Job, notify: bytes, now: float) -> None:
         if self.session is not None and self.transport is not None:
             self.session.on_new_job(job, notify, now)
-            self._flush(self.session)
+            if self.session.outbox:
+                self.server.queue_write(self)
 
     def tick(self, now: float) -> bool:
         """Returns False when the connection was closed for idleness."""
@@ -166,7 +174,8 @@ class MinerConnection(asyncio.Protocol):
             self.transport.close()
             return False
         self.session.on_tick(now)
-        self._flush(self.session)
+        if self.session.outbox:
+            self.server.queue_write(self)
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -205,7 +214,7 @@ class StratumServer:
         self.accepting = True
         self._server: asyncio.Server | None = None
         self._drained = asyncio.Event()
-        self._out: list[tuple[MinerConnection, bytes]] = []
+        self._out: list[MinerConnection] = []
         self._flush_scheduled = False
 
     def new_session(self, peer: str, now: float) -> Session:
@@ -220,9 +229,12 @@ class StratumServer:
             on_log=None,
         )
 
-    def queue_write(self, conn: MinerConnection, data: bytes) -> None:
-        """Send `data` to `conn` at the end of this loop iteration, after the share log write."""
-        self._out.append((conn, data))
+    def queue_write(self, conn: MinerConnection) -> None:
+        """Send `conn`'s outbox at the end of this loop iteration, after the share log write."""
+        if conn.queued:
+            return
+        conn.queued = True
+        self._out.append(conn)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._send_queued)
@@ -231,17 +243,20 @@ class StratumServer:
         self._flush_scheduled = False
         self.before_reply()  # one write() covers every share accepted this iteration
         out, self._out = self._out, []
-        for conn, data in out:
-            t = conn.transport
-            if t is None or t.is_closing():
+        for conn in out:
+            conn.queued = False
+            t, session = conn.transport, conn.session
+            if t is None or session is None:
                 continue
-            if data:
-                t.write(data)
+            box = session.outbox
+            if t.is_closing():
+                box.clear()
+                continue
+            if box:
+                t.write(box[0] if len(box) == 1 else b"".join(box))
+                box.clear()
             if conn.close_after:
                 t.close()
-            elif t.get_write_buffer_size() > MAX_WRITE_BUFFER:
-                conn.log.info("miner_closed", reason="not reading its replies")
-                t.abort()
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
         loop = asyncio.get_running_loop()

@@ -157,7 +157,7 @@ class Session:
     def handle(self, event: p.Event, now: float) -> None:
         match event:
             case p.Submit():
-                self._submit(event, now)
+                self.submit(event, now)
             case p.Subscribe():
                 self._subscribe(event, now)
             case p.Authorize():
@@ -306,24 +306,29 @@ class Session:
         if self.workers and self.vardiff.on_tick(now) is not None:
             self._send_work(self.jobs.current(), now)
 
-    def _submit(self, ev: p.Submit, now: float) -> None:
-        if not self.subscribed:
-            self._reject(ev.req_id, Rejected(Reject.NOT_SUBSCRIBED, "not subscribed"))
-            return
+    def submit(self, ev: p.Submit, now: float) -> None:
+        """`mining.submit`: the per-share hot path (the server calls it without `handle`)."""
         names = self.workers.get(ev.worker)
-        if names is None:
-            self._reject(ev.req_id, Rejected(Reject.UNAUTHORIZED, "unauthorized worker"))
+        if names is None or not self.subscribed:
+            if not self.subscribed:
+                self._reject(ev.req_id, Rejected(Reject.NOT_SUBSCRIBED, "not subscribed"))
+            else:
+                self._reject(ev.req_id, Rejected(Reject.UNAUTHORIZED, "unauthorized worker"))
             return
-        job = self.jobs.get(ev.job_id, now)
+        job_id = ev.job_id
+        job = self.jobs.get(job_id, now)
         if job is None:
             self._reject(ev.req_id, Rejected(Reject.STALE, "job not found"), names[0])
             return
-        diffs = self._job_diffs.get(ev.job_id)
+        diffs = self._job_diffs.get(job_id)
         if diffs is None:
             # A job this connection never saw (sent before a reconnect): judged at today's diff.
             d = self._effective_difficulty()
             diffs = ((d, target_from_difficulty(d)),)
-        easiest = diffs[0][1] if len(diffs) == 1 else max(diffs[0][1], diffs[1][1])
+        if len(diffs) == 1:
+            credited, easiest = diffs[0]
+        else:
+            easiest = max(diffs[0][1], diffs[1][1])
         verdict = validate_share(  # positional: this is the per-share hot path
             job,
             self.extranonce1,
@@ -335,19 +340,20 @@ class Session:
             easiest,
             int(now),
         )
-        if isinstance(verdict, Rejected):
+        if type(verdict) is Rejected:
             self._reject(ev.req_id, verdict, names[0])
             return
-        # Credit the highest difficulty (smallest target) this share meets; it meets one.
-        credited, best = diffs[0][0], -1
-        for d, t in diffs:
-            if verdict.hash_int <= t and (best < 0 or t < best):
-                credited, best = d, t
-        account, worker = names
+        assert type(verdict) is Accepted
+        if len(diffs) > 1:
+            # Credit the highest difficulty (smallest target) this share meets; it meets one.
+            credited, best = diffs[0][0], -1
+            for d, t in diffs:
+                if verdict.hash_int <= t and (best < 0 or t < best):
+                    credited, best = d, t
         self.sink.share_accepted(
             AcceptedShare(
-                account,
-                worker,
+                names[0],
+                names[1],
                 job,
                 credited,
                 self.extranonce1,
@@ -365,7 +371,12 @@ class Session:
         elif self._history_len < self.policy.invalid_window:
             self._history_len += 1
         self.metrics.shares_accepted += 1
-        self.outbox.append(p.encode_true(ev.req_id))
+        req_id = ev.req_id
+        self.outbox.append(
+            b'{"id":%d,"result":true,"error":null}\n' % req_id
+            if type(req_id) is int
+            else p.encode_true(req_id)
+        )
         if self.vardiff.on_share(now) is not None:
             self._send_work(self.jobs.current(), now)
 

@@ -39,12 +39,13 @@ def quantize(difficulty: Fraction) -> Fraction:
 
 
 class Vardiff:
-    __slots__ = ("_count", "_fast_count", "_window_start", "cfg", "difficulty")
+    __slots__ = ("_count", "_deadline", "_fast_count", "_window_start", "cfg", "difficulty")
 
     def __init__(self, cfg: VardiffConfig, difficulty: Fraction, now: float) -> None:
         self.cfg = cfg
         self.difficulty = difficulty
         self._window_start = now
+        self._deadline = now + cfg.retarget_time_s
         self._count = 0
         # Retarget early once this many shares arrived in one window (4x the expected count).
         self._fast_count = max(8, 4 * cfg.retarget_time_s / cfg.target_share_time_s)
@@ -52,15 +53,15 @@ class Vardiff:
     def reset(self, difficulty: Fraction, now: float) -> None:
         self.difficulty = difficulty
         self._window_start = now
+        self._deadline = now + self.cfg.retarget_time_s
         self._count = 0
 
     def on_share(self, now: float) -> Fraction | None:
         """Count one accepted share; returns a new difficulty when it should change."""
         self._count += 1
-        elapsed = now - self._window_start
-        if elapsed < self.cfg.retarget_time_s and (self._count < self._fast_count or elapsed <= 0):
+        if now < self._deadline and (self._count < self._fast_count or now <= self._window_start):
             return None
-        return self._retarget(max(elapsed, 1e-3) / self._count, now)
+        return self._retarget(max(now - self._window_start, 1e-3) / self._count, now)
 
     def on_tick(self, now: float) -> Fraction | None:
         """Periodic check: a miner that found nothing for a long time gets an easier target."""
@@ -72,9 +73,16 @@ class Vardiff:
     def _retarget(self, avg_share_time: float, now: float) -> Fraction | None:
         cfg = self.cfg
         self._window_start, self._count = now, 0
+        self._deadline = now + cfg.retarget_time_s
         lo = cfg.target_share_time_s * (1 - cfg.variance)
         hi = cfg.target_share_time_s * (1 + cfg.variance)
         if lo <= avg_share_time <= hi:
+            return None
+        # Already pinned at the bound it would move toward: nothing to compute (cheap and
+        # common: a fixed-difficulty pool, or a miner far faster than max_difficulty allows).
+        if avg_share_time < lo and self.difficulty >= cfg.max_difficulty:
+            return None
+        if avg_share_time > hi and self.difficulty <= cfg.min_difficulty:
             return None
         ratio = Fraction(cfg.target_share_time_s / avg_share_time).limit_denominator(1 << 20)
         ratio = max(Fraction(1, MAX_STEP), min(Fraction(MAX_STEP), ratio))

@@ -36,20 +36,12 @@ EXPECTED = [
 ]
 
 
-def drain(conn: p.StratumConnection) -> list[p.Event]:
-    out = []
-    while (ev := conn.next_event()) is not None:
-        out.append(ev)
-    return out
-
-
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 4096])
 def test_parse_is_chunking_invariant(chunk: int) -> None:
     conn = p.StratumConnection()
     events = []
     for i in range(0, len(STREAM), chunk):
-        conn.receive_data(STREAM[i : i + chunk])
-        events += drain(conn)
+        events += conn.receive_data(STREAM[i : i + chunk])
     assert events == EXPECTED
     assert conn.buffered_bytes == 0
 
@@ -58,9 +50,10 @@ def test_parse_is_chunking_invariant(chunk: int) -> None:
 def test_parse_any_split(cuts: list[int]) -> None:
     conn = p.StratumConnection()
     bounds = sorted({0, len(STREAM), *cuts})
+    events = []
     for a, b in itertools.pairwise(bounds):
-        conn.receive_data(STREAM[a:b])
-    assert drain(conn) == EXPECTED
+        events += conn.receive_data(STREAM[a:b])
+    assert events == EXPECTED
 
 
 @settings(max_examples=300)
@@ -68,10 +61,10 @@ def test_parse_any_split(cuts: list[int]) -> None:
 def test_random_bytes_parse_or_protocol_error(data: bytes) -> None:
     conn = p.StratumConnection(max_line_bytes=1024)
     try:
-        conn.receive_data(data)
+        events = conn.receive_data(data)
     except p.RemoteProtocolError:
         return
-    for ev in drain(conn):
+    for ev in events:
         assert isinstance(ev, p.Event)  # type: ignore[arg-type]
 
 
@@ -106,8 +99,7 @@ json_values = st.recursive(
 def test_random_requests_become_events(method: str, params: object, rid: object) -> None:
     line = orjson.dumps({"id": rid, "method": method, "params": params}) + b"\n"
     conn = p.StratumConnection()
-    conn.receive_data(line)
-    [ev] = drain(conn)
+    [ev] = conn.receive_data(line)
     assert isinstance(ev, p.Event)  # type: ignore[arg-type]
 
 
@@ -141,8 +133,7 @@ def test_random_requests_become_events(method: str, params: object, rid: object)
 )
 def test_bad_requests_are_events_naming_the_problem(line: bytes, reason: str, junk: bool) -> None:
     conn = p.StratumConnection()
-    conn.receive_data(line + b"\n")
-    [ev] = drain(conn)
+    [ev] = conn.receive_data(line + b"\n")
     assert isinstance(ev, p.InvalidRequest)
     assert reason in ev.reason and ev.junk is junk
 
@@ -168,3 +159,26 @@ def test_encoders() -> None:
     }
     n = orjson.loads(p.encode_notification("mining.set_difficulty", [2]))
     assert n == {"id": None, "method": "mining.set_difficulty", "params": [2]}
+
+
+_hexish = st.text(alphabet="0123456789abcdefABCDEFxX _+-g", max_size=12)
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(
+        st.one_of(_hexish, st.text(max_size=8), st.integers(-(2**63), 2**63 - 1), st.none()),
+        min_size=5,
+        max_size=5,
+    ),
+    st.integers(0, 2**31),
+)
+def test_submit_fast_path_agrees_with_the_checked_path(params: list[object], rid: int) -> None:
+    """The inlined submit parser must accept exactly what the field-by-field one accepts."""
+    line = orjson.dumps({"id": rid, "method": "mining.submit", "params": params})
+    got = p.parse_line(line)
+    try:
+        want: p.Event = p._parse_submit(rid, params)
+    except p._BadParams as exc:
+        want = p.InvalidRequest(rid, f"mining.submit: {exc}", junk=False)
+    assert got == want

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from fractions import Fraction
 from typing import Any
 
@@ -174,6 +175,28 @@ async def test_oversize_line_closes_but_server_keeps_serving(pool: Any) -> None:
     c2 = await ready_client(pool)  # loopback is never banned
     assert (await c2.request("mining.extranonce.subscribe", []))["result"] is True
     await c2.close()
+
+
+async def test_miner_that_does_not_read_is_dropped(start_daemon: Any, config_factory: Any) -> None:
+    """Replies pile up for a miner that never reads: past the cap it is dropped, the server
+    keeps serving others, and memory stays bounded."""
+    rd = await start_daemon(config_factory(stratum={"max_write_buffer_bytes": 4096}))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: no autotuning
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, rd.address)
+    request = b'{"id":1,"method":"mining.extranonce.subscribe","params":[]}\n' * 1000
+    sent = 0
+    with pytest.raises(ConnectionError):
+        while sent < 200 << 20:  # far more replies than kernel buffers + the cap can hold
+            await asyncio.wait_for(loop.sock_sendall(sock, request), 10)
+            sent += len(request)
+    sock.close()
+    assert sent < 200 << 20
+    c = await ready_client(rd)
+    assert (await c.request("mining.extranonce.subscribe", []))["result"] is True
+    await c.close()
 
 
 async def test_junk_flood_closes_connection(start_daemon: Any, config_factory: Any) -> None:

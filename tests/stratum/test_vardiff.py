@@ -50,6 +50,12 @@ def test_clamped_to_bounds() -> None:
     assert vd.difficulty == 1 << 20
     vd = Vardiff(CFG, Fraction(1, 1024), now=0)
     assert vd.on_tick(1000) is None and vd.difficulty == Fraction(1, 1024)
+    assert vd.on_share(1500) is None and vd.difficulty == Fraction(1, 1024)  # slow, at the floor
+    # Pinned at the ceiling, the window still restarts: a later on-target window keeps it.
+    vd = Vardiff(CFG, Fraction(1 << 20), now=0)
+    for i in range(1, 40):
+        vd.on_share(i * 0.01)
+    assert all(vd.on_share(t) is None for t in range(10, 200, 10))
 
 
 @given(st.fractions(min_value=Fraction(1, 2**32), max_value=2**40))
