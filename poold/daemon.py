@@ -53,42 +53,57 @@ class FoundBlock:
 
 
 class ShareRecorder:
-    """The ShareSink: every accepted share goes to the share log; blocks are submitted at once."""
+    """The ShareSink: every accepted share goes to the share log; blocks are submitted at once.
+
+    Shares accepted during one loop iteration are encoded together by `flush()`, which the
+    server calls before it sends their replies (one write() for the batch). Anything that
+    writes to the share log goes through `flush()` so records keep their order.
+    """
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.sharelog = daemon.sharelog
-        self.append = daemon.sharelog.append_payload
         self.metrics = daemon.metrics
         self.node_id = daemon.cfg.stratum.node_id
+        self._batch: list[AcceptedShare] = []
 
     def share_accepted(self, share: AcceptedShare) -> None:
+        self._batch.append(share)
         v = share.verdict
-        d = share.difficulty
-        job = share.job
-        self.append(
-            encode_share(  # positional, in encode_share's order: the per-share hot path
-                int(share.time * 1000),
-                self.node_id,
-                share.account,
-                share.worker,
-                job.job_id,
-                job.height,
-                job.bits,
-                d.numerator,
-                d.denominator,
-                share.extranonce1,
-                share.extranonce2,
-                share.ntime,
-                share.nonce,
-                v.version,
-                v.is_block,
-            )
-        )
         if v.is_block:
             self.metrics.blocks_found += 1
             block = share.job.block(v.header, share.extranonce1, share.extranonce2)
             self.daemon.submit_block_soon(share, block.hex())
+
+    def flush(self) -> None:
+        """Encode the batch into the share log and write it (from here it survives kill -9)."""
+        batch = self._batch
+        if batch:
+            self._batch = []
+            node = self.node_id
+            self.sharelog.append_payloads(
+                [
+                    encode_share(  # positional, in encode_share's order: the hot path
+                        int(s.time * 1000),
+                        node,
+                        s.account,
+                        s.worker,
+                        s.job.job_id,
+                        s.job.height,
+                        s.job.bits,
+                        s.difficulty.numerator,
+                        s.difficulty.denominator,
+                        s.extranonce1,
+                        s.extranonce2,
+                        s.ntime,
+                        s.nonce,
+                        s.verdict.version,
+                        s.verdict.is_block,
+                    )
+                    for s in batch
+                ]
+            )
+        self.sharelog.flush()
 
 
 def _freeze_startup_heap() -> None:
@@ -142,6 +157,7 @@ class Daemon:
             stale_grace_s=st.stale_grace_s,
             job_retain_s=st.job_retain_s,
         )
+        self.recorder = ShareRecorder(self)
         self.server = StratumServer(
             limits=ServerLimits(
                 max_connections=st.max_connections,
@@ -167,10 +183,10 @@ class Daemon:
                 invalid_min=st.invalid_min_shares,
             ),
             jobs=self.jobs,
-            sink=ShareRecorder(self),
+            sink=self.recorder,
             metrics=self.metrics,
             extranonces=ExtranoncePool(st.node_id),
-            before_reply=self.sharelog.flush,
+            before_reply=self.recorder.flush,
             clock=clock,
         )
         self.address: tuple[str, int] | None = None
@@ -207,6 +223,7 @@ class Daemon:
             self.metrics.blocks_accepted += 1
         else:
             self.metrics.blocks_rejected += 1
+        self.recorder.flush()  # the finding share's record goes first
         self.sharelog.append(
             {
                 "t": "block",
@@ -297,7 +314,7 @@ class Daemon:
         while True:
             await asyncio.sleep(1.0)
             now = self.clock()
-            self.sharelog.flush()  # records appended outside a reply (none today) still land
+            self.recorder.flush()  # records appended outside a reply (none today) still land
             await self.server.tick()
             self.jobs.prune(now)
             if now - last_prune > 3600:
@@ -483,6 +500,7 @@ class Daemon:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=10)
         finally:
+            self.recorder.flush()
             self.sharelog.close()
             if self.ledger is not None:
                 try:  # one last pass: everything answered `true` reaches the ledger now

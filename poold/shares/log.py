@@ -315,6 +315,12 @@ class ShareLog:
         self._pending += _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
         self.records_appended += 1
 
+    def append_payloads(self, payloads: list[bytes]) -> None:
+        """Queue several encoded records at once (the same framing as `append_payload`)."""
+        pack, crc = _FRAME.pack, zlib.crc32
+        self._pending += b"".join([pack(len(p), crc(p)) + p for p in payloads])
+        self.records_appended += len(payloads)
+
     @property
     def pending_bytes(self) -> int:
         return len(self._pending)

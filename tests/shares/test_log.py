@@ -111,10 +111,11 @@ def test_binary_share_records_roundtrip(tmp_path: Path) -> None:
         version=0x20002000,
         block=True,
     )
-    log.append_payload(encode_share(**fields))
+    log.append_payloads([encode_share(**fields), encode_share(**{**fields, "nonce": 7})])
     log.append({"t": "block", "height": 840000})
     log.close()
-    share, block = records(tmp_path)
+    share, share2, block = records(tmp_path)
+    assert share2 == {**share, "nonce": 7}
     assert share == {
         "t": "share",
         "ts": fields["ts_ms"],
