@@ -340,10 +340,9 @@ class Session:
             easiest,
             int(now),
         )
-        if type(verdict) is Rejected:
+        if isinstance(verdict, Rejected):
             self._reject(ev.req_id, verdict, names[0])
             return
-        assert type(verdict) is Accepted
         if len(diffs) > 1:
             # Credit the highest difficulty (smallest target) this share meets; it meets one.
             credited, best = diffs[0][0], -1
