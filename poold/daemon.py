@@ -26,8 +26,8 @@ from poold.jobs.template import TemplateError, parse_template
 from poold.ledger.blocks import follow_blocks
 from poold.ledger.db import LedgerError, open_ledger
 from poold.ledger.fpps import book_with_node
-from poold.ledger.ingest import ingest
-from poold.ledger.settle import BLOCK_KEYS, settle_pending
+from poold.ledger.settle import BLOCK_KEYS
+from poold.ledger_worker import LedgerWorker
 from poold.metrics import Metrics
 from poold.node.base import Node, NodeError
 from poold.node.rpc import RpcNode
@@ -37,7 +37,6 @@ from poold.stratum.extranonce import EXTRANONCE1_SIZE, ExtranoncePool
 from poold.stratum.server import ServerLimits, StratumServer
 from poold.stratum.session import AcceptedShare, SessionPolicy
 from poold.stratum.vardiff import VardiffConfig
-from poold.tokens.settle import settle_due
 
 log = structlog.get_logger(__name__)
 
@@ -195,6 +194,7 @@ class Daemon:
         self.token_periods: list[tuple[int, TokenSettlement]] = []  # settled by this process
         self.node_seen = 0.0  # clock time of the last successful node poll
         self.ledger: Engine | None = None
+        self.worker: LedgerWorker | None = None  # the ledger process, when the daemon ingests
         self._fpps_booked = 0  # period end of the last FPPS booking made by this process
         self._token_wait: str | None = None  # what the next token period waits for (logged once)
         self.ingested_shares = 0
@@ -332,10 +332,10 @@ class Daemon:
             return None
         return open_ledger(cfg.url, migrate_schema=cfg.auto_migrate)
 
-    def _ingest_once(self) -> None:
-        if self.ledger is None:
+    async def _ingest(self) -> None:
+        if self.worker is None:
             return
-        result = ingest(self.ledger, self.cfg.sharelog.path, self.cfg.stratum.node_id)
+        result = await self.worker.ingest(self.cfg.sharelog.path, self.cfg.stratum.node_id)
         self.ingested_shares += result.shares
         self.metrics.ingest_lag_shares = max(0, self.metrics.shares_accepted - self.ingested_shares)
         if result.records:
@@ -367,14 +367,14 @@ class Daemon:
             )
 
     async def _ledger_pass(self) -> None:
-        """Ingest, settle new blocks (and book FPPS), follow settled blocks on the node."""
-        await asyncio.to_thread(self._ingest_once)
+        """Ingest, settle new blocks (and book FPPS), follow settled blocks on the node.
+
+        The CPU-heavy steps run in the ledger process (`poold.ledger_worker`)."""
+        await self._ingest()
         scheme = self.cfg.pool.scheme
-        if self.ledger is None or scheme not in BLOCK_KEYS:
+        if self.ledger is None or self.worker is None or scheme not in BLOCK_KEYS:
             return
-        settled = await asyncio.to_thread(
-            settle_pending, self.ledger, pool_fee=self.cfg.pool.fee, scheme=scheme
-        )
+        settled = await self.worker.settle_blocks(self.cfg.pool.fee, scheme)
         for s in settled:
             self.metrics.settlement_runs["block"] += 1
             log.info(
@@ -387,7 +387,7 @@ class Daemon:
         if scheme == "fpps":
             await self._book_fpps(self.ledger)
         if self.cfg.tokens.enabled:
-            for period in await asyncio.to_thread(settle_due, self.ledger, self.cfg.tokens):
+            for period in await self.worker.settle_tokens(self.cfg.tokens):
                 if period.settled is not None:
                     self.metrics.settlement_runs["tokens"] += 1
                     self.token_periods.append((period.period_start, period.settled))
@@ -438,7 +438,13 @@ class Daemon:
         if not api.listen:
             return []
         ctx = ApiContext(
-            self.cfg, self.metrics, self.ledger, self.readiness, self.clock, self.events
+            self.cfg,
+            self.metrics,
+            self.ledger,
+            self.readiness,
+            self.clock,
+            self.events,
+            offload=self.worker.read if self.worker is not None else None,
         )
         apps = [(api.listen, make_app(ctx, admin=not api.admin_listen))]
         if api.admin_listen:
@@ -459,6 +465,9 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down in order."""
         self.ledger = await asyncio.to_thread(self._open_ledger)  # never block the loop
+        if self.ledger is not None:
+            self.worker = LedgerWorker(self.cfg.ledger.url)
+            await self.worker.start()
         self.sharelog.open()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -504,9 +513,11 @@ class Daemon:
             self.sharelog.close()
             if self.ledger is not None:
                 try:  # one last pass: everything answered `true` reaches the ledger now
-                    await asyncio.to_thread(self._ingest_once)
+                    await self._ingest()
                 except LedgerError as exc:
                     log.warning("ledger_ingest_failed", error=str(exc))
+                if self.worker is not None:
+                    self.worker.close()
                 self.ledger.dispose()
             await self.node.close()
             log.info("daemon_stopped", **self.metrics.snapshot())

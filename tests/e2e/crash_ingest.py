@@ -1,33 +1,46 @@
-"""`poold run` that dies by SIGKILL inside its Nth ingest transaction: slices, blocks and the
-new checkpoint are written but not committed. Usage: python crash_ingest.py N <poold args...>."""
+"""`poold run` whose ledger process, inside its Nth ingest transaction, kills the daemon with
+SIGKILL; the kernel then kills the ledger process too (PR_SET_PDEATHSIG), so slices, blocks and
+the new checkpoint are written but never committed. It writes its pid to $CRASH_INGEST_PIDFILE
+so the test can see it gone. Usage: python crash_ingest.py N <poold args...>.
+
+The ledger process is spawned: it imports this file as a module (not as __main__), so only
+`fault_init` runs there.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
-from typing import Any
+import time
+from pathlib import Path
 
-from poold import daemon
+from poold import ledger_worker
 
-real_ingest = daemon.ingest
-die_at = int(sys.argv.pop(1))
-batches = 0
-
-
-def kill_inside_transaction() -> None:
-    global batches
-    batches += 1
-    if batches >= die_at:
-        os.kill(os.getpid(), signal.SIGKILL)
+real_init = ledger_worker.init
 
 
-def ingest_then_die(*args: Any, **kwargs: Any) -> Any:
-    return real_ingest(*args, before_commit=kill_inside_transaction, **kwargs)
+def fault_init(url: str, parent_pid: int, nice: int) -> None:
+    real_init(url, parent_pid, nice)
+    die_at = int(os.environ["CRASH_INGEST_AT"])
+    Path(os.environ["CRASH_INGEST_PIDFILE"]).write_text(str(os.getpid()))
+    batches = 0
+
+    def kill_the_daemon() -> None:
+        nonlocal batches
+        batches += 1
+        if batches >= die_at:
+            os.kill(parent_pid, signal.SIGKILL)
+            time.sleep(120)  # the parent-death signal ends this process long before
+            os._exit(3)
+
+    ledger_worker._before_commit = kill_the_daemon
 
 
-daemon.ingest = ingest_then_die  # type: ignore[assignment]
+if __name__ == "__main__":
+    os.environ["CRASH_INGEST_AT"] = sys.argv.pop(1)
+    ledger_worker.init = fault_init  # type: ignore[assignment]
 
-from poold.__main__ import main  # noqa: E402
+    from poold.__main__ import main
 
-main()
+    main()

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ format = "json"
 
 
 async def start_poold(
-    cfg: Path, launcher: tuple[str, ...] = ("-m", "poold")
+    cfg: Path, launcher: tuple[str, ...] = ("-m", "poold"), env: dict[str, str] | None = None
 ) -> tuple[asyncio.subprocess.Process, int]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -68,6 +69,7 @@ async def start_poold(
         str(cfg),
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     assert proc.stderr is not None
     while True:
@@ -135,7 +137,8 @@ async def test_kill9_inside_an_ingest_transaction_loses_and_doubles_nothing(
         + f'\n[ledger]\nurl = "sqlite:///{ledger}"\ningest_interval_s = 0.1\nauto_migrate = true\n'
     )
     crash = ("-u", str(Path(__file__).with_name("crash_ingest.py")), "3")
-    proc, port = await start_poold(cfg, crash)
+    pidfile = tmp_path / "ledger-process.pid"
+    proc, port = await start_poold(cfg, crash, {"CRASH_INGEST_PIDFILE": str(pidfile)})
     drain = asyncio.create_task(drain_stderr(proc))
     stats = FleetStats()
     fleet = asyncio.create_task(
@@ -147,8 +150,12 @@ async def test_kill9_inside_an_ingest_transaction_loses_and_doubles_nothing(
             stats=stats,
         )
     )
-    # The daemon kills itself inside its third ingest transaction with records.
-    assert await asyncio.wait_for(proc.wait(), 60) == -signal.SIGKILL
+    # The ledger process kills the daemon inside its third ingest transaction ...
+    assert await asyncio.to_thread(ends_within, proc.pid, 60), "the daemon was not killed"
+    # ... and dies with it (PR_SET_PDEATHSIG): no orphan can commit that transaction later.
+    ledger_pid = int(pidfile.read_text())
+    assert await asyncio.to_thread(ends_within, ledger_pid, 10), "ledger process outlived daemon"
+    assert await asyncio.wait_for(proc.wait(), 30) == -signal.SIGKILL
     with contextlib.suppress(Exception):
         await fleet
     await drain
@@ -170,6 +177,20 @@ async def test_kill9_inside_an_ingest_transaction_loses_and_doubles_nothing(
     assert sum(counts.values()) == len(logged) > before  # ... and in the ledger, exactly once
     assert ledger_totals(engine) == log_totals(tmp_path / "sharelog")
     engine.dispose()
+
+
+def ends_within(pid: int, timeout_s: float) -> bool:
+    """True once `pid` is gone or a zombie (it may be nobody's child to reap now)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def ledger_totals_count(engine: sa.Engine) -> dict[str, int]:

@@ -1,0 +1,144 @@
+"""The ledger's own process: ingest, block settlement and token periods run there.
+
+These steps are CPU-bound Python. Run in a thread of the daemon they held the GIL for its full
+switch interval each time the Stratum loop made a system call, and reply latency rose to seconds
+under load. In a separate process they only share the CPU, at a lower priority (`nice`).
+
+One worker process, started with `spawn` from the event loop's thread and killed by the kernel
+when the daemon dies (PR_SET_PDEATHSIG): a ledger transaction never outlives the daemon, so a
+kill -9 leaves the same state as before (uncommitted work is rolled back by the database). Calls
+and results cross as pickles. Must not import the Stratum side (poold.stratum, poold.daemon).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Engine
+
+from poold.config import TokensConfig
+from poold.ledger.db import LedgerError, open_ledger
+from poold.ledger.ingest import IngestResult, ingest
+from poold.ledger.settle import Settled, settle_pending
+from poold.tokens.settle import PeriodResult, settle_due
+
+T = TypeVar("T")
+_PR_SET_PDEATHSIG = 1
+
+# -- in the worker process ------------------------------------------------------------------------
+
+_engine: Engine | None = None
+#: Called inside each ingest transaction just before it commits (fault tests set it).
+_before_commit: Callable[[], None] | None = None
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the daemon died before the signal was armed
+        os._exit(1)
+
+
+def init(url: str, parent_pid: int, nice: int) -> None:
+    """Worker start-up: die with the daemon, step aside for it, open the ledger."""
+    global _engine
+    _die_with_parent(parent_pid)
+    if nice:
+        os.nice(nice)
+    _engine = open_ledger(url, migrate_schema=False)
+
+
+def _ready() -> bool:
+    return _engine is not None
+
+
+def _ingest(sharelog: str, node_id: int) -> IngestResult:
+    assert _engine is not None
+    return ingest(_engine, Path(sharelog), node_id, before_commit=_before_commit)
+
+
+def _settle_blocks(pool_fee: Fraction, scheme: str) -> list[Settled]:
+    assert _engine is not None
+    return settle_pending(_engine, pool_fee=pool_fee, scheme=scheme)
+
+
+def _settle_tokens(cfg: TokensConfig) -> list[PeriodResult]:
+    assert _engine is not None
+    return settle_due(_engine, cfg)
+
+
+def _read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    assert _engine is not None
+    with _engine.connect() as conn:
+        return fn(conn, *args)
+
+
+# -- in the daemon --------------------------------------------------------------------------------
+
+
+class LedgerWorker:
+    """The daemon's handle on the ledger process. Every call is awaited on the event loop."""
+
+    def __init__(self, url: str, *, nice: int = 10) -> None:
+        self.url = url
+        self.nice = nice
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=init,  # looked up now: a fault test may have replaced it
+                initargs=(self.url, os.getpid(), self.nice),
+            )
+        return self._pool
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            # Submitted from the loop's thread, so that is the thread the worker is forked from
+            # (PR_SET_PDEATHSIG fires when the forking *thread* ends).
+            return await loop.run_in_executor(self._executor(), fn, *args)
+        except BrokenProcessPool as exc:
+            pool, self._pool = self._pool, None  # a new worker next time
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise LedgerError(f"the ledger process stopped unexpectedly: {exc}") from exc
+
+    async def start(self) -> None:
+        """Start the worker and open its engine now, so the first pass does not wait for it."""
+        await self._call(_ready)
+
+    async def ingest(self, sharelog: Path, node_id: int) -> IngestResult:
+        return await self._call(_ingest, str(sharelog), node_id)
+
+    async def settle_blocks(self, pool_fee: Fraction, scheme: str) -> list[Settled]:
+        return await self._call(_settle_blocks, pool_fee, scheme)
+
+    async def settle_tokens(self, cfg: TokensConfig) -> list[PeriodResult]:
+        return await self._call(_settle_tokens, cfg)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(conn, *args)` on a ledger connection in the worker (`fn` importable by name).
+
+        For heavy pool-wide reads whose result is cached by the caller: they queue behind a
+        ledger pass in progress, but never hold the daemon's GIL."""
+        return await self._call(_read, fn, args)
+
+    def close(self) -> None:
+        """Stop the worker (after the call in progress, if any)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
