@@ -25,7 +25,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from poold.api.auth import scope_of
+from poold.api.auth import digest, scope_of
 from poold.api.events import EventHub
 from poold.api.openapi import document
 from poold.config import Config
@@ -48,6 +48,9 @@ class ApiContext:
     events: EventHub = field(default_factory=EventHub)
     keepalive_s: float = 15.0
     cache_ttl_s: float = 5.0  # pool-wide views are recomputed at most this often
+    #: Runs `fn(conn, *args)` in the ledger process (the daemon's); None: in a thread here.
+    #: Used for the cached pool-wide views, which are CPU-heavy in Python.
+    offload: Callable[..., Awaitable[Any]] | None = None
 
 
 CTX = web.AppKey("ctx", ApiContext)
@@ -90,6 +93,9 @@ class Cached:
 
 CACHE = web.AppKey("cache", Cached)
 PAGES = web.AppKey("pages", dict[tuple[str, int, int, int | None], str])
+SCOPES = web.AppKey("scopes", dict[str, tuple[float, str]])  # token digest -> (seen, scope)
+SCOPE_TTL_S = 60.0
+HOLDERS = web.AppKey("holders", set[str])  # holders the ledger is known to have
 
 
 def _error(status: int, message: str) -> web.HTTPException:
@@ -144,13 +150,26 @@ def _page(request: web.Request) -> queries.Page:
 
 
 async def _scope(request: web.Request) -> str:
+    """The token's scope. Known tokens are remembered for a minute (by the SHA-256 the ledger
+    stores, never the secret): a read costs no database round trip on the Stratum process.
+    Unknown tokens are always looked up, so a token created a moment ago works at once."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or len(header) < 8:
         raise _error(401, "this resource needs a token: Authorization: Bearer <token>")
-
-    scope = await asyncio.to_thread(scope_of, _engine(request), header[7:].strip())
+    secret = header[7:].strip()
+    known = request.app[SCOPES]
+    key = digest(secret)
+    hit = known.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < SCOPE_TTL_S:
+        return hit[1]
+    scope = await asyncio.to_thread(scope_of, _engine(request), secret)
     if scope is None:
+        known.pop(key, None)
         raise _error(401, "unknown token")
+    if len(known) >= 10_000:
+        known.clear()
+    known[key] = (now, scope)
     return scope
 
 
@@ -172,6 +191,15 @@ async def _read(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any
     return await asyncio.to_thread(run)
 
 
+async def _read_heavy(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
+    """A pool-wide read: in the ledger process when there is one, so the Stratum loop in this
+    process never waits for the GIL while thousands of slices are summed."""
+    offload = _ctx(request).offload
+    if offload is None:
+        return await _read(request, fn, *args)
+    return await offload(fn, *args)
+
+
 def _now(request: web.Request) -> int:
     return int(_ctx(request).clock())
 
@@ -183,7 +211,7 @@ async def pool(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     now = _now(request)
     overview = await request.app[CACHE].get(
-        "pool", lambda: _read(request, queries.pool_overview, now)
+        "pool", lambda: _read_heavy(request, queries.pool_overview, now)
     )
     body = dict(overview)
     body.update(
@@ -214,7 +242,7 @@ async def pool_hashrate(request: web.Request) -> web.Response:
     window = _window(request)
     now = _now(request)
     points = await request.app[CACHE].get(
-        f"series:{window}", lambda: _read(request, queries.hashrate_series, now, window)
+        f"series:{window}", lambda: _read_heavy(request, queries.hashrate_series, now, window)
     )
     return web.json_response({"window": window, "points": points})
 
@@ -262,10 +290,17 @@ async def miner_payouts(request: web.Request) -> web.Response:
 
 
 async def _holder(request: web.Request) -> str:
+    """The holder named in the path, once the token may read it and the ledger knows it.
+    Known holders are remembered: transfers are never deleted, so a holder stays known."""
     name = request.match_info["holder"]
     await _require(request, holder=name)
-    if not await _read(request, queries.holder_known, name):
-        raise _error(404, f"no token holder {name!r}")
+    known = request.app[HOLDERS]
+    if name not in known:
+        if not await _read(request, queries.holder_known, name):
+            raise _error(404, f"no token holder {name!r}")
+        if len(known) >= 100_000:
+            known.clear()
+        known.add(name)
     return name
 
 
@@ -463,6 +498,8 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
     app[CTX] = ctx
     app[CACHE] = Cached(ctx.cache_ttl_s)
     app[PAGES] = {}
+    app[SCOPES] = {}
+    app[HOLDERS] = set()
     app.router.add_get("/healthz", healthz)
     if public:
         app.router.add_get("/", dashboard)

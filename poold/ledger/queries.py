@@ -8,6 +8,8 @@ calls it in threads).
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -29,7 +31,6 @@ from poold.ledger.models import (
     Worker,
 )
 from poold.ledger.slices import exact_sums
-from poold.ledger.window import window
 from poold.shares.difficulty import network_difficulty
 from poold.tokens.settle import STATEMENT_AMOUNTS
 from poold.tokens.transfers import exact
@@ -72,27 +73,90 @@ def hashrates(conn: Connection, now: int, account_id: int | None = None) -> dict
     return out
 
 
-def _scores_since(conn: Connection, since: int) -> Fraction:
-    """Summed share difficulty / network difficulty of the slices from minute `since` on."""
-    sums = exact_sums(conn, [ShareSlice.bits], [ShareSlice.slice_start >= since])
-    return sum((v / network_difficulty(int(k[0])) for k, v in sums.items()), Fraction(0))
+OLD_AFTER_S = 3600  # minutes older than this are summed from a per-process cache ...
+OLD_REFRESH_S = 600  # ... rebuilt this often: a late slice for an old minute shows within it
+
+
+@dataclass
+class _OldMinutes:
+    since: int  # the cache holds minutes in [since, horizon)
+    horizon: int
+    built: float  # time.monotonic()
+    sums: dict[tuple[Any, ...], Fraction]
+
+
+_old_minutes: dict[str, _OldMinutes] = {}
+_old_lock = threading.Lock()
+
+
+def forget_cached_minutes() -> None:
+    """Drop every cached old minute (tests; a ledger rebuilt in place)."""
+    with _old_lock:
+        _old_minutes.clear()
+
+
+def minute_sums(conn: Connection, since: int, end: int) -> dict[tuple[Any, ...], Fraction]:
+    """Pool-wide summed difficulty per (minute, network bits) for minutes >= `since`.
+
+    A day of slices is millions of rows, and the pool page wants it every few seconds; but
+    minutes older than an hour almost never change (only a backlog ingested late). So those are
+    summed once and kept per process for `OLD_REFRESH_S`; each call reads only the newer rows.
+    """
+    key = conn.engine.url.render_as_string(hide_password=True)
+    with _old_lock:
+        old = _old_minutes.get(key)
+        if old is None or old.since > since or time.monotonic() - old.built > OLD_REFRESH_S:
+            horizon = max(since, end - OLD_AFTER_S)
+            sums = exact_sums(
+                conn,
+                [ShareSlice.slice_start, ShareSlice.bits],
+                [ShareSlice.slice_start >= since, ShareSlice.slice_start < horizon],
+            )
+            old = _old_minutes[key] = _OldMinutes(since, horizon, time.monotonic(), sums)
+        out = {k: v for k, v in old.sums.items() if k[0] >= since}
+    recent = exact_sums(
+        conn,
+        [ShareSlice.slice_start, ShareSlice.bits],
+        [ShareSlice.slice_start >= max(since, old.horizon)],
+    )
+    for k, v in recent.items():
+        out[k] = out.get(k, Fraction(0)) + v
+    return out
 
 
 def pool_overview(conn: Connection, now: int, factor: Fraction = Fraction(2)) -> dict[str, Any]:
-    rates = hashrates(conn, now)
-    online = [k for k, v in rates["workers"].items() if v.get("10m")]
+    """The pool page from one pass over the slices: pool-wide sums per minute and network
+    difficulty since the older of 24 h ago and the last block found, from which the hashrate
+    windows, the round's effort and the PPLNS window fill all follow. Per worker only the last
+    10 minutes are read (who is online), and minutes older than an hour come from a cache
+    (`minute_sums`)."""
+    end = now // 60 * 60
     blocks = conn.execute(select(Block.status, func.count()).group_by(Block.status)).all()
     last = conn.execute(select(func.max(Block.found_ms)).where(Block.accepted.is_(True))).scalar()
+    round_start = 0 if last is None else int(last) // 60_000 * 60
+    since = min(end - WINDOWS["24h"], round_start)
+    minutes = minute_sums(conn, since, end)
+    totals = {
+        label: _rate(sum((v for (t, _b), v in minutes.items() if t >= end - s), Fraction(0)), s)
+        for label, s in WINDOWS.items()
+    }
+    online = [k for k, v in _sums(conn, end - WINDOWS["10m"]).items() if _rate(v, WINDOWS["10m"])]
+    scores = {k: v / network_difficulty(int(k[1])) for k, v in minutes.items()}
     # Effort: the work since the last block found (minute granularity) in network
     # difficulties; 1 = an average round. Window fill: how much of `factor` network
     # difficulties the newest shares cover now (the rest would be unallocated).
-    effort = _scores_since(conn, 0 if last is None else int(last) // 60_000 * 60)
-    covered = sum((d / n for _a, d, n in window(conn, now * 1000, factor)), Fraction(0))
+    effort = sum((v for (t, _b), v in scores.items() if t >= round_start), Fraction(0))
+    # The window walks back from now until it holds `factor`: what it covers is the smaller of
+    # `factor` and all the work up to now.
+    covered = sum((v for (t, _b), v in scores.items() if t <= end), Fraction(0))
+    if covered < factor and since > 0:  # older work may still be inside the window
+        older = exact_sums(conn, [ShareSlice.bits], [ShareSlice.slice_start < since])
+        covered += sum((v / network_difficulty(int(k[0])) for k, v in older.items()), Fraction(0))
     fill = min(Fraction(1), covered / factor)
     return {
-        "hashrate_hs": rates["total"],
+        "hashrate_hs": totals,
         "workers_online": len(online),
-        "miners_online": len({k.split(".", 1)[0] for k in online}),
+        "miners_online": len({a for a, _w in online}),
         "blocks": {s: int(n) for s, n in blocks},
         "round_effort": f"{float(effort):.6f}",
         "pplns_window_fill": f"{float(fill):.6f}",
