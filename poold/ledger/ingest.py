@@ -15,7 +15,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -23,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from poold.ledger.db import LedgerError, bulk_insert
 from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
-from poold.shares.log import LogPosition, ShareFields, list_segments, scan_from, segment_path
+from poold.shares.log import LogPosition, list_segments, read_batch, segment_path
 
 SLICE_S = 60
 
@@ -184,37 +183,29 @@ def _ingest_batch(
             else:
                 start, seen = LogPosition(cp[0], cp[1]), cp[2]
                 _check_position(sharelog, segs, start, node_id)
+            batch = read_batch(sharelog, start, batch_records)
+            n, pos, shares = batch.records, batch.position, len(batch.shares)
+            blocks = [rec for rec in batch.others if rec.get("t") == "block"]
             # key -> [diff numerator, diff denominator, shares, first ms, last ms]
             slices: dict[tuple[bytes, bytes, int, int], list[int]] = {}
-            blocks: list[dict[str, Any]] = []
-            n = shares = 0
-            pos = start
-            for after, rec in scan_from(sharelog, start):
-                pos = after
-                n += 1
-                if isinstance(rec, ShareFields):
-                    shares += 1
-                    ts = rec.ts_ms
-                    key = (rec.account, rec.worker, ts // 60_000 * SLICE_S, rec.bits)
-                    acc = slices.get(key)
-                    if acc is None:
-                        slices[key] = [rec.diff_num, rec.diff_den, 1, ts, ts]
-                    else:
-                        if acc[1] == rec.diff_den:  # the common case: one difficulty scale
-                            acc[0] += rec.diff_num
-                        else:
-                            den = math.lcm(acc[1], rec.diff_den)
-                            acc[0] = acc[0] * (den // acc[1]) + rec.diff_num * (den // rec.diff_den)
-                            acc[1] = den
-                        acc[2] += 1
-                        if ts < acc[3]:
-                            acc[3] = ts
-                        if ts > acc[4]:
-                            acc[4] = ts
-                elif rec.get("t") == "block":
-                    blocks.append(rec)
-                if n >= batch_records:
-                    break
+            get = slices.get
+            for ts, bits, num, den, account, worker in batch.shares:
+                key = (account, worker, ts // 60_000 * SLICE_S, bits)
+                acc = get(key)
+                if acc is None:
+                    slices[key] = [num, den, 1, ts, ts]
+                    continue
+                if acc[1] == den:  # the common case: one difficulty scale
+                    acc[0] += num
+                else:
+                    lcm = math.lcm(acc[1], den)
+                    acc[0] = acc[0] * (lcm // acc[1]) + num * (lcm // den)
+                    acc[1] = lcm
+                acc[2] += 1
+                if ts < acc[3]:
+                    acc[3] = ts
+                if ts > acc[4]:
+                    acc[4] = ts
             if n == 0:
                 return IngestResult(0, 0, 0, 0, start)
             text = {k: (k[0].decode(), k[1].decode()) for k in {(k[0], k[1]) for k in slices}}

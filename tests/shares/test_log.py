@@ -135,3 +135,73 @@ def test_binary_share_records_roundtrip(tmp_path: Path) -> None:
         "block": True,
     }
     assert block == {"t": "block", "height": 840000}
+
+
+def test_read_batch_reads_what_scan_from_reads(tmp_path: Path) -> None:
+    """The ingest fast path sees the same records and positions as the generic scanner: shares,
+    JSON records, several segments, a corrupt frame ending an old segment, a torn tail, any
+    start position and batch limit."""
+    from poold.shares.log import (
+        LogPosition,
+        ShareFields,
+        encode_share,
+        list_segments,
+        read_batch,
+        scan_from,
+        segment_path,
+    )
+
+    log = ShareLog(tmp_path, segment_bytes=2000)
+    log.open()
+    for i in range(150):
+        if i % 17 == 0:
+            log.append({"t": "block", "hash": f"{i:064x}"})
+        log.append_payload(
+            encode_share(
+                1_800_000_000_000 + i,
+                0,
+                f"a{i % 3}",
+                f"w{i % 5}",
+                "1f",
+                1,
+                0x207FFFFF,
+                i + 1,
+                1 + i % 2,
+                b"\0\0\0\1",
+                i.to_bytes(4, "big"),
+                1,
+                i,
+                2,
+                False,
+            )
+        )
+        if i % 7 == 0:
+            log.flush()
+    log.close()
+    segs = list_segments(tmp_path)
+    assert len(segs) > 3
+    old = segment_path(tmp_path, segs[1])
+    data = bytearray(old.read_bytes())
+    data[300] ^= 0xFF  # corrupt a frame in the middle of a closed segment
+    old.write_bytes(bytes(data))
+    with segment_path(tmp_path, segs[-1]).open("ab") as fh:
+        fh.write(b"\x50\x00\x00\x00torn")  # a frame header with half a payload
+
+    def as_tuple(rec: object) -> object:
+        if isinstance(rec, ShareFields):
+            return (rec.ts_ms, rec.bits, rec.diff_num, rec.diff_den, rec.account, rec.worker)
+        return rec
+
+    everything = [(pos, as_tuple(rec)) for pos, rec in scan_from(tmp_path, LogPosition(segs[0], 0))]
+    starts = [LogPosition(segs[0], 0), *(pos for pos, _rec in everything[::23])]
+    for start in starts:
+        want = [
+            (p, r) for p, r in everything if (p.segment, p.offset) > (start.segment, start.offset)
+        ]
+        for limit in (1, 10, 1000):
+            got = read_batch(tmp_path, start, limit)
+            part = want[:limit]
+            assert got.records == len(part)
+            assert got.shares == [r for _p, r in part if isinstance(r, tuple)]
+            assert got.others == [r for _p, r in part if isinstance(r, dict)]
+            assert got.position == (part[-1][0] if part else start)
