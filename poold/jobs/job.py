@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass, field
 
 from poold.jobs.coinbase import CoinbaseParts, varint
-from poold.jobs.merkle import coinbase_branch, fold_branch, sha256d
+from poold.jobs.merkle import coinbase_branch
 from poold.jobs.template import BlockTemplate
 from poold.shares.difficulty import target_from_bits
 
@@ -69,21 +69,20 @@ class Job:
         ]
 
     def merkle_root(self, extranonce1: bytes, extranonce2: bytes) -> bytes:
-        coinbase_hash = sha256d(self.coinbase.serialize(extranonce1 + extranonce2))
-        return fold_branch(coinbase_hash, self.branch)
-
-    def header(
-        self, extranonce1: bytes, extranonce2: bytes, ntime: int, nonce: int, version: int
-    ) -> bytes:
-        """The 80-byte block header a miner hashed for these submit fields.
-
-        The per-share hot path: `merkle_root` and `fold_branch` written out, no calls between.
-        """
+        """The coinbase's txid folded through the branch (`sha256d` and `fold_branch` written
+        out: this runs for every share)."""
         sha, cb = _sha256, self.coinbase
         h = sha(sha(cb.coinb1 + extranonce1 + extranonce2 + cb.coinb2).digest()).digest()
         for step in self.branch:
             h = sha(sha(h + step).digest()).digest()
-        return _pack_u32(version) + self._prev_hash + h + _pack_tail(ntime, self.bits, nonce)
+        return h
+
+    def header(
+        self, extranonce1: bytes, extranonce2: bytes, ntime: int, nonce: int, version: int
+    ) -> bytes:
+        """The 80-byte block header a miner hashed for these submit fields."""
+        root = self.merkle_root(extranonce1, extranonce2)
+        return _pack_u32(version) + self._prev_hash + root + _pack_tail(ntime, self.bits, nonce)
 
     def block(self, header: bytes, extranonce1: bytes, extranonce2: bytes) -> bytes:
         """Full serialized block for `submitblock`."""

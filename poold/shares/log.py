@@ -371,8 +371,7 @@ class ShareLog:
 
     def append_payload(self, payload: bytes) -> None:
         """Queue one encoded record (e.g. from `encode_share`)."""
-        self._pending += _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
-        self.records_appended += 1
+        self.append_payloads([payload])
 
     def append_payloads(self, payloads: list[bytes]) -> None:
         """Queue several encoded records at once (the same framing as `append_payload`)."""

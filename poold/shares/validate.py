@@ -7,13 +7,12 @@ Must not import asyncio, read clocks (time comes in as `now`) or touch storage.
 from __future__ import annotations
 
 import enum
-import hashlib
 from dataclasses import dataclass
 
 from poold.jobs.job import Job
+from poold.jobs.merkle import sha256d
 
 MAX_FUTURE_NTIME_S = 7200
-_sha256 = hashlib.sha256
 
 
 class Reject(enum.IntEnum):
@@ -78,7 +77,7 @@ def validate_share(
             return Rejected(Reject.OTHER, "version bits outside the negotiated mask")
         version = (version & ~version_mask) | version_bits
     header = job.header(extranonce1, extranonce2, ntime, nonce, version)
-    hash_int = int.from_bytes(_sha256(_sha256(header).digest()).digest(), "little")
+    hash_int = int.from_bytes(sha256d(header), "little")
     if hash_int > share_target:
         return Rejected(Reject.LOW_DIFFICULTY, "low difficulty share")
     key = (extranonce1, extranonce2, ntime, nonce, version)

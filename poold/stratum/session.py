@@ -370,12 +370,7 @@ class Session:
         elif self._history_len < self.policy.invalid_window:
             self._history_len += 1
         self.metrics.shares_accepted += 1
-        req_id = ev.req_id
-        self.outbox.append(
-            b'{"id":%d,"result":true,"error":null}\n' % req_id
-            if type(req_id) is int
-            else p.encode_true(req_id)
-        )
+        self.outbox.append(p.encode_true(ev.req_id))
         if self.vardiff.on_share(now) is not None:
             self._send_work(self.jobs.current(), now)
 
