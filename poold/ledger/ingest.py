@@ -11,20 +11,20 @@ Stratum or node packages: it only reads the share log.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from poold.ledger.db import LedgerError, bulk_insert
+from poold.ledger.db import LedgerError, copy_columns
 from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
-from poold.shares.log import LogPosition, list_segments, read_batch, segment_path
-
-SLICE_S = 60
+from poold.ledger.slicing import SliceColumns, slices_from_arrays, slices_from_tuples
+from poold.shares.log import LogPosition, list_segments, segment_path
+from poold.shares.scan import ArrayBatch, read_arrays
 
 
 @dataclass(frozen=True)
@@ -99,28 +99,44 @@ class _Names:
         return added
 
 
-SLICE_COLUMNS = (
-    "node_id",
-    "account_id",
-    "worker_id",
-    "slice_start",
-    "bits",
-    "diff_num",
-    "diff_den",
-    "shares",
-    "first_ms",
-    "last_ms",
-)
-
-
-def _insert_slices(conn: Connection, rows: list[dict[str, int]]) -> None:
-    """Bulk insert in the current transaction (COPY on PostgreSQL, the driver's executemany on
-    SQLite); diff_num/diff_den are ExactInt (decimal text) columns."""
-    bulk_insert(
-        conn,
-        ShareSlice.__table__,  # type: ignore[arg-type]
-        [{c: str(r[c]) if c.startswith("diff_") else r[c] for c in SLICE_COLUMNS} for r in rows],
-    )
+def _write_slices(
+    conn: Connection, node_id: int, batch: ArrayBatch, group_ids: list[tuple[int, int]]
+) -> int:
+    """Aggregate the batch's shares into slices and bulk-insert them; returns the row count."""
+    ids = np.array(group_ids, dtype=np.int64).reshape(-1, 2)
+    cols = slices_from_arrays(batch, ids[:, 0], ids[:, 1])
+    if cols is None:  # a sort key wider than 64 bits: the plain loop
+        by_name = dict(zip(batch.names, group_ids, strict=True))
+        shares = [
+            (t, b, x, d, *batch.names[g])
+            for t, b, x, d, g in zip(
+                batch.ts_ms.tolist(),
+                batch.bits.tolist(),
+                batch.diff_num.tolist(),
+                batch.diff_den.tolist(),
+                batch.group.tolist(),
+                strict=True,
+            )
+        ]
+        cols = SliceColumns.from_tuples(slices_from_tuples(shares, by_name))
+    if len(cols):
+        copy_columns(
+            conn,
+            ShareSlice.__table__,  # type: ignore[arg-type]
+            [
+                ("node_id", "int4", np.full(len(cols), node_id, np.int64)),
+                ("account_id", "int4", cols.account_id),
+                ("worker_id", "int4", cols.worker_id),
+                ("slice_start", "int8", cols.slice_start),
+                ("bits", "int8", cols.bits),
+                ("diff_num", "text", cols.diff_num),
+                ("diff_den", "text", cols.diff_den),
+                ("shares", "int4", cols.shares),
+                ("first_ms", "int8", cols.first_ms),
+                ("last_ms", "int8", cols.last_ms),
+            ],
+        )
+    return len(cols)
 
 
 def _check_position(sharelog: Path, segs: list[int], cp: LogPosition, node_id: int) -> None:
@@ -183,55 +199,22 @@ def _ingest_batch(
             else:
                 start, seen = LogPosition(cp[0], cp[1]), cp[2]
                 _check_position(sharelog, segs, start, node_id)
-            batch = read_batch(sharelog, start, batch_records)
-            n, pos, shares = batch.records, batch.position, len(batch.shares)
+            try:
+                batch = read_arrays(sharelog, start, batch_records)
+                text = [(a.decode(), w.decode()) for a, w in batch.names]
+            except ValueError as exc:  # a CRC-valid record that does not decode: a writer bug
+                raise LedgerError(
+                    f"the share log at {sharelog} has a record that does not decode after "
+                    f"segment {start.segment} offset {start.offset}: {exc}; nothing was ingested"
+                ) from None
+            n, pos, shares = batch.records, batch.position, len(batch.ts_ms)
             blocks = [rec for rec in batch.others if rec.get("t") == "block"]
-            # key -> [diff numerator, diff denominator, shares, first ms, last ms]
-            slices: dict[tuple[bytes, bytes, int, int], list[int]] = {}
-            get = slices.get
-            for ts, bits, num, den, account, worker in batch.shares:
-                key = (account, worker, ts // 60_000 * SLICE_S, bits)
-                acc = get(key)
-                if acc is None:
-                    slices[key] = [num, den, 1, ts, ts]
-                    continue
-                if acc[1] == den:  # the common case: one difficulty scale
-                    acc[0] += num
-                else:
-                    lcm = math.lcm(acc[1], den)
-                    acc[0] = acc[0] * (lcm // acc[1]) + num * (lcm // den)
-                    acc[1] = lcm
-                acc[2] += 1
-                if ts < acc[3]:
-                    acc[3] = ts
-                if ts > acc[4]:
-                    acc[4] = ts
             if n == 0:
                 return IngestResult(0, 0, 0, 0, start)
-            text = {k: (k[0].decode(), k[1].decode()) for k in {(k[0], k[1]) for k in slices}}
-            names = set(text.values()) | {(str(b["account"]), str(b["worker"])) for b in blocks}
+            names = set(text) | {(str(b["account"]), str(b["worker"])) for b in blocks}
             added = cache.resolve(conn, names)
             ids = {**cache.known, **added}  # (account, worker) -> (worker id, account id)
-            if slices:
-                rows = []
-                for (a, w, start_s, bits), v in slices.items():
-                    wid, aid = ids[text[(a, w)]]
-                    g = math.gcd(v[0], v[1])
-                    rows.append(
-                        {
-                            "node_id": node_id,
-                            "account_id": aid,
-                            "worker_id": wid,
-                            "slice_start": start_s,
-                            "bits": bits,
-                            "diff_num": v[0] // g,
-                            "diff_den": v[1] // g,
-                            "shares": v[2],
-                            "first_ms": v[3],
-                            "last_ms": v[4],
-                        }
-                    )
-                _insert_slices(conn, rows)
+            n_slices = _write_slices(conn, node_id, batch, [ids[t] for t in text])
             fresh = [
                 b
                 for b in blocks
@@ -268,7 +251,7 @@ def _ingest_batch(
                 )
             if before_commit is not None:
                 before_commit()  # fault injection point for tests
-            result = IngestResult(n, shares, len(slices), len(fresh), pos)
+            result = IngestResult(n, shares, n_slices, len(fresh), pos)
         cache.known.update(added)  # only now: the names are committed
         return result
     except SQLAlchemyError as exc:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0004"
+SCHEMA_VERSION = "0005"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -66,8 +66,10 @@ class ShareSlice(Base):
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
     node_id: Mapped[int] = mapped_column(Integer)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id"))
+    # No foreign keys (migration 0005: their triggers cost more than COPY itself); ingest
+    # writes workers with their slices and `ledger verify` checks every slice's ids.
+    account_id: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[int] = mapped_column(Integer)
     slice_start: Mapped[int] = mapped_column(BigInteger)  # unix seconds, minute-aligned
     bits: Mapped[int] = mapped_column(BigInteger)  # network target of the shares' jobs
     diff_num: Mapped[int] = mapped_column(ExactInt)  # summed share difficulty = num / den

@@ -29,6 +29,8 @@ from poold.ledger.models import (
     JournalEntry,
     JournalLine,
     Settlement,
+    ShareSlice,
+    Worker,
 )
 from poold.ledger.window import window
 
@@ -130,8 +132,9 @@ def settle_pending(
 
 
 def verify(engine: Engine) -> list[str]:
-    """Problems found in the journal (empty = it balances): every entry sums to zero, so the
-    whole journal does, and every settlement points at an entry."""
+    """Problems found in the ledger (empty = it balances): every entry sums to zero, so the
+    whole journal does, every settlement points at an entry, and every share slice names a
+    worker of its account (slices carry no foreign keys: see migration 0005)."""
     problems = []
     with engine.connect() as conn:
         for entry_id, total in conn.execute(
@@ -151,6 +154,17 @@ def verify(engine: Engine) -> list[str]:
         ).scalar()
         if orphans:
             problems.append(f"{orphans} settlements point at no journal entry")
+        strays = conn.execute(
+            select(func.count())
+            .select_from(ShareSlice)
+            .outerjoin(
+                Worker,
+                (Worker.id == ShareSlice.worker_id) & (Worker.account_id == ShareSlice.account_id),
+            )
+            .where(Worker.id.is_(None))
+        ).scalar()
+        if strays:
+            problems.append(f"{strays} share slices name no worker of their account")
     return problems
 
 

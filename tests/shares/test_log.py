@@ -3,6 +3,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from poold.shares.log import ShareLog, list_segments, read_log, segment_path
 
 
@@ -137,10 +139,14 @@ def test_binary_share_records_roundtrip(tmp_path: Path) -> None:
     assert block == {"t": "block", "height": 840000}
 
 
-def test_read_batch_reads_what_scan_from_reads(tmp_path: Path) -> None:
-    """The ingest fast path sees the same records and positions as the generic scanner: shares,
+def test_read_batch_reads_what_scan_from_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch readers see the same records and positions as the generic scanner: shares,
     JSON records, several segments, a corrupt frame ending an old segment, a torn tail, any
-    start position and batch limit."""
+    start position and batch limit; `scan.read_arrays` (the Numba walk ingest uses) equals
+    `read_batch` whatever its read chunk."""
+    from poold.shares import scan
     from poold.shares.log import (
         LogPosition,
         ShareFields,
@@ -205,3 +211,18 @@ def test_read_batch_reads_what_scan_from_reads(tmp_path: Path) -> None:
             assert got.shares == [r for _p, r in part if isinstance(r, tuple)]
             assert got.others == [r for _p, r in part if isinstance(r, dict)]
             assert got.position == (part[-1][0] if part else start)
+            for chunk in (64, 1000, 1 << 21):  # the array reader, across its read chunks
+                monkeypatch.setattr(scan, "_CHUNK_MIN", chunk)
+                monkeypatch.setattr(scan, "_CHUNK_MAX", chunk)
+                arr = scan.read_arrays(tmp_path, start, limit)
+                assert (arr.records, arr.position, arr.others) == (
+                    got.records,
+                    got.position,
+                    got.others,
+                )
+                columns = (arr.ts_ms, arr.bits, arr.diff_num, arr.diff_den, arr.group)
+                rows = [
+                    (*r[:4], *arr.names[r[4]])
+                    for r in zip(*(c.tolist() for c in columns), strict=True)
+                ]
+                assert rows == got.shares
