@@ -27,7 +27,15 @@ from poold.shares.log import ShareLog, encode_share, list_segments, segment_path
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 T0 = 1_800_000_000
-TABLES = ("share_slices", "accounts", "workers", "blocks", "ingest_checkpoints", "journal_lines")
+TABLES = (
+    "share_slices",
+    "slice_sums",
+    "accounts",
+    "workers",
+    "blocks",
+    "ingest_checkpoints",
+    "journal_lines",
+)
 
 
 def write_seconds(log_dir: Path, first: int, last: int, workers: int, interval: int) -> int:

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from poold.ledger import rollup
 from poold.ledger.db import LedgerError, copy_columns
 from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
 from poold.ledger.slicing import SliceColumns, slices_from_arrays, slices_from_tuples
@@ -173,7 +174,18 @@ def ingest(
             done.position,
         )
         if done.records < batch_records:
-            return total
+            break
+    # Fold the new slices into the window's sums now, in their own transaction, so a
+    # settlement's fold stays small. The batches above are committed whatever happens here,
+    # and any fold (the next ingest's, a settlement's) catches up what this one did not do.
+    try:
+        with engine.begin() as conn:
+            rollup.fold(conn)
+    except SQLAlchemyError as exc:
+        raise LedgerError(
+            f"ingest committed its batches, but folding slice sums failed: {exc}"
+        ) from None
+    return total
 
 
 def _ingest_batch(

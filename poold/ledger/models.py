@@ -19,7 +19,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0005"
+SCHEMA_VERSION = "0006"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -77,6 +77,30 @@ class ShareSlice(Base):
     shares: Mapped[int] = mapped_column(Integer)
     first_ms: Mapped[int] = mapped_column(BigInteger)
     last_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class SliceSum(Base):
+    """Slice difficulty summed per aligned block of time (span 60, 600, 3600 or 86400 s) per
+    account (0 = the whole pool), network bits and denominator: what a PPLNS window reads
+    instead of millions of slices. Maintained by `poold.ledger.rollup` from slices with ids up
+    to `SliceRollup.folded_id` (slices are append-only)."""
+
+    __tablename__ = "slice_sums"
+    span: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bits: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    diff_den: Mapped[int] = mapped_column(ExactInt, primary_key=True)
+    diff_num: Mapped[int] = mapped_column(ExactInt)
+    shares: Mapped[int] = mapped_column(BigInteger)
+
+
+class SliceRollup(Base):
+    """One row: every slice with id <= folded_id is counted in `slice_sums`."""
+
+    __tablename__ = "slice_rollup"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    folded_id: Mapped[int] = mapped_column(BigInteger)
 
 
 class Block(Base):

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from accounting import pplns_split
+from poold.ledger import rollup
 from poold.ledger.db import LedgerError
 from poold.ledger.models import (
     Block,
@@ -134,7 +135,8 @@ def settle_pending(
 def verify(engine: Engine) -> list[str]:
     """Problems found in the ledger (empty = it balances): every entry sums to zero, so the
     whole journal does, every settlement points at an entry, and every share slice names a
-    worker of its account (slices carry no foreign keys: see migration 0005)."""
+    worker of its account (slices carry no foreign keys: see migration 0005), and the slice
+    sums add up to the slices they count."""
     problems = []
     with engine.connect() as conn:
         for entry_id, total in conn.execute(
@@ -165,6 +167,7 @@ def verify(engine: Engine) -> list[str]:
         ).scalar()
         if strays:
             problems.append(f"{strays} share slices name no worker of their account")
+        problems += rollup.check(conn)
     return problems
 
 

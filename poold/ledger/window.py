@@ -5,25 +5,27 @@ oldest first, ordered by content (minute, account id, worker id, bits) so the re
 depends on how ingest batched the log; rows with the same key are adjacent and belong to one
 account, so merging them changes nothing.
 
-`window` gives the same split input without loading every slice into Python: the database sums
-slice difficulties per (minute, bits, denominator) newest first until the window is covered
-(exactly, in Fractions) — that minute is the edge; minutes after it are summed per account
-(they count in full, so their order does not matter), and only the edge minute's slices come
-back one by one. Sums are exact: NUMERIC on PostgreSQL, 64-bit integers on SQLite with their
-width checked (anything wider falls back to the reference path). Imports the ledger models
-and difficulty math only.
+`window` gives the same split input without reading the window's slices: it walks the pool's
+per-minute sums (`rollup`) newest first until the window is covered (exactly, in Fractions) —
+that minute is the edge; the minutes after it count in full, so they are read as per-account
+sums over the fewest aligned day/hour/10-minute blocks, plus the slices of at most nine
+ragged minutes at each end summed by the database; only the edge minute's slices come back
+one by one. Imports the ledger models, the rollup and difficulty math only.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
+from typing import Any
 
-from sqlalchemy import BigInteger, Numeric, cast, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
 
-from poold.ledger.models import Account, ShareSlice
+from poold.ledger.models import Account, ShareSlice, SliceSum
+from poold.ledger.rollup import POOL, blocks, fold, sums
+from poold.ledger.slices import exact_sums
 from poold.shares.difficulty import network_difficulty
 
 #: A slice as the window sees it: (minute start s, account id, worker id, bits, difficulty).
@@ -41,6 +43,9 @@ class _Nets(dict[int, Fraction]):
     def __missing__(self, bits: int) -> Fraction:
         self[bits] = net = network_difficulty(bits)
         return net
+
+
+_NETS = _Nets()
 
 
 def window_shares(rows: Sequence[SliceRow], found_ms: int, names: Mapping[int, str]) -> list[Share]:
@@ -74,66 +79,21 @@ def _all_rows(conn: Connection, last: int) -> list[SliceRow]:
 
 
 def window(conn: Connection, found_ms: int, factor: Fraction) -> list[Share]:
-    """The split input for a block found at `found_ms` (same result as `window_shares`)."""
+    """The split input for a block found at `found_ms` (same result as `window_shares`).
+
+    Folds new slices into the sums first, in the caller's transaction, so the sums it reads
+    are complete (see `rollup.fold`)."""
     names = _names(conn)
-    try:
-        fast = _window_sql(conn, minute_of(found_ms), factor, names)
-    except (OverflowError, OperationalError):  # SQLite: a sum beyond 64 bits
-        fast = None
-    if fast is not None:
-        return fast
-    return window_shares(_all_rows(conn, minute_of(found_ms)), found_ms, names)
-
-
-def _window_sql(
-    conn: Connection, last: int, factor: Fraction, names: Mapping[int, str]
-) -> list[Share] | None:
-    pg = conn.dialect.name == "postgresql"
-    num = cast(ShareSlice.diff_num, Numeric if pg else BigInteger)
-    width = func.max(func.length(ShareSlice.diff_num))
+    fold(conn)
+    last = minute_of(found_ms)
     oldest = conn.execute(
-        select(func.min(ShareSlice.slice_start)).where(ShareSlice.slice_start <= last)
+        select(func.min(SliceSum.start)).where(
+            SliceSum.span == 60, SliceSum.account_id == POOL, SliceSum.start <= last
+        )
     ).scalar()
     if oldest is None:
         return []
-    nets = _Nets()
-    remaining = factor
-    edge: int | None = None
-    hi, span = last, FIRST_PAGE_S
-    while edge is None and hi >= oldest:
-        lo = hi - span
-        groups = conn.execute(
-            select(
-                ShareSlice.slice_start,
-                ShareSlice.bits,
-                ShareSlice.diff_den,
-                func.sum(num),
-                width,
-            )
-            .where(ShareSlice.slice_start > lo, ShareSlice.slice_start <= hi)
-            .group_by(ShareSlice.slice_start, ShareSlice.bits, ShareSlice.diff_den)
-            .order_by(ShareSlice.slice_start.desc())
-        ).all()
-        scores: dict[int, Fraction] = {}  # minute -> score, newest first
-        for t, bits, den, total, w in groups:
-            if not pg and int(w) > 18:
-                return None  # could exceed 64 bits on SQLite: the reference path
-            scores[t] = scores.get(t, Fraction(0)) + Fraction(int(total), int(den)) / nets[bits]
-        for minute, score in scores.items():
-            if score >= remaining:
-                edge = minute
-                break
-            remaining -= score
-        hi, span = lo, span * 4
-
-    full_from = edge if edge is not None else oldest - 1
-    aggregates = conn.execute(
-        select(ShareSlice.account_id, ShareSlice.bits, ShareSlice.diff_den, func.sum(num), width)
-        .where(ShareSlice.slice_start > full_from, ShareSlice.slice_start <= last)
-        .group_by(ShareSlice.account_id, ShareSlice.bits, ShareSlice.diff_den)
-    ).all()
-    if not pg and any(int(w) > 18 for *_, w in aggregates):
-        return None
+    edge = _edge(conn, last, oldest, factor)
     out: list[Share] = []
     if edge is not None:
         merged: dict[tuple[int, int, int], Fraction] = {}
@@ -148,10 +108,64 @@ def _window_sql(
         ):
             key = (int(a), int(wk), int(bits))
             merged[key] = merged.get(key, Fraction(0)) + Fraction(int(n), int(d))
-        out += [(names[k[0]], merged[k], nets[k[2]]) for k in sorted(merged)]
-    full: dict[tuple[int, int], Fraction] = {}
-    for a, bits, den, total, _w in aggregates:
-        ba = (int(bits), int(a))
-        full[ba] = full.get(ba, Fraction(0)) + Fraction(int(total), int(den))
-    out += [(names[a], full[(bits, a)], nets[bits]) for bits, a in sorted(full)]
+        out += [(names[k[0]], merged[k], _NETS[k[2]]) for k in sorted(merged)]
+    runs = blocks(edge if edge is not None else oldest - 60, last)
+    minutes = [(first, final) for span, first, final in runs if span == 60]
+    summed = [run for run in runs if run[0] != 60]
+    full: dict[tuple[Any, ...], Fraction] = defaultdict(Fraction)
+    if summed:
+        per_block = sums(
+            conn,
+            [SliceSum.bits, SliceSum.account_id],
+            [
+                SliceSum.account_id != POOL,
+                or_(
+                    *(
+                        and_(SliceSum.span == span, SliceSum.start.between(first, final))
+                        for span, first, final in summed
+                    )
+                ),
+            ],
+        )
+        for key, diff in per_block.items():
+            full[key] += diff
+    if minutes:
+        ragged = exact_sums(
+            conn,
+            [ShareSlice.bits, ShareSlice.account_id],
+            [or_(*(ShareSlice.slice_start.between(a, b) for a, b in minutes))],
+        )
+        for key, diff in ragged.items():
+            full[key] += diff
+    out += [(names[a], full[(bits, a)], _NETS[bits]) for bits, a in sorted(full)]
     return out
+
+
+def _edge(conn: Connection, last: int, oldest: int, factor: Fraction) -> int | None:
+    """The newest minute at or before `last` where the pool's work, summed newest first,
+    reaches `factor` (in network-difficulty units): the minute the window edge cuts. None
+    when all the work up to `last` does not reach it. Reads the pool's minute sums a page
+    at a time (6 h, then 4x wider)."""
+    remaining = factor
+    hi, span = last, FIRST_PAGE_S
+    while hi >= oldest:
+        lo = hi - span
+        scores = sums(
+            conn,
+            [SliceSum.start, SliceSum.bits],
+            [
+                SliceSum.span == 60,
+                SliceSum.account_id == POOL,
+                SliceSum.start > lo,
+                SliceSum.start <= hi,
+            ],
+        )
+        per_minute: dict[int, Fraction] = {}
+        for (minute, bits), diff in scores.items():
+            per_minute[minute] = per_minute.get(minute, Fraction(0)) + diff / _NETS[bits]
+        for minute in sorted(per_minute, reverse=True):
+            if per_minute[minute] >= remaining:
+                return minute
+            remaining -= per_minute[minute]
+        hi, span = lo, span * 4
+    return None
