@@ -28,11 +28,13 @@ import uvloop
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from poold.api.auth import create_token
 from poold.config import Config, ConfigError, load_config, parse_config
 from poold.daemon import Daemon
 from poold.jobs.address import address_to_script
+from poold.ledger import rollup
 from poold.ledger.db import LedgerError, open_ledger
 from poold.ledger.fpps import FppsBooked, book_with_node
 from poold.ledger.ingest import ingest as run_ingest
@@ -526,6 +528,21 @@ def ledger_verify(
     if problems:
         raise typer.Exit(1)
     typer.echo("ledger ok: every posting balances")
+
+
+@ledger_app.command("refold")
+def ledger_refold(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """Rebuild the slice sums PPLNS windows read, from the slices (after restoring a ledger,
+    or when `ledger verify` says they differ). Ingest waits while it runs."""
+    with _ledger(config) as (_cfg, engine):
+        try:
+            with engine.begin() as conn:
+                rollup.rebuild(conn)
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"refold failed, nothing changed: {exc}") from None
+    typer.echo("slice sums rebuilt from the slices")
 
 
 @app.command()

@@ -216,8 +216,8 @@ def _ingest_batch(
                 text = [(a.decode(), w.decode()) for a, w in batch.names]
             except ValueError as exc:  # a CRC-valid record that does not decode: a writer bug
                 raise LedgerError(
-                    f"the share log at {sharelog} has a record that does not decode after "
-                    f"segment {start.segment} offset {start.offset}: {exc}; nothing was ingested"
+                    f"the share log at {sharelog} has a record that does not decode ({exc}); "
+                    "nothing from this batch was ingested"
                 ) from None
             n, pos, shares = batch.records, batch.position, len(batch.ts_ms)
             blocks = [rec for rec in batch.others if rec.get("t") == "block"]

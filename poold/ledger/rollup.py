@@ -215,7 +215,13 @@ def check(conn: Connection) -> list[str]:
         got = sums(conn, [SliceSum.account_id], [SliceSum.span == span])
         pool = got.pop((POOL,), Fraction(0))
         if got != ({k: v for k, v in want.items() if v} if span in ACCOUNT_SPANS else {}):
-            problems.append(f"slice sums of span {span} s differ from the slices per account")
+            problems.append(
+                f"slice sums of span {span} s differ from the slices per account "
+                "(`poold ledger refold` rebuilds them)"
+            )
         if pool != total:
-            problems.append(f"slice sums of span {span} s differ from the slices for the pool")
+            problems.append(
+                f"slice sums of span {span} s differ from the slices for the pool "
+                "(`poold ledger refold` rebuilds them)"
+            )
     return problems

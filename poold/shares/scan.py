@@ -4,13 +4,15 @@
 `read_batch` is its oracle in the tests) with the shares as NumPy columns instead of tuples, so
 a million shares cost a few array passes instead of a million Python objects. The frame walk
 (length, CRC-32, record layout) is one Numba kernel; each share's (account, worker) name pair is
-a byte range of the segment plus a 64-bit FNV-1a hash, and `name_groups` turns the hashes into
-groups checked byte for byte (a hash collision can never merge two names). Imports numpy,
+a byte range of the segment plus a 64-bit FNV-1a hash, and the hashes become name groups
+checked byte for byte (a hash collision can never merge two names). A CRC-valid record that
+does not decode is a ValueError naming where it is (a writer bug: never skipped). Imports numpy,
 numba and the share log's format; must not import asyncio or anything from the ledger.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,8 +211,9 @@ class _Columns:
         self.names: list[tuple[bytes, bytes]] = []
         self.others: list[dict[str, object]] = []
 
-    def walk(self, raw: bytes, limit: int) -> tuple[int, int, int]:
-        """Walk one chunk: (records, bytes consumed, walk status)."""
+    def walk(self, raw: bytes, limit: int, seq: int, offset: int) -> tuple[int, int, int]:
+        """Walk one chunk, read from `offset` of segment `seq`: (records, bytes consumed,
+        walk status)."""
         data = np.frombuffer(raw, dtype=np.uint8)
         room = max(0, min(limit, len(raw) // _FRAME.size + 1))
         ts, bits, at, split, end, o_at, o_end = (np.empty(room, np.int64) for _ in range(7))
@@ -219,7 +222,11 @@ class _Columns:
             data, room, _CRC, ts, bits, num, den, at, split, end, hsh, o_at, o_end
         )
         for j in range(m):
-            record = _decode(raw[o_at[j] : o_end[j]])
+            try:
+                record = _decode(raw[o_at[j] : o_end[j]])
+            except (ValueError, struct.error) as exc:
+                where = offset + int(o_at[j]) - _FRAME.size
+                raise ValueError(f"segment {seq}, offset {where}: {exc}") from None
             if record is not None:
                 self.others.append(record)
         if k:
@@ -255,7 +262,7 @@ def read_arrays(directory: Path, start: LogPosition, limit: int) -> ArrayBatch:
                 want = max(_CHUNK_MIN, min((limit - n) * 192, _CHUNK_MAX)) * grow
                 fh.seek(offset)
                 raw = fh.read(want)
-                got, stop, status = cols.walk(raw, limit - n)
+                got, stop, status = cols.walk(raw, limit - n, seq, offset)
                 n += got
                 offset += stop
                 if got:

@@ -38,6 +38,9 @@ def test_migrate_then_ingest_twice(tmp_path: Path) -> None:
     assert run("settle", "--config", str(cfg)).stdout.strip().endswith("0 block(s) settled")
     ok = run("ledger", "verify", "--config", str(cfg))
     assert ok.returncode == 0 and "every posting balances" in ok.stdout
+    refold = run("ledger", "refold", "--config", str(cfg))
+    assert refold.returncode == 0 and "rebuilt" in refold.stdout, refold.stderr
+    assert run("ledger", "verify", "--config", str(cfg)).returncode == 0
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:

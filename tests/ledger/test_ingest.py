@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from fractions import Fraction
 from pathlib import Path
@@ -200,3 +201,25 @@ def test_ingest_without_the_array_path_writes_the_same_slices(
 
     assert rows(0) == rows(1) and len(rows(0)) > 100
     assert ledger_totals(ledger) == {a: 2 * v for a, v in log_totals(tmp_path).items()}
+
+
+def test_a_record_that_does_not_decode_stops_ingest_clearly(
+    ledger: sa.Engine, tmp_path: Path
+) -> None:
+    """A CRC-valid binary record with lengths that do not add up (a writer bug) is never
+    skipped or half-read: ingest stops before it, naming where it is."""
+    write_shares(tmp_path, 300)
+    log = ShareLog(tmp_path)
+    log.open()
+    log.append_payload(b"\x01" + bytes(60))  # the share tag, then nothing that fits
+    log.close()
+    with pytest.raises(LedgerError, match=r"does not decode \(segment 1, offset \d+: "):
+        ingest(ledger, tmp_path, 0, batch_records=1000)
+    assert count(ledger, ShareSlice) == 0  # the whole batch was refused
+    with pytest.raises(LedgerError, match="does not decode"):
+        ingest(ledger, tmp_path, 0, batch_records=100)
+    records = [r for _p, r in itertools.islice(read_log(tmp_path), 300)]  # 3 whole batches
+    before = sum(1 for r in records if r["t"] == "share")
+    with ledger.connect() as conn:
+        got = conn.execute(sa.select(sa.func.sum(ShareSlice.shares))).scalar_one()
+    assert got == before  # the batches before the bad record were ingested, then it stopped
