@@ -140,9 +140,9 @@ def walk(
         good = False
         if length >= head + 4 and data[start] == 1:
             h = start + head
-            a = h + 4 + data[h] + data[h + 1]
-            b = a + data[h + 2]
-            e = b + data[h + 3]
+            a = h + 4 + int(data[h]) + int(data[h + 1])  # int(): no uint8 arithmetic
+            b = a + int(data[h + 2])
+            e = b + int(data[h + 3])
             if e == stop:
                 good = True
                 ts[shares] = np.int64(_u(data, start + 3, 8))
