@@ -246,7 +246,7 @@ class RecordBatch:
 def read_batch(directory: Path, start: LogPosition, limit: int) -> RecordBatch:
     """Up to `limit` intact records after `start`: the same records, checks and positions as
     `scan_from` (a torn or corrupt frame ends its segment), in one loop with no object per
-    share (ingest reads millions)."""
+    share. The plain-Python reference of `shares.scan.read_arrays`, which ingest uses."""
     shares: list[ShareTuple] = []
     others: list[dict[str, object]] = []
     add = shares.append
