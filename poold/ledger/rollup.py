@@ -17,11 +17,10 @@ PostgreSQL folds in one INSERT ... SELECT ... ON CONFLICT with NUMERIC sums; SQL
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Numeric, cast, delete, func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
@@ -180,26 +179,9 @@ def blocks(after: int, last: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def sums(
-    conn: Connection, keys: list[Any], conds: Iterable[Any]
-) -> dict[tuple[Any, ...], Fraction]:
-    """Summed difficulty of the slice_sums rows matching `conds`, per `keys`, exactly: NUMERIC
-    sums on PostgreSQL, Python integers on SQLite."""
-    out: dict[tuple[Any, ...], Fraction] = defaultdict(Fraction)
-    if conn.dialect.name == "postgresql":
-        num = func.sum(cast(SliceSum.diff_num, Numeric))
-        q = select(*keys, SliceSum.diff_den, num).where(*conds).group_by(*keys, SliceSum.diff_den)
-        for *key, den, total in conn.execute(q):
-            out[tuple(key)] += Fraction(int(total), int(den))
-        return dict(out)
-    per_den: dict[tuple[Any, ...], int] = defaultdict(int)
-    for *key, den, n in conn.execute(
-        select(*keys, SliceSum.diff_den, SliceSum.diff_num).where(*conds)
-    ):
-        per_den[(*key, den)] += n
-    for (*key, den), n in per_den.items():
-        out[tuple(key)] += Fraction(n, den)
-    return dict(out)
+def sums(conn: Connection, keys: list[Any], conds: list[Any]) -> dict[tuple[Any, ...], Fraction]:
+    """Summed difficulty of the slice_sums rows matching `conds`, per `keys`, exactly."""
+    return exact_sums(conn, keys, conds, model=SliceSum)
 
 
 def check(conn: Connection) -> list[str]:

@@ -16,14 +16,20 @@ from poold.ledger.models import ShareSlice
 
 
 def exact_sums(
-    conn: Connection, keys: list[Any], conds: list[Any], joins: tuple[Any, ...] = ()
+    conn: Connection,
+    keys: list[Any],
+    conds: list[Any],
+    joins: tuple[Any, ...] = (),
+    *,
+    model: Any = ShareSlice,
 ) -> dict[tuple[Any, ...], Fraction]:
-    """Summed slice difficulty per `keys`, exactly: the database sums numerators per
-    denominator (NUMERIC on PostgreSQL; 64-bit on SQLite, where numerators wider than 18
-    digits, or a group whose sum would overflow, are summed here instead)."""
+    """Summed difficulty per `keys` of `model`'s rows (share slices, or the slice sums: any
+    model with diff_num/diff_den), exactly: the database sums numerators per denominator
+    (NUMERIC on PostgreSQL; 64-bit on SQLite, where numerators wider than 18 digits, or a
+    group whose sum would overflow, are summed here instead)."""
     pg = conn.dialect.name == "postgresql"
-    num = cast(ShareSlice.diff_num, Numeric if pg else BigInteger)
-    wide = func.length(ShareSlice.diff_num) > 18
+    num = cast(model.diff_num, Numeric if pg else BigInteger)
+    wide = func.length(model.diff_num) > 18
 
     def query(*cols: Any) -> Any:
         q = select(*cols)
@@ -31,13 +37,13 @@ def exact_sums(
             q = q.join(target, on)
         return q
 
-    every_row = query(*keys, ShareSlice.diff_den, ShareSlice.diff_num)
+    every_row = query(*keys, model.diff_den, model.diff_num)
     try:
         rows = list(
             conn.execute(
-                query(*keys, ShareSlice.diff_den, func.sum(num))
+                query(*keys, model.diff_den, func.sum(num))
                 .where(*conds, *([] if pg else [~wide]))
-                .group_by(*keys, ShareSlice.diff_den)
+                .group_by(*keys, model.diff_den)
             )
         )
         if not pg:
