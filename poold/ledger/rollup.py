@@ -1,9 +1,8 @@
 """Slice sums: share slices folded into per-(span, start, account, bits, denominator) totals.
 
-`fold` counts every slice with an id above `slice_rollup.folded_id` into `slice_sums`, per
-account at spans of 10 min, 1 h and 1 day and for the whole pool (account 0) at those and at
-1 min, and
-moves `folded_id` in the same transaction: each slice is counted exactly once, because slices
+`fold` counts every slice with an id above `slice_rollup.folded_id` into `slice_sums` (per
+account at spans of 10 min, 1 h and 1 day; for the whole pool, account 0, at those and 1 min)
+and moves `folded_id` in the same transaction: each slice is counted exactly once, because slices
 are append-only and the fold first takes the lock that orders it after every insert in flight
 (PostgreSQL: SHARE ROW EXCLUSIVE on share_slices, which waits for uncommitted ingest batches and
 conflicts with itself; SQLite: the database's one write lock). Its callers: the PPLNS window
@@ -11,7 +10,7 @@ conflicts with itself; SQLite: the database's one write lock). Its callers: the 
 each ingest (so that fold stays small). `check` is the audit: every span sums to the slices.
 
 PostgreSQL folds in one INSERT ... SELECT ... ON CONFLICT with NUMERIC sums; SQLite in Python
-(its integers are 64 bits). Imports SQLAlchemy and the ledger models only.
+(its integers are 64 bits). Imports SQLAlchemy, the ledger models and `slices.exact_sums`.
 """
 
 from __future__ import annotations

@@ -83,8 +83,8 @@ def window(conn: Connection, found_ms: int, factor: Fraction) -> list[Share]:
 
     Folds new slices into the sums first, in the caller's transaction, so the sums it reads
     are complete (see `rollup.fold`)."""
+    fold(conn)  # first: from here no slice (nor the account it names) can be added
     names = _names(conn)
-    fold(conn)
     last = minute_of(found_ms)
     oldest = conn.execute(
         select(func.min(SliceSum.start)).where(
