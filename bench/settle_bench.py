@@ -160,8 +160,8 @@ def main() -> None:
         "--offset-s",
         type=int,
         default=0,
-        help="shift the first minute off the 10-minute grid (540: the window's ends fall "
-        "mid-block, so it reads 14 minutes of slices instead of 4)",
+        help="shift the first minute off the 10-minute grid (540: both of the window's ends "
+        "fall mid-block, so it reads more minutes of slices)",
     )
     args = ap.parse_args()
     out: dict[str, object] = {}

@@ -178,6 +178,38 @@ def blocks(after: int, last: int) -> list[tuple[int, int, int]]:
     return out
 
 
+Runs = list[tuple[int, int, int]]
+Minutes = list[tuple[int, int]]
+
+
+def cover(after: int, last: int) -> tuple[Runs, Minutes, Minutes]:
+    """The minutes in (after, last] as (block runs to add from the sums, minute ranges to add
+    from the slices, minute ranges to subtract from the slices). A ragged 10-minute block that
+    is more than half inside is taken whole, less its minutes outside: at most five minutes
+    per ragged block are read from the slices, instead of nine."""
+    whole: Runs = []
+    plus: Minutes = []
+    minus: Minutes = []
+    for span, first, final in blocks(after, last):
+        if span != 60:
+            whole.append((span, first, final))
+            continue
+        t = first
+        while t <= final:  # one 10-minute block at a time
+            block = t - t % 600
+            end = min(final, block + 540)
+            if (end - t) // 60 + 1 > 5:
+                whole.append((600, block, block))
+                if t > block:
+                    minus.append((block, t - 60))
+                if end < block + 540:
+                    minus.append((end + 60, block + 540))
+            else:
+                plus.append((t, end))
+            t = end + 60
+    return whole, plus, minus
+
+
 def sums(conn: Connection, keys: list[Any], conds: list[Any]) -> dict[tuple[Any, ...], Fraction]:
     """Summed difficulty of the slice_sums rows matching `conds`, per `keys`, exactly."""
     return exact_sums(conn, keys, conds, model=SliceSum)

@@ -8,9 +8,10 @@ account, so merging them changes nothing.
 `window` gives the same split input without reading the window's slices: it walks the pool's
 per-minute sums (`rollup`) newest first until the window is covered (exactly, in Fractions) —
 that minute is the edge; the minutes after it count in full, so they are read as per-account
-sums over the fewest aligned day/hour/10-minute blocks, plus the slices of at most nine
-ragged minutes at each end summed by the database; only the edge minute's slices come back
-one by one. Imports the ledger models, the rollup and difficulty math only.
+sums over the fewest aligned day/hour/10-minute blocks; a ragged 10-minute block at either
+end is summed from at most five minutes of its slices (added, or subtracted from the whole
+block's sum: `rollup.cover`); only the edge minute's slices come back one by one. Imports
+the ledger models, the rollup and difficulty math only.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from poold.ledger.models import Account, ShareSlice, SliceSum
-from poold.ledger.rollup import POOL, blocks, fold, sums
+from poold.ledger.rollup import POOL, cover, fold, sums
 from poold.ledger.slices import exact_sums
 from poold.shares.difficulty import network_difficulty
 
@@ -109,9 +110,7 @@ def window(conn: Connection, found_ms: int, factor: Fraction) -> list[Share]:
             key = (int(a), int(wk), int(bits))
             merged[key] = merged.get(key, Fraction(0)) + Fraction(int(n), int(d))
         out += [(names[k[0]], merged[k], _NETS[k[2]]) for k in sorted(merged)]
-    runs = blocks(edge if edge is not None else oldest - 60, last)
-    minutes = [(first, final) for span, first, final in runs if span == 60]
-    summed = [run for run in runs if run[0] != 60]
+    summed, plus, minus = cover(edge if edge is not None else oldest - 60, last)
     full: dict[tuple[Any, ...], Fraction] = defaultdict(Fraction)
     if summed:
         per_block = sums(
@@ -129,15 +128,16 @@ def window(conn: Connection, found_ms: int, factor: Fraction) -> list[Share]:
         )
         for key, diff in per_block.items():
             full[key] += diff
-    if minutes:
-        ragged = exact_sums(
-            conn,
-            [ShareSlice.bits, ShareSlice.account_id],
-            [or_(*(ShareSlice.slice_start.between(a, b) for a, b in minutes))],
-        )
-        for key, diff in ragged.items():
-            full[key] += diff
-    out += [(names[a], full[(bits, a)], _NETS[bits]) for bits, a in sorted(full)]
+    for ranges, sign in ((plus, 1), (minus, -1)):
+        if ranges:
+            ragged = exact_sums(
+                conn,
+                [ShareSlice.bits, ShareSlice.account_id],
+                [or_(*(ShareSlice.slice_start.between(a, b) for a, b in ranges))],
+            )
+            for key, diff in ragged.items():
+                full[key] += sign * diff
+    out += [(names[a], full[(bits, a)], _NETS[bits]) for bits, a in sorted(full) if full[(bits, a)]]
     return out
 
 

@@ -35,6 +35,31 @@ def test_blocks_cover_each_minute_once(after_min: int, length: int) -> None:
     assert len(rollup.blocks(after, last)) <= 2 * len(rollup.SPANS) + 1
 
 
+@given(st.integers(-3000, 3000), st.integers(0, 4000))
+def test_cover_counts_each_minute_once_reading_few_slices(after_min: int, length: int) -> None:
+    """Blocks added, minus minutes subtracted, plus minutes added: exactly the minutes in
+    (after, last], each once; at most five minutes read from slices per ragged block."""
+    after = M0 + after_min * 60
+    last = after + length * 60
+    whole, plus, minus = rollup.cover(after, last)
+    count: dict[int, int] = {}
+    for span, first, final in whole:
+        for start in range(first, final + 1, span):
+            for m in range(start, start + span, 60):
+                count[m] = count.get(m, 0) + 1
+    for ranges, sign in ((plus, 1), (minus, -1)):
+        for a, b in ranges:
+            assert a // 600 == b // 600  # each range inside one 10-minute block
+            for m in range(a, b + 60, 60):
+                count[m] = count.get(m, 0) + sign
+    assert {m for m, c in count.items() if c} == set(range(after + 60, last + 1, 60))
+    assert all(c in (0, 1) for c in count.values())
+    per_block: dict[int, int] = {}
+    for a, b in plus + minus:
+        per_block[a // 600] = per_block.get(a // 600, 0) + (b - a) // 60 + 1
+    assert all(n <= 5 for n in per_block.values())
+
+
 def test_folds_count_every_ingested_slice_once(ledger: sa.Engine, tmp_path: Path) -> None:
     """Each ingest run ends with a fold; the sums then hold every slice exactly once."""
     log = tmp_path / "log"
