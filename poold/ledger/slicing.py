@@ -105,16 +105,13 @@ def slices_from_tuples(
 
 
 @nb.njit(cache=True, nogil=True)
-def _accumulate(
-    group: I64, num: U64, ts: I64, n_groups: int
-) -> tuple[I64, I64, I64, I64, I64, I64]:
-    """Per group: (low 32-bit sum, high 32-bit sum, count, first ts, last ts, first index)."""
+def _accumulate(group: I64, num: U64, ts: I64, n_groups: int) -> tuple[I64, I64, I64, I64, I64]:
+    """Per group: (low 32-bit sum, high 32-bit sum, count, first ts, last ts)."""
     lo = np.zeros(n_groups, np.int64)
     hi = np.zeros(n_groups, np.int64)
     count = np.zeros(n_groups, np.int64)
     first = np.full(n_groups, np.iinfo(np.int64).max, np.int64)
     last = np.full(n_groups, np.iinfo(np.int64).min, np.int64)
-    where = np.full(n_groups, -1, np.int64)
     mask = np.uint64(0xFFFFFFFF)
     for i in range(group.shape[0]):
         g = group[i]
@@ -126,9 +123,7 @@ def _accumulate(
             first[g] = t
         if t > last[g]:
             last[g] = t
-        if where[g] < 0:
-            where[g] = i
-    return lo, hi, count, first, last, where
+    return lo, hi, count, first, last
 
 
 def _ranks(values: I64) -> tuple[I64, I64]:
@@ -157,7 +152,7 @@ def slices_from_arrays(batch: ArrayBatch, wid_of: I64, aid_of: I64) -> SliceColu
         return None
     key = ((w_rank * m_span + (minute - m0)) * sizes[2] + b_rank) * sizes[3] + d_rank
     uniq, group = np.unique(key, return_inverse=True)
-    lo, hi, count, first, last, _where = _accumulate(
+    lo, hi, count, first, last = _accumulate(
         group.astype(np.int64), batch.diff_num, batch.ts_ms, len(uniq)
     )
     d_idx = uniq % sizes[3]
