@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from poold.api.auth import create_token
-from poold.config import Config, ConfigError, load_config, parse_config
+from poold.config import Config, ConfigError, load_config, parse_config, redacted
 from poold.daemon import Daemon
 from poold.jobs.address import address_to_script
 from poold.ledger import rollup
@@ -45,7 +45,7 @@ from poold.ledger.settle import BLOCK_KEYS, balances, settle_pending, verify
 from poold.logs import configure_logging
 from poold.node.base import NodeError
 from poold.node.rpc import RpcNode
-from poold.shares.log import ShareLogError
+from poold.shares.log import ShareLogError, prune_segments
 from poold.simulate import run_fleet
 from poold.tokens.settle import period_of, set_price, settle_due
 from poold.tokens.transfers import TokenError, import_transfers, parse_records
@@ -396,6 +396,12 @@ def ingest(
     """Ingest everything new in the share log into the ledger (exactly once; safe to repeat)."""
     with _ledger(config) as (cfg, engine):
         result = run_ingest(engine, cfg.sharelog.path, cfg.stratum.node_id)
+    # Retention, never past what the ledger holds: segments below the checkpoint's only.
+    removed = prune_segments(
+        cfg.sharelog.path,
+        below_segment=result.position.segment,
+        older_than=time.time() - cfg.sharelog.retention_hours * 3600,
+    )
     typer.echo(
         json.dumps(
             {
@@ -403,6 +409,7 @@ def ingest(
                 "shares": result.shares,
                 "slices": result.slices,
                 "blocks": result.blocks,
+                "segments_removed": len(removed),
             }
         )
     )
@@ -737,13 +744,20 @@ def config_check(path: Path) -> None:
 
 
 @config_app.command("dump")
-def config_dump(path: Path) -> None:
-    """Print the effective configuration (file + environment + defaults) as JSON."""
+def config_dump(
+    path: Path,
+    show_secrets: Annotated[
+        bool, typer.Option("--show-secrets", help="print passwords too (default: ***)")
+    ] = False,
+) -> None:
+    """Print the effective configuration (file + environment + defaults) as JSON, with
+    passwords replaced by *** unless --show-secrets."""
     try:
         cfg = load_config(path)
     except ConfigError as exc:
         raise _fail(f"config error: {exc}") from None
-    typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    data = cfg.model_dump(mode="json") if show_secrets else redacted(cfg)
+    typer.echo(json.dumps(data, indent=2))
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from poold.jobs.address import Network, address_to_script
-from poold.shares.difficulty import to_difficulty
+from poold.shares.difficulty import share_difficulty, to_difficulty
 
 ENV_PREFIX = "POOLD__"
 
@@ -64,6 +64,13 @@ def _fraction_0_1(value: object) -> Fraction:
 Difficulty = Annotated[
     Fraction, BeforeValidator(_difficulty), PlainSerializer(lambda f: str(f), return_type=str)
 ]
+#: A difficulty shares are credited at: refused unless exact in the share record (see
+#: `shares.difficulty.share_difficulty`), so no config can make an accepted share unloggable.
+ShareDifficulty = Annotated[
+    Fraction,
+    BeforeValidator(lambda v: share_difficulty(v, field="")),
+    PlainSerializer(lambda f: str(f), return_type=str),
+]
 
 
 def _exact_non_negative(value: object) -> Fraction:
@@ -95,13 +102,24 @@ class _Section(BaseModel):
 class StratumConfig(_Section):
     listen: str = Field("127.0.0.1:3333", description="HOST:PORT for miners (port 0 = any)")
     workers: int = Field(1, ge=1, le=64, description="processes sharing the port (SO_REUSEPORT)")
-    start_difficulty: Difficulty = Field(Fraction(1), description="difficulty of a new connection")
-    min_difficulty: Difficulty = Field(Fraction(1, 2**32), description="vardiff floor")
-    max_difficulty: Difficulty = Field(Fraction(2**40), description="vardiff ceiling")
+    start_difficulty: ShareDifficulty = Field(
+        Fraction(1), description="difficulty of a new connection"
+    )
+    min_difficulty: ShareDifficulty = Field(Fraction(1, 2**32), description="vardiff floor")
+    max_difficulty: ShareDifficulty = Field(Fraction(2**40), description="vardiff ceiling")
     vardiff_target_share_time_s: float = Field(10.0, gt=0, le=3600)
     vardiff_retarget_time_s: float = Field(60.0, gt=0, le=86400)
     vardiff_variance: float = Field(0.3, ge=0, lt=1)
     max_connections: int = Field(10_000, ge=1, le=1_000_000)
+    max_connections_per_ip: int = Field(
+        256, ge=1, le=1_000_000, description="per remote address (loopback, ban_allowlist exempt)"
+    )
+    max_workers_per_connection: int = Field(
+        256, ge=1, le=100_000, description="distinct worker names one connection may authorize"
+    )
+    max_workers_per_ip: int = Field(
+        20_000, ge=1, le=1_000_000, description="worker names authorized from one address at once"
+    )
     max_line_bytes: int = Field(16 * 1024, ge=256, le=1 << 20)
     max_write_buffer_bytes: int = Field(
         1 << 20, ge=4096, le=1 << 30, description="unsent bytes before a miner is dropped"
@@ -330,6 +348,32 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         return Config.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+
+
+#: Shown instead of a secret by `redacted`.
+REDACTED = "***"
+
+
+def _redact_url(url: str) -> str:
+    """`scheme://user:password@host/...` -> the same with the password replaced."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, tail = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:{REDACTED}@{tail}"
+
+
+def redacted(cfg: Config) -> dict[str, Any]:
+    """The configuration as JSON-ready data with every secret hidden: the node password and
+    the password in any URL (node, ledger), whether from the file or a POOLD__ variable."""
+    data = cfg.model_dump(mode="json")
+    node, ledger = data["node"], data["ledger"]
+    if node["password"]:
+        node["password"] = REDACTED
+    node["url"] = _redact_url(node["url"])
+    ledger["url"] = _redact_url(ledger["url"])
+    return data
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:

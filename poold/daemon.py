@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import orjson
 import structlog
 from aiohttp import web
 from sqlalchemy.engine import Engine
@@ -32,7 +34,7 @@ from poold.metrics import Metrics
 from poold.node.base import Node, NodeError
 from poold.node.rpc import RpcNode
 from poold.node.simnet import SimNet
-from poold.shares.log import ShareLog, encode_share
+from poold.shares.log import LogPosition, ShareLog, ShareLogError, encode_share
 from poold.stratum.extranonce import EXTRANONCE1_SIZE, ExtranoncePool
 from poold.stratum.server import ServerLimits, StratumServer
 from poold.stratum.session import AcceptedShare, SessionPolicy
@@ -57,14 +59,26 @@ class ShareRecorder:
     Shares accepted during one loop iteration are encoded together by `flush()`, which the
     server calls before it sends their replies (one write() for the batch). Anything that
     writes to the share log goes through `flush()` so records keep their order.
+
+    When the log cannot take a batch (disk full, I/O error, fsync failing) every share of it
+    has its unsent `true` replaced by an error, so no miner is told a share was recorded that
+    was not; block records are held and written by the next flush that succeeds.
     """
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.sharelog = daemon.sharelog
-        self.metrics = daemon.metrics
-        self.node_id = daemon.cfg.stratum.node_id
+    def __init__(
+        self,
+        sharelog: ShareLog,
+        metrics: Metrics,
+        node_id: int,
+        submit_block: Callable[[AcceptedShare, str], None],
+    ) -> None:
+        self.sharelog = sharelog
+        self.metrics = metrics
+        self.node_id = node_id
+        self.submit_block = submit_block
         self._batch: list[AcceptedShare] = []
+        self._held: list[bytes] = []  # block records the log has not taken yet
+        self.failing: str | None = None  # why the last write failed (None: it succeeded)
 
     def share_accepted(self, share: AcceptedShare) -> None:
         self._batch.append(share)
@@ -72,37 +86,76 @@ class ShareRecorder:
         if v.is_block:
             self.metrics.blocks_found += 1
             block = share.job.block(v.header, share.extranonce1, share.extranonce2)
-            self.daemon.submit_block_soon(share, block.hex())
+            self.submit_block(share, block.hex())
+
+    def record_block(self, record: Mapping[str, object]) -> None:
+        """Queue a block record; written by the next `flush()`, held until one succeeds."""
+        self._held.append(orjson.dumps(record))
 
     def flush(self) -> None:
         """Encode the batch into the share log and write it (from here it survives kill -9)."""
-        batch = self._batch
-        if batch:
-            self._batch = []
-            node = self.node_id
-            self.sharelog.append_payloads(
-                [
-                    encode_share(  # positional, in encode_share's order: the hot path
-                        int(s.time * 1000),
-                        node,
-                        s.account,
-                        s.worker,
-                        s.job.job_id,
-                        s.job.height,
-                        s.job.bits,
-                        s.difficulty.numerator,
-                        s.difficulty.denominator,
-                        s.extranonce1,
-                        s.extranonce2,
-                        s.ntime,
-                        s.nonce,
-                        s.verdict.version,
-                        s.verdict.is_block,
-                    )
-                    for s in batch
-                ]
-            )
-        self.sharelog.flush()
+        batch, self._batch = self._batch, []
+        encoded, batch = self._encode(batch) if batch else ([], batch)
+        payloads = encoded + self._held  # a finding share before its block record
+        if not payloads:
+            return
+        try:
+            self.sharelog.append_payloads(payloads)
+            self.sharelog.flush()
+        except ShareLogError as exc:
+            for share in batch:
+                share.session.revoke(share, NOT_RECORDED)
+            if self.failing is None:
+                log.error("sharelog_write_failed", error=str(exc), refused_shares=len(batch))
+            self.failing = str(exc)
+            return
+        self._held = []
+        if self.failing is not None:
+            log.warning("sharelog_recovered", after=self.failing)
+            self.failing = None
+
+    def _encode(self, batch: list[AcceptedShare]) -> tuple[list[bytes], list[AcceptedShare]]:
+        """The batch's records, and the shares they are (a share that cannot be encoded is a
+        bug: it is logged and answered with an error, and the others are kept)."""
+        node = self.node_id
+        try:
+            return [_encode(s, node) for s in batch], batch
+        except (struct.error, ValueError):
+            pass
+        payloads, kept = [], []
+        for s in batch:
+            try:
+                payloads.append(_encode(s, node))
+            except (struct.error, ValueError):
+                log.exception("share_not_encodable", account=s.account, worker=s.worker)
+                s.session.revoke(s, NOT_RECORDED)
+            else:
+                kept.append(s)
+        return payloads, kept
+
+
+#: The error a miner gets instead of `true` when its share could not be recorded.
+NOT_RECORDED = "share not recorded (pool storage error): not credited"
+
+
+def _encode(s: AcceptedShare, node: int) -> bytes:
+    return encode_share(  # positional, in encode_share's order: the hot path
+        int(s.time * 1000),
+        node,
+        s.account,
+        s.worker,
+        s.job.job_id,
+        s.job.height,
+        s.job.bits,
+        s.difficulty.numerator,
+        s.difficulty.denominator,
+        s.extranonce1,
+        s.extranonce2,
+        s.ntime,
+        s.nonce,
+        s.verdict.version,
+        s.verdict.is_block,
+    )
 
 
 def _freeze_startup_heap() -> None:
@@ -156,7 +209,9 @@ class Daemon:
             stale_grace_s=st.stale_grace_s,
             job_retain_s=st.job_retain_s,
         )
-        self.recorder = ShareRecorder(self)
+        self.recorder = ShareRecorder(
+            self.sharelog, self.metrics, st.node_id, self.submit_block_soon
+        )
         self.server = StratumServer(
             limits=ServerLimits(
                 max_connections=st.max_connections,
@@ -165,6 +220,8 @@ class Daemon:
                 ban_s=st.ban_s,
                 allowlist=frozenset(st.ban_allowlist),
                 max_write_buffer=st.max_write_buffer_bytes,
+                max_connections_per_ip=st.max_connections_per_ip,
+                max_workers_per_ip=st.max_workers_per_ip,
             ),
             policy=SessionPolicy(
                 start_difficulty=st.start_difficulty,
@@ -180,6 +237,7 @@ class Daemon:
                 junk_limit=st.junk_limit,
                 invalid_ratio=st.invalid_ratio,
                 invalid_min=st.invalid_min_shares,
+                max_workers=st.max_workers_per_connection,
             ),
             jobs=self.jobs,
             sink=self.recorder,
@@ -198,6 +256,7 @@ class Daemon:
         self._fpps_booked = 0  # period end of the last FPPS booking made by this process
         self._token_wait: str | None = None  # what the next token period waits for (logged once)
         self.ingested_shares = 0
+        self.ingest_position: LogPosition | None = None  # the ledger's checkpoint, once known
         self.blocks: list[FoundBlock] = []
         self.ready = asyncio.Event()  # a first job exists
         self.listening = asyncio.Event()  # stratum is bound; `address` is set
@@ -223,8 +282,7 @@ class Daemon:
             self.metrics.blocks_accepted += 1
         else:
             self.metrics.blocks_rejected += 1
-        self.recorder.flush()  # the finding share's record goes first
-        self.sharelog.append(
+        self.recorder.record_block(
             {
                 "t": "block",
                 "ts": round(self.clock() * 1000),
@@ -239,7 +297,7 @@ class Daemon:
                 "bits": share.job.template.bits,
             }
         )
-        self.sharelog.flush()
+        self.recorder.flush()  # after the finding share's record; held if the log fails
         self.blocks.append(
             FoundBlock(height, hash_hex, accepted, reason, share.account, share.worker)
         )
@@ -317,8 +375,9 @@ class Daemon:
             self.recorder.flush()  # records appended outside a reply (none today) still land
             await self.server.tick()
             self.jobs.prune(now)
-            if now - last_prune > 3600:
-                for path in self.sharelog.prune(now):
+            if now - last_prune > 3600 and self.ingest_position is not None:
+                # Only below the segment ingest has reached: never a record not in the ledger.
+                for path in self.sharelog.prune(self.ingest_position.segment, now):
                     log.info("sharelog_segment_removed", path=str(path))
                 last_prune = now
             if now - last_stats >= self.cfg.log.stats_interval_s:
@@ -337,6 +396,7 @@ class Daemon:
             return
         result = await self.worker.ingest(self.cfg.sharelog.path, self.cfg.stratum.node_id)
         self.ingested_shares += result.shares
+        self.ingest_position = result.position
         self.metrics.ingest_lag_shares = max(0, self.metrics.shares_accepted - self.ingested_shares)
         if result.records:
             log.debug(
@@ -425,12 +485,15 @@ class Daemon:
     def readiness(self) -> dict[str, str]:
         """What keeps this daemon from serving correctly right now (for /readyz)."""
         problems = {}
+        if self.recorder.failing is not None or self.sharelog.error is not None:
+            why = self.recorder.failing or self.sharelog.error
+            problems["sharelog"] = f"shares are refused, the share log cannot take them: {why}"
         limit = max(10 * self.cfg.node.poll_interval_s, 5.0)
         if self.clock() - self.node_seen > limit:
             problems["node"] = f"no answer from the node for over {limit:.0f} s"
         backlog = self.metrics.shares_accepted - self.ingested_shares
         if self.ledger is not None and backlog > 1_000_000:
-            problems["sharelog"] = f"{backlog} accepted shares not yet in the ledger"
+            problems["ingest"] = f"{backlog} accepted shares not yet in the ledger"
         return problems
 
     async def _start_api(self) -> list[web.AppRunner]:

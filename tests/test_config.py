@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from poold.config import ConfigError, load_config, parse_config
+from poold.shares.difficulty import is_quantized, quantize, share_difficulty
+from poold.shares.log import decode_share, encode_share
 from tests.helpers import regtest_address
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,3 +132,65 @@ def test_cli_config_check(tmp_path: Path) -> None:
         text=True,
     )
     assert out.returncode == 2 and "not valid TOML" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "nearest"),
+    [
+        ("start_difficulty", 0.0001, '"1/16384"'),  # a TOML float: exactly 7378697629483821/2**66
+        ("start_difficulty", "0.0012345678901234567890123", '"1/1024"'),
+        ("min_difficulty", 0.00001, '"1/131072"'),
+        ("max_difficulty", "1000.5", "1000 or 1001"),
+    ],
+)
+def test_share_difficulty_must_fit_the_share_record(key: str, value: object, nearest: str) -> None:
+    data = minimal(stratum={"min_difficulty": "1/4294967296", key: value})
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data, environ={})
+    assert f"stratum.{key}: {value!r} is not a difficulty poold can credit" in str(exc.value)
+    assert nearest in str(exc.value)
+
+
+@given(st.fractions(min_value=Fraction(1, 2**32), max_value=Fraction(2**60)))
+def test_every_credited_difficulty_fits_the_record(d: Fraction) -> None:
+    """Whatever a config or a miner asks for, what poold credits encodes and decodes exactly."""
+    for credited in (quantize(d), *([d] if is_quantized(d) else [])):
+        assert share_difficulty(str(credited)) == credited
+        payload = encode_share(
+            0, 0, "a", "w", "j", 1, 0x207FFFFF, credited.numerator, credited.denominator,
+            bytes(4), bytes(4), 0, 0, 0, False,
+        )  # fmt: skip
+        rec = decode_share(payload)
+        assert Fraction(int(str(rec["diff_num"])), int(str(rec["diff_den"]))) == credited
+
+
+def test_cli_config_check_refuses_a_float_difficulty(tmp_path: Path) -> None:
+    cfg = tmp_path / "float.toml"
+    cfg.write_text(
+        f'[stratum]\nstart_difficulty = 0.0001\n[pool]\nnetwork = "regtest"\n'
+        f'payout_address = "{regtest_address()}"\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "poold", "config", "check", str(cfg)], capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "stratum.start_difficulty" in out.stderr
+
+
+def test_config_dump_hides_secrets(tmp_path: Path) -> None:
+    cfg = tmp_path / "secret.toml"
+    cfg.write_text(
+        '[node]\nkind = "rpc"\nurl = "http://rpc:hunter2@127.0.0.1:8332"\npassword = "s3cret"\n'
+        f'[pool]\nnetwork = "regtest"\npayout_address = "{regtest_address()}"\n'
+    )
+    env = {**os.environ, "POOLD__LEDGER__URL": "postgresql://poold:pgpass@127.0.0.1/test"}
+    cmd = [sys.executable, "-m", "poold", "config", "dump", str(cfg)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert out.returncode == 0
+    for secret in ("hunter2", "s3cret", "pgpass"):
+        assert secret not in out.stdout
+    data = json.loads(out.stdout)
+    assert data["node"]["password"] == "***"
+    assert data["node"]["url"] == "http://rpc:***@127.0.0.1:8332"
+    assert data["ledger"]["url"] == "postgresql://poold:***@127.0.0.1/test"
+    shown = subprocess.run([*cmd, "--show-secrets"], capture_output=True, text=True, env=env)
+    assert "s3cret" in shown.stdout and "pgpass" in shown.stdout

@@ -24,7 +24,13 @@ from poold.ledger import rollup
 from poold.ledger.db import LedgerError, copy_columns
 from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
 from poold.ledger.slicing import SliceColumns, slices_from_arrays, slices_from_tuples
-from poold.shares.log import LogPosition, list_segments, segment_path
+from poold.shares.log import (
+    LogPosition,
+    ShareLogGap,
+    check_contiguous,
+    list_segments,
+    segment_path,
+)
 from poold.shares.scan import ArrayBatch, read_arrays
 
 
@@ -207,10 +213,15 @@ def _ingest_batch(
             ).first()
             segs = list_segments(sharelog) if sharelog.exists() else []
             if cp is None:
-                start, seen = LogPosition(segs[0] if segs else 1, 0), 0
+                start, seen = LogPosition(1, 0), 0  # every log starts at segment 1
             else:
                 start, seen = LogPosition(cp[0], cp[1]), cp[2]
                 _check_position(sharelog, segs, start, node_id)
+            if segs:
+                try:  # a missing segment would be skipped in silence: its shares lost
+                    check_contiguous(sharelog, segs, start.segment)
+                except ShareLogGap as exc:
+                    raise LedgerError(f"{exc}; nothing was ingested") from None
             try:
                 batch = read_arrays(sharelog, start, batch_records)
                 text = [(a.decode(), w.decode()) for a, w in batch.names]

@@ -51,6 +51,50 @@ def to_difficulty(value: object, *, field: str = "difficulty") -> Fraction:
     return d
 
 
+def quantize(difficulty: Fraction) -> Fraction:
+    """Round down to an integer when >= 1, else to a power of two (exact, never zero).
+
+    Every difficulty poold credits is quantized: within [2**-32, 2**60] its numerator and
+    denominator each fit the share record's 64-bit fields."""
+    n, m = difficulty.numerator, difficulty.denominator
+    if n >= m:
+        return Fraction(n // m)
+    # Smallest k with 1/2**k <= n/m, i.e. m <= n * 2**k (integer arithmetic only).
+    k = max(0, (m // n).bit_length() - 1)
+    while n << k < m:
+        k += 1
+    return Fraction(1, 1 << k)
+
+
+def is_quantized(difficulty: Fraction) -> bool:
+    """A whole number, or 1/2**k."""
+    n, m = difficulty.numerator, difficulty.denominator
+    return m == 1 or (n == 1 and m & (m - 1) == 0)
+
+
+def share_difficulty(value: object, *, field: str = "difficulty") -> Fraction:
+    """An operator's share difficulty: exact, in bounds, and already quantized.
+
+    A value that `quantize` would change is refused with the two nearest values that work,
+    rather than rounded in silence (a config says what it means)."""
+    d = to_difficulty(value, field=field)
+    if is_quantized(d):
+        return d
+    below = quantize(d)
+    above = below * 2 if below < 1 else below + 1
+    pre = f"{field}: " if field else ""
+    raise ValueError(
+        f"{pre}{value!r} is not a difficulty poold can credit exactly (whole numbers, or "
+        f"1/2**k below 1); use {_show(below)} or {_show(above)}"
+    )
+
+
+def _show(d: Fraction) -> str:
+    if d.denominator == 1:
+        return str(d.numerator)
+    return f'"1/{d.denominator}" (2**-{d.denominator.bit_length() - 1} = {float(d)!r})'
+
+
 def target_from_difficulty(difficulty: Fraction) -> int:
     """Share target for `difficulty`: floor(diff1 / difficulty), capped at 2**256 - 1."""
     target = (DIFF1_TARGET * difficulty.denominator) // difficulty.numerator

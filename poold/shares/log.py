@@ -10,11 +10,19 @@ Framing per record: u32 length, u32 crc32(payload), payload. A payload starting 
 JSON object (blocks, rare events); one starting with 0x01 is a compact binary share record
 (~80 bytes instead of ~250 of JSON: shares are the volume). Readers get both as dicts with the
 same keys. A torn tail (crash mid-write) is detected by length/CRC on open and truncated.
+
+A write that fails (ENOSPC, EIO, a short write then an error) raises `ShareLogError` after the
+segment is cut back to its last whole record, so nothing half-written ever precedes the next
+record; the failed records are dropped here and their owner decides (the recorder answers an
+error instead of `true`). An fsync error is kept in `error` until an fsync succeeds, and the
+log refuses writes meanwhile. Segments are removed only below the oldest segment a consumer
+still needs (`prune`), and a missing segment is an error that names it (`check_contiguous`).
 Must not import asyncio or anything from the ledger.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
@@ -23,6 +31,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 
@@ -37,6 +46,29 @@ _PREFIX, _SUFFIX = "shares-", ".log"
 
 class ShareLogError(RuntimeError):
     """The share log cannot be opened or written."""
+
+
+class ShareLogGap(ShareLogError):
+    """Segments a reader needs are missing (deleted by hand, or by a retention bug)."""
+
+
+class FileOps(Protocol):
+    """The syscalls the writer makes: `os` itself, or a fault-injecting stand-in (tests, sim)."""
+
+    def write(self, fd: int, data: bytes | bytearray | memoryview, /) -> int: ...
+    def fdatasync(self, fd: int, /) -> None: ...
+    def fsync(self, fd: int, /) -> None: ...
+    def ftruncate(self, fd: int, length: int, /) -> None: ...
+
+
+class _Os:
+    write = staticmethod(os.write)
+    fdatasync = staticmethod(os.fdatasync)
+    fsync = staticmethod(os.fsync)
+    ftruncate = staticmethod(os.ftruncate)
+
+
+OS_FILE_OPS: FileOps = _Os()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +89,38 @@ def list_segments(directory: Path) -> list[int]:
         if stem.isdigit():
             seqs.append(int(stem))
     return sorted(seqs)
+
+
+def check_contiguous(directory: Path, segs: list[int], start_segment: int) -> None:
+    """Raise `ShareLogGap` naming what is missing when the segments a reader at
+    `start_segment` needs are not all there (a log always starts at segment 1)."""
+    need = [s for s in segs if s >= start_segment]
+    expect = start_segment
+    for seq in need:
+        if seq != expect:
+            missing = f"{expect}" if seq == expect + 1 else f"{expect}..{seq - 1}"
+            raise ShareLogGap(
+                f"share log {directory} is missing segment(s) {missing} "
+                f"({segment_path(directory, expect).name}): their records were never read; "
+                "restore them or move the reader past them on purpose"
+            )
+        expect += 1
+
+
+def prune_segments(directory: Path, *, below_segment: int, older_than: float) -> list[Path]:
+    """Delete segments numbered below `below_segment` (every consumer is past them) whose
+    mtime is before `older_than`, oldest first, stopping at the first one kept: the log
+    never gets a hole. Returns what was removed."""
+    removed = []
+    for seq in list_segments(directory):
+        path = segment_path(directory, seq)
+        if seq >= below_segment or path.stat().st_mtime >= older_than:
+            break
+        path.unlink()
+        removed.append(path)
+    if removed:
+        _fsync_dir(directory)
+    return removed
 
 
 def _frames(data: bytes, pos: int = 0) -> Iterator[tuple[int, int, bytes]]:
@@ -303,8 +367,10 @@ class ShareLog:
         *,
         segment_bytes: int = 64 << 20,
         retention_s: float = 7 * 86400,
+        ops: FileOps = OS_FILE_OPS,
     ) -> None:
         self.directory = directory
+        self.ops = ops
         self.segment_bytes = segment_bytes
         self.retention_s = retention_s
         self._pending = bytearray()
@@ -318,6 +384,11 @@ class ShareLog:
         self.records_appended = 0
         self.bytes_written = 0
         self.syncs = 0
+        self.write_errors = 0
+        self.sync_errors = 0
+        self.write_error: str | None = None  # the last write failed (cleared by a good one)
+        self.sync_error: str | None = None  # the last fsync failed (cleared by a good one)
+        self._torn = False  # a failed write's tail is not cut back yet
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -343,7 +414,10 @@ class ShareLog:
 
         def run() -> None:
             while not self._stop_commit.wait(interval_s):
-                self.sync()
+                # An fsync error must not end this thread: it is kept in `sync_error` (writes
+                # are refused meanwhile) and the fsync is tried again next interval.
+                with contextlib.suppress(ShareLogError):
+                    self.sync()
 
         self._stop_commit.clear()
         self._committer = threading.Thread(target=run, name="sharelog-fsync", daemon=True)
@@ -383,59 +457,98 @@ class ShareLog:
     def pending_bytes(self) -> int:
         return len(self._pending)
 
+    @property
+    def error(self) -> str | None:
+        """Why the log cannot take records right now (None: it can)."""
+        return self.write_error or self.sync_error
+
     def flush(self) -> None:
-        """Write queued records with one write(): from here they survive a kill -9."""
+        """Write queued records with one write(): from here they survive a kill -9.
+
+        On failure raises `ShareLogError`: none of the queued records count (the segment is
+        cut back to its last whole record) and the queue is empty."""
         if not self._pending:
             return
         if self._fd < 0:
             raise ShareLogError("share log is not open")
-        pending = self._pending
+        pending, self._pending = self._pending, bytearray()
+        if self.sync_error is not None:
+            raise ShareLogError(f"share log fsync is failing: {self.sync_error}")
         size = len(pending)
-        n = os.write(self._fd, pending)
-        if n < size:
-            with memoryview(pending) as view:
-                while n < size:
-                    n += os.write(self._fd, view[n:])
-        pending.clear()
+        try:
+            if self._torn:
+                self._cut_tail()
+            n = self.ops.write(self._fd, pending)
+            if n < size:
+                with memoryview(pending) as view:
+                    while n < size:
+                        n += self.ops.write(self._fd, view[n:])
+        except OSError as exc:
+            self.write_errors += 1
+            self.write_error = f"{exc.strerror or exc} (errno {exc.errno})"
+            self._torn = True
+            with contextlib.suppress(OSError):
+                self._cut_tail()
+            raise ShareLogError(f"share log write failed: {self.write_error}") from exc
+        self.write_error = None
         self._size += size
         self.bytes_written += size
         self._dirty = True
         if self._size >= self.segment_bytes:
-            self._rotate()
+            try:
+                self._rotate()
+            except OSError as exc:  # the records are written; rotation is tried again
+                self.sync_error = f"cannot start a new segment: {exc}"
+                self.sync_errors += 1
+
+    def _cut_tail(self) -> None:
+        """Cut the segment back to the end of its last whole record (after a failed write)."""
+        self.ops.ftruncate(self._fd, self._size)
+        self._torn = False
 
     def sync(self) -> bool:
-        """fsync what was flushed. Thread-safe; returns False when there was nothing to do."""
+        """fsync what was flushed. Thread-safe; returns False when there was nothing to do.
+
+        Raises `ShareLogError` when the fsync fails; it is retried by the next call."""
         with self._lock:
             if not self._dirty or self._fd < 0:
                 return False
+            try:
+                self.ops.fdatasync(self._fd)  # data and the size that finds it; not the mtime
+            except OSError as exc:
+                self.sync_errors += 1
+                self.sync_error = f"fsync failed: {exc.strerror or exc} (errno {exc.errno})"
+                raise ShareLogError(f"share log {self.sync_error}") from exc
             self._dirty = False
-            os.fdatasync(self._fd)  # data and the size that finds it; not the mtime
+            self.sync_error = None
             self.syncs += 1
             return True
 
     def _rotate(self) -> None:
+        """Start the next segment: the old one is fsynced first, and nothing changes unless
+        both that and opening the new one succeed."""
         with self._lock:
-            os.fsync(self._fd)
+            self.ops.fsync(self._fd)
+            path = segment_path(self.directory, self._seq + 1)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.close(self._fd)
+            self._fd = fd
             self._dirty = False
             self._seq += 1
-            path = segment_path(self.directory, self._seq)
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._size = 0
+            self.sync_error = None
         _fsync_dir(self.directory)
 
-    def prune(self, now: float | None = None) -> list[Path]:
-        """Delete closed segments older than the retention period; returns what was removed."""
+    def prune(self, keep_from: int | None, now: float | None = None) -> list[Path]:
+        """Delete closed segments older than the retention period that every consumer is
+        past: `keep_from` is the oldest segment still needed (the ingest checkpoint's); None
+        (not known yet) deletes nothing. Returns what was removed."""
+        if keep_from is None:
+            return []
         cutoff = (time.time() if now is None else now) - self.retention_s
-        removed = []
-        for seq in list_segments(self.directory):
-            if seq >= self._seq:
-                break
-            path = segment_path(self.directory, seq)
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed.append(path)
-        return removed
+        return prune_segments(
+            self.directory, below_segment=min(keep_from, self._seq), older_than=cutoff
+        )
 
     @property
     def position(self) -> LogPosition:

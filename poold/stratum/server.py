@@ -23,7 +23,7 @@ from poold.jobs.job import Job
 from poold.metrics import Metrics
 from poold.stratum import protocol as p
 from poold.stratum.extranonce import ExtranoncePool
-from poold.stratum.session import JobSource, Session, SessionPolicy, ShareSink
+from poold.stratum.session import JobSource, Session, SessionPolicy, ShareSink, WorkerQuota
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,16 @@ class ServerLimits:
     ban_s: float
     allowlist: frozenset[str] = frozenset()
     max_write_buffer: int = MAX_WRITE_BUFFER
+    max_connections_per_ip: int = 256  # loopback and `allowlist` are exempt
+    max_workers_per_ip: int = 20_000  # worker names authorized from one address at once
+
+
+@dataclass(slots=True)
+class _Host:
+    """What one remote address holds right now: connections, and its worker-name quota."""
+
+    connections: int
+    quota: WorkerQuota
 
 
 @dataclass(slots=True)
@@ -102,8 +112,16 @@ class MinerConnection(asyncio.Protocol):
             transport.write(p.encode_notification("client.show_message", ["pool is full"]))
             transport.close()
             return
+        quota = srv.admit_host(self.host)
+        if quota is None:
+            srv.metrics.connections_refused += 1
+            transport.write(
+                p.encode_notification("client.show_message", ["too many connections from you"])
+            )
+            transport.close()
+            return
         self.peer = f"{self.host}:{peer[1]}"
-        self.session = srv.new_session(self.peer, now)
+        self.session = srv.new_session(self.peer, now, quota)
         self.session.log_event = self._debug
         srv.connections.add(self)
         srv.metrics.connections = len(srv.connections)
@@ -130,7 +148,6 @@ class MinerConnection(asyncio.Protocol):
         if session is None or self.close_after:
             return
         now = self.server.clock()
-        self.last_activity = now
         try:
             events = self.conn.receive_data(data)
         except p.RemoteProtocolError as exc:
@@ -139,6 +156,8 @@ class MinerConnection(asyncio.Protocol):
             self.close_after = True
             self.server.queue_write(self)
             return
+        if events:  # only whole lines count as activity: a trickled byte does not (slowloris)
+            self.last_activity = now
         for event in events:
             if type(event) is p.Submit:
                 session.submit(event, now)
@@ -185,6 +204,7 @@ class MinerConnection(asyncio.Protocol):
             srv.metrics.connections = len(srv.connections)
         if self.session is not None:
             self.session.release(srv.clock())
+            srv.leave_host(self.host)
         srv.connection_closed()
 
 
@@ -211,13 +231,34 @@ class StratumServer:
         self.clock = clock
         self.connections: set[MinerConnection] = set()
         self.bans: dict[str, _Ban] = {}
+        self.hosts: dict[str, _Host] = {}  # addresses with at least one session
         self.accepting = True
         self._server: asyncio.Server | None = None
         self._drained = asyncio.Event()
         self._out: list[MinerConnection] = []
         self._flush_scheduled = False
 
-    def new_session(self, peer: str, now: float) -> Session:
+    def admit_host(self, host: str) -> WorkerQuota | None:
+        """Count one more connection from `host`; None when it already holds its limit."""
+        use = self.hosts.get(host)
+        if use is None:
+            exempt = never_banned(host, self.limits.allowlist)
+            use = self.hosts[host] = _Host(
+                0, WorkerQuota(None if exempt else self.limits.max_workers_per_ip)
+            )
+        elif use.quota.limit is not None and use.connections >= self.limits.max_connections_per_ip:
+            return None
+        use.connections += 1
+        return use.quota
+
+    def leave_host(self, host: str) -> None:
+        use = self.hosts.get(host)
+        if use is not None:
+            use.connections -= 1
+            if use.connections <= 0:
+                del self.hosts[host]
+
+    def new_session(self, peer: str, now: float, quota: WorkerQuota | None = None) -> Session:
         return Session(
             policy=self.policy,
             jobs=self.jobs,
@@ -227,6 +268,7 @@ class StratumServer:
             peer=peer,
             now=now,
             on_log=None,
+            quota=quota,
         )
 
     def queue_write(self, conn: MinerConnection) -> None:

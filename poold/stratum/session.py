@@ -16,19 +16,41 @@ from typing import Protocol
 
 from poold.jobs.job import Job
 from poold.metrics import Metrics
-from poold.shares.difficulty import format_difficulty, target_from_difficulty, to_difficulty
+from poold.shares.difficulty import (
+    format_difficulty,
+    quantize,
+    target_from_difficulty,
+    to_difficulty,
+)
 from poold.shares.validate import Accepted, Reject, Rejected, validate_share
 from poold.stratum import protocol as p
 from poold.stratum.extranonce import ExtranoncePool
-from poold.stratum.vardiff import Vardiff, VardiffConfig, quantize
+from poold.stratum.vardiff import Vardiff, VardiffConfig
 
-_ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_WORKER_RE = re.compile(r"^[A-Za-z0-9_\-.]{0,64}$")
+# fullmatch, never `^...$`: `$` also matches before a trailing newline ("victim\n").
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}").fullmatch
+_WORKER_NAME = re.compile(r"[A-Za-z0-9_\-.]{0,64}").fullmatch
 
 
 class JobSource(Protocol):
     def current(self) -> Job | None: ...
     def get(self, job_id: str, now: float) -> Job | None: ...
+
+
+class WorkerQuota:
+    """Worker names authorized from one address, across its connections (bounded memory)."""
+
+    __slots__ = ("count", "limit")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit  # None: this address is not limited (loopback, allowlist)
+        self.count = 0
+
+    def take(self) -> bool:
+        if self.limit is not None and self.count >= self.limit:
+            return False
+        self.count += 1
+        return True
 
 
 @dataclass(slots=True)  # not frozen: one per accepted share on the hot path
@@ -44,6 +66,11 @@ class AcceptedShare:
     verdict: Accepted
     time: float
     peer: str
+    # Where its `true` reply waits, unsent, until the share log has the record: a share whose
+    # record cannot be written has that reply replaced by an error (`Session.revoke`).
+    session: Session
+    reply_index: int
+    req_id: p.RequestId
 
 
 class ShareSink(Protocol):
@@ -60,12 +87,13 @@ class SessionPolicy:
     invalid_window: int = 100
     invalid_ratio: float = 0.9
     invalid_min: int = 50
+    max_workers: int = 256  # distinct worker names one connection may authorize
 
 
 def parse_user(user: str) -> tuple[str, str] | None:
     """`account.worker` or `account` -> (account, worker); None if the name is unusable."""
     account, _, worker = user.partition(".")
-    if not _ACCOUNT_RE.match(account) or not _WORKER_RE.match(worker):
+    if not _ACCOUNT_NAME(account) or not _WORKER_NAME(worker):
         return None
     return account, worker or "default"
 
@@ -103,6 +131,7 @@ class Session:
         "outbox",
         "peer",
         "policy",
+        "quota",
         "rejected",
         "sink",
         "subscribed",
@@ -122,8 +151,10 @@ class Session:
         peer: str,
         now: float,
         on_log: Callable[..., None] | None = None,
+        quota: WorkerQuota | None = None,
     ) -> None:
         self.policy = policy
+        self.quota = quota
         self.jobs = jobs
         self.sink = sink
         self.metrics = metrics
@@ -211,7 +242,16 @@ class Session:
             )
             return
         first = not self.workers
-        self.workers[ev.user] = parsed
+        if ev.user not in self.workers:
+            if len(self.workers) >= self.policy.max_workers:
+                why = f"at most {self.policy.max_workers} workers per connection"
+                self.outbox.append(p.encode_error(ev.req_id, Reject.UNAUTHORIZED, why))
+                return
+            if self.quota is not None and not self.quota.take():
+                why = f"at most {self.quota.limit} workers per address"
+                self.outbox.append(p.encode_error(ev.req_id, Reject.UNAUTHORIZED, why))
+                return
+            self.workers[ev.user] = parsed
         options = parse_password_options(ev.password)
         if "d" in options:
             try:
@@ -349,6 +389,8 @@ class Session:
             for d, t in diffs:
                 if verdict.hash_int <= t and (best < 0 or t < best):
                     credited, best = d, t
+        outbox = self.outbox
+        outbox.append(p.encode_true(ev.req_id))
         self.sink.share_accepted(
             AcceptedShare(
                 names[0],
@@ -362,6 +404,9 @@ class Session:
                 verdict,
                 now,
                 self.peer,
+                self,
+                len(outbox) - 1,
+                ev.req_id,
             )
         )
         self.accepted += 1
@@ -370,7 +415,6 @@ class Session:
         elif self._history_len < self.policy.invalid_window:
             self._history_len += 1
         self.metrics.shares_accepted += 1
-        self.outbox.append(p.encode_true(ev.req_id))
         if self.vardiff.on_share(now) is not None:
             self._send_work(self.jobs.current(), now)
 
@@ -392,6 +436,16 @@ class Session:
         ):
             self._close("invalid share ratio too high", ban=True)
 
+    def revoke(self, share: AcceptedShare, reason: str) -> None:
+        """The share log could not take `share`: its `true` (still unsent) becomes an error.
+
+        Only the recorder calls this, before the replies of its batch are sent."""
+        self.outbox[share.reply_index] = p.encode_error(share.req_id, Reject.OTHER, reason)
+        self.accepted -= 1
+        self.rejected += 1
+        self.metrics.shares_accepted -= 1
+        self.metrics.shares_rejected["not_logged"] += 1
+
     def _remember(self, *, invalid: bool) -> None:
         window = self.policy.invalid_window
         self._history = ((self._history << 1) | invalid) & ((1 << window) - 1)
@@ -404,8 +458,12 @@ class Session:
             self.ban = ban
 
     def release(self, now: float) -> None:
-        """The connection is gone: free the extranonce1 (resumable for a while)."""
+        """The connection is gone: free the extranonce1 (resumable for a while) and its
+        workers' places in the address quota."""
         self.extranonces.release(self.extranonce1, now)
+        if self.quota is not None:
+            self.quota.count -= len(self.workers)
+            self.workers.clear()
 
     def set_extranonce(self, extranonce1: bytes) -> bool:
         """Move the session to a new extranonce1 (only for miners that subscribed to it)."""

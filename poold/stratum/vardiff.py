@@ -2,14 +2,17 @@
 
 Aims for one share every `target_share_time_s`; retargets after `retarget_time_s` (or sooner when
 shares arrive much too fast), tolerating `variance` (a fraction) around the target before it
-moves. Difficulties are quantized to integers >= 1, or powers of two below 1, so they stay
-exact and readable. Must not import asyncio or read clocks.
+moves. Difficulties are quantized (`shares.difficulty.quantize`: integers >= 1, or powers of
+two below 1), so they stay exact, readable and fit the share record. Must not import asyncio
+or read clocks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+
+from poold.shares.difficulty import quantize
 
 MAX_STEP = 16  # never change difficulty by more than this factor in one retarget
 
@@ -24,18 +27,6 @@ class VardiffConfig:
 
     def clamp(self, difficulty: Fraction) -> Fraction:
         return max(self.min_difficulty, min(self.max_difficulty, difficulty))
-
-
-def quantize(difficulty: Fraction) -> Fraction:
-    """Round down to an integer when >= 1, else to a power of two (exact, never zero)."""
-    n, m = difficulty.numerator, difficulty.denominator
-    if n >= m:
-        return Fraction(n // m)
-    # Smallest k with 1/2**k <= n/m, i.e. m <= n * 2**k (integer arithmetic only).
-    k = max(0, (m // n).bit_length() - 1)
-    while n << k < m:
-        k += 1
-    return Fraction(1, 1 << k)
 
 
 class Vardiff:

@@ -69,9 +69,11 @@ def test_segments_rotate_and_prune(tmp_path: Path) -> None:
     assert [r["n"] for r in records(tmp_path)] == list(range(2000))
     old = segment_path(tmp_path, segs[0])
     os.utime(old, (0, 0))
-    removed = log.prune()
+    assert log.prune(None) == []  # no consumer's checkpoint known yet: nothing goes
+    assert log.prune(segs[0]) == []  # the consumer still needs the old segment
+    removed = log.prune(segs[-1])
     assert removed == [old]
-    assert log.prune() == []  # recent segments and the open one stay
+    assert log.prune(segs[-1]) == []  # recent segments and the open one stay
     log.close()
 
 

@@ -5,7 +5,8 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poold.stratum.vardiff import Vardiff, VardiffConfig, quantize
+from poold.shares.difficulty import quantize
+from poold.stratum.vardiff import Vardiff, VardiffConfig
 
 CFG = VardiffConfig(
     target_share_time_s=10,

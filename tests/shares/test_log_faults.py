@@ -1,0 +1,206 @@
+"""The share log under write faults: full disk, short writes, fsync errors, retention, gaps."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from poold.shares.log import (
+    OS_FILE_OPS,
+    ShareLog,
+    ShareLogError,
+    ShareLogGap,
+    check_contiguous,
+    list_segments,
+    read_log,
+    segment_path,
+)
+
+
+class FaultyOps:
+    """`os` with faults on demand: a short write then an error, a failing fsync."""
+
+    def __init__(self) -> None:
+        self.short_then_fail: int | None = None  # write this many bytes, then ENOSPC
+        self.fail_writes = False
+        self.fail_syncs = 0
+
+    def write(self, fd: int, data: bytes | bytearray | memoryview) -> int:
+        if self.short_then_fail is not None:
+            n = os.write(fd, bytes(data[: self.short_then_fail]))
+            self.short_then_fail = None
+            self.fail_writes = True
+            return n
+        if self.fail_writes:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    def fdatasync(self, fd: int) -> None:
+        if self.fail_syncs:
+            self.fail_syncs -= 1
+            raise OSError(errno.EIO, "Input/output error")
+        os.fdatasync(fd)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        os.ftruncate(fd, length)
+
+
+def numbers(directory: Path) -> list[int]:
+    return [int(str(r["n"])) for _pos, r in read_log(directory)]
+
+
+def test_short_write_then_enospc_leaves_whole_records(tmp_path: Path) -> None:
+    ops = FaultyOps()
+    log = ShareLog(tmp_path, ops=ops)
+    log.open()
+    for i in range(3):
+        log.append({"n": i})
+    log.flush()
+    good = segment_path(tmp_path, 1).stat().st_size
+    for i in range(3, 6):
+        log.append({"n": i})
+    ops.short_then_fail = 10  # part of the first record reaches the file, then the disk is full
+    with pytest.raises(ShareLogError, match="No space left"):
+        log.flush()
+    assert segment_path(tmp_path, 1).stat().st_size == good  # cut back to the last whole record
+    assert log.error is not None and log.write_errors == 1
+    assert log.pending_bytes == 0  # the failed records are the caller's to answer, not retried
+    ops.fail_writes = False  # space returns
+    for i in range(6, 9):
+        log.append({"n": i})
+    log.flush()
+    assert log.error is None
+    log.close()
+    assert numbers(tmp_path) == [0, 1, 2, 6, 7, 8]
+    reopened = ShareLog(tmp_path)
+    reopened.open()  # nothing torn: a restart keeps every record
+    reopened.close()
+    assert numbers(tmp_path) == [0, 1, 2, 6, 7, 8]
+
+
+def test_fsync_error_keeps_the_thread_and_refuses_writes(tmp_path: Path) -> None:
+    ops = FaultyOps()
+    log = ShareLog(tmp_path, ops=ops)
+    log.open()
+    ops.fail_syncs = 3
+    log.start_group_commit(0.005)
+    log.append({"n": 0})
+    log.flush()
+    deadline = time.monotonic() + 5
+    while log.sync_errors == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert log.sync_errors >= 1
+    while log.syncs == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    # The thread lived through three failed fsyncs and then made one that worked.
+    assert log.syncs >= 1 and log.sync_errors == 3 and log.error is None
+    ops.fail_syncs = 10**9
+    log.append({"n": 1})
+    log.flush()
+    while log.sync_error is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    log.append({"n": 2})
+    with pytest.raises(ShareLogError, match="fsync"):
+        log.flush()  # not acknowledged while fsync fails
+    ops.fail_syncs = 0
+    while log.sync_error is not None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    log.append({"n": 3})
+    log.flush()
+    log.close()
+    assert numbers(tmp_path) == [0, 1, 3]
+
+
+def test_gap_in_segments_is_named(tmp_path: Path) -> None:
+    check_contiguous(tmp_path, [1, 2, 3], 1)
+    check_contiguous(tmp_path, [3, 4], 3)
+    with pytest.raises(ShareLogGap, match=r"segment\(s\) 2 \(shares-0000000002.log\)"):
+        check_contiguous(tmp_path, [1, 3], 1)
+    with pytest.raises(ShareLogGap, match=r"segment\(s\) 1..2"):
+        check_contiguous(tmp_path, [3, 4], 1)
+    check_contiguous(tmp_path, [1, 2, 5], 5)  # a reader past the gap does not need it
+
+
+def test_prune_never_passes_the_consumer(tmp_path: Path) -> None:
+    log = ShareLog(tmp_path, segment_bytes=4096, retention_s=60)
+    log.open()
+    for i in range(600):
+        log.append({"n": i, "pad": "x" * 20})
+        log.flush()
+    segs = list_segments(tmp_path)
+    for seq in segs:
+        os.utime(segment_path(tmp_path, seq), (0, 0))  # every segment past retention
+    assert log.prune(None) == []  # before the first ingest: nothing is known to be safe
+    removed = log.prune(segs[2])
+    assert removed == [segment_path(tmp_path, s) for s in segs[:2]]
+    assert list_segments(tmp_path) == segs[2:]
+    assert log.prune(10**9)[-1] == segment_path(tmp_path, segs[-2])  # never the open one
+    log.close()
+
+
+# -- a real full disk: a small tmpfs (needs root and mount, as CI has) -------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a real full disk needs root to mount a small tmpfs")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_real_full_disk_then_freed(small_fs: Path) -> None:
+    directory = small_fs / "log"
+    log = ShareLog(directory)
+    log.open()
+    filler = small_fs / "filler"
+    acked: list[int] = []
+    refused: list[int] = []
+    n = 0
+    with filler.open("wb") as fh:
+        fh.write(b"\0" * (200 << 10))
+    while len(refused) < 20:  # fill the disk, then go on past it
+        log.append({"n": n, "pad": "y" * 300})
+        try:
+            log.flush()
+            acked.append(n)
+        except ShareLogError as exc:
+            assert "No space left" in str(exc)
+            refused.append(n)
+        n += 1
+    assert acked and log.error is not None
+    filler.unlink()  # the operator frees space
+    for _ in range(20):
+        log.append({"n": n, "pad": "y" * 300})
+        log.flush()
+        acked.append(n)
+        n += 1
+    log.close()
+    assert numbers(directory) == acked  # every acknowledged record, once, readable
+    again = ShareLog(directory)
+    again.open()  # a restart truncates nothing acknowledged
+    again.close()
+    assert numbers(directory) == acked
+
+
+def test_default_ops_are_os() -> None:
+    assert OS_FILE_OPS.write is os.write and OS_FILE_OPS.fdatasync is os.fdatasync
