@@ -257,6 +257,7 @@ class Daemon:
         self._token_wait: str | None = None  # what the next token period waits for (logged once)
         self.ingested_shares = 0
         self.ingest_position: LogPosition | None = None  # the ledger's checkpoint, once known
+        self.ledger_problem: str | None = None  # why the last ledger pass failed
         self.blocks: list[FoundBlock] = []
         self.ready = asyncio.Event()  # a first job exists
         self.listening = asyncio.Event()  # stratum is bound; `address` is set
@@ -478,9 +479,16 @@ class Daemon:
                 return
             try:
                 await self._ledger_pass()
+                self.ledger_problem = None
             except (LedgerError, NodeError) as exc:
                 # Shares stay in the share log and blocks stay pending; the next pass retries.
                 log.warning("ledger_pass_failed", error=str(exc), retry_s=interval)
+                self.ledger_problem = str(exc)
+            except Exception as exc:  # a bug: logged with its traceback, never fatal here
+                # Stratum and the share log must outlive any ledger fault: the shares wait in
+                # the log, and the next pass starts from the committed checkpoint.
+                log.exception("ledger_pass_crashed", retry_s=interval)
+                self.ledger_problem = f"ledger pass crashed: {exc!r}"
 
     def readiness(self) -> dict[str, str]:
         """What keeps this daemon from serving correctly right now (for /readyz)."""
@@ -491,6 +499,8 @@ class Daemon:
         limit = max(10 * self.cfg.node.poll_interval_s, 5.0)
         if self.clock() - self.node_seen > limit:
             problems["node"] = f"no answer from the node for over {limit:.0f} s"
+        if self.ledger_problem is not None:
+            problems["ledger"] = self.ledger_problem
         backlog = self.metrics.shares_accepted - self.ingested_shares
         if self.ledger is not None and backlog > 1_000_000:
             problems["ingest"] = f"{backlog} accepted shares not yet in the ledger"
@@ -572,6 +582,9 @@ class Daemon:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=10)
         finally:
+            # On every way out (a crash included) miners stop before the share log closes: no
+            # share may be validated against a closed log.
+            await self.server.stop(reconnect=True)
             self.recorder.flush()
             self.sharelog.close()
             if self.ledger is not None:

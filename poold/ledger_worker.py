@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from poold.config import TokensConfig
-from poold.ledger.db import LedgerError, open_ledger
+from poold.ledger.db import LedgerError, ledger_entry, open_ledger
 from poold.ledger.ingest import IngestResult, ingest
 from poold.ledger.settle import Settled, settle_pending
 from poold.tokens.settle import PeriodResult, settle_due
@@ -69,35 +68,27 @@ def _ingest(sharelog: str, node_id: int) -> IngestResult:
     return ingest(_engine, Path(sharelog), node_id, before_commit=_before_commit)
 
 
-def _ledger_errors(fn: Callable[..., T], *args: Any) -> T:
-    """Database trouble reaches the daemon as a LedgerError (retried next pass), never as a
-    driver exception it would not expect."""
-    try:
-        return fn(*args)
-    except SQLAlchemyError as exc:
-        raise LedgerError(f"the ledger database failed: {str(exc).splitlines()[0]}") from None
-
-
 def _settle_blocks(pool_fee: Fraction, scheme: str) -> list[Settled]:
     assert _engine is not None
     engine = _engine
-    return _ledger_errors(lambda: settle_pending(engine, pool_fee=pool_fee, scheme=scheme))
+    return settle_pending(engine, pool_fee=pool_fee, scheme=scheme)
 
 
 def _settle_tokens(cfg: TokensConfig) -> list[PeriodResult]:
     assert _engine is not None
-    return _ledger_errors(settle_due, _engine, cfg)
+    return settle_due(_engine, cfg)
 
 
 def _read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     assert _engine is not None
     engine = _engine
 
-    def run() -> T:
+    @ledger_entry
+    def read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         with engine.connect() as conn:
             return fn(conn, *args)
 
-    return _ledger_errors(run)
+    return read(fn, args)
 
 
 # -- in the daemon --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from poold.ledger.db import ledger_entry_async
 from poold.ledger.models import Block, JournalEntry, JournalLine, Settlement
 from poold.ledger.settle import BLOCK_KEYS
 from poold.node.base import Node
@@ -112,6 +113,7 @@ def _set_confirmations(engine: Engine, block_hash: str, confirmations: int) -> N
         )
 
 
+@ledger_entry_async
 async def follow_blocks(engine: Engine, node: Node) -> list[BlockChange]:
     """Check every settled, still-pending block on the node; post maturity or reversal.
 

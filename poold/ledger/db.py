@@ -1,14 +1,20 @@
 """Engines for both backends, migrations (Alembic), and the schema check the daemon runs first.
 
-SQLAlchemy errors become `LedgerError` here, with a message an operator can act on.
+SQLAlchemy errors become `LedgerError` here, with a message an operator can act on: every
+public ledger entry point that takes an Engine is wrapped in `ledger_entry` (or
+`ledger_entry_async`), the one place driver exceptions are converted.
 """
 
 from __future__ import annotations
 
+import functools
+import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
+import psycopg
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Table, create_engine, event, inspect, select
@@ -22,6 +28,44 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 class LedgerError(RuntimeError):
     """The ledger database is unusable; the message says why and what to do."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+#: What a database outage, a timeout or a lost connection raises below SQLAlchemy too (COPY
+#: goes to psycopg directly).
+DATABASE_ERRORS = (SQLAlchemyError, psycopg.Error, sqlite3.Error)
+
+
+def _failed(fn: Callable[..., Any], exc: BaseException) -> LedgerError:
+    first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    return LedgerError(f"{fn.__name__}: the ledger database failed: {first}")
+
+
+def ledger_entry(fn: Callable[P, R]) -> Callable[P, R]:
+    """Database errors raised by `fn` leave it as `LedgerError` (the caller retries)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except DATABASE_ERRORS as exc:
+            raise _failed(fn, exc) from exc
+
+    return wrapper
+
+
+def ledger_entry_async(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """`ledger_entry` for coroutine functions (database work in threads, awaited here)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except DATABASE_ERRORS as exc:
+            raise _failed(fn, exc) from exc
+
+    return wrapper
 
 
 def _safe(url: str) -> str:

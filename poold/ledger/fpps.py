@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from accounting import avg_fees, fpps_settle
 from poold.jobs.coinbase import subsidy_sat
+from poold.ledger.db import ledger_entry, ledger_entry_async
 from poold.ledger.models import (
     Account,
     ChainFees,
@@ -63,6 +64,7 @@ def _record_fees(engine: Engine, rows: list[dict[str, object]]) -> None:
         pass  # another process recorded them first: the same facts
 
 
+@ledger_entry_async
 async def update_chain_fees(engine: Engine, node: Node, *, blocks: int = 144) -> int:
     """Record the fees of those of the last `blocks` chain blocks not recorded yet; returns
     the tip height. Database work runs in threads (called from the daemon's loop)."""
@@ -79,6 +81,7 @@ async def update_chain_fees(engine: Engine, node: Node, *, blocks: int = 144) ->
     return tip
 
 
+@ledger_entry
 def average_fees(engine: Engine, *, tip: int, blocks: int = 144) -> Fraction:
     """Mean fees of the recorded chain blocks among the last `blocks` up to `tip` (0 if none)."""
     with engine.connect() as conn:
@@ -122,6 +125,7 @@ def _unbooked(conn: Connection) -> tuple[list[tuple[int, int, str, int, int, int
     return rows, cursors
 
 
+@ledger_entry
 def book_fpps(
     engine: Engine,
     *,
@@ -196,6 +200,7 @@ def book_fpps(
         return None  # another process booked this period first
 
 
+@ledger_entry_async
 async def book_with_node(
     engine: Engine, node: Node, *, period_end_s: int, fee_window_blocks: int, pool_fee: Fraction
 ) -> FppsBooked | None:
@@ -213,6 +218,7 @@ async def book_with_node(
     )
 
 
+@ledger_entry
 def last_booking(engine: Engine) -> int | None:
     """The period end (unix seconds) of the newest FPPS booking, if any."""
     with engine.connect() as conn:

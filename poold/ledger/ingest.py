@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from poold.ledger import rollup
-from poold.ledger.db import LedgerError, copy_columns
+from poold.ledger.db import LedgerError, copy_columns, ledger_entry
 from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
 from poold.ledger.slicing import SliceColumns, slices_from_arrays, slices_from_tuples
 from poold.shares.log import (
@@ -159,6 +159,7 @@ def _check_position(sharelog: Path, segs: list[int], cp: LogPosition, node_id: i
         )
 
 
+@ledger_entry
 def ingest(
     engine: Engine,
     sharelog: Path,

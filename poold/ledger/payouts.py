@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from poold.jobs.address import Network, address_to_script
-from poold.ledger.db import LedgerError
+from poold.ledger.db import LedgerError, ledger_entry, ledger_entry_async
 from poold.ledger.models import (
     JournalEntry,
     JournalLine,
@@ -69,6 +69,7 @@ class PayoutReport:
         return sum(p.amount_sat for batch in self.batches for p in batch)
 
 
+@ledger_entry
 def set_account(
     engine: Engine, account: str, *, address: str | None, min_payout_sat: int | None
 ) -> None:
@@ -102,6 +103,7 @@ def ledger_account(payee: str) -> str:
     return payee if payee.startswith("holder:") else f"miner:{payee}:spendable"
 
 
+@ledger_entry
 def owed(engine: Engine) -> dict[str, int]:
     """What the pool owes each payee now, satoshis: miners by account name (their spendable
     balance), token holders as `holder:<name>`."""
@@ -121,6 +123,7 @@ def owed(engine: Engine) -> dict[str, int]:
     }
 
 
+@ledger_entry
 def plan(
     engine: Engine, *, network: Network, min_payout_sat: int, max_outputs: int
 ) -> tuple[list[list[Payment]], dict[str, str]]:
@@ -193,6 +196,7 @@ def _alive(holder: str) -> bool:
     return True
 
 
+@ledger_entry
 def acquire(engine: Engine, name: str) -> None:
     """Take the lease `name` or raise PayoutError naming who holds it. A holder on this
     machine that no longer runs (kill -9) is replaced."""
@@ -218,6 +222,7 @@ def acquire(engine: Engine, name: str) -> None:
     raise PayoutError(f"could not take the {name} lease")
 
 
+@ledger_entry
 def release(engine: Engine, name: str) -> None:
     with engine.begin() as conn:
         conn.execute(delete(LedgerLock).where(LedgerLock.name == name, LedgerLock.holder == _me()))
@@ -314,6 +319,7 @@ def _open_payouts(engine: Engine) -> list[tuple[int, str, str | None, int]]:
         ]
 
 
+@ledger_entry_async
 async def reconcile(
     engine: Engine, wallet: Wallet, *, confirmations: int = 1
 ) -> list[tuple[int, str]]:
@@ -352,6 +358,7 @@ async def reconcile(
     return changes
 
 
+@ledger_entry_async
 async def run_payouts(
     engine: Engine,
     wallet: Wallet,

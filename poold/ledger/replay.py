@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from accounting import pplns_split
+from poold.ledger.db import ledger_entry
 from poold.ledger.models import (
     Account,
     Block,
@@ -102,6 +103,7 @@ def _ledger_slices(engine: Engine, node_id: int) -> dict[Key, list[Fraction | in
     return sums
 
 
+@ledger_entry
 def replay(
     engine: Engine,
     sharelog: Path,

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from accounting import pplns_split
 from poold.ledger import rollup
-from poold.ledger.db import LedgerError
+from poold.ledger.db import LedgerError, ledger_entry
 from poold.ledger.models import (
     Block,
     JournalEntry,
@@ -47,6 +47,7 @@ class Settled:
     unallocated_sat: int
 
 
+@ledger_entry
 def settle_block(
     engine: Engine,
     block_hash: str,
@@ -108,6 +109,7 @@ def settle_block(
         ) from None
 
 
+@ledger_entry
 def settle_pending(
     engine: Engine,
     *,
@@ -132,6 +134,7 @@ def settle_pending(
     return out
 
 
+@ledger_entry
 def verify(engine: Engine) -> list[str]:
     """Problems found in the ledger (empty = it balances): every entry sums to zero, so the
     whole journal does, every settlement points at an entry, and every share slice names a
@@ -171,6 +174,7 @@ def verify(engine: Engine) -> list[str]:
     return problems
 
 
+@ledger_entry
 def balances(engine: Engine) -> dict[str, int]:
     """Each ledger account's balance, derived from the journal (satoshis)."""
     with engine.connect() as conn:

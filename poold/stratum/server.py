@@ -356,6 +356,8 @@ class StratumServer:
 
     async def stop(self, *, reconnect: bool = True, timeout_s: float = 5.0) -> None:
         """Stop accepting, ask miners to reconnect (elsewhere or later), close every connection."""
+        if not self.accepting and not self.connections:
+            return  # stopped already (a second call on the way out)
         self.accepting = False
         if self._server is not None:
             self._server.close()

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from accounting import TokenSettlement, token_settle
 from poold.config import TokensConfig
-from poold.ledger.db import bulk_insert, bulk_insert_tuples
+from poold.ledger.db import bulk_insert, bulk_insert_tuples, ledger_entry
 from poold.ledger.models import (
     Account,
     Block,
@@ -57,11 +57,13 @@ def period_of(t: int, cfg: TokensConfig) -> tuple[int, int]:
     return start, start + cfg.period_s
 
 
+@ledger_entry
 def set_price(engine: Engine, period_start: int, btc_usd: Fraction, cfg: TokensConfig) -> None:
     """Enter (or correct, until the period is settled) the BTC/USD rate of a period."""
     set_prices(engine, [(period_start, btc_usd)], cfg)
 
 
+@ledger_entry
 def set_prices(engine: Engine, prices: list[tuple[int, Fraction]], cfg: TokensConfig) -> None:
     """Several periods' rates in one transaction: all are entered, or none."""
     with engine.begin() as conn:
@@ -257,6 +259,7 @@ class PeriodResult:
     waiting: str | None = None
 
 
+@ledger_entry
 def settle_period(
     engine: Engine, cfg: TokensConfig, period_start: int, *, now: float | None = None
 ) -> PeriodResult:
@@ -355,6 +358,7 @@ def _post(conn: Connection, start: int, inputs: PeriodInputs, result: TokenSettl
     return int(entry_id)
 
 
+@ledger_entry
 def settle_due(
     engine: Engine, cfg: TokensConfig, *, now: float | None = None
 ) -> list[PeriodResult]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
+from poold.ledger.db import ledger_entry
 from poold.ledger.models import TokenPeriod, TokenTransfer
 
 MAX_NAME = 128
@@ -173,6 +174,7 @@ class ImportResult:
     unchanged: int
 
 
+@ledger_entry
 def import_transfers(engine: Engine, transfers: list[Transfer]) -> ImportResult:
     """All or nothing: a duplicate id with different content, a transfer inside a settled
     period, or one that would make a balance negative refuses the whole import."""

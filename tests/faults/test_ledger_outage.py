@@ -1,0 +1,127 @@
+"""A database cut at every step of a ledger pass: the daemon lives, Stratum keeps answering
+`true` only for logged shares, and once the database returns everything reaches the ledger once.
+(Issue 11, defect 2: a raw SQLAlchemy error from FPPS booking or block following ended the
+daemon, after which Stratum kept accepting against a closed share log.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import poold.daemon
+from poold.ledger.db import LedgerError
+from tests.faults.proxy import CuttableProxy
+from tests.helpers import StratumClient
+from tests.ledger.conftest import _pg_available, fresh_pg_schema
+from tests.stratum.test_server import current_job, submit_params
+
+STEPS = ["ingest", "settle_blocks", "book_fpps", "settle_tokens", "follow_blocks"]
+
+
+@pytest.fixture
+async def pg_proxy() -> AsyncIterator[tuple[CuttableProxy, str]]:
+    reason = _pg_available()
+    if reason:
+        pytest.skip(reason)
+    proxy = CuttableProxy(("127.0.0.1", 5432))
+    port = await proxy.start()
+    with fresh_pg_schema() as schema:
+        url = (
+            f"postgresql+psycopg://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{schema}"
+        )
+        yield proxy, url
+    await proxy.close()
+
+
+def _cut_first_call(proxy: CuttableProxy, fn: Callable[..., Any], hit: asyncio.Event) -> Any:
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not hit.is_set():
+            proxy.cut()
+            hit.set()
+        return await fn(*args, **kwargs)
+
+    return wrapped
+
+
+async def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("step", STEPS)
+async def test_database_cut_at_each_step(
+    step: str,
+    start_daemon: Any,
+    config_factory: Any,
+    pg_proxy: tuple[CuttableProxy, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy, url = pg_proxy
+    cfg = config_factory(
+        pool={"scheme": "fpps", "fpps_period_s": 1},
+        ledger={"url": url, "ingest_interval_s": 0.2, "auto_migrate": True},
+        tokens={"enabled": True, "fleet_accounts": ["acct"], "period_s": 60},
+    )
+    hit = asyncio.Event()
+    if step == "follow_blocks":  # runs in the daemon itself
+        monkeypatch.setattr(
+            poold.daemon, "follow_blocks", _cut_first_call(proxy, poold.daemon.follow_blocks, hit)
+        )
+    rd = await start_daemon(cfg)
+    daemon = rd.daemon
+    if step == "book_fpps":
+        monkeypatch.setattr(daemon, "_book_fpps", _cut_first_call(proxy, daemon._book_fpps, hit))
+    elif step != "follow_blocks":  # a step of the ledger process
+        assert daemon.worker is not None
+        method = getattr(daemon.worker, step)
+        monkeypatch.setattr(daemon.worker, step, _cut_first_call(proxy, method, hit))
+
+    c = await StratumClient.connect(rd.address)
+    await c.handshake("acct.w1")
+    _diff, params = await current_job(c)
+    nonce = 0
+
+    async def submit_some(n: int) -> None:
+        nonlocal nonce
+        for _ in range(n):
+            nonce += 1
+            sp = submit_params("acct.w1", params, bytes(4), nonce)
+            assert (await c.request("mining.submit", sp))["result"] is True
+
+    await submit_some(5)
+    await asyncio.wait_for(hit.wait(), 20)
+    await wait_for(lambda: "ledger" in daemon.readiness(), 10, "readyz to name the ledger")
+    await submit_some(5)  # the outage does not reach miners
+    await asyncio.sleep(0.6)  # several failed passes
+    assert not rd.task.done(), "the daemon stopped on a database outage"
+    proxy.restore()
+    await submit_some(5)
+    await wait_for(
+        lambda: daemon.ingested_shares == 15 and daemon.ledger_problem is None,
+        30,
+        "the ledger to catch up after the outage",
+    )
+    await c.close()
+    await rd.shutdown()
+    # Straight to the server: the proxy runs on this (now blocked) event loop.
+    engine = sa.create_engine(url.replace(f":{proxy.port}/", ":5432/"))
+    with engine.connect() as conn:
+        shares = conn.execute(sa.text("SELECT sum(shares) FROM share_slices")).scalar()
+    engine.dispose()
+    assert shares == 15  # every acknowledged share, once
+
+
+def test_entry_points_convert_database_errors() -> None:
+    """One wrapper: a driver error leaves any public ledger entry point as LedgerError."""
+    from poold.ledger.settle import balances
+
+    engine = sa.create_engine("sqlite:///file:nowhere?mode=ro&uri=true")
+    with pytest.raises(LedgerError, match="balances: the ledger database failed"):
+        balances(engine)
