@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -78,9 +78,15 @@ def _install_signals(stop: asyncio.Event) -> None:
 async def _run_daemon(cfg: Config, reuse_port: bool) -> int:
     stop = asyncio.Event()
     _install_signals(stop)
+    return await _daemon_outcome(Daemon(cfg, reuse_port=reuse_port).run(stop))
+
+
+async def _daemon_outcome(run: Awaitable[None]) -> int:
+    """Await a daemon's run: 0, or 1 after saying why it could not start or run (a busy port,
+    an unusable share log or ledger), the same words for `run` and `demo`."""
     failure: BaseException | None = None
     try:
-        await Daemon(cfg, reuse_port=reuse_port).run(stop)
+        await run
     except* (OSError, ShareLogError, LedgerError) as eg:
         failure = eg.exceptions[0]
     if failure is not None:
@@ -216,15 +222,21 @@ def demo(
             shutil.rmtree(old)
         elif old.exists():
             old.unlink()
-    uvloop.run(_demo(cfg, duration, miners))
+    code = uvloop.run(_demo(cfg, duration, miners))
+    if code:
+        raise typer.Exit(code)
 
 
-async def _demo(cfg: Config, duration: float, miners: int) -> None:
+async def _demo(cfg: Config, duration: float, miners: int) -> int:
     stop = asyncio.Event()
     _install_signals(stop)
     daemon = Daemon(cfg)
     run_task = asyncio.create_task(daemon.run(stop))
-    await daemon.listening.wait()
+    listening = asyncio.create_task(daemon.listening.wait())
+    await asyncio.wait({run_task, listening}, return_when=asyncio.FIRST_COMPLETED)
+    if not listening.done():  # it ended before binding (a busy port): say so, as `run` does
+        listening.cancel()
+        return await _daemon_outcome(run_task) or 1
     assert daemon.address is not None
     host, port = daemon.address
     print(
@@ -319,6 +331,7 @@ async def _demo(cfg: Config, duration: float, miners: int) -> None:
         for account, sat in sorted(owed.items()):
             print(f"  ledger {account}: {sat} sat", flush=True)
         print(f"ledger verify: {'; '.join(problems) or 'ok'}", flush=True)
+    return 0
 
 
 def _demo_tokens(daemon: Daemon, cfg: Config) -> str:

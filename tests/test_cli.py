@@ -32,6 +32,30 @@ def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "sharelog").is_dir()
 
 
+@pytest.mark.parametrize("flag", ["--port", "--api-port"])
+def test_demo_on_a_busy_port_says_so_and_exits(tmp_path: Path, flag: str) -> None:
+    """It used to print nothing, bind nothing and ignore SIGTERM (only kill -9 ended it)."""
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        other = ["--api-port", "0"] if flag == "--port" else ["--port", "0"]
+        out = subprocess.run(
+            [sys.executable, "-m", "poold", "demo", "--duration", "30", flag, str(port), *other],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        busy.close()
+    assert out.returncode == 1, out.stdout
+    assert "poold: cannot start:" in out.stderr and "address already in use" in out.stderr
+
+
 async def test_simulate_reports_accepted_and_latency(pool: Any) -> None:
     host, port = pool.address
     proc = await asyncio.create_subprocess_exec(
