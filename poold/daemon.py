@@ -92,6 +92,14 @@ class ShareRecorder:
         """Queue a block record; written by the next `flush()`, held until one succeeds."""
         self._held.append(orjson.dumps(record))
 
+    @property
+    def held_blocks(self) -> int:
+        """Block records waiting for the share log to take writes again."""
+        return len(self._held)
+
+    def held_records(self) -> list[str]:
+        return [r.decode() for r in self._held]
+
     def flush(self) -> None:
         """Encode the batch into the share log and write it (from here it survives kill -9)."""
         batch, self._batch = self._batch, []
@@ -136,6 +144,27 @@ class ShareRecorder:
 
 #: The error a miner gets instead of `true` when its share could not be recorded.
 NOT_RECORDED = "share not recorded (pool storage error): not credited"
+
+
+def block_record(
+    share: AcceptedShare, accepted: bool, reason: str | None, ts_ms: int, node_id: int
+) -> dict[str, object]:
+    """The share-log record of a block `share` found, once the node answered (reason None =
+    accepted). Ingest reads these keys."""
+    template = share.job.template
+    return {
+        "t": "block",
+        "ts": ts_ms,
+        "node": node_id,
+        "height": template.height,
+        "hash": share.verdict.block_hash_hex,
+        "accepted": accepted,
+        "reason": reason,
+        "account": share.account,
+        "worker": share.worker,
+        "reward_sat": template.coinbase_value_sat,
+        "bits": template.bits,
+    }
 
 
 def _encode(s: AcceptedShare, node: int) -> bytes:
@@ -284,19 +313,9 @@ class Daemon:
         else:
             self.metrics.blocks_rejected += 1
         self.recorder.record_block(
-            {
-                "t": "block",
-                "ts": round(self.clock() * 1000),
-                "node": self.cfg.stratum.node_id,
-                "height": height,
-                "hash": hash_hex,
-                "accepted": accepted,
-                "reason": reason,
-                "account": share.account,
-                "worker": share.worker,
-                "reward_sat": share.job.template.coinbase_value_sat,
-                "bits": share.job.template.bits,
-            }
+            block_record(
+                share, accepted, reason, round(self.clock() * 1000), self.cfg.stratum.node_id
+            )
         )
         self.recorder.flush()  # after the finding share's record; held if the log fails
         self.blocks.append(
@@ -585,7 +604,11 @@ class Daemon:
             # On every way out (a crash included) miners stop before the share log closes: no
             # share may be validated against a closed log.
             await self.server.stop(reconnect=True)
+            with contextlib.suppress(ShareLogError):
+                self.sharelog.sync()  # clears an fsync refusal if the disk works again
             self.recorder.flush()
+            if self.recorder.held_blocks:  # the operator must see these: blocks on the chain
+                log.error("block_records_unwritten", records=self.recorder.held_records())
             self.sharelog.close()
             if self.ledger is not None:
                 try:  # one last pass: everything answered `true` reaches the ledger now
