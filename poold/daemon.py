@@ -116,11 +116,14 @@ class ShareRecorder:
             if self.failing is None:
                 log.error("sharelog_write_failed", error=str(exc), refused_shares=len(batch))
             self.failing = str(exc)
+            self.metrics.sharelog_failed_batches += 1
+            self.metrics.sharelog_ok = 0
             return
         self._held = []
         if self.failing is not None:
             log.warning("sharelog_recovered", after=self.failing)
             self.failing = None
+            self.metrics.sharelog_ok = 1
 
     def _encode(self, batch: list[AcceptedShare]) -> tuple[list[bytes], list[AcceptedShare]]:
         """The batch's records, and the shares they are (a share that cannot be encoded is a

@@ -21,6 +21,8 @@ class Metrics:
         self.bans = 0
         self.jobs = 0
         self.ingest_lag_shares = 0  # accepted but not yet in the ledger
+        self.sharelog_failed_batches = 0  # batches the share log refused (their shares got 20)
+        self.sharelog_ok = 1  # 0 while the share log refuses writes
         # Rejected shares by account and reason since start (rejects never reach the ledger);
         # bounded: accounts past MAX_ACCOUNTS are counted together under "".
         self.rejected_by_account: dict[str, Counter[str]] = {}
@@ -68,6 +70,10 @@ class Metrics:
             f"poold_jobs_total {self.jobs}",
             "# TYPE poold_ingest_lag_shares gauge",
             f"poold_ingest_lag_shares {self.ingest_lag_shares}",
+            "# TYPE poold_sharelog_failed_batches_total counter",
+            f"poold_sharelog_failed_batches_total {self.sharelog_failed_batches}",
+            "# TYPE poold_sharelog_ok gauge",
+            f"poold_sharelog_ok {self.sharelog_ok}",
             "# TYPE poold_settlements_total counter",
         ]
         for kind in ("block", "fpps", "tokens"):

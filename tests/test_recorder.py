@@ -64,9 +64,11 @@ async def test_full_disk_answers_errors_then_recovers(
     assert c.writer.transport is not None and not c.writer.transport.is_closing()
     assert "No space left" in daemon.readiness()["sharelog"]
     assert daemon.metrics.shares_rejected["not_logged"] == 1
+    assert "poold_sharelog_ok 0" in daemon.metrics.render_prometheus()
     daemon.sharelog.ops = ops = FaultyOps()  # space returns
     assert (await submit(3))["result"] is True
     assert "sharelog" not in daemon.readiness()
+    assert "poold_sharelog_ok 1" in daemon.metrics.render_prometheus()
     await c.close()
     await rd.shutdown()
     logged = [r["nonce"] for _pos, r in read_log(daemon.cfg.sharelog.path) if r["t"] == "share"]
