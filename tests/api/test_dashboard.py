@@ -108,7 +108,7 @@ async def test_dashboard_in_chromium(
     seen = await asyncio.to_thread(drive)
     await rd.shutdown()
     assert seen["points"] == "48" and float(seen["max"] or 0) > 1  # the miners' hashrate, drawn
-    assert seen["blocks"] == 2
+    assert seen["blocks"] >= 2  # the two populated; a block the daemon finds itself may join
     assert sorted(seen["workers"]) == ["acme.rig0", "acme.rig1"]
     assert seen["statement"][0] == "2027-01-15" and seen["earnings_points"] == "1"
     assert "does not give access" in seen["error"]
