@@ -11,9 +11,9 @@ import orjson
 from poold.daemon import NOT_RECORDED, ShareRecorder
 from poold.metrics import Metrics
 from poold.shares.log import ShareLog, read_log
+from poold.sim import SimDisk
 from poold.stratum import protocol as p
 from tests.helpers import StratumClient
-from tests.shares.test_log_faults import FaultyOps
 from tests.stratum.test_server import current_job, submit_params
 from tests.stratum.test_session import NOW, jobs, make_session
 
@@ -56,16 +56,16 @@ async def test_full_disk_answers_errors_then_recovers(
         return await c.request("mining.submit", submit_params("acct.w1", params, bytes(4), nonce))
 
     assert (await submit(1))["result"] is True
-    ops = FaultyOps()
-    ops.fail_writes = True
-    daemon.sharelog.ops = ops
+    disk = SimDisk()
+    disk.full = True
+    daemon.sharelog.ops = disk
     refused = await submit(2)
     assert refused["result"] is None and refused["error"] == [20, NOT_RECORDED, None]
     assert c.writer.transport is not None and not c.writer.transport.is_closing()
     assert "No space left" in daemon.readiness()["sharelog"]
     assert daemon.metrics.shares_rejected["not_logged"] == 1
     assert "poold_sharelog_ok 0" in daemon.metrics.render_prometheus()
-    daemon.sharelog.ops = ops = FaultyOps()  # space returns
+    disk.full = False  # space returns
     assert (await submit(3))["result"] is True
     assert "sharelog" not in daemon.readiness()
     assert "poold_sharelog_ok 1" in daemon.metrics.render_prometheus()

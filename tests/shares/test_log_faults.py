@@ -1,8 +1,9 @@
-"""The share log under write faults: full disk, short writes, fsync errors, retention, gaps."""
+"""The share log under write faults: full disk, short writes, fsync errors, retention, gaps.
+
+Faults come from the simulator's `SimDisk` (one fault-injecting FileOps for both)."""
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import subprocess
@@ -22,37 +23,7 @@ from poold.shares.log import (
     read_log,
     segment_path,
 )
-
-
-class FaultyOps:
-    """`os` with faults on demand: a short write then an error, a failing fsync."""
-
-    def __init__(self) -> None:
-        self.short_then_fail: int | None = None  # write this many bytes, then ENOSPC
-        self.fail_writes = False
-        self.fail_syncs = 0
-
-    def write(self, fd: int, data: bytes | bytearray | memoryview) -> int:
-        if self.short_then_fail is not None:
-            n = os.write(fd, bytes(data[: self.short_then_fail]))
-            self.short_then_fail = None
-            self.fail_writes = True
-            return n
-        if self.fail_writes:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return os.write(fd, data)
-
-    def fdatasync(self, fd: int) -> None:
-        if self.fail_syncs:
-            self.fail_syncs -= 1
-            raise OSError(errno.EIO, "Input/output error")
-        os.fdatasync(fd)
-
-    def fsync(self, fd: int) -> None:
-        os.fsync(fd)
-
-    def ftruncate(self, fd: int, length: int) -> None:
-        os.ftruncate(fd, length)
+from poold.sim import SimDisk
 
 
 def numbers(directory: Path) -> list[int]:
@@ -60,7 +31,7 @@ def numbers(directory: Path) -> list[int]:
 
 
 def test_short_write_then_enospc_leaves_whole_records(tmp_path: Path) -> None:
-    ops = FaultyOps()
+    ops = SimDisk()
     log = ShareLog(tmp_path, ops=ops)
     log.open()
     for i in range(3):
@@ -69,13 +40,13 @@ def test_short_write_then_enospc_leaves_whole_records(tmp_path: Path) -> None:
     good = segment_path(tmp_path, 1).stat().st_size
     for i in range(3, 6):
         log.append({"n": i})
-    ops.short_then_fail = 10  # part of the first record reaches the file, then the disk is full
+    ops.short_next = 10  # part of the first record reaches the file, then the disk is full
     with pytest.raises(ShareLogError, match="No space left"):
         log.flush()
     assert segment_path(tmp_path, 1).stat().st_size == good  # cut back to the last whole record
     assert log.error is not None and log.write_errors == 1
     assert log.pending_bytes == 0  # the failed records are the caller's to answer, not retried
-    ops.fail_writes = False  # space returns
+    ops.full = False  # space returns
     for i in range(6, 9):
         log.append({"n": i})
     log.flush()
@@ -89,10 +60,10 @@ def test_short_write_then_enospc_leaves_whole_records(tmp_path: Path) -> None:
 
 
 def test_fsync_error_keeps_the_thread_and_refuses_writes(tmp_path: Path) -> None:
-    ops = FaultyOps()
+    ops = SimDisk()
     log = ShareLog(tmp_path, ops=ops)
     log.open()
-    ops.fail_syncs = 3
+    ops.fsync_fails = 3
     log.start_group_commit(0.005)
     log.append({"n": 0})
     log.flush()
@@ -104,7 +75,7 @@ def test_fsync_error_keeps_the_thread_and_refuses_writes(tmp_path: Path) -> None
         time.sleep(0.005)
     # The thread lived through three failed fsyncs and then made one that worked.
     assert log.syncs >= 1 and log.sync_errors == 3 and log.error is None
-    ops.fail_syncs = 10**9
+    ops.fsync_fails = 10**9
     log.append({"n": 1})
     log.flush()
     while log.sync_error is None and time.monotonic() < deadline:
@@ -112,7 +83,7 @@ def test_fsync_error_keeps_the_thread_and_refuses_writes(tmp_path: Path) -> None
     log.append({"n": 2})
     with pytest.raises(ShareLogError, match="fsync"):
         log.flush()  # not acknowledged while fsync fails
-    ops.fail_syncs = 0
+    ops.fsync_fails = 0
     while log.sync_error is not None and time.monotonic() < deadline:
         time.sleep(0.005)
     log.append({"n": 3})
