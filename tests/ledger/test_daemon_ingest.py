@@ -4,7 +4,6 @@ even across a real network cut between the daemon and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -15,58 +14,9 @@ from poold.ledger.db import make_engine
 from poold.ledger.models import Block, ChainFees, JournalEntry
 from poold.ledger.settle import balances, verify
 from poold.simulate import run_fleet
+from tests.faults.proxy import CuttableProxy
 from tests.ledger.conftest import PG_URL, _pg_available, fresh_pg_schema
 from tests.ledger.test_ingest import ledger_totals, log_totals
-
-
-class CuttableProxy:
-    """TCP proxy on 127.0.0.1:0 to the real PostgreSQL; `cut()` drops every connection and
-    refuses new ones until `restore()`."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.up = True
-        self.links: set[asyncio.StreamWriter] = set()
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            writer.close()
-            return
-        try:
-            up_r, up_w = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self.links |= {writer, up_w}
-
-        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-            w.close()
-
-        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
-        self.links -= {writer, up_w}
-
-    def cut(self) -> None:
-        self.up = False
-        for w in list(self.links):
-            w.transport.abort()
-
-    def restore(self) -> None:
-        self.up = True
-
-    async def close(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
 
 
 async def test_daemon_ingests_everything_once(
