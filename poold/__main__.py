@@ -15,8 +15,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -30,7 +32,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from poold.api.auth import create_token
+from poold.api.auth import create_token, list_tokens, revoke_token
 from poold.config import Config, ConfigError, load_config, parse_config, redacted
 from poold.daemon import Daemon
 from poold.jobs.address import address_to_script
@@ -78,7 +80,10 @@ def _install_signals(stop: asyncio.Event) -> None:
 async def _run_daemon(cfg: Config, reuse_port: bool) -> int:
     stop = asyncio.Event()
     _install_signals(stop)
-    return await _daemon_outcome(Daemon(cfg, reuse_port=reuse_port).run(stop))
+    executor = _own_threads()
+    code = await _daemon_outcome(Daemon(cfg, reuse_port=reuse_port).run(stop))
+    await _leave_stuck_threads(executor, code)
+    return code
 
 
 async def _daemon_outcome(run: Awaitable[None]) -> int:
@@ -89,10 +94,37 @@ async def _daemon_outcome(run: Awaitable[None]) -> int:
         await run
     except* (OSError, ShareLogError, LedgerError) as eg:
         failure = eg.exceptions[0]
+    code = 0
     if failure is not None:
         typer.echo(f"poold: cannot start: {failure}", err=True)
-        return 1
-    return 0
+        code = 1
+    return code
+
+
+#: Names of the threads of the daemon's own default executor (see `_own_threads`).
+_THREADS = "poold-io"
+
+
+def _own_threads() -> ThreadPoolExecutor:
+    """Give the loop a default executor this process can check on at exit."""
+    executor = ThreadPoolExecutor(thread_name_prefix=_THREADS)
+    asyncio.get_running_loop().set_default_executor(executor)
+    return executor
+
+
+async def _leave_stuck_threads(executor: ThreadPoolExecutor, code: int, wait_s: float = 5) -> None:
+    """Exit now if a worker thread is still stuck in a call to a database that stopped
+    answering: Python would wait for it forever at exit. By now the share log is flushed and
+    closed; the thread's transaction rolls back and its work is redone at the next start."""
+    executor.shutdown(wait=False, cancel_futures=True)  # idle threads end at once
+    for _ in range(round(wait_s / 0.05)):
+        if not any(t.name.startswith(_THREADS) for t in threading.enumerate()):
+            return
+        await asyncio.sleep(0.05)
+    typer.echo("poold: leaving a database call that does not answer", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @app.command()
@@ -643,6 +675,30 @@ def api_token(
     with _ledger(config) as (_cfg, engine):
         secret = create_token(engine, "admin" if admin else f"holder:{holder}")
     typer.echo(secret)
+
+
+@api_app.command("tokens")
+def api_tokens(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """List the live API tokens: id, scope, created (the secrets are never stored)."""
+    with _ledger(config) as (_cfg, engine):
+        for t in list_tokens(engine):
+            when = datetime.fromtimestamp(t.created_ms / 1000, UTC).isoformat(timespec="seconds")
+            typer.echo(f"{t.id}\t{t.scope}\t{when}")
+
+
+@api_app.command("revoke")
+def api_revoke(
+    token_id: Annotated[int, typer.Argument(help="the id `poold api tokens` shows")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+) -> None:
+    """Revoke an API token: it stops working within seconds everywhere."""
+    with _ledger(config) as (_cfg, engine):
+        revoked = revoke_token(engine, token_id)
+    if revoked is None:
+        raise _fail(f"no token {token_id} (revoked already?)", 1)
+    typer.echo(f"revoked token {revoked.id} ({revoked.scope})")
 
 
 @tokens_app.command("import")

@@ -211,6 +211,15 @@ class LedgerConfig(_Section):
         0.0, ge=0, description="the daemon ingests the share log this often (0 = never)"
     )
     auto_migrate: bool = Field(False, description="create/upgrade the schema at start")
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="open a connection; notice a vanished server"
+    )
+    statement_timeout_s: float = Field(
+        300.0, gt=0, le=86400, description="longest one statement may run (PostgreSQL)"
+    )
+    shutdown_wait_s: float = Field(
+        10.0, ge=0, le=3600, description="on stop, wait this long for a ledger pass, then leave it"
+    )
 
 
 class PayoutsConfig(_Section):

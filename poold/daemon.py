@@ -26,7 +26,7 @@ from poold.config import Config
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import TemplateError, parse_template
 from poold.ledger.blocks import follow_blocks
-from poold.ledger.db import LedgerError, open_ledger
+from poold.ledger.db import LedgerError, LedgerUnreachable, Timeouts, open_ledger
 from poold.ledger.fpps import book_with_node
 from poold.ledger.settle import BLOCK_KEYS
 from poold.ledger_worker import LedgerWorker
@@ -285,6 +285,7 @@ class Daemon:
         self.node_seen = 0.0  # clock time of the last successful node poll
         self.ledger: Engine | None = None
         self.worker: LedgerWorker | None = None  # the ledger process, when the daemon ingests
+        self.api_ctx: ApiContext | None = None  # the API's view, told when the ledger connects
         self._fpps_booked = 0  # period end of the last FPPS booking made by this process
         self._token_wait: str | None = None  # what the next token period waits for (logged once)
         self.ingested_shares = 0
@@ -407,12 +408,57 @@ class Daemon:
                 log.info("stats", **self.metrics.snapshot())
                 last_stats = now
 
-    def _open_ledger(self) -> Engine | None:
-        """The ledger engine when the daemon ingests (checked before anything is bound)."""
+    @property
+    def _timeouts(self) -> Timeouts:
         cfg = self.cfg.ledger
-        if cfg.ingest_interval_s <= 0:
-            return None
-        return open_ledger(cfg.url, migrate_schema=cfg.auto_migrate)
+        return Timeouts(connect_s=cfg.connect_timeout_s, statement_s=cfg.statement_timeout_s)
+
+    def _open_ledger(self) -> Engine:
+        cfg = self.cfg.ledger
+        return open_ledger(cfg.url, migrate_schema=cfg.auto_migrate, timeouts=self._timeouts)
+
+    async def _attach_ledger(self) -> None:
+        """Open the ledger and start its worker process; on success the API reads it too."""
+        engine = await asyncio.to_thread(self._open_ledger)  # never block the loop
+        worker = LedgerWorker(self.cfg.ledger.url, timeouts=self._timeouts)
+        try:
+            await worker.start()
+        except LedgerError:
+            await worker.stop(0)
+            engine.dispose()
+            raise
+        self.ledger, self.worker = engine, worker
+        if self.api_ctx is not None:
+            self.api_ctx.engine, self.api_ctx.offload = engine, worker.read
+        self.ledger_problem = None
+        log.info("ledger_connected")
+
+    async def _ledger_loop(self, stopping: asyncio.Event) -> None:
+        """Connect to the ledger (retrying while it cannot be reached), then run ledger passes
+        until `stopping`. Stratum and the share log never wait for any of it."""
+        backoff = 1.0
+        while self.ledger is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), backoff)
+            if stopping.is_set():
+                return
+            try:
+                await self._attach_ledger()
+            except LedgerError as exc:
+                self.ledger_problem = f"the ledger is not connected: {exc}"
+                log.warning("ledger_unavailable", error=str(exc), retry_s=backoff)
+                backoff = min(backoff * 2, 30.0)
+        assert self.ledger is not None
+        tailer = (
+            asyncio.create_task(tail_journal(self.ledger, self.events))
+            if self.api_ctx is not None
+            else None
+        )
+        try:
+            await self._ingest_loop(stopping)
+        finally:
+            if tailer is not None:
+                tailer.cancel()
 
     async def _ingest(self) -> None:
         if self.worker is None:
@@ -532,7 +578,7 @@ class Daemon:
         api = self.cfg.api
         if not api.listen:
             return []
-        ctx = ApiContext(
+        ctx = self.api_ctx = ApiContext(
             self.cfg,
             self.metrics,
             self.ledger,
@@ -546,7 +592,8 @@ class Daemon:
             apps.append((api.admin_listen, make_app(ctx, public=False)))
         runners = []
         for listen, app in apps:
-            runner = web.AppRunner(app, access_log=None)
+            # A request stuck on a database that stopped answering must not hold shutdown.
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
             await runner.setup()
             host, port = listen.rsplit(":", 1)
             site = web.TCPSite(runner, host, int(port))
@@ -558,12 +605,19 @@ class Daemon:
         return runners
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set, then shut down in order."""
-        self.ledger = await asyncio.to_thread(self._open_ledger)  # never block the loop
-        if self.ledger is not None:
-            self.worker = LedgerWorker(self.cfg.ledger.url)
-            await self.worker.start()
+        """Run until `stop` is set, then shut down in order.
+
+        A ledger that cannot be reached does not stop the start (the ledger loop connects
+        when it can); one that answers but is unusable (no schema, a wrong version) does."""
+        ingests = self.cfg.ledger.ingest_interval_s > 0
+        if ingests:
+            try:
+                await self._attach_ledger()
+            except LedgerUnreachable as exc:
+                self.ledger_problem = f"the ledger is not connected: {exc}"
+                log.warning("ledger_unavailable", error=str(exc), retry=True)
         self.sharelog.open()
+        wait_s = self.cfg.ledger.shutdown_wait_s
         try:
             async with asyncio.TaskGroup() as tg:
                 poller = tg.create_task(self._poll_node())
@@ -577,28 +631,26 @@ class Daemon:
                         st.host, st.port, reuse_port=self.reuse_port
                     )
                     runners = await self._start_api()
-                    tailer = (
-                        tg.create_task(tail_journal(self.ledger, self.events))
-                        if runners and self.ledger is not None
-                        else None
-                    )
                     self.listening.set()
                     _freeze_startup_heap()
                     self.sharelog.start_group_commit(self.cfg.sharelog.fsync_interval_ms / 1000)
                     housekeeping = tg.create_task(self._housekeeping())
                     stopping = asyncio.Event()
-                    ingester = tg.create_task(self._ingest_loop(stopping)) if self.ledger else None
+                    ledger = tg.create_task(self._ledger_loop(stopping)) if ingests else None
                     await stopped
                     await self.server.stop(reconnect=True)
                     self.events.close()  # ends every event stream, so cleanup is quick
-                    if tailer is not None:
-                        tailer.cancel()
                     for runner in runners:
                         await runner.cleanup()
                     housekeeping.cancel()
                     stopping.set()
-                    if ingester is not None:
-                        await ingester  # let a running ledger pass finish, never abandon it
+                    if ledger is not None:
+                        # A pass in progress may finish; one stuck on the database is left
+                        # (its transaction rolls back; the shares are in the share log).
+                        done, _ = await asyncio.wait({ledger}, timeout=wait_s)
+                        if not done:
+                            log.warning("ledger_pass_abandoned", waited_s=wait_s)
+                            ledger.cancel()
                 stopped.cancel()
                 poller.cancel()
             if self._tasks:
@@ -613,13 +665,19 @@ class Daemon:
             if self.recorder.held_blocks:  # the operator must see these: blocks on the chain
                 log.error("block_records_unwritten", records=self.recorder.held_records())
             self.sharelog.close()
-            if self.ledger is not None:
-                try:  # one last pass: everything answered `true` reaches the ledger now
-                    await self._ingest()
-                except LedgerError as exc:
-                    log.warning("ledger_ingest_failed", error=str(exc))
-                if self.worker is not None:
-                    self.worker.close()
-                self.ledger.dispose()
+            await self._last_ingest(wait_s)
             await self.node.close()
             log.info("daemon_stopped", **self.metrics.snapshot())
+
+    async def _last_ingest(self, wait_s: float) -> None:
+        """One last pass, so everything answered `true` reaches the ledger now; bounded, since
+        the next start ingests whatever this one could not."""
+        if self.ledger is None or self.worker is None:
+            return
+        try:
+            await asyncio.wait_for(self._ingest(), wait_s)
+        except (LedgerError, TimeoutError) as exc:
+            log.warning("ledger_ingest_failed", error=str(exc) or "timed out")
+        if not await self.worker.stop(wait_s):
+            log.warning("ledger_worker_killed", waited_s=wait_s)
+        self.ledger.dispose()

@@ -13,6 +13,7 @@ and results cross as pickles. Must not import the Stratum side (poold.stratum, p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -27,7 +28,13 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Engine
 
 from poold.config import TokensConfig
-from poold.ledger.db import LedgerError, ledger_entry, open_ledger
+from poold.ledger.db import (
+    DEFAULT_TIMEOUTS,
+    LedgerError,
+    Timeouts,
+    ledger_entry,
+    open_ledger,
+)
 from poold.ledger.ingest import IngestResult, ingest
 from poold.ledger.settle import Settled, settle_pending
 from poold.tokens.settle import PeriodResult, settle_due
@@ -50,17 +57,19 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def init(url: str, parent_pid: int, nice: int) -> None:
+def init(url: str, parent_pid: int, nice: int, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
     """Worker start-up: die with the daemon, step aside for it, open the ledger."""
     global _engine
     _die_with_parent(parent_pid)
     if nice:
         os.nice(nice)
-    _engine = open_ledger(url, migrate_schema=False)
+    _engine = open_ledger(url, migrate_schema=False, timeouts=timeouts)
 
 
-def _ready() -> bool:
-    return _engine is not None
+def _ready() -> int:
+    """The worker's pid, once its engine is open."""
+    assert _engine is not None
+    return os.getpid()
 
 
 def _ingest(sharelog: str, node_id: int) -> IngestResult:
@@ -97,9 +106,11 @@ def _read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
 class LedgerWorker:
     """The daemon's handle on the ledger process. Every call is awaited on the event loop."""
 
-    def __init__(self, url: str, *, nice: int = 10) -> None:
+    def __init__(self, url: str, *, nice: int = 10, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         self.url = url
         self.nice = nice
+        self.timeouts = timeouts
+        self.pid: int | None = None  # the worker process, once started
         self._pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -108,7 +119,7 @@ class LedgerWorker:
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=init,  # looked up now: a fault test may have replaced it
-                initargs=(self.url, os.getpid(), self.nice),
+                initargs=(self.url, os.getpid(), self.nice, self.timeouts),
             )
         return self._pool
 
@@ -126,7 +137,7 @@ class LedgerWorker:
 
     async def start(self) -> None:
         """Start the worker and open its engine now, so the first pass does not wait for it."""
-        await self._call(_ready)
+        self.pid = await self._call(_ready)
 
     async def ingest(self, sharelog: Path, node_id: int) -> IngestResult:
         return await self._call(_ingest, str(sharelog), node_id)
@@ -149,3 +160,33 @@ class LedgerWorker:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+    async def stop(self, wait_s: float) -> bool:
+        """Stop the worker, giving a call in progress `wait_s` to finish; then end the process
+        (a database that stopped answering must not hold the daemon's shutdown). Its open
+        transaction rolls back. Returns False when it had to be killed."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return True
+        pool.shutdown(wait=False, cancel_futures=True)
+        pid = self.pid
+        if pid is None:
+            return True
+        for _ in range(max(1, round(wait_s / 0.05))):
+            if not _running(pid):
+                return True
+            await asyncio.sleep(0.05)
+        if _running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            return False
+        return True
+
+
+def _running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie waiting to be reaped has)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (FileNotFoundError, IndexError):
+        return False

@@ -25,7 +25,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from poold.api.auth import digest, scope_of
+from poold.api.auth import digest, list_tokens, revoke_token, scope_of
 from poold.api.events import EventHub
 from poold.api.openapi import document
 from poold.config import Config
@@ -94,7 +94,7 @@ class Cached:
 CACHE = web.AppKey("cache", Cached)
 PAGES = web.AppKey("pages", dict[tuple[str, int, int, int | None], str])
 SCOPES = web.AppKey("scopes", dict[str, tuple[float, str]])  # token digest -> (seen, scope)
-SCOPE_TTL_S = 60.0
+SCOPE_TTL_S = 5.0
 HOLDERS = web.AppKey("holders", set[str])  # holders the ledger is known to have
 
 
@@ -404,13 +404,36 @@ async def admin_prices(request: web.Request) -> web.Response:
     return web.json_response({"period_start": start, "btc_usd": str(price)})
 
 
+async def admin_tokens(request: web.Request) -> web.Response:
+    await _require(request)
+    tokens = await asyncio.to_thread(list_tokens, _engine(request))
+    return web.json_response(
+        {"tokens": [{"id": t.id, "scope": t.scope, "created_ms": t.created_ms} for t in tokens]}
+    )
+
+
+async def admin_revoke_token(request: web.Request) -> web.Response:
+    await _require(request)
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise _error(400, f"token id must be a whole number, got {raw!r}")
+    revoked = await asyncio.to_thread(revoke_token, _engine(request), int(raw))
+    if revoked is None:
+        raise _error(404, f"no token {raw} (revoked already?)")
+    request.app[SCOPES].clear()  # this process stops honouring it now
+    return web.json_response({"revoked": revoked.id, "scope": revoked.scope})
+
+
 # --- operations --------------------------------------------------------------------------
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events: block found / settled / confirmed / orphaned, FPPS booked, token
-    settlement posted, payout sent. A comment line keeps idle connections alive."""
+    """Server-Sent Events: block found / settled / confirmed / orphaned for anyone; FPPS
+    bookings and token settlements for a holder or admin token; payouts (their txids link
+    addresses) for an admin token only. A comment line keeps idle connections alive."""
     ctx = _ctx(request)
+    scope = await _scope(request) if "Authorization" in request.headers else None
+    visible = event_kinds_for(scope)
     queue = ctx.events.subscribe()
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -425,12 +448,25 @@ async def events(request: web.Request) -> web.StreamResponse:
                 continue
             if event is None:
                 break
+            if event["type"] not in visible:
+                continue
             await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
     except ConnectionResetError:
         pass
     finally:
         ctx.events.unsubscribe(queue)
     return resp
+
+
+PUBLIC_EVENTS = frozenset({"block_found", "block_settled", "block_confirmed", "block_orphaned"})
+HOLDER_EVENTS = PUBLIC_EVENTS | {"fpps_booked", "settlement_posted"}
+
+
+def event_kinds_for(scope: str | None) -> frozenset[str]:
+    """The event types a token of `scope` (None: no token) may see."""
+    if scope == "admin":
+        return HOLDER_EVENTS | {"payout_sent"}
+    return HOLDER_EVENTS if scope is not None else PUBLIC_EVENTS
 
 
 DASHBOARD = Path(__file__).with_name("static") / "index.html"
@@ -459,8 +495,10 @@ async def readyz(request: web.Request) -> web.Response:
             with ctx.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
 
-        try:
-            await asyncio.to_thread(ping)
+        try:  # bounded: a database that stopped answering makes readyz say so, not hang
+            await asyncio.wait_for(asyncio.to_thread(ping), 2.0)
+        except TimeoutError:
+            problems["database"] = "no answer from the ledger database within 2 s"
         except Exception as exc:
             problems["database"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
     status = 503 if problems else 200
@@ -522,4 +560,6 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
     if admin:
         app.router.add_post("/api/v1/admin/transfers", admin_transfers)
         app.router.add_post("/api/v1/admin/prices", admin_prices)
+        app.router.add_get("/api/v1/admin/tokens", admin_tokens)
+        app.router.add_delete("/api/v1/admin/tokens/{id}", admin_revoke_token)
     return app

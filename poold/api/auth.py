@@ -1,13 +1,16 @@
 """API tokens: random secrets shown once, stored as SHA-256 digests, each with one scope:
-`admin` (everything) or `holder:<name>` (that holder's pages only). No aiohttp here."""
+`admin` (everything) or `holder:<name>` (that holder's pages only). A token is revoked by
+deleting its row (`revoke_token`): it stops working at once in the process that revoked it and
+within `SCOPE_TTL_S` of the API's scope cache elsewhere. No aiohttp here."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 import time
+from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 
 from poold.ledger.models import ApiToken
@@ -29,6 +32,34 @@ def create_token(engine: Engine, scope: str) -> str:
             )
         )
     return secret
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: int
+    scope: str
+    created_ms: int
+
+
+def list_tokens(engine: Engine) -> list[TokenInfo]:
+    """Every live token (never its secret: only the digest is stored)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(ApiToken.id, ApiToken.scope, ApiToken.created_ms).order_by(ApiToken.id)
+        ).all()
+    return [TokenInfo(int(i), str(s), int(c)) for i, s, c in rows]
+
+
+def revoke_token(engine: Engine, token_id: int) -> TokenInfo | None:
+    """Revoke one token by its id; None when there is no such token (revoked already)."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(ApiToken.id, ApiToken.scope, ApiToken.created_ms).where(ApiToken.id == token_id)
+        ).first()
+        if row is None:
+            return None
+        conn.execute(delete(ApiToken).where(ApiToken.id == token_id))
+    return TokenInfo(int(row[0]), str(row[1]), int(row[2]))
 
 
 def scope_of(engine: Engine, secret: str) -> str | None:

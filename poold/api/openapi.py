@@ -138,6 +138,15 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "Price": _obj({"period_start": INT, "btc_usd": STR}),
+    "TokenList": _obj(
+        {
+            "tokens": {
+                "type": "array",
+                "items": _obj({"id": INT, "scope": STR, "created_ms": INT}),
+            }
+        }
+    ),
+    "Revoked": _obj({"revoked": INT, "scope": STR}),
 }
 
 WINDOW = [{"name": "window", "in": "query", "schema": {"enum": ["1h", "24h", "7d"]}}]
@@ -185,12 +194,15 @@ def document() -> dict[str, Any]:
             "/api/v1/events": {
                 "get": {
                     "summary": "Live events (Server-Sent Events): block_found, block_settled, "
-                    "block_confirmed, block_orphaned, fpps_booked, settlement_posted, payout_sent",
+                    "block_confirmed, block_orphaned for anyone; fpps_booked and "
+                    "settlement_posted with a holder or admin token; payout_sent with an "
+                    "admin token only",
                     "responses": {
                         "200": {
                             "description": "an event stream",
                             "content": {"text/event-stream": {"schema": STR}},
-                        }
+                        },
+                        **_errors(401),
                     },
                 }
             },
@@ -251,6 +263,25 @@ def document() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "ok", **_json("ImportResult")},
                         **_errors(400, *AUTH_ERRORS),
+                    },
+                }
+            },
+            "/api/v1/admin/tokens": {
+                "get": {
+                    "summary": "Every live API token: id, scope, created (never the secret)",
+                    "responses": {
+                        "200": {"description": "ok", **_json("TokenList")},
+                        **_errors(*AUTH_ERRORS),
+                    },
+                }
+            },
+            "/api/v1/admin/tokens/{id}": {
+                "delete": {
+                    "summary": "Revoke a token (at once here, within 5 s in other processes)",
+                    "parameters": [{"name": "id", "in": "path", "required": True, "schema": INT}],
+                    "responses": {
+                        "200": {"description": "ok", **_json("Revoked")},
+                        **_errors(400, *AUTH_ERRORS, 404),
                     },
                 }
             },

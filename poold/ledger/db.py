@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -28,6 +29,26 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 class LedgerError(RuntimeError):
     """The ledger database is unusable; the message says why and what to do."""
+
+
+class LedgerUnreachable(LedgerError):
+    """No connection to the ledger's server (down, refused, timed out): worth retrying, unlike
+    a wrong URL or schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Bounds on every database call, so an outage or a server that stops answering becomes an
+    error the caller retries instead of a hang (PostgreSQL; SQLite waits `connect_s` for a lock).
+
+    connect_s: to open a connection; also the TCP timeouts (unacknowledged data, keepalive
+    probes) that notice a vanished server. statement_s: any one statement, server-side."""
+
+    connect_s: float = 10.0
+    statement_s: float = 300.0
+
+
+DEFAULT_TIMEOUTS = Timeouts()
 
 
 P = ParamSpec("P")
@@ -77,14 +98,27 @@ def _safe(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
-    """An engine that has connected once (so a bad URL fails here, clearly)."""
+def make_engine(url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Engine:
+    """An engine that has connected once (so a bad URL fails here, clearly); a server that
+    cannot be reached raises `LedgerUnreachable`."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    connect_s = max(1, round(timeouts.connect_s))
+    if url.startswith("postgresql"):
+        connect_args: dict[str, Any] = {
+            "connect_timeout": connect_s,
+            "tcp_user_timeout": connect_s * 1000,  # ms: sent data never acknowledged
+            "keepalives": 1,
+            "keepalives_idle": connect_s,
+            "keepalives_interval": max(1, connect_s // 3),
+            "keepalives_count": 3,
+        }
+    else:
+        connect_args = {"timeout": timeouts.connect_s}  # sqlite3: wait this long for a lock
     try:
         # pre_ping: after a database outage, stale pooled connections are replaced, not used.
-        engine = create_engine(url, pool_pre_ping=True)
-    except (SQLAlchemyError, ValueError) as exc:
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    except (SQLAlchemyError, ValueError, TypeError) as exc:
         raise LedgerError(f"ledger url {_safe(url)!r} is not usable: {exc}") from None
     if engine.dialect.name == "sqlite":
         db = engine.url.database
@@ -99,11 +133,20 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+    elif engine.dialect.name == "postgresql":
+        statement_ms = max(1, round(timeouts.statement_s * 1000))
+
+        @event.listens_for(engine, "connect")
+        def _bounds(conn, _record):  # type: ignore[no-untyped-def]
+            with conn.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {statement_ms}")
+            conn.commit()
+
     try:
         with engine.connect():
             pass
     except SQLAlchemyError as exc:
-        raise LedgerError(
+        raise LedgerUnreachable(
             f"cannot connect to the ledger at {_safe(url)}: {exc.__class__.__name__}: "
             f"{str(exc.orig if hasattr(exc, 'orig') else exc).strip().splitlines()[0]}"
         ) from None
@@ -139,9 +182,11 @@ def check_schema(engine: Engine) -> None:
         )
 
 
-def open_ledger(url: str, *, migrate_schema: bool = False) -> Engine:
+def open_ledger(
+    url: str, *, migrate_schema: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS
+) -> Engine:
     """An engine on a ledger whose schema is this code's (migrating first when asked)."""
-    engine = make_engine(url)
+    engine = make_engine(url, timeouts)
     if migrate_schema:
         migrate(engine)
     check_schema(engine)

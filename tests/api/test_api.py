@@ -44,8 +44,14 @@ def check(path: str, method: str, status: int, body: Any) -> None:
 
 
 class Api:
-    def __init__(self, base: str, session: aiohttp.ClientSession, tokens: dict[str, str]) -> None:
-        self.base, self.session, self.tokens = base, session, tokens
+    def __init__(
+        self,
+        base: str,
+        session: aiohttp.ClientSession,
+        tokens: dict[str, str],
+        ctx: ApiContext | None = None,
+    ) -> None:
+        self.base, self.session, self.tokens, self.ctx = base, session, tokens, ctx
 
     async def get(self, url: str, token: str | None = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.tokens.get(token, token)}"} if token else {}
@@ -100,7 +106,7 @@ async def api(ledger: sa.Engine, tmp_path: Path) -> AsyncIterator[Api]:
     await site.start()
     host, port = runner.addresses[0][:2]
     async with aiohttp.ClientSession() as session:
-        yield Api(f"http://{host}:{port}", session, tokens)
+        yield Api(f"http://{host}:{port}", session, tokens, ctx)
     await runner.cleanup()
 
 

@@ -20,8 +20,8 @@ from poold import ledger_worker
 real_init = ledger_worker.init
 
 
-def fault_init(url: str, parent_pid: int, nice: int) -> None:
-    real_init(url, parent_pid, nice)
+def fault_init(url: str, parent_pid: int, nice: int, *rest: object) -> None:
+    real_init(url, parent_pid, nice, *rest)  # type: ignore[arg-type]
     die_at = int(os.environ["CRASH_INGEST_AT"])
     Path(os.environ["CRASH_INGEST_PIDFILE"]).write_text(str(os.getpid()))
     batches = 0

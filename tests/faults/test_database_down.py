@@ -1,0 +1,154 @@
+"""`poold run` with its ledger database down or hung (issue 11, defect 8): Stratum and the
+share log start anyway and the ledger connects when it can; SIGTERM while the database stopped
+answering still exits in bounded time, with every acknowledged share in the share log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from poold.ledger.db import make_engine
+from poold.shares.log import read_log
+from poold.simulate import FleetStats, run_fleet
+from tests.e2e.test_durability import write_config
+from tests.faults.proxy import CuttableProxy
+from tests.ledger.conftest import PG_URL, _pg_available, fresh_pg_schema
+from tests.ledger.test_ingest import ledger_totals, log_totals
+
+pytestmark = pytest.mark.slow
+
+
+class Poold:
+    """A real `poold run` process whose JSON log events are collected as they come."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.events: list[dict[str, Any]] = []
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            try:
+                self.events.append(json.loads(line))
+            except ValueError:
+                self.events.append({"event": "text", "line": line.decode(errors="replace")})
+
+    async def event(self, name: str, timeout_s: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for e in self.events:
+                if e.get("event") == name:
+                    return e
+            assert self.proc.returncode is None, f"poold exited: {self.events[-5:]}"
+            assert time.monotonic() < deadline, f"no {name} event: {self.events[-5:]}"
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = await self.proc.wait()
+        await self._reader
+        return code
+
+
+@pytest.fixture
+async def pg_behind_proxy() -> AsyncIterator[tuple[CuttableProxy, str, str]]:
+    reason = _pg_available()
+    if reason:
+        pytest.skip(reason)
+    proxy = CuttableProxy(("127.0.0.1", 5432))
+    port = await proxy.start()
+    with fresh_pg_schema() as schema:
+        opts = f"?options=-csearch_path%3D{schema}"
+        yield proxy, f"postgresql://postgres@127.0.0.1:{port}/test{opts}", f"{PG_URL}{opts}"
+    await proxy.close()
+
+
+async def start(tmp_path: Path, url: str) -> Poold:
+    cfg = write_config(
+        tmp_path,
+        extra="",
+    )
+    cfg.write_text(
+        cfg.read_text()
+        + f'\n[ledger]\nurl = "{url}"\ningest_interval_s = 0.3\nauto_migrate = true\n'
+        "connect_timeout_s = 2\nshutdown_wait_s = 2\n"
+        '\n[api]\nlisten = "127.0.0.1:0"\n'
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "poold",
+        "run",
+        "--config",
+        str(cfg),
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        env=dict(os.environ),
+    )
+    return Poold(proc)
+
+
+async def test_starts_while_the_database_is_down(
+    tmp_path: Path, pg_behind_proxy: tuple[CuttableProxy, str, str]
+) -> None:
+    proxy, url, direct = pg_behind_proxy
+    proxy.cut()  # connections refused, as with a stopped server
+    poold = await start(tmp_path, url)
+    port = (await poold.event("stratum_listening"))["port"]
+    api = (await poold.event("api_listening"))["port"]
+    assert "cannot connect to the ledger" in (await poold.event("ledger_unavailable"))["error"]
+    stats = await run_fleet(f"stratum+tcp://127.0.0.1:{port}", miners=2, duration_s=1.5)
+    assert stats.accepted > 0  # miners are served while the ledger is away
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{api}/readyz") as resp,
+    ):
+        body = await resp.json()
+    assert resp.status == 503 and "not connected" in body["problems"]["ledger"]
+    proxy.restore()
+    await poold.event("ledger_connected", timeout_s=60)
+    assert await poold.stop() == 0
+    engine = make_engine(direct)
+    assert ledger_totals(engine) == log_totals(tmp_path / "sharelog")
+    engine.dispose()
+
+
+async def test_sigterm_while_the_database_hangs(
+    tmp_path: Path, pg_behind_proxy: tuple[CuttableProxy, str, str]
+) -> None:
+    proxy, url, _direct = pg_behind_proxy
+    poold = await start(tmp_path, url)
+    port = (await poold.event("stratum_listening"))["port"]
+    await poold.event("ledger_connected")
+    stats = FleetStats()
+    await run_fleet(
+        f"stratum+tcp://127.0.0.1:{port}",
+        miners=2,
+        duration_s=1.0,
+        record_keys=True,
+        stats=stats,
+    )
+    proxy.stall()  # the server stops answering; every connection stays open
+    await asyncio.sleep(1.5)  # ledger passes are now stuck inside database calls
+    began = time.monotonic()
+    code = await asyncio.wait_for(poold.stop(), 60)
+    took = time.monotonic() - began
+    assert code == 0, poold.events[-5:]
+    assert took < 25, f"SIGTERM took {took:.1f} s"
+    logged = {
+        (r["job"], r["en1"], r["en2"], r["ntime"], r["nonce"])
+        for _pos, r in read_log(tmp_path / "sharelog")
+        if r["t"] == "share"
+    }
+    assert stats.accepted_keys and set(stats.accepted_keys) <= logged
