@@ -194,6 +194,13 @@ class PoolConfig(_Section):
     fee: Rate = Field(Fraction(0))
     fpps_period_s: int = Field(3600, ge=1, le=86400, description="FPPS booking period")
     fee_window_blocks: int = Field(144, ge=1, le=10_000, description="FPPS average-fee window")
+    orphan_depth: int = Field(
+        6,
+        ge=1,
+        le=100,
+        description="best-chain blocks at or above a lost block's height "
+        "before its credits are reversed",
+    )
 
     @model_validator(mode="after")
     def _address(self) -> PoolConfig:

@@ -531,7 +531,9 @@ class Daemon:
                         "token_period_waiting", period_start=period.period_start, why=period.waiting
                     )
                     self._token_wait = period.waiting
-        for change in await follow_blocks(self.ledger, self.node):
+        for change in await follow_blocks(
+            self.ledger, self.node, orphan_depth=self.cfg.pool.orphan_depth
+        ):
             log.info(
                 "block_" + change.status, hash=change.block_hash, confirmations=change.confirmations
             )

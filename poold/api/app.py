@@ -458,7 +458,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-PUBLIC_EVENTS = frozenset({"block_found", "block_settled", "block_confirmed", "block_orphaned"})
+PUBLIC_EVENTS = frozenset(
+    {"block_found", "block_settled", "block_confirmed", "block_orphaned", "block_restored"}
+)
 HOLDER_EVENTS = PUBLIC_EVENTS | {"fpps_booked", "settlement_posted"}
 
 

@@ -27,6 +27,7 @@ KINDS = {
     "fpps_block": "block_settled",
     "maturity": "block_confirmed",
     "pplns_reversal": "block_orphaned",
+    "block_recredit": "block_restored",
     "fpps_period": "fpps_booked",
     "token_period": "settlement_posted",
     "payout": "payout_sent",

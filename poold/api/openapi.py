@@ -194,7 +194,7 @@ def document() -> dict[str, Any]:
             "/api/v1/events": {
                 "get": {
                     "summary": "Live events (Server-Sent Events): block_found, block_settled, "
-                    "block_confirmed, block_orphaned for anyone; fpps_booked and "
+                    "block_confirmed, block_orphaned, block_restored for anyone; fpps_booked and "
                     "settlement_posted with a holder or admin token; payout_sent with an "
                     "admin token only",
                     "responses": {

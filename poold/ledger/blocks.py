@@ -1,10 +1,15 @@
 """Following found blocks on the node: maturity and orphans, as new journal postings.
 
 A settled block with >= 100 confirmations matures: each miner's immature credit moves to
-`miner:<account>:spendable` (and the coinbase to `pool:wallet`). A block that left the best
-chain is orphaned: its settlement is reversed line by line, never deleted. Each step has its
-own settlements key (`mature:<hash>`, `orphan:<hash>`) written in the same transaction, so
-following twice changes nothing. Node errors are the caller's (a retry next pass).
+`miner:<account>:spendable` (and the coinbase to `pool:wallet`). A block off the best chain is
+orphaned only once the best chain holds `orphan_depth` blocks at or above its height (a short
+reorg often brings it back): its settlement is then reversed line by line, never deleted. An
+orphaned block is still watched until it could no longer have matured; if it returns to the
+best chain its settlement lines are posted again (a re-credit) and it is followed as before.
+Each step has its own settlements key (`mature:<hash>`, `orphan:<hash>`, then
+`recredit:<hash>:<n>` and `orphan:<hash>:<n>` for the n-th return and loss) written in the
+same transaction, so following twice, or from two processes, changes nothing. Node errors are
+the caller's (a retry next pass).
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from poold.ledger.settle import BLOCK_KEYS
 from poold.node.base import Node
 
 MATURITY = 100
+#: Default depth of the competing chain before a block's credits are reversed.
+ORPHAN_DEPTH = 6
 
 
 @dataclass(frozen=True)
 class BlockChange:
     block_hash: str
-    status: str  # confirmed | orphaned
+    status: str  # confirmed | orphaned | restored
     confirmations: int
 
 
@@ -63,38 +70,55 @@ def _post(
         return False  # already posted
 
 
-def _pending(engine: Engine) -> list[tuple[str, int]]:
+def _followed(engine: Engine, min_height: int) -> list[tuple[str, int, str, int, int]]:
+    """(hash, settlement entry, status, height, reversals so far) of every settled block still
+    pending, and of every orphaned one a reorg could still bring back (height >= min_height)."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(Block.hash, Settlement.entry_id)
+            select(Block.hash, Settlement.entry_id, Block.status, Block.height)
             .join(
                 Settlement,
                 or_(*(Settlement.key == prefix + Block.hash for prefix in BLOCK_KEYS.values())),
             )
-            .where(Block.status == "pending")
+            .where(
+                or_(
+                    Block.status == "pending",
+                    (Block.status == "orphaned") & (Block.height >= min_height),
+                )
+            )
         ).all()
-    return [(h, e) for h, e in rows]
+        reversals: dict[str, int] = {}
+        for (key,) in conn.execute(select(Settlement.key).where(Settlement.key.like("orphan:%"))):
+            h = key.split(":")[1]
+            reversals[h] = reversals.get(h, 0) + 1
+    return [(h, e, st, ht, reversals.get(h, 0)) for h, e, st, ht in rows]
 
 
-def _apply(engine: Engine, block_hash: str, entry_id: int, confirmations: int) -> bool:
-    """Post the reversal (orphaned) or the maturity moves (confirmed) for one block."""
+def _pending(engine: Engine) -> list[tuple[str, int]]:
+    """(hash, settlement entry) of every settled block not yet matured or orphaned."""
+    return [(h, e) for h, e, st, _ht, _n in _followed(engine, 0) if st == "pending"]
+
+
+def _lines(engine: Engine, entry_id: int) -> list[tuple[str, int]]:
     with engine.connect() as conn:
-        lines = conn.execute(
+        rows = conn.execute(
             select(JournalLine.account, JournalLine.amount_sat).where(
                 JournalLine.entry_id == entry_id
             )
         ).all()
+    return [(a, v) for a, v in rows]
+
+
+def _apply(
+    engine: Engine, block_hash: str, entry_id: int, confirmations: int, reversals: int = 0
+) -> bool:
+    """Post the reversal (orphaned) or the maturity moves (confirmed) for one pending block;
+    `reversals` is how often it was orphaned before (0: never)."""
+    lines = _lines(engine, entry_id)
     if confirmations < 0:
+        key = f"orphan:{block_hash}" + (f":{reversals}" if reversals else "")
         reversal = [(a, -v) for a, v in lines]
-        return _post(
-            engine,
-            block_hash,
-            "pplns_reversal",
-            f"orphan:{block_hash}",
-            "orphaned",
-            reversal,
-            -1,
-        )
+        return _post(engine, block_hash, "pplns_reversal", key, "orphaned", reversal, -1)
     moves: list[tuple[str, int]] = []
     for account, amount in lines:
         if account.endswith(":immature"):
@@ -106,6 +130,15 @@ def _apply(engine: Engine, block_hash: str, entry_id: int, confirmations: int) -
     )
 
 
+def _restore(
+    engine: Engine, block_hash: str, entry_id: int, confirmations: int, reversals: int
+) -> bool:
+    """An orphaned block is back on the best chain: post its settlement lines again."""
+    lines = _lines(engine, entry_id)
+    key = f"recredit:{block_hash}:{reversals}"
+    return _post(engine, block_hash, "block_recredit", key, "pending", lines, confirmations)
+
+
 def _set_confirmations(engine: Engine, block_hash: str, confirmations: int) -> None:
     with engine.begin() as conn:
         conn.execute(
@@ -114,17 +147,31 @@ def _set_confirmations(engine: Engine, block_hash: str, confirmations: int) -> N
 
 
 @ledger_entry_async
-async def follow_blocks(engine: Engine, node: Node) -> list[BlockChange]:
-    """Check every settled, still-pending block on the node; post maturity or reversal.
+async def follow_blocks(
+    engine: Engine, node: Node, *, orphan_depth: int = ORPHAN_DEPTH
+) -> list[BlockChange]:
+    """Check every settled block that is pending, or orphaned but young enough to return, on
+    the node; post maturity, reversal or re-credit.
 
     Database work runs in threads: this is called from the daemon's event loop."""
+    if orphan_depth < 1:
+        raise ValueError("orphan_depth must be >= 1")
+    tip = await node.tip_height()
     changes = []
-    for block_hash, entry_id in await asyncio.to_thread(_pending, engine):
+    followed = await asyncio.to_thread(_followed, engine, tip - MATURITY + 1)
+    for block_hash, entry_id, status, height, reversals in followed:
         confirmations = await node.block_confirmations(block_hash)
-        if 0 <= confirmations < MATURITY:
+        if status == "orphaned":
+            if confirmations >= 0 and await asyncio.to_thread(
+                _restore, engine, block_hash, entry_id, confirmations, reversals
+            ):
+                changes.append(BlockChange(block_hash, "restored", confirmations))
+            continue
+        competing = tip - height + 1  # best-chain blocks at or above its height
+        if 0 <= confirmations < MATURITY or (confirmations < 0 and competing < orphan_depth):
             await asyncio.to_thread(_set_confirmations, engine, block_hash, confirmations)
             continue
-        if await asyncio.to_thread(_apply, engine, block_hash, entry_id, confirmations):
+        if await asyncio.to_thread(_apply, engine, block_hash, entry_id, confirmations, reversals):
             status = "orphaned" if confirmations < 0 else "confirmed"
             changes.append(BlockChange(block_hash, status, confirmations))
     return changes

@@ -13,7 +13,7 @@ from poold.jobs.address import Network
 from poold.ledger.blocks import follow_blocks
 from poold.ledger.db import make_engine, migrate
 from poold.ledger.ingest import ingest
-from poold.ledger.models import Block
+from poold.ledger.models import Block, JournalEntry, Settlement
 from poold.ledger.payouts import owed, run_payouts
 from poold.ledger.settle import balances, settle_pending, verify
 from poold.simulate import run_fleet
@@ -63,7 +63,8 @@ async def test_blocks_mature_or_are_reversed(
     assert tip in settled
     await node_rpc.call("invalidateblock", tip)
     await node_rpc.call("generatetoaddress", 1, address)
-    changes = await follow_blocks(engine, node_rpc)
+    assert await follow_blocks(engine, node_rpc, orphan_depth=2) == []  # one block: not yet
+    changes = await follow_blocks(engine, node_rpc, orphan_depth=1)
     assert [(c.block_hash, c.status) for c in changes] == [(tip, "orphaned")]
 
     # 100 more blocks: every other block of ours matures.
@@ -97,5 +98,68 @@ async def test_blocks_mature_or_are_reversed(
     )
     assert again.reconciled == [(report.sent[0][0], "confirmed")] and again.sent == []
     assert owed(engine) == {}
+    assert verify(engine) == []
+    engine.dispose()
+
+
+async def test_a_reorg_reverses_only_at_depth_and_restores(
+    bitcoind, node_rpc, start_daemon, config_factory, tmp_path: Path
+) -> None:
+    """Issue 11, defect 10: an orphan reversal was final and came at the first sign of a reorg."""
+    address = await node_rpc.call("getnewaddress")
+    cfg = config_factory(
+        node={"kind": "rpc", "url": bitcoind.url, "user": "u", "password": "p"},
+        pool={"network": "regtest", "payout_address": address, "coinbase_tag": "/poold/"},
+        stratum={"start_difficulty": "1/65536", "min_difficulty": "1/65536"},
+        ledger={"url": f"sqlite:///{tmp_path / 'ledger.db'}", "ingest_interval_s": 0},
+    )
+    rd = await start_daemon(cfg)
+    host, port = rd.address
+    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=2, account="alice")
+    await rd.shutdown()
+    engine = make_engine(cfg.ledger.url)
+    migrate(engine)
+    ingest(engine, cfg.sharelog.path, cfg.stratum.node_id)
+    assert settle_pending(engine)
+    ours = await node_rpc.call("getbestblockhash")
+    before = balances(engine)
+    assert before[f"coinbase:{ours}"] != 0
+
+    await node_rpc.call("invalidateblock", ours)
+    [c1] = await node_rpc.call("generatetoaddress", 1, address)
+    assert await follow_blocks(engine, node_rpc, orphan_depth=2) == []  # one block: wait
+    assert balances(engine) == before
+    await node_rpc.call("generatetoaddress", 1, address)
+    lost = await follow_blocks(engine, node_rpc, orphan_depth=2)
+    assert [(c.block_hash, c.status) for c in lost] == [(ours, "orphaned")]
+    assert balances(engine).get(f"coinbase:{ours}", 0) == 0
+
+    # The reorg goes the other way: our block is on the best chain again.
+    await node_rpc.call("reconsiderblock", ours)
+    await node_rpc.call("invalidateblock", c1)
+    assert await node_rpc.call("getbestblockhash") == ours
+    back = await follow_blocks(engine, node_rpc, orphan_depth=2)
+    assert [(c.block_hash, c.status) for c in back] == [(ours, "restored")]
+    assert balances(engine) == before  # every credit posted again, nothing deleted
+    assert await follow_blocks(engine, node_rpc, orphan_depth=2) == []
+
+    # ... and lost once more: a second reversal with its own key.
+    await node_rpc.call("invalidateblock", ours)
+    await node_rpc.call("generatetoaddress", 2, address)
+    again = await follow_blocks(engine, node_rpc, orphan_depth=2)
+    assert [(c.block_hash, c.status) for c in again] == [(ours, "orphaned")]
+    with engine.connect() as conn:
+        keys = sorted(
+            conn.execute(
+                sa.select(Settlement.key).where(Settlement.key.like(f"%{ours}%"))
+            ).scalars()
+        )
+        kinds = conn.execute(
+            sa.select(JournalEntry.kind).where(JournalEntry.reference == ours)
+        ).scalars()
+        kinds_seen = sorted(kinds)
+    assert [k.split(":")[0] for k in keys] == ["orphan", "orphan", "pplns", "recredit"]
+    assert kinds_seen == ["block_recredit", "pplns_block", "pplns_reversal", "pplns_reversal"]
+    assert balances(engine).get(f"coinbase:{ours}", 0) == 0
     assert verify(engine) == []
     engine.dispose()
