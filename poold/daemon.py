@@ -31,7 +31,7 @@ from poold.ledger.fpps import book_with_node
 from poold.ledger.settle import BLOCK_KEYS
 from poold.ledger_worker import LedgerWorker
 from poold.metrics import Metrics
-from poold.node.base import Node, NodeError
+from poold.node.base import Node, NodeError, NodeRefused
 from poold.node.rpc import RpcNode
 from poold.node.simnet import SimNet
 from poold.shares.log import LogPosition, ShareLog, ShareLogError, encode_share
@@ -149,11 +149,25 @@ class ShareRecorder:
 NOT_RECORDED = "share not recorded (pool storage error): not credited"
 
 
+async def submit_outcome(node: Node, block_hex: str) -> tuple[bool | None, str | None]:
+    """Submit a found block: (True, None) when the node took it, (False, reason) when it
+    refused, (None, why) when it did not answer (it may have taken it: block following asks
+    the chain later)."""
+    try:
+        reason = await node.submit_block(block_hex)
+    except NodeRefused as exc:  # an answer: the node did not take it
+        return False, f"submit refused: {exc}"
+    except NodeError as exc:  # no answer
+        return None, f"submit failed: {exc}"
+    return reason is None, reason
+
+
 def block_record(
-    share: AcceptedShare, accepted: bool, reason: str | None, ts_ms: int, node_id: int
+    share: AcceptedShare, accepted: bool | None, reason: str | None, ts_ms: int, node_id: int
 ) -> dict[str, object]:
-    """The share-log record of a block `share` found, once the node answered (reason None =
-    accepted). Ingest reads these keys."""
+    """The share-log record of a block `share` found, with the node's answer: accepted, or
+    refused for `reason`, or None when the submission got no answer (the node may have taken
+    it: block following finds out). Ingest reads these keys."""
     template = share.job.template
     return {
         "t": "block",
@@ -307,19 +321,16 @@ class Daemon:
     async def _submit_block(self, share: AcceptedShare, block_hex: str) -> None:
         height = share.job.template.height
         hash_hex = share.verdict.block_hash_hex
-        try:
-            reason = await self.node.submit_block(block_hex)
-        except NodeError as exc:
-            reason = f"submit failed: {exc}"
-        accepted = reason is None
+        outcome, reason = await submit_outcome(self.node, block_hex)
+        accepted = outcome is True
         if accepted:
             self.metrics.blocks_accepted += 1
         else:
             self.metrics.blocks_rejected += 1
+        # Found when the finding share was: a slow submit must not move the window's end.
+        found_ms = int(share.time * 1000)
         self.recorder.record_block(
-            block_record(
-                share, accepted, reason, round(self.clock() * 1000), self.cfg.stratum.node_id
-            )
+            block_record(share, outcome, reason, found_ms, self.cfg.stratum.node_id)
         )
         self.recorder.flush()  # after the finding share's record; held if the log fails
         self.blocks.append(
@@ -503,7 +514,10 @@ class Daemon:
         scheme = self.cfg.pool.scheme
         if self.ledger is None or self.worker is None or scheme not in BLOCK_KEYS:
             return
-        settled = await self.worker.settle_blocks(self.cfg.pool.fee, scheme)
+        # Only blocks of closed minutes: the ingest just before this read every share of
+        # those (the window counts whole minutes; a later share cannot join a closed one).
+        closed_ms = int(self.clock()) // 60 * 60_000
+        settled = await self.worker.settle_blocks(self.cfg.pool.fee, scheme, closed_ms)
         for s in settled:
             self.metrics.settlement_runs["block"] += 1
             log.info(

@@ -77,10 +77,12 @@ def _ingest(sharelog: str, node_id: int) -> IngestResult:
     return ingest(_engine, Path(sharelog), node_id, before_commit=_before_commit)
 
 
-def _settle_blocks(pool_fee: Fraction, scheme: str) -> list[Settled]:
+def _settle_blocks(
+    pool_fee: Fraction, scheme: str, found_before_ms: int | None = None
+) -> list[Settled]:
     assert _engine is not None
     engine = _engine
-    return settle_pending(engine, pool_fee=pool_fee, scheme=scheme)
+    return settle_pending(engine, pool_fee=pool_fee, scheme=scheme, found_before_ms=found_before_ms)
 
 
 def _settle_tokens(cfg: TokensConfig) -> list[PeriodResult]:
@@ -142,8 +144,10 @@ class LedgerWorker:
     async def ingest(self, sharelog: Path, node_id: int) -> IngestResult:
         return await self._call(_ingest, str(sharelog), node_id)
 
-    async def settle_blocks(self, pool_fee: Fraction, scheme: str) -> list[Settled]:
-        return await self._call(_settle_blocks, pool_fee, scheme)
+    async def settle_blocks(
+        self, pool_fee: Fraction, scheme: str, found_before_ms: int | None = None
+    ) -> list[Settled]:
+        return await self._call(_settle_blocks, pool_fee, scheme, found_before_ms)
 
     async def settle_tokens(self, cfg: TokensConfig) -> list[PeriodResult]:
         return await self._call(_settle_tokens, cfg)

@@ -6,10 +6,12 @@ orphaned only once the best chain holds `orphan_depth` blocks at or above its he
 reorg often brings it back): its settlement is then reversed line by line, never deleted. An
 orphaned block is still watched until it could no longer have matured; if it returns to the
 best chain its settlement lines are posted again (a re-credit) and it is followed as before.
-Each step has its own settlements key (`mature:<hash>`, `orphan:<hash>`, then
-`recredit:<hash>:<n>` and `orphan:<hash>:<n>` for the n-th return and loss) written in the
-same transaction, so following twice, or from two processes, changes nothing. Node errors are
-the caller's (a retry next pass).
+A block whose submission got no answer (status `unknown`) is looked up on the chain: there,
+it becomes accepted and the next settlement pass settles it; still absent when it could no
+longer have matured, it is rejected. Each step has its own settlements key (`mature:<hash>`,
+`orphan:<hash>`, then `recredit:<hash>:<n>` and `orphan:<hash>:<n>` for the n-th return and
+loss) written in the same transaction, so following twice, or from two processes, changes
+nothing. Node errors are the caller's (a retry next pass).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ ORPHAN_DEPTH = 6
 @dataclass(frozen=True)
 class BlockChange:
     block_hash: str
-    status: str  # confirmed | orphaned | restored
+    status: str  # confirmed | orphaned | restored | accepted | rejected (for unknown ones)
     confirmations: int
 
 
@@ -92,6 +94,28 @@ def _followed(engine: Engine, min_height: int) -> list[tuple[str, int, str, int,
             h = key.split(":")[1]
             reversals[h] = reversals.get(h, 0) + 1
     return [(h, e, st, ht, reversals.get(h, 0)) for h, e, st, ht in rows]
+
+
+def _unknown(engine: Engine) -> list[tuple[str, int]]:
+    """(hash, height) of blocks whose submission got no answer."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(Block.hash, Block.height).where(Block.status == "unknown"))
+        return [(h, ht) for h, ht in rows]
+
+
+def _resolve(engine: Engine, block_hash: str, accepted: bool, confirmations: int) -> bool:
+    """An unknown block found on the chain (settled by the next settlement pass) or given up."""
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(Block)
+            .where(Block.hash == block_hash, Block.status == "unknown")
+            .values(
+                accepted=accepted,
+                status="pending" if accepted else "rejected",
+                confirmations=confirmations,
+            )
+        )
+        return bool(done.rowcount)
 
 
 def _pending(engine: Engine) -> list[tuple[str, int]]:
@@ -158,6 +182,15 @@ async def follow_blocks(
         raise ValueError("orphan_depth must be >= 1")
     tip = await node.tip_height()
     changes = []
+    for block_hash, height in await asyncio.to_thread(_unknown, engine):
+        confirmations = await node.block_confirmations(block_hash)
+        on_chain = confirmations >= 0
+        if not on_chain and tip - height + 1 < MATURITY:
+            continue  # not there (yet): a reorg may still bring it, until it could not mature
+        if await asyncio.to_thread(_resolve, engine, block_hash, on_chain, confirmations):
+            changes.append(
+                BlockChange(block_hash, "accepted" if on_chain else "rejected", confirmations)
+            )
     followed = await asyncio.to_thread(_followed, engine, tip - MATURITY + 1)
     for block_hash, entry_id, status, height, reversals in followed:
         confirmations = await node.block_confirmations(block_hash)

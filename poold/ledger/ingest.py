@@ -43,6 +43,14 @@ class IngestResult:
     position: LogPosition
 
 
+def _block_status(accepted: object) -> str:
+    """pending (the node took it), rejected, or unknown (the submission got no answer: block
+    following asks the chain)."""
+    if accepted is None:
+        return "unknown"
+    return "pending" if accepted else "rejected"
+
+
 def _int(rec: dict[str, object], key: str) -> int:
     value = rec.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -257,8 +265,8 @@ def _ingest_batch(
                             "reward_sat": _int(b, "reward_sat"),
                             "bits": _int(b, "bits"),
                             "found_ms": _int(b, "ts"),
-                            "accepted": bool(b["accepted"]),
-                            "status": "pending" if b["accepted"] else "rejected",
+                            "accepted": b["accepted"] is True,
+                            "status": _block_status(b["accepted"]),
                             "reason": None if b.get("reason") is None else str(b["reason"])[:200],
                         }
                         for b in fresh

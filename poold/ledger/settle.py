@@ -116,16 +116,17 @@ def settle_pending(
     factor: Fraction = Fraction(2),
     pool_fee: Fraction = Fraction(0),
     scheme: str = "pplns",
+    found_before_ms: int | None = None,
 ) -> list[Settled]:
-    """Settle every accepted block that has no settlement yet, oldest first."""
+    """Settle every accepted block that has no settlement yet, oldest first; with
+    `found_before_ms`, only blocks found before it (the daemon passes the start of the current
+    minute: the window counts whole minutes, so a block waits until its minute is closed and
+    ingested)."""
+    query = select(Block.hash).where(Block.accepted.is_(True)).order_by(Block.found_ms)
+    if found_before_ms is not None:
+        query = query.where(Block.found_ms < found_before_ms)
     with engine.connect() as conn:
-        hashes = (
-            conn.execute(
-                select(Block.hash).where(Block.accepted.is_(True)).order_by(Block.found_ms)
-            )
-            .scalars()
-            .all()
-        )
+        hashes = conn.execute(query).scalars().all()
     out = []
     for h in hashes:
         done = settle_block(engine, h, factor=factor, pool_fee=pool_fee, scheme=scheme)

@@ -100,6 +100,8 @@ class SimNet:
         self._tx_seed = 0
         self._offered: dict[bytes, tuple[SimTx, ...]] = {}  # tip hash -> txs of the last template
         self.submissions: list[tuple[str, str | None]] = []
+        self._stale: list[list[SimBlock]] = []  # branches a reorg took off the best chain
+        self._external = 0  # foreign blocks made so far: no two are alike, even after a reorg
 
     @property
     def tip(self) -> SimBlock:
@@ -288,14 +290,40 @@ class SimNet:
                 r.take(r.varint())
         return version + body + r.take(4)
 
+    def reorg(self, depth: int) -> list[SimBlock]:
+        """Another chain overtakes: the newest `depth` blocks leave the best chain and
+        `depth + 1` foreign blocks replace them. Returns what left (`readopt` may bring it
+        back). The genesis block never leaves."""
+        depth = max(0, min(depth, self.height))
+        if depth == 0:
+            return []
+        gone = self.blocks[-depth:]
+        del self.blocks[-depth:]
+        self._stale.append(gone)
+        for _ in range(depth + 1):
+            self.mine_external_block()
+        return gone
+
+    def readopt(self) -> list[SimBlock]:
+        """The branch the last reorg took away overtakes again, with one more block on top:
+        whatever was built meanwhile leaves the best chain. Returns the blocks that came back."""
+        if not self._stale:
+            return []
+        back = self._stale.pop()
+        del self.blocks[back[0].height :]  # blocks[i] is at height i
+        self.blocks.extend(back)
+        self.mine_external_block()
+        return back
+
     def mine_external_block(self) -> SimBlock:
         """Another pool finds a block: the tip moves without us (tests and demo use this)."""
         height = self.height + 1
+        self._external += 1
         ntime = max(int(self.clock()), int.from_bytes(self.tip.header[68:72], "little") + 1)
         header = (
             struct.pack("<I", 0x20000000)
             + self.tip.hash
-            + hashlib.sha256(b"external" + height.to_bytes(4, "little")).digest()
+            + hashlib.sha256(b"external" + self._external.to_bytes(8, "little")).digest()
             + struct.pack("<III", ntime, self.bits, height)
         )
         block = SimBlock(height, sha256d(header), header, (), b"", 0, external=True)

@@ -70,8 +70,12 @@ async def pg_behind_proxy() -> AsyncIterator[tuple[CuttableProxy, str, str]]:
     port = await proxy.start()
     with fresh_pg_schema() as schema:
         opts = f"?options=-csearch_path%3D{schema}"
-        yield proxy, f"postgresql://postgres@127.0.0.1:{port}/test{opts}", f"{PG_URL}{opts}"
-    await proxy.close()
+        try:
+            yield proxy, f"postgresql://postgres@127.0.0.1:{port}/test{opts}", f"{PG_URL}{opts}"
+        finally:
+            # First: the stalled links hold transactions (and their locks) open on the server;
+            # dropping the schema would wait for them forever.
+            await proxy.close()
 
 
 async def start(tmp_path: Path, url: str) -> Poold:

@@ -34,8 +34,10 @@ async def pg_proxy() -> AsyncIterator[tuple[CuttableProxy, str]]:
         url = (
             f"postgresql+psycopg://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{schema}"
         )
-        yield proxy, url
-    await proxy.close()
+        try:
+            yield proxy, url
+        finally:
+            await proxy.close()  # before the schema is dropped: no link may hold a lock
 
 
 def _cut_first_call(proxy: CuttableProxy, fn: Callable[..., Any], hit: asyncio.Event) -> Any:

@@ -101,3 +101,20 @@ async def test_block_confirmations() -> None:
     net.mine_external_block()
     assert await net.block_confirmations(ours) == 2
     assert await net.block_confirmations("00" * 32) == -1
+
+
+async def test_reorg_and_readopt() -> None:
+    net = SimNet(difficulty=Fraction(1, 256), clock=lambda: 1_800_000_000)
+    for _ in range(3):
+        net.mine_external_block()
+    ours = net.tip
+    gone = net.reorg(2)
+    assert [b.height for b in gone] == [2, 3] and ours in gone
+    assert net.height == 4 and await net.block_confirmations(ours.hash[::-1].hex()) == -1
+    built = net.tip
+    assert net.readopt() == gone
+    assert net.height == 4 and net.blocks[3] is ours
+    assert await net.block_confirmations(ours.hash[::-1].hex()) == 2
+    assert await net.block_confirmations(built.hash[::-1].hex()) == -1
+    assert net.readopt() == [] and net.reorg(0) == []
+    assert len(net.reorg(99)) == 4  # everything but the genesis block
