@@ -40,7 +40,7 @@ import bech32m
 import orjson
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from poold.daemon import ShareRecorder, block_record, submit_outcome
 from poold.jobs.address import Network
@@ -69,6 +69,7 @@ FAULTS = (
     "fsync_error",
     "db_cut",
     "db_slow",
+    "db_race",
     "kill9",
     "node_error",
     "reorg",
@@ -122,11 +123,23 @@ class SimDatabase:
         self.rng = sim.rng
         self.cut_rate = 0.0  # chance that any one statement fails while armed
         self.slow_rate = 0.0  # chance that any one statement takes seconds (the clock moves)
+        # Chance that an INSERT meets a unique-key violation, as when another writer took the
+        # same key first. (The row it names is not there: what this tests is that every such
+        # path leaves nothing half-done and is tried again, not what the winner wrote.)
+        self.race_rate = 0.0
         self.cuts = 0
         self.slow = 0
+        self.races = 0
         event.listen(engine, "before_cursor_execute", self._before)
 
-    def _before(self, *_args: Any) -> None:
+    def _before(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if (
+            self.race_rate
+            and statement.lstrip()[:6].upper() == "INSERT"
+            and self.rng.random() < self.race_rate
+        ):
+            self.races += 1
+            raise IntegrityError("statement", {}, Exception("simulated unique-key violation"))
         if self.slow_rate and self.rng.random() < self.slow_rate:
             self.slow += 1
             self.sim.now += self.rng.uniform(0.5, 20)
@@ -264,7 +277,6 @@ class Simulation:
         self.rng = random.Random(seed)
         self.steps = steps
         self.now = START_S
-        self.dir = directory
         self.report = SimReport(seed)
         rng = self.rng
         # Each seed its own mix: some runs are calm, some are storms.
@@ -426,6 +438,8 @@ class Simulation:
                 self.db.cut_rate = 0.0 if self.db.cut_rate else rng.choice((0.05, 0.3, 1.0))
             elif disk.full and rng.random() < 0.2:
                 disk.full = False  # the operator frees space
+            if rng.random() < rates["db_race"] * 3:
+                self.db.race_rate = 0.0 if self.db.race_rate else rng.choice((0.05, 0.3))
             if rng.random() < rates["db_slow"] * 3:
                 self.db.slow_rate = 0.0 if self.db.slow_rate else rng.choice((0.05, 0.3))
             if rng.random() < rates["node_error"] * 3:
@@ -468,6 +482,7 @@ class Simulation:
         rng = self.rng
         self.wallet.fault_rate = self.rates["wallet_fault"] * 10
         self.db.cut_rate = rng.choice((0.0, 0.02))
+        self.db.race_rate = rng.choice((0.0, 0.1)) if self.rates["db_race"] else 0.0
         for _ in range(rng.randint(1, 4)):
             with contextlib.suppress(PayoutError, SimKilled, LedgerError):
                 await run_payouts(
@@ -479,7 +494,7 @@ class Simulation:
                     send=True,
                 )
             self.clear_lease()  # as a restart after kill -9 would find its holder dead
-        self.wallet.fault_rate, self.db.cut_rate = 0.0, 0.0
+        self.wallet.fault_rate, self.db.cut_rate, self.db.race_rate = 0.0, 0.0, 0.0
         self.clear_lease()
         for _ in range(2):  # reconcile what was left open, pay the rest
             await run_payouts(
@@ -504,7 +519,7 @@ class Simulation:
         self.sharelog.close()
         self.now += 120  # every minute closed
         self.node.error_rate = 0.0
-        self.db.slow_rate = 0.0
+        self.db.slow_rate = self.db.race_rate = 0.0
         for _ in range(4):
             await self._ledger_pass()
         await self._payouts()
@@ -515,6 +530,7 @@ class Simulation:
                 "node_error": self.node.errors,
                 "reorg": self.reorgs,
                 "db_slow": self.db.slow,
+                "db_race": self.db.races,
                 "wallet_fault": self.wallet.faults,
             }
         )

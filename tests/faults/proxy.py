@@ -64,6 +64,9 @@ class CuttableProxy:
     async def close(self) -> None:
         self.cut()
         self._flowing.set()
+        # abort() closes the sockets on a later loop iteration: let it happen before the
+        # caller blocks the loop (a schema drop waits for the server to see them gone).
+        await asyncio.sleep(0.05)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
