@@ -1,4 +1,4 @@
-"""Pure accounting for poold: exact PPLNS, FPPS, hashrate and token settlement.
+"""Pure accounting for poold: exact PPLNS, PROP, SOLO, FPPS, hashrate and token settlement.
 
 Money is an `int` of satoshis; other numbers are parsed exactly (int, str, Decimal, Fraction;
 floats only where a docstring says so). The O(shares) loops run as Numba kernels
@@ -17,6 +17,7 @@ from accounting.fpps import (
 from accounting.hashrate import hashprice, hashrate, hashrate_windows
 from accounting.money import largest_remainder
 from accounting.pplns import PplnsResult, pplns_split, pplns_split_arrays
+from accounting.prop import prop_split, solo_split
 from accounting.tokens import StatementLine, TokenSettlement, token_settle
 
 __all__ = [
@@ -35,5 +36,7 @@ __all__ = [
     "largest_remainder",
     "pplns_split",
     "pplns_split_arrays",
+    "prop_split",
+    "solo_split",
     "token_settle",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accounting.kernels import SAFE_WORK, epoch_account_sums
-from accounting.money import non_negative, parse_shares, positive, rate, satoshis
+from accounting.money import non_negative, parse_shares, positive, rate, satoshis, whole
 
 I64 = npt.NDArray[np.int64]
 
@@ -29,13 +29,13 @@ class FppsResult:
 
 def avg_fees(fees_per_block: Sequence[int], n: int = 144) -> Fraction:
     """Mean total fees (sat) of the last `n` blocks, exactly."""
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError("n: must be a positive int")
-    last = list(fees_per_block)[-n:]
+    count = whole(n, "n")
+    if count <= 0:
+        raise ValueError(f"n: must be > 0, got {n!r}")
+    fees = list(fees_per_block)
+    last = [satoshis(fee, f"fees_per_block[{i}]") for i, fee in enumerate(fees)][-count:]
     if not last:
         raise ValueError("fees_per_block: need at least one block")
-    for i, fee in enumerate(last):
-        satoshis(fee, f"fees_per_block[{i}]")
     return Fraction(sum(last), len(last))
 
 

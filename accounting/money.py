@@ -66,12 +66,22 @@ def rate(value: object, field: str) -> Fraction:
     return f
 
 
+def whole(value: object, field: str) -> int:
+    """A whole number (satoshis, seconds, counts) read by the same rule as every other number:
+    int, str ("21600"), Decimal or Fraction with an integral value; "21600.5" is refused."""
+    if type(value) is int:
+        return value
+    f = exact(value, field)
+    if f.denominator != 1:
+        raise ValueError(f"{field}: expected a whole number, got {value!r}")
+    return f.numerator
+
+
 def satoshis(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field}: satoshis must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{field}: must be >= 0 satoshis, got {value}")
-    return value
+    sat = whole(value, field)
+    if sat < 0:
+        raise ValueError(f"{field}: must be >= 0 satoshis, got {value!r}")
+    return sat
 
 
 def parse_shares(

@@ -39,6 +39,29 @@ def pplns(
     return {a: c for a, c in split.items() if c or scores[a]}, fee_sat, unallocated, dict(scores)
 
 
+def prop(
+    reward: int, shares: list[tuple[str, Fraction, Fraction]], fee: Fraction
+) -> tuple[dict[str, int], int, int]:
+    """Every share of the round counts in full: quota = (reward - fee) x score / total score."""
+    fee_sat = reward * fee.numerator // fee.denominator
+    distributable = reward - fee_sat
+    scores: dict[str, Fraction] = defaultdict(Fraction)
+    for account, sd, nd in shares:
+        scores[account] += sd / nd
+    total = sum(scores.values(), Fraction(0))
+    if not total:
+        return {}, fee_sat, distributable
+    split = largest_remainder(
+        distributable, {a: distributable * s / total for a, s in scores.items()}
+    )
+    return split, fee_sat, 0
+
+
+def solo(reward: int, finder: str, fee: Fraction) -> tuple[dict[str, int], int, int]:
+    fee_sat = reward * fee.numerator // fee.denominator
+    return {finder: reward - fee_sat}, fee_sat, 0
+
+
 def fpps(
     shares: list[tuple[str, Fraction, Fraction]],
     subsidy: int,

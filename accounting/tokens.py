@@ -33,6 +33,7 @@ from accounting.money import (
     positive,
     rate,
     satoshis,
+    whole,
 )
 
 SAFE = 1 << 62
@@ -66,12 +67,6 @@ class TokenSettlement:
     lines: dict[str, StatementLine]
 
 
-def _seconds(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field}: expected whole seconds as an int")
-    return value
-
-
 def _token_settle(
     period_start: int,
     period_end: int,
@@ -91,8 +86,8 @@ def _token_settle(
 ) -> TokenSettlement:
     """Settle one period [period_start, period_end) (unix seconds). `transfers` are
     (t, from or None (mint), to or None (burn), amount)."""
-    start = _seconds(period_start, "period_start")
-    end = _seconds(period_end, "period_end")
+    start = whole(period_start, "period_start")
+    end = whole(period_end, "period_end")
     if end <= start:
         raise ValueError("period_end must be after period_start")
     if negative_policy not in ("carry", "clamp"):
@@ -124,8 +119,9 @@ def _token_settle(
     t_col, a_col, b_col, amt_col = cols
     t_arr = np.array(t_col)
     if n_tr and t_arr.dtype != np.int64:
-        bad = next(i for i, t in enumerate(t_col) if type(t) is not int)
-        _seconds(t_col[bad], f"transfers[{bad}].t")
+        t_arr = np.array(
+            [whole(t, f"transfers[{i}].t") for i, t in enumerate(t_col)], dtype=np.int64
+        )
     t_arr = t_arr.astype(np.int64)
     outside = np.flatnonzero((t_arr < start) | (t_arr >= end))
     if outside.size:
