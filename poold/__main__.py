@@ -469,7 +469,7 @@ def settle(
     with _ledger(config) as (cfg, engine):
         scheme = cfg.pool.scheme
         if scheme not in BLOCK_KEYS:
-            raise _fail(f"scheme {scheme!r} has no settlement yet: use pplns or fpps")
+            raise _fail(f"scheme {scheme!r} has no block settlement")
         done = settle_pending(engine, pool_fee=cfg.pool.fee, scheme=scheme)
         booked = None
         if scheme == "fpps" and cfg.node.kind == "rpc":

@@ -25,6 +25,8 @@ log = structlog.get_logger("poold.api")
 KINDS = {
     "pplns_block": "block_settled",
     "fpps_block": "block_settled",
+    "prop_block": "block_settled",
+    "solo_block": "block_settled",
     "maturity": "block_confirmed",
     "pplns_reversal": "block_orphaned",
     "block_recredit": "block_restored",

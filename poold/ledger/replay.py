@@ -4,12 +4,13 @@ Two checks, both exact:
   1. slices: every share the log holds up to the node's ingest checkpoint, summed per
      (account, worker, minute, bits), equals what the ledger's slices of that node sum to
      (nothing lost, nothing doubled, nothing altered);
-  2. PPLNS credits: every settled block whose window lies inside the retained log is split
-     again from the log's shares (`window.window_shares`, the same rule) and compared with the
+  2. block credits: every settled PPLNS, PROP or SOLO block whose input lies inside the
+     retained log is split again from the log (`window.window_shares` / `window.round_rows`,
+     the same rules; SOLO's finder from the log's block record) and compared with the
      journal's credits, fee and unallocated for that block.
 When older segments were pruned, the first retained minute is left out (it may be partial) and
-blocks whose window reaches before the log are reported as not checkable. Reads only; imports
-the share log reader, never the Stratum side.
+blocks whose window (or round) reaches before the log are reported as not checkable. Reads
+only; imports the share log reader, never the Stratum side.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 
-from accounting import pplns_split
+from accounting import pplns_split, prop_split, solo_split
 from poold.ledger.db import ledger_entry
 from poold.ledger.models import (
     Account,
@@ -33,10 +34,12 @@ from poold.ledger.models import (
     ShareSlice,
     Worker,
 )
-from poold.ledger.window import SliceRow, window_shares
+from poold.ledger.settle import BLOCK_KEYS
+from poold.ledger.window import SliceRow, minute_of, round_rows, window_shares
 from poold.shares.log import LogPosition, ShareFields, list_segments, scan_from, segment_path
 
 Key = tuple[str, str, int, int]  # account, worker, minute start (s), bits
+SPLIT_SCHEMES = ("pplns", "prop", "solo")  # schemes whose blocks credit miners
 
 
 @dataclass
@@ -53,9 +56,13 @@ class ReplayReport:
 
 
 def _read_log(
-    sharelog: Path, until: LogPosition, progress: Callable[[int, int], None] | None
+    sharelog: Path,
+    until: LogPosition,
+    progress: Callable[[int, int], None] | None,
+    finders: dict[str, str] | None = None,
 ) -> tuple[dict[Key, list[Fraction | int]], int, int]:
-    """Sum the log's shares per slice key up to `until`: (sums, shares, first segment)."""
+    """Sum the log's shares per slice key up to `until`: (sums, shares, first segment); each
+    block record's finding account goes into `finders` (by block hash)."""
     segs = [s for s in list_segments(sharelog) if s <= until.segment] if sharelog.exists() else []
     if not segs:
         return {}, 0, 0
@@ -73,6 +80,8 @@ def _read_log(
             acc = sums.setdefault(key, [Fraction(0), 0])
             acc[0] += Fraction(rec.diff_num, rec.diff_den)
             acc[1] += 1
+        elif finders is not None and rec.get("t") == "block":
+            finders[str(rec.get("hash"))] = str(rec.get("account"))
         if progress is not None and n % 50_000 == 0:
             progress(done_before.get(after.segment, 0) + after.offset, total)
     if progress is not None:
@@ -126,7 +135,10 @@ def replay(
     if cp is None:
         report.problems.append(f"node {node_id} has never been ingested: nothing to compare")
         return report
-    logged, report.shares, first_seg = _read_log(sharelog, LogPosition(cp[0], cp[1]), progress)
+    finders: dict[str, str] = {}
+    logged, report.shares, first_seg = _read_log(
+        sharelog, LogPosition(cp[0], cp[1]), progress, finders
+    )
     pruned = first_seg > 1
     first_minute = min((k[2] for k in logged), default=0)
     ledger = _ledger_slices(engine, node_id)
@@ -148,7 +160,7 @@ def replay(
     if other_nodes is not None:
         report.blocks_not_checkable.append("all: the ledger holds slices of other nodes too")
         return report
-    _check_blocks(engine, logged, first_minute, pruned, pool_fee, factor, report)
+    _check_blocks(engine, logged, finders, first_minute, pruned, pool_fee, factor, report)
     return report
 
 
@@ -159,6 +171,7 @@ def _describe(v: list[Fraction | int] | None) -> str:
 def _check_blocks(
     engine: Engine,
     logged: dict[Key, list[Fraction | int]],
+    finders: dict[str, str],
     first_minute: int,
     pruned: bool,
     pool_fee: Fraction,
@@ -190,17 +203,45 @@ def _check_blocks(
             for (a, w, t, b), v in logged.items()
             if not pruned or t > first_minute
         ]
+        accepted = sorted(
+            int(t) for (t,) in conn.execute(select(Block.found_ms).where(Block.accepted.is_(True)))
+        )
         blocks = conn.execute(
-            select(Block.hash, Block.reward_sat, Block.found_ms, Settlement.entry_id)
-            .join(Settlement, Settlement.key == "pplns:" + Block.hash)
+            select(
+                Block.hash, Block.reward_sat, Block.found_ms, Settlement.key, Settlement.entry_id
+            )
+            .join(
+                Settlement,
+                or_(*(Settlement.key == BLOCK_KEYS[s] + Block.hash for s in SPLIT_SCHEMES)),
+            )
             .order_by(Block.found_ms)
         ).all()
-        for block_hash, reward, found_ms, entry_id in blocks:
-            window = window_shares(rows, found_ms, names)
-            split = pplns_split(int(reward), window, factor=factor, pool_fee=pool_fee)
-            if pruned and sum(split.scores.values(), Fraction(0)) < factor:
-                report.blocks_not_checkable.append(block_hash)  # reaches into deleted segments
-                continue
+        for block_hash, reward, found_ms, key, entry_id in blocks:
+            scheme = key.split(":", 1)[0]
+            if scheme == "solo":
+                if block_hash not in finders:
+                    if pruned:
+                        report.blocks_not_checkable.append(block_hash)
+                    else:
+                        report.problems.append(f"block {block_hash}: not in the share log")
+                    continue
+                split = solo_split(int(reward), finders[block_hash], pool_fee=pool_fee)
+            elif scheme == "prop":
+                last = minute_of(found_ms)
+                before = [t for t in accepted if t < last * 1000]
+                after = minute_of(before[-1]) if before else None
+                if pruned and (after is None or after < first_minute):
+                    report.blocks_not_checkable.append(block_hash)  # round reaches before the log
+                    continue
+                split = prop_split(
+                    int(reward), round_rows(rows, found_ms, after, names), pool_fee=pool_fee
+                )
+            else:
+                window = window_shares(rows, found_ms, names)
+                split = pplns_split(int(reward), window, factor=factor, pool_fee=pool_fee)
+                if pruned and sum(split.scores.values(), Fraction(0)) < factor:
+                    report.blocks_not_checkable.append(block_hash)  # reaches into deleted segments
+                    continue
             lines = {
                 a: int(v)
                 for a, v in conn.execute(

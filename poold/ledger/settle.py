@@ -1,6 +1,6 @@
-"""PPLNS settlement of found blocks over the ledger's share slices, and the journal check.
+"""Settlement of found blocks (PPLNS, PROP, SOLO; FPPS blocks) and the journal check.
 
-A block is settled once: the `settlements` row keyed `pplns:<block hash>` is inserted in the
+A block is settled once: the `settlements` row keyed `<scheme>:<block hash>` is inserted in the
 same transaction as its journal entry, so running settlement again changes nothing. The split
 itself is `accounting.pplns_split` over the slices (each slice is a row of summed difficulty;
 one straddling the window edge is cut exactly). Postings (satoshis, debits positive):
@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from accounting import pplns_split
+from accounting import pplns_split, prop_split, solo_split
 from poold.ledger import rollup
 from poold.ledger.db import LedgerError, ledger_entry
 from poold.ledger.models import (
+    Account,
     Block,
     JournalEntry,
     JournalLine,
@@ -33,10 +34,12 @@ from poold.ledger.models import (
     ShareSlice,
     Worker,
 )
-from poold.ledger.window import window
+from poold.ledger.window import minute_of, round_shares, window
 
 #: Settlement key prefix of a found block, by payout scheme.
-BLOCK_KEYS = {"pplns": "pplns:", "fpps": "fppsblock:"}
+BLOCK_KEYS = {"pplns": "pplns:", "fpps": "fppsblock:", "prop": "prop:", "solo": "solo:"}
+#: Journal entry kinds that credit miners for a found block (their credits mature with it).
+CREDIT_KINDS = ("pplns_block", "prop_block", "solo_block")
 
 
 @dataclass(frozen=True)
@@ -58,21 +61,24 @@ def settle_block(
 ) -> Settled | None:
     """Settle one accepted block; None when it was already settled (nothing changes).
 
-    Under FPPS the miners were paid per share already: the block is the pool's own revenue
-    (+ reward coinbase:<hash>, - reward pool:blocks), followed to maturity the same way."""
+    PPLNS splits the window (`window.window`), PROP the round since the previous accepted
+    block (`window.round_shares`), SOLO gives the finder's account reward - fee; each posts
+    the lines above. Under FPPS the miners were paid per share already: the block is the
+    pool's own revenue (+ reward coinbase:<hash>, - reward pool:blocks), followed to maturity
+    the same way."""
     key = f"{BLOCK_KEYS[scheme]}{block_hash}"
     try:
         with engine.begin() as conn:
             if conn.execute(select(Settlement.id).where(Settlement.key == key)).first():
                 return None
             block = conn.execute(
-                select(Block.reward_sat, Block.accepted, Block.found_ms).where(
-                    Block.hash == block_hash
-                )
+                select(Block.reward_sat, Block.accepted, Block.found_ms, Account.name)
+                .join(Account, Block.account_id == Account.id)
+                .where(Block.hash == block_hash)
             ).first()
             if block is None:
                 raise LedgerError(f"no block {block_hash} in the ledger")
-            reward_sat, accepted, found_ms = block
+            reward_sat, accepted, found_ms, finder = block
             if not accepted:
                 raise LedgerError(f"block {block_hash} was rejected by the node: nothing to settle")
             if scheme == "fpps":
@@ -80,9 +86,20 @@ def settle_block(
                 posts = [("pool:blocks", -reward_sat)]
                 fee_sat = unallocated_sat = 0
             else:
-                split = pplns_split(
-                    reward_sat, window(conn, found_ms, factor), factor=factor, pool_fee=pool_fee
-                )
+                if scheme == "solo":
+                    split = solo_split(reward_sat, finder, pool_fee=pool_fee)
+                elif scheme == "prop":
+                    waiting = _unknown_before(conn, found_ms)
+                    if waiting is not None:
+                        raise LedgerError(
+                            f"the PROP round of {block_hash} is not known yet: block {waiting} "
+                            "before it has no answer from the node"
+                        )
+                    split = prop_split(reward_sat, round_shares(conn, found_ms), pool_fee=pool_fee)
+                else:
+                    split = pplns_split(
+                        reward_sat, window(conn, found_ms, factor), factor=factor, pool_fee=pool_fee
+                    )
                 credits = split.credits
                 fee_sat, unallocated_sat = split.pool_fee_sat, split.unallocated_sat
                 posts = [(f"miner:{a}:immature", -c) for a, c in sorted(credits.items()) if c]
@@ -109,6 +126,17 @@ def settle_block(
         ) from None
 
 
+def _unknown_before(conn: Connection, found_ms: int) -> str | None:
+    """A block found in an earlier minute whose submission got no answer yet: until block
+    following resolves it, where the PROP round starts is not known."""
+    found: str | None = conn.execute(
+        select(Block.hash)
+        .where(Block.status == "unknown", Block.found_ms < minute_of(found_ms) * 1000)
+        .limit(1)
+    ).scalar()
+    return found
+
+
 @ledger_entry
 def settle_pending(
     engine: Engine,
@@ -121,11 +149,18 @@ def settle_pending(
     """Settle every accepted block that has no settlement yet, oldest first; with
     `found_before_ms`, only blocks found before it (the daemon passes the start of the current
     minute: the window counts whole minutes, so a block waits until its minute is closed and
-    ingested)."""
+    ingested). Under PROP a block waits while a block of an earlier minute has no answer
+    from the node (its round's start is not known yet)."""
     query = select(Block.hash).where(Block.accepted.is_(True)).order_by(Block.found_ms)
     if found_before_ms is not None:
         query = query.where(Block.found_ms < found_before_ms)
     with engine.connect() as conn:
+        if scheme == "prop":
+            first_unknown = conn.execute(
+                select(func.min(Block.found_ms)).where(Block.status == "unknown")
+            ).scalar()
+            if first_unknown is not None:
+                query = query.where(Block.found_ms < (minute_of(int(first_unknown)) + 60) * 1000)
         hashes = conn.execute(query).scalars().all()
     out = []
     for h in hashes:

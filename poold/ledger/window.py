@@ -10,7 +10,8 @@ per-minute sums (`rollup`) newest first until the window is covered (exactly, in
 that minute is the edge; the minutes after it count in full, so they are read as per-account
 sums over the fewest aligned day/hour/10-minute blocks; a ragged 10-minute block at either
 end is summed from at most five minutes of its slices (added, or subtracted from the whole
-block's sum: `rollup.cover`); only the edge minute's slices come back one by one. Imports
+block's sum: `rollup.cover`); only the edge minute's slices come back one by one.
+`round_shares` is PROP's input, summed the same way: the minutes since the previous block. Imports
 the ledger models, the rollup and difficulty math only.
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
-from poold.ledger.models import Account, ShareSlice, SliceSum
+from poold.ledger.models import Account, Block, ShareSlice, SliceSum
 from poold.ledger.rollup import POOL, cover, fold, sums
 from poold.ledger.slices import exact_sums
 from poold.shares.difficulty import network_difficulty
@@ -56,6 +57,19 @@ def window_shares(rows: Sequence[SliceRow], found_ms: int, names: Mapping[int, s
     return [
         (names[a], diff, nets[bits])
         for _t, a, _w, bits, diff in sorted((r for r in rows if r[0] <= last), key=lambda r: r[:4])
+    ]
+
+
+def round_rows(
+    rows: Sequence[SliceRow], found_ms: int, after: int | None, names: Mapping[int, str]
+) -> list[Share]:
+    """The reference PROP round over slices held in memory: minutes in (after, block minute]."""
+    last = minute_of(found_ms)
+    nets = _Nets()
+    return [
+        (names[a], diff, nets[bits])
+        for t, a, _w, bits, diff in sorted(rows, key=lambda r: r[:4])
+        if (after is None or t > after) and t <= last
     ]
 
 
@@ -110,7 +124,47 @@ def window(conn: Connection, found_ms: int, factor: Fraction) -> list[Share]:
             key = (int(a), int(wk), int(bits))
             merged[key] = merged.get(key, Fraction(0)) + Fraction(int(n), int(d))
         out += [(names[k[0]], merged[k], _NETS[k[2]]) for k in sorted(merged)]
-    summed, plus, minus = cover(edge if edge is not None else oldest - 60, last)
+    full = _sums_after(conn, edge if edge is not None else oldest - 60, last)
+    out += [(names[a], full[(bits, a)], _NETS[bits]) for bits, a in sorted(full) if full[(bits, a)]]
+    return out
+
+
+def round_start(conn: Connection, found_ms: int) -> int | None:
+    """PROP: the minute of the newest block accepted before this block's minute (its round
+    starts after that minute), or None for the pool's first round. Blocks found in the same
+    minute share one round: slices are per minute."""
+    prev = conn.execute(
+        select(func.max(Block.found_ms)).where(
+            Block.accepted.is_(True), Block.found_ms < minute_of(found_ms) * 1000
+        )
+    ).scalar()
+    return None if prev is None else minute_of(int(prev))
+
+
+def round_shares(conn: Connection, found_ms: int) -> list[Share]:
+    """PROP: the work of every minute after `round_start` up to the block's minute, per
+    (network difficulty, account), in content order (like `window`, folds new slices first)."""
+    fold(conn)
+    names = _names(conn)
+    last = minute_of(found_ms)
+    after = round_start(conn, found_ms)
+    if after is None:
+        oldest = conn.execute(
+            select(func.min(SliceSum.start)).where(
+                SliceSum.span == 60, SliceSum.account_id == POOL, SliceSum.start <= last
+            )
+        ).scalar()
+        if oldest is None:
+            return []
+        after = int(oldest) - 60
+    full = _sums_after(conn, after, last)
+    return [(names[a], full[(bits, a)], _NETS[bits]) for bits, a in sorted(full) if full[(bits, a)]]
+
+
+def _sums_after(conn: Connection, after: int, last: int) -> dict[tuple[Any, ...], Fraction]:
+    """Per (bits, account id) work of the minutes in (after, last], from the fewest aligned
+    rollup blocks plus at most a few ragged minutes of slices (`rollup.cover`)."""
+    summed, plus, minus = cover(after, last)
     full: dict[tuple[Any, ...], Fraction] = defaultdict(Fraction)
     if summed:
         per_block = sums(
@@ -137,8 +191,7 @@ def window(conn: Connection, found_ms: int, factor: Fraction) -> list[Share]:
             )
             for key, diff in ragged.items():
                 full[key] += sign * diff
-    out += [(names[a], full[(bits, a)], _NETS[bits]) for bits, a in sorted(full) if full[(bits, a)]]
-    return out
+    return full
 
 
 def _edge(conn: Connection, last: int, oldest: int, factor: Fraction) -> int | None:

@@ -46,7 +46,7 @@ from poold.ledger.models import (
     TokenStatement,
     TokenTransfer,
 )
-from poold.ledger.settle import BLOCK_KEYS
+from poold.ledger.settle import BLOCK_KEYS, CREDIT_KINDS
 from poold.ledger.slices import exact_sums
 from poold.tokens.transfers import TokenError, balances_at, transfers_between
 
@@ -97,7 +97,7 @@ def _earnings(conn: Connection, fleet: tuple[str, ...], start: int, end: int) ->
         .join(Account, Block.account_id == Account.id)
         .join(
             JournalEntry,
-            (JournalEntry.reference == Block.hash) & (JournalEntry.kind == "pplns_block"),
+            (JournalEntry.reference == Block.hash) & JournalEntry.kind.in_(CREDIT_KINDS),
         )
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
         .where(
@@ -132,7 +132,7 @@ def _earnings(conn: Connection, fleet: tuple[str, ...], start: int, end: int) ->
         .join(JournalEntry, JournalLine.entry_id == JournalEntry.id)
         .join(Block, JournalEntry.reference == Block.hash)
         .where(
-            JournalEntry.kind == "pplns_block",
+            JournalEntry.kind.in_(CREDIT_KINDS),
             Block.status == "confirmed",
             Block.found_ms >= start * 1000,
             Block.found_ms < end * 1000,
