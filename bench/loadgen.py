@@ -5,6 +5,7 @@ at difficulty 2**-32 nearly every nonce qualifies). Modes:
   closed: each connection keeps one submit in flight (send, wait for the reply, send again);
   open:   a fixed total rate spread over all connections, whatever the replies do;
   idle:   connect, subscribe, authorize, then only wait (for RSS per idle connection).
+With --tls every connection speaks TLS (stratum+ssl), the certificate unchecked.
 Prints one JSON object with counts, rate and latency percentiles.
 """
 
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import resource
+import ssl
 import struct
 import sys
 import time
@@ -133,10 +135,15 @@ async def main(a: argparse.Namespace) -> dict:
     stats = Stats()
     miners: list[Miner] = []
     closed = a.mode == "closed"
+    tls = None
+    if a.tls:  # stratum+ssl: the bench server's self-signed certificate is not checked
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
     t0 = time.perf_counter()
     for i in range(a.connections):
         _t, m = await loop.create_connection(
-            lambda i=i: Miner(i, stats, closed, b"bench.w%d" % (i % 1000)), a.host, a.port
+            lambda i=i: Miner(i, stats, closed, b"bench.w%d" % (i % 1000)), a.host, a.port, ssl=tls
         )
         miners.append(m)
     await asyncio.gather(*(m.ready_fut for m in miners))
@@ -207,6 +214,7 @@ if __name__ == "__main__":
     ap.add_argument("--warmup", type=float, default=3)
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--cpu", type=int, default=None)
+    ap.add_argument("--tls", action="store_true", help="connect with TLS (stratum+ssl)")
     args = ap.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})

@@ -132,6 +132,7 @@ def loadgen(
     cpu: int | None = 1,
     duration: float = 10,
     warmup: float = 3,
+    tls: bool = False,
 ) -> dict:
     cmd = [
         PY,
@@ -151,6 +152,8 @@ def loadgen(
     ]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
+    if tls:
+        cmd.append("--tls")
     c0 = cpu_s(server_pid)
     t0 = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -394,16 +395,28 @@ def _demo_tokens(daemon: Daemon, cfg: Config) -> str:
 
 @app.command()
 def simulate(
-    url: Annotated[str, typer.Option(help="stratum+tcp://HOST:PORT")],
+    url: Annotated[str, typer.Option(help="stratum+tcp://HOST:PORT or stratum+ssl://HOST:PORT")],
     miners: Annotated[int, typer.Option(help="number of simulated miners")] = 4,
     duration: Annotated[float, typer.Option(help="seconds to mine")] = 10.0,
     account: Annotated[str, typer.Option(help="account name (workers are ACCOUNT.rigN)")] = "sim",
     password: Annotated[str, typer.Option(help="password, e.g. d=0.001")] = "x",
+    cafile: Annotated[
+        Path | None,
+        typer.Option(help="stratum+ssl: trust this PEM certificate (default: the system's CAs)"),
+    ] = None,
 ) -> None:
     """Run a simulated ASIC fleet that grinds real shares; print accepted/rejected/latency."""
     try:
+        tls = None if cafile is None else ssl.create_default_context(cafile=str(cafile))
         stats = uvloop.run(
-            run_fleet(url, miners=miners, duration_s=duration, account=account, password=password)
+            run_fleet(
+                url,
+                miners=miners,
+                duration_s=duration,
+                account=account,
+                password=password,
+                tls=tls,
+            )
         )
     except (OSError, ValueError) as exc:
         raise _fail(f"simulate: {exc}", 1) from None

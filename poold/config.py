@@ -23,12 +23,14 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from poold.jobs.address import Network, address_to_script
 from poold.shares.difficulty import share_difficulty, to_difficulty
+from poold.stratum.tls import server_context
 
 ENV_PREFIX = "POOLD__"
 
@@ -99,6 +101,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
+def host_port(v: str, field: str) -> str:
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{field} must be HOST:PORT, got {v!r}")
+    return v
+
+
 class StratumConfig(_Section):
     listen: str = Field("127.0.0.1:3333", description="HOST:PORT for miners (port 0 = any)")
     workers: int = Field(1, ge=1, le=64, description="processes sharing the port (SO_REUSEPORT)")
@@ -125,6 +134,11 @@ class StratumConfig(_Section):
         1 << 20, ge=4096, le=1 << 30, description="unsent bytes before a miner is dropped"
     )
     idle_timeout_s: float = Field(600.0, gt=0)
+    tls_listen: str = Field(
+        "", description="HOST:PORT for miners over TLS (stratum+ssl://); empty: no TLS listener"
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate chain for tls_listen")
+    tls_key: Path | None = Field(None, description="PEM private key for tls_listen")
     version_mask: str = Field("1fffe000", description="BIP310 pool mask, hex")
     extranonce2_size: int = Field(4, ge=2, le=16)
     node_id: int = Field(0, ge=0, le=255, description="first byte of every extranonce1")
@@ -136,13 +150,12 @@ class StratumConfig(_Section):
     stale_grace_s: float = Field(5.0, ge=0)
     job_retain_s: float = Field(120.0, ge=0)
 
-    @field_validator("listen")
+    @field_validator("listen", "tls_listen")
     @classmethod
-    def _listen(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"listen must be HOST:PORT, got {v!r}")
-        return v
+    def _listen(cls, v: str, info: ValidationInfo) -> str:
+        if info.field_name == "tls_listen" and v == "":
+            return v
+        return host_port(v, info.field_name or "listen")
 
     @field_validator("version_mask")
     @classmethod
@@ -161,6 +174,22 @@ class StratumConfig(_Section):
             raise ValueError("need min_difficulty <= start_difficulty <= max_difficulty")
         return self
 
+    @model_validator(mode="after")
+    def _tls(self) -> StratumConfig:
+        if not self.tls_listen:
+            if self.tls_cert is not None or self.tls_key is not None:
+                raise ValueError("tls_cert and tls_key need tls_listen (HOST:PORT) to be set")
+            return self
+        if self.tls_cert is None or self.tls_key is None:
+            missing = " and ".join(
+                k for k, v in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key)) if v is None
+            )
+            raise ValueError(f"tls_listen is set: {missing} (a PEM file) must be set too")
+        if self.tls_port != 0 and self.tls_port == self.port:
+            raise ValueError(f"tls_listen and listen use the same port {self.port}")
+        server_context(self.tls_cert, self.tls_key)  # names the unusable file
+        return self
+
     @property
     def host(self) -> str:
         return self.listen.rpartition(":")[0].strip("[]")
@@ -168,6 +197,14 @@ class StratumConfig(_Section):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    @property
+    def tls_host(self) -> str:
+        return self.tls_listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def tls_port(self) -> int:
+        return int(self.tls_listen.rpartition(":")[2])
 
     @property
     def version_mask_int(self) -> int:
@@ -270,9 +307,7 @@ class ApiConfig(_Section):
     @field_validator("listen", "admin_listen")
     @classmethod
     def _hostport(cls, v: str) -> str:
-        if v:
-            StratumConfig._listen(v)
-        return v
+        return host_port(v, "listen") if v else v
 
 
 class ShareLogConfig(_Section):

@@ -38,6 +38,7 @@ from poold.shares.log import LogPosition, ShareLog, ShareLogError, encode_share
 from poold.stratum.extranonce import EXTRANONCE1_SIZE, ExtranoncePool
 from poold.stratum.server import ServerLimits, StratumServer
 from poold.stratum.session import AcceptedShare, SessionPolicy
+from poold.stratum.tls import server_context
 from poold.stratum.vardiff import VardiffConfig
 
 log = structlog.get_logger(__name__)
@@ -293,6 +294,7 @@ class Daemon:
             clock=clock,
         )
         self.address: tuple[str, int] | None = None
+        self.tls_address: tuple[str, int] | None = None  # the stratum+ssl listener, if any
         self.api_addresses: list[tuple[str, int]] = []  # HTTP listeners (API, admin)
         self.events = EventHub()
         self.token_periods: list[tuple[int, TokenSettlement]] = []  # settled by this process
@@ -646,6 +648,13 @@ class Daemon:
                     self.address = await self.server.start(
                         st.host, st.port, reuse_port=self.reuse_port
                     )
+                    if st.tls_listen and st.tls_cert is not None and st.tls_key is not None:
+                        self.tls_address = await self.server.start(
+                            st.tls_host,
+                            st.tls_port,
+                            reuse_port=self.reuse_port,
+                            tls=server_context(st.tls_cert, st.tls_key),
+                        )
                     runners = await self._start_api()
                     self.listening.set()
                     _freeze_startup_heap()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import ssl
 import struct
 import time
 from dataclasses import dataclass, field
@@ -50,11 +51,15 @@ class FleetStats:
         }
 
 
-def parse_url(url: str) -> tuple[str, int]:
+TLS_SCHEMES = ("stratum+ssl", "stratum+tcps", "ssl")
+
+
+def parse_url(url: str) -> tuple[str, int, bool]:
+    """(host, port, over TLS) of a stratum URL: stratum+tcp:// or stratum+ssl:// (+tcps)."""
     u = urlparse(url)
-    if u.scheme not in ("stratum+tcp", "tcp") or not u.hostname or not u.port:
-        raise ValueError(f"expected stratum+tcp://HOST:PORT, got {url!r}")
-    return u.hostname, u.port
+    if u.scheme not in ("stratum+tcp", "tcp", *TLS_SCHEMES) or not u.hostname or not u.port:
+        raise ValueError(f"expected stratum+tcp:// or stratum+ssl://HOST:PORT, got {url!r}")
+    return u.hostname, u.port, u.scheme in TLS_SCHEMES
 
 
 @dataclass
@@ -84,7 +89,9 @@ class SimMiner:
         agent: str = "poold-sim/0.1",
         record_keys: bool = False,
         max_in_flight: int = 32,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self.tls = tls
         self.max_in_flight = max_in_flight
         self._room = asyncio.Event()
         self._room.set()
@@ -168,7 +175,7 @@ class SimMiner:
             self.reconnect_requested = True
 
     async def run(self, deadline: float) -> None:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls)
         self._writer = writer
         read_task = asyncio.create_task(self._reader(reader))
         try:
@@ -277,13 +284,24 @@ async def run_fleet(
     password: str = "x",
     record_keys: bool = False,
     stats: FleetStats | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> FleetStats:
-    """Run `miners` simulated miners against `url` for `duration_s` seconds."""
-    host, port = parse_url(url)
+    """Run `miners` simulated miners against `url` for `duration_s` seconds. A stratum+ssl://
+    URL connects over TLS with `tls` (default: the system's trust store and hostname check)."""
+    host, port, over_tls = parse_url(url)
+    context = (tls or ssl.create_default_context()) if over_tls else None
     stats = stats or FleetStats()
     deadline = time.monotonic() + duration_s
     fleet = [
-        SimMiner(host, port, f"{account}.rig{i}", stats, password=password, record_keys=record_keys)
+        SimMiner(
+            host,
+            port,
+            f"{account}.rig{i}",
+            stats,
+            password=password,
+            record_keys=record_keys,
+            tls=context,
+        )
         for i in range(miners)
     ]
     results = await asyncio.gather(*(m.run(deadline) for m in fleet), return_exceptions=True)

@@ -86,7 +86,9 @@ def test_simulate_bad_url_is_a_clear_error() -> None:
         text=True,
         timeout=60,
     )
-    assert out.returncode == 1 and "stratum+tcp://HOST:PORT" in out.stderr
+    assert (
+        out.returncode == 1 and "expected stratum+tcp:// or stratum+ssl://HOST:PORT" in out.stderr
+    )
 
 
 async def test_workers_share_one_port(tmp_path: Path) -> None:

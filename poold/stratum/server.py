@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -233,7 +234,7 @@ class StratumServer:
         self.bans: dict[str, _Ban] = {}
         self.hosts: dict[str, _Host] = {}  # addresses with at least one session
         self.accepting = True
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []  # plain TCP, and TLS when configured
         self._drained = asyncio.Event()
         self._out: list[MinerConnection] = []
         self._flush_scheduled = False
@@ -300,18 +301,25 @@ class StratumServer:
             if conn.close_after:
                 t.close()
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
+    async def start(
+        self, host: str, port: int, *, reuse_port: bool = False, tls: ssl.SSLContext | None = None
+    ) -> tuple[str, int]:
+        """Listen on host:port (plain TCP, or TLS with `tls`); may be called once per listener:
+        every listener feeds the same sessions, limits and share log."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
+        server = await loop.create_server(
             lambda: MinerConnection(self),
             host,
             port,
             reuse_address=True,
             reuse_port=reuse_port or None,
             backlog=4096,
+            ssl=tls,
+            ssl_handshake_timeout=10.0 if tls is not None else None,
         )
-        addr = self._server.sockets[0].getsockname()
-        log.info("stratum_listening", host=addr[0], port=addr[1])
+        self._servers.append(server)
+        addr = server.sockets[0].getsockname()
+        log.info("stratum_listening", host=addr[0], port=addr[1], tls=tls is not None)
         return str(addr[0]), int(addr[1])
 
     async def broadcast(self, job: Job) -> None:
@@ -359,8 +367,8 @@ class StratumServer:
         if not self.accepting and not self.connections:
             return  # stopped already (a second call on the way out)
         self.accepting = False
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         self._send_queued()
         msg = p.encode_notification("client.reconnect", []) if reconnect else b""
         for c in list(self.connections):
@@ -375,5 +383,5 @@ class StratumServer:
                 for c in list(self.connections):
                     if c.transport is not None:
                         c.transport.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()

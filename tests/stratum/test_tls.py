@@ -1,0 +1,238 @@
+"""Stratum over TLS (stratum+ssl://): a second listener with the operator's certificate, the
+same sessions, limits and share log as the plain one; clear errors naming a bad file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from poold.config import ConfigError, parse_config
+from poold.shares.log import LogPosition, ShareFields, scan_from
+from poold.simulate import run_fleet
+from tests.helpers import StratumClient, make_config, regtest_address
+
+
+def make_cert(directory: Path, name: str = "pool") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made by the openssl CLI."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def cert(tmp_path: Path) -> tuple[Path, Path]:
+    return make_cert(tmp_path)
+
+
+def client_context(cert: Path) -> ssl.SSLContext:
+    """A miner that trusts only this certificate and checks the host name (127.0.0.1)."""
+    return ssl.create_default_context(cafile=str(cert))
+
+
+async def tls_client(address: tuple[str, int], cert: Path) -> StratumClient:
+    reader, writer = await asyncio.open_connection(*address, ssl=client_context(cert))
+    return StratumClient(reader, writer)
+
+
+def logged_workers(path: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for _pos, rec in scan_from(path, LogPosition(1, 0)):
+        if isinstance(rec, ShareFields):
+            name = f"{rec.account.decode()}.{rec.worker.decode()}"
+            out[name] = out.get(name, 0) + 1
+    return out
+
+
+async def test_plain_and_tls_miners_share_one_pool(
+    start_daemon: Any, tmp_path: Path, cert: tuple[Path, Path]
+) -> None:
+    crt, key = cert
+    cfg = make_config(
+        tmp_path,
+        stratum={"tls_listen": "127.0.0.1:0", "tls_cert": str(crt), "tls_key": str(key)},
+    )
+    rd = await start_daemon(cfg)
+    host, port = rd.address
+    assert rd.daemon.tls_address is not None
+    tls_host, tls_port = rd.daemon.tls_address
+    assert tls_port != port
+    plain, secure = await asyncio.gather(
+        run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5, account="plain"),
+        run_fleet(
+            f"stratum+ssl://{tls_host}:{tls_port}",
+            miners=2,
+            duration_s=1.5,
+            account="secure",
+            tls=client_context(crt),
+        ),
+    )
+    assert plain.accepted > 10 and secure.accepted > 10 and not secure.rejected
+    # A raw TLS client: the same Stratum, extranonce1 from the same pool of prefixes.
+    c = await tls_client(rd.daemon.tls_address, crt)
+    sub = await c.handshake("secure.raw")
+    d = await StratumClient.connect(rd.address)
+    sub2 = await d.handshake("plain.raw")
+    assert sub["result"][1] != sub2["result"][1]
+    assert sub["result"][1][:2] == sub2["result"][1][:2] == f"{cfg.stratum.node_id:02x}"
+    await c.close()
+    await d.close()
+    await rd.shutdown()
+    counts = logged_workers(cfg.sharelog.path)
+    assert sum(v for k, v in counts.items() if k.startswith("secure.")) == secure.accepted
+    assert sum(v for k, v in counts.items() if k.startswith("plain.")) == plain.accepted
+
+
+async def test_limits_count_tls_connections_too(
+    start_daemon: Any, tmp_path: Path, cert: tuple[Path, Path]
+) -> None:
+    crt, key = cert
+    cfg = make_config(
+        tmp_path,
+        stratum={
+            "tls_listen": "127.0.0.1:0",
+            "tls_cert": str(crt),
+            "tls_key": str(key),
+            "max_connections": 3,
+        },
+    )
+    rd = await start_daemon(cfg)
+    held = [
+        await StratumClient.connect(rd.address),
+        await tls_client(rd.daemon.tls_address, crt),
+        await tls_client(rd.daemon.tls_address, crt),
+    ]
+    for c in held:
+        await c.handshake()
+    extra = await tls_client(rd.daemon.tls_address, crt)  # the fourth: refused
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        reply = await extra.request("mining.subscribe", ["x"])
+        pytest.fail(f"a fourth connection was served: {reply}")
+    assert rd.daemon.metrics.connections_refused >= 1
+    for c in [*held, extra]:
+        await c.close()
+
+
+async def test_tls_port_answers_no_plain_text_and_an_untrusted_cert_fails(
+    start_daemon: Any, tmp_path: Path, cert: tuple[Path, Path]
+) -> None:
+    crt, key = cert
+    cfg = make_config(
+        tmp_path,
+        stratum={"tls_listen": "127.0.0.1:0", "tls_cert": str(crt), "tls_key": str(key)},
+    )
+    rd = await start_daemon(cfg)
+    plain = await StratumClient.connect(rd.daemon.tls_address)
+    await plain.send_raw(b'{"id":1,"method":"mining.subscribe","params":[]}\n')
+    with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+        line = await asyncio.wait_for(plain.reader.readline(), 5)
+        assert b"result" not in line  # a TLS alert or nothing, never a Stratum reply
+    await plain.close()
+    other, _ = make_cert(tmp_path, "other")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asyncio.open_connection(*rd.daemon.tls_address, ssl=client_context(other))
+    ok = await tls_client(rd.daemon.tls_address, crt)  # the listener still serves
+    await ok.handshake()
+    await ok.close()
+
+
+def _tls(**stratum: Any) -> dict[str, Any]:
+    return {"pool": {"network": "regtest", "payout_address": regtest_address()}, "stratum": stratum}
+
+
+def test_config_names_the_unusable_file(tmp_path: Path) -> None:
+    crt, key = make_cert(tmp_path)
+    _other_crt, other_key = make_cert(tmp_path, "other")
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    cases = [
+        (
+            {"tls_cert": str(tmp_path / "missing.crt"), "tls_key": str(key)},
+            f"stratum.tls_cert: {tmp_path / 'missing.crt'} does not exist",
+        ),
+        (
+            {"tls_cert": str(crt), "tls_key": str(tmp_path / "nokey.pem")},
+            f"stratum.tls_key: {tmp_path / 'nokey.pem'} does not exist",
+        ),
+        ({"tls_cert": str(tmp_path), "tls_key": str(key)}, f"{tmp_path} is not a file"),
+        (
+            {"tls_cert": str(tmp_path / "junk.pem"), "tls_key": str(key)},
+            f"stratum.tls_cert: {tmp_path / 'junk.pem'} holds no PEM certificate",
+        ),
+        (
+            {"tls_cert": str(crt), "tls_key": str(crt)},
+            f"stratum.tls_key: {crt} holds no PEM private key",
+        ),
+        (
+            {"tls_cert": str(crt), "tls_key": str(other_key)},
+            f"stratum.tls_key: the key in {other_key} does not match the certificate in {crt}",
+        ),
+        ({"tls_cert": str(crt)}, "tls_listen is set: tls_key (a PEM file) must be set too"),
+        ({}, "tls_cert and tls_key (a PEM file) must be set too"),
+    ]
+    for extra, needle in cases:
+        with pytest.raises(ConfigError) as err:
+            parse_config(_tls(tls_listen="127.0.0.1:3334", **extra), environ={})
+        assert needle in str(err.value), (extra, str(err.value))
+    with pytest.raises(ConfigError, match="need tls_listen"):
+        parse_config(_tls(tls_cert=str(crt), tls_key=str(key)), environ={})
+    with pytest.raises(ConfigError, match="same port 3333"):
+        parse_config(
+            _tls(tls_listen="0.0.0.0:3333", tls_cert=str(crt), tls_key=str(key)), environ={}
+        )
+    with pytest.raises(ConfigError, match="tls_listen must be HOST:PORT"):
+        parse_config(_tls(tls_listen="3334", tls_cert=str(crt), tls_key=str(key)), environ={})
+    ok = parse_config(
+        _tls(tls_listen="127.0.0.1:3334", tls_cert=str(crt), tls_key=str(key)), environ={}
+    )
+    assert (ok.stratum.tls_host, ok.stratum.tls_port) == ("127.0.0.1", 3334)
+
+
+async def test_poold_simulate_mines_over_tls(
+    start_daemon: Any, tmp_path: Path, cert: tuple[Path, Path]
+) -> None:
+    crt, key = cert
+    cfg = make_config(
+        tmp_path,
+        stratum={"tls_listen": "127.0.0.1:0", "tls_cert": str(crt), "tls_key": str(key)},
+    )
+    rd = await start_daemon(cfg)
+    host, port = rd.daemon.tls_address
+    cmd = [sys.executable, "-m", "poold", "simulate", "--url", f"stratum+ssl://{host}:{port}"]
+    cmd += ["--miners", "1", "--duration", "1", "--cafile", str(crt)]
+    done = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["accepted"] > 0
+    untrusted = await asyncio.to_thread(
+        subprocess.run, cmd[:-2], capture_output=True, text=True, timeout=60
+    )
+    assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
