@@ -11,7 +11,7 @@ import contextlib
 import gc
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -34,7 +34,8 @@ from poold.metrics import Metrics
 from poold.node.base import Node, NodeError, NodeRefused
 from poold.node.rpc import RpcNode
 from poold.node.simnet import SimNet
-from poold.shares.log import LogPosition, ShareLog, ShareLogError, encode_share
+from poold.shares.format import BlockRecord, encode_share
+from poold.shares.log import LogPosition, ShareLog, ShareLogError
 from poold.stratum.extranonce import EXTRANONCE1_SIZE, ExtranoncePool
 from poold.stratum.server import ServerLimits, StratumServer
 from poold.stratum.session import AcceptedShare, SessionPolicy
@@ -89,9 +90,9 @@ class ShareRecorder:
             block = share.job.block(v.header, share.extranonce1, share.extranonce2)
             self.submit_block(share, block.hex())
 
-    def record_block(self, record: Mapping[str, object]) -> None:
+    def record_block(self, record: BlockRecord) -> None:
         """Queue a block record; written by the next `flush()`, held until one succeeds."""
-        self._held.append(orjson.dumps(record))
+        self._held.append(orjson.dumps(record.to_json()))
 
     @property
     def held_blocks(self) -> int:
@@ -165,24 +166,23 @@ async def submit_outcome(node: Node, block_hex: str) -> tuple[bool | None, str |
 
 def block_record(
     share: AcceptedShare, accepted: bool | None, reason: str | None, ts_ms: int, node_id: int
-) -> dict[str, object]:
+) -> BlockRecord:
     """The share-log record of a block `share` found, with the node's answer: accepted, or
     refused for `reason`, or None when the submission got no answer (the node may have taken
-    it: block following finds out). Ingest reads these keys."""
+    it: block following finds out)."""
     template = share.job.template
-    return {
-        "t": "block",
-        "ts": ts_ms,
-        "node": node_id,
-        "height": template.height,
-        "hash": share.verdict.block_hash_hex,
-        "accepted": accepted,
-        "reason": reason,
-        "account": share.account,
-        "worker": share.worker,
-        "reward_sat": template.coinbase_value_sat,
-        "bits": template.bits,
-    }
+    return BlockRecord(
+        ts_ms=ts_ms,
+        node=node_id,
+        height=template.height,
+        hash=share.verdict.block_hash_hex,
+        accepted=accepted,
+        reason=reason,
+        account=share.account,
+        worker=share.worker,
+        reward_sat=template.coinbase_value_sat,
+        bits=template.bits,
+    )
 
 
 def _encode(s: AcceptedShare, node: int) -> bytes:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from poold.config import ConfigError, load_config, parse_config
 from poold.shares.difficulty import is_quantized, quantize, share_difficulty
-from poold.shares.log import decode_share, encode_share
+from poold.shares.format import decode_share, encode_share
 from tests.helpers import regtest_address
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def test_every_credited_difficulty_fits_the_record(d: Fraction) -> None:
             bytes(4), bytes(4), 0, 0, 0, False,
         )  # fmt: skip
         rec = decode_share(payload)
-        assert Fraction(int(str(rec["diff_num"])), int(str(rec["diff_den"]))) == credited
+        assert Fraction(rec.diff_num, rec.diff_den) == credited
 
 
 def test_cli_config_check_refuses_a_float_difficulty(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from poold.ledger import rollup
 from poold.ledger.db import LedgerError, copy_columns, ledger_entry
 from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
 from poold.ledger.slicing import SliceColumns, slices_from_arrays, slices_from_tuples
+from poold.shares.format import BlockRecord, RecordError
 from poold.shares.log import (
     LogPosition,
     ShareLogGap,
@@ -43,19 +44,12 @@ class IngestResult:
     position: LogPosition
 
 
-def _block_status(accepted: object) -> str:
+def _block_status(accepted: bool | None) -> str:
     """pending (the node took it), rejected, or unknown (the submission got no answer: block
     following asks the chain)."""
     if accepted is None:
         return "unknown"
     return "pending" if accepted else "rejected"
-
-
-def _int(rec: dict[str, object], key: str) -> int:
-    value = rec.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise LedgerError(f"share log record has no integer {key!r}: {rec!r}")
-    return value
 
 
 class _Names:
@@ -240,34 +234,42 @@ def _ingest_batch(
                     "nothing from this batch was ingested"
                 ) from None
             n, pos, shares = batch.records, batch.position, len(batch.ts_ms)
-            blocks = [rec for rec in batch.others if rec.get("t") == "block"]
+            try:
+                blocks = [
+                    BlockRecord.from_json(rec) for rec in batch.others if rec.get("t") == "block"
+                ]
+            except RecordError as exc:
+                raise LedgerError(
+                    f"the share log at {sharelog} has a block record that does not decode "
+                    f"({exc}); nothing from this batch was ingested"
+                ) from None
             if n == 0:
                 return IngestResult(0, 0, 0, 0, start)
-            names = set(text) | {(str(b["account"]), str(b["worker"])) for b in blocks}
+            names = set(text) | {(b.account, b.worker) for b in blocks}
             added = cache.resolve(conn, names)
             ids = {**cache.known, **added}  # (account, worker) -> (worker id, account id)
             n_slices = _write_slices(conn, node_id, batch, [ids[t] for t in text])
             fresh = [
                 b
                 for b in blocks
-                if not conn.execute(select(Block.id).where(Block.hash == str(b["hash"]))).first()
+                if not conn.execute(select(Block.id).where(Block.hash == b.hash)).first()
             ]
             if fresh:
                 conn.execute(
                     insert(Block),
                     [
                         {
-                            "hash": str(b["hash"]),
+                            "hash": b.hash,
                             "node_id": node_id,
-                            "height": _int(b, "height"),
-                            "account_id": ids[(str(b["account"]), str(b["worker"]))][1],
-                            "worker_id": ids[(str(b["account"]), str(b["worker"]))][0],
-                            "reward_sat": _int(b, "reward_sat"),
-                            "bits": _int(b, "bits"),
-                            "found_ms": _int(b, "ts"),
-                            "accepted": b["accepted"] is True,
-                            "status": _block_status(b["accepted"]),
-                            "reason": None if b.get("reason") is None else str(b["reason"])[:200],
+                            "height": b.height,
+                            "account_id": ids[(b.account, b.worker)][1],
+                            "worker_id": ids[(b.account, b.worker)][0],
+                            "reward_sat": b.reward_sat,
+                            "bits": b.bits,
+                            "found_ms": b.ts_ms,
+                            "accepted": b.accepted is True,
+                            "status": _block_status(b.accepted),
+                            "reason": None if b.reason is None else b.reason[:200],
                         }
                         for b in fresh
                     ],

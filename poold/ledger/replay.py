@@ -36,7 +36,8 @@ from poold.ledger.models import (
 )
 from poold.ledger.settle import BLOCK_KEYS
 from poold.ledger.window import SliceRow, minute_of, round_rows, window_shares
-from poold.shares.log import LogPosition, ShareFields, list_segments, scan_from, segment_path
+from poold.shares.format import BlockRecord, ShareFields
+from poold.shares.log import LogPosition, list_segments, scan_from, segment_path
 
 Key = tuple[str, str, int, int]  # account, worker, minute start (s), bits
 SPLIT_SCHEMES = ("pplns", "prop", "solo")  # schemes whose blocks credit miners
@@ -81,7 +82,8 @@ def _read_log(
             acc[0] += Fraction(rec.diff_num, rec.diff_den)
             acc[1] += 1
         elif finders is not None and rec.get("t") == "block":
-            finders[str(rec.get("hash"))] = str(rec.get("account"))
+            block = BlockRecord.from_json(rec)
+            finders[block.hash] = block.account
         if progress is not None and n % 50_000 == 0:
             progress(done_before.get(after.segment, 0) + after.offset, total)
     if progress is not None:

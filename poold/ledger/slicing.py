@@ -18,7 +18,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from poold.shares.log import ShareTuple
+from poold.shares.format import ShareTuple
 from poold.shares.scan import ArrayBatch
 
 I64 = npt.NDArray[np.int64]

@@ -6,10 +6,10 @@ thread (`start_group_commit`) calls `sync()` every few milliseconds, off the eve
 without waking it. The daemon calls `flush()` before it sends the `true` replies for the shares
 in the batch.
 
-Framing per record: u32 length, u32 crc32(payload), payload. A payload starting with `{` is a
-JSON object (blocks, rare events); one starting with 0x01 is a compact binary share record
-(~80 bytes instead of ~250 of JSON: shares are the volume). Readers get both as dicts with the
-same keys. A torn tail (crash mid-write) is detected by length/CRC on open and truncated.
+The record format (framing, the binary share record, the block record) is `shares.format`:
+binary share records are ~80 bytes instead of ~250 of JSON (shares are the volume). Readers
+get records as dicts (`read_log`) or share fields (`scan_from`, `read_batch`). A torn tail
+(crash mid-write) is detected by length/CRC on open and truncated.
 
 A write that fails (ENOSPC, EIO, a short write then an error) raises `ShareLogError` after the
 segment is cut back to its last whole record, so nothing half-written ever precedes the next
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import threading
 import time
 import zlib
@@ -35,13 +34,18 @@ from typing import Protocol
 
 import orjson
 
-_FRAME = struct.Struct("<II")
-_MAX_RECORD = 1 << 20
-_SHARE_TAG = 0x01
-# tag, flags, node, ts_ms, height, bits, diff_num, diff_den, ntime, nonce, version, en1
-_SHARE = struct.Struct("<BBBQIIQQIII4s")
-_SHARE_HEAD = struct.Struct("<BBBQIIQQIII4sBBBB")  # _SHARE + the four variable-field lengths
+from poold.shares.format import (
+    FRAME,
+    MAX_RECORD,
+    SHARE_TAG,
+    ShareFields,
+    ShareTuple,
+    decode_payload,
+    share_tuple,
+)
+
 _PREFIX, _SUFFIX = "shares-", ".log"
+SHARE_PREFIX = bytes((SHARE_TAG,))
 
 
 class ShareLogError(RuntimeError):
@@ -126,110 +130,22 @@ def prune_segments(directory: Path, *, below_segment: int, older_than: float) ->
 def _frames(data: bytes, pos: int = 0) -> Iterator[tuple[int, int, bytes]]:
     """(start, end, payload) of each intact frame from `pos` (a frame boundary); stops at the
     first torn or corrupt one."""
-    while pos + _FRAME.size <= len(data):
-        length, crc = _FRAME.unpack_from(data, pos)
-        end = pos + _FRAME.size + length
-        if length > _MAX_RECORD or end > len(data):
+    while pos + FRAME.size <= len(data):
+        length, crc = FRAME.unpack_from(data, pos)
+        end = pos + FRAME.size + length
+        if length > MAX_RECORD or end > len(data):
             return
-        payload = data[pos + _FRAME.size : end]
+        payload = data[pos + FRAME.size : end]
         if zlib.crc32(payload) != crc:
             return
         yield pos, end, payload
         pos = end
 
 
-def encode_share(
-    ts_ms: int,
-    node: int,
-    account: str,
-    worker: str,
-    job: str,
-    height: int,
-    bits: int,
-    diff_num: int,
-    diff_den: int,
-    en1: bytes,
-    en2: bytes,
-    ntime: int,
-    nonce: int,
-    version: int,
-    block: bool,
-) -> bytes:
-    """The binary payload of one accepted share (see `decode_share`)."""
-    a, w, j = account.encode(), worker.encode(), job.encode()
-    return (
-        _SHARE_HEAD.pack(
-            _SHARE_TAG,
-            1 if block else 0,
-            node,
-            ts_ms,
-            height,
-            bits,
-            diff_num,
-            diff_den,
-            ntime,
-            nonce,
-            version,
-            en1,
-            len(en2),
-            len(j),
-            len(a),
-            len(w),
-        )
-        + en2
-        + j
-        + a
-        + w
-    )
-
-
-def decode_share(payload: bytes) -> dict[str, object]:
-    (_tag, flags, node, ts, height, bits, num, den, ntime, nonce, version, en1) = (
-        _SHARE.unpack_from(payload)
-    )
-    pos = _SHARE.size
-    n_en2, n_job, n_acct, n_worker = payload[pos : pos + 4]
-    pos += 4
-    fields = []
-    for n in (n_en2, n_job, n_acct, n_worker):
-        fields.append(payload[pos : pos + n])
-        pos += n
-    if pos != len(payload):
-        raise ValueError("share record length mismatch")
-    en2, job, acct, worker = fields
-    return {
-        "t": "share",
-        "ts": ts,
-        "node": node,
-        "account": acct.decode(),
-        "worker": worker.decode(),
-        "job": job.decode(),
-        "height": height,
-        "bits": bits,
-        "diff_num": num,
-        "diff_den": den,
-        "en1": en1.hex(),
-        "en2": en2.hex(),
-        "ntime": ntime,
-        "nonce": nonce,
-        "version": version,
-        "block": bool(flags & 1),
-    }
-
-
-def _decode(payload: bytes) -> dict[str, object] | None:
-    if payload[:1] == b"{":
-        record = orjson.loads(payload)
-        return record if isinstance(record, dict) else None
-    if payload[:1] == bytes((_SHARE_TAG,)):
-        return decode_share(payload)
-    return None
-
-
 def read_segment(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     """Yield (offset, record) for every intact record of one segment."""
     for start, _end, payload in _frames(path.read_bytes()):
-        record = _decode(payload)
+        record = decode_payload(payload)
         if record is not None:
             yield start, record
 
@@ -251,49 +167,18 @@ def _payloads_from(directory: Path, start: LogPosition) -> Iterator[tuple[LogPos
             yield LogPosition(seq, end), payload
 
 
-@dataclass(frozen=True, slots=True)
-class ShareFields:
-    """What ingest needs of a binary share record, without building a dict."""
-
-    ts_ms: int
-    bits: int
-    diff_num: int
-    diff_den: int
-    account: bytes
-    worker: bytes
-
-
 def scan_from(
     directory: Path, start: LogPosition
 ) -> Iterator[tuple[LogPosition, ShareFields | dict[str, object]]]:
     """Records after `start`, each with the position just past it: binary share records as
     `ShareFields` (no dict per share: ingest reads millions), others as dicts."""
-    unpack = _SHARE.unpack_from
-    head = _SHARE.size
     for pos, payload in _payloads_from(directory, start):
-        if payload[:1] == b"\x01":
-            f = unpack(payload)
-            n_en2, n_job, n_acct, n_worker = payload[head : head + 4]
-            a = head + 4 + n_en2 + n_job
-            yield (
-                pos,
-                ShareFields(
-                    f[3],
-                    f[5],
-                    f[6],
-                    f[7],
-                    payload[a : a + n_acct],
-                    payload[a + n_acct : a + n_acct + n_worker],
-                ),
-            )
+        if payload[:1] == SHARE_PREFIX:
+            yield pos, ShareFields(*share_tuple(payload))
         else:
-            record = _decode(payload)
+            record = decode_payload(payload)
             if record is not None:
                 yield pos, record
-
-
-#: One binary share record as ingest needs it: (ts_ms, bits, diff_num, diff_den, account, worker).
-ShareTuple = tuple[int, int, int, int, bytes, bytes]
 
 
 @dataclass(slots=True)
@@ -314,8 +199,8 @@ def read_batch(directory: Path, start: LogPosition, limit: int) -> RecordBatch:
     shares: list[ShareTuple] = []
     others: list[dict[str, object]] = []
     add = shares.append
-    frame, unpack, crc32 = _FRAME.unpack_from, _SHARE.unpack_from, zlib.crc32
-    head, fsize = _SHARE.size, _FRAME.size
+    frame, crc32 = FRAME.unpack_from, zlib.crc32
+    fsize = FRAME.size
     n = 0
     last_seq, last_end = start.segment, start.offset  # just past the last record read
     for seq in list_segments(directory):
@@ -329,18 +214,15 @@ def read_batch(directory: Path, start: LogPosition, limit: int) -> RecordBatch:
         while n < limit and pos + fsize <= end:
             length, crc = frame(data, pos)
             stop = pos + fsize + length
-            if length > _MAX_RECORD or stop > end:
+            if length > MAX_RECORD or stop > end:
                 break
             payload = data[pos + fsize : stop]
             if crc32(payload) != crc:
                 break
-            if payload[:1] == b"\x01":
-                f = unpack(payload)
-                a = head + 4 + payload[head] + payload[head + 1]
-                b = a + payload[head + 2]
-                add((f[3], f[5], f[6], f[7], payload[a:b], payload[b : b + payload[head + 3]]))
+            if payload[:1] == SHARE_PREFIX:
+                add(share_tuple(payload))
             else:
-                record = _decode(payload)
+                record = decode_payload(payload)
                 if record is not None:
                     others.append(record)
             n += 1
@@ -449,7 +331,7 @@ class ShareLog:
 
     def append_payloads(self, payloads: list[bytes]) -> None:
         """Queue several encoded records at once (the same framing as `append_payload`)."""
-        pack, crc = _FRAME.pack, zlib.crc32
+        pack, crc = FRAME.pack, zlib.crc32
         self._pending += b"".join([pack(len(p), crc(p)) + p for p in payloads])
         self.records_appended += len(payloads)
 

@@ -6,8 +6,9 @@ a million shares cost a few array passes instead of a million Python objects. Th
 (length, CRC-32, record layout) is one Numba kernel; each share's (account, worker) name pair is
 a byte range of the segment plus a 64-bit FNV-1a hash, and the hashes become name groups
 checked byte for byte (a hash collision can never merge two names). A CRC-valid record that
-does not decode is a ValueError naming where it is (a writer bug: never skipped). Imports numpy,
-numba and the share log's format; must not import asyncio or anything from the ledger.
+does not decode is a ValueError naming where it is (a writer bug: never skipped). Imports
+numpy, numba and the share log (`shares.format`, `shares.log`); must not import asyncio or
+anything from the ledger.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from poold.shares.log import (
-    _FRAME,
-    _MAX_RECORD,
-    _SHARE,
-    _SHARE_TAG,
-    LogPosition,
-    _decode,
-    list_segments,
-    segment_path,
+from poold.shares.format import (
+    FIELD_AT,
+    FIELD_SIZE,
+    FRAME,
+    MAX_RECORD,
+    SHARE,
+    SHARE_TAG,
+    RecordError,
+    decode_payload,
 )
+from poold.shares.log import LogPosition, list_segments, segment_path
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
@@ -54,7 +56,25 @@ def _crc_tables() -> npt.NDArray[np.uint32]:
 
 _CRC = _crc_tables()
 LIMIT, INCOMPLETE, CORRUPT = 0, 1, 2  # why `walk` stopped
-_HEAD = _SHARE.size  # fixed part of a binary share record, before the four lengths
+#: The record layout the kernel reads, from `shares.format` (passed in, never compiled in:
+#: Numba's on-disk cache would not notice a changed constant in another module).
+LAYOUT = np.array(
+    [
+        FRAME.size,
+        MAX_RECORD,
+        SHARE_TAG,
+        SHARE.size,  # the fixed part; the four u8 lengths follow
+        FIELD_AT["ts_ms"],
+        FIELD_SIZE["ts_ms"],
+        FIELD_AT["bits"],
+        FIELD_SIZE["bits"],
+        FIELD_AT["diff_num"],
+        FIELD_SIZE["diff_num"],
+        FIELD_AT["diff_den"],
+        FIELD_SIZE["diff_den"],
+    ],
+    dtype=np.int64,
+)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -109,6 +129,7 @@ def walk(
     name_hash: U64,
     other_at: I64,
     other_end: I64,
+    layout: I64,
 ) -> tuple[int, int, int, int, int]:
     """Walk intact frames of `data` from 0, at most `limit` records, filling one row of the
     share columns per binary share and one (payload start, end) per other record.
@@ -116,12 +137,15 @@ def walk(
     Returns (records, shares, others, end of the last intact record, status): status LIMIT,
     INCOMPLETE (the next frame runs past `data`: torn, or not read yet) or CORRUPT (a length
     over 1 MiB or a CRC mismatch), where `log._frames` stops too. A share record whose
-    lengths do not add up is an "other" record: the Python decoder rejects it loudly."""
-    head = 51  # _SHARE.size: the fixed part, then four u8 lengths
+    lengths do not add up is an "other" record: the Python decoder rejects it loudly.
+    `layout` is `LAYOUT`: frame size, largest record, share tag, fixed part, then offset and
+    width of ts_ms, bits, diff_num and diff_den."""
+    fsize, max_record, tag, head = layout[0], layout[1], layout[2], layout[3]
+    ts_at, ts_w, bits_at, bits_w = layout[4], layout[5], layout[6], layout[7]
+    num_at, num_w, den_at, den_w = layout[8], layout[9], layout[10], layout[11]
     n = shares = others = 0
     pos = 0
     end = data.shape[0]
-    fsize = 8
     while True:
         if n >= limit:
             return n, shares, others, pos, LIMIT
@@ -131,24 +155,24 @@ def walk(
         crc = int(_u(data, pos + 4, 4))
         start = pos + fsize
         stop = start + length
-        if length > 1048576:
+        if length > max_record:
             return n, shares, others, pos, CORRUPT
         if stop > end:
             return n, shares, others, pos, INCOMPLETE
         if _crc32(data, start, stop, tab) != crc:
             return n, shares, others, pos, CORRUPT
         good = False
-        if length >= head + 4 and data[start] == 1:
+        if length >= head + 4 and data[start] == tag:
             h = start + head
             a = h + 4 + int(data[h]) + int(data[h + 1])  # int(): no uint8 arithmetic
             b = a + int(data[h + 2])
             e = b + int(data[h + 3])
             if e == stop:
                 good = True
-                ts[shares] = np.int64(_u(data, start + 3, 8))
-                bits[shares] = np.int64(_u(data, start + 15, 4))
-                num[shares] = _u(data, start + 19, 8)
-                den[shares] = _u(data, start + 27, 8)
+                ts[shares] = np.int64(_u(data, start + ts_at, ts_w))
+                bits[shares] = np.int64(_u(data, start + bits_at, bits_w))
+                num[shares] = _u(data, start + num_at, num_w)
+                den[shares] = _u(data, start + den_at, den_w)
                 name_at[shares] = a
                 name_split[shares] = b
                 name_end[shares] = e
@@ -215,17 +239,17 @@ class _Columns:
         """Walk one chunk, read from `offset` of segment `seq`: (records, bytes consumed,
         walk status)."""
         data = np.frombuffer(raw, dtype=np.uint8)
-        room = max(0, min(limit, len(raw) // _FRAME.size + 1))
+        room = max(0, min(limit, len(raw) // FRAME.size + 1))
         ts, bits, at, split, end, o_at, o_end = (np.empty(room, np.int64) for _ in range(7))
         num, den, hsh = (np.empty(room, np.uint64) for _ in range(3))
         got, k, m, stop, status = walk(
-            data, room, _CRC, ts, bits, num, den, at, split, end, hsh, o_at, o_end
+            data, room, _CRC, ts, bits, num, den, at, split, end, hsh, o_at, o_end, LAYOUT
         )
         for j in range(m):
             try:
-                record = _decode(raw[o_at[j] : o_end[j]])
-            except (ValueError, struct.error) as exc:
-                where = offset + int(o_at[j]) - _FRAME.size
+                record = decode_payload(raw[o_at[j] : o_end[j]])
+            except (RecordError, struct.error) as exc:
+                where = offset + int(o_at[j]) - FRAME.size
                 raise ValueError(f"segment {seq}, offset {where}: {exc}") from None
             if record is not None:
                 self.others.append(record)
@@ -297,7 +321,3 @@ def _groups_by_bytes(raw: bytes, at: I64, split: I64, end: I64) -> tuple[I64, I6
             first.append(i)
         inverse[i] = g
     return np.array(first, np.int64), inverse
-
-
-# The kernel hard-codes the record layout: fail at import if log.py ever changes it.
-assert _FRAME.size == 8 and _MAX_RECORD == 1 << 20 and _HEAD == 51 and _SHARE_TAG == 1

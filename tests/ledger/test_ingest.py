@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from poold.ledger.db import LedgerError, check_schema, make_engine, migrate
 from poold.ledger.ingest import ingest
 from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice
-from poold.shares.log import ShareLog, encode_share, read_log
+from poold.shares.format import encode_share
+from poold.shares.log import ShareLog, read_log
 
 T0 = 1_800_000_000_000  # ms
 

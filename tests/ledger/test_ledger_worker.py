@@ -16,7 +16,8 @@ from poold import ledger_worker
 from poold.ledger import queries
 from poold.ledger.db import LedgerError, make_engine, migrate
 from poold.ledger.models import ShareSlice
-from poold.shares.log import ShareLog, encode_share
+from poold.shares.format import encode_share
+from poold.shares.log import ShareLog
 
 
 def write_shares(directory: Path, n: int) -> None:

@@ -12,7 +12,8 @@ from poold.ledger.ingest import ingest
 from poold.ledger.models import Account, JournalLine, ShareSlice
 from poold.ledger.settle import balances, settle_block, settle_pending, verify
 from poold.shares.difficulty import network_difficulty
-from poold.shares.log import ShareLog, encode_share
+from poold.shares.format import encode_share
+from poold.shares.log import ShareLog
 
 T0 = 1_800_000_000_000
 BITS = 0x207FFFFF  # regtest: network difficulty ~4.7e-10, so a window is a few shares

@@ -20,7 +20,8 @@ from poold.ledger.models import JournalLine, Settlement
 from poold.ledger.replay import replay
 from poold.ledger.settle import balances, verify
 from poold.shares.difficulty import network_difficulty
-from poold.shares.log import LogPosition, ShareFields, scan_from
+from poold.shares.format import ShareFields
+from poold.shares.log import LogPosition, scan_from
 from poold.simulate import run_fleet
 
 pytestmark = pytest.mark.node

@@ -94,7 +94,7 @@ def test_group_commit_thread_fsyncs_without_being_asked(tmp_path: Path) -> None:
 
 
 def test_binary_share_records_roundtrip(tmp_path: Path) -> None:
-    from poold.shares.log import encode_share
+    from poold.shares.format import encode_share
 
     log = ShareLog(tmp_path)
     log.open()
@@ -149,10 +149,9 @@ def test_read_batch_reads_what_scan_from_reads(
     start position and batch limit; `scan.read_arrays` (the Numba walk ingest uses) equals
     `read_batch` whatever its read chunk."""
     from poold.shares import scan
+    from poold.shares.format import ShareFields, encode_share
     from poold.shares.log import (
         LogPosition,
-        ShareFields,
-        encode_share,
         list_segments,
         read_batch,
         scan_from,

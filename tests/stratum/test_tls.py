@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from poold.config import ConfigError, parse_config
-from poold.shares.log import LogPosition, ShareFields, scan_from
+from poold.shares.format import ShareFields
+from poold.shares.log import LogPosition, scan_from
 from poold.simulate import run_fleet
 from tests.helpers import StratumClient, make_config, regtest_address
 

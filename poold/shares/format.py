@@ -1,0 +1,287 @@
+"""The share log's record format, in one place: framing, the binary share record, the block
+record, and where each field lies (offsets derived from the struct, for the Numba reader).
+
+Framing per record: u32 length, u32 crc32(payload), payload (at most `MAX_RECORD` bytes).
+A payload starting with 0x01 is a binary share record: the fixed part `SHARE` (fields in
+`SHARE_FIELDS` order), then four u8 lengths and the variable fields en2, job, account, worker.
+A payload starting with `{` is a JSON object: a block record (`"t": "block"`) or a rare event.
+Imports only the standard library and orjson.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+FRAME = struct.Struct("<II")  # length, crc32 of the payload
+MAX_RECORD = 1 << 20
+SHARE_TAG = 0x01
+#: The fixed part of a binary share record, field by field (name, struct code).
+SHARE_LAYOUT: tuple[tuple[str, str], ...] = (
+    ("tag", "B"),
+    ("flags", "B"),  # bit 0: the share found a block
+    ("node", "B"),
+    ("ts_ms", "Q"),
+    ("height", "I"),
+    ("bits", "I"),
+    ("diff_num", "Q"),
+    ("diff_den", "Q"),
+    ("ntime", "I"),
+    ("nonce", "I"),
+    ("version", "I"),
+    ("en1", "4s"),
+)
+SHARE_FIELDS = tuple(name for name, _code in SHARE_LAYOUT)
+SHARE = struct.Struct("<" + "".join(code for _name, code in SHARE_LAYOUT))
+SHARE_HEAD = struct.Struct(SHARE.format + "BBBB")  # + lengths of en2, job, account, worker
+#: Byte offset and width of each fixed field inside a share payload.
+FIELD_AT = {
+    name: struct.calcsize("<" + "".join(c for _n, c in SHARE_LAYOUT[:i]))
+    for i, (name, _code) in enumerate(SHARE_LAYOUT)
+}
+FIELD_SIZE = {name: struct.calcsize("<" + code) for name, code in SHARE_LAYOUT}
+
+
+class RecordError(ValueError):
+    """A CRC-valid payload that does not decode: a writer bug, never skipped silently."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRecord:
+    """One accepted share as the log holds it. `ts_ms`: unix milliseconds of the submit."""
+
+    ts_ms: int
+    node: int
+    account: str
+    worker: str
+    job: str
+    height: int
+    bits: int
+    diff_num: int
+    diff_den: int
+    en1: bytes
+    en2: bytes
+    ntime: int
+    nonce: int
+    version: int
+    block: bool
+
+    def encode(self) -> bytes:
+        return encode_share(
+            self.ts_ms,
+            self.node,
+            self.account,
+            self.worker,
+            self.job,
+            self.height,
+            self.bits,
+            self.diff_num,
+            self.diff_den,
+            self.en1,
+            self.en2,
+            self.ntime,
+            self.nonce,
+            self.version,
+            self.block,
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON-shaped view readers and tools use (`"t": "share"`, hex for bytes)."""
+        return {
+            "t": "share",
+            "ts": self.ts_ms,
+            "node": self.node,
+            "account": self.account,
+            "worker": self.worker,
+            "job": self.job,
+            "height": self.height,
+            "bits": self.bits,
+            "diff_num": self.diff_num,
+            "diff_den": self.diff_den,
+            "en1": self.en1.hex(),
+            "en2": self.en2.hex(),
+            "ntime": self.ntime,
+            "nonce": self.nonce,
+            "version": self.version,
+            "block": self.block,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    """A block a share found, with the node's answer: `accepted` True, False (refused for
+    `reason`) or None (no answer: block following finds out). `ts_ms` is the finding share's
+    time (unix milliseconds); `reward_sat` the template's coinbase value."""
+
+    ts_ms: int
+    node: int
+    height: int
+    hash: str
+    accepted: bool | None
+    reason: str | None
+    account: str
+    worker: str
+    reward_sat: int
+    bits: int
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"t": "block", **asdict(self)}
+        out["ts"] = out.pop("ts_ms")
+        return out
+
+    @classmethod
+    def from_json(cls, rec: dict[str, Any]) -> BlockRecord:
+        """Read a block record, naming the first field that is missing or of the wrong type."""
+
+        def get(key: str, kind: type | tuple[type, ...]) -> Any:
+            v = rec.get(key)
+            if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+                raise RecordError(f"block record: {key!r} is {v!r}, not {kind}")
+            return v
+
+        accepted = rec.get("accepted")
+        if accepted not in (True, False, None):
+            raise RecordError(f"block record: 'accepted' is {accepted!r}")
+        reason = rec.get("reason")
+        return cls(
+            ts_ms=get("ts", int),
+            node=get("node", int),
+            height=get("height", int),
+            hash=get("hash", str),
+            accepted=accepted,
+            reason=None if reason is None else str(reason),
+            account=get("account", str),
+            worker=get("worker", str),
+            reward_sat=get("reward_sat", int),
+            bits=get("bits", int),
+        )
+
+
+def encode_share(
+    ts_ms: int,
+    node: int,
+    account: str,
+    worker: str,
+    job: str,
+    height: int,
+    bits: int,
+    diff_num: int,
+    diff_den: int,
+    en1: bytes,
+    en2: bytes,
+    ntime: int,
+    nonce: int,
+    version: int,
+    block: bool,
+) -> bytes:
+    """The binary payload of one accepted share, positional (the daemon's hot path); the
+    fields are `ShareRecord`'s, in its order."""
+    a, w, j = account.encode(), worker.encode(), job.encode()
+    return (
+        SHARE_HEAD.pack(
+            SHARE_TAG,
+            1 if block else 0,
+            node,
+            ts_ms,
+            height,
+            bits,
+            diff_num,
+            diff_den,
+            ntime,
+            nonce,
+            version,
+            en1,
+            len(en2),
+            len(j),
+            len(a),
+            len(w),
+        )
+        + en2
+        + j
+        + a
+        + w
+    )
+
+
+def decode_share(payload: bytes) -> ShareRecord:
+    """A binary share payload back into its record; RecordError when the lengths disagree."""
+    if len(payload) < SHARE_HEAD.size:
+        raise RecordError("share record shorter than its fixed part")
+    (_tag, flags, node, ts, height, bits, num, den, ntime, nonce, version, en1) = SHARE.unpack_from(
+        payload
+    )
+    pos = SHARE.size
+    lengths = payload[pos : pos + 4]
+    pos += 4
+    fields = []
+    for n in lengths:
+        fields.append(payload[pos : pos + n])
+        pos += n
+    if pos != len(payload):
+        raise RecordError("share record length mismatch")
+    en2, job, acct, worker = fields
+    try:
+        return ShareRecord(
+            ts,
+            node,
+            acct.decode(),
+            worker.decode(),
+            job.decode(),
+            height,
+            bits,
+            num,
+            den,
+            en1,
+            en2,
+            ntime,
+            nonce,
+            version,
+            bool(flags & 1),
+        )
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"share record name is not UTF-8: {exc}") from None
+
+
+def decode_payload(payload: bytes) -> dict[str, object] | None:
+    """Any payload as the dict view readers use; None for an unknown kind (skipped)."""
+    if payload[:1] == b"{":
+        try:
+            record = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise RecordError(f"JSON record does not parse: {exc}") from None
+        return record if isinstance(record, dict) else None
+    if payload[:1] == bytes((SHARE_TAG,)):
+        return decode_share(payload).as_dict()
+    return None
+
+
+#: One binary share record as ingest needs it: (ts_ms, bits, diff_num, diff_den, account, worker).
+ShareTuple = tuple[int, int, int, int, bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class ShareFields:
+    """What ingest and replay need of a binary share record, without building a dict."""
+
+    ts_ms: int
+    bits: int
+    diff_num: int
+    diff_den: int
+    account: bytes
+    worker: bytes
+
+
+_I = {name: SHARE_FIELDS.index(name) for name in ("ts_ms", "bits", "diff_num", "diff_den")}
+TS, BITS, NUM, DEN = _I["ts_ms"], _I["bits"], _I["diff_num"], _I["diff_den"]
+
+
+def share_tuple(payload: bytes) -> ShareTuple:
+    """(ts_ms, bits, diff_num, diff_den, account, worker) of a binary share payload."""
+    f = SHARE.unpack_from(payload)
+    head = SHARE.size
+    a = head + 4 + payload[head] + payload[head + 1]
+    b = a + payload[head + 2]
+    return (f[TS], f[BITS], f[NUM], f[DEN], payload[a:b], payload[b : b + payload[head + 3]])
