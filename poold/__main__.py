@@ -47,7 +47,7 @@ from poold.ledger.replay import replay as run_replay
 from poold.ledger.settle import BLOCK_KEYS, balances, settle_pending, verify
 from poold.logs import configure_logging
 from poold.node.base import NodeError
-from poold.node.rpc import RpcNode
+from poold.node.factory import rpc_node
 from poold.shares.log import ShareLogError, prune_segments
 from poold.simulate import run_fleet
 from poold.tokens.settle import period_of, set_price, settle_due
@@ -515,7 +515,7 @@ def settle(
 
 
 async def _book_fpps(cfg: Config, engine: Engine) -> FppsBooked | None:
-    node = RpcNode(cfg.node.url, cfg.node.user, cfg.node.password, timeout_s=cfg.node.timeout_s)
+    node = rpc_node(cfg.node)
     pool = cfg.pool
     try:
         return await book_with_node(
@@ -641,7 +641,7 @@ def payout(
 
 
 async def _payout(cfg: Config, engine: Engine, send: bool) -> PayoutReport:
-    wallet = RpcNode(cfg.node.url, cfg.node.user, cfg.node.password, timeout_s=cfg.node.timeout_s)
+    wallet = rpc_node(cfg.node)
     try:
         return await run_payouts(
             engine,

@@ -7,7 +7,8 @@ under load. In a separate process they only share the CPU, at a lower priority (
 One worker process, started with `spawn` from the event loop's thread and killed by the kernel
 when the daemon dies (PR_SET_PDEATHSIG): a ledger transaction never outlives the daemon, so a
 kill -9 leaves the same state as before (uncommitted work is rolled back by the database). Calls
-and results cross as pickles. Must not import the Stratum side (poold.stratum, poold.daemon).
+and results cross as pickles. Must not import the Stratum side (poold.stratum, poold.daemon,
+poold.ledger_scheduler).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ freeing again, short writes, fsync errors, database cuts at any SQL statement of
 settlement or block following, node RPC errors (a submission whose answer is lost after the
 node took the block included) and slow answers, reorgs that take our blocks off the chain and
 bring them back, and kill -9 of the daemon at any step (a torn frame left on disk, unsent
-replies lost). The real components run: `Session`, `ShareRecorder`, `ShareLog`, `ingest`,
+replies lost). The real components run: `Session`, `ShareWriter`, `ShareLog`, `ingest`,
 `settle_pending`, `follow_blocks`, `replay`, `verify`, on a SQLite ledger in a temporary
 directory. Only the clock, the disk's syscalls, the database's statements and the node's
 answers are steered.
@@ -42,7 +42,7 @@ from sqlalchemy import delete, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from poold.daemon import ShareRecorder, block_record, submit_outcome
+from poold.blocks import block_record, submit_outcome
 from poold.jobs.address import Network
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import parse_template
@@ -57,6 +57,7 @@ from poold.metrics import Metrics
 from poold.node.base import NodeError, WalletTx
 from poold.node.simnet import SimNet
 from poold.shares.log import ShareLog, ShareLogError, read_log, segment_path
+from poold.shares.writer import ShareWriter
 from poold.stratum import protocol as p
 from poold.stratum.extranonce import EXTRANONCE1_SIZE, ExtranoncePool
 from poold.stratum.session import AcceptedShare, Session, SessionPolicy, WorkerQuota
@@ -313,7 +314,7 @@ class Simulation:
     def _start_daemon(self) -> None:
         self.sharelog = ShareLog(self.log_dir, segment_bytes=8192, ops=self.disk)
         self.sharelog.open()
-        self.recorder = ShareRecorder(
+        self.recorder = ShareWriter(
             self.sharelog, self.metrics, NODE_ID, lambda s, hex_: self.found.append((s, hex_))
         )
         for m in self.miners:

@@ -7,6 +7,8 @@ import contextlib
 import hashlib
 import json
 import struct
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +135,12 @@ def header_for(
 
 def pow_int(header: bytes) -> int:
     return int.from_bytes(hashlib.sha256(hashlib.sha256(header).digest()).digest(), "little")
+
+
+async def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Wait until `cond()` holds (checked every 50 ms); fail naming `what` after `timeout_s`.
+    Tests wait on the condition they need, never on a fixed sleep."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)

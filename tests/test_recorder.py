@@ -8,9 +8,9 @@ from typing import Any
 
 import orjson
 
-from poold.daemon import NOT_RECORDED, ShareRecorder
 from poold.metrics import Metrics
 from poold.shares.log import ShareLog, read_log
+from poold.shares.writer import NOT_RECORDED, ShareWriter
 from poold.sim import SimDisk
 from poold.stratum import protocol as p
 from tests.helpers import StratumClient
@@ -24,7 +24,7 @@ def test_unencodable_share_is_refused_and_the_rest_kept(jobs: Any, tmp_path: Pat
     log = ShareLog(tmp_path)
     log.open()
     blocks: list[object] = []
-    recorder = ShareRecorder(log, Metrics(), 3, lambda share, hex_: blocks.append(hex_))
+    recorder = ShareWriter(log, Metrics(), 3, lambda share, hex_: blocks.append(hex_))
     s = make_session(jobs, recorder)  # type: ignore[arg-type]
     s.vardiff.reset(Fraction(1, 2**32), NOW)  # every hash is a share
     s.handle(p.Subscribe(1, "x", None), NOW)

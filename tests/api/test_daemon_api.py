@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import aiohttp
 from poold.api.app import ApiContext, make_app
 from poold.metrics import Metrics
 from poold.simulate import run_fleet
-from tests.helpers import make_config
+from tests.helpers import make_config, wait_for
 
 
 async def test_the_daemon_serves_what_its_miners_do(
@@ -28,7 +27,8 @@ async def test_the_daemon_serves_what_its_miners_do(
     rd = await start_daemon(cfg)
     host, port = rd.address
     await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5, account="acme")
-    await asyncio.sleep(0.6)
+    d = rd.daemon
+    await wait_for(lambda: d.ingested_shares == d.metrics.shares_accepted, 20, "ingest")
     (ahost, aport) = rd.daemon.api_addresses[0]
     async with aiohttp.ClientSession() as s:
         async with s.get(f"http://{ahost}:{aport}/readyz") as r:

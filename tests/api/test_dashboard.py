@@ -18,6 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from poold.ledger.db import make_engine, migrate
 from poold.simulate import run_fleet
 from tests.api.test_api import populate
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
@@ -50,7 +51,8 @@ async def test_dashboard_in_chromium(
     rd = await start_daemon(cfg)
     host, port = rd.address
     await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=2, account="acme")
-    await asyncio.sleep(0.6)  # the last shares reach the ledger
+    d = rd.daemon
+    await wait_for(lambda: d.ingested_shares == d.metrics.shares_accepted, 20, "ingest")
     ahost, aport = rd.daemon.api_addresses[0]
 
     def drive() -> dict[str, Any]:

@@ -78,7 +78,7 @@ async def pg_behind_proxy() -> AsyncIterator[tuple[CuttableProxy, str, str]]:
             await proxy.close()
 
 
-async def start(tmp_path: Path, url: str) -> Poold:
+async def start(tmp_path: Path, url: str, *, shutdown_wait_s: float = 2) -> Poold:
     cfg = write_config(
         tmp_path,
         extra="",
@@ -86,7 +86,7 @@ async def start(tmp_path: Path, url: str) -> Poold:
     cfg.write_text(
         cfg.read_text()
         + f'\n[ledger]\nurl = "{url}"\ningest_interval_s = 0.3\nauto_migrate = true\n'
-        "connect_timeout_s = 2\nshutdown_wait_s = 2\n"
+        f"connect_timeout_s = 2\nshutdown_wait_s = {shutdown_wait_s}\n"
         '\n[api]\nlisten = "127.0.0.1:0"\n'
     )
     proc = await asyncio.create_subprocess_exec(
@@ -108,7 +108,9 @@ async def test_starts_while_the_database_is_down(
 ) -> None:
     proxy, url, direct = pg_behind_proxy
     proxy.cut()  # connections refused, as with a stopped server
-    poold = await start(tmp_path, url)
+    # The last ingest at stop must finish even on a loaded machine: this test is about the
+    # start, test_sigterm_while_the_database_hangs about a bounded stop.
+    poold = await start(tmp_path, url, shutdown_wait_s=30)
     port = (await poold.event("stratum_listening"))["port"]
     api = (await poold.event("api_listening"))["port"]
     assert "cannot connect to the ledger" in (await poold.event("ledger_unavailable"))["error"]

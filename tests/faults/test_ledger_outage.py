@@ -6,17 +6,16 @@ daemon, after which Stratum kept accepting against a closed share log.)"""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-import poold.daemon
+import poold.ledger_scheduler
 from poold.ledger.db import LedgerError
 from tests.faults.proxy import CuttableProxy
-from tests.helpers import StratumClient
+from tests.helpers import StratumClient, wait_for
 from tests.ledger.conftest import _pg_available, fresh_pg_schema
 from tests.stratum.test_server import current_job, submit_params
 
@@ -50,13 +49,6 @@ def _cut_first_call(proxy: CuttableProxy, fn: Callable[..., Any], hit: asyncio.E
     return wrapped
 
 
-async def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.parametrize("step", STEPS)
 async def test_database_cut_at_each_step(
     step: str,
@@ -72,18 +64,21 @@ async def test_database_cut_at_each_step(
         tokens={"enabled": True, "fleet_accounts": ["acct"], "period_s": 60},
     )
     hit = asyncio.Event()
-    if step == "follow_blocks":  # runs in the daemon itself
+    if step == "follow_blocks":  # runs in the daemon process itself
         monkeypatch.setattr(
-            poold.daemon, "follow_blocks", _cut_first_call(proxy, poold.daemon.follow_blocks, hit)
+            poold.ledger_scheduler,
+            "follow_blocks",
+            _cut_first_call(proxy, poold.ledger_scheduler.follow_blocks, hit),
         )
     rd = await start_daemon(cfg)
     daemon = rd.daemon
     if step == "book_fpps":
-        monkeypatch.setattr(daemon, "_book_fpps", _cut_first_call(proxy, daemon._book_fpps, hit))
+        sched = daemon.scheduler
+        monkeypatch.setattr(sched, "book_fpps", _cut_first_call(proxy, sched.book_fpps, hit))
     elif step != "follow_blocks":  # a step of the ledger process
-        assert daemon.worker is not None
-        method = getattr(daemon.worker, step)
-        monkeypatch.setattr(daemon.worker, step, _cut_first_call(proxy, method, hit))
+        worker = daemon.scheduler.worker
+        assert worker is not None
+        monkeypatch.setattr(worker, step, _cut_first_call(proxy, getattr(worker, step), hit))
 
     c = await StratumClient.connect(rd.address)
     await c.handshake("acct.w1")
@@ -106,7 +101,7 @@ async def test_database_cut_at_each_step(
     proxy.restore()
     await submit_some(5)
     await wait_for(
-        lambda: daemon.ingested_shares == 15 and daemon.ledger_problem is None,
+        lambda: daemon.ingested_shares == 15 and daemon.scheduler.problem is None,
         30,
         "the ledger to catch up after the outage",
     )

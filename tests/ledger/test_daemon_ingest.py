@@ -16,6 +16,7 @@ from poold.ledger.models import Block, ChainFees, JournalEntry
 from poold.ledger.settle import balances, settle_pending, verify
 from poold.simulate import run_fleet
 from tests.faults.proxy import CuttableProxy
+from tests.helpers import wait_for
 from tests.ledger.conftest import PG_URL, _pg_available, fresh_pg_schema
 from tests.ledger.test_ingest import ledger_totals, log_totals
 
@@ -33,8 +34,8 @@ async def test_daemon_ingests_everything_once(
     rd = await start_daemon(cfg)
     host, port = rd.address
     await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5)
-    await asyncio.sleep(0.5)
-    assert rd.daemon.ingested_shares > 0  # the loop ran while mining
+    # The loop runs while the daemon serves (the final pass at shutdown would hide it).
+    await wait_for(lambda: rd.daemon.ingested_shares > 0, 20, "the ledger loop to ingest")
     await rd.shutdown()  # the final pass picks up the rest
     engine = make_engine(cfg.ledger.url)
     assert ledger_totals(engine) == log_totals(cfg.sharelog.path)
@@ -95,7 +96,8 @@ async def test_daemon_books_fpps_every_period(
     rd = await start_daemon(cfg)
     host, port = rd.address
     await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=3)
-    await asyncio.sleep(1.2)
+    runs = rd.daemon.metrics.settlement_runs
+    await wait_for(lambda: runs["fpps"] >= 2, 20, "two FPPS bookings")
     await rd.shutdown()
     engine = make_engine(cfg.ledger.url)
     # The daemon settles a block once its minute has closed; the last minute's are left to

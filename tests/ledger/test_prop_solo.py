@@ -11,13 +11,18 @@ import pytest
 import sqlalchemy as sa
 
 from accounting import reference
+from poold.api.events import EventHub
 from poold.ledger.db import LedgerError
 from poold.ledger.ingest import ingest
 from poold.ledger.models import Account, Block, JournalLine, ShareSlice
 from poold.ledger.replay import replay
 from poold.ledger.settle import balances, settle_block, settle_pending, verify
+from poold.ledger_scheduler import LedgerScheduler
+from poold.metrics import Metrics
+from poold.node.simnet import SimNet
 from poold.shares.difficulty import network_difficulty
 from poold.shares.log import ShareLog
+from tests.helpers import make_config
 from tests.ledger.test_settle import BITS, T0, mine
 
 FEE = Fraction(1, 100)
@@ -187,3 +192,64 @@ def _move_one_satoshi(engine: sa.Engine) -> None:
                 .where(JournalLine.id == line_id)
                 .values(amount_sat=amount + delta)
             )
+
+
+async def test_the_scheduler_waits_for_a_block_record_still_in_flight(
+    ledger_url: str, tmp_path: Path
+) -> None:
+    """A block's record reaches the log when the node answers its submission, possibly after
+    later shares and blocks: PROP must not settle a later block before the earlier one is in
+    the ledger (its round would start too early)."""
+    log = tmp_path / "log"
+    mine(log, 20, {5: True, 15: True})  # block 10 was found too, its submission in flight
+    cfg = make_config(
+        tmp_path,
+        sharelog={"path": str(log)},
+        pool={"scheme": "prop", "fee": "1/100"},
+        ledger={"url": ledger_url, "auto_migrate": True},
+    )
+    in_flight: list[int] = [T0 + 10 * 60_000 + 1]
+    node = SimNet(difficulty=Fraction(1, 64))
+    sched = LedgerScheduler(
+        cfg,
+        node,
+        Metrics(),
+        EventHub(),
+        lambda: (T0 + 30 * 60_000) / 1000,
+        unrecorded_since=lambda: in_flight[0] if in_flight else None,
+    )
+    await sched.attach()
+    try:
+        await sched.run_pass()
+        engine = sched.ledger
+        assert engine is not None
+        assert journal_credits(engine, block_hash(5))[0]
+        assert journal_credits(engine, block_hash(15)) == ({}, 0, 0)  # waits for block 10
+        late = ShareLog(log)
+        late.open()
+        late.append(
+            {
+                "t": "block",
+                "ts": T0 + 10 * 60_000 + 1,
+                "node": 0,
+                "height": 110,
+                "hash": block_hash(10),
+                "accepted": True,
+                "reason": None,
+                "account": "m2",
+                "worker": "rig",
+                "reward_sat": REWARD,
+                "bits": BITS,
+            }
+        )
+        late.flush()
+        late.close()
+        in_flight.clear()
+        await sched.run_pass()
+        want = reference.prop(REWARD, rows_between(engine, minute(10), minute(15)), FEE)
+        got = journal_credits(engine, block_hash(15))
+        assert got == ({a: c for a, c in want[0].items() if c}, want[1], want[2])
+        assert journal_credits(engine, block_hash(10))[0]
+    finally:
+        await sched.close(5)
+        await node.close()

@@ -1,0 +1,143 @@
+"""The share writer: the Stratum server's ShareSink, in front of the share log.
+
+Every accepted share goes to the log before its `true` reply; a block is handed to the block
+submitter at once; block records are written in order after their finding share. Imports the
+share log and its format, and the session's share type; never the ledger or the API.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+import orjson
+import structlog
+
+from poold.metrics import Metrics
+from poold.shares.format import BlockRecord, encode_share
+from poold.shares.log import ShareLog, ShareLogError
+from poold.stratum.session import AcceptedShare
+
+log = structlog.get_logger(__name__)
+
+#: The error a miner gets instead of `true` when its share could not be recorded.
+NOT_RECORDED = "share not recorded (pool storage error): not credited"
+
+
+class ShareWriter:
+    """The ShareSink: every accepted share goes to the share log; blocks are submitted at once.
+
+    Shares accepted during one loop iteration are encoded together by `flush()`, which the
+    server calls before it sends their replies (one write() for the batch). Anything that
+    writes to the share log goes through `flush()` so records keep their order.
+
+    When the log cannot take a batch (disk full, I/O error, fsync failing) every share of it
+    has its unsent `true` replaced by an error, so no miner is told a share was recorded that
+    was not; block records are held and written by the next flush that succeeds.
+    """
+
+    def __init__(
+        self,
+        sharelog: ShareLog,
+        metrics: Metrics,
+        node_id: int,
+        submit_block: Callable[[AcceptedShare, str], None],
+    ) -> None:
+        self.sharelog = sharelog
+        self.metrics = metrics
+        self.node_id = node_id
+        self.submit_block = submit_block
+        self._batch: list[AcceptedShare] = []
+        self._held: list[bytes] = []  # block records the log has not taken yet
+        self._held_found_ms: list[int] = []  # ... and when their blocks were found
+        self.failing: str | None = None  # why the last write failed (None: it succeeded)
+
+    def share_accepted(self, share: AcceptedShare) -> None:
+        self._batch.append(share)
+        v = share.verdict
+        if v.is_block:
+            self.metrics.blocks_found += 1
+            block = share.job.block(v.header, share.extranonce1, share.extranonce2)
+            self.submit_block(share, block.hex())
+
+    def record_block(self, record: BlockRecord) -> None:
+        """Queue a block record; written by the next `flush()`, held until one succeeds."""
+        self._held.append(orjson.dumps(record.to_json()))
+        self._held_found_ms.append(record.ts_ms)
+
+    @property
+    def held_blocks(self) -> int:
+        """Block records waiting for the share log to take writes again."""
+        return len(self._held)
+
+    def oldest_held_ms(self) -> int | None:
+        """When the oldest block whose record the log has not taken was found."""
+        return min(self._held_found_ms, default=None)
+
+    def held_records(self) -> list[str]:
+        return [r.decode() for r in self._held]
+
+    def flush(self) -> None:
+        """Encode the batch into the share log and write it (from here it survives kill -9)."""
+        batch, self._batch = self._batch, []
+        encoded, batch = self._encode(batch) if batch else ([], batch)
+        payloads = encoded + self._held  # a finding share before its block record
+        if not payloads:
+            return
+        try:
+            self.sharelog.append_payloads(payloads)
+            self.sharelog.flush()
+        except ShareLogError as exc:
+            for share in batch:
+                share.session.revoke(share, NOT_RECORDED)
+            if self.failing is None:
+                log.error("sharelog_write_failed", error=str(exc), refused_shares=len(batch))
+            self.failing = str(exc)
+            self.metrics.sharelog_failed_batches += 1
+            self.metrics.sharelog_ok = 0
+            return
+        self._held = []
+        self._held_found_ms = []
+        if self.failing is not None:
+            log.warning("sharelog_recovered", after=self.failing)
+            self.failing = None
+            self.metrics.sharelog_ok = 1
+
+    def _encode(self, batch: list[AcceptedShare]) -> tuple[list[bytes], list[AcceptedShare]]:
+        """The batch's records, and the shares they are (a share that cannot be encoded is a
+        bug: it is logged and answered with an error, and the others are kept)."""
+        node = self.node_id
+        try:
+            return [_encode(s, node) for s in batch], batch
+        except (struct.error, ValueError):
+            pass
+        payloads, kept = [], []
+        for s in batch:
+            try:
+                payloads.append(_encode(s, node))
+            except (struct.error, ValueError):
+                log.exception("share_not_encodable", account=s.account, worker=s.worker)
+                s.session.revoke(s, NOT_RECORDED)
+            else:
+                kept.append(s)
+        return payloads, kept
+
+
+def _encode(s: AcceptedShare, node: int) -> bytes:
+    return encode_share(  # positional, in encode_share's order: the hot path
+        int(s.time * 1000),
+        node,
+        s.account,
+        s.worker,
+        s.job.job_id,
+        s.job.height,
+        s.job.bits,
+        s.difficulty.numerator,
+        s.difficulty.denominator,
+        s.extranonce1,
+        s.extranonce2,
+        s.ntime,
+        s.nonce,
+        s.verdict.version,
+        s.verdict.is_block,
+    )
