@@ -37,7 +37,7 @@ from poold.api.auth import create_token, list_tokens, revoke_token
 from poold.config import Config, ConfigError, load_config, parse_config, redacted
 from poold.daemon import Daemon
 from poold.jobs.address import address_to_script
-from poold.ledger import rollup
+from poold.ledger import journal, rollup
 from poold.ledger.db import LedgerError, open_ledger
 from poold.ledger.fpps import FppsBooked, book_with_node
 from poold.ledger.ingest import ingest as run_ingest
@@ -357,7 +357,9 @@ async def _demo(cfg: Config, duration: float, miners: int) -> int:
     if cfg.ledger.ingest_interval_s > 0:
         engine = open_ledger(cfg.ledger.url)
         try:
-            owed = {k: -v for k, v in balances(engine).items() if k.startswith("miner:") and v}
+            owed = {
+                k: -v for k, v in balances(engine).items() if journal.parse(k).kind == "miner" and v
+            }
             problems = verify(engine)
         finally:
             engine.dispose()

@@ -46,6 +46,7 @@ from poold.blocks import block_record, submit_outcome
 from poold.jobs.address import Network
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import parse_template
+from poold.ledger import journal
 from poold.ledger.blocks import MATURITY, follow_blocks
 from poold.ledger.db import LedgerError, open_ledger
 from poold.ledger.ingest import ingest
@@ -582,7 +583,7 @@ class Simulation:
         bal = balances(self.engine)
         tip = self.net.height
         for h, _a, status, height in block_rows:
-            credited = bal.get(f"coinbase:{h}", 0) != 0 or status == "confirmed"
+            credited = bal.get(journal.coinbase(h), 0) != 0 or status == "confirmed"
             deep = tip - height + 1 >= self.orphan_depth
             if h in on_chain and not credited:
                 problems.append(f"block {h[:16]} is on the chain but not credited ({status})")
@@ -626,7 +627,9 @@ class Simulation:
         if negative:
             problems.append(f"accounts owed a negative amount: {negative}")
         spendable = {
-            k: v for k, v in balances(self.engine).items() if k.endswith(":spendable") and v > 0
+            k: v
+            for k, v in balances(self.engine).items()
+            if journal.miner_of(k, "spendable") is not None and v > 0
         }
         if spendable:
             problems.append(f"paid more than earned: {spendable}")

@@ -29,7 +29,7 @@ from poold.api.auth import digest, list_tokens, revoke_token, scope_of
 from poold.api.events import EventHub
 from poold.api.openapi import document
 from poold.config import Config
-from poold.ledger import queries
+from poold.ledger import journal, queries
 from poold.metrics import Metrics
 from poold.tokens.settle import STATEMENT_AMOUNTS, set_price
 from poold.tokens.transfers import TokenError, import_transfers, parse_records
@@ -331,7 +331,7 @@ async def holder_statements(request: web.Request) -> web.Response:
 async def holder_payouts(request: web.Request) -> web.Response:
     page = _page(request)
     name = await _holder(request)
-    items = await _read(request, queries.payouts, f"holder:{name}", page)
+    items = await _read(request, queries.payouts, journal.holder(name), page)
     return web.json_response({"items": items, "limit": page.limit, "offset": page.offset})
 
 

@@ -17,15 +17,15 @@ nothing. Node errors are the caller's (a retry next pass).
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
+from poold.ledger import journal
 from poold.ledger.db import ledger_entry_async
-from poold.ledger.models import Block, JournalEntry, JournalLine, Settlement
+from poold.ledger.journal import AlreadyPosted, post
+from poold.ledger.models import Block, JournalLine, Settlement
 from poold.ledger.settle import BLOCK_KEYS
 from poold.node.base import Node
 
@@ -52,24 +52,15 @@ def _post(
 ) -> bool:
     try:
         with engine.begin() as conn:
-            entry_id = conn.execute(
-                insert(JournalEntry)
-                .values(kind=kind, reference=block_hash, created_ms=int(time.time() * 1000))
-                .returning(JournalEntry.id)
-            ).scalar_one()
-            conn.execute(
-                insert(JournalLine),
-                [{"entry_id": entry_id, "account": a, "amount_sat": v} for a, v in lines],
-            )
-            conn.execute(insert(Settlement).values(key=key, entry_id=entry_id))
+            post(conn, kind=kind, reference=block_hash, key=key, lines=lines)
             conn.execute(
                 update(Block)
                 .where(Block.hash == block_hash)
                 .values(status=status, confirmations=confirmations)
             )
         return True
-    except IntegrityError:
-        return False  # already posted
+    except AlreadyPosted:
+        return False
 
 
 def _followed(engine: Engine, min_height: int) -> list[tuple[str, int, str, int, int]]:
@@ -145,10 +136,11 @@ def _apply(
         return _post(engine, block_hash, "pplns_reversal", key, "orphaned", reversal, -1)
     moves: list[tuple[str, int]] = []
     for account, amount in lines:
-        if account.endswith(":immature"):
-            moves += [(account, -amount), (account[: -len("immature")] + "spendable", amount)]
-        elif account.startswith("coinbase:"):
-            moves += [(account, -amount), ("pool:wallet", amount)]
+        owner = journal.miner_of(account, "immature")
+        if owner is not None:
+            moves += [(account, -amount), (journal.miner(owner, "spendable"), amount)]
+        elif journal.parse(account).kind == "coinbase":
+            moves += [(account, -amount), (journal.pool("wallet"), amount)]
     return _post(
         engine, block_hash, "maturity", f"mature:{block_hash}", "confirmed", moves, confirmations
     )

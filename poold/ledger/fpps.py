@@ -16,7 +16,6 @@ protocol; never imports the Stratum side.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -26,14 +25,15 @@ from sqlalchemy.exc import IntegrityError
 
 from accounting import avg_fees, fpps_settle
 from poold.jobs.coinbase import subsidy_sat
+from poold.ledger import journal
 from poold.ledger.db import ledger_entry, ledger_entry_async
+from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
     Account,
     ChainFees,
     FppsCarry,
     FppsCursor,
     JournalEntry,
-    JournalLine,
     Settlement,
     ShareSlice,
 )
@@ -160,22 +160,10 @@ def book_fpps(
                 pool_fee=pool_fee,
                 carry_in=carry_in,
             )
-            entry_id = conn.execute(
-                insert(JournalEntry)
-                .values(
-                    kind="fpps_period",
-                    reference=str(period_end_s),
-                    created_ms=int(time.time() * 1000),
-                )
-                .returning(JournalEntry.id)
-            ).scalar_one()
             credited = {a: c for a, c in sorted(result.credits.items()) if c}
-            lines = [("pool:fpps_paid", sum(credited.values()))]
-            lines += [(f"miner:{a}:spendable", -c) for a, c in credited.items()]
-            conn.execute(
-                insert(JournalLine),
-                [{"entry_id": entry_id, "account": a, "amount_sat": v} for a, v in lines],
-            )
+            lines = [(journal.pool("fpps_paid"), sum(credited.values()))]
+            lines += [(journal.miner(a, "spendable"), -c) for a, c in credited.items()]
+            post(conn, kind="fpps_period", reference=str(period_end_s), key=key, lines=lines)
             conn.execute(delete(FppsCarry))
             carried = {a: v for a, v in result.carry.items() if v}
             if carried:
@@ -194,9 +182,8 @@ def book_fpps(
                     )
                 else:
                     conn.execute(insert(FppsCursor).values(node_id=node_id, slice_id=slice_id))
-            conn.execute(insert(Settlement).values(key=key, entry_id=entry_id))
             return FppsBooked(period_end_s, len(rows), credited, carried)
-    except IntegrityError:
+    except AlreadyPosted:
         return None  # another process booked this period first
 
 

@@ -31,15 +31,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from poold.jobs.address import Network, address_to_script
+from poold.ledger import journal
 from poold.ledger.db import LedgerError, ledger_entry, ledger_entry_async
+from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
-    JournalEntry,
     JournalLine,
     LedgerLock,
     Payout,
     PayoutItem,
     PayoutSetting,
-    Settlement,
 )
 from poold.node.base import NodeError, NodeRefused, Wallet, WalletTx
 
@@ -100,7 +100,7 @@ def set_account(
 def ledger_account(payee: str) -> str:
     """The journal account a payee is paid from: a miner account's spendable balance, or a
     token holder's (payees named `holder:<name>`; miner names never contain a colon)."""
-    return payee if payee.startswith("holder:") else f"miner:{payee}:spendable"
+    return journal.payee_account(payee)
 
 
 @ledger_entry
@@ -111,16 +111,20 @@ def owed(engine: Engine) -> dict[str, int]:
         rows = conn.execute(
             select(JournalLine.account, func.sum(JournalLine.amount_sat))
             .where(
-                JournalLine.account.like("miner:%:spendable")
-                | (JournalLine.account.like("holder:%") & ~JournalLine.account.like("%:debt"))
+                JournalLine.account.like(journal.miner_like("spendable"))
+                | (
+                    JournalLine.account.like(journal.HOLDER_LIKE)
+                    & ~JournalLine.account.like(journal.HOLDER_DEBT_LIKE)
+                )
             )
             .group_by(JournalLine.account)
         ).all()
-    return {
-        a if a.startswith("holder:") else a[len("miner:") : -len(":spendable")]: -int(s)
-        for a, s in rows
-        if s
-    }
+    out: dict[str, int] = {}
+    for account, total in rows:
+        payee = journal.payee_of(account)
+        if payee is not None and total:
+            out[payee] = -int(total)
+    return out
 
 
 @ledger_entry
@@ -272,20 +276,13 @@ def _record_sent(engine: Engine, payout_id: int, tx: WalletTx) -> bool:
                     PayoutItem.payout_id == payout_id
                 )
             ).all()
-            entry_id = conn.execute(
-                insert(JournalEntry)
-                .values(kind="payout", reference=tx.txid, created_ms=int(time.time() * 1000))
-                .returning(JournalEntry.id)
-            ).scalar_one()
             lines = [(ledger_account(a), int(v)) for a, v in items]
-            lines.append(("pool:wallet", -(int(total) + tx.fee_sat)))
+            lines.append((journal.pool("wallet"), -(int(total) + tx.fee_sat)))
             if tx.fee_sat:
-                lines.append(("pool:txfees", tx.fee_sat))
-            conn.execute(
-                insert(JournalLine),
-                [{"entry_id": entry_id, "account": a, "amount_sat": v} for a, v in lines],
+                lines.append((journal.pool("txfees"), tx.fee_sat))
+            entry_id = post(
+                conn, kind="payout", reference=tx.txid, key=f"payout:{payout_id}", lines=lines
             )
-            conn.execute(insert(Settlement).values(key=f"payout:{payout_id}", entry_id=entry_id))
             conn.execute(
                 update(Payout)
                 .where(Payout.id == payout_id)
@@ -298,7 +295,7 @@ def _record_sent(engine: Engine, payout_id: int, tx: WalletTx) -> bool:
                 )
             )
         return True
-    except IntegrityError:
+    except AlreadyPosted:
         return False
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from poold.ledger import journal
 from poold.ledger.models import (
     Account,
     Block,
@@ -202,10 +203,11 @@ def account_id(conn: Connection, name: str) -> int | None:
 
 
 def miner(conn: Connection, name: str, aid: int, now: int) -> dict[str, Any]:
+    immature, spendable = journal.miner(name, "immature"), journal.miner(name, "spendable")
     bal = dict(
         conn.execute(
             select(JournalLine.account, func.sum(JournalLine.amount_sat))
-            .where(JournalLine.account.in_([f"miner:{name}:immature", f"miner:{name}:spendable"]))
+            .where(JournalLine.account.in_([immature, spendable]))
             .group_by(JournalLine.account)
         ).all()
     )
@@ -219,8 +221,8 @@ def miner(conn: Connection, name: str, aid: int, now: int) -> dict[str, Any]:
         "workers": rates["workers"],
         "shares_accepted": int(shares or 0),
         "balance_sat": {
-            "immature": -int(bal.get(f"miner:{name}:immature", 0)),
-            "spendable": -int(bal.get(f"miner:{name}:spendable", 0)),
+            "immature": -int(bal.get(immature, 0)),
+            "spendable": -int(bal.get(spendable, 0)),
         },
     }
 
@@ -236,7 +238,11 @@ def credits(conn: Connection, name: str, page: Page) -> list[dict[str, Any]]:
             JournalLine.amount_sat,
         )
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
-        .where(JournalLine.account.like(f"miner:{name}:%"))
+        .where(
+            JournalLine.account.in_(
+                [journal.miner(name, "immature"), journal.miner(name, "spendable")]
+            )
+        )
         .order_by(JournalEntry.id.desc(), JournalLine.id.desc())
         .limit(page.limit)
         .offset(page.offset)
@@ -350,7 +356,7 @@ def holder_summary(conn: Connection, holder: str, now: int) -> dict[str, Any]:
         held += -exact(amount) if sender == holder else exact(amount)
     owed = conn.execute(
         select(func.coalesce(func.sum(JournalLine.amount_sat), 0)).where(
-            JournalLine.account == f"holder:{holder}"
+            JournalLine.account == journal.holder(holder)
         )
     ).scalar()
     return {

@@ -24,6 +24,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 
 from accounting import pplns_split, prop_split, solo_split
+from poold.ledger import journal
 from poold.ledger.db import ledger_entry
 from poold.ledger.models import (
     Account,
@@ -252,16 +253,17 @@ def _check_blocks(
                     )
                 )
             }
-            journal = {
-                k[len("miner:") : -len(":immature")]: -int(v)
+            posted = {
+                miner: -int(v)
                 for k, v in lines.items()
-                if k.startswith("miner:")
+                if (miner := journal.miner_of(k, "immature")) is not None
             }
             expect = {a: c for a, c in split.credits.items() if c}
-            fee, rest = -int(lines.get("pool:fee", 0)), -int(lines.get("pool:unallocated", 0))
-            if (journal, fee, rest) != (expect, split.pool_fee_sat, split.unallocated_sat):
+            fee = -int(lines.get(journal.pool("fee"), 0))
+            rest = -int(lines.get(journal.pool("unallocated"), 0))
+            if (posted, fee, rest) != (expect, split.pool_fee_sat, split.unallocated_sat):
                 diff = sorted(
-                    a for a in set(journal) | set(expect) if journal.get(a, 0) != expect.get(a, 0)
+                    a for a in set(posted) | set(expect) if posted.get(a, 0) != expect.get(a, 0)
                 )
                 report.problems.append(
                     f"block {block_hash}: journal credits differ from the replay for "

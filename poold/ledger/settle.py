@@ -14,17 +14,17 @@ Maturity, orphan reversal and payouts build on these accounts (the rest of the l
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from accounting import pplns_split, prop_split, solo_split
-from poold.ledger import rollup
+from poold.ledger import journal, rollup
 from poold.ledger.db import LedgerError, ledger_entry
+from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
     Account,
     Block,
@@ -83,7 +83,7 @@ def settle_block(
                 raise LedgerError(f"block {block_hash} was rejected by the node: nothing to settle")
             if scheme == "fpps":
                 credits: dict[str, int] = {}
-                posts = [("pool:blocks", -reward_sat)]
+                posts = [(journal.pool("blocks"), -reward_sat)]
                 fee_sat = unallocated_sat = 0
             else:
                 if scheme == "solo":
@@ -102,23 +102,22 @@ def settle_block(
                     )
                 credits = split.credits
                 fee_sat, unallocated_sat = split.pool_fee_sat, split.unallocated_sat
-                posts = [(f"miner:{a}:immature", -c) for a, c in sorted(credits.items()) if c]
-                posts += [("pool:fee", -fee_sat), ("pool:unallocated", -unallocated_sat)]
-            entry_id = conn.execute(
-                insert(JournalEntry)
-                .values(
-                    kind=f"{scheme}_block", reference=block_hash, created_ms=int(time.time() * 1000)
-                )
-                .returning(JournalEntry.id)
-            ).scalar_one()
-            lines = [
-                {"entry_id": entry_id, "account": a, "amount_sat": v}
-                for a, v in [(f"coinbase:{block_hash}", reward_sat), *posts]
-            ]
-            conn.execute(insert(JournalLine), lines)
-            conn.execute(insert(Settlement).values(key=key, entry_id=entry_id))
+                posts = [
+                    (journal.miner(a, "immature"), -c) for a, c in sorted(credits.items()) if c
+                ]
+                posts += [
+                    (journal.pool("fee"), -fee_sat),
+                    (journal.pool("unallocated"), -unallocated_sat),
+                ]
+            post(
+                conn,
+                kind=f"{scheme}_block",
+                reference=block_hash,
+                key=key,
+                lines=[(journal.coinbase(block_hash), reward_sat), *posts],
+            )
             return Settled(block_hash, credits, fee_sat, unallocated_sat)
-    except IntegrityError:
+    except AlreadyPosted:
         return None  # another settler won the race on the unique key: already settled
     except SQLAlchemyError as exc:
         raise LedgerError(

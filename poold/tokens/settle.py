@@ -29,11 +29,12 @@ from fractions import Fraction
 
 from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from accounting import TokenSettlement, token_settle
 from poold.config import TokensConfig
-from poold.ledger.db import bulk_insert, bulk_insert_tuples, ledger_entry
+from poold.ledger import journal
+from poold.ledger.db import bulk_insert_tuples, ledger_entry
+from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
     Account,
     Block,
@@ -91,7 +92,7 @@ class PeriodInputs:
 
 
 def _earnings(conn: Connection, fleet: tuple[str, ...], start: int, end: int) -> dict[str, int]:
-    want = {f"miner:{a}:{kind}": a for a in fleet for kind in ("immature", "spendable")}
+    want = {journal.miner(a, state): a for a in fleet for state in ("immature", "spendable")}
     pending = conn.execute(
         select(Block.hash)
         .join(Account, Block.account_id == Account.id)
@@ -282,8 +283,7 @@ def settle_period(
             except _Wait as wait:
                 return PeriodResult(start, None, str(wait))
             result = compute(inputs, cfg, start, end)
-            entry_id = _post(conn, start, inputs, result)
-            conn.execute(insert(Settlement).values(key=key, entry_id=entry_id))
+            entry_id = _post(conn, start, key, inputs, result)
             conn.execute(
                 insert(TokenPeriod).values(
                     period_start=start,
@@ -321,41 +321,31 @@ def settle_period(
                     ],
                 )
             return PeriodResult(start, result)
-    except IntegrityError:
+    except AlreadyPosted:
         return PeriodResult(start, None)  # another process settled it first
 
 
-def _post(conn: Connection, start: int, inputs: PeriodInputs, result: TokenSettlement) -> int:
-    entry_id = conn.execute(
-        insert(JournalEntry)
-        .values(kind="token_period", reference=str(start), created_ms=int(time.time() * 1000))
-        .returning(JournalEntry.id)
-    ).scalar_one()
-    lines = [(f"miner:{a}:spendable", e) for a, e in sorted(inputs.earnings.items())]
-    lines.append(("operator:retained", -result.operator_retained_sat))
+def _post(
+    conn: Connection, start: int, key: str, inputs: PeriodInputs, result: TokenSettlement
+) -> int:
+    lines = [(journal.miner(a, "spendable"), e) for a, e in sorted(inputs.earnings.items())]
+    lines.append((journal.operator("retained"), -result.operator_retained_sat))
     elec = service = written_off = 0
     for h, line in sorted(result.lines.items()):
         elec += line.electricity_sat
         service += line.service_sat
         written_off += line.written_off_sat
         if line.paid_sat:
-            lines.append((f"holder:{h}", -line.paid_sat))
+            lines.append((journal.holder(h), -line.paid_sat))
         if line.debt_out_sat != line.debt_in_sat:
-            lines.append((f"holder:{h}:debt", line.debt_out_sat - line.debt_in_sat))
+            lines.append((journal.holder(h, debt=True), line.debt_out_sat - line.debt_in_sat))
     lines += [
-        ("operator:electricity", -elec),
-        ("operator:service", -service),
-        ("operator:written_off", written_off),
+        (journal.operator("electricity"), -elec),
+        (journal.operator("service"), -service),
+        (journal.operator("written_off"), written_off),
     ]
     lines = [(a, v) for a, v in lines if v]
-    if sum(v for _, v in lines) != 0:  # pragma: no cover - the accounting identity
-        raise AssertionError("token period posting does not balance")
-    bulk_insert(
-        conn,
-        JournalLine.__table__,  # type: ignore[arg-type]
-        [{"entry_id": entry_id, "account": a, "amount_sat": v} for a, v in lines],
-    )
-    return int(entry_id)
+    return post(conn, kind="token_period", reference=str(start), key=key, lines=lines)
 
 
 @ledger_entry
