@@ -110,8 +110,11 @@ async def test_plain_and_tls_miners_share_one_pool(
     await d.close()
     await rd.shutdown()
     counts = logged_workers(cfg.sharelog.path)
-    assert sum(v for k, v in counts.items() if k.startswith("secure.")) == secure.accepted
-    assert sum(v for k, v in counts.items() if k.startswith("plain.")) == plain.accepted
+    # Every share answered true is in the one share log; a few more may be, whose replies
+    # were still on the way when the fleet stopped counting (at most 32 in flight a miner).
+    for prefix, stats in (("secure.", secure), ("plain.", plain)):
+        logged = sum(v for k, v in counts.items() if k.startswith(prefix))
+        assert stats.accepted <= logged <= stats.accepted + 2 * 32, prefix
 
 
 async def test_limits_count_tls_connections_too(
