@@ -125,3 +125,24 @@ async def test_workers_share_one_port(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert (tmp_path / "sharelog" / "worker-0").is_dir()
     assert (tmp_path / "sharelog" / "worker-1").is_dir()
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """`poold --help` (and any command's --help) loads no daemon, database or accounting
+    code: the commands import what they need when they run."""
+    probe = (
+        "import sys\n"
+        "from poold.cli import app\n"
+        "for args in (['--help'], ['ledger', '--help'], ['run', '--help']):\n"
+        "    try:\n"
+        "        app(args, standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('sqlalchemy', 'numba', 'numpy', 'aiohttp', 'poold.daemon', 'accounting',\n"
+        "         'poold.ledger.db', 'uvloop')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"

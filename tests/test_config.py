@@ -86,7 +86,7 @@ def test_shipped_configs_are_valid(name: str) -> None:
 
 
 def test_demo_toml_is_what_poold_demo_runs() -> None:
-    from poold.__main__ import demo_config
+    from poold.cli.run import demo_config
 
     shipped = load_config(ROOT / "configs" / "demo.toml", environ={})
     embedded = demo_config()

@@ -41,6 +41,6 @@ if __name__ == "__main__":
     os.environ["CRASH_INGEST_AT"] = sys.argv.pop(1)
     ledger_worker.init = fault_init  # type: ignore[assignment]
 
-    from poold.__main__ import main
+    from poold.cli import main
 
     main()

@@ -26,6 +26,6 @@ async def send_and_die(self: rpc.RpcNode, outputs: Mapping[str, int], comment: s
 
 rpc.RpcNode.send_many = send_and_die  # type: ignore[method-assign]
 
-from poold.__main__ import main  # noqa: E402
+from poold.cli import main  # noqa: E402
 
 main()

@@ -1,0 +1,45 @@
+"""`poold config check|dump`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from poold.cli import (
+    _fail,
+    config_app,
+)
+
+
+@config_app.command("check")
+def config_check(path: Path) -> None:
+    """Validate a config file (and POOLD__ overrides); exit 2 naming the bad key."""
+    from poold.config import ConfigError, load_config
+
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        raise _fail(f"config error: {exc}") from None
+    typer.echo(f"{path}: ok")
+
+
+@config_app.command("dump")
+def config_dump(
+    path: Path,
+    show_secrets: Annotated[
+        bool, typer.Option("--show-secrets", help="print passwords too (default: ***)")
+    ] = False,
+) -> None:
+    """Print the effective configuration (file + environment + defaults) as JSON, with
+    passwords replaced by *** unless --show-secrets."""
+    from poold.config import ConfigError, load_config, redacted
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        raise _fail(f"config error: {exc}") from None
+    data = cfg.model_dump(mode="json") if show_secrets else redacted(cfg)
+    typer.echo(json.dumps(data, indent=2))

@@ -1,0 +1,305 @@
+"""Ledger commands: migrate, ingest, settle, replay, `ledger verify|refold`, payout,
+`account set`. Heavy imports happen inside each command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from poold.cli import (
+    ConfigOption,
+    _fail,
+    _ledger,
+    account_app,
+    app,
+    ledger_app,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from poold.config import Config
+    from poold.ledger.fpps import FppsBooked
+    from poold.ledger.payouts import PayoutReport
+
+
+@app.command()
+def migrate(
+    config: ConfigOption,
+) -> None:
+    """Create or upgrade the ledger schema (the database the config's ledger url names)."""
+    from poold.ledger.models import SCHEMA_VERSION
+
+    with _ledger(config, migrate_schema=True):
+        pass
+    typer.echo(f"ledger schema at version {SCHEMA_VERSION}")
+
+
+@app.command()
+def ingest(
+    config: ConfigOption,
+) -> None:
+    """Ingest everything new in the share log into the ledger (exactly once; safe to repeat)."""
+    from poold.ledger.ingest import ingest as run_ingest
+    from poold.shares.log import prune_segments
+
+    with _ledger(config) as (cfg, engine):
+        result = run_ingest(engine, cfg.sharelog.path, cfg.stratum.node_id)
+    # Retention, never past what the ledger holds: segments below the checkpoint's only.
+    removed = prune_segments(
+        cfg.sharelog.path,
+        below_segment=result.position.segment,
+        older_than=time.time() - cfg.sharelog.retention_hours * 3600,
+    )
+    typer.echo(
+        json.dumps(
+            {
+                "records": result.records,
+                "shares": result.shares,
+                "slices": result.slices,
+                "blocks": result.blocks,
+                "segments_removed": len(removed),
+            }
+        )
+    )
+
+
+@app.command()
+def settle(
+    config: ConfigOption,
+) -> None:
+    """Settle every accepted block not settled yet (and, under FPPS with a real node, book the
+    period that ended last); running it again changes nothing."""
+    import uvloop
+
+    from poold.ledger.settle import BLOCK_KEYS, settle_pending
+    from poold.node.base import NodeError
+
+    with _ledger(config) as (cfg, engine):
+        scheme = cfg.pool.scheme
+        if scheme not in BLOCK_KEYS:
+            raise _fail(f"scheme {scheme!r} has no block settlement")
+        done = settle_pending(engine, pool_fee=cfg.pool.fee, scheme=scheme)
+        booked = None
+        if scheme == "fpps" and cfg.node.kind == "rpc":
+            try:
+                booked = uvloop.run(_book_fpps(cfg, engine))
+            except NodeError as exc:
+                raise _fail(f"settle: {exc}", 1) from None
+    for s in done:
+        typer.echo(
+            json.dumps(
+                {
+                    "block": s.block_hash,
+                    "credits_sat": sum(s.credits.values()),
+                    "fee_sat": s.pool_fee_sat,
+                    "unallocated_sat": s.unallocated_sat,
+                }
+            )
+        )
+    if booked is not None:
+        typer.echo(
+            json.dumps(
+                {
+                    "fpps_period_end": booked.period_end_s,
+                    "slices": booked.slices,
+                    "credits_sat": sum(booked.credits.values()),
+                }
+            )
+        )
+    typer.echo(f"{len(done)} block(s) settled")
+
+
+async def _book_fpps(cfg: Config, engine: Engine) -> FppsBooked | None:
+    from poold.ledger.fpps import book_with_node
+    from poold.node.factory import rpc_node
+
+    node = rpc_node(cfg.node)
+    pool = cfg.pool
+    try:
+        return await book_with_node(
+            engine,
+            node,
+            period_end_s=int(time.time()) // pool.fpps_period_s * pool.fpps_period_s,
+            fee_window_blocks=pool.fee_window_blocks,
+            pool_fee=pool.fee,
+        )
+    finally:
+        await node.close()
+
+
+@app.command()
+def replay(
+    config: ConfigOption,
+) -> None:
+    """Recompute slices and PPLNS credits from the retained share log; compare with the ledger."""
+    from poold.ledger.replay import replay as run_replay
+
+    with _ledger(config) as (cfg, engine), _progress("replaying the share log") as progress:
+        report = run_replay(
+            engine,
+            cfg.sharelog.path,
+            cfg.stratum.node_id,
+            pool_fee=cfg.pool.fee,
+            progress=progress,
+        )
+    for p in report.problems:
+        typer.echo(p, err=True)
+    typer.echo(
+        json.dumps(
+            {
+                "shares": report.shares,
+                "slices": report.slices,
+                "blocks_checked": report.blocks_checked,
+                "blocks_not_checkable": report.blocks_not_checkable,
+                "problems": len(report.problems),
+            }
+        )
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _progress(what: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar over bytes on a terminal; nothing when output is not a TTY."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with Progress(
+        TextColumn(what),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(what, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    config: ConfigOption,
+) -> None:
+    """Check the journal: every posting balances and the whole journal sums to zero."""
+    from poold.ledger.settle import verify
+
+    with _ledger(config) as (_cfg, engine):
+        problems = verify(engine)
+    for p in problems:
+        typer.echo(p, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("ledger ok: every posting balances")
+
+
+@ledger_app.command("refold")
+def ledger_refold(
+    config: ConfigOption,
+) -> None:
+    """Rebuild the slice sums PPLNS windows read, from the slices (after restoring a ledger,
+    or when `ledger verify` says they differ). Ingest waits while it runs."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from poold.ledger import rollup
+    from poold.ledger.db import LedgerError
+
+    with _ledger(config) as (_cfg, engine):
+        try:
+            with engine.begin() as conn:
+                rollup.rebuild(conn)
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"refold failed, nothing changed: {exc}") from None
+    typer.echo("slice sums rebuilt from the slices")
+
+
+@app.command()
+def payout(
+    config: ConfigOption,
+    send: Annotated[
+        bool, typer.Option("--send/--dry-run", help="pay through the node wallet, or only show")
+    ] = False,
+) -> None:
+    """Pay spendable balances over their threshold through the node wallet (never twice)."""
+    import uvloop
+
+    from poold.ledger.payouts import PayoutError
+    from poold.node.base import NodeError
+
+    with _ledger(config) as (cfg, engine):
+        if cfg.node.kind != "rpc":
+            raise _fail('payouts need a node wallet: set [node] kind = "rpc"')
+        try:
+            report = uvloop.run(_payout(cfg, engine, send))
+        except (PayoutError, NodeError) as exc:
+            raise _fail(f"payout: {exc}", 1) from None
+    for payout_id, status in report.reconciled:
+        typer.echo(json.dumps({"payout": payout_id, "reconciled": status}))
+    for account, why in report.skipped.items():
+        typer.echo(json.dumps({"account": account, "skipped": why}))
+    for batch in report.batches:
+        for p in batch:
+            typer.echo(
+                json.dumps({"account": p.account, "address": p.address, "amount_sat": p.amount_sat})
+            )
+    for payout_id, txid, total in report.sent:
+        typer.echo(json.dumps({"payout": payout_id, "txid": txid, "total_sat": total}))
+    verb = "paid" if send else "would pay"
+    typer.echo(f"{verb} {report.total_sat} sat in {len(report.batches)} transaction(s)")
+
+
+async def _payout(cfg: Config, engine: Engine, send: bool) -> PayoutReport:
+    from poold.ledger.payouts import run_payouts
+    from poold.node.factory import rpc_node
+
+    wallet = rpc_node(cfg.node)
+    try:
+        return await run_payouts(
+            engine,
+            wallet,
+            network=cfg.pool.network,
+            min_payout_sat=cfg.payouts.min_payout_sat,
+            max_outputs=cfg.payouts.max_outputs,
+            confirmations=cfg.payouts.confirmations,
+            send=send,
+        )
+    finally:
+        await wallet.close()
+
+
+@account_app.command("set")
+def account_set(
+    name: str,
+    config: ConfigOption,
+    address: Annotated[str | None, typer.Option(help="payout address for this account")] = None,
+    min_payout: Annotated[
+        int | None, typer.Option(min=1, help="this account's payout threshold, satoshis")
+    ] = None,
+) -> None:
+    """Set an account's payout address and/or threshold (checked against [pool] network)."""
+    from poold.jobs.address import address_to_script
+    from poold.ledger.payouts import set_account
+
+    with _ledger(config) as (cfg, engine):
+        if address is not None:
+            try:
+                address_to_script(address, cfg.pool.network)
+            except ValueError as exc:
+                raise _fail(f"address {address!r}: {exc}") from None
+        set_account(engine, name, address=address, min_payout_sat=min_payout)
+    typer.echo(f"account {name}: address={address} min_payout_sat={min_payout}")

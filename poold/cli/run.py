@@ -1,0 +1,428 @@
+"""`poold run`, `demo`, `simulate` and `sim`: the daemon, the demo and the simulators.
+
+Every import of the daemon side happens inside the command that needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from poold.cli import (
+    ConfigOption,
+    _fail,
+    app,
+)
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from poold.config import Config
+    from poold.daemon import Daemon
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _run_daemon(cfg: Config, reuse_port: bool) -> int:
+    from poold.daemon import Daemon
+
+    stop = asyncio.Event()
+    _install_signals(stop)
+    executor = _own_threads()
+    code = await _daemon_outcome(Daemon(cfg, reuse_port=reuse_port).run(stop))
+    await _leave_stuck_threads(executor, code)
+    return code
+
+
+async def _daemon_outcome(run: Awaitable[None]) -> int:
+    """Await a daemon's run: 0, or 1 after saying why it could not start or run (a busy port,
+    an unusable share log or ledger), the same words for `run` and `demo`."""
+    from poold.ledger.db import LedgerError
+    from poold.shares.log import ShareLogError
+
+    failure: BaseException | None = None
+    try:
+        await run
+    except* (OSError, ShareLogError, LedgerError) as eg:
+        failure = eg.exceptions[0]
+    code = 0
+    if failure is not None:
+        typer.echo(f"poold: cannot start: {failure}", err=True)
+        code = 1
+    return code
+
+
+#: Names of the threads of the daemon's own default executor (see `_own_threads`).
+_THREADS = "poold-io"
+
+
+def _own_threads() -> ThreadPoolExecutor:
+    """Give the loop a default executor this process can check on at exit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    executor = ThreadPoolExecutor(thread_name_prefix=_THREADS)
+    asyncio.get_running_loop().set_default_executor(executor)
+    return executor
+
+
+async def _leave_stuck_threads(executor: ThreadPoolExecutor, code: int, wait_s: float = 5) -> None:
+    """Exit now if a worker thread is still stuck in a call to a database that stopped
+    answering: Python would wait for it forever at exit. By now the share log is flushed and
+    closed; the thread's transaction rolls back and its work is redone at the next start."""
+    executor.shutdown(wait=False, cancel_futures=True)  # idle threads end at once
+    for _ in range(round(wait_s / 0.05)):
+        if not any(t.name.startswith(_THREADS) for t in threading.enumerate()):
+            return
+        await asyncio.sleep(0.05)
+    typer.echo("poold: leaving a database call that does not answer", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Run the daemon in the foreground. SIGINT/SIGTERM stop it gracefully (exit 0)."""
+    import uvloop
+
+    from poold.config import ConfigError, load_config, parse_config
+    from poold.logs import configure_logging
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        raise _fail(f"config error: {exc}") from None
+    configure_logging(cfg.log.level, cfg.log.format)
+    n = cfg.stratum.workers
+    if n > 1 and worker_index is None:
+        raise typer.Exit(_supervise(config, n))
+    if worker_index is not None:
+        # Each worker process: own extranonce1 prefix and share-log directory, shared port.
+        over = {
+            "stratum": {
+                **cfg.stratum.model_dump(mode="json"),
+                "node_id": (cfg.stratum.node_id + worker_index) % 256,
+                "workers": 1,
+            },
+            "sharelog": {
+                **cfg.sharelog.model_dump(mode="json"),
+                "path": str(cfg.sharelog.path / f"worker-{worker_index}"),
+            },
+        }
+        cfg = parse_config({**cfg.model_dump(mode="json"), **over}, environ={})
+    code = uvloop.run(_run_daemon(cfg, reuse_port=worker_index is not None))
+    if code:
+        raise typer.Exit(code)
+
+
+def _supervise(config: Path, n: int) -> int:
+    """Start n worker processes on one SO_REUSEPORT socket address; forward stop signals."""
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "poold",
+                "run",
+                "--config",
+                str(config),
+                "--worker-index",
+                str(i),
+            ]
+        )
+        for i in range(n)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = [proc.wait() for proc in procs]
+    return max(codes, default=0)
+
+
+def demo_config(port: int = 3333, var: Path = Path("var"), api_port: int = 8080) -> Config:
+    """The embedded default, `poold/cli/demo.toml` (package data; `configs/demo.toml` links to
+    it): simnet chain, SQLite and share log under `var`, stratum on `port`, API and dashboard
+    on `api_port`; FPPS booked every 10 s and token periods of one minute, so a short run
+    shows every step. The demo itself logs warnings only (it prints its own progress)."""
+    import tomllib
+    from importlib.resources import files
+
+    from poold.config import parse_config
+
+    data = tomllib.loads(files("poold.cli").joinpath("demo.toml").read_text())
+    data["stratum"]["listen"] = f"127.0.0.1:{port}"
+    data["api"]["listen"] = f"127.0.0.1:{api_port}"
+    data["ledger"]["url"] = f"sqlite:///{var / 'ledger.db'}"
+    data["sharelog"]["path"] = str(var / "sharelog")
+    data["log"] = {"level": "warning", "stats_interval_s": 3600}
+    return parse_config(data, environ={})
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(help="stop after this many seconds (0 = Ctrl-C)")] = 0,
+    miners: Annotated[int, typer.Option(help="simulated miners")] = 4,
+    port: Annotated[int, typer.Option(help="stratum port")] = 3333,
+    api_port: Annotated[int, typer.Option(help="API and dashboard port")] = 8080,
+) -> None:
+    """Run the embedded default with a few simulated miners, printing what happens. Each run
+    starts from a fresh ./var (the simnet chain is new each time too)."""
+    import uvloop
+
+    from poold.logs import configure_logging
+
+    var = Path("var")
+    cfg = demo_config(port, var, api_port)
+    configure_logging(cfg.log.level, cfg.log.format)
+    var.mkdir(exist_ok=True)
+    for old in (*var.glob("ledger.db*"), var / "sharelog"):
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+    code = uvloop.run(_demo(cfg, duration, miners))
+    if code:
+        raise typer.Exit(code)
+
+
+async def _demo(cfg: Config, duration: float, miners: int) -> int:
+    from poold.daemon import Daemon
+    from poold.ledger import journal
+    from poold.ledger.db import open_ledger
+    from poold.ledger.settle import balances, verify
+
+    stop = asyncio.Event()
+    _install_signals(stop)
+    daemon = Daemon(cfg)
+    run_task = asyncio.create_task(daemon.run(stop))
+    listening = asyncio.create_task(daemon.listening.wait())
+    await asyncio.wait({run_task, listening}, return_when=asyncio.FIRST_COMPLETED)
+    if not listening.done():  # it ended before binding (a busy port): say so, as `run` does
+        listening.cancel()
+        return await _daemon_outcome(run_task) or 1
+    assert daemon.address is not None
+    host, port = daemon.address
+    print(
+        f"poold demo: simnet chain at height {(await daemon.node.get_template())['height']}, "
+        f"stratum on {host}:{port}, {miners} simulated miners, share log in "
+        f"{cfg.sharelog.path}/",
+        flush=True,
+    )
+    holder_token = await asyncio.to_thread(_demo_tokens, daemon, cfg)
+    if daemon.api_addresses:
+        ahost, aport = daemon.api_addresses[0]
+        print(
+            f"dashboard: http://{ahost}:{aport}/  (token holders alice and bob; alice's read "
+            f"token: {holder_token})",
+            flush=True,
+        )
+    horizon = duration if duration > 0 else 10**9
+    # The miners run in their own process, as real ones would: hashing in this process would
+    # starve the daemon's ledger thread of the GIL.
+    fleet = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "poold",
+        "simulate",
+        "--url",
+        f"stratum+tcp://{host}:{port}",
+        "--miners",
+        str(miners),
+        "--duration",
+        str(horizon),
+        "--account",
+        "demo",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    started = time.monotonic()
+    seen_blocks = seen_periods = 0
+    while not stop.is_set() and time.monotonic() - started < horizon and fleet.returncode is None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                fleet.wait(), min(2.0, max(0.05, horizon - (time.monotonic() - started)))
+            )
+        m = daemon.metrics
+        for b in daemon.blocks[seen_blocks:]:
+            status = "accepted by simnet" if b.accepted else f"rejected: {b.reason}"
+            print(
+                f"  block {b.height} found by {b.account}.{b.worker}: {b.hash_hex[:16]}… "
+                f"({status})",
+                flush=True,
+            )
+        seen_blocks = len(daemon.blocks)
+        for start, settled in daemon.token_periods[seen_periods:]:
+            lines = ", ".join(
+                f"{h} net {line.net_sat} sat" for h, line in sorted(settled.lines.items())
+            )
+            print(
+                f"  token period {start} settled: pot {settled.holders_pot_sat} sat, "
+                f"delivery {float(settled.delivery_ratio):.2f} — {lines}",
+                flush=True,
+            )
+        seen_periods = len(daemon.token_periods)
+        print(
+            f"[{time.monotonic() - started:6.1f}s] connections={m.connections} "
+            f"shares accepted={m.shares_accepted} rejected={sum(m.shares_rejected.values())} "
+            f"blocks={m.blocks_accepted} jobs={m.jobs} in ledger={daemon.ingested_shares}",
+            flush=True,
+        )
+    if fleet.returncode is None and not stop.is_set():
+        with contextlib.suppress(TimeoutError):  # it started later: let it finish and report
+            await asyncio.wait_for(fleet.wait(), 5)
+    if fleet.returncode is None:
+        fleet.terminate()
+    out, _ = await fleet.communicate()
+    stop.set()
+    await run_task
+    m = daemon.metrics
+    summary = out.decode().strip().splitlines()[-1:] if out else []
+    print(
+        f"poold demo: done. {m.shares_accepted} shares accepted, {m.blocks_accepted} blocks "
+        f"accepted, {daemon.ingested_shares} shares in the ledger, share log "
+        f"{daemon.sharelog.bytes_written} bytes.",
+        flush=True,
+    )
+    if summary:
+        print(f"miners: {summary[0]}", flush=True)
+    if cfg.ledger.ingest_interval_s > 0:
+        engine = open_ledger(cfg.ledger.url)
+        try:
+            owed = {
+                k: -v for k, v in balances(engine).items() if journal.parse(k).kind == "miner" and v
+            }
+            problems = verify(engine)
+        finally:
+            engine.dispose()
+        for account, sat in sorted(owed.items()):
+            print(f"  ledger {account}: {sat} sat", flush=True)
+        print(f"ledger verify: {'; '.join(problems) or 'ok'}", flush=True)
+    return 0
+
+
+def _demo_tokens(daemon: Daemon, cfg: Config) -> str:
+    """Two holders minted at the current period's start, BTC/USD for the next hour of periods,
+    and a read token for alice."""
+    from poold.api.auth import create_token
+    from poold.tokens.settle import period_of, set_price
+    from poold.tokens.transfers import import_transfers, parse_records
+
+    assert daemon.ledger is not None
+    start = period_of(int(time.time()), cfg.tokens)[0]
+    import_transfers(
+        daemon.ledger,
+        parse_records(
+            [
+                {"id": "demo:mint:alice", "ts": start, "to": "alice", "amount": "3"},
+                {"id": "demo:mint:bob", "ts": start, "to": "bob", "amount": "1"},
+                {
+                    "id": "demo:alice->bob",
+                    "ts": start + 90,
+                    "from": "alice",
+                    "to": "bob",
+                    "amount": "1",
+                },
+            ]
+        ),
+    )
+    for i in range(60):
+        set_price(daemon.ledger, start + i * cfg.tokens.period_s, Fraction(65000), cfg.tokens)
+    return create_token(daemon.ledger, "holder:alice")
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="stratum+tcp://HOST:PORT or stratum+ssl://HOST:PORT")],
+    miners: Annotated[int, typer.Option(help="number of simulated miners")] = 4,
+    duration: Annotated[float, typer.Option(help="seconds to mine")] = 10.0,
+    account: Annotated[str, typer.Option(help="account name (workers are ACCOUNT.rigN)")] = "sim",
+    password: Annotated[str, typer.Option(help="password, e.g. d=0.001")] = "x",
+    cafile: Annotated[
+        Path | None,
+        typer.Option(help="stratum+ssl: trust this PEM certificate (default: the system's CAs)"),
+    ] = None,
+) -> None:
+    """Run a simulated ASIC fleet that grinds real shares; print accepted/rejected/latency."""
+    import uvloop
+
+    from poold.simulate import run_fleet
+
+    try:
+        tls = None if cafile is None else ssl.create_default_context(cafile=str(cafile))
+        stats = uvloop.run(
+            run_fleet(
+                url,
+                miners=miners,
+                duration_s=duration,
+                account=account,
+                password=password,
+                tls=tls,
+            )
+        )
+    except (OSError, ValueError) as exc:
+        raise _fail(f"simulate: {exc}", 1) from None
+    typer.echo(json.dumps(stats.summary()))
+
+
+@app.command("sim")
+def sim_cmd(
+    seed: Annotated[int | None, typer.Option(help="replay exactly this seed")] = None,
+    seeds: Annotated[int, typer.Option(help="how many seeds, from --first")] = 100,
+    first: Annotated[int, typer.Option(help="first seed of the range")] = 0,
+    steps: Annotated[int, typer.Option(help="steps per run")] = 400,
+) -> None:
+    """The seeded fault simulator: the share path under full disks, short writes, fsync errors,
+    database cuts and kill -9, checked against every durability invariant after each run.
+    Exit 1 naming each failing seed (`poold sim --seed N` replays one exactly)."""
+    import logging
+
+    import structlog
+
+    from poold.sim import FAULTS, simulate
+
+    # The runs provoke thousands of logged faults on purpose: keep only the verdicts.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    chosen = [seed] if seed is not None else list(range(first, first + seeds))
+    failed = []
+    faults: dict[str, int] = {}
+    for n in chosen:
+        report = simulate(n, steps=steps)
+        for kind, count in report.faults.items():
+            faults[kind] = faults.get(kind, 0) + count
+        if seed is not None or not report.ok:
+            typer.echo(report.summary())
+        if not report.ok:
+            failed.append(n)
+    typer.echo(
+        f"{len(chosen)} seeds, {steps} steps each, fault kinds {', '.join(FAULTS)}; injected: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(faults.items()))
+        + f"; failing seeds: {failed or 'none'}"
+    )
+    if failed:
+        raise typer.Exit(1)
