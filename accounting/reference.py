@@ -116,7 +116,7 @@ def token_settle(
     w_per_th: Fraction,
     usd_per_kwh: Fraction,
     btc_usd: Fraction,
-    delivered_ths: Fraction,
+    delivered_th_per_s: Fraction,
     earnings: int,
     service_usd_per_th_day: Fraction,
     discount: Fraction,
@@ -126,7 +126,7 @@ def token_settle(
     ts = token_seconds(start, end, opening, transfers)
     total_ts = sum(ts.values(), Fraction(0))
     nominal = total_ts * th_per_token
-    delivered = delivered_ths * (end - start)
+    delivered = delivered_th_per_s * (end - start)
     ratio = Fraction(1) if nominal == 0 else min(Fraction(1), delivered / nominal)
     share_of_earnings = Fraction(1) if delivered == 0 else min(Fraction(1), nominal / delivered)
     pot = int(earnings * share_of_earnings)

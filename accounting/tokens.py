@@ -60,8 +60,8 @@ class StatementLine:
 @dataclass(frozen=True)
 class TokenSettlement:
     delivery_ratio: Fraction
-    nominal_th_s: Fraction  # TH*s promised by the tokens held
-    delivered_th_s: Fraction  # TH*s the fleet measured
+    nominal_th_seconds: Fraction  # TH*s promised by the tokens held
+    delivered_th_seconds: Fraction  # TH*s the fleet measured
     holders_pot_sat: int
     operator_retained_sat: int
     lines: dict[str, StatementLine]
@@ -77,7 +77,7 @@ def _token_settle(
     w_per_th: object,
     usd_per_kwh: object,
     btc_usd: object,
-    delivered_ths: object,
+    delivered_th_per_s: object,
     period_earnings_sat: int,
     service_usd_per_th_day: object = 0,
     discount: object = 0,
@@ -96,7 +96,7 @@ def _token_settle(
     w = non_negative(w_per_th, "w_per_th")
     kwh = non_negative(usd_per_kwh, "usd_per_kwh")
     price = positive(btc_usd, "btc_usd")
-    delivered_rate = non_negative(delivered_ths, "delivered_ths")
+    delivered_rate = non_negative(delivered_th_per_s, "delivered_th_per_s")
     earnings = satoshis(period_earnings_sat, "period_earnings_sat")
     service = non_negative(service_usd_per_th_day, "service_usd_per_th_day")
     disc = rate(discount, "discount")

@@ -197,7 +197,7 @@ def main() -> None:
         w_per_th=20,
         usd_per_kwh="0.06",
         btc_usd=60_000,
-        delivered_ths=90_000_000,
+        delivered_th_per_s=90_000_000,
         period_earnings_sat=5 * 10**9,
         service_usd_per_th_day="0.01",
     )

@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from poold.ledger.db import make_engine, migrate  # noqa: E402
 from poold.ledger.ingest import ingest  # noqa: E402
-from poold.shares.log import ShareLog, encode_share, list_segments, segment_path  # noqa: E402
+from poold.shares.format import encode_share  # noqa: E402
+from poold.shares.log import ShareLog, list_segments, segment_path  # noqa: E402
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 T0 = 1_800_000_000

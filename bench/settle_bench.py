@@ -26,6 +26,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from poold.chain.targets import bits_from_target, target_from_difficulty  # noqa: E402
 from poold.ledger.db import make_engine, migrate  # noqa: E402
 from poold.ledger.models import (  # noqa: E402
     Account,
@@ -35,7 +36,6 @@ from poold.ledger.models import (  # noqa: E402
 )
 from poold.ledger.rollup import fold  # noqa: E402
 from poold.ledger.settle import settle_block  # noqa: E402
-from poold.shares.difficulty import bits_from_target, target_from_difficulty  # noqa: E402
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 T0 = 1_800_000_000

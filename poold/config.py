@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from poold.jobs.address import Network, address_to_script
+from poold.chain.address import Network, address_to_script
 from poold.shares.difficulty import share_difficulty, to_difficulty
 from poold.stratum.tls import server_context
 

@@ -43,11 +43,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from poold.blocks import block_record, submit_outcome
-from poold.jobs.address import Network
+from poold.chain.address import Network
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import parse_template
 from poold.ledger import journal
-from poold.ledger.blocks import MATURITY, follow_blocks
+from poold.ledger.blocks import COINBASE_MATURITY_BLOCKS, follow_blocks
 from poold.ledger.db import LedgerError, open_ledger
 from poold.ledger.ingest import ingest
 from poold.ledger.models import Block, LedgerLock, Payout, PayoutItem, Settlement, ShareSlice
@@ -478,7 +478,7 @@ class Simulation:
     async def _payouts(self) -> None:
         """Every block of ours on the chain matures; then payout runs under wallet and database
         faults (each ends as the daemon would: an error, or killed), then clean ones."""
-        for _ in range(MATURITY):
+        for _ in range(COINBASE_MATURITY_BLOCKS):
             self.net.mine_external_block()
         await self._ledger_pass()
         rng = self.rng

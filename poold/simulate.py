@@ -21,7 +21,8 @@ from urllib.parse import urlparse
 
 import orjson
 
-from poold.shares.difficulty import target_from_difficulty, to_difficulty
+from poold.chain.targets import target_from_difficulty
+from poold.shares.difficulty import to_difficulty
 
 
 @dataclass

@@ -34,7 +34,7 @@ KINDS = {
     "token_period": "settlement_posted",
     "payout": "payout_sent",
 }
-QUEUE = 1000
+EVENTS_QUEUED_PER_STREAM = 1000  # a subscriber further behind than this is dropped
 
 
 class EventHub:
@@ -43,7 +43,7 @@ class EventHub:
         self.closed = False
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
-        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE)
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(EVENTS_QUEUED_PER_STREAM)
         if self.closed:
             q.put_nowait(None)
         self._subscribers.add(q)

@@ -292,7 +292,7 @@ def account_set(
     ] = None,
 ) -> None:
     """Set an account's payout address and/or threshold (checked against [pool] network)."""
-    from poold.jobs.address import address_to_script
+    from poold.chain.address import address_to_script
     from poold.ledger.payouts import set_account
 
     with _ledger(config) as (cfg, engine):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from poold.chain.serialize import script_num, varint
+
 #: Witness reserved value (BIP141): 32 zero bytes; the coinbase's single witness item.
 WITNESS_RESERVED_VALUE = bytes(32)
 MAX_SCRIPTSIG_BYTES = 100  # consensus: coinbase scriptSig is 2..100 bytes
@@ -22,33 +24,6 @@ def subsidy_sat(height: int) -> int:
     """The block subsidy at `height`: 50 BTC halved every 210,000 blocks."""
     halvings = height // HALVING_INTERVAL
     return 0 if halvings >= 64 else (50 * COIN) >> halvings
-
-
-def varint(n: int) -> bytes:
-    """Bitcoin CompactSize."""
-    if n < 0xFD:
-        return bytes([n])
-    if n <= 0xFFFF:
-        return b"\xfd" + struct.pack("<H", n)
-    if n <= 0xFFFFFFFF:
-        return b"\xfe" + struct.pack("<I", n)
-    return b"\xff" + struct.pack("<Q", n)
-
-
-def script_num(n: int) -> bytes:
-    """Minimal CScriptNum encoding (little-endian magnitude, sign bit in the top byte)."""
-    if n == 0:
-        return b""
-    neg, mag = n < 0, abs(n)
-    out = bytearray()
-    while mag:
-        out.append(mag & 0xFF)
-        mag >>= 8
-    if out[-1] & 0x80:
-        out.append(0x80 if neg else 0x00)
-    elif neg:
-        out[-1] |= 0x80
-    return bytes(out)
 
 
 def push_data(data: bytes) -> bytes:

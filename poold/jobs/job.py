@@ -9,10 +9,11 @@ import hashlib
 import struct
 from dataclasses import dataclass, field
 
-from poold.jobs.coinbase import CoinbaseParts, varint
-from poold.jobs.merkle import coinbase_branch
+from poold.chain.merkle import coinbase_branch
+from poold.chain.serialize import varint
+from poold.chain.targets import target_from_bits
+from poold.jobs.coinbase import CoinbaseParts
 from poold.jobs.template import BlockTemplate
-from poold.shares.difficulty import target_from_bits
 
 _sha256 = hashlib.sha256
 _pack_u32 = struct.Struct("<I").pack

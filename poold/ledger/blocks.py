@@ -29,7 +29,7 @@ from poold.ledger.models import Block, JournalLine, Settlement
 from poold.ledger.settle import BLOCK_KEYS
 from poold.node.base import Node
 
-MATURITY = 100
+COINBASE_MATURITY_BLOCKS = 100  # confirmations before a coinbase may be spent
 #: Default depth of the competing chain before a block's credits are reversed.
 ORPHAN_DEPTH = 6
 
@@ -177,13 +177,13 @@ async def follow_blocks(
     for block_hash, height in await asyncio.to_thread(_unknown, engine):
         confirmations = await node.block_confirmations(block_hash)
         on_chain = confirmations >= 0
-        if not on_chain and tip - height + 1 < MATURITY:
+        if not on_chain and tip - height + 1 < COINBASE_MATURITY_BLOCKS:
             continue  # not there (yet): a reorg may still bring it, until it could not mature
         if await asyncio.to_thread(_resolve, engine, block_hash, on_chain, confirmations):
             changes.append(
                 BlockChange(block_hash, "accepted" if on_chain else "rejected", confirmations)
             )
-    followed = await asyncio.to_thread(_followed, engine, tip - MATURITY + 1)
+    followed = await asyncio.to_thread(_followed, engine, tip - COINBASE_MATURITY_BLOCKS + 1)
     for block_hash, entry_id, status, height, reversals in followed:
         confirmations = await node.block_confirmations(block_hash)
         if status == "orphaned":
@@ -193,7 +193,9 @@ async def follow_blocks(
                 changes.append(BlockChange(block_hash, "restored", confirmations))
             continue
         competing = tip - height + 1  # best-chain blocks at or above its height
-        if 0 <= confirmations < MATURITY or (confirmations < 0 and competing < orphan_depth):
+        if 0 <= confirmations < COINBASE_MATURITY_BLOCKS or (
+            confirmations < 0 and competing < orphan_depth
+        ):
             await asyncio.to_thread(_set_confirmations, engine, block_hash, confirmations)
             continue
         if await asyncio.to_thread(_apply, engine, block_hash, entry_id, confirmations, reversals):

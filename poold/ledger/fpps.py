@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from accounting import avg_fees, fpps_settle
+from poold.chain.targets import network_difficulty
 from poold.jobs.coinbase import subsidy_sat
 from poold.ledger import journal
 from poold.ledger.db import ledger_entry, ledger_entry_async
@@ -38,7 +39,6 @@ from poold.ledger.models import (
     ShareSlice,
 )
 from poold.node.base import Node
-from poold.shares.difficulty import network_difficulty
 
 
 @dataclass(frozen=True)

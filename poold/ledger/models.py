@@ -269,8 +269,9 @@ class TokenPeriod(Base):
     period_end: Mapped[int] = mapped_column(BigInteger)
     entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"))
     btc_usd: Mapped[str] = mapped_column(String(80))
-    delivered_ths: Mapped[str] = mapped_column(Text)  # exact TH/s the fleet measured
-    nominal_th_s: Mapped[str] = mapped_column(Text)
+    # exact TH/s the fleet measured (column named before units were spelled out)
+    delivered_th_per_s: Mapped[str] = mapped_column("delivered_ths", Text)
+    nominal_th_seconds: Mapped[str] = mapped_column("nominal_th_s", Text)  # TH*s the tokens held
     delivery_ratio: Mapped[str] = mapped_column(Text)
     earnings_sat: Mapped[int] = mapped_column(BigInteger)
     holders_pot_sat: Mapped[int] = mapped_column(BigInteger)

@@ -30,7 +30,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from poold.jobs.address import Network, address_to_script
+from poold.chain.address import Network, address_to_script
 from poold.ledger import journal
 from poold.ledger.db import LedgerError, ledger_entry, ledger_entry_async
 from poold.ledger.journal import AlreadyPosted, post

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from poold.chain.targets import network_difficulty
 from poold.ledger import journal
 from poold.ledger.models import (
     Account,
@@ -32,7 +33,6 @@ from poold.ledger.models import (
     Worker,
 )
 from poold.ledger.slices import exact_sums
-from poold.shares.difficulty import network_difficulty
 from poold.tokens.settle import STATEMENT_AMOUNTS
 from poold.tokens.transfers import exact
 
@@ -307,7 +307,7 @@ def statements(
             TokenPeriod.period_start,
             TokenPeriod.period_end,
             TokenPeriod.delivery_ratio,
-            TokenPeriod.delivered_ths,
+            TokenPeriod.delivered_th_per_s,
             TokenPeriod.earnings_sat,
             TokenPeriod.btc_usd,
             TokenStatement.token_seconds,

@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
+from poold.chain.targets import network_difficulty
 from poold.ledger.models import Account, Block, ShareSlice, SliceSum
 from poold.ledger.rollup import POOL, cover, fold, sums
 from poold.ledger.slices import exact_sums
-from poold.shares.difficulty import network_difficulty
 
 #: A slice as the window sees it: (minute start s, account id, worker id, bits, difficulty).
 SliceRow = tuple[int, int, int, int, Fraction]

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from poold.jobs.coinbase import bip34_height, subsidy_sat, varint
-from poold.jobs.merkle import merkle_root, sha256d
+from poold.chain.merkle import merkle_root, sha256d
+from poold.chain.serialize import varint
+from poold.chain.targets import bits_from_target, target_from_bits, target_from_difficulty
+from poold.jobs.coinbase import bip34_height, subsidy_sat
 from poold.node.base import NodeError
-from poold.shares.difficulty import bits_from_target, target_from_bits, target_from_difficulty
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,6 @@
-"""Difficulty <-> target arithmetic on exact integers and fractions.
-
-Owns: the diff-1 constant, compact `nbits` encoding, share targets for fractional difficulties.
-Must not import anything from poold beyond the standard library.
+"""Share difficulties: parsed exactly, the values poold credits (whole numbers, or 1/2**k
+below 1), and how they are shown to miners. Target and `nbits` math is `poold.chain.targets`.
+Imports only the standard library and `poold.chain`.
 """
 
 from __future__ import annotations
@@ -9,8 +8,6 @@ from __future__ import annotations
 from decimal import Decimal
 from fractions import Fraction
 
-DIFF1_TARGET = 0xFFFF * 2**208
-MAX_TARGET = 2**256 - 1
 #: The smallest difficulty poold accepts anywhere: at 2**-32 every hash is a share.
 MIN_DIFFICULTY = Fraction(1, 2**32)
 MAX_DIFFICULTY = Fraction(2**60)
@@ -93,50 +90,6 @@ def _show(d: Fraction) -> str:
     if d.denominator == 1:
         return str(d.numerator)
     return f'"1/{d.denominator}" (2**-{d.denominator.bit_length() - 1} = {float(d)!r})'
-
-
-def target_from_difficulty(difficulty: Fraction) -> int:
-    """Share target for `difficulty`: floor(diff1 / difficulty), capped at 2**256 - 1."""
-    target = (DIFF1_TARGET * difficulty.denominator) // difficulty.numerator
-    return min(target, MAX_TARGET)
-
-
-def difficulty_from_target(target: int) -> Fraction:
-    """Exact difficulty of a target: diff1 / target."""
-    if target <= 0:
-        raise ValueError("target must be positive")
-    return Fraction(DIFF1_TARGET, target)
-
-
-def target_from_bits(bits: int) -> int:
-    """Decode compact `nBits` (as Bitcoin Core's arith_uint256::SetCompact, rejecting negatives)."""
-    exponent = bits >> 24
-    mantissa = bits & 0x007FFFFF
-    if bits & 0x00800000:
-        raise ValueError(f"nbits {bits:08x} encodes a negative target")
-    shift = 8 * (exponent - 3)
-    target = mantissa << shift if shift >= 0 else mantissa >> -shift
-    if target == 0 or target > MAX_TARGET:
-        raise ValueError(f"nbits {bits:08x} encodes an invalid target")
-    return target
-
-
-def bits_from_target(target: int) -> int:
-    """Encode a target as compact `nBits` (as GetCompact: the encoded target is <= `target`)."""
-    if not 0 < target <= MAX_TARGET:
-        raise ValueError("target out of range")
-    size = (target.bit_length() + 7) // 8
-    shift = 8 * (size - 3)
-    mantissa = target >> shift if shift >= 0 else target << -shift
-    if mantissa & 0x00800000:
-        mantissa >>= 8
-        size += 1
-    return (size << 24) | mantissa
-
-
-def network_difficulty(bits: int) -> Fraction:
-    """Network difficulty of a block with compact target `bits`: diff1 / target(bits)."""
-    return difficulty_from_target(target_from_bits(bits))
 
 
 def format_difficulty(difficulty: Fraction) -> int | float:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from poold.chain.merkle import sha256d
 from poold.jobs.job import Job
-from poold.jobs.merkle import sha256d
 
 MAX_FUTURE_NTIME_S = 7200
 

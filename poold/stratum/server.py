@@ -29,7 +29,9 @@ from poold.stratum.session import JobSource, Session, SessionPolicy, ShareSink, 
 log = structlog.get_logger(__name__)
 
 MAX_WRITE_BUFFER = 1 << 20  # default: a miner that stops reading is dropped before it costs more
-SLICE = 200  # connections handled per loop iteration in periodic sweeps (keeps p99 low)
+CONNECTIONS_PER_SWEEP_STEP = (
+    200  # connections handled per loop iteration in periodic sweeps (keeps p99 low)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,18 +331,18 @@ class StratumServer:
         """
         notify = p.encode_notification("mining.notify", job.notify_params())
         conns = list(self.connections)
-        for i in range(0, len(conns), SLICE):
+        for i in range(0, len(conns), CONNECTIONS_PER_SWEEP_STEP):
             now = self.clock()
-            for c in conns[i : i + SLICE]:
+            for c in conns[i : i + CONNECTIONS_PER_SWEEP_STEP]:
                 c.push(job, notify, now)
             await asyncio.sleep(0)
 
     async def tick(self) -> None:
         """Idle timeouts and vardiff's no-share checks, a slice at a time."""
         conns = list(self.connections)
-        for i in range(0, len(conns), SLICE):
+        for i in range(0, len(conns), CONNECTIONS_PER_SWEEP_STEP):
             now = self.clock()
-            for c in conns[i : i + SLICE]:
+            for c in conns[i : i + CONNECTIONS_PER_SWEEP_STEP]:
                 c.tick(now)
             await asyncio.sleep(0)
         now = self.clock()

@@ -14,14 +14,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
+from poold.chain.targets import target_from_difficulty
 from poold.jobs.job import Job
 from poold.metrics import Metrics
-from poold.shares.difficulty import (
-    format_difficulty,
-    quantize,
-    target_from_difficulty,
-    to_difficulty,
-)
+from poold.shares.difficulty import format_difficulty, quantize, to_difficulty
 from poold.shares.validate import Accepted, Reject, Rejected, validate_share
 from poold.stratum import protocol as p
 from poold.stratum.extranonce import ExtranoncePool

@@ -84,7 +84,7 @@ def set_prices(engine: Engine, prices: list[tuple[int, Fraction]], cfg: TokensCo
 @dataclass(frozen=True)
 class PeriodInputs:
     earnings: dict[str, int]  # fleet account -> satoshis earned in the period
-    delivered_ths: Fraction
+    delivered_th_per_s: Fraction
     btc_usd: Fraction
     opening: dict[str, int | Fraction]
     transfers: list[tuple[int, str | None, str | None, int | Fraction]]
@@ -162,7 +162,7 @@ def _earnings(conn: Connection, fleet: tuple[str, ...], start: int, end: int) ->
     return {a: v for a, v in out.items() if v}
 
 
-def _delivered_ths(conn: Connection, fleet: tuple[str, ...], start: int, end: int) -> Fraction:
+def _delivered_th_per_s(conn: Connection, fleet: tuple[str, ...], start: int, end: int) -> Fraction:
     conds = [
         Account.name.in_(list(fleet)),
         ShareSlice.slice_start >= start,
@@ -190,7 +190,7 @@ def gather(conn: Connection, cfg: TokensConfig, start: int, end: int) -> PeriodI
     ).all()
     return PeriodInputs(
         earnings=_earnings(conn, cfg.fleet_accounts, start, end),
-        delivered_ths=_delivered_ths(conn, cfg.fleet_accounts, start, end),
+        delivered_th_per_s=_delivered_th_per_s(conn, cfg.fleet_accounts, start, end),
         btc_usd=Fraction(price),
         opening=balances_at(conn, start),
         transfers=transfers_between(conn, start, end),
@@ -240,7 +240,7 @@ def compute(inputs: PeriodInputs, cfg: TokensConfig, start: int, end: int) -> To
         w_per_th=cfg.w_per_th,
         usd_per_kwh=cfg.usd_per_kwh,
         btc_usd=inputs.btc_usd,
-        delivered_ths=inputs.delivered_ths,
+        delivered_th_per_s=inputs.delivered_th_per_s,
         period_earnings_sat=sum(inputs.earnings.values()),
         service_usd_per_th_day=cfg.service_usd_per_th_day,
         discount=cfg.discount,
@@ -290,8 +290,8 @@ def settle_period(
                     period_end=end,
                     entry_id=entry_id,
                     btc_usd=str(inputs.btc_usd),
-                    delivered_ths=str(inputs.delivered_ths),
-                    nominal_th_s=str(result.nominal_th_s),
+                    delivered_th_per_s=str(inputs.delivered_th_per_s),
+                    nominal_th_seconds=str(result.nominal_th_seconds),
                     delivery_ratio=str(result.delivery_ratio),
                     earnings_sat=sum(inputs.earnings.values()),
                     holders_pot_sat=result.holders_pot_sat,

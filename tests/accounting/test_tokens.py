@@ -14,7 +14,7 @@ BASE = dict(
     w_per_th=20,
     usd_per_kwh="0.06",
     btc_usd=60_000,
-    delivered_ths=100,
+    delivered_th_per_s=100,
     period_earnings_sat=10_000_000,
 )
 
@@ -35,7 +35,7 @@ def as_reference(opening, transfers, **kw):
         w_per_th=Fraction(a["w_per_th"]),
         usd_per_kwh=Fraction(a["usd_per_kwh"]),
         btc_usd=Fraction(a["btc_usd"]),
-        delivered_ths=Fraction(a["delivered_ths"]),
+        delivered_th_per_s=Fraction(a["delivered_th_per_s"]),
         earnings=a["period_earnings_sat"],
         service_usd_per_th_day=Fraction(a.get("service_usd_per_th_day", 0)),
         discount=Fraction(a.get("discount", 0)),
@@ -66,10 +66,10 @@ def test_mid_period_transfer_moves_token_seconds_at_its_time() -> None:
 
 
 def test_under_delivery_scales_costs_and_over_delivery_keeps_the_excess() -> None:
-    under = settle({"a": 200}, [], delivered_ths=100)
+    under = settle({"a": 200}, [], delivered_th_per_s=100)
     assert under.delivery_ratio == Fraction(1, 2) and under.holders_pot_sat == 10_000_000
     assert under.lines["a"].electricity_sat == 4_800  # costs follow delivered hashrate (100 TH)
-    over = settle({"a": 50}, [], delivered_ths=100)
+    over = settle({"a": 50}, [], delivered_th_per_s=100)
     assert over.delivery_ratio == 1 and over.holders_pot_sat == 5_000_000
     assert over.operator_retained_sat == 5_000_000
 
@@ -157,7 +157,7 @@ def test_matches_reference_and_invariants(
 ) -> None:
     opening, transfers = period
     kw = dict(
-        delivered_ths=delivered,
+        delivered_th_per_s=delivered,
         period_earnings_sat=earnings,
         negative_policy=policy,
         debt_in=debts,
@@ -183,7 +183,7 @@ def test_cost_rates_with_huge_denominators_stay_exact() -> None:
     the per-second cost rate a fraction whose denominator does not fit int64."""
     kw = {
         "th_per_token": Fraction(1, 10**24),
-        "delivered_ths": Fraction(7, 10**20),
+        "delivered_th_per_s": Fraction(7, 10**20),
         "btc_usd": Fraction(6543210, 100),
         "w_per_th": Fraction(215, 10),
         "discount": Fraction(1, 10),

@@ -249,7 +249,7 @@ async def test_a_new_period_shows_up_at_once(api: Api, ledger: sa.Engine) -> Non
 
 
 async def test_holders_are_paid_through_the_wallet(api: Api, ledger: sa.Engine) -> None:
-    from poold.jobs.address import Network
+    from poold.chain.address import Network
     from poold.ledger.payouts import run_payouts, set_account
     from poold.ledger.settle import verify
     from tests.helpers import regtest_address

@@ -132,7 +132,7 @@ async def test_statements_through_the_daemon(
         w_per_th=20,
         usd_per_kwh=Fraction(5, 100),
         btc_usd=Fraction(6500012, 100),
-        delivered_ths=work * 2**32 / (end - start) / 10**12,
+        delivered_th_per_s=work * 2**32 / (end - start) / 10**12,
         period_earnings_sat=earned,
         service_usd_per_th_day=Fraction(1, 100),
     )

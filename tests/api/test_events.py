@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from poold.api.app import ApiContext, make_app
-from poold.api.events import QUEUE, EventHub, tail_journal
+from poold.api.events import EVENTS_QUEUED_PER_STREAM, EventHub, tail_journal
 from poold.ledger.blocks import _apply, _pending
 from poold.ledger.ingest import ingest
 from poold.ledger.settle import settle_pending
@@ -72,7 +72,7 @@ async def test_a_slow_subscriber_is_cut_off() -> None:
     hub = EventHub()
     slow = hub.subscribe()
     fast = hub.subscribe()
-    for i in range(QUEUE + 5):
+    for i in range(EVENTS_QUEUED_PER_STREAM + 5):
         hub.publish({"type": "x", "i": i})
         if not fast.empty():
             fast.get_nowait()

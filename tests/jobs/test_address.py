@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from poold.jobs.address import Network, address_to_script
+from poold.chain.address import Network, address_to_script
 
 M, T, R = Network.MAINNET, Network.TESTNET, Network.REGTEST
 

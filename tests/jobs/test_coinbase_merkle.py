@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poold.jobs.coinbase import bip34_height, build_coinbase, push_data, script_num, varint
-from poold.jobs.merkle import coinbase_branch, fold_branch, merkle_root, sha256d
+from poold.chain.merkle import coinbase_branch, fold_branch, merkle_root, sha256d
+from poold.chain.serialize import script_num, varint
+from poold.jobs.coinbase import bip34_height, build_coinbase, push_data
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,12 @@ import struct
 
 import pytest
 
+from poold.chain.merkle import merkle_root, sha256d
+from poold.chain.targets import MAX_TARGET, target_from_bits
 from poold.jobs.coinbase import CoinbaseParts, build_coinbase
 from poold.jobs.job import Job, stratum_prevhash
 from poold.jobs.manager import CoinbaseSpec, JobManager
-from poold.jobs.merkle import merkle_root, sha256d
 from poold.jobs.template import BlockTemplate, TemplateTx, parse_template
-from poold.shares.difficulty import MAX_TARGET, target_from_bits
 from poold.shares.validate import Accepted, Reject, Rejected, validate_share
 from tests.helpers import load_vector
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from poold.chain.targets import network_difficulty
 from poold.ledger.fpps import FppsBooked, average_fees, book_fpps, last_booking
 from poold.ledger.ingest import ingest
 from poold.ledger.models import ChainFees, FppsCarry
 from poold.ledger.settle import balances, settle_pending, verify
-from poold.shares.difficulty import network_difficulty
 from poold.shares.log import read_log
 from tests.ledger.test_ingest import write_shares
 

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from poold.jobs.address import Network
+from poold.chain.address import Network
 from poold.ledger.blocks import _apply, _pending
 from poold.ledger.db import make_engine, migrate
 from poold.ledger.fpps import book_fpps

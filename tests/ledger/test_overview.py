@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Connection
 
+from poold.chain.targets import network_difficulty
 from poold.ledger.models import Block, ShareSlice
 from poold.ledger.queries import forget_cached_minutes, hashrates, pool_overview
 from poold.ledger.slices import exact_sums
 from poold.ledger.window import window
-from poold.shares.difficulty import network_difficulty
 from tests.ledger.test_window import BITS, T0, load
 
 NOW = T0 + 30 * 3600 + 17  # 30 h after the first possible slice

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from accounting import reference
 from poold.api.events import EventHub
+from poold.chain.targets import network_difficulty
 from poold.ledger.db import LedgerError
 from poold.ledger.ingest import ingest
 from poold.ledger.models import Account, Block, JournalLine, ShareSlice
@@ -20,7 +21,6 @@ from poold.ledger.settle import balances, settle_block, settle_pending, verify
 from poold.ledger_scheduler import LedgerScheduler
 from poold.metrics import Metrics
 from poold.node.simnet import SimNet
-from poold.shares.difficulty import network_difficulty
 from poold.shares.log import ShareLog
 from tests.helpers import make_config
 from tests.ledger.test_settle import BITS, T0, mine

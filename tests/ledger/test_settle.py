@@ -7,11 +7,11 @@ import pytest
 import sqlalchemy as sa
 
 from accounting import reference
+from poold.chain.targets import network_difficulty
 from poold.ledger.db import LedgerError
 from poold.ledger.ingest import ingest
 from poold.ledger.models import Account, JournalLine, ShareSlice
 from poold.ledger.settle import balances, settle_block, settle_pending, verify
-from poold.shares.difficulty import network_difficulty
 from poold.shares.format import encode_share
 from poold.shares.log import ShareLog
 

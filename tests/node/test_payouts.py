@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from poold.jobs.address import Network
+from poold.chain.address import Network
 from poold.ledger.db import make_engine, migrate
 from poold.ledger.models import JournalEntry, JournalLine, LedgerLock, Payout
 from poold.ledger.payouts import PayoutError, acquire, owed, run_payouts, set_account

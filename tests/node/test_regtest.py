@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from poold.jobs.address import Network, address_to_script
+from poold.chain.address import Network, address_to_script
 from poold.jobs.coinbase import bip34_height
 from poold.node.base import NodeError
 from poold.node.rpc import RpcNode

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from poold.jobs.address import Network
+from poold.chain.address import Network
 from poold.ledger.blocks import BlockChange, follow_blocks
 from poold.ledger.db import make_engine, migrate
 from poold.ledger.ingest import ingest

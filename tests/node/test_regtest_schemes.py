@@ -14,12 +14,12 @@ import pytest
 import sqlalchemy as sa
 
 from accounting import reference
+from poold.chain.targets import network_difficulty
 from poold.ledger.blocks import follow_blocks
 from poold.ledger.db import make_engine
 from poold.ledger.models import JournalLine, Settlement
 from poold.ledger.replay import replay
 from poold.ledger.settle import balances, verify
-from poold.shares.difficulty import network_difficulty
 from poold.shares.format import ShareFields
 from poold.shares.log import LogPosition, scan_from
 from poold.simulate import run_fleet

@@ -7,16 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poold.shares.difficulty import (
+from poold.chain.targets import (
     DIFF1_TARGET,
     MAX_TARGET,
     bits_from_target,
-    format_difficulty,
     network_difficulty,
     target_from_bits,
     target_from_difficulty,
-    to_difficulty,
 )
+from poold.shares.difficulty import format_difficulty, to_difficulty
 
 
 def test_known_bits() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from poold.shares.difficulty import target_from_difficulty
+from poold.chain.targets import target_from_difficulty
 from poold.shares.log import read_log
 from poold.stratum.server import never_banned
 from tests.helpers import StratumClient, header_for, pow_int

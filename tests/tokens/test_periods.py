@@ -74,7 +74,7 @@ def test_a_period_settles_once_and_exactly(ledger: sa.Engine, tmp_path: Path) ->
         w_per_th=CFG.w_per_th,
         usd_per_kwh=CFG.usd_per_kwh,
         btc_usd=PRICE,
-        delivered_ths=work * 2**32 / (END - START) / 10**12,
+        delivered_th_per_s=work * 2**32 / (END - START) / 10**12,
         period_earnings_sat=earnings,
         service_usd_per_th_day=CFG.service_usd_per_th_day,
         discount=CFG.discount,
