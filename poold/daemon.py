@@ -21,7 +21,8 @@ from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from accounting import TokenSettlement
-from poold.api.app import ApiContext, make_app
+from poold.api.app import make_app
+from poold.api.base import ApiContext
 from poold.api.events import EventHub
 from poold.blocks import BlockSubmitter, FoundBlock
 from poold.config import Config

@@ -26,7 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from poold.config import TokensConfig
 from poold.ledger.db import (
@@ -37,6 +37,8 @@ from poold.ledger.db import (
     open_ledger,
 )
 from poold.ledger.ingest import IngestResult, ingest
+from poold.ledger.queries import MinuteCache, PoolOverview
+from poold.ledger.queries import pool_overview as queries_pool_overview
 from poold.ledger.settle import Settled, settle_pending
 from poold.tokens.settle import PeriodResult, settle_due
 
@@ -101,6 +103,15 @@ def _read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
             return fn(conn, *args)
 
     return read(fn, args)
+
+
+#: The pool page's old minutes, kept by this (ledger) process between reads.
+_MINUTES = MinuteCache()
+
+
+def pool_overview(conn: Connection, now: int) -> PoolOverview:
+    """The pool overview with this process's minute cache (called through `LedgerWorker.read`)."""
+    return queries_pool_overview(conn, now, _MINUTES)
 
 
 # -- in the daemon --------------------------------------------------------------------------------

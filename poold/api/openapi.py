@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from poold.tokens.settle import STATEMENT_AMOUNTS
+from poold.ledger.models import STATEMENT_AMOUNTS
 
 INT = {"type": "integer"}
 STR = {"type": "string"}

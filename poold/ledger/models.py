@@ -278,6 +278,19 @@ class TokenPeriod(Base):
     operator_retained_sat: Mapped[int] = mapped_column(BigInteger)
 
 
+#: A statement line's satoshi columns, in statement order.
+STATEMENT_AMOUNTS = (
+    "gross_sat",
+    "electricity_sat",
+    "service_sat",
+    "net_sat",
+    "debt_in_sat",
+    "paid_sat",
+    "debt_out_sat",
+    "written_off_sat",
+)
+
+
 class TokenStatement(Base):
     """One holder's statement for one period (all amounts satoshis)."""
 

@@ -1,16 +1,16 @@
-"""Read-only views of the ledger for the HTTP API: pool, miner and holder pages.
+"""Read-only views of the ledger: pool, miner and holder pages, as typed rows.
 
-Hashrates are exact (summed slice difficulty x 2**32 / window) and returned as H/s rounded
-down to an integer for display; money is integer satoshis. Lists are paginated by the caller's
-limit/offset and always ordered, newest first. Never writes; imports no aiohttp (the API
-calls it in threads).
+Every function returns dataclasses of exact values (integer satoshis, Fractions, H/s rounded
+down to an integer); how they are shown (JSON, decimals, CSV) is the API's business. Lists are
+paginated by the caller's limit/offset and always ordered, newest first. Never writes; imports
+no aiohttp and nothing of poold.tokens; holds no state (the caller owns the `MinuteCache`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from poold.chain.targets import network_difficulty
 from poold.ledger import journal
 from poold.ledger.models import (
+    STATEMENT_AMOUNTS,
     Account,
     Block,
     JournalEntry,
@@ -33,8 +34,6 @@ from poold.ledger.models import (
     Worker,
 )
 from poold.ledger.slices import exact_sums
-from poold.tokens.settle import STATEMENT_AMOUNTS
-from poold.tokens.transfers import exact
 
 WINDOWS = {"10m": 600, "1h": 3600, "24h": 86400}
 
@@ -62,15 +61,21 @@ def _sums(conn: Connection, since: int, account_id: int | None = None) -> dict[A
     return exact_sums(conn, [Account.name, Worker.name], conds, joins)
 
 
-def hashrates(conn: Connection, now: int, account_id: int | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Hashrates:
+    total: dict[str, int]  # window label -> H/s
+    workers: dict[str, dict[str, int]]  # "account.worker" -> window label -> H/s
+
+
+def hashrates(conn: Connection, now: int, account_id: int | None = None) -> Hashrates:
     """H/s over 10 min / 1 h / 24 h (slices of complete minutes), total and per worker."""
     end = now // 60 * 60
-    out: dict[str, Any] = {"total": {}, "workers": {}}
+    out = Hashrates({}, {})
     for label, span in WINDOWS.items():
         sums = _sums(conn, end - span, account_id)
-        out["total"][label] = _rate(sum(sums.values(), Fraction(0)), span)
+        out.total[label] = _rate(sum(sums.values(), Fraction(0)), span)
         for (a, w), v in sums.items():
-            out["workers"].setdefault(f"{a}.{w}", {})[label] = _rate(v, span)
+            out.workers.setdefault(f"{a}.{w}", {})[label] = _rate(v, span)
     return out
 
 
@@ -79,64 +84,72 @@ OLD_REFRESH_S = 600  # ... rebuilt this often: a late slice for an old minute sh
 
 
 @dataclass
-class _OldMinutes:
-    since: int  # the cache holds minutes in [since, horizon)
-    horizon: int
-    built: float  # time.monotonic()
-    sums: dict[tuple[Any, ...], Fraction]
+class MinuteCache:
+    """Pool-wide minute sums older than `OLD_AFTER_S`, kept by whoever calls `minute_sums`
+    (the ledger process, or the API when it reads in threads): [since, horizon) as of
+    `built`, per ledger URL."""
+
+    entries: dict[str, tuple[int, int, float, dict[tuple[Any, ...], Fraction]]] = field(
+        default_factory=dict
+    )
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_old_minutes: dict[str, _OldMinutes] = {}
-_old_lock = threading.Lock()
-
-
-def forget_cached_minutes() -> None:
-    """Drop every cached old minute (tests; a ledger rebuilt in place)."""
-    with _old_lock:
-        _old_minutes.clear()
-
-
-def minute_sums(conn: Connection, since: int, end: int) -> dict[tuple[Any, ...], Fraction]:
+def minute_sums(
+    conn: Connection, since: int, end: int, cache: MinuteCache
+) -> dict[tuple[Any, ...], Fraction]:
     """Pool-wide summed difficulty per (minute, network bits) for minutes >= `since`.
 
     A day of slices is millions of rows, and the pool page wants it every few seconds; but
     minutes older than an hour almost never change (only a backlog ingested late). So those are
-    summed once and kept per process for `OLD_REFRESH_S`; each call reads only the newer rows.
+    summed once and kept in `cache` for `OLD_REFRESH_S`; each call reads only the newer rows.
     """
     key = conn.engine.url.render_as_string(hide_password=True)
-    with _old_lock:
-        old = _old_minutes.get(key)
-        if old is None or old.since > since or time.monotonic() - old.built > OLD_REFRESH_S:
+    with cache.lock:
+        old = cache.entries.get(key)
+        if old is None or old[0] > since or time.monotonic() - old[2] > OLD_REFRESH_S:
             horizon = max(since, end - OLD_AFTER_S)
             sums = exact_sums(
                 conn,
                 [ShareSlice.slice_start, ShareSlice.bits],
                 [ShareSlice.slice_start >= since, ShareSlice.slice_start < horizon],
             )
-            old = _old_minutes[key] = _OldMinutes(since, horizon, time.monotonic(), sums)
-        out = {k: v for k, v in old.sums.items() if k[0] >= since}
+            old = cache.entries[key] = (since, horizon, time.monotonic(), sums)
+        out = {k: v for k, v in old[3].items() if k[0] >= since}
     recent = exact_sums(
         conn,
         [ShareSlice.slice_start, ShareSlice.bits],
-        [ShareSlice.slice_start >= max(since, old.horizon)],
+        [ShareSlice.slice_start >= max(since, old[1])],
     )
     for k, v in recent.items():
         out[k] = out.get(k, Fraction(0)) + v
     return out
 
 
-def pool_overview(conn: Connection, now: int, factor: Fraction = Fraction(2)) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PoolOverview:
+    hashrate_hs: dict[str, int]
+    workers_online: int
+    miners_online: int
+    blocks: dict[str, int]  # status -> count
+    round_effort: Fraction  # network difficulties since the last block (1 = an average round)
+    window_fill: Fraction  # share of the PPLNS window the newest work covers, in [0, 1]
+
+
+def pool_overview(
+    conn: Connection, now: int, cache: MinuteCache, factor: Fraction = Fraction(2)
+) -> PoolOverview:
     """The pool page from one pass over the slices: pool-wide sums per minute and network
     difficulty since the older of 24 h ago and the last block found, from which the hashrate
     windows, the round's effort and the PPLNS window fill all follow. Per worker only the last
     10 minutes are read (who is online), and minutes older than an hour come from a cache
-    (`minute_sums`)."""
+    (`minute_sums`, kept in `cache`)."""
     end = now // 60 * 60
     blocks = conn.execute(select(Block.status, func.count()).group_by(Block.status)).all()
     last = conn.execute(select(func.max(Block.found_ms)).where(Block.accepted.is_(True))).scalar()
     round_start = 0 if last is None else int(last) // 60_000 * 60
     since = min(end - WINDOWS["24h"], round_start)
-    minutes = minute_sums(conn, since, end)
+    minutes = minute_sums(conn, since, end, cache)
     totals = {
         label: _rate(sum((v for (t, _b), v in minutes.items() if t >= end - s), Fraction(0)), s)
         for label, s in WINDOWS.items()
@@ -154,18 +167,28 @@ def pool_overview(conn: Connection, now: int, factor: Fraction = Fraction(2)) ->
         older = exact_sums(conn, [ShareSlice.bits], [ShareSlice.slice_start < since])
         covered += sum((v / network_difficulty(int(k[0])) for k, v in older.items()), Fraction(0))
     fill = min(Fraction(1), covered / factor)
-    return {
-        "hashrate_hs": totals,
-        "workers_online": len(online),
-        "miners_online": len({a for a, _w in online}),
-        "blocks": {s: int(n) for s, n in blocks},
-        "round_effort": f"{float(effort):.6f}",
-        "pplns_window_fill": f"{float(fill):.6f}",
-        "pplns_unallocated": f"{float(1 - fill):.6f}",
-    }
+    return PoolOverview(
+        totals,
+        len(online),
+        len({a for a, _w in online}),
+        {s: int(n) for s, n in blocks},
+        effort,
+        fill,
+    )
 
 
-def blocks(conn: Connection, page: Page) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class BlockRow:
+    height: int
+    hash: str
+    status: str
+    reward_sat: int
+    found_ms: int
+    finder: str  # account.worker
+    confirmations: int
+
+
+def blocks(conn: Connection, page: Page) -> list[BlockRow]:
     rows = conn.execute(
         select(
             Block.height,
@@ -184,15 +207,7 @@ def blocks(conn: Connection, page: Page) -> list[dict[str, Any]]:
         .offset(page.offset)
     ).all()
     return [
-        {
-            "height": h,
-            "hash": bh,
-            "status": s,
-            "reward_sat": r,
-            "found_ms": t,
-            "finder": f"{a}.{w}",
-            "confirmations": int(c),
-        }
+        BlockRow(int(h), bh, s, int(r), int(t), f"{a}.{w}", int(c))
         for h, bh, s, r, t, a, w, c in rows
     ]
 
@@ -202,7 +217,16 @@ def account_id(conn: Connection, name: str) -> int | None:
     return None if found is None else int(found)
 
 
-def miner(conn: Connection, name: str, aid: int, now: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MinerView:
+    account: str
+    hashrates: Hashrates
+    shares_accepted: int
+    immature_sat: int  # owed once its blocks mature
+    spendable_sat: int  # owed now: a payout may pay it
+
+
+def miner(conn: Connection, name: str, aid: int, now: int) -> MinerView:
     immature, spendable = journal.miner(name, "immature"), journal.miner(name, "spendable")
     bal = dict(
         conn.execute(
@@ -214,20 +238,26 @@ def miner(conn: Connection, name: str, aid: int, now: int) -> dict[str, Any]:
     shares = conn.execute(
         select(func.coalesce(func.sum(ShareSlice.shares), 0)).where(ShareSlice.account_id == aid)
     ).scalar()
-    rates = hashrates(conn, now, aid)
-    return {
-        "account": name,
-        "hashrate_hs": rates["total"],
-        "workers": rates["workers"],
-        "shares_accepted": int(shares or 0),
-        "balance_sat": {
-            "immature": -int(bal.get(immature, 0)),
-            "spendable": -int(bal.get(spendable, 0)),
-        },
-    }
+    return MinerView(
+        name,
+        hashrates(conn, now, aid),
+        int(shares or 0),
+        -int(bal.get(immature, 0)),
+        -int(bal.get(spendable, 0)),
+    )
 
 
-def credits(conn: Connection, name: str, page: Page) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class CreditRow:
+    entry: int
+    reason: str  # the journal entry's kind
+    reference: str
+    time_ms: int
+    balance: str  # immature | spendable
+    amount_sat: int  # what the pool owes the miner more (negative: less)
+
+
+def credits(conn: Connection, name: str, page: Page) -> list[CreditRow]:
     rows = conn.execute(
         select(
             JournalEntry.id,
@@ -248,19 +278,22 @@ def credits(conn: Connection, name: str, page: Page) -> list[dict[str, Any]]:
         .offset(page.offset)
     ).all()
     return [
-        {
-            "entry": int(i),
-            "reason": k,
-            "reference": ref,
-            "time_ms": int(t),
-            "balance": acct.rsplit(":", 1)[1],
-            "amount_sat": -int(v),
-        }
+        CreditRow(int(i), k, ref, int(t), journal.parse(acct).state, -int(v))
         for i, k, ref, t, acct, v in rows
     ]
 
 
-def payouts(conn: Connection, name: str, page: Page) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class PayoutRow:
+    payout: int
+    status: str
+    txid: str | None
+    time_ms: int
+    amount_sat: int
+    address: str
+
+
+def payouts(conn: Connection, name: str, page: Page) -> list[PayoutRow]:
     rows = conn.execute(
         select(
             Payout.id,
@@ -276,17 +309,7 @@ def payouts(conn: Connection, name: str, page: Page) -> list[dict[str, Any]]:
         .limit(page.limit)
         .offset(page.offset)
     ).all()
-    return [
-        {
-            "payout": int(i),
-            "status": s,
-            "txid": t,
-            "time_ms": int(c),
-            "amount_sat": int(a),
-            "address": ad,
-        }
-        for i, s, t, c, a, ad in rows
-    ]
+    return [PayoutRow(int(i), s, t, int(c), int(a), ad) for i, s, t, c, a, ad in rows]
 
 
 def holder_known(conn: Connection, holder: str) -> bool:
@@ -299,9 +322,21 @@ def holder_known(conn: Connection, holder: str) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class StatementRow:
+    period_start: int
+    period_end: int
+    token_seconds: Fraction
+    th_per_s_nominal: Fraction  # what the holder's tokens promise, TH/s over the period
+    th_per_s_delivered: Fraction  # ... and what the fleet delivered of it
+    amounts: dict[str, int]  # STATEMENT_AMOUNTS, satoshis
+    btc_usd: Fraction
+    hashprice_sat_per_th_day: Fraction | None  # None: nothing delivered
+
+
 def statements(
     conn: Connection, holder: str, page: Page, th_per_token: Fraction
-) -> list[dict[str, Any]]:
+) -> list[StatementRow]:
     rows = conn.execute(
         select(
             TokenPeriod.period_start,
@@ -319,28 +354,36 @@ def statements(
         .limit(page.limit)
         .offset(page.offset)
     ).all()
-    out = []
+    out: list[StatementRow] = []
     for start, end, ratio_text, delivered_text, earnings, price, ts_text, *amounts in rows:
         seconds = int(end) - int(start)
         nominal = Fraction(ts_text) * th_per_token / seconds
         delivered = Fraction(delivered_text)
         hashprice = Fraction(int(earnings)) / (delivered * seconds / 86400) if delivered else None
         out.append(
-            {
-                "period_start": int(start),
-                "period_end": int(end),
-                "token_seconds": ts_text,
-                "ths_nominal": str(nominal),
-                "ths_delivered": str(nominal * Fraction(ratio_text)),
-                **{f: int(v) for f, v in zip(STATEMENT_AMOUNTS, amounts, strict=True)},
-                "btc_usd": price,
-                "hashprice_sat_per_th_day": None if hashprice is None else str(hashprice),
-            }
+            StatementRow(
+                int(start),
+                int(end),
+                Fraction(ts_text),
+                nominal,
+                nominal * Fraction(ratio_text),
+                {f: int(v) for f, v in zip(STATEMENT_AMOUNTS, amounts, strict=True)},
+                Fraction(price),
+                hashprice,
+            )
         )
     return out
 
 
-def holder_summary(conn: Connection, holder: str, now: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HolderSummary:
+    holder: str
+    tokens: Fraction  # held now
+    totals: dict[str, int]  # STATEMENT_AMOUNTS summed over every settled period
+    balance_sat: int  # owed to the holder now
+
+
+def holder_summary(conn: Connection, holder: str, now: int) -> HolderSummary:
     totals = conn.execute(
         select(
             *(func.coalesce(func.sum(getattr(TokenStatement, f)), 0) for f in STATEMENT_AMOUNTS)
@@ -353,27 +396,33 @@ def holder_summary(conn: Connection, holder: str, now: int) -> dict[str, Any]:
             (TokenTransfer.sender == holder) | (TokenTransfer.receiver == holder),
         )
     ):
-        held += -exact(amount) if sender == holder else exact(amount)
+        held += -Fraction(amount) if sender == holder else Fraction(amount)
     owed = conn.execute(
         select(func.coalesce(func.sum(JournalLine.amount_sat), 0)).where(
             JournalLine.account == journal.holder(holder)
         )
     ).scalar()
-    return {
-        "holder": holder,
-        "tokens": str(held),
-        "totals": {f: int(v) for f, v in zip(STATEMENT_AMOUNTS, totals, strict=True)},
-        "balance_sat": -int(owed or 0),
-    }
+    return HolderSummary(
+        holder,
+        Fraction(held),
+        {f: int(v) for f, v in zip(STATEMENT_AMOUNTS, totals, strict=True)},
+        -int(owed or 0),
+    )
 
 
 #: Chart windows: (seconds covered, seconds per point).
 SERIES = {"1h": (3600, 60), "24h": (86400, 1800), "7d": (7 * 86400, 3 * 3600)}
 
 
+@dataclass(frozen=True)
+class SeriesPoint:
+    t: int  # start of the point, unix seconds
+    hs: int
+
+
 def hashrate_series(
     conn: Connection, now: int, window: str, account_id: int | None = None
-) -> list[dict[str, int]]:
+) -> list[SeriesPoint]:
     """H/s per point over the window, oldest first, zeros included. The last point includes
     the current minute so far (a chart's newest point is partial; the 10m/1h/24h figures of
     `hashrates` use complete minutes only)."""
@@ -386,7 +435,7 @@ def hashrate_series(
     totals = [Fraction(0)] * (span // step)
     for (t,), v in exact_sums(conn, [ShareSlice.slice_start], conds).items():
         totals[(int(t) - start) // step] += v
-    return [{"t": start + i * step, "hs": _rate(v, step)} for i, v in enumerate(totals)]
+    return [SeriesPoint(start + i * step, _rate(v, step)) for i, v in enumerate(totals)]
 
 
 def payout_counts(conn: Connection) -> dict[str, int]:
@@ -397,7 +446,17 @@ def payout_counts(conn: Connection) -> dict[str, int]:
     }
 
 
-def holder_transfers(conn: Connection, holder: str, page: Page) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class TransferRow:
+    ext_id: str
+    ts_s: int  # unix seconds
+    sender: str | None  # None: minted
+    receiver: str | None  # None: burned
+    amount: str  # exact, as imported
+    balance_after: Fraction
+
+
+def holder_transfers(conn: Connection, holder: str, page: Page) -> list[TransferRow]:
     """The holder's token movements, newest first, each with its balance after it."""
     rows = conn.execute(
         select(
@@ -411,21 +470,11 @@ def holder_transfers(conn: Connection, holder: str, page: Page) -> list[dict[str
         .where((TokenTransfer.sender == holder) | (TokenTransfer.receiver == holder))
         .order_by(TokenTransfer.ts, TokenTransfer.id)
     ).all()
-    balance: int | Fraction = 0
-    out = []
+    balance = Fraction(0)
+    out: list[TransferRow] = []
     for _i, ext_id, ts, sender, receiver, amount in rows:
-        change = -exact(amount) if sender == holder else exact(amount)
-        balance += change
-        out.append(
-            {
-                "id": ext_id,
-                "ts": int(ts),
-                "from": sender,
-                "to": receiver,
-                "amount": amount,
-                "balance_after": str(balance),
-            }
-        )
+        balance += -Fraction(amount) if sender == holder else Fraction(amount)
+        out.append(TransferRow(ext_id, int(ts), sender, receiver, amount, balance))
     out.reverse()
     return out[page.offset : page.offset + page.limit]
 

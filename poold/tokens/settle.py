@@ -36,6 +36,7 @@ from poold.ledger import journal
 from poold.ledger.db import bulk_insert_tuples, ledger_entry
 from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
+    STATEMENT_AMOUNTS,
     Account,
     Block,
     JournalEntry,
@@ -196,18 +197,6 @@ def gather(conn: Connection, cfg: TokensConfig, start: int, end: int) -> PeriodI
         transfers=transfers_between(conn, start, end),
         debt_in={h: int(d) for h, d in previous if d},
     )
-
-
-STATEMENT_AMOUNTS = (
-    "gross_sat",
-    "electricity_sat",
-    "service_sat",
-    "net_sat",
-    "debt_in_sat",
-    "paid_sat",
-    "debt_out_sat",
-    "written_off_sat",
-)
 
 
 def _atoms(amount: int | Fraction, q: int) -> int:

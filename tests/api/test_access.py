@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import sqlalchemy as sa
 
-from poold.api.app import event_kinds_for
 from poold.api.auth import list_tokens
+from poold.api.ops import event_kinds_for
 from tests.api.test_api import Api, api, check
 from tests.api.test_events import read_events
 

@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Connection
 
+from poold.api.views import overview
 from poold.chain.targets import network_difficulty
 from poold.ledger.models import Block, ShareSlice
-from poold.ledger.queries import forget_cached_minutes, hashrates, pool_overview
+from poold.ledger.queries import MinuteCache, hashrates, pool_overview
 from poold.ledger.slices import exact_sums
 from poold.ledger.window import window
 from tests.ledger.test_window import BITS, T0, load
@@ -26,7 +27,7 @@ def reference(conn: Connection, now: int, factor: Fraction) -> dict[str, Any]:
     """The overview as it was computed before: one scan per window, per worker, and a scan of
     everything since the last block for the effort."""
     rates = hashrates(conn, now)
-    online = [k for k, v in rates["workers"].items() if v.get("10m")]
+    online = [k for k, v in rates.workers.items() if v.get("10m")]
     blocks = conn.execute(sa.select(Block.status, sa.func.count()).group_by(Block.status)).all()
     last = conn.execute(
         sa.select(sa.func.max(Block.found_ms)).where(Block.accepted.is_(True))
@@ -37,7 +38,7 @@ def reference(conn: Connection, now: int, factor: Fraction) -> dict[str, Any]:
     covered = sum((d / n for _a, d, n in window(conn, now * 1000, factor)), Fraction(0))
     fill = min(Fraction(1), covered / factor)
     return {
-        "hashrate_hs": rates["total"],
+        "hashrate_hs": rates.total,
         "workers_online": len(online),
         "miners_online": len({k.split(".", 1)[0] for k in online}),
         "blocks": {s: int(n) for s, n in blocks},
@@ -100,9 +101,9 @@ def test_one_pass_overview_equals_the_scans(
                     status="pending",
                 )
             )
-    forget_cached_minutes()  # each example is a new ledger under the same URL
+    cache = MinuteCache()  # each example is a new ledger under the same URL
     with ledger.connect() as conn:
-        assert pool_overview(conn, NOW, factor) == reference(conn, NOW, factor)
+        assert overview(pool_overview(conn, NOW, cache, factor)) == reference(conn, NOW, factor)
     # A new slice in a recent minute shows at once; old minutes now come from the cache.
     with ledger.begin() as conn:
         conn.execute(
@@ -120,4 +121,4 @@ def test_one_pass_overview_equals_the_scans(
             )
         )
     with ledger.connect() as conn:
-        assert pool_overview(conn, NOW, factor) == reference(conn, NOW, factor)
+        assert overview(pool_overview(conn, NOW, cache, factor)) == reference(conn, NOW, factor)

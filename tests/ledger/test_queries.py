@@ -50,9 +50,9 @@ def test_exact_sums_with_wide_numerators(ledger: sa.Engine) -> None:
         series = hashrate_series(conn, T + 30, "1h")
     total = sum(want.values(), Fraction(0))
     hs = total * 2**32 / 3600
-    assert rates["total"]["1h"] == hs.numerator // hs.denominator
-    assert sum(Fraction(p["hs"]) for p in series) <= total * 2**32 / 60
-    assert len(series) == 60 and series[-1]["t"] == T
+    assert rates.total["1h"] == hs.numerator // hs.denominator
+    assert sum(Fraction(p.hs) for p in series) <= total * 2**32 / 60
+    assert len(series) == 60 and series[-1].t == T
 
 
 def test_a_sum_past_64_bits_stays_exact(ledger: sa.Engine) -> None:
@@ -83,3 +83,28 @@ def test_a_sum_past_64_bits_stays_exact(ledger: sa.Engine) -> None:
         assert exact_sums(conn, [ShareSlice.account_id], [ShareSlice.slice_start > 0]) == {
             (1,): Fraction(20 * big)
         }
+
+
+def test_queries_return_rows_and_import_no_presentation_or_tokens() -> None:
+    """The read side returns typed rows; display (JSON, decimals) is the API's, token rules
+    are poold.tokens': queries imports neither, nor keeps state of its own."""
+    import ast
+    from pathlib import Path
+
+    import poold.ledger.queries as q
+
+    tree = ast.parse(Path(q.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    assert not {m for m in imported if m.startswith(("poold.tokens", "poold.api", "aiohttp"))}
+    mutable_globals = [
+        t.id
+        for n in tree.body
+        if isinstance(n, ast.Assign | ast.AnnAssign)
+        for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+        if isinstance(t, ast.Name)
+        and isinstance(n.value, ast.Dict | ast.List | ast.Set | ast.Call)
+        and not t.id.isupper()
+    ]
+    assert mutable_globals == []

@@ -1,0 +1,94 @@
+"""Routes for token holders (a holder's own token, or admin): summary, statements (JSON and
+CSV), transfers, payouts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from poold.api import views
+from poold.api.base import (
+    HOLDERS,
+    PAGES,
+    context,
+    error,
+    now_of,
+    page_of,
+    read,
+    require,
+)
+from poold.ledger import journal, queries
+from poold.ledger.models import STATEMENT_AMOUNTS
+
+
+async def holder_name(request: web.Request) -> str:
+    """The holder named in the path, once the token may read it and the ledger knows it.
+    Known holders are remembered: transfers are never deleted, so a holder stays known."""
+    name = request.match_info["holder"]
+    await require(request, holder=name)
+    known = request.app[HOLDERS]
+    if name not in known:
+        if not await read(request, queries.holder_known, name):
+            raise error(404, f"no token holder {name!r}")
+        known[name] = True
+    return name
+
+
+async def holder(request: web.Request) -> web.Response:
+    name = await holder_name(request)
+    summary = await read(request, queries.holder_summary, name, now_of(request))
+    return web.json_response(views.holder(summary))
+
+
+async def holder_statements(request: web.Request) -> web.Response:
+    """Statements change only when a period is settled: the rendered page is kept, keyed by
+    the newest settled period, so a year of statements is not rebuilt on every request."""
+    page = page_of(request)
+    name = await holder_name(request)
+    th = context(request).cfg.tokens.th_per_token
+    newest = await read(request, queries.newest_period)
+    key = (name, page.limit, page.offset, newest)
+    pages = request.app[PAGES]
+    body = pages.get(key)
+    if body is None:
+        rows = await read(request, queries.statements, name, page, th)
+        body = json.dumps(views.listing([views.statement(r) for r in rows], page))
+        pages[key] = body
+    return web.Response(text=body, content_type="application/json")
+
+
+async def holder_payouts(request: web.Request) -> web.Response:
+    page = page_of(request)
+    name = await holder_name(request)
+    rows = await read(request, queries.payouts, journal.holder(name), page)
+    return web.json_response(views.listing([views.payout(p) for p in rows], page))
+
+
+async def holder_transfers(request: web.Request) -> web.Response:
+    page = page_of(request)
+    name = await holder_name(request)
+    rows = await read(request, queries.holder_transfers, name, page)
+    return web.json_response(views.listing([views.transfer(t) for t in rows], page))
+
+
+async def holder_statements_csv(request: web.Request) -> web.Response:
+    name = await holder_name(request)
+    th = context(request).cfg.tokens.th_per_token
+    rows = await read(request, queries.statements, name, queries.Page(10**6, 0), th)
+    items = [views.statement(r) for r in rows]
+    out = io.StringIO()
+    columns = ["date", *(items[0] if items else STATEMENT_AMOUNTS)]
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for item in items:
+        day = datetime.fromtimestamp(item["period_start"], UTC).date().isoformat()
+        writer.writerow({"date": day, **item})
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}-statements.csv"'},
+    )

@@ -1,0 +1,129 @@
+"""Routes for operations and the page: health, readiness, Prometheus metrics, the OpenAPI
+document, the event stream and the dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy import text
+
+from poold.api.base import (
+    CACHE,
+    context,
+    error,
+    read,
+    scope_of_request,
+)
+from poold.api.openapi import document
+from poold.ledger import queries
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: block found / settled / confirmed / orphaned for anyone; FPPS
+    bookings and token settlements for a holder or admin token; payouts (their txids link
+    addresses) for an admin token only. A comment line keeps idle connections alive."""
+    ctx = context(request)
+    scope = await scope_of_request(request) if "Authorization" in request.headers else None
+    visible = event_kinds_for(scope)
+    queue = ctx.events.subscribe()
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await resp.prepare(request)
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), ctx.keepalive_s)
+            except TimeoutError:
+                await resp.write(b": keep-alive\n\n")
+                continue
+            if event is None:
+                break
+            if event["type"] not in visible:
+                continue
+            await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+    except ConnectionResetError:
+        pass
+    finally:
+        ctx.events.unsubscribe(queue)
+    return resp
+
+
+PUBLIC_EVENTS = frozenset(
+    {"block_found", "block_settled", "block_confirmed", "block_orphaned", "block_restored"}
+)
+
+
+HOLDER_EVENTS = PUBLIC_EVENTS | {"fpps_booked", "settlement_posted"}
+
+
+def event_kinds_for(scope: str | None) -> frozenset[str]:
+    """The event types a token of `scope` (None: no token) may see."""
+    if scope == "admin":
+        return HOLDER_EVENTS | {"payout_sent"}
+    return HOLDER_EVENTS if scope is not None else PUBLIC_EVENTS
+
+
+DASHBOARD = Path(__file__).with_name("static") / "index.html"
+
+
+async def dashboard(_request: web.Request) -> web.Response:
+    return web.Response(
+        text=DASHBOARD.read_text(),
+        content_type="text/html",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ctx = context(request)
+    problems = dict(ctx.readiness())
+    if ctx.engine is not None:
+        import asyncio
+
+        def ping() -> None:
+            assert ctx.engine is not None
+            with ctx.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        try:  # bounded: a database that stopped answering makes readyz say so, not hang
+            await asyncio.wait_for(asyncio.to_thread(ping), 2.0)
+        except TimeoutError:
+            problems["database"] = "no answer from the ledger database within 2 s"
+        except Exception as exc:
+            problems["database"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+    status = 503 if problems else 200
+    return web.json_response({"ready": not problems, "problems": problems}, status=status)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text: the daemon's counters, the pool hashrate from the cached overview, and
+    payout runs (made by `poold payout` in another process) counted in the ledger."""
+    ctx = context(request)
+    lines = [ctx.metrics.render_prometheus()]
+    cached = request.app[CACHE].peek("pool")
+    if cached is not None:
+        lines.append("# TYPE poold_hashrate_hs gauge\n")
+        for window, hs in cached.hashrate_hs.items():
+            lines.append(f'poold_hashrate_hs{{window="{window}"}} {hs}\n')
+    if ctx.engine is not None:
+        counts = await read(request, queries.payout_counts)
+        lines.append("# TYPE poold_payouts_total counter\n")
+        for status, n in sorted(counts.items()):
+            lines.append(f'poold_payouts_total{{status="{status}"}} {n}\n')
+    return web.Response(text="".join(lines), content_type="text/plain")
+
+
+async def openapi(_request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+async def not_found(_request: web.Request) -> web.Response:
+    raise error(404, "no such endpoint")

@@ -1,0 +1,107 @@
+"""Routes for the pool's public pages: the pool overview, blocks, hashrate series, and each
+miner's balance, credits and payouts."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from poold import ledger_worker
+from poold.api import views
+from poold.api.base import (
+    CACHE,
+    context,
+    error,
+    now_of,
+    page_of,
+    read,
+    read_heavy,
+    require,
+)
+from poold.ledger import queries
+
+
+async def pool(request: web.Request) -> web.Response:
+    ctx = context(request)
+    now = now_of(request)
+    overview = await request.app[CACHE].get("pool", lambda: pool_overview(request, now))
+    body = views.overview(overview)
+    body.update(
+        scheme=ctx.cfg.pool.scheme,
+        fee=str(ctx.cfg.pool.fee),
+        shares={
+            "accepted": ctx.metrics.shares_accepted,
+            "rejected": dict(ctx.metrics.shares_rejected),
+        },
+    )
+    return web.json_response(body)
+
+
+async def pool_overview(request: web.Request, now: int) -> queries.PoolOverview:
+    """The overview, computed in the ledger process when there is one (its minute cache lives
+    there), else in a thread here with this API's cache."""
+    ctx = context(request)
+    if ctx.offload is not None:
+        overview: queries.PoolOverview = await ctx.offload(ledger_worker.pool_overview, now)
+        return overview
+    return await read(request, queries.pool_overview, now, ctx.minutes)  # type: ignore[no-any-return]
+
+
+async def pool_blocks(request: web.Request) -> web.Response:
+    page = page_of(request)
+    rows = await read(request, queries.blocks, page)
+    return web.json_response(views.listing([views.block(b) for b in rows], page))
+
+
+def window_param(request: web.Request) -> str:
+    window = request.query.get("window", "24h")
+    if window not in queries.SERIES:
+        raise error(400, f"window: expected one of {', '.join(queries.SERIES)}, got {window!r}")
+    return window
+
+
+async def pool_hashrate(request: web.Request) -> web.Response:
+    window = window_param(request)
+    now = now_of(request)
+    points = await request.app[CACHE].get(
+        f"series:{window}", lambda: read_heavy(request, queries.hashrate_series, now, window)
+    )
+    return web.json_response({"window": window, "points": [views.point(p) for p in points]})
+
+
+async def miner_hashrate(request: web.Request) -> web.Response:
+    window = window_param(request)
+    _, aid = await miner_id(request)
+    points = await read(request, queries.hashrate_series, now_of(request), window, aid)
+    return web.json_response({"window": window, "points": [views.point(p) for p in points]})
+
+
+async def miner_id(request: web.Request) -> tuple[str, int]:
+    if not context(request).cfg.api.public_miners:
+        await require(request)
+    name = request.match_info["account"]
+    aid = await read(request, queries.account_id, name)
+    if aid is None:
+        raise error(404, f"no account {name!r} in the ledger")
+    return name, int(aid)
+
+
+async def miner(request: web.Request) -> web.Response:
+    name, aid = await miner_id(request)
+    body = views.miner(await read(request, queries.miner, name, aid, now_of(request)))
+    # Rejected shares never reach the ledger: this daemon's counts since it started.
+    body["shares_rejected"] = dict(context(request).metrics.rejected_by_account.get(name, {}))
+    return web.json_response(body)
+
+
+async def miner_credits(request: web.Request) -> web.Response:
+    page = page_of(request)
+    name, _ = await miner_id(request)
+    rows = await read(request, queries.credits, name, page)
+    return web.json_response(views.listing([views.credit(c) for c in rows], page))
+
+
+async def miner_payouts(request: web.Request) -> web.Response:
+    page = page_of(request)
+    name, _ = await miner_id(request)
+    rows = await read(request, queries.payouts, name, page)
+    return web.json_response(views.listing([views.payout(p) for p in rows], page))
