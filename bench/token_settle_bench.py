@@ -62,7 +62,7 @@ def populate(engine: sa.Engine, holders: int, transfers: int, cfg: TokensConfig)
             [
                 {
                     "ext_id": t.ext_id,
-                    "ts": t.ts,
+                    "ts": t.ts_s,
                     "sender": t.sender,
                     "receiver": t.receiver,
                     "amount": str(t.amount),

@@ -35,14 +35,14 @@ class TokenError(ValueError):
 @dataclass(frozen=True)
 class Transfer:
     ext_id: str
-    ts: int
+    ts_s: int  # unix seconds (the import format and the database column call it "ts")
     sender: str | None
     receiver: str | None
     amount: Fraction
 
     @property
     def digest(self) -> str:
-        text = f"{self.ts}|{self.sender or ''}|{self.receiver or ''}|{self.amount}"
+        text = f"{self.ts_s}|{self.sender or ''}|{self.receiver or ''}|{self.amount}"
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -205,12 +205,12 @@ def import_transfers(engine: Engine, transfers: list[Transfer]) -> ImportResult:
             return ImportResult(0, len(transfers))
         settled_end = conn.execute(select(func.max(TokenPeriod.period_end))).scalar()
         for t in new:
-            if settled_end is not None and t.ts < settled_end:
+            if settled_end is not None and t.ts_s < settled_end:
                 raise TokenError(
-                    f"transfer {t.ext_id!r} at {t.ts} falls in a period already settled "
+                    f"transfer {t.ext_id!r} at {t.ts_s} falls in a period already settled "
                     f"(settled up to {settled_end})"
                 )
-        first = min(t.ts for t in new)
+        first = min(t.ts_s for t in new)
         running = balances_at(conn, first)
         later = [
             (int(ts), i, s, r, Fraction(a), x)
@@ -226,7 +226,7 @@ def import_transfers(engine: Engine, transfers: list[Transfer]) -> ImportResult:
             )
         ]
         merged = sorted(
-            later + [(t.ts, 1 << 60, t.sender, t.receiver, t.amount, t.ext_id) for t in new],
+            later + [(t.ts_s, 1 << 60, t.sender, t.receiver, t.amount, t.ext_id) for t in new],
             key=lambda r: (r[0], r[1]),
         )
         for row in merged:
@@ -245,7 +245,7 @@ def import_transfers(engine: Engine, transfers: list[Transfer]) -> ImportResult:
             [
                 {
                     "ext_id": t.ext_id,
-                    "ts": t.ts,
+                    "ts": t.ts_s,
                     "sender": t.sender,
                     "receiver": t.receiver,
                     "amount": str(t.amount),

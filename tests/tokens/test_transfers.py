@@ -53,7 +53,7 @@ def test_csv_and_json_parse_the_same(tmp_path: Path) -> None:
     )
     a, b = parse_file(csv_file), parse_file(json_file)
     assert a == b
-    assert a[1].ts == T  # 2027-01-15T08:00:00Z is unix 1,800,000,000
+    assert a[1].ts_s == T  # 2027-01-15T08:00:00Z is unix 1,800,000,000
     assert a[2].amount == Fraction(1, 3) and a[2].receiver is None and a[0].sender is None
 
 
