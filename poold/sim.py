@@ -580,10 +580,11 @@ class Simulation:
         if report.settled != len(accepted):
             problems.append(f"{len(accepted) - report.settled} accepted blocks not settled once")
         # Credited exactly while the chain has it (or a reorg is still shallower than the depth).
-        bal = balances(self.engine)
+        with self.engine.connect() as conn:
+            open_credits = {h for h, *_ in block_rows if journal.open_pending(conn, h)}
         tip = self.net.height
         for h, _a, status, height in block_rows:
-            credited = bal.get(journal.coinbase(h), 0) != 0 or status == "confirmed"
+            credited = h in open_credits or status == "confirmed"
             deep = tip - height + 1 >= self.orphan_depth
             if h in on_chain and not credited:
                 problems.append(f"block {h[:16]} is on the chain but not credited ({status})")
@@ -629,7 +630,7 @@ class Simulation:
         spendable = {
             k: v
             for k, v in balances(self.engine).items()
-            if journal.miner_of(k, "spendable") is not None and v > 0
+            if journal.miner_of(k) is not None and v > 0
         }
         if spendable:
             problems.append(f"paid more than earned: {spendable}")

@@ -1,11 +1,13 @@
-"""Following found blocks on the node: maturity and orphans, as new journal postings.
+"""Following found blocks on the node: maturity and orphans, as journal resolutions.
 
-A settled block with >= 100 confirmations matures: each miner's immature credit moves to
-`miner:<account>:spendable` (and the coinbase to `pool:wallet`). A block off the best chain is
-orphaned only once the best chain holds `orphan_depth` blocks at or above its height (a short
-reorg often brings it back): its settlement is then reversed line by line, never deleted. An
-orphaned block is still watched until it could no longer have matured; if it returns to the
-best chain its settlement lines are posted again (a re-credit) and it is followed as before.
+A block's settlement is a *pending* journal entry (poold.ledger.journal). With >= 100
+confirmations it matures: a `post` entry makes its lines count (the miners' credits become
+spendable, the coinbase joins `pool:wallet`). A block off the best chain is orphaned only once
+the best chain holds `orphan_depth` blocks at or above its height (a short reorg often brings
+it back): a `void` entry then cancels its lines, never deleting them. An orphaned block is
+still watched until it could no longer have matured; if it returns to the best chain its
+settlement lines are posted again as a new pending entry (a re-credit) and it is followed as
+before.
 A block whose submission got no answer (status `unknown`) is looked up on the chain: there,
 it becomes accepted and the next settlement pass settles it; still absent when it could no
 longer have matured, it is rejected. Each step has its own settlements key (`mature:<hash>`,
@@ -17,13 +19,14 @@ nothing. Node errors are the caller's (a retry next pass).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from poold.ledger import journal
-from poold.ledger.db import ledger_entry_async
+from poold.ledger.db import LedgerError, ledger_entry_async
 from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import Block, JournalLine, Settlement
 from poold.ledger.settle import BLOCK_KEYS
@@ -41,18 +44,18 @@ class BlockChange:
     confirmations: int
 
 
-def _post(
+def _record(
     engine: Engine,
     block_hash: str,
-    kind: str,
-    key: str,
     status: str,
-    lines: list[tuple[str, int]],
     confirmations: int,
+    write: Callable[[Connection], object],
 ) -> bool:
+    """`write` the journal step and the block's new status in one transaction; False when
+    the step was taken already (its key exists)."""
     try:
         with engine.begin() as conn:
-            post(conn, kind=kind, reference=block_hash, key=key, lines=lines)
+            write(conn)
             conn.execute(
                 update(Block)
                 .where(Block.hash == block_hash)
@@ -61,6 +64,15 @@ def _post(
         return True
     except AlreadyPosted:
         return False
+
+
+def _resolve_open(conn: Connection, block_hash: str, *, post: bool, kind: str, key: str) -> None:
+    pending = journal.open_pending(conn, block_hash)
+    if pending is None:
+        if conn.execute(select(Settlement.id).where(Settlement.key == key)).first():
+            raise AlreadyPosted(key)  # this step was taken already
+        raise LedgerError(f"block {block_hash} has no pending entry to resolve")
+    journal.resolve(conn, pending, post=post, kind=kind, reference=block_hash, key=key)
 
 
 def _followed(engine: Engine, min_height: int) -> list[tuple[str, int, str, int, int]]:
@@ -127,32 +139,49 @@ def _lines(engine: Engine, entry_id: int) -> list[tuple[str, int]]:
 def _apply(
     engine: Engine, block_hash: str, entry_id: int, confirmations: int, reversals: int = 0
 ) -> bool:
-    """Post the reversal (orphaned) or the maturity moves (confirmed) for one pending block;
-    `reversals` is how often it was orphaned before (0: never)."""
-    lines = _lines(engine, entry_id)
+    """Void (orphaned) or post (matured) the block's open pending entry; `reversals` is how
+    often it was orphaned before (0: never)."""
     if confirmations < 0:
         key = f"orphan:{block_hash}" + (f":{reversals}" if reversals else "")
-        reversal = [(a, -v) for a, v in lines]
-        return _post(engine, block_hash, "pplns_reversal", key, "orphaned", reversal, -1)
-    moves: list[tuple[str, int]] = []
-    for account, amount in lines:
-        owner = journal.miner_of(account, "immature")
-        if owner is not None:
-            moves += [(account, -amount), (journal.miner(owner, "spendable"), amount)]
-        elif journal.parse(account).kind == "coinbase":
-            moves += [(account, -amount), (journal.pool("wallet"), amount)]
-    return _post(
-        engine, block_hash, "maturity", f"mature:{block_hash}", "confirmed", moves, confirmations
+        return _record(
+            engine,
+            block_hash,
+            "orphaned",
+            -1,
+            lambda conn: _resolve_open(
+                conn, block_hash, post=False, kind="pplns_reversal", key=key
+            ),
+        )
+    key = f"mature:{block_hash}"
+    return _record(
+        engine,
+        block_hash,
+        "confirmed",
+        confirmations,
+        lambda conn: _resolve_open(conn, block_hash, post=True, kind="maturity", key=key),
     )
 
 
 def _restore(
     engine: Engine, block_hash: str, entry_id: int, confirmations: int, reversals: int
 ) -> bool:
-    """An orphaned block is back on the best chain: post its settlement lines again."""
+    """An orphaned block is back on the best chain: its settlement lines, pending again."""
     lines = _lines(engine, entry_id)
     key = f"recredit:{block_hash}:{reversals}"
-    return _post(engine, block_hash, "block_recredit", key, "pending", lines, confirmations)
+    return _record(
+        engine,
+        block_hash,
+        "pending",
+        confirmations,
+        lambda conn: post(
+            conn,
+            kind="block_recredit",
+            reference=block_hash,
+            key=key,
+            lines=lines,
+            phase="pending",
+        ),
+    )
 
 
 def _set_confirmations(engine: Engine, block_hash: str, confirmations: int) -> None:

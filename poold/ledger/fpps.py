@@ -162,7 +162,7 @@ def book_fpps(
             )
             credited = {a: c for a, c in sorted(result.credits.items()) if c}
             lines = [(journal.pool("fpps_paid"), sum(credited.values()))]
-            lines += [(journal.miner(a, "spendable"), -c) for a, c in credited.items()]
+            lines += [(journal.miner(a), -c) for a, c in credited.items()]
             post(conn, kind="fpps_period", reference=str(period_end_s), key=key, lines=lines)
             conn.execute(delete(FppsCarry))
             carried = {a: v for a, v in result.carry.items() if v}

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0006"
+SCHEMA_VERSION = "0007"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -131,13 +131,20 @@ class IngestCheckpoint(Base):
 
 
 class JournalEntry(Base):
-    """One balanced posting: its lines' amounts add up to zero (checked by `ledger verify`)."""
+    """One balanced posting: its lines' amounts add up to zero (checked by `ledger verify`).
+
+    `phase` (two-phase transfers, as TigerBeetle's): `posted` counts at once; `pending` (a found
+    block's credits) counts as pending until a `post` entry (maturity) or a `void` entry
+    (orphan) with `pending_id` = its id resolves it; those two carry no lines."""
 
     __tablename__ = "journal_entries"
+    __table_args__ = (Index("uq_entries_pending_id", "pending_id", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))  # e.g. pplns_block
     reference: Mapped[str] = mapped_column(String(128))  # e.g. the block hash
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    phase: Mapped[str] = mapped_column(String(8), server_default="posted")
+    pending_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class JournalLine(Base):

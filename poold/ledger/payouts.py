@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -105,20 +105,18 @@ def ledger_account(payee: str) -> str:
 
 @ledger_entry
 def owed(engine: Engine) -> dict[str, int]:
-    """What the pool owes each payee now, satoshis: miners by account name (their spendable
-    balance), token holders as `holder:<name>`."""
+    """What the pool owes each payee now, satoshis: miners by account name (their posted
+    balance: credits of matured blocks, FPPS bookings), token holders as `holder:<name>`."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(JournalLine.account, func.sum(JournalLine.amount_sat))
-            .where(
-                JournalLine.account.like(journal.miner_like("spendable"))
-                | (
-                    JournalLine.account.like(journal.HOLDER_LIKE)
-                    & ~JournalLine.account.like(journal.HOLDER_DEBT_LIKE)
-                )
-            )
-            .group_by(JournalLine.account)
-        ).all()
+        rows = journal.balances(
+            conn,
+            "posted",
+            JournalLine.account.like(journal.MINER_LIKE)
+            | (
+                JournalLine.account.like(journal.HOLDER_LIKE)
+                & ~JournalLine.account.like(journal.HOLDER_DEBT_LIKE)
+            ),
+        ).items()
     out: dict[str, int] = {}
     for account, total in rows:
         payee = journal.payee_of(account)

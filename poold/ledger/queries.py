@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
 
 from poold.chain.targets import network_difficulty
 from poold.ledger import journal
@@ -227,14 +228,10 @@ class MinerView:
 
 
 def miner(conn: Connection, name: str, aid: int, now: int) -> MinerView:
-    immature, spendable = journal.miner(name, "immature"), journal.miner(name, "spendable")
-    bal = dict(
-        conn.execute(
-            select(JournalLine.account, func.sum(JournalLine.amount_sat))
-            .where(JournalLine.account.in_([immature, spendable]))
-            .group_by(JournalLine.account)
-        ).all()
-    )
+    account = journal.miner(name)
+    mine = JournalLine.account == account
+    pending = journal.balances(conn, "pending", mine).get(account, 0)
+    posted = journal.balances(conn, "posted", mine).get(account, 0)
     shares = conn.execute(
         select(func.coalesce(func.sum(ShareSlice.shares), 0)).where(ShareSlice.account_id == aid)
     ).scalar()
@@ -242,8 +239,8 @@ def miner(conn: Connection, name: str, aid: int, now: int) -> MinerView:
         name,
         hashrates(conn, now, aid),
         int(shares or 0),
-        -int(bal.get(immature, 0)),
-        -int(bal.get(spendable, 0)),
+        -pending,
+        -posted,
     )
 
 
@@ -253,33 +250,35 @@ class CreditRow:
     reason: str  # the journal entry's kind
     reference: str
     time_ms: int
-    balance: str  # immature | spendable
+    balance: str  # what the line counts as now: immature | spendable | voided
     amount_sat: int  # what the pool owes the miner more (negative: less)
 
 
 def credits(conn: Connection, name: str, page: Page) -> list[CreditRow]:
+    """Every journal line of the miner's account, newest first, with what it counts as now:
+    `spendable` (posted), `immature` (its block has not matured) or `voided` (orphaned)."""
+    resolution = aliased(JournalEntry)
     rows = conn.execute(
         select(
             JournalEntry.id,
             JournalEntry.kind,
             JournalEntry.reference,
             JournalEntry.created_ms,
-            JournalLine.account,
+            JournalEntry.phase,
+            resolution.phase,
             JournalLine.amount_sat,
         )
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
-        .where(
-            JournalLine.account.in_(
-                [journal.miner(name, "immature"), journal.miner(name, "spendable")]
-            )
-        )
+        .outerjoin(resolution, resolution.pending_id == JournalEntry.id)
+        .where(JournalLine.account == journal.miner(name))
         .order_by(JournalEntry.id.desc(), JournalLine.id.desc())
         .limit(page.limit)
         .offset(page.offset)
     ).all()
+    state = {"post": "spendable", "void": "voided", None: "immature"}
     return [
-        CreditRow(int(i), k, ref, int(t), journal.parse(acct).state, -int(v))
-        for i, k, ref, t, acct, v in rows
+        CreditRow(int(i), k, ref, int(t), "spendable" if phase == "posted" else state[res], -int(v))
+        for i, k, ref, t, phase, res, v in rows
     ]
 
 

@@ -256,7 +256,7 @@ def _check_blocks(
             posted = {
                 miner: -int(v)
                 for k, v in lines.items()
-                if (miner := journal.miner_of(k, "immature")) is not None
+                if (miner := journal.miner_of(k)) is not None
             }
             expect = {a: c for a, c in split.credits.items() if c}
             fee = -int(lines.get(journal.pool("fee"), 0))

@@ -3,13 +3,14 @@
 A block is settled once: the `settlements` row keyed `<scheme>:<block hash>` is inserted in the
 same transaction as its journal entry, so running settlement again changes nothing. The split
 itself is `accounting.pplns_split` over the slices (each slice is a row of summed difficulty;
-one straddling the window edge is cut exactly). Postings (satoshis, debits positive):
-  + reward  coinbase:<hash>             the block's coinbase, not yet mature
-  - credit  miner:<account>:immature    what each miner is owed once it matures
+one straddling the window edge is cut exactly). Postings (satoshis, debits positive), one
+*pending* entry (poold.ledger.journal: posted at maturity, voided on orphan):
+  + reward  pool:wallet                 the block's coinbase, spendable once mature
+  - credit  miner:<account>             what each miner is owed once it matures
   - fee     pool:fee
   - rest    pool:unallocated            what an unfilled window leaves
 (FPPS blocks: see `settle_block`; FPPS share credits: poold/ledger/fpps.py.)
-Maturity, orphan reversal and payouts build on these accounts (the rest of the ledger issue).
+Maturity and orphans resolve it (poold/ledger/blocks.py); payouts pay posted balances.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fractions import Fraction
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import aliased
 
 from accounting import pplns_split, prop_split, solo_split
 from poold.ledger import journal, rollup
@@ -64,8 +66,8 @@ def settle_block(
     PPLNS splits the window (`window.window`), PROP the round since the previous accepted
     block (`window.round_shares`), SOLO gives the finder's account reward - fee; each posts
     the lines above. Under FPPS the miners were paid per share already: the block is the
-    pool's own revenue (+ reward coinbase:<hash>, - reward pool:blocks), followed to maturity
-    the same way."""
+    pool's own revenue (+ reward pool:wallet, - reward pool:blocks), pending until it
+    matures the same way."""
     key = f"{BLOCK_KEYS[scheme]}{block_hash}"
     try:
         with engine.begin() as conn:
@@ -102,19 +104,18 @@ def settle_block(
                     )
                 credits = split.credits
                 fee_sat, unallocated_sat = split.pool_fee_sat, split.unallocated_sat
-                posts = [
-                    (journal.miner(a, "immature"), -c) for a, c in sorted(credits.items()) if c
-                ]
+                posts = [(journal.miner(a), -c) for a, c in sorted(credits.items()) if c]
                 posts += [
                     (journal.pool("fee"), -fee_sat),
                     (journal.pool("unallocated"), -unallocated_sat),
                 ]
-            post(
+            post(  # pending until the coinbase matures (or voided if the block is orphaned)
                 conn,
                 kind=f"{scheme}_block",
                 reference=block_hash,
                 key=key,
-                lines=[(journal.coinbase(block_hash), reward_sat), *posts],
+                lines=[(journal.pool("wallet"), reward_sat), *posts],
+                phase="pending",
             )
             return Settled(block_hash, credits, fee_sat, unallocated_sat)
     except AlreadyPosted:
@@ -194,6 +195,22 @@ def verify(engine: Engine) -> list[str]:
         ).scalar()
         if orphans:
             problems.append(f"{orphans} settlements point at no journal entry")
+        target = aliased(JournalEntry)
+        for entry_id, phase, target_phase in conn.execute(
+            select(JournalEntry.id, JournalEntry.phase, target.phase)
+            .outerjoin(target, target.id == JournalEntry.pending_id)
+            .where(JournalEntry.phase.in_(["post", "void"]))
+        ):
+            if target_phase != "pending":
+                problems.append(f"journal entry {entry_id} ({phase}) resolves no pending entry")
+        resolving_lines = conn.execute(
+            select(func.count())
+            .select_from(JournalLine)
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .where(JournalEntry.phase.in_(["post", "void"]))
+        ).scalar()
+        if resolving_lines:
+            problems.append(f"{resolving_lines} lines on entries that only post or void")
         strays = conn.execute(
             select(func.count())
             .select_from(ShareSlice)
@@ -210,14 +227,8 @@ def verify(engine: Engine) -> list[str]:
 
 
 @ledger_entry
-def balances(engine: Engine) -> dict[str, int]:
-    """Each ledger account's balance, derived from the journal (satoshis)."""
+def balances(engine: Engine, phase: journal.Phase = "posted") -> dict[str, int]:
+    """Each ledger account's balance, derived from the journal (satoshis): what counts now
+    (`posted`), or what waits for blocks to mature (`pending`)."""
     with engine.connect() as conn:
-        return {
-            a: int(s)
-            for a, s in conn.execute(
-                select(JournalLine.account, func.sum(JournalLine.amount_sat)).group_by(
-                    JournalLine.account
-                )
-            )
-        }
+        return journal.balances(conn, phase)

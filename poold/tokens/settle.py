@@ -93,7 +93,7 @@ class PeriodInputs:
 
 
 def _earnings(conn: Connection, fleet: tuple[str, ...], start: int, end: int) -> dict[str, int]:
-    want = {journal.miner(a, state): a for a in fleet for state in ("immature", "spendable")}
+    want = {journal.miner(a): a for a in fleet}
     pending = conn.execute(
         select(Block.hash)
         .join(Account, Block.account_id == Account.id)
@@ -317,7 +317,7 @@ def settle_period(
 def _post(
     conn: Connection, start: int, key: str, inputs: PeriodInputs, result: TokenSettlement
 ) -> int:
-    lines = [(journal.miner(a, "spendable"), e) for a, e in sorted(inputs.earnings.items())]
+    lines = [(journal.miner(a), e) for a, e in sorted(inputs.earnings.items())]
     lines.append((journal.operator("retained"), -result.operator_retained_sat))
     elec = service = written_off = 0
     for h, line in sorted(result.lines.items()):

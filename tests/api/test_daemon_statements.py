@@ -114,7 +114,7 @@ async def test_statements_through_the_daemon(
                 .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
                 .where(
                     JournalEntry.kind == "fpps_period",
-                    JournalLine.account == "miner:fleet:spendable",
+                    JournalLine.account == "miner:fleet",
                 )
             )
             if start < int(ref) <= end

@@ -122,7 +122,8 @@ async def test_daemon_books_fpps_every_period(
     assert 1 <= len(recorded) <= await rd.daemon.node.tip_height()
     bal = balances(engine)
     assert bal["pool:fpps_paid"] > 0
-    assert bal["pool:fpps_paid"] == -sum(v for k, v in bal.items() if k.endswith(":spendable"))
-    assert rewards and bal["pool:blocks"] == -rewards  # blocks found under FPPS: the pool's
+    assert bal["pool:fpps_paid"] == -sum(v for k, v in bal.items() if k.startswith("miner:"))
+    # Blocks found under FPPS are the pool's, pending until they mature.
+    assert rewards and balances(engine, "pending")["pool:blocks"] == -rewards
     assert verify(engine) == []
     engine.dispose()

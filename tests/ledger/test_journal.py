@@ -20,12 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 names = st.text(st.characters(min_codepoint=33, max_codepoint=0x24F, blacklist_characters=":"))
 
 
-@given(names.filter(bool), st.sampled_from(["immature", "spendable"]))
-def test_miner_accounts_round_trip(name: str, state: str) -> None:
-    account = journal.miner(name, state)  # type: ignore[arg-type]
-    assert parse(account) == journal.ParsedAccount("miner", name, state)
-    assert journal.miner_of(account, state) == name  # type: ignore[arg-type]
-    assert journal.payee_of(account) == (name if state == "spendable" else None)
+@given(names.filter(bool))
+def test_miner_accounts_round_trip(name: str) -> None:
+    account = journal.miner(name)
+    assert parse(account) == journal.ParsedAccount("miner", name)
+    assert journal.miner_of(account) == name
+    assert journal.payee_of(account) == name
 
 
 @given(names.filter(bool))
@@ -33,16 +33,16 @@ def test_holder_accounts_round_trip(name: str) -> None:
     assert parse(journal.holder(name)) == journal.ParsedAccount("holder", name)
     assert parse(journal.holder(name, debt=True)) == journal.ParsedAccount("holder", name, "debt")
     assert journal.payee_account(journal.holder(name)) == journal.holder(name)
-    assert journal.payee_account(name) == journal.miner(name, "spendable")
+    assert journal.payee_account(name) == journal.miner(name)
 
 
 def test_only_known_accounts_parse() -> None:
     for bad in [
         "",
-        "miner:a",
-        "miner::immature",
-        "miner:a:b:immature",
-        "miner:a:owed",
+        "miner:",
+        "miner:a:immature",
+        "miner:a:b",
+        "coinbase:" + "ab" * 32,
         "pool:nope",
         "operator:fee",
         "coinbase:xyz",
@@ -52,10 +52,9 @@ def test_only_known_accounts_parse() -> None:
         with pytest.raises(JournalError, match="not a ledger account"):
             parse(bad)
     with pytest.raises(JournalError):
-        journal.miner("a:b", "immature")
+        journal.miner("a:b")
     with pytest.raises(JournalError):
         journal.pool("nope")
-    assert parse(journal.coinbase("ab" * 32)).kind == "coinbase"
 
 
 def _count(engine: sa.Engine) -> tuple[int, int, int]:
@@ -67,11 +66,11 @@ def _count(engine: sa.Engine) -> tuple[int, int, int]:
 
 
 def test_post_refuses_what_must_not_be_written_and_posts_a_key_once(ledger: sa.Engine) -> None:
-    fee, cb = journal.pool("fee"), journal.coinbase("cd" * 32)
-    alice = journal.miner("alice", "immature")
+    fee, cb = journal.pool("fee"), journal.pool("wallet")
+    alice = journal.miner("alice")
     cases = [
         ([(cb, 100), (alice, -99)], "does not balance: its lines sum to 1 sat"),
-        ([(cb, 100), ("miner:alice", -100)], "not a ledger account: 'miner:alice'"),
+        ([(cb, 100), ("miner:alice:immature", -100)], "not a ledger account: 'miner:alice:imm"),
         ([(cb, 100), (alice, -99.5), (fee, -0.5)], "is not whole sat"),
     ]
     for lines, needle in cases:
@@ -103,10 +102,7 @@ def _account_literals(path: Path) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
             text = node.value
-            if any(
-                p in text
-                for p in ("miner:", ":immature", ":spendable", "coinbase:", "pool:", "operator:")
-            ):
+            if any(p in text for p in ("miner:", ":immature", ":spendable", "pool:", "operator:")):
                 found.append(text)
     return found
 

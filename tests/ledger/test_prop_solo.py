@@ -169,8 +169,8 @@ def test_solo_pays_the_finder_reward_less_fee(ledger: sa.Engine, tmp_path: Path)
             50_000_000,
             0,
         )
-    bal = balances(ledger)
-    assert bal["miner:m1:immature"] == -4_950_000_000 and "miner:m0:immature" not in bal
+    bal = balances(ledger, "pending")
+    assert bal["miner:m1"] == -4_950_000_000 and "miner:m0" not in bal
     assert verify(ledger) == [] and settle_pending(ledger, pool_fee=FEE, scheme="solo") == []
     assert replay(ledger, log, 0, pool_fee=FEE).blocks_checked == 3
     _move_one_satoshi(ledger)
@@ -182,7 +182,7 @@ def _move_one_satoshi(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         rows = conn.execute(
             sa.select(JournalLine.id, JournalLine.amount_sat)
-            .where(JournalLine.account.like("miner:%:immature"))
+            .where(JournalLine.account.like("miner:%"))
             .order_by(JournalLine.id)
             .limit(2)
         ).all()

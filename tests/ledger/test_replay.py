@@ -55,7 +55,7 @@ def test_replay_agrees_then_names_each_kind_of_damage(ledger: sa.Engine, tmp_pat
     with ledger.begin() as conn:  # a satoshi moved between two miners: still balanced
         rows = conn.execute(
             sa.select(JournalLine.id, JournalLine.amount_sat)
-            .where(JournalLine.account.like("miner:%:immature"))
+            .where(JournalLine.account.like("miner:%"))
             .order_by(JournalLine.id)
             .limit(2)
         ).all()

@@ -36,7 +36,7 @@ def credit(engine: sa.Engine, account: str, sat: int) -> None:
             sa.insert(JournalLine),
             [
                 {"entry_id": entry, "account": "pool:wallet", "amount_sat": sat},
-                {"entry_id": entry, "account": f"miner:{account}:spendable", "amount_sat": -sat},
+                {"entry_id": entry, "account": f"miner:{account}", "amount_sat": -sat},
             ],
         )
 
