@@ -232,11 +232,13 @@ class LedgerScheduler:
                 # Shares stay in the share log and blocks stay pending; the next pass retries.
                 log.warning("ledger_pass_failed", error=str(exc), retry_s=interval)
                 self.problem = str(exc)
+                self.metrics.ledger_pass_failures += 1
             except Exception as exc:  # a bug: logged with its traceback, never fatal here
                 # Stratum and the share log must outlive any ledger fault: the shares wait in
                 # the log, and the next pass starts from the committed checkpoint.
                 log.exception("ledger_pass_crashed", retry_s=interval)
                 self.problem = f"ledger pass crashed: {exc!r}"
+                self.metrics.ledger_pass_failures += 1
 
     async def close(self, wait_s: float) -> None:
         """One last pass, so everything answered `true` reaches the ledger now; bounded, since

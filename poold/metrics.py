@@ -27,6 +27,7 @@ class Metrics:
         # bounded: accounts past MAX_ACCOUNTS are counted together under "".
         self.rejected_by_account: dict[str, Counter[str]] = {}
         self.settlement_runs: Counter[str] = Counter()  # by kind: block, fpps, tokens
+        self.ledger_pass_failures = 0  # ledger passes that failed (the next one retries)
 
     MAX_ACCOUNTS = 100_000
 
@@ -74,6 +75,8 @@ class Metrics:
             f"poold_sharelog_failed_batches_total {self.sharelog_failed_batches}",
             "# TYPE poold_sharelog_ok gauge",
             f"poold_sharelog_ok {self.sharelog_ok}",
+            "# TYPE poold_ledger_pass_failures_total counter",
+            f"poold_ledger_pass_failures_total {self.ledger_pass_failures}",
             "# TYPE poold_settlements_total counter",
         ]
         for kind in ("block", "fpps", "tokens"):

@@ -37,13 +37,15 @@ app.add_typer(tokens_app, name="tokens")
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="TOML config file")]
 
 
-def _fail(msg: str, code: int = 2) -> typer.Exit:
+def fail(msg: str, code: int = 2) -> typer.Exit:
     typer.echo(f"poold: {msg}", err=True)
     return typer.Exit(code)
 
 
 @contextlib.contextmanager
-def _ledger(config: Path, *, migrate_schema: bool = False) -> Iterator[tuple[Config, Engine]]:
+def open_ledger_for(
+    config: Path, *, migrate_schema: bool = False
+) -> Iterator[tuple[Config, Engine]]:
     """Config and a ready ledger for one CLI command; their errors exit 2 with the message."""
     from poold.config import ConfigError, load_config
     from poold.ledger.db import LedgerError, open_ledger
@@ -56,7 +58,7 @@ def _ledger(config: Path, *, migrate_schema: bool = False) -> Iterator[tuple[Con
         finally:
             engine.dispose()
     except (ConfigError, LedgerError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def main() -> None:

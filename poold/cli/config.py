@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from poold.cli import (
-    _fail,
     config_app,
+    fail,
 )
 
 
@@ -22,7 +22,7 @@ def config_check(path: Path) -> None:
     try:
         load_config(path)
     except ConfigError as exc:
-        raise _fail(f"config error: {exc}") from None
+        raise fail(f"config error: {exc}") from None
     typer.echo(f"{path}: ok")
 
 
@@ -40,6 +40,6 @@ def config_dump(
     try:
         cfg = load_config(path)
     except ConfigError as exc:
-        raise _fail(f"config error: {exc}") from None
+        raise fail(f"config error: {exc}") from None
     data = cfg.model_dump(mode="json") if show_secrets else redacted(cfg)
     typer.echo(json.dumps(data, indent=2))

@@ -15,11 +15,11 @@ import typer
 
 from poold.cli import (
     ConfigOption,
-    _fail,
-    _ledger,
     account_app,
     app,
+    fail,
     ledger_app,
+    open_ledger_for,
 )
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def migrate(
     """Create or upgrade the ledger schema (the database the config's ledger url names)."""
     from poold.ledger.models import SCHEMA_VERSION
 
-    with _ledger(config, migrate_schema=True):
+    with open_ledger_for(config, migrate_schema=True):
         pass
     typer.echo(f"ledger schema at version {SCHEMA_VERSION}")
 
@@ -50,7 +50,7 @@ def ingest(
     from poold.ledger.ingest import ingest as run_ingest
     from poold.shares.log import prune_segments
 
-    with _ledger(config) as (cfg, engine):
+    with open_ledger_for(config) as (cfg, engine):
         result = run_ingest(engine, cfg.sharelog.path, cfg.stratum.node_id)
     # Retention, never past what the ledger holds: segments below the checkpoint's only.
     removed = prune_segments(
@@ -82,17 +82,17 @@ def settle(
     from poold.ledger.settle import BLOCK_KEYS, settle_pending
     from poold.node.base import NodeError
 
-    with _ledger(config) as (cfg, engine):
+    with open_ledger_for(config) as (cfg, engine):
         scheme = cfg.pool.scheme
         if scheme not in BLOCK_KEYS:
-            raise _fail(f"scheme {scheme!r} has no block settlement")
+            raise fail(f"scheme {scheme!r} has no block settlement")
         done = settle_pending(engine, pool_fee=cfg.pool.fee, scheme=scheme)
         booked = None
         if scheme == "fpps" and cfg.node.kind == "rpc":
             try:
                 booked = uvloop.run(_book_fpps(cfg, engine))
             except NodeError as exc:
-                raise _fail(f"settle: {exc}", 1) from None
+                raise fail(f"settle: {exc}", 1) from None
     for s in done:
         typer.echo(
             json.dumps(
@@ -142,7 +142,7 @@ def replay(
     """Recompute slices and PPLNS credits from the retained share log; compare with the ledger."""
     from poold.ledger.replay import replay as run_replay
 
-    with _ledger(config) as (cfg, engine), _progress("replaying the share log") as progress:
+    with open_ledger_for(config) as (cfg, engine), _progress("replaying the share log") as progress:
         report = run_replay(
             engine,
             cfg.sharelog.path,
@@ -199,7 +199,7 @@ def ledger_verify(
     """Check the journal: every posting balances and the whole journal sums to zero."""
     from poold.ledger.settle import verify
 
-    with _ledger(config) as (_cfg, engine):
+    with open_ledger_for(config) as (_cfg, engine):
         problems = verify(engine)
     for p in problems:
         typer.echo(p, err=True)
@@ -219,7 +219,7 @@ def ledger_refold(
     from poold.ledger import rollup
     from poold.ledger.db import LedgerError
 
-    with _ledger(config) as (_cfg, engine):
+    with open_ledger_for(config) as (_cfg, engine):
         try:
             with engine.begin() as conn:
                 rollup.rebuild(conn)
@@ -241,13 +241,13 @@ def payout(
     from poold.ledger.payouts import PayoutError
     from poold.node.base import NodeError
 
-    with _ledger(config) as (cfg, engine):
+    with open_ledger_for(config) as (cfg, engine):
         if cfg.node.kind != "rpc":
-            raise _fail('payouts need a node wallet: set [node] kind = "rpc"')
+            raise fail('payouts need a node wallet: set [node] kind = "rpc"')
         try:
             report = uvloop.run(_payout(cfg, engine, send))
         except (PayoutError, NodeError) as exc:
-            raise _fail(f"payout: {exc}", 1) from None
+            raise fail(f"payout: {exc}", 1) from None
     for payout_id, status in report.reconciled:
         typer.echo(json.dumps({"payout": payout_id, "reconciled": status}))
     for account, why in report.skipped.items():
@@ -295,11 +295,11 @@ def account_set(
     from poold.chain.address import address_to_script
     from poold.ledger.payouts import set_account
 
-    with _ledger(config) as (cfg, engine):
+    with open_ledger_for(config) as (cfg, engine):
         if address is not None:
             try:
                 address_to_script(address, cfg.pool.network)
             except ValueError as exc:
-                raise _fail(f"address {address!r}: {exc}") from None
+                raise fail(f"address {address!r}: {exc}") from None
         set_account(engine, name, address=address, min_payout_sat=min_payout)
     typer.echo(f"account {name}: address={address} min_payout_sat={min_payout}")

@@ -25,8 +25,8 @@ import typer
 
 from poold.cli import (
     ConfigOption,
-    _fail,
     app,
+    fail,
 )
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def run(
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        raise _fail(f"config error: {exc}") from None
+        raise fail(f"config error: {exc}") from None
     configure_logging(cfg.log.level, cfg.log.format)
     n = cfg.stratum.workers
     if n > 1 and worker_index is None:
@@ -386,7 +386,7 @@ def simulate(
             )
         )
     except (OSError, ValueError) as exc:
-        raise _fail(f"simulate: {exc}", 1) from None
+        raise fail(f"simulate: {exc}", 1) from None
     typer.echo(json.dumps(stats.summary()))
 
 

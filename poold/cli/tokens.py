@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -15,9 +14,9 @@ import typer
 
 from poold.cli import (
     ConfigOption,
-    _fail,
-    _ledger,
     api_app,
+    fail,
+    open_ledger_for,
     tokens_app,
 )
 
@@ -35,8 +34,8 @@ def api_token(
     from poold.api.auth import create_token
 
     if admin == (holder is not None):
-        raise _fail("give exactly one of --admin or --holder NAME")
-    with _ledger(config) as (_cfg, engine):
+        raise fail("give exactly one of --admin or --holder NAME")
+    with open_ledger_for(config) as (_cfg, engine):
         secret = create_token(engine, "admin" if admin else f"holder:{holder}")
     typer.echo(secret)
 
@@ -48,7 +47,7 @@ def api_tokens(
     """List the live API tokens: id, scope, created (the secrets are never stored)."""
     from poold.api.auth import list_tokens
 
-    with _ledger(config) as (_cfg, engine):
+    with open_ledger_for(config) as (_cfg, engine):
         for t in list_tokens(engine):
             when = datetime.fromtimestamp(t.created_ms / 1000, UTC).isoformat(timespec="seconds")
             typer.echo(f"{t.id}\t{t.scope}\t{when}")
@@ -62,10 +61,10 @@ def api_revoke(
     """Revoke an API token: it stops working within seconds everywhere."""
     from poold.api.auth import revoke_token
 
-    with _ledger(config) as (_cfg, engine):
+    with open_ledger_for(config) as (_cfg, engine):
         revoked = revoke_token(engine, token_id)
     if revoked is None:
-        raise _fail(f"no token {token_id} (revoked already?)", 1)
+        raise fail(f"no token {token_id} (revoked already?)", 1)
     typer.echo(f"revoked token {revoked.id} ({revoked.scope})")
 
 
@@ -78,11 +77,11 @@ def tokens_import(
     from poold.tokens.transfers import TokenError, import_transfers
     from poold.tokens.transfers import parse_file as parse_transfers
 
-    with _ledger(config) as (_cfg, engine):
+    with open_ledger_for(config) as (_cfg, engine):
         try:
             result = import_transfers(engine, parse_transfers(path))
         except TokenError as exc:
-            raise _fail(f"tokens import: {exc}; nothing was imported", 1) from None
+            raise fail(f"tokens import: {exc}; nothing was imported", 1) from None
     typer.echo(json.dumps({"added": result.added, "unchanged": result.unchanged}))
 
 
@@ -97,7 +96,7 @@ def _period_start(text: str, cfg: Config) -> int:
             else int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()) + 43_200
         )
     except ValueError:
-        raise _fail(f"period {text!r}: give unix seconds or a date YYYY-MM-DD") from None
+        raise fail(f"period {text!r}: give unix seconds or a date YYYY-MM-DD") from None
     return period_of(t, cfg.tokens)[0]
 
 
@@ -111,13 +110,13 @@ def tokens_price(
     from poold.tokens.settle import set_price
     from poold.tokens.transfers import TokenError
 
-    with _ledger(config) as (cfg, engine):
+    with open_ledger_for(config) as (cfg, engine):
         start = _period_start(period, cfg)
         try:
             price = Fraction(btc_usd)
             set_price(engine, start, price, cfg.tokens)
         except (ValueError, ZeroDivisionError, TokenError) as exc:
-            raise _fail(f"tokens price: {exc}", 1) from None
+            raise fail(f"tokens price: {exc}", 1) from None
     typer.echo(json.dumps({"period_start": start, "btc_usd": str(price)}))
 
 
@@ -129,29 +128,15 @@ def tokens_prices(
     """Import BTC/USD prices from a CSV file with a header period,btc_usd (period: a UTC date
     or unix seconds); all or nothing."""
     from poold.tokens.settle import set_price
-    from poold.tokens.transfers import TokenError
+    from poold.tokens.transfers import TokenError, parse_price_file
 
-    with _ledger(config) as (cfg, engine):
+    with open_ledger_for(config) as (cfg, engine):
         try:
-            rows = list(csv.DictReader(path.read_text().splitlines()))
-        except OSError as exc:
-            raise _fail(f"tokens prices: cannot read {path}: {exc.strerror}", 1) from None
-        if not rows or set(rows[0]) != {"period", "btc_usd"}:
-            raise _fail(f"tokens prices: {path} needs a header period,btc_usd and rows", 1)
-        parsed = []
-        for n, row in enumerate(rows, 2):
-            try:
-                price = Fraction(row["btc_usd"].strip())
-            except (ValueError, ZeroDivisionError):
-                raise _fail(
-                    f"tokens prices: line {n}: {row['btc_usd']!r} is not a number", 1
-                ) from None
-            parsed.append((_period_start(row["period"].strip(), cfg), price))
-        try:
+            parsed = [(_period_start(p, cfg), price) for p, price in parse_price_file(path)]
             for start, price in parsed:
                 set_price(engine, start, price, cfg.tokens)
         except TokenError as exc:
-            raise _fail(f"tokens prices: {exc}", 1) from None
+            raise fail(f"tokens prices: {exc}", 1) from None
     typer.echo(json.dumps({"prices": len(parsed)}))
 
 
@@ -162,9 +147,9 @@ def tokens_settle(
     """Settle every token period that is due (once each); say what the next one waits for."""
     from poold.tokens.settle import settle_due
 
-    with _ledger(config) as (cfg, engine):
+    with open_ledger_for(config) as (cfg, engine):
         if not cfg.tokens.enabled:
-            raise _fail("tokens are not enabled: set [tokens] enabled = true")
+            raise fail("tokens are not enabled: set [tokens] enabled = true")
         results = settle_due(engine, cfg.tokens)
     for r in results:
         if r.settled is not None:

@@ -127,6 +127,26 @@ def parse_file(path: Path) -> list[Transfer]:
     return parse_records(reader)
 
 
+def parse_price_file(path: Path) -> list[tuple[str, Fraction]]:
+    """(period, BTC/USD) rows of a CSV file with a header period,btc_usd; the period is left
+    as written (a UTC date or unix seconds: the caller places it). All or nothing."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TokenError(f"cannot read {path}: {exc.strerror}") from None
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows or set(rows[0]) != {"period", "btc_usd"}:
+        raise TokenError(f"{path} needs a header period,btc_usd and rows")
+    out = []
+    for n, row in enumerate(rows, 2):
+        try:
+            price = Fraction(row["btc_usd"].strip())
+        except (ValueError, ZeroDivisionError):
+            raise TokenError(f"line {n}: {row['btc_usd']!r} is not a number") from None
+        out.append((row["period"].strip(), price))
+    return out
+
+
 @functools.lru_cache(maxsize=65536)
 def exact(text: str) -> int | Fraction:
     """A stored amount: an int when it is whole (most are, and ints are much cheaper); the

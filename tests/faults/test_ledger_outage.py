@@ -96,7 +96,10 @@ async def test_database_cut_at_each_step(
     await asyncio.wait_for(hit.wait(), 20)
     await wait_for(lambda: "ledger" in daemon.readiness(), 10, "readyz to name the ledger")
     await submit_some(5)  # the outage does not reach miners
-    await asyncio.sleep(0.6)  # several failed passes
+    failed = daemon.metrics.ledger_pass_failures
+    await wait_for(  # several passes fail while miners are served
+        lambda: daemon.metrics.ledger_pass_failures >= failed + 2, 20, "two failed passes"
+    )
     assert not rd.task.done(), "the daemon stopped on a database outage"
     proxy.restore()
     await submit_some(5)
