@@ -42,6 +42,10 @@ class EventHub:
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self.closed = False
 
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
         q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(EVENTS_QUEUED_PER_STREAM)
         if self.closed:

@@ -8,7 +8,7 @@ in the batch.
 
 The record format (framing, the binary share record, the block record) is `shares.format`:
 binary share records are ~80 bytes instead of ~250 of JSON (shares are the volume). Readers
-get records as dicts (`read_log`) or share fields (`scan_from`, `read_batch`). A torn tail
+get records as dicts (`read_log`) or share fields (`scan_from`). A torn tail
 (crash mid-write) is detected by length/CRC on open and truncated.
 
 A write that fails (ENOSPC, EIO, a short write then an error) raises `ShareLogError` after the
@@ -39,7 +39,6 @@ from poold.shares.format import (
     MAX_RECORD,
     SHARE_TAG,
     ShareFields,
-    ShareTuple,
     decode_payload,
     share_tuple,
 )
@@ -179,58 +178,6 @@ def scan_from(
             record = decode_payload(payload)
             if record is not None:
                 yield pos, record
-
-
-@dataclass(slots=True)
-class RecordBatch:
-    """What `read_batch` found: shares as tuples in log order, other records as dicts (in log
-    order among themselves), how many records in all, and the position just past the last."""
-
-    shares: list[ShareTuple]
-    others: list[dict[str, object]]
-    records: int
-    position: LogPosition
-
-
-def read_batch(directory: Path, start: LogPosition, limit: int) -> RecordBatch:
-    """Up to `limit` intact records after `start`: the same records, checks and positions as
-    `scan_from` (a torn or corrupt frame ends its segment), in one loop with no object per
-    share. The plain-Python reference of `shares.scan.read_arrays`, which ingest uses."""
-    shares: list[ShareTuple] = []
-    others: list[dict[str, object]] = []
-    add = shares.append
-    frame, crc32 = FRAME.unpack_from, zlib.crc32
-    fsize = FRAME.size
-    n = 0
-    last_seq, last_end = start.segment, start.offset  # just past the last record read
-    for seq in list_segments(directory):
-        if seq < start.segment:
-            continue
-        base = start.offset if seq == start.segment else 0
-        with open(segment_path(directory, seq), "rb") as fh:
-            fh.seek(base)
-            data = fh.read()
-        pos, end = 0, len(data)
-        while n < limit and pos + fsize <= end:
-            length, crc = frame(data, pos)
-            stop = pos + fsize + length
-            if length > MAX_RECORD or stop > end:
-                break
-            payload = data[pos + fsize : stop]
-            if crc32(payload) != crc:
-                break
-            if payload[:1] == SHARE_PREFIX:
-                add(share_tuple(payload))
-            else:
-                record = decode_payload(payload)
-                if record is not None:
-                    others.append(record)
-            n += 1
-            pos = stop
-            last_seq, last_end = seq, base + stop
-        if n >= limit:
-            break
-    return RecordBatch(shares, others, n, LogPosition(last_seq, last_end))
 
 
 def read_log(directory: Path) -> Iterator[tuple[LogPosition, dict[str, object]]]:

@@ -1,6 +1,6 @@
 """The share log read into arrays: ingest's fast reader of binary share records.
 
-`read_arrays` returns what `log.read_batch` returns (same records, same checks, same position;
+`read_arrays` returns what `reference.read_batch` returns (same records, same checks, same position;
 `read_batch` is its oracle in the tests) with the shares as NumPy columns instead of tuples, so
 a million shares cost a few array passes instead of a million Python objects. The frame walk
 (length, CRC-32, record layout) is one Numba kernel; each share's (account, worker) name pair is
@@ -271,7 +271,7 @@ class _Columns:
 
 
 def read_arrays(directory: Path, start: LogPosition, limit: int) -> ArrayBatch:
-    """Up to `limit` intact records after `start` (see `log.read_batch`), as columns."""
+    """Up to `limit` intact records after `start` (see `reference.read_batch`), as columns."""
     cols = _Columns()
     n = 0
     last = start

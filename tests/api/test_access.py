@@ -3,7 +3,6 @@ defect 10: there was no revocation, and /api/v1/events showed payout txids to an
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from poold.api.auth import list_tokens
 from poold.api.ops import event_kinds_for
 from tests.api.test_api import Api, api, check
 from tests.api.test_events import read_events
+from tests.helpers import wait_for
 
 __all__ = ["api"]
 
@@ -57,9 +57,9 @@ async def _stream(api: Api, token: str | None) -> aiohttp.ClientResponse:
 async def test_events_are_scoped(api: Api) -> None:
     assert (await api.get("/api/v1/events", "pk_not-a-real-token"))[0] == 401
     streams = [await _stream(api, t) for t in (None, "bob", "admin")]
-    await asyncio.sleep(0.2)
     assert api.ctx is not None
     hub = api.ctx.events
+    await wait_for(lambda: hub.subscriber_count == 3, 10, "three event streams")
     for kind in ("payout_sent", "settlement_posted", "block_found"):
         hub.publish({"type": kind, "reference": f"{kind}-ref"})
     seen: list[list[Any]] = []

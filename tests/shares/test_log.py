@@ -153,10 +153,10 @@ def test_read_batch_reads_what_scan_from_reads(
     from poold.shares.log import (
         LogPosition,
         list_segments,
-        read_batch,
         scan_from,
         segment_path,
     )
+    from poold.shares.reference import read_batch
 
     log = ShareLog(tmp_path, segment_bytes=2000)
     log.open()
