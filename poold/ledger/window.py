@@ -73,6 +73,16 @@ def round_rows(
     ]
 
 
+def _oldest_minute(conn: Connection, last: int) -> int | None:
+    """The pool's first minute with work, at or before `last` (None: no work yet)."""
+    found = conn.execute(
+        select(func.min(SliceSum.start)).where(
+            SliceSum.span == 60, SliceSum.account_id == POOL, SliceSum.start <= last
+        )
+    ).scalar()
+    return None if found is None else int(found)
+
+
 def _names(conn: Connection) -> dict[int, str]:
     return {int(i): n for i, n in conn.execute(select(Account.id, Account.name))}
 
@@ -101,11 +111,7 @@ def window(conn: Connection, found_ms: int, factor: Fraction) -> list[Share]:
     fold(conn)  # first: from here no slice (nor the account it names) can be added
     names = _names(conn)
     last = minute_of(found_ms)
-    oldest = conn.execute(
-        select(func.min(SliceSum.start)).where(
-            SliceSum.span == 60, SliceSum.account_id == POOL, SliceSum.start <= last
-        )
-    ).scalar()
+    oldest = _oldest_minute(conn, last)
     if oldest is None:
         return []
     edge = _edge(conn, last, oldest, factor)
@@ -149,14 +155,10 @@ def round_shares(conn: Connection, found_ms: int) -> list[Share]:
     last = minute_of(found_ms)
     after = round_start(conn, found_ms)
     if after is None:
-        oldest = conn.execute(
-            select(func.min(SliceSum.start)).where(
-                SliceSum.span == 60, SliceSum.account_id == POOL, SliceSum.start <= last
-            )
-        ).scalar()
+        oldest = _oldest_minute(conn, last)
         if oldest is None:
             return []
-        after = int(oldest) - 60
+        after = oldest - 60
     full = _sums_after(conn, after, last)
     return [(names[a], full[(bits, a)], _NETS[bits]) for bits, a in sorted(full) if full[(bits, a)]]
 

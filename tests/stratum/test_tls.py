@@ -56,6 +56,15 @@ def cert(tmp_path: Path) -> tuple[Path, Path]:
     return make_cert(tmp_path)
 
 
+def tls_config(tmp_path: Path, cert: tuple[Path, Path], **stratum: Any) -> Any:
+    """A test daemon's config with a TLS listener on any free port, besides the plain one."""
+    crt, key = cert
+    return make_config(
+        tmp_path,
+        stratum={"tls_listen": "127.0.0.1:0", "tls_cert": str(crt), "tls_key": str(key), **stratum},
+    )
+
+
 def client_context(cert: Path) -> ssl.SSLContext:
     """A miner that trusts only this certificate and checks the host name (127.0.0.1)."""
     return ssl.create_default_context(cafile=str(cert))
@@ -78,11 +87,8 @@ def logged_workers(path: Path) -> dict[str, int]:
 async def test_plain_and_tls_miners_share_one_pool(
     start_daemon: Any, tmp_path: Path, cert: tuple[Path, Path]
 ) -> None:
-    crt, key = cert
-    cfg = make_config(
-        tmp_path,
-        stratum={"tls_listen": "127.0.0.1:0", "tls_cert": str(crt), "tls_key": str(key)},
-    )
+    crt, _key = cert
+    cfg = tls_config(tmp_path, cert)
     rd = await start_daemon(cfg)
     host, port = rd.address
     assert rd.daemon.tls_address is not None
@@ -120,16 +126,8 @@ async def test_plain_and_tls_miners_share_one_pool(
 async def test_limits_count_tls_connections_too(
     start_daemon: Any, tmp_path: Path, cert: tuple[Path, Path]
 ) -> None:
-    crt, key = cert
-    cfg = make_config(
-        tmp_path,
-        stratum={
-            "tls_listen": "127.0.0.1:0",
-            "tls_cert": str(crt),
-            "tls_key": str(key),
-            "max_connections": 3,
-        },
-    )
+    crt, _key = cert
+    cfg = tls_config(tmp_path, cert, max_connections=3)
     rd = await start_daemon(cfg)
     held = [
         await StratumClient.connect(rd.address),
@@ -150,11 +148,8 @@ async def test_limits_count_tls_connections_too(
 async def test_tls_port_answers_no_plain_text_and_an_untrusted_cert_fails(
     start_daemon: Any, tmp_path: Path, cert: tuple[Path, Path]
 ) -> None:
-    crt, key = cert
-    cfg = make_config(
-        tmp_path,
-        stratum={"tls_listen": "127.0.0.1:0", "tls_cert": str(crt), "tls_key": str(key)},
-    )
+    crt, _key = cert
+    cfg = tls_config(tmp_path, cert)
     rd = await start_daemon(cfg)
     plain = await StratumClient.connect(rd.daemon.tls_address)
     await plain.send_raw(b'{"id":1,"method":"mining.subscribe","params":[]}\n')
@@ -224,11 +219,8 @@ def test_config_names_the_unusable_file(tmp_path: Path) -> None:
 async def test_poold_simulate_mines_over_tls(
     start_daemon: Any, tmp_path: Path, cert: tuple[Path, Path]
 ) -> None:
-    crt, key = cert
-    cfg = make_config(
-        tmp_path,
-        stratum={"tls_listen": "127.0.0.1:0", "tls_cert": str(crt), "tls_key": str(key)},
-    )
+    crt, _key = cert
+    cfg = tls_config(tmp_path, cert)
     rd = await start_daemon(cfg)
     host, port = rd.daemon.tls_address
     cmd = [sys.executable, "-m", "poold", "simulate", "--url", f"stratum+ssl://{host}:{port}"]
