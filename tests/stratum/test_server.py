@@ -12,7 +12,7 @@ import pytest
 from poold.chain.targets import target_from_difficulty
 from poold.shares.log import read_log
 from poold.stratum.server import never_banned
-from tests.helpers import StratumClient, header_for, pow_int
+from tests.helpers import StratumClient, header_for, pow_int, wait_for
 
 
 async def ready_client(pool: Any, user: str = "acct.w1", password: str = "x") -> StratumClient:
@@ -240,7 +240,8 @@ async def test_session_resume_and_duplicate_across_reconnect(pool: Any) -> None:
     sp = submit_params("acct.w1", params, en2, nonce)
     assert (await c.request("mining.submit", sp))["result"] is True
     await c.close()
-    await asyncio.sleep(0.1)
+    server = pool.daemon.server
+    await wait_for(lambda: not server.connections, 5, "the server to release the session")
     c2 = await StratumClient.connect(pool.address)
     sub = await c2.request("mining.subscribe", ["test/1", en1.hex()])
     assert sub["result"][1] == en1.hex()  # resumed
@@ -278,7 +279,6 @@ async def test_new_block_sends_clean_job_and_old_job_goes_stale(
     rd.daemon.node.mine_external_block()
     nxt = await c.notification("mining.notify")
     assert nxt["params"][8] is True and nxt["params"][1] != params[1]
-    await asyncio.sleep(0.05)
     en2 = bytes(4)
     nonce = grind(params, c.extranonce1, en2, target_from_difficulty(diff))
     r = await c.request("mining.submit", submit_params("acct.w1", params, en2, nonce))
