@@ -60,7 +60,21 @@ def pplns_split(
     """Split one block reward over `shares` = [(account, share_difficulty, network_difficulty)],
     oldest first, including the block-finding share last. Difficulties are exact numbers
     (int, str, Decimal, Fraction); floats are refused."""
-    accounts, idx, sds, nds = parse_shares(shares)
+    return split_parsed(block_reward_sat, *parse_shares(shares), factor=factor, pool_fee=pool_fee)
+
+
+def split_parsed(
+    block_reward_sat: int,
+    accounts: dict[str, int],
+    idx: list[int],
+    sds: list[Fraction],
+    nds: list[Fraction],
+    *,
+    factor: object,
+    pool_fee: object,
+) -> PplnsResult:
+    """`pplns_split` over shares already parsed by `money.parse_shares` (PROP parses them
+    once to find its round's total, then splits with that total as the factor)."""
     # One epoch per run of equal network difficulty; work = difficulty x the epoch's common
     # denominator, so every share's work is an exact integer.
     epoch_of: list[int] = []
@@ -321,4 +335,4 @@ def _split(
     return result
 
 
-__all__ = ["PplnsResult", "pplns_split", "pplns_split_arrays"]
+__all__ = ["PplnsResult", "pplns_split", "pplns_split_arrays", "split_parsed"]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from accounting.money import parse_shares, rate, satoshis
-from accounting.pplns import PplnsResult, pplns_split
+from accounting.pplns import PplnsResult, split_parsed
 
 
 def prop_split(
@@ -30,12 +30,13 @@ def prop_split(
     exactly as everywhere in `accounting`."""
     reward = satoshis(block_reward_sat, "block_reward_sat")
     fee = rate(pool_fee, "pool_fee")
-    _accounts, _idx, sds, nds = parse_shares(shares)
+    parsed = parse_shares(shares)
+    _accounts, _idx, sds, nds = parsed
     total = sum((sd / nd for sd, nd in zip(sds, nds, strict=True)), Fraction(0))
     if total == 0:
         fee_sat = reward * fee.numerator // fee.denominator
         return PplnsResult({}, fee_sat, reward - fee_sat, 0, dict)
-    return pplns_split(reward, shares, factor=total, pool_fee=fee)
+    return split_parsed(reward, *parsed, factor=total, pool_fee=fee)
 
 
 def solo_split(block_reward_sat: int, finder: str, *, pool_fee: object = 0) -> PplnsResult:

@@ -83,19 +83,15 @@ class BlockSubmitter:
         self.node, self.writer, self.metrics, self.events = node, writer, metrics, events
         self.node_id, self.clock, self.on_found = node_id, clock, on_found
         self.blocks: list[FoundBlock] = []  # every block this process found, in order
-        self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: dict[asyncio.Task[None], int] = {}  # submission -> found at (ms)
 
     def submit_soon(self, share: AcceptedShare, block_hex: str) -> None:
         """Submit in a task of its own: the share's reply does not wait for the node."""
-        task = asyncio.get_running_loop().create_task(self._submit(share, block_hex))
-        self._tasks.add(task)
-        self._in_flight[task] = int(share.time * 1000)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._in_flight.pop(task, None)
+        # Found when the finding share was: a slow submit must not move the window's end.
+        found_ms = int(share.time * 1000)
+        task = asyncio.get_running_loop().create_task(self._submit(share, block_hex, found_ms))
+        self._in_flight[task] = found_ms
+        task.add_done_callback(self._in_flight.pop)
 
     def oldest_unrecorded_ms(self) -> int | None:
         """When the oldest block whose record is not in the share log yet was found: its
@@ -107,7 +103,7 @@ class BlockSubmitter:
             times.append(held)
         return min(times, default=None)
 
-    async def _submit(self, share: AcceptedShare, block_hex: str) -> None:
+    async def _submit(self, share: AcceptedShare, block_hex: str, found_ms: int) -> None:
         height = share.job.template.height
         hash_hex = share.verdict.block_hash_hex
         outcome, reason = await submit_outcome(self.node, block_hex)
@@ -116,8 +112,6 @@ class BlockSubmitter:
             self.metrics.blocks_accepted += 1
         else:
             self.metrics.blocks_rejected += 1
-        # Found when the finding share was: a slow submit must not move the window's end.
-        found_ms = int(share.time * 1000)
         self.writer.record_block(block_record(share, outcome, reason, found_ms, self.node_id))
         self.writer.flush()  # after the finding share's record; held if the log fails
         self.blocks.append(
@@ -147,5 +141,5 @@ class BlockSubmitter:
 
     async def drain(self, timeout_s: float) -> None:
         """Wait (bounded) for submissions still in flight."""
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout_s)
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight), timeout=timeout_s)

@@ -1,11 +1,13 @@
 """How the ledger's rows are shown: query dataclasses (`poold.ledger.queries`) to JSON-ready
 dicts. Exact values stay exact: satoshis as integers, fractions as exact strings ("3/4");
 only the pool page's effort and window fill are rounded, to six decimals, for display.
-Imports the query row types only.
+Rows whose fields are already their JSON (blocks, credits, payouts, chart points) go out as
+they are. Imports the query row types only.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from fractions import Fraction
 from typing import Any
 
@@ -44,15 +46,7 @@ def overview(o: PoolOverview) -> dict[str, Any]:
 
 
 def block(b: BlockRow) -> dict[str, Any]:
-    return {
-        "height": b.height,
-        "hash": b.hash,
-        "status": b.status,
-        "reward_sat": b.reward_sat,
-        "found_ms": b.found_ms,
-        "finder": b.finder,
-        "confirmations": b.confirmations,
-    }
+    return asdict(b)
 
 
 def miner(m: MinerView) -> dict[str, Any]:
@@ -66,25 +60,11 @@ def miner(m: MinerView) -> dict[str, Any]:
 
 
 def credit(c: CreditRow) -> dict[str, Any]:
-    return {
-        "entry": c.entry,
-        "reason": c.reason,
-        "reference": c.reference,
-        "time_ms": c.time_ms,
-        "balance": c.balance,
-        "amount_sat": c.amount_sat,
-    }
+    return asdict(c)
 
 
 def payout(p: PayoutRow) -> dict[str, Any]:
-    return {
-        "payout": p.payout,
-        "status": p.status,
-        "txid": p.txid,
-        "time_ms": p.time_ms,
-        "amount_sat": p.amount_sat,
-        "address": p.address,
-    }
+    return asdict(p)
 
 
 def statement(s: StatementRow) -> dict[str, Any]:
@@ -110,8 +90,8 @@ def holder(h: HolderSummary) -> dict[str, Any]:
     }
 
 
-def point(p: SeriesPoint) -> dict[str, int]:
-    return {"t": p.t, "hs": p.hs}
+def point(p: SeriesPoint) -> dict[str, Any]:
+    return asdict(p)
 
 
 def transfer(t: TransferRow) -> dict[str, Any]:

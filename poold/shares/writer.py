@@ -48,8 +48,8 @@ class ShareWriter:
         self.node_id = node_id
         self.submit_block = submit_block
         self._batch: list[AcceptedShare] = []
-        self._held: list[bytes] = []  # block records the log has not taken yet
-        self._held_found_ms: list[int] = []  # ... and when their blocks were found
+        # Block records the log has not taken yet, with when their blocks were found (ms).
+        self._held: list[tuple[int, bytes]] = []
         self.failing: str | None = None  # why the last write failed (None: it succeeded)
 
     def share_accepted(self, share: AcceptedShare) -> None:
@@ -62,8 +62,7 @@ class ShareWriter:
 
     def record_block(self, record: BlockRecord) -> None:
         """Queue a block record; written by the next `flush()`, held until one succeeds."""
-        self._held.append(orjson.dumps(record.to_json()))
-        self._held_found_ms.append(record.ts_ms)
+        self._held.append((record.ts_ms, orjson.dumps(record.to_json())))
 
     @property
     def held_blocks(self) -> int:
@@ -72,16 +71,16 @@ class ShareWriter:
 
     def oldest_held_ms(self) -> int | None:
         """When the oldest block whose record the log has not taken was found."""
-        return min(self._held_found_ms, default=None)
+        return min((found for found, _payload in self._held), default=None)
 
     def held_records(self) -> list[str]:
-        return [r.decode() for r in self._held]
+        return [payload.decode() for _found, payload in self._held]
 
     def flush(self) -> None:
         """Encode the batch into the share log and write it (from here it survives kill -9)."""
         batch, self._batch = self._batch, []
         encoded, batch = self._encode(batch) if batch else ([], batch)
-        payloads = encoded + self._held  # a finding share before its block record
+        payloads = encoded + [p for _found, p in self._held]  # a finding share, then its block
         if not payloads:
             return
         try:
@@ -97,7 +96,6 @@ class ShareWriter:
             self.metrics.sharelog_ok = 0
             return
         self._held = []
-        self._held_found_ms = []
         if self.failing is not None:
             log.warning("sharelog_recovered", after=self.failing)
             self.failing = None
