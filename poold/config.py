@@ -264,6 +264,25 @@ class LedgerConfig(_Section):
     shutdown_wait_s: float = Field(
         10.0, ge=0, le=3600, description="on stop, wait this long for a ledger pass, then leave it"
     )
+    ingest_open_minutes: bool = Field(
+        False,
+        description="also write the current minute's shares at every pass (the dashboard "
+        "sees them sooner; each minute becomes several slice rows); settlement waits for "
+        "every node's heartbeats either way",
+    )
+    node_lease_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="a daemon's registration lasts this long unless a ledger pass renews it",
+    )
+    node_wait_s: float = Field(
+        600.0,
+        ge=0,
+        le=7 * 86400,
+        description="settlement waits this long for a node whose lease lapsed, then settles "
+        "without its shares (and says so)",
+    )
 
 
 class PayoutsConfig(_Section):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
+import socket
 import time
 from collections.abc import Callable
 
@@ -72,6 +74,7 @@ class Daemon:
             cfg.sharelog.path,
             segment_bytes=cfg.sharelog.segment_bytes,
             retention_s=cfg.sharelog.retention_hours * 3600,
+            node_id=cfg.stratum.node_id,
         )
         self.node: Node = node if node is not None else make_node(cfg.node, clock)
         st = cfg.stratum
@@ -104,6 +107,8 @@ class Daemon:
             clock=clock,
             on_found=self.feed.refresh.set,
         )
+        # No heartbeat may promise a time past a found block whose record is not written.
+        self.writer.unrecorded_since = self.submitter.oldest_unrecorded_ms
         self.scheduler = LedgerScheduler(
             cfg,
             self.node,
@@ -112,7 +117,8 @@ class Daemon:
             clock,
             on_connect=self._ledger_connected,
             events_wanted=bool(cfg.api.listen),
-            unrecorded_since=self.submitter.oldest_unrecorded_ms,
+            log_id=lambda: self.sharelog.log_id,
+            host=f"{socket.gethostname()}:{os.getpid()}",
         )
         self.server = StratumServer(
             limits=ServerLimits(
@@ -187,7 +193,9 @@ class Daemon:
         while True:
             await asyncio.sleep(1.0)
             now = self.clock()
-            self.writer.flush()  # records appended outside a reply (none today) still land
+            # A heartbeat every second (after anything appended outside a reply): an idle
+            # node's watermark advances too, so settlement never waits for it.
+            self.writer.beat(int(now * 1000))
             await self.server.tick()
             self.jobs.prune(now)
             position = self.scheduler.ingest_position
@@ -248,13 +256,16 @@ class Daemon:
         A ledger that cannot be reached does not stop the start (the ledger loop connects
         when it can); one that answers but is unusable (no schema, a wrong version) does."""
         ingests = self.cfg.ledger.ingest_interval_s > 0
+        self.sharelog.open()  # first: its identity is what the node registers with
         if ingests:
             try:
                 await self.scheduler.attach()
             except LedgerUnreachable as exc:
                 self.scheduler.problem = f"the ledger is not connected: {exc}"
                 log.warning("ledger_unavailable", error=str(exc), retry=True)
-        self.sharelog.open()
+            except BaseException:
+                self.sharelog.close()
+                raise
         wait_s = self.cfg.ledger.shutdown_wait_s
         try:
             async with asyncio.TaskGroup() as tg:
@@ -305,7 +316,8 @@ class Daemon:
             await self.server.stop(reconnect=True)
             with contextlib.suppress(ShareLogError):
                 self.sharelog.sync()  # clears an fsync refusal if the disk works again
-            self.writer.flush()
+            # The last heartbeat: this node stopped cleanly, settlement need not wait for it.
+            self.writer.beat(int(self.clock() * 1000), final=not self.writer.held_blocks)
             if self.writer.held_blocks:  # the operator must see these: blocks on the chain
                 log.error("block_records_unwritten", records=self.writer.held_records())
             self.sharelog.close()

@@ -1,11 +1,13 @@
 """The ledger scheduler: everything the daemon does to its ledger, on a timer.
 
-Connects (retrying while the database cannot be reached), then every `ingest_interval_s`
-runs one pass: ingest the share log, settle blocks of closed minutes, book FPPS, settle token
-periods, follow settled blocks on the node. The CPU-heavy steps run in the ledger process
-(`poold.ledger_worker`). Stratum and the share log never wait for any of it. The several-
-daemons work makes this the place where leadership is decided. Imports the ledger, the node
-client and the event hub; never Stratum.
+Connects (retrying while the database cannot be reached) and registers this daemon's node
+(`ledger.nodes`; a node id another share log holds stops the daemon), then every
+`ingest_interval_s` runs one pass: ingest this node's share log (closed minutes only) and
+renew its lease; then, only where the ledger's leadership is held (`ledger.leader`), settle
+the blocks, FPPS periods and token periods that every live node is ingested past
+(`nodes.gate`) and follow settled blocks on the node. The CPU-heavy steps run in the ledger
+process (`poold.ledger_worker`). Stratum and the share log never wait for any of it. Imports
+the ledger, the node client and the event hub; never Stratum.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from sqlalchemy.engine import Engine
 from accounting import TokenSettlement
 from poold.api.events import EventHub, tail_journal
 from poold.config import Config
+from poold.ledger import nodes
 from poold.ledger.blocks import follow_blocks
 from poold.ledger.db import LedgerError, Timeouts, open_ledger
 from poold.ledger.fpps import book_with_node
+from poold.ledger.leader import Leadership
 from poold.ledger.settle import BLOCK_KEYS
 from poold.ledger_worker import LedgerWorker
 from poold.metrics import Metrics
@@ -47,7 +51,8 @@ class LedgerScheduler:
         *,
         on_connect: Callable[[Engine, Offload], None] = lambda _engine, _offload: None,
         events_wanted: bool = False,
-        unrecorded_since: Callable[[], int | None] = lambda: None,
+        log_id: Callable[[], str | None] = lambda: None,
+        host: str = "",
     ) -> None:
         self.cfg, self.node, self.metrics, self.events, self.clock = (
             cfg,
@@ -58,8 +63,11 @@ class LedgerScheduler:
         )
         self.on_connect = on_connect  # told the engine and the worker's reader on connect
         self.events_wanted = events_wanted  # tail the journal into `events` (the API is on)
-        # When the oldest found block whose record is not in the share log yet was found.
-        self.unrecorded_since = unrecorded_since
+        self.log_id = log_id  # this node's share log identity (known once the log is open)
+        self.host = host  # where this daemon runs, as other daemons see it
+        self.leadership: Leadership | None = None
+        self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
+        self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
         self.ledger: Engine | None = None
         self.worker: LedgerWorker | None = None  # the ledger process
         self.problem: str | None = None  # why the last pass (or connection) failed
@@ -76,7 +84,29 @@ class LedgerScheduler:
         backlog = self.metrics.shares_accepted - self.ingested_shares
         if self.ledger is not None and backlog > 1_000_000:
             problems["ingest"] = f"{backlog} accepted shares not yet in the ledger"
+        if self.gate is not None and (self.gate.waiting or self.gate.excluded):
+            problems["nodes"] = "; ".join(self.gate.waiting + self.gate.excluded)
         return problems
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    @property
+    def _lease_ms(self) -> int:
+        return int(self.cfg.ledger.node_lease_s * 1000)
+
+    def _register(self, engine: Engine) -> None:
+        log_id = self.log_id()
+        if log_id is None:
+            return  # no share log of its own (tests driving the scheduler alone)
+        nodes.register(
+            engine,
+            self.cfg.stratum.node_id,
+            log_id,
+            self.host,
+            now_ms=self._now_ms(),
+            lease_ms=self._lease_ms,
+        )
 
     @property
     def _timeouts(self) -> Timeouts:
@@ -90,6 +120,11 @@ class LedgerScheduler:
     async def attach(self) -> None:
         """Open the ledger and start its worker process; on success the API reads it too."""
         engine = await asyncio.to_thread(self._open_ledger)  # never block the loop
+        try:
+            await asyncio.to_thread(self._register, engine)
+        except LedgerError:
+            engine.dispose()
+            raise
         worker = LedgerWorker(self.cfg.ledger.url, timeouts=self._timeouts)
         try:
             await worker.start()
@@ -98,6 +133,7 @@ class LedgerScheduler:
             engine.dispose()
             raise
         self.ledger, self.worker = engine, worker
+        self.leadership = Leadership(engine)
         self.on_connect(engine, worker.read)
         self.problem = None
         log.info("ledger_connected")
@@ -113,6 +149,8 @@ class LedgerScheduler:
                 return
             try:
                 await self.attach()
+            except nodes.NodeConflict:
+                raise  # configured wrong: retrying cannot help
             except LedgerError as exc:
                 self.problem = f"the ledger is not connected: {exc}"
                 log.warning("ledger_unavailable", error=str(exc), retry_s=backoff)
@@ -132,7 +170,11 @@ class LedgerScheduler:
     async def ingest(self) -> None:
         if self.worker is None:
             return
-        result = await self.worker.ingest(self.cfg.sharelog.path, self.cfg.stratum.node_id)
+        result = await self.worker.ingest(
+            self.cfg.sharelog.path,
+            self.cfg.stratum.node_id,
+            closed_only=not self.cfg.ledger.ingest_open_minutes,
+        )
         self.ingested_shares += result.shares
         self.ingest_position = result.position
         self.metrics.ingest_lag_shares = max(0, self.metrics.shares_accepted - self.ingested_shares)
@@ -141,10 +183,14 @@ class LedgerScheduler:
                 "ledger_ingested", shares=result.shares, slices=result.slices, blocks=result.blocks
             )
 
-    async def book_fpps(self, ledger: Engine) -> None:
-        """Once per FPPS period: book every share slice ingested so far."""
+    async def book_fpps(self, ledger: Engine, through_ms: int | None = None) -> None:
+        """Once per FPPS period whose end every live node is ingested past (`through_ms`):
+        book every share slice ingested so far."""
         pool = self.cfg.pool
-        end = int(self.clock()) // pool.fpps_period_s * pool.fpps_period_s
+        now = (
+            int(self.clock()) if through_ms is None else min(int(self.clock()), through_ms // 1000)
+        )
+        end = now // pool.fpps_period_s * pool.fpps_period_s
         if end == self._fpps_booked:
             return
         booked = await book_with_node(
@@ -165,36 +211,72 @@ class LedgerScheduler:
             )
 
     async def run_pass(self) -> None:
-        """Ingest, settle new blocks (and book FPPS), follow settled blocks on the node.
+        """Ingest and renew this node's lease; where leadership is held, settle what every
+        live node is ingested past and follow settled blocks on the node.
 
         The CPU-heavy steps run in the ledger process (`poold.ledger_worker`)."""
-        # Only blocks of closed minutes: the ingest just below reads every share of those (the
-        # window counts whole minutes; a later share cannot join a closed one). And only
-        # blocks before the minute of any block whose record is not in the log yet (read
-        # before the ingest): a PROP round ends at the previous block, so every earlier block
-        # must be in the ledger first.
-        closed_ms = int(self.clock()) // 60 * 60_000
-        unrecorded = self.unrecorded_since()
-        if unrecorded is not None:
-            closed_ms = min(closed_ms, unrecorded // 60_000 * 60_000)
         await self.ingest()
-        scheme = self.cfg.pool.scheme
-        if self.ledger is None or self.worker is None or scheme not in BLOCK_KEYS:
+        if self.ledger is None or self.worker is None or self.leadership is None:
             return
-        settled = await self.worker.settle_blocks(self.cfg.pool.fee, scheme, closed_ms)
-        for s in settled:
-            self.metrics.settlement_runs["block"] += 1
-            log.info(
-                "block_settled",
-                hash=s.block_hash,
-                credits_sat=sum(s.credits.values()),
-                fee_sat=s.pool_fee_sat,
-                unallocated_sat=s.unallocated_sat,
+        log_id = self.log_id()
+        if log_id is not None:
+            await asyncio.to_thread(
+                nodes.renew,
+                self.ledger,
+                self.cfg.stratum.node_id,
+                log_id,
+                now_ms=self._now_ms(),
+                lease_ms=self._lease_ms,
             )
+        was = self.leadership.held
+        leader = await asyncio.to_thread(self.leadership.hold)
+        self.metrics.leader = int(leader)
+        if leader != was:
+            log.info("ledger_leadership", held=leader)
+        if not leader:
+            self.gate = None
+            return
+        await self._lead(self.ledger, self.worker)
+
+    def _read_gate(self, ledger: Engine) -> nodes.Gate:
+        now = self._now_ms()
+        wait = int(self.cfg.ledger.node_wait_s * 1000)
+        with ledger.connect() as conn:
+            gate = nodes.gate(conn, now_ms=now, wait_ms=wait)
+            self.metrics.nodes = {
+                n.node_id: (n.status, max(0, now - n.through_ms) / 1000)
+                for n in nodes.states(conn, now_ms=now, wait_ms=wait)
+            }
+        return gate
+
+    async def _lead(self, ledger: Engine, worker: LedgerWorker) -> None:
+        """The leader's share of a pass. Blocks settle only once every live node is ingested
+        past their minute (the window counts whole minutes; a node's heartbeats also hold
+        its watermark at any block still unrecorded, which PROP's round needs)."""
+        gate = self.gate = await asyncio.to_thread(self._read_gate, ledger)
+        if (gate.waiting, gate.excluded) != self._said:
+            for note in gate.waiting:
+                log.warning("settlement_waits_for_node", why=note)
+            for note in gate.excluded:
+                log.error("settlement_excludes_node", why=note)
+            self._said = (gate.waiting, gate.excluded)
+        scheme = self.cfg.pool.scheme
+        if scheme in BLOCK_KEYS:
+            settled = await worker.settle_blocks(self.cfg.pool.fee, scheme, gate.minute_ms())
+            for s in settled:
+                self.metrics.settlement_runs["block"] += 1
+                log.info(
+                    "block_settled",
+                    hash=s.block_hash,
+                    credits_sat=sum(s.credits.values()),
+                    fee_sat=s.pool_fee_sat,
+                    unallocated_sat=s.unallocated_sat,
+                    nodes_excluded=gate.excluded or None,
+                )
         if scheme == "fpps":
-            await self.book_fpps(self.ledger)
+            await self.book_fpps(ledger, gate.through_ms)
         if self.cfg.tokens.enabled:
-            for period in await self.worker.settle_tokens(self.cfg.tokens):
+            for period in await worker.settle_tokens(self.cfg.tokens, gate.through_ms):
                 if period.settled is not None:
                     self.metrics.settlement_runs["tokens"] += 1
                     self.token_periods.append((period.period_start, period.settled))
@@ -210,7 +292,7 @@ class LedgerScheduler:
                     )
                     self._token_wait = period.waiting
         for change in await follow_blocks(
-            self.ledger, self.node, orphan_depth=self.cfg.pool.orphan_depth
+            ledger, self.node, orphan_depth=self.cfg.pool.orphan_depth
         ):
             log.info(
                 "block_" + change.status, hash=change.block_hash, confirmations=change.confirmations
@@ -249,6 +331,8 @@ class LedgerScheduler:
             await asyncio.wait_for(self.ingest(), wait_s)
         except (LedgerError, TimeoutError) as exc:
             log.warning("ledger_ingest_failed", error=str(exc) or "timed out")
+        if self.leadership is not None:
+            await asyncio.to_thread(self.leadership.release)  # the next leader need not wait
         if not await self.worker.stop(wait_s):
             log.warning("ledger_worker_killed", waited_s=wait_s)
         self.ledger.dispose()

@@ -75,9 +75,11 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _ingest(sharelog: str, node_id: int) -> IngestResult:
+def _ingest(sharelog: str, node_id: int, closed_only: bool) -> IngestResult:
     assert _engine is not None
-    return ingest(_engine, Path(sharelog), node_id, before_commit=_before_commit)
+    return ingest(
+        _engine, Path(sharelog), node_id, before_commit=_before_commit, closed_only=closed_only
+    )
 
 
 def _settle_blocks(
@@ -88,9 +90,9 @@ def _settle_blocks(
     return settle_pending(engine, pool_fee=pool_fee, scheme=scheme, found_before_ms=found_before_ms)
 
 
-def _settle_tokens(cfg: TokensConfig) -> list[PeriodResult]:
+def _settle_tokens(cfg: TokensConfig, through_ms: int | None) -> list[PeriodResult]:
     assert _engine is not None
-    return settle_due(_engine, cfg)
+    return settle_due(_engine, cfg, through_ms=through_ms)
 
 
 def _read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -153,16 +155,20 @@ class LedgerWorker:
         """Start the worker and open its engine now, so the first pass does not wait for it."""
         self.pid = await self._call(_ready)
 
-    async def ingest(self, sharelog: Path, node_id: int) -> IngestResult:
-        return await self._call(_ingest, str(sharelog), node_id)
+    async def ingest(
+        self, sharelog: Path, node_id: int, *, closed_only: bool = False
+    ) -> IngestResult:
+        return await self._call(_ingest, str(sharelog), node_id, closed_only)
 
     async def settle_blocks(
         self, pool_fee: Fraction, scheme: str, found_before_ms: int | None = None
     ) -> list[Settled]:
         return await self._call(_settle_blocks, pool_fee, scheme, found_before_ms)
 
-    async def settle_tokens(self, cfg: TokensConfig) -> list[PeriodResult]:
-        return await self._call(_settle_tokens, cfg)
+    async def settle_tokens(
+        self, cfg: TokensConfig, through_ms: int | None = None
+    ) -> list[PeriodResult]:
+        return await self._call(_settle_tokens, cfg, through_ms)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(conn, *args)` on a ledger connection in the worker (`fn` importable by name).

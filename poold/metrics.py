@@ -28,6 +28,10 @@ class Metrics:
         self.rejected_by_account: dict[str, Counter[str]] = {}
         self.settlement_runs: Counter[str] = Counter()  # by kind: block, fpps, tokens
         self.ledger_pass_failures = 0  # ledger passes that failed (the next one retries)
+        self.leader = 0  # 1 while this daemon holds the ledger's leadership
+        # Every node of the ledger (as the leader last read them): id -> (status, seconds
+        # its ingested shares lag behind now).
+        self.nodes: dict[int, tuple[str, float]] = {}
 
     MAX_ACCOUNTS = 100_000
 
@@ -81,4 +85,10 @@ class Metrics:
         ]
         for kind in ("block", "fpps", "tokens"):
             lines.append(f'poold_settlements_total{{kind="{kind}"}} {self.settlement_runs[kind]}')
+        lines += ["# TYPE poold_leader gauge", f"poold_leader {self.leader}"]
+        lines.append("# TYPE poold_node_ingest_lag_seconds gauge")
+        for node_id, (status, lag) in sorted(self.nodes.items()):
+            lines.append(
+                f'poold_node_ingest_lag_seconds{{node="{node_id}",status="{status}"}} {lag:.3f}'
+            )
         return "\n".join(lines) + "\n"

@@ -325,6 +325,7 @@ class Simulation:
         """Everything in memory is gone: unflushed records, unsent replies. A write that was
         under way may leave a torn frame at the end of the segment."""
         self.report.kills += 1
+        self.sharelog.abandon()
         if self.recorder.held_blocks:  # found while the disk was full: which never got in?
             logged = {str(r["hash"]) for _p, r in read_log(self.log_dir) if r.get("t") == "block"}
             self.unrecorded |= self.handed_over - logged

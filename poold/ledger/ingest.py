@@ -5,8 +5,14 @@ writes them, the blocks it saw, and the new log position in ONE transaction: a c
 the commit leaves the checkpoint where it was, so the batch is read again and nothing is
 counted twice; a crash after it leaves nothing to redo. One checkpoint row per node id, so
 several stratum daemons can feed one PostgreSQL ledger. Bulk writes (COPY on PostgreSQL,
-executemany on SQLite), one commit per batch, never one per share. Must not import the
-Stratum or node packages: it only reads the share log.
+executemany on SQLite), one commit per batch, never one per share.
+
+The checkpoint also keeps the node's watermark: the `through` time of the newest heartbeat
+ingested (every share and block of the node before it is in the ledger). `closed_only`
+(the daemon's mode) writes closed minutes only: a batch that reached the end of the log
+is cut at the first heartbeat that closed the newest minute, so each (worker, minute)
+becomes one slice row rather than one per ingest pass. Must not import the Stratum or node
+packages: it only reads the share log.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from poold.ledger import rollup
 from poold.ledger.db import LedgerError, copy_columns, ledger_entry
 from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
 from poold.ledger.slicing import SliceColumns, slices_from_arrays, slices_from_tuples
-from poold.shares.format import BlockRecord, RecordError
+from poold.shares.format import Beat, BlockRecord, RecordError
 from poold.shares.log import (
     LogPosition,
     ShareLogGap,
@@ -42,6 +48,41 @@ class IngestResult:
     slices: int
     blocks: int
     position: LogPosition
+    through_ms: int = 0  # the node's watermark after this run
+
+
+def _beats(batch: ArrayBatch) -> list[tuple[int, Beat]]:
+    """(index into `others`, heartbeat) of every heartbeat in the batch."""
+    try:
+        return [
+            (i, Beat.from_json(rec)) for i, rec in enumerate(batch.others) if rec.get("t") == "beat"
+        ]
+    except RecordError as exc:
+        raise LedgerError(f"a heartbeat in the share log does not decode ({exc})") from None
+
+
+def _cut(batch: ArrayBatch, through_ms: int) -> ArrayBatch | None:
+    """The batch up to and including the first heartbeat that closed its newest minute;
+    None if no heartbeat in it closes a minute past `through_ms`'s (nothing to write yet)."""
+    beats = _beats(batch)
+    newest = max((b.through_ms // 60_000 for _i, b in beats), default=-1)
+    if newest <= through_ms // 60_000:
+        return None
+    j = next(i for i, b in beats if b.through_ms // 60_000 == newest)
+    mark = batch.marks[j]
+    k = mark.shares
+    return ArrayBatch(
+        batch.ts_ms[:k],
+        batch.bits[:k],
+        batch.diff_num[:k],
+        batch.diff_den[:k],
+        batch.group[:k],
+        batch.names,
+        batch.others[: j + 1],
+        mark.records,
+        mark.position,
+        batch.marks[: j + 1],
+    )
 
 
 def _block_status(accepted: bool | None) -> str:
@@ -169,18 +210,23 @@ def ingest(
     *,
     batch_records: int = 100_000,
     before_commit: Callable[[], None] | None = None,
+    closed_only: bool = False,
 ) -> IngestResult:
-    """Ingest everything new in `sharelog` for `node_id`; safe to run again at any time."""
+    """Ingest everything new in `sharelog` for `node_id` (with `closed_only`, everything up to
+    the newest closed minute); safe to run again at any time."""
     total = IngestResult(0, 0, 0, 0, LogPosition(0, 0))
     cache = _Names()
     while True:
-        done = _ingest_batch(engine, sharelog, node_id, batch_records, before_commit, cache)
+        done = _ingest_batch(
+            engine, sharelog, node_id, batch_records, before_commit, cache, closed_only
+        )
         total = IngestResult(
             total.records + done.records,
             total.shares + done.shares,
             total.slices + done.slices,
             total.blocks + done.blocks,
             done.position,
+            done.through_ms,
         )
         if done.records < batch_records:
             break
@@ -204,21 +250,27 @@ def _ingest_batch(
     batch_records: int,
     before_commit: Callable[[], None] | None,
     cache: _Names,
+    closed_only: bool,
 ) -> IngestResult:
     try:
         with engine.begin() as conn:
             # FOR UPDATE: two ingesters of one node serialize here (PostgreSQL; SQLite has one
             # writer anyway).
             cp = conn.execute(
-                select(IngestCheckpoint.segment, IngestCheckpoint.offset, IngestCheckpoint.records)
+                select(
+                    IngestCheckpoint.segment,
+                    IngestCheckpoint.offset,
+                    IngestCheckpoint.records,
+                    IngestCheckpoint.through_ms,
+                )
                 .where(IngestCheckpoint.node_id == node_id)
                 .with_for_update()
             ).first()
             segs = list_segments(sharelog) if sharelog.exists() else []
             if cp is None:
-                start, seen = LogPosition(1, 0), 0  # every log starts at segment 1
+                start, seen, through = LogPosition(1, 0), 0, 0  # every log starts at segment 1
             else:
-                start, seen = LogPosition(cp[0], cp[1]), cp[2]
+                start, seen, through = LogPosition(cp[0], cp[1]), cp[2], cp[3]
                 _check_position(sharelog, segs, start, node_id)
             if segs:
                 try:  # a missing segment would be skipped in silence: its shares lost
@@ -233,6 +285,12 @@ def _ingest_batch(
                     f"the share log at {sharelog} has a record that does not decode ({exc}); "
                     "nothing from this batch was ingested"
                 ) from None
+            if closed_only and batch.records < batch_records:  # the end of the log: cut it
+                cut = _cut(batch, through)
+                if cut is None:
+                    return IngestResult(0, 0, 0, 0, start, through)
+                batch = cut
+            beats = _beats(batch)
             n, pos, shares = batch.records, batch.position, len(batch.ts_ms)
             try:
                 blocks = [
@@ -244,7 +302,7 @@ def _ingest_batch(
                     f"({exc}); nothing from this batch was ingested"
                 ) from None
             if n == 0:
-                return IngestResult(0, 0, 0, 0, start)
+                return IngestResult(0, 0, 0, 0, start, through)
             names = set(text) | {(b.account, b.worker) for b in blocks}
             added = cache.resolve(conn, names)
             ids = {**cache.known, **added}  # (account, worker) -> (worker id, account id)
@@ -274,7 +332,20 @@ def _ingest_batch(
                         for b in fresh
                     ],
                 )
-            row = {"segment": pos.segment, "offset": pos.offset, "records": seen + n}
+            row: dict[str, object] = {
+                "segment": pos.segment,
+                "offset": pos.offset,
+                "records": seen + n,
+            }
+            if beats:
+                through = max(through, *(b.through_ms for _i, b in beats))
+                at, last = beats[-1]
+                row |= {
+                    "through_ms": through,
+                    "beat_ms": last.ts_ms,
+                    # The node's last heartbeat before a clean stop, with nothing after it.
+                    "final": last.final and batch.marks[at].records == n,
+                }
             if cp is None:
                 conn.execute(insert(IngestCheckpoint), [{"node_id": node_id, **row}])
             else:
@@ -285,7 +356,7 @@ def _ingest_batch(
                 )
             if before_commit is not None:
                 before_commit()  # fault injection point for tests
-            result = IngestResult(n, shares, n_slices, len(fresh), pos)
+            result = IngestResult(n, shares, n_slices, len(fresh), pos, through)
         cache.known.update(added)  # only now: the names are committed
         return result
     except SQLAlchemyError as exc:

@@ -17,9 +17,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0007"
+SCHEMA_VERSION = "0008"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -128,6 +129,24 @@ class IngestCheckpoint(Base):
     segment: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
     records: Mapped[int] = mapped_column(BigInteger)
+    # The newest heartbeat ingested: every share and block of this node before `through_ms`
+    # is in the ledger; `beat_ms` is when it was written, `final` whether it was the last
+    # before a clean stop.
+    through_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    beat_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    final: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class StratumNode(Base):
+    """A stratum daemon (or one worker of it) feeding this ledger: registered at start with
+    its share log's identity, holding a lease it renews every ledger pass."""
+
+    __tablename__ = "nodes"
+    node_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    log_id: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(200))
+    started_ms: Mapped[int] = mapped_column(BigInteger)
+    lease_until_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class JournalEntry(Base):

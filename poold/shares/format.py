@@ -4,7 +4,8 @@ record, and where each field lies (offsets derived from the struct, for the Numb
 Framing per record: u32 length, u32 crc32(payload), payload (at most `MAX_RECORD` bytes).
 A payload starting with 0x01 is a binary share record: the fixed part `SHARE` (fields in
 `SHARE_FIELDS` order), then four u8 lengths and the variable fields en2, job, account, worker.
-A payload starting with `{` is a JSON object: a block record (`"t": "block"`) or a rare event.
+A payload starting with `{` is a JSON object: a block record (`"t": "block"`), a heartbeat
+(`"t": "beat"`: every share and block before `through` is written before it), or a rare event.
 Imports only the standard library and orjson.
 """
 
@@ -158,6 +159,42 @@ class BlockRecord:
             reward_sat=get("reward_sat", int),
             bits=get("bits", int),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """A heartbeat: written at `ts_ms` by node `node`, it promises that every share and every
+    block record of this log with a time before `through_ms` lies before it (a block whose
+    record is not written yet holds `through_ms` at its finding time). `final`: the daemon
+    stopped cleanly after it; nothing follows until it starts again."""
+
+    ts_ms: int
+    node: int
+    through_ms: int
+    final: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "t": "beat",
+            "ts": self.ts_ms,
+            "node": self.node,
+            "through": self.through_ms,
+            "final": self.final,
+        }
+
+    @classmethod
+    def from_json(cls, rec: dict[str, Any]) -> Beat:
+        """Read a heartbeat, naming the first field that is missing or of the wrong type."""
+        out = []
+        for key in ("ts", "node", "through"):
+            v = rec.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise RecordError(f"beat record: {key!r} is {v!r}, not a whole number >= 0")
+            out.append(v)
+        final = rec.get("final", False)
+        if not isinstance(final, bool):
+            raise RecordError(f"beat record: 'final' is {final!r}, not true or false")
+        return cls(out[0], out[1], out[2], final)
 
 
 def encode_share(

@@ -17,15 +17,22 @@ record; the failed records are dropped here and their owner decides (the recorde
 error instead of `true`). An fsync error is kept in `error` until an fsync succeeds, and the
 log refuses writes meanwhile. Segments are removed only below the oldest segment a consumer
 still needs (`prune`), and a missing segment is an error that names it (`check_contiguous`).
-Must not import asyncio or anything from the ledger.
+
+A log has an identity (`LOG_ID`: a random id and the node id it belongs to, written when
+the directory is first opened) and one writer at a time (an exclusive `flock` on `LOCK`,
+released by the kernel even after kill -9): a second daemon on the same directory, or a
+daemon whose node id is not the log's, is refused at open. Must not import asyncio or
+anything from the ledger.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -187,6 +194,36 @@ def read_log(directory: Path) -> Iterator[tuple[LogPosition, dict[str, object]]]
             yield LogPosition(seq, offset), record
 
 
+def log_identity(directory: Path, node_id: int) -> str:
+    """The log's id, created with `node_id` on first use; a log of another node is refused."""
+    path = directory / "LOG_ID"
+    if not path.exists():
+        tmp = directory / "LOG_ID.tmp"
+        tmp.write_bytes(orjson.dumps({"log_id": uuid.uuid4().hex, "node_id": node_id}))
+        os.replace(tmp, path)
+        _fsync_dir(directory)
+    try:
+        data = orjson.loads(path.read_bytes())
+        log_id, owner = str(data["log_id"]), int(data["node_id"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ShareLogError(f"{path} does not parse ({exc}): restore it or move the log") from None
+    if owner != node_id:
+        raise ShareLogError(
+            f"the share log in {directory} belongs to node {owner}, but this daemon is node "
+            f"{node_id}: check [stratum] node_id and [sharelog] path"
+        )
+    return log_id
+
+
+def read_identity(directory: Path) -> tuple[str, int] | None:
+    """(log id, node id) of a log directory, or None for a log from before identities."""
+    try:
+        data = orjson.loads((directory / "LOG_ID").read_bytes())
+        return str(data["log_id"]), int(data["node_id"])
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
 class ShareLog:
     """Append-only segmented log with group commit. Not thread-safe except `sync()`."""
 
@@ -197,8 +234,12 @@ class ShareLog:
         segment_bytes: int = 64 << 20,
         retention_s: float = 7 * 86400,
         ops: FileOps = OS_FILE_OPS,
+        node_id: int | None = None,
     ) -> None:
         self.directory = directory
+        self.node_id = node_id  # checked against (or written to) LOG_ID at open
+        self.log_id: str | None = None  # the log's identity, once open
+        self._lock_fd = -1
         self.ops = ops
         self.segment_bytes = segment_bytes
         self.retention_s = retention_s
@@ -225,6 +266,13 @@ class ShareLog:
         """Open (creating the directory), truncating a torn tail left by a crash."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+            if self.node_id is not None:
+                try:
+                    self.log_id = log_identity(self.directory, self.node_id)
+                except ShareLogError:
+                    self._release_lock()
+                    raise
             seqs = list_segments(self.directory)
             self._seq = seqs[-1] if seqs else 1
             path = segment_path(self.directory, self._seq)
@@ -237,6 +285,20 @@ class ShareLog:
             _fsync_dir(self.directory)
         except OSError as exc:
             raise ShareLogError(f"cannot open share log in {self.directory}: {exc}") from exc
+
+    def _take_lock(self) -> None:
+        if self._lock_fd >= 0:
+            return
+        fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ShareLogError(
+                f"the share log in {self.directory} is in use by another process: two daemons "
+                "(or two workers) must never share a [sharelog] path"
+            ) from None
+        self._lock_fd = fd
 
     def start_group_commit(self, interval_s: float) -> None:
         """fsync flushed records every `interval_s` from a background thread."""
@@ -259,12 +321,30 @@ class ShareLog:
             self._committer.join()
             self._committer = None
         if self._fd < 0:
+            self._release_lock()
             return
         self.flush()
         self.sync()
         with self._lock:
             os.close(self._fd)
             self._fd = -1
+        self._release_lock()
+
+    def abandon(self) -> None:
+        """Drop the log as a kill -9 would (simulators): nothing more is flushed or synced;
+        the file and the lock are closed, as the kernel closes them for a dead process."""
+        self._stop_commit.set()
+        self._pending.clear()
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
 
     # -- writing -----------------------------------------------------------------------------
 

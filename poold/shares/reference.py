@@ -14,15 +14,27 @@ from poold.shares.format import FRAME, MAX_RECORD, ShareTuple, decode_payload, s
 from poold.shares.log import SHARE_PREFIX, LogPosition, list_segments, segment_path
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Where a non-share record lies in a batch: `records` read through it, `shares` read
+    before it, and the log position just past it."""
+
+    records: int
+    shares: int
+    position: LogPosition
+
+
 @dataclass(slots=True)
 class RecordBatch:
     """What `read_batch` found: shares as tuples in log order, other records as dicts (in log
-    order among themselves), how many records in all, and the position just past the last."""
+        order among themselves), how many records in all, the position just past the last, and
+    where each other record lies (`marks`)."""
 
     shares: list[ShareTuple]
     others: list[dict[str, object]]
     records: int
     position: LogPosition
+    marks: list[Mark]
 
 
 def read_batch(directory: Path, start: LogPosition, limit: int) -> RecordBatch:
@@ -31,6 +43,7 @@ def read_batch(directory: Path, start: LogPosition, limit: int) -> RecordBatch:
     share. The plain-Python reference of `shares.scan.read_arrays`, which ingest uses."""
     shares: list[ShareTuple] = []
     others: list[dict[str, object]] = []
+    marks: list[Mark] = []
     add = shares.append
     frame, crc32 = FRAME.unpack_from, zlib.crc32
     fsize = FRAME.size
@@ -58,9 +71,10 @@ def read_batch(directory: Path, start: LogPosition, limit: int) -> RecordBatch:
                 record = decode_payload(payload)
                 if record is not None:
                     others.append(record)
+                    marks.append(Mark(n + 1, len(shares), LogPosition(seq, base + stop)))
             n += 1
             pos = stop
             last_seq, last_end = seq, base + stop
         if n >= limit:
             break
-    return RecordBatch(shares, others, n, LogPosition(last_seq, last_end))
+    return RecordBatch(shares, others, n, LogPosition(last_seq, last_end), marks)

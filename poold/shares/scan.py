@@ -33,6 +33,7 @@ from poold.shares.format import (
     decode_payload,
 )
 from poold.shares.log import LogPosition, list_segments, segment_path
+from poold.shares.reference import Mark
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
@@ -211,7 +212,9 @@ class ArrayBatch:
     """Shares as columns in log order, others as dicts (in log order among themselves).
 
     `group` gives each share's index into `names` ((account, worker) as bytes; one name pair
-    may own several groups, one per chunk read)."""
+    may own several groups, one per chunk read). `marks[i]` says where `others[i]` lies: the
+    records read through it, the shares read before it, the position just past it (ingest
+    cuts a batch there)."""
 
     ts_ms: I64
     bits: I64
@@ -222,6 +225,7 @@ class ArrayBatch:
     others: list[dict[str, object]]
     records: int
     position: LogPosition
+    marks: list[Mark]
 
 
 _CHUNK_MIN, _CHUNK_MAX = 2 << 20, 64 << 20  # bytes read at a time (> one largest frame)
@@ -234,6 +238,8 @@ class _Columns:
         }
         self.names: list[tuple[bytes, bytes]] = []
         self.others: list[dict[str, object]] = []
+        self.marks: list[Mark] = []
+        self.records = self.shares = 0  # read by earlier chunks
 
     def walk(self, raw: bytes, limit: int, seq: int, offset: int) -> tuple[int, int, int]:
         """Walk one chunk, read from `offset` of segment `seq`: (records, bytes consumed,
@@ -252,7 +258,19 @@ class _Columns:
                 where = offset + int(o_at[j]) - FRAME.size
                 raise ValueError(f"segment {seq}, offset {where}: {exc}") from None
             if record is not None:
+                # Shares lie in log order, so those before this record are those that start
+                # before it.
+                before = int(np.searchsorted(at[:k], o_at[j]))
                 self.others.append(record)
+                self.marks.append(
+                    Mark(
+                        self.records + before + j + 1,
+                        self.shares + before,
+                        LogPosition(seq, offset + int(o_end[j])),
+                    )
+                )
+        self.records += got
+        self.shares += k
         if k:
             _h, first, inverse = np.unique(hsh[:k], return_index=True, return_inverse=True)
             if not _same_names(data, at[:k], split[:k], end[:k], first[inverse]):
@@ -304,6 +322,7 @@ def read_arrays(directory: Path, start: LogPosition, limit: int) -> ArrayBatch:
         cols.others,
         n,
         last,
+        cols.marks,
     )
 
 

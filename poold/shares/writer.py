@@ -1,8 +1,11 @@
 """The share writer: the Stratum server's ShareSink, in front of the share log.
 
 Every accepted share goes to the log before its `true` reply; a block is handed to the block
-submitter at once; block records are written in order after their finding share. Imports the
-share log and its format, and the session's share type; never the ledger or the API.
+submitter at once; block records are written in order after their finding share. Heartbeats
+(`format.Beat`) say how far the log is complete: one before the first share of each new
+minute, one whenever the daemon calls `beat` (every second, so an idle node still
+advances), a final one at a clean stop. Imports the share log and its format, and the
+session's share type; never the ledger or the API.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import orjson
 import structlog
 
 from poold.metrics import Metrics
-from poold.shares.format import BlockRecord, encode_share
+from poold.shares.format import Beat, BlockRecord, encode_share
 from poold.shares.log import ShareLog, ShareLogError
 from poold.stratum.session import AcceptedShare
 
@@ -51,6 +54,10 @@ class ShareWriter:
         # Block records the log has not taken yet, with when their blocks were found (ms).
         self._held: list[tuple[int, bytes]] = []
         self.failing: str | None = None  # why the last write failed (None: it succeeded)
+        # When the oldest block whose record is not in the log was found (the block submitter
+        # tells; the daemon wires it): no heartbeat may promise a time past it.
+        self.unrecorded_since: Callable[[], int | None] = lambda: None
+        self._minute_ms = 0  # start of the newest minute a written share or heartbeat reached
 
     def share_accepted(self, share: AcceptedShare) -> None:
         self._batch.append(share)
@@ -76,11 +83,39 @@ class ShareWriter:
     def held_records(self) -> list[str]:
         return [payload.decode() for _found, payload in self._held]
 
-    def flush(self) -> None:
+    def _through(self, ms: int) -> int:
+        unrecorded = self.unrecorded_since()
+        return ms if unrecorded is None else min(ms, unrecorded)
+
+    def _beat(self, ts_ms: int, through_ms: int, final: bool = False) -> bytes:
+        return orjson.dumps(Beat(ts_ms, self.node_id, through_ms, final).to_json())
+
+    def beat(self, now_ms: int, *, final: bool = False) -> None:
+        """Write a heartbeat after everything accepted so far: every share and block before
+        `now_ms` (or before the oldest block not recorded yet) is in the log before it."""
+        self.flush(beat=(now_ms, final))
+
+    def flush(self, beat: tuple[int, bool] | None = None) -> None:
         """Encode the batch into the share log and write it (from here it survives kill -9)."""
         batch, self._batch = self._batch, []
         encoded, batch = self._encode(batch) if batch else ([], batch)
+        minute = self._minute_ms
+        if batch and int(batch[-1].time * 1000) // 60_000 * 60_000 > minute:
+            # A share of a new minute: a heartbeat right before it closes the minutes before
+            # (ingest writes closed minutes only, so no minute is written twice). Once a
+            # minute, so a plain loop.
+            merged = []
+            for payload, share in zip(encoded, batch, strict=True):
+                ts = int(share.time * 1000)
+                if ts // 60_000 * 60_000 > minute:
+                    minute = ts // 60_000 * 60_000
+                    merged.append(self._beat(ts, self._through(minute)))
+                merged.append(payload)
+            encoded = merged
         payloads = encoded + [p for _found, p in self._held]  # a finding share, then its block
+        if beat is not None:
+            payloads.append(self._beat(beat[0], self._through(beat[0]), beat[1]))
+            minute = max(minute, beat[0] // 60_000 * 60_000)
         if not payloads:
             return
         try:
@@ -96,6 +131,7 @@ class ShareWriter:
             self.metrics.sharelog_ok = 0
             return
         self._held = []
+        self._minute_ms = minute
         if self.failing is not None:
             log.warning("sharelog_recovered", after=self.failing)
             self.failing = None

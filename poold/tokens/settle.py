@@ -251,9 +251,16 @@ class PeriodResult:
 
 @ledger_entry
 def settle_period(
-    engine: Engine, cfg: TokensConfig, period_start: int, *, now: float | None = None
+    engine: Engine,
+    cfg: TokensConfig,
+    period_start: int,
+    *,
+    now: float | None = None,
+    through_ms: int | None = None,
 ) -> PeriodResult:
-    """Settle the period starting at `period_start` once; a second call changes nothing."""
+    """Settle the period starting at `period_start` once; a second call changes nothing.
+    With `through_ms` (the daemon's gate: every node's shares before it are ingested) a
+    period ending after it waits."""
     start, end = period_of(period_start, cfg)
     if start != period_start:
         raise TokenError(f"{period_start} is not the start of a period")
@@ -261,6 +268,13 @@ def settle_period(
     if now < end + cfg.settle_delay_s:
         return PeriodResult(
             start, None, f"the period ends at {end}; settled {cfg.settle_delay_s} s after"
+        )
+    if through_ms is not None and through_ms < end * 1000:
+        return PeriodResult(
+            start,
+            None,
+            f"the period ends at {end}, but the shares of every node are ingested only "
+            f"through {through_ms / 1000:.3f}",
         )
     key = f"tokens:{start}"
     try:
@@ -339,7 +353,7 @@ def _post(
 
 @ledger_entry
 def settle_due(
-    engine: Engine, cfg: TokensConfig, *, now: float | None = None
+    engine: Engine, cfg: TokensConfig, *, now: float | None = None, through_ms: int | None = None
 ) -> list[PeriodResult]:
     """Settle every period that is due, oldest first, from the one after the last settled (or
     the first with a transfer); stops at the first that has to wait, and returns it last."""
@@ -355,7 +369,7 @@ def settle_due(
         return []
     out = []
     while start + cfg.period_s + cfg.settle_delay_s <= now:
-        result = settle_period(engine, cfg, start, now=now)
+        result = settle_period(engine, cfg, start, now=now, through_ms=through_ms)
         out.append(result)
         if result.waiting is not None:
             break

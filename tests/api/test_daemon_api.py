@@ -20,6 +20,7 @@ async def test_the_daemon_serves_what_its_miners_do(
         ledger={
             "url": f"sqlite:///{tmp_path / 'l.db'}",
             "ingest_interval_s": 0.2,
+            "ingest_open_minutes": True,
             "auto_migrate": True,
         },
         api={"listen": "127.0.0.1:0"},

@@ -47,6 +47,7 @@ async def test_statements_through_the_daemon(
         ledger={
             "url": f"sqlite:///{tmp_path / 'l.db'}",
             "ingest_interval_s": 0.5,
+            "ingest_open_minutes": True,
             "auto_migrate": True,
         },
         tokens=TOKENS,

@@ -45,7 +45,7 @@ async def test_dashboard_in_chromium(
     tokens = populate(engine, tmp_path)
     engine.dispose()
     cfg = config_factory(
-        ledger={"url": url, "ingest_interval_s": 0.2},
+        ledger={"url": url, "ingest_interval_s": 0.2, "ingest_open_minutes": True},
         api={"listen": "127.0.0.1:0"},
     )
     rd = await start_daemon(cfg)

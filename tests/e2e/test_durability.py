@@ -134,7 +134,8 @@ async def test_kill9_inside_an_ingest_transaction_loses_and_doubles_nothing(
     cfg = write_config(tmp_path)
     cfg.write_text(
         cfg.read_text()
-        + f'\n[ledger]\nurl = "sqlite:///{ledger}"\ningest_interval_s = 0.1\nauto_migrate = true\n'
+        + f'\n[ledger]\nurl = "sqlite:///{ledger}"\ningest_interval_s = 0.1\n'
+        + "ingest_open_minutes = true\nauto_migrate = true\n"
     )
     crash = ("-u", str(Path(__file__).with_name("crash_ingest.py")), "3")
     pidfile = tmp_path / "ledger-process.pid"

@@ -85,7 +85,8 @@ async def start(tmp_path: Path, url: str, *, shutdown_wait_s: float = 2) -> Pool
     )
     cfg.write_text(
         cfg.read_text()
-        + f'\n[ledger]\nurl = "{url}"\ningest_interval_s = 0.3\nauto_migrate = true\n'
+        + f'\n[ledger]\nurl = "{url}"\ningest_interval_s = 0.3\n'
+        + "ingest_open_minutes = true\nauto_migrate = true\n"
         f"connect_timeout_s = 2\nshutdown_wait_s = {shutdown_wait_s}\n"
         '\n[api]\nlisten = "127.0.0.1:0"\n'
     )

@@ -60,7 +60,12 @@ async def test_database_cut_at_each_step(
     proxy, url = pg_proxy
     cfg = config_factory(
         pool={"scheme": "fpps", "fpps_period_s": 1},
-        ledger={"url": url, "ingest_interval_s": 0.2, "auto_migrate": True},
+        ledger={
+            "url": url,
+            "ingest_interval_s": 0.2,
+            "ingest_open_minutes": True,
+            "auto_migrate": True,
+        },
         tokens={"enabled": True, "fleet_accounts": ["acct"], "period_s": 60},
     )
     hit = asyncio.Event()

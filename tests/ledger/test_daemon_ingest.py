@@ -28,6 +28,7 @@ async def test_daemon_ingests_everything_once(
         ledger={
             "url": f"sqlite:///{tmp_path / 'l.db'}",
             "ingest_interval_s": 0.2,
+            "ingest_open_minutes": True,
             "auto_migrate": True,
         }
     )
@@ -56,7 +57,12 @@ async def test_database_outage_delays_ingest_but_loses_nothing(
         )
         try:
             cfg = config_factory(
-                ledger={"url": url, "ingest_interval_s": 0.2, "auto_migrate": True}
+                ledger={
+                    "url": url,
+                    "ingest_interval_s": 0.2,
+                    "ingest_open_minutes": True,
+                    "auto_migrate": True,
+                }
             )
             rd = await start_daemon(cfg)
             host, port = rd.address
@@ -90,6 +96,7 @@ async def test_daemon_books_fpps_every_period(
         ledger={
             "url": f"sqlite:///{tmp_path / 'l.db'}",
             "ingest_interval_s": 0.2,
+            "ingest_open_minutes": True,
             "auto_migrate": True,
         },
     )

@@ -199,16 +199,25 @@ async def test_the_scheduler_waits_for_a_block_record_still_in_flight(
 ) -> None:
     """A block's record reaches the log when the node answers its submission, possibly after
     later shares and blocks: PROP must not settle a later block before the earlier one is in
-    the ledger (its round would start too early)."""
+    the ledger (its round would start too early). The node's heartbeats say so: while block
+    10 is in flight they hold its watermark at block 10's time."""
     log = tmp_path / "log"
     mine(log, 20, {5: True, 15: True})  # block 10 was found too, its submission in flight
+
+    def beat(through: int) -> None:
+        out = ShareLog(log)
+        out.open()
+        out.append({"t": "beat", "ts": T0 + 30 * 60_000, "node": 0, "through": through})
+        out.flush()
+        out.close()
+
+    beat(T0 + 10 * 60_000 + 1)  # held at block 10's finding time
     cfg = make_config(
         tmp_path,
         sharelog={"path": str(log)},
         pool={"scheme": "prop", "fee": "1/100"},
         ledger={"url": ledger_url, "auto_migrate": True},
     )
-    in_flight: list[int] = [T0 + 10 * 60_000 + 1]
     node = SimNet(difficulty=Fraction(1, 64))
     sched = LedgerScheduler(
         cfg,
@@ -216,13 +225,14 @@ async def test_the_scheduler_waits_for_a_block_record_still_in_flight(
         Metrics(),
         EventHub(),
         lambda: (T0 + 30 * 60_000) / 1000,
-        unrecorded_since=lambda: in_flight[0] if in_flight else None,
+        log_id=lambda: "log-of-node-0",
     )
     await sched.attach()
     try:
         await sched.run_pass()
         engine = sched.ledger
         assert engine is not None
+        assert sched.gate is not None and sched.gate.through_ms == T0 + 10 * 60_000 + 1
         assert journal_credits(engine, block_hash(5))[0]
         assert journal_credits(engine, block_hash(15)) == ({}, 0, 0)  # waits for block 10
         late = ShareLog(log)
@@ -244,7 +254,7 @@ async def test_the_scheduler_waits_for_a_block_record_still_in_flight(
         )
         late.flush()
         late.close()
-        in_flight.clear()
+        beat(T0 + 30 * 60_000)  # the record is written: the watermark moves on
         await sched.run_pass()
         want = reference.prop(REWARD, rows_between(engine, minute(10), minute(15)), FEE)
         got = journal_credits(engine, block_hash(15))

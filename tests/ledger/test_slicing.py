@@ -46,6 +46,7 @@ def as_batch(rows: list[tuple[int, int, int, int, int]], groups_per_name: int) -
         [],
         len(rows),
         LogPosition(1, 0),
+        [],
     )
 
 
@@ -78,6 +79,7 @@ def test_a_key_too_wide_for_64_bits_is_left_to_the_loop() -> None:
         [],
         n,
         LogPosition(1, 0),
+        [],
     )
     ids = np.arange(n, dtype=np.int64)
     assert slices_from_arrays(spread, ids, ids) is None

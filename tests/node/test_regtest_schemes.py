@@ -107,6 +107,7 @@ async def test_each_block_credits_what_the_scheme_says(
         ledger={
             "url": f"sqlite:///{tmp_path / 'ledger.db'}",
             "ingest_interval_s": 0.2,
+            "ingest_open_minutes": True,
             "auto_migrate": True,
         },
     )

@@ -156,7 +156,7 @@ def test_read_batch_reads_what_scan_from_reads(
         scan_from,
         segment_path,
     )
-    from poold.shares.reference import read_batch
+    from poold.shares.reference import Mark, read_batch
 
     log = ShareLog(tmp_path, segment_bytes=2000)
     log.open()
@@ -212,14 +212,23 @@ def test_read_batch_reads_what_scan_from_reads(
             assert got.shares == [r for _p, r in part if isinstance(r, tuple)]
             assert got.others == [r for _p, r in part if isinstance(r, dict)]
             assert got.position == (part[-1][0] if part else start)
+            assert (
+                got.marks
+                == [  # where each other record lies: ingest cuts batches there
+                    Mark(i + 1, sum(isinstance(x, tuple) for _q, x in part[:i]), p)
+                    for i, (p, r) in enumerate(part)
+                    if isinstance(r, dict)
+                ]
+            )
             for chunk in (64, 1000, 1 << 21):  # the array reader, across its read chunks
                 monkeypatch.setattr(scan, "_CHUNK_MIN", chunk)
                 monkeypatch.setattr(scan, "_CHUNK_MAX", chunk)
                 arr = scan.read_arrays(tmp_path, start, limit)
-                assert (arr.records, arr.position, arr.others) == (
+                assert (arr.records, arr.position, arr.others, arr.marks) == (
                     got.records,
                     got.position,
                     got.others,
+                    got.marks,
                 )
                 columns = (arr.ts_ms, arr.bits, arr.diff_num, arr.diff_den, arr.group)
                 rows = [
