@@ -89,6 +89,29 @@ def ledger_entry_async(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
     return wrapper
 
 
+def unique_violation(exc: Exception) -> bool:
+    """Whether a database error is a unique-key violation (another writer inserted the same
+    key first), as opposed to any other broken constraint, which is a bug to report."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlstate", None)
+    if code is not None:  # PostgreSQL: 23505 unique_violation
+        return bool(code == "23505")
+    return "UNIQUE constraint failed" in str(orig)  # SQLite
+
+
+def insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows whose unique keys are not taken yet, skip the others: another daemon
+    may insert the same name at the same moment, and that is no error."""
+    if not rows:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if conn.dialect.name == "postgresql":
+        conn.execute(postgresql.insert(table).on_conflict_do_nothing(), rows)
+    else:
+        conn.execute(sqlite.insert(table).on_conflict_do_nothing(), rows)
+
+
 def _safe(url: str) -> str:
     """The URL without its password, for messages."""
     if "@" in url and "://" in url:

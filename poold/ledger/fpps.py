@@ -27,7 +27,7 @@ from accounting import avg_fees, fpps_settle
 from poold.chain.targets import network_difficulty
 from poold.jobs.coinbase import subsidy_sat
 from poold.ledger import journal
-from poold.ledger.db import ledger_entry, ledger_entry_async
+from poold.ledger.db import ledger_entry, ledger_entry_async, unique_violation
 from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
     Account,
@@ -60,8 +60,10 @@ def _record_fees(engine: Engine, rows: list[dict[str, object]]) -> None:
     try:
         with engine.begin() as conn:
             conn.execute(insert(ChainFees), rows)
-    except IntegrityError:
-        pass  # another process recorded them first: the same facts
+    except IntegrityError as exc:
+        if not unique_violation(exc):
+            raise
+        # another process recorded them first: the same facts
 
 
 @ledger_entry_async

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from poold.ledger import rollup
-from poold.ledger.db import LedgerError, copy_columns, ledger_entry
+from poold.ledger.db import LedgerError, copy_columns, insert_new, ledger_entry
 from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
 from poold.ledger.slicing import SliceColumns, slices_from_arrays, slices_from_tuples
 from poold.shares.format import Beat, BlockRecord, RecordError
@@ -125,8 +125,8 @@ class _Names:
             ).all()
         }
         new_accounts = sorted(accounts - have.keys())
-        if new_accounts:
-            conn.execute(insert(Account), [{"name": a} for a in new_accounts])
+        if new_accounts:  # another daemon may be adding the same names right now
+            insert_new(conn, Account.__table__, [{"name": a} for a in new_accounts])  # type: ignore[arg-type]
             have.update(
                 {
                     name: aid
@@ -135,7 +135,11 @@ class _Names:
                     ).all()
                 }
             )
-        conn.execute(insert(Worker), [{"account_id": have[a], "name": w} for a, w in missing])
+        insert_new(
+            conn,
+            Worker.__table__,  # type: ignore[arg-type]
+            [{"account_id": have[a], "name": w} for a, w in missing],
+        )
         added: dict[tuple[str, str], tuple[int, int]] = {}
         rows = conn.execute(
             select(Account.name, Worker.name, Worker.id, Account.id)

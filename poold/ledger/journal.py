@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from poold.ledger.db import bulk_insert_tuples
+from poold.ledger.db import bulk_insert_tuples, unique_violation
 from poold.ledger.models import JournalEntry, JournalLine, Settlement
 
 Phase = Literal["posted", "pending"]
@@ -147,10 +147,12 @@ def post(
         ["entry_id", "account", "amount_sat"],
         [(entry_id, a, v) for a, v in lines],
     )
-    try:  # the entry was just inserted: a violation here can only be the key's uniqueness
+    try:
         conn.execute(insert(Settlement).values(key=key, entry_id=entry_id))
-    except IntegrityError:
-        raise AlreadyPosted(key) from None
+    except IntegrityError as exc:
+        if unique_violation(exc):  # the key is taken: posted already (here or elsewhere)
+            raise AlreadyPosted(key) from None
+        raise JournalError(f"entry {key!r} was refused by the ledger: {exc.orig}") from None
     return entry_id
 
 
@@ -211,8 +213,10 @@ def resolve(
             .returning(JournalEntry.id)
         ).scalar_one()
         conn.execute(insert(Settlement).values(key=key, entry_id=entry_id))
-    except IntegrityError:
-        raise AlreadyPosted(key) from None
+    except IntegrityError as exc:
+        if unique_violation(exc):  # resolved already, or the key is taken
+            raise AlreadyPosted(key) from None
+        raise JournalError(f"entry {key!r} was refused by the ledger: {exc.orig}") from None
     return entry_id
 
 

@@ -387,3 +387,52 @@ def test_settlement_without_a_gate_is_unchanged(tmp_path: Path) -> None:
     ingest(engine, tmp_path / "log", 0)
     assert [s.block_hash for s in settle_pending(engine)] == ["11" * 32]
     engine.dispose()
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+def test_two_ingesters_adding_one_new_account_at_once_both_commit(ledger_url: str) -> None:
+    """Defect 7: a second daemon inserting the same new account while the first's batch is
+    open waited, then failed on the unique key and rolled its whole batch back."""
+    import threading
+
+    from poold.ledger.db import make_engine, migrate
+    from poold.ledger.ingest import _Names
+
+    engine = make_engine(ledger_url)
+    migrate(engine)
+    got: dict[str, Any] = {}
+
+    def second() -> None:
+        try:
+            with engine.begin() as conn:
+                got["b"] = _Names().resolve(conn, {("zed", "r1"), ("amy", "r2")})
+        except Exception as exc:  # what the test reports
+            got["error"] = exc
+
+    with engine.begin() as conn:
+        got["a"] = _Names().resolve(conn, {("zed", "r1")})
+        t = threading.Thread(target=second)
+        t.start()
+        t.join(0.5)  # it waits on our uncommitted row
+    t.join(10)
+    assert "error" not in got, got.get("error")
+    assert got["b"][("zed", "r1")] == got["a"][("zed", "r1")]
+    engine.dispose()
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_broken_constraint_is_not_read_as_already_posted(ledger_url: str) -> None:
+    """Defect 7: only the idempotency key's uniqueness means "posted already"."""
+    from poold.ledger import journal
+    from poold.ledger.db import make_engine, migrate
+
+    engine = make_engine(ledger_url)
+    migrate(engine)
+    lines = [(journal.pool("wallet"), 5), (journal.miner("a"), -5)]
+    with engine.begin() as conn:
+        journal.post(conn, kind="test", reference="r", key="k1", lines=lines)
+    with pytest.raises(journal.AlreadyPosted), engine.begin() as conn:
+        journal.post(conn, kind="test", reference="r", key="k1", lines=lines)
+    with pytest.raises(journal.JournalError, match="refused by the ledger"), engine.begin() as conn:
+        journal.post(conn, kind="test", reference="r", key=None, lines=lines)  # type: ignore[arg-type]
+    engine.dispose()
