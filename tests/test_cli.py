@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from poold.shares.log import read_log
 from tests.e2e.test_durability import write_config
 from tests.helpers import StratumClient
 from tests.node.conftest import free_port
@@ -146,3 +147,86 @@ def test_help_imports_nothing_heavy() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path: Path) -> None:
+    """Defect 6: with the API on, the second worker died on the API port and nobody noticed;
+    `poold ingest` and `poold replay` read no worker's log. Now worker 0 alone serves the
+    API, a killed worker is started again, and ingest and replay cover every worker."""
+    port = free_port()
+    cfg = write_config(tmp_path, port=port, extra="workers = 2\n")
+    ledger = tmp_path / "ledger.db"
+    cfg.write_text(
+        cfg.read_text()
+        + f'\n[ledger]\nurl = "sqlite:///{ledger}"\ningest_interval_s = 0.2\n'
+        + 'auto_migrate = true\n\n[api]\nlisten = "127.0.0.1:0"\n'
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "poold", "run", "--config", str(cfg),
+        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen: list[str] = []
+
+    async def until(event: str, count: int) -> None:
+        while seen.count(event) < count:
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)  # type: ignore[union-attr]
+            assert line, f"poold exited: {seen}"
+            if line.startswith(b"{"):
+                seen.append(json.loads(line).get("event"))
+            else:
+                seen.append(line.decode().strip())
+
+    try:
+        await until("stratum_listening", 2)
+        await until("ledger_leadership", 1)
+        assert seen.count("api_listening") == 1
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        import os
+
+        os.kill(max(workers), signal.SIGKILL)
+        await until("stratum_listening", 3)  # started again
+        assert any("starting it again" in s for s in seen if s)
+        sim = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "poold", "simulate", "--url", f"stratum+tcp://127.0.0.1:{port}",
+            "--miners", "4", "--duration", "2",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(sim.communicate(), 60)
+        assert sim.returncode == 0, err
+        assert json.loads(out)["accepted"] > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    ingest = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "poold", "ingest", "--config", str(cfg)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ingest.returncode == 0, ingest.stderr
+    replay = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "poold", "replay", "--config", str(cfg)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    report = json.loads(replay.stdout)
+    logged = [
+        sum(1 for _p, r in read_log(tmp_path / "sharelog" / f"worker-{i}") if r["t"] == "share")
+        for i in (0, 1)
+    ]
+    assert all(logged) and report["shares"] == sum(logged) and report["problems"] == 0

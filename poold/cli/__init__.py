@@ -1,6 +1,6 @@
 """The `poold` command line (typer). `poold --help` lists every command; each lives in a module
 of this package (`run`: run, demo, simulate, sim; `ledger`: migrate, ingest, settle, replay,
-ledger, payout, account; `tokens`: tokens, api; `config`: config). Imports of the daemon,
+ledger, payout, account, nodes; `tokens`: tokens, api; `config`: config). Imports of the daemon,
 ledger and accounting happen inside the commands, so `poold --help` answers at once.
 Exit codes: 0 ok, 1 the work failed (named on stderr), 2 bad input or config.
 """
@@ -32,6 +32,8 @@ api_app = typer.Typer(no_args_is_help=True, help="HTTP API access tokens.")
 app.add_typer(api_app, name="api")
 tokens_app = typer.Typer(no_args_is_help=True, help="Hashrate tokens: transfers, prices, periods.")
 app.add_typer(tokens_app, name="tokens")
+nodes_app = typer.Typer(no_args_is_help=True, help="The stratum nodes feeding the ledger.")
+app.add_typer(nodes_app, name="nodes")
 
 #: The `--config FILE` option every command that reads a config takes.
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="TOML config file")]
@@ -59,6 +61,15 @@ def open_ledger_for(
             engine.dispose()
     except (ConfigError, LedgerError) as exc:
         raise fail(str(exc)) from None
+
+
+def node_logs(cfg: Config) -> list[tuple[Path, int]]:
+    """This config's share logs and their node ids: one, or one per worker process
+    (`worker-i/` under [sharelog] path, node id node_id + i)."""
+    st, path = cfg.stratum, cfg.sharelog.path
+    if st.workers == 1:
+        return [(path, st.node_id)]
+    return [(path / f"worker-{i}", (st.node_id + i) % 256) for i in range(st.workers)]
 
 
 def main() -> None:

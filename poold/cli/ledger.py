@@ -1,5 +1,5 @@
 """Ledger commands: migrate, ingest, settle, replay, `ledger verify|refold`, payout,
-`account set`. Heavy imports happen inside each command.
+`account set`, `nodes list|retire`. Heavy imports happen inside each command.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,6 +20,8 @@ from poold.cli import (
     app,
     fail,
     ledger_app,
+    node_logs,
+    nodes_app,
     open_ledger_for,
 )
 
@@ -46,29 +49,27 @@ def migrate(
 def ingest(
     config: ConfigOption,
 ) -> None:
-    """Ingest everything new in the share log into the ledger (exactly once; safe to repeat)."""
+    """Ingest everything new in the share log (every worker's, with workers > 1) into the
+    ledger (exactly once; safe to repeat)."""
     from poold.ledger.ingest import ingest as run_ingest
     from poold.shares.log import prune_segments
 
+    totals = dict.fromkeys(("records", "shares", "slices", "blocks", "segments_removed"), 0)
     with open_ledger_for(config) as (cfg, engine):
-        result = run_ingest(engine, cfg.sharelog.path, cfg.stratum.node_id)
-    # Retention, never past what the ledger holds: segments below the checkpoint's only.
-    removed = prune_segments(
-        cfg.sharelog.path,
-        below_segment=result.position.segment,
-        older_than=time.time() - cfg.sharelog.retention_hours * 3600,
-    )
-    typer.echo(
-        json.dumps(
-            {
-                "records": result.records,
-                "shares": result.shares,
-                "slices": result.slices,
-                "blocks": result.blocks,
-                "segments_removed": len(removed),
-            }
-        )
-    )
+        for path, node_id in node_logs(cfg):
+            result = run_ingest(engine, path, node_id)
+            # Retention, never past what the ledger holds: segments below the checkpoint's.
+            removed = prune_segments(
+                path,
+                below_segment=result.position.segment,
+                older_than=time.time() - cfg.sharelog.retention_hours * 3600,
+            )
+            totals["records"] += result.records
+            totals["shares"] += result.shares
+            totals["slices"] += result.slices
+            totals["blocks"] += result.blocks
+            totals["segments_removed"] += len(removed)
+    typer.echo(json.dumps(totals))
 
 
 @app.command()
@@ -138,15 +139,29 @@ async def _book_fpps(cfg: Config, engine: Engine) -> FppsBooked | None:
 @app.command()
 def replay(
     config: ConfigOption,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="another daemon's share log, as NODE_ID=DIRECTORY (repeat for each); "
+            "blocks are checked only when every node's log is given",
+        ),
+    ] = None,
 ) -> None:
-    """Recompute slices and PPLNS credits from the retained share log; compare with the ledger."""
-    from poold.ledger.replay import replay as run_replay
+    """Recompute slices and block credits from the retained share logs (this config's, each
+    worker's, and every --log); compare with the ledger."""
+    from poold.ledger.replay import replay_nodes
 
+    sources: list[tuple[Path, int]] = []
+    for item in log or []:
+        node, sep, directory = item.partition("=")
+        if not sep or not node.strip().isdigit() or not directory:
+            raise fail(f"--log {item!r}: expected NODE_ID=DIRECTORY, e.g. --log 2=/var/poold/log")
+        sources.append((Path(directory), int(node)))
     with open_ledger_for(config) as (cfg, engine), _progress("replaying the share log") as progress:
-        report = run_replay(
+        report = replay_nodes(
             engine,
-            cfg.sharelog.path,
-            cfg.stratum.node_id,
+            node_logs(cfg) + sources,
             pool_fee=cfg.pool.fee,
             progress=progress,
         )
@@ -165,6 +180,48 @@ def replay(
     )
     if not report.ok:
         raise typer.Exit(1)
+    missing = [x for x in report.blocks_not_checkable if x.startswith("all:")]
+    if missing:  # a replay that could not check the blocks did not pass
+        typer.echo(f"poold: no block could be checked: {missing[0]} (add it with --log)", err=True)
+        raise typer.Exit(1)
+
+
+@nodes_app.command("list")
+def nodes_list(config: ConfigOption) -> None:
+    """Every node registered with the ledger: lease, watermark, status (JSON lines)."""
+    from poold.ledger.nodes import read_states
+
+    with open_ledger_for(config) as (cfg, engine):
+        now = int(time.time() * 1000)
+        for n in read_states(engine, now_ms=now, wait_ms=int(cfg.ledger.node_wait_s * 1000)):
+            typer.echo(
+                json.dumps(
+                    {
+                        "node_id": n.node_id,
+                        "status": n.status,
+                        "host": n.host,
+                        "log_id": n.log_id,
+                        "lease_until_ms": n.lease_until_ms,
+                        "ingested_through_ms": n.through_ms,
+                        "lag_s": max(0, now - n.through_ms) / 1000,
+                    }
+                )
+            )
+
+
+@nodes_app.command("retire")
+def nodes_retire(
+    config: ConfigOption,
+    node_id: Annotated[int, typer.Argument(help="the node id to free")],
+) -> None:
+    """Forget a node whose share log is gone for good (its ingested shares stay): its id can
+    be registered by another log, and settlement no longer waits for it."""
+    from poold.ledger.nodes import retire
+
+    with open_ledger_for(config) as (_cfg, engine):
+        if not retire(engine, node_id):
+            raise fail(f"node {node_id} is not registered", 1)
+    typer.echo(f"node {node_id} retired")
 
 
 @contextlib.contextmanager

@@ -107,7 +107,7 @@ def run(
     """Run the daemon in the foreground. SIGINT/SIGTERM stop it gracefully (exit 0)."""
     import uvloop
 
-    from poold.config import ConfigError, load_config, parse_config
+    from poold.config import ConfigError, load_config
     from poold.logs import configure_logging
 
     try:
@@ -119,28 +119,39 @@ def run(
     if n > 1 and worker_index is None:
         raise typer.Exit(_supervise(config, n))
     if worker_index is not None:
-        # Each worker process: own extranonce1 prefix and share-log directory, shared port.
-        over = {
-            "stratum": {
-                **cfg.stratum.model_dump(mode="json"),
-                "node_id": (cfg.stratum.node_id + worker_index) % 256,
-                "workers": 1,
-            },
-            "sharelog": {
-                **cfg.sharelog.model_dump(mode="json"),
-                "path": str(cfg.sharelog.path / f"worker-{worker_index}"),
-            },
-        }
-        cfg = parse_config({**cfg.model_dump(mode="json"), **over}, environ={})
+        cfg = worker_config(cfg, worker_index)
     code = uvloop.run(_run_daemon(cfg, reuse_port=worker_index is not None))
     if code:
         raise typer.Exit(code)
 
 
+def worker_config(cfg: Config, index: int) -> Config:
+    """Worker `index` of a daemon with workers > 1: its own node id (node_id + index) and
+    share-log directory (`worker-<index>/`), the shared stratum port; worker 0 alone serves
+    the API (one port can have one HTTP server), every worker runs a ledger scheduler (the
+    leadership elects one of them to settle)."""
+    from poold.config import parse_config
+
+    data = cfg.model_dump(mode="json")
+    data["stratum"] |= {"node_id": (cfg.stratum.node_id + index) % 256, "workers": 1}
+    data["sharelog"] |= {"path": str(cfg.sharelog.path / f"worker-{index}")}
+    if index > 0:
+        data["api"] |= {"listen": "", "admin_listen": ""}
+    return parse_config(data, environ={})
+
+
+#: A worker that dies this many times within a minute is not started again: the supervisor
+#: stops the others and exits with the worker's code (a bad config or host, not a blip).
+RESTARTS_PER_MINUTE = 5
+
+
 def _supervise(config: Path, n: int) -> int:
-    """Start n worker processes on one SO_REUSEPORT socket address; forward stop signals."""
-    procs = [
-        subprocess.Popen(
+    """Start n worker processes on one SO_REUSEPORT socket address; forward stop signals.
+    A worker that exits while no stop was asked for is started again (logged); one that
+    keeps dying stops the whole daemon with its exit code."""
+
+    def start(i: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -152,18 +163,41 @@ def _supervise(config: Path, n: int) -> int:
                 str(i),
             ]
         )
-        for i in range(n)
-    ]
+
+    procs = [start(i) for i in range(n)]
+    stopping: list[int] = []
+    deaths: list[list[float]] = [[] for _ in range(n)]
 
     def forward(signum: int, _frame: object) -> None:
+        stopping.append(signum)
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    failed = 0
+    while not stopping and not failed:
+        time.sleep(0.2)
+        for i, proc in enumerate(procs):
+            code = proc.poll()
+            if code is None or stopping:
+                continue
+            now = time.monotonic()
+            deaths[i] = [t for t in deaths[i] if now - t < 60] + [now]
+            if len(deaths[i]) > RESTARTS_PER_MINUTE:
+                typer.echo(
+                    f"poold: worker {i} exited {len(deaths[i])} times in a minute (last code "
+                    f"{code}); stopping the other workers",
+                    err=True,
+                )
+                failed = code or 1
+                forward(signal.SIGTERM, None)
+                break
+            typer.echo(f"poold: worker {i} exited with code {code}; starting it again", err=True)
+            procs[i] = start(i)
     codes = [proc.wait() for proc in procs]
-    return max(codes, default=0)
+    return failed or max(codes, default=0)
 
 
 def demo_config(port: int = 3333, var: Path = Path("var"), api_port: int = 8080) -> Config:

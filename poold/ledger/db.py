@@ -7,7 +7,10 @@ public ledger entry point that takes an Engine is wrapped in `ledger_entry` (or
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ import numpy as np
 import psycopg
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Table, create_engine, event, inspect, select
+from sqlalchemy import Table, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -180,12 +183,27 @@ def migrate(engine: Engine) -> str:
     """Bring the schema to the version this code expects (`poold migrate`)."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-    except SQLAlchemyError as exc:
-        raise LedgerError(f"migration failed: {exc}") from None
+    # Several daemons (or workers) starting with auto_migrate at once: one migrates, the
+    # others wait for it and then find nothing to do.
+    with contextlib.ExitStack() as stack:
+        db = engine.url.database
+        if engine.dialect.name == "sqlite" and db and db != ":memory:":
+            fd = os.open(db + ".migrate", os.O_RDWR | os.O_CREAT, 0o644)
+            stack.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd closes
+        try:
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(
+                        text(
+                            "SELECT pg_advisory_xact_lock(hashtext('poold migrate ' || "
+                            "current_database() || '.' || current_schema()))"
+                        )
+                    )
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"migration failed: {exc}") from None
     return SCHEMA_VERSION
 
 

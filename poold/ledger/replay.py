@@ -9,13 +9,14 @@ Two checks, both exact:
      the same rules; SOLO's finder from the log's block record) and compared with the
      journal's credits, fee and unallocated for that block.
 When older segments were pruned, the first retained minute is left out (it may be partial) and
-blocks whose window (or round) reaches before the log are reported as not checkable. Reads
-only; imports the share log reader, never the Stratum side.
+blocks whose window (or round) reaches before the log are reported as not checkable. Several
+nodes (`replay_nodes`): each node's slices against its own log, the blocks against all the
+logs together. Reads only; imports the share log reader, never the Stratum side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -125,28 +126,75 @@ def replay(
     factor: Fraction = Fraction(2),
     progress: Callable[[int, int], None] | None = None,
 ) -> ReplayReport:
-    report = ReplayReport()
-    with engine.connect() as conn:
-        cp = conn.execute(
-            select(IngestCheckpoint.segment, IngestCheckpoint.offset).where(
-                IngestCheckpoint.node_id == node_id
-            )
-        ).first()
-        other_nodes = conn.execute(
-            select(ShareSlice.id).where(ShareSlice.node_id != node_id).limit(1)
-        ).first()
-    if cp is None:
-        report.problems.append(f"node {node_id} has never been ingested: nothing to compare")
-        return report
-    finders: dict[str, str] = {}
-    logged, report.shares, first_seg = _read_log(
-        sharelog, LogPosition(cp[0], cp[1]), progress, finders
+    """`replay_nodes` over one node's share log."""
+    return replay_nodes(
+        engine, [(sharelog, node_id)], pool_fee=pool_fee, factor=factor, progress=progress
     )
-    pruned = first_seg > 1
-    first_minute = min((k[2] for k in logged), default=0)
-    ledger = _ledger_slices(engine, node_id)
-    report.slices = len(logged)
 
+
+@ledger_entry
+def replay_nodes(
+    engine: Engine,
+    sources: Sequence[tuple[Path, int]],
+    *,
+    pool_fee: Fraction,
+    factor: Fraction = Fraction(2),
+    progress: Callable[[int, int], None] | None = None,
+) -> ReplayReport:
+    """Replay several nodes' share logs (directory, node id) against one ledger: each node's
+    slices against its own log, and every block against the rule over all of them. Blocks
+    are checkable only when every node with slices in the ledger is among `sources`."""
+    report = ReplayReport()
+    wanted = {node_id for _path, node_id in sources}
+    with engine.connect() as conn:
+        cps = {
+            int(n): LogPosition(int(seg), int(off))
+            for n, seg, off in conn.execute(
+                select(IngestCheckpoint.node_id, IngestCheckpoint.segment, IngestCheckpoint.offset)
+            )
+        }
+        other_nodes = conn.execute(
+            select(ShareSlice.node_id).where(ShareSlice.node_id.not_in(wanted)).limit(1)
+        ).first()
+    finders: dict[str, str] = {}
+    merged: dict[Key, list[Fraction | int]] = {}
+    pruned, first_minute = False, 0
+    for sharelog, node_id in sources:
+        if node_id not in cps:
+            report.problems.append(f"node {node_id} has never been ingested: nothing to compare")
+            continue
+        logged, shares, first_seg = _read_log(sharelog, cps[node_id], progress, finders)
+        report.shares += shares
+        node_pruned = first_seg > 1
+        node_first = min((k[2] for k in logged), default=0)
+        _compare_slices(logged, _ledger_slices(engine, node_id), node_pruned, node_first, report)
+        report.slices += len(logged)
+        if node_pruned:  # the latest first minute of a pruned log bounds every block check
+            pruned, first_minute = True, max(first_minute, node_first)
+        elif not pruned:
+            first_minute = min(first_minute, node_first) if merged else node_first
+        for key, (diff, count) in logged.items():
+            acc = merged.setdefault(key, [Fraction(0), 0])
+            acc[0] += diff
+            acc[1] += count
+    if report.problems and not merged:
+        return report
+    if other_nodes is not None:
+        report.blocks_not_checkable.append(
+            f"all: the ledger holds slices of node {other_nodes[0]}, whose log was not given"
+        )
+        return report
+    _check_blocks(engine, merged, finders, first_minute, pruned, pool_fee, factor, report)
+    return report
+
+
+def _compare_slices(
+    logged: dict[Key, list[Fraction | int]],
+    ledger: dict[Key, list[Fraction | int]],
+    pruned: bool,
+    first_minute: int,
+    report: ReplayReport,
+) -> None:
     def comparable(key: Key) -> bool:
         return key[2] > first_minute if pruned else key[2] >= first_minute
 
@@ -160,11 +208,6 @@ def replay(
                 f"slice {a}.{w} minute {t} bits {b:08x}: the log has "
                 f"{_describe(want)}, the ledger {_describe(have)}"
             )
-    if other_nodes is not None:
-        report.blocks_not_checkable.append("all: the ledger holds slices of other nodes too")
-        return report
-    _check_blocks(engine, logged, finders, first_minute, pruned, pool_fee, factor, report)
-    return report
 
 
 def _describe(v: list[Fraction | int] | None) -> str:
