@@ -336,6 +336,29 @@ class ShareLogConfig(_Section):
     retention_hours: float = Field(168.0, gt=0)
 
 
+class StreamSection(_Section):
+    url: str = Field(
+        "",
+        description='NATS URL of a JetStream server the share log is shipped to ("" = off: '
+        "the single-host default)",
+    )
+    stream: str = Field("POOLD_SHARES", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    subject: str = Field("poold.shares", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    replicas: int = Field(1, ge=1, le=5, description="copies JetStream keeps of each message")
+    timeout_s: float = Field(5.0, gt=0, le=300, description="wait this long for an ack")
+    mirror_path: Path = Field(
+        Path("var/stream-mirror"),
+        description="where the leader rebuilds the logs of nodes whose host is gone",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _nats_url(cls, v: str) -> str:
+        if v and not v.startswith(("nats://", "tls://")):
+            raise ValueError(f"{v!r}: expected nats://HOST:PORT")
+        return v
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info")
     format: Literal["auto", "json", "console"] = Field("auto")
@@ -351,6 +374,7 @@ class Config(_Section):
     tokens: TokensConfig = TokensConfig()
     api: ApiConfig = ApiConfig()
     sharelog: ShareLogConfig = ShareLogConfig()
+    stream: StreamSection = StreamSection()
     log: LogConfig = LogConfig()
 
 

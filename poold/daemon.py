@@ -37,6 +37,7 @@ from poold.node.base import Node
 from poold.node.factory import make_node
 from poold.node.feed import JobFeed
 from poold.shares.log import ShareLog, ShareLogError
+from poold.shares.stream import StreamConfig, StreamShipper
 from poold.shares.writer import ShareWriter
 from poold.stratum.extranonce import EXTRANONCE1_SIZE, ExtranoncePool
 from poold.stratum.server import ServerLimits, StratumServer
@@ -109,6 +110,17 @@ class Daemon:
         )
         # No heartbeat may promise a time past a found block whose record is not written.
         self.writer.unrecorded_since = self.submitter.oldest_unrecorded_ms
+        sc = cfg.stream
+        stream = (
+            StreamConfig(sc.url, sc.stream, sc.subject, sc.replicas, sc.timeout_s)
+            if sc.url
+            else None
+        )
+        self.shipper = (
+            StreamShipper(stream, cfg.sharelog.path, st.node_id, lambda: self.sharelog.log_id)
+            if stream is not None
+            else None
+        )
         self.scheduler = LedgerScheduler(
             cfg,
             self.node,
@@ -119,6 +131,7 @@ class Daemon:
             events_wanted=bool(cfg.api.listen),
             log_id=lambda: self.sharelog.log_id,
             host=f"{socket.gethostname()}:{os.getpid()}",
+            stream=stream,
         )
         self.server = StratumServer(
             limits=ServerLimits(
@@ -199,6 +212,8 @@ class Daemon:
             await self.server.tick()
             self.jobs.prune(now)
             position = self.scheduler.ingest_position
+            if self.shipper is not None and position is not None:  # shipped, too
+                position = min(position, self.shipper.shipped, key=lambda p: (p.segment, p.offset))
             if now - last_prune > 3600 and position is not None:
                 # Only below the segment ingest has reached: never a record not in the ledger.
                 for path in self.sharelog.prune(position.segment, now):
@@ -217,6 +232,8 @@ class Daemon:
         limit = max(10 * self.cfg.node.poll_interval_s, 5.0)
         if self.clock() - self.feed.node_seen > limit:
             problems["node"] = f"no answer from the node for over {limit:.0f} s"
+        if self.shipper is not None and self.shipper.problem is not None:
+            problems["stream"] = self.shipper.problem
         problems.update(self.scheduler.readiness())
         return problems
 
@@ -293,6 +310,11 @@ class Daemon:
                     housekeeping = tg.create_task(self._housekeeping())
                     stopping = asyncio.Event()
                     ledger = tg.create_task(self.scheduler.run(stopping)) if ingests else None
+                    shipping = (
+                        tg.create_task(self.shipper.run(stopping))
+                        if self.shipper is not None
+                        else None
+                    )
                     await stopped
                     await self.server.stop(reconnect=True)
                     self.events.close()  # ends every event stream, so cleanup is quick
@@ -307,6 +329,8 @@ class Daemon:
                         if not done:
                             log.warning("ledger_pass_abandoned", waited_s=wait_s)
                             ledger.cancel()
+                    if shipping is not None:
+                        shipping.cancel()  # the last records are shipped below
                 stopped.cancel()
                 poller.cancel()
             await self.submitter.drain(10)
@@ -321,6 +345,10 @@ class Daemon:
             if self.writer.held_blocks:  # the operator must see these: blocks on the chain
                 log.error("block_records_unwritten", records=self.writer.held_records())
             self.sharelog.close()
+            if self.shipper is not None:  # the final heartbeat too, so others need not wait
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.shipper.ship_once(), wait_s)
+                await self.shipper.close()
             await self.scheduler.close(wait_s)
             await self.node.close()
             log.info("daemon_stopped", **self.metrics.snapshot())

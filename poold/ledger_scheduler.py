@@ -33,6 +33,7 @@ from poold.ledger_worker import LedgerWorker
 from poold.metrics import Metrics
 from poold.node.base import Node, NodeError
 from poold.shares.log import LogPosition
+from poold.shares.stream import StreamConfig, StreamError, mirror
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,7 @@ class LedgerScheduler:
         events_wanted: bool = False,
         log_id: Callable[[], str | None] = lambda: None,
         host: str = "",
+        stream: StreamConfig | None = None,
     ) -> None:
         self.cfg, self.node, self.metrics, self.events, self.clock = (
             cfg,
@@ -65,6 +67,7 @@ class LedgerScheduler:
         self.events_wanted = events_wanted  # tail the journal into `events` (the API is on)
         self.log_id = log_id  # this node's share log identity (known once the log is open)
         self.host = host  # where this daemon runs, as other daemons see it
+        self.stream = stream  # where lapsed nodes' records are read from (None: nowhere)
         self.leadership: Leadership | None = None
         self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
         self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
@@ -249,11 +252,39 @@ class LedgerScheduler:
             }
         return gate
 
+    async def _ingest_from_stream(self, worker: LedgerWorker, stream: StreamConfig) -> None:
+        """Rebuild each lapsed node's share log from the stream and ingest it: what its host
+        shipped before it was lost counts, once (the mirror has the log's positions)."""
+        lapsed = [
+            node_id
+            for node_id, (status, _lag) in self.metrics.nodes.items()
+            if status in ("lapsed", "excluded") and node_id != self.cfg.stratum.node_id
+        ]
+        for node_id in lapsed:
+            directory = self.cfg.stream.mirror_path / f"node-{node_id}"
+            try:
+                _read, added = await mirror(stream, node_id, directory)
+            except StreamError as exc:
+                log.warning("stream_mirror_failed", node=node_id, error=str(exc))
+                continue
+            if added or directory.exists():
+                result = await worker.ingest(directory, node_id)
+                if result.records:
+                    log.info(
+                        "ledger_ingested_from_stream",
+                        node=node_id,
+                        shares=result.shares,
+                        through_ms=result.through_ms,
+                    )
+
     async def _lead(self, ledger: Engine, worker: LedgerWorker) -> None:
         """The leader's share of a pass. Blocks settle only once every live node is ingested
         past their minute (the window counts whole minutes; a node's heartbeats also hold
         its watermark at any block still unrecorded, which PROP's round needs)."""
         gate = self.gate = await asyncio.to_thread(self._read_gate, ledger)
+        if self.stream is not None and (gate.waiting or gate.excluded):
+            await self._ingest_from_stream(worker, self.stream)
+            gate = self.gate = await asyncio.to_thread(self._read_gate, ledger)
         if (gate.waiting, gate.excluded) != self._said:
             for note in gate.waiting:
                 log.warning("settlement_waits_for_node", why=note)

@@ -106,7 +106,9 @@ def scheduler(tmp_path: Path, url: str, node_id: int, clock: Clock, **ledger: An
     )
 
 
-def rule_over_final_ledger(engine: sa.Engine, found_ms: int, fee: Fraction) -> tuple[Any, ...]:
+def rule_over_final_ledger(
+    engine: sa.Engine, found_ms: int, fee: Fraction, reward: int = REWARD
+) -> tuple[Any, ...]:
     """PPLNS (factor 2) of the block over every slice the ledger holds at the end, by the
     reference rule (`window.window_shares`, `reference.pplns`)."""
     with engine.connect() as conn:
@@ -125,7 +127,7 @@ def rule_over_final_ledger(engine: sa.Engine, found_ms: int, fee: Fraction) -> t
         ]
         names = dict(conn.execute(sa.select(Account.id, Account.name)).all())
     credits, fee_sat, unallocated, _ = reference.pplns(
-        REWARD, window_shares(rows, found_ms, names), Fraction(2), fee
+        reward, window_shares(rows, found_ms, names), Fraction(2), fee
     )
     return {a: c for a, c in credits.items() if c}, fee_sat, unallocated
 
