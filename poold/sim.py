@@ -28,6 +28,7 @@ import errno
 import hashlib
 import os
 import random
+import sqlite3
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -141,7 +142,11 @@ class SimDatabase:
             and self.rng.random() < self.race_rate
         ):
             self.races += 1
-            raise IntegrityError("statement", {}, Exception("simulated unique-key violation"))
+            # As SQLite words a unique-key violation (another process inserted the key first):
+            # only that may be read as "done already", never any other broken constraint.
+            raise IntegrityError(
+                "statement", {}, sqlite3.IntegrityError("UNIQUE constraint failed: simulated race")
+            )
         if self.slow_rate and self.rng.random() < self.slow_rate:
             self.slow += 1
             self.sim.now += self.rng.uniform(0.5, 20)

@@ -202,7 +202,7 @@ async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path:
         assert any("starting it again" in s for s in seen if s)
         sim = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "poold", "simulate", "--url", f"stratum+tcp://127.0.0.1:{port}",
-            "--miners", "4", "--duration", "2",
+            "--miners", "12", "--duration", "2",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await asyncio.wait_for(sim.communicate(), 60)

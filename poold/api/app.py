@@ -45,6 +45,7 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
             ("/api/v1/pool", pool.pool),
             ("/api/v1/pool/blocks", pool.pool_blocks),
             ("/api/v1/pool/hashrate", pool.pool_hashrate),
+            ("/api/v1/pool/nodes", pool.pool_nodes),
             ("/api/v1/miners/{account}/hashrate", pool.miner_hashrate),
             ("/api/v1/miners/{account}", pool.miner),
             ("/api/v1/miners/{account}/credits", pool.miner_credits),

@@ -138,6 +138,26 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "Price": _obj({"period_start": INT, "btc_usd": STR}),
+    "NodeList": _obj(
+        {
+            "settle_through_ms": INT,
+            "waiting": {"type": "array", "items": STR},
+            "excluded": {"type": "array", "items": STR},
+            "nodes": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "node_id": INT,
+                        "status": {"enum": ["live", "stopped", "lapsed", "excluded"]},
+                        "host": STR,
+                        "lease_until_ms": INT,
+                        "ingested_through_ms": INT,
+                        "lag_ms": INT,
+                    }
+                ),
+            },
+        }
+    ),
     "TokenList": _obj(
         {
             "tokens": {
@@ -210,6 +230,9 @@ def document() -> dict[str, Any]:
             "/api/v1/pool/blocks": _get("Blocks found", "BlockList", params=PAGE, errors=(400,)),
             "/api/v1/pool/hashrate": _get(
                 "Pool hashrate over time", "Series", params=WINDOW, errors=(400,)
+            ),
+            "/api/v1/pool/nodes": _get(
+                "The stratum nodes feeding the ledger and how far settlement may go", "NodeList"
             ),
             "/api/v1/miners/{account}/hashrate": _get(
                 "A miner's hashrate over time",

@@ -68,6 +68,16 @@ async def pool_hashrate(request: web.Request) -> web.Response:
     return web.json_response({"window": window, "points": [views.point(p) for p in points]})
 
 
+async def pool_nodes(request: web.Request) -> web.Response:
+    """The stratum nodes feeding the ledger: status (live, stopped, lapsed, excluded), lag,
+    and how far settlement may go (every live node is ingested through it)."""
+    from poold.ledger import nodes
+
+    wait_ms = int(context(request).cfg.ledger.node_wait_s * 1000)
+    found = await read(request, nodes.overview, int(now_of(request) * 1000), wait_ms)
+    return web.json_response(found)
+
+
 async def miner_hashrate(request: web.Request) -> web.Response:
     window = window_param(request)
     _, aid = await miner_id(request)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from poold.config import Config
     from poold.ledger.fpps import FppsBooked
     from poold.ledger.payouts import PayoutReport
+    from poold.ledger.replay import ReplayReport
 
 
 @app.command()
@@ -147,11 +148,28 @@ def replay(
             "blocks are checked only when every node's log is given",
         ),
     ] = None,
+    from_stream: Annotated[
+        bool,
+        typer.Option(
+            "--from-stream",
+            help="read every ingested node's records from the [stream] (NATS JetStream) "
+            "instead of local directories",
+        ),
+    ] = False,
 ) -> None:
     """Recompute slices and block credits from the retained share logs (this config's, each
-    worker's, and every --log); compare with the ledger."""
+    worker's, and every --log; or every node's, from the stream); compare with the ledger."""
+    import tempfile
+
     from poold.ledger.replay import replay_nodes
 
+    if from_stream:
+        with tempfile.TemporaryDirectory() as tmp, open_ledger_for(config) as (cfg, engine):
+            mirrored = _mirror_all(cfg, engine, Path(tmp))
+            with _progress("replaying the share log") as progress:
+                report = replay_nodes(engine, mirrored, pool_fee=cfg.pool.fee, progress=progress)
+        _replay_outcome(report)
+        return
     sources: list[tuple[Path, int]] = []
     for item in log or []:
         node, sep, directory = item.partition("=")
@@ -165,6 +183,36 @@ def replay(
             pool_fee=cfg.pool.fee,
             progress=progress,
         )
+    _replay_outcome(report)
+
+
+def _mirror_all(cfg: Config, engine: Engine, tmp: Path) -> list[tuple[Path, int]]:
+    """Every ingested node's log rebuilt from the stream under `tmp`."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from poold.ledger.models import IngestCheckpoint
+    from poold.shares.stream import StreamConfig, StreamError, mirror
+
+    sc = cfg.stream
+    if not sc.url:
+        raise fail("--from-stream needs [stream] url in the config")
+    stream = StreamConfig(sc.url, sc.stream, sc.subject, sc.replicas, sc.timeout_s)
+    with engine.connect() as conn:
+        node_ids = sorted(conn.execute(select(IngestCheckpoint.node_id)).scalars())
+    sources = []
+    for node_id in node_ids:
+        directory = tmp / f"node-{node_id}"
+        try:
+            asyncio.run(mirror(stream, node_id, directory))
+        except StreamError as exc:
+            raise fail(str(exc), 1) from None
+        sources.append((directory, node_id))
+    return sources
+
+
+def _replay_outcome(report: ReplayReport) -> None:
     for p in report.problems:
         typer.echo(p, err=True)
     typer.echo(

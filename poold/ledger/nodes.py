@@ -173,3 +173,26 @@ def read_gate(engine: Engine, *, now_ms: int, wait_ms: int) -> Gate:
 def read_states(engine: Engine, *, now_ms: int, wait_ms: int) -> list[NodeState]:
     with engine.connect() as conn:
         return states(conn, now_ms=now_ms, wait_ms=wait_ms)
+
+
+def overview(conn: Connection, now_ms: int, wait_ms: int) -> dict[str, object]:
+    """The nodes as the API shows them: each node's status and lag, and how far settlement
+    may go now."""
+    listed = states(conn, now_ms=now_ms, wait_ms=wait_ms)
+    g = gate(conn, now_ms=now_ms, wait_ms=wait_ms)
+    return {
+        "settle_through_ms": g.through_ms,
+        "waiting": g.waiting,
+        "excluded": g.excluded,
+        "nodes": [
+            {
+                "node_id": n.node_id,
+                "status": n.status,
+                "host": n.host,
+                "lease_until_ms": n.lease_until_ms,
+                "ingested_through_ms": n.through_ms,
+                "lag_ms": max(0, now_ms - n.through_ms),
+            }
+            for n in listed
+        ],
+    }

@@ -20,6 +20,7 @@ from poold.api.app import ApiContext, make_app
 from poold.api.auth import create_token
 from poold.api.openapi import document
 from poold.config import TokensConfig
+from poold.ledger import nodes
 from poold.ledger.blocks import _apply, _pending
 from poold.ledger.ingest import ingest
 from poold.ledger.settle import settle_pending
@@ -70,6 +71,8 @@ def populate(ledger: sa.Engine, tmp_path: Path) -> dict[str, str]:
     """Shares, two settled blocks (both matured), two holders with a settled day; tokens."""
     mine(tmp_path / "log", 40, {30: True, 39: True})
     ingest(ledger, tmp_path / "log", 9)  # node 9: another daemon's share log
+    # Node 9 registered 5 s before the API's clock; its log has no heartbeat yet.
+    nodes.register(ledger, 9, "log-9", "host-b:42", now_ms=T0 + 40 * 60_000 - 5000, lease_ms=30_000)
     settle_pending(ledger, pool_fee=Fraction(1, 100))
     for block_hash, entry in _pending(ledger)[:1]:
         _apply(ledger, block_hash, entry, 100)  # one block matures, one stays immature
@@ -132,6 +135,12 @@ async def test_reads_match_the_document(api: Api) -> None:
     # Both blocks were found in the last minutes of shares: the round since is short, and the
     # regtest-difficulty window is long filled.
     assert float(pool["round_effort"]) > 0 and pool["pplns_window_fill"] == "1.000000"
+
+    status, listed = await api.get("/api/v1/pool/nodes")
+    check("/api/v1/pool/nodes", "get", 200, listed)
+    [node9] = listed["nodes"]
+    assert (node9["node_id"], node9["status"], node9["host"]) == (9, "live", "host-b:42")
+    assert listed["settle_through_ms"] == node9["ingested_through_ms"] == 0  # no heartbeat yet
 
     status, blocks = await api.get("/api/v1/pool/blocks?limit=1")
     check("/api/v1/pool/blocks", "get", 200, blocks)

@@ -216,7 +216,6 @@ async def test_three_daemons_one_cut_one_killed(bitcoind: Bitcoind, tmp_path: Pa
                     await asyncio.wait_for(d.proc.wait(), 60)
                 if d.reader is not None:
                     await d.reader
-            await drop(stream)
         # Every settled block's credits are the rule over the final ledger.
         with engine.connect() as conn:
             blocks = conn.execute(
@@ -244,3 +243,12 @@ async def test_three_daemons_one_cut_one_killed(bitcoind: Bitcoind, tmp_path: Pa
         ver = await asyncio.to_thread(poold, "ledger", "verify", "--config", str(survivor.cfg))
         assert ver.returncode == 0, ver.stdout + ver.stderr
         assert (tmp_path / "mirror" / f"node-{leader.node_id}").is_dir()
+        # The same replay from the stream alone: every node's records as NATS holds them.
+        try:
+            rep = await asyncio.to_thread(
+                poold, "replay", "--config", str(survivor.cfg), "--from-stream"
+            )
+            assert rep.returncode == 0, rep.stderr
+            assert json.loads(rep.stdout)["blocks_checked"] == len(blocks)
+        finally:
+            await drop(stream)

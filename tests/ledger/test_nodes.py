@@ -438,3 +438,46 @@ def test_a_broken_constraint_is_not_read_as_already_posted(ledger_url: str) -> N
     with pytest.raises(journal.JournalError, match="refused by the ledger"), engine.begin() as conn:
         journal.post(conn, kind="test", reference="r", key=None, lines=lines)  # type: ignore[arg-type]
     engine.dispose()
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
+async def test_an_fpps_period_waits_for_the_lagging_node(ledger_url: str, tmp_path: Path) -> None:
+    """An FPPS period is booked once every node is ingested past its end, with every node's
+    shares of the period in it."""
+    clock = Clock(T0 + 10 * MIN)
+    fpps = {"scheme": "fpps", "fpps_period_s": 60}
+    write(tmp_path / "log1", 1, [*shares("alice", 0, 5, 2), ("beat", T0 + 6 * MIN, T0 + 6 * MIN)])
+    write(tmp_path / "log2", 2, [*shares("bob", 0, 1, 2), ("beat", T0 + 2 * MIN, T0 + 2 * MIN)])
+    one = scheduler(tmp_path, ledger_url, 1, clock)
+    two = scheduler(tmp_path, ledger_url, 2, clock)
+    for s in (one, two):
+        s.cfg = s.cfg.model_copy(update={"pool": s.cfg.pool.model_copy(update=fpps)})
+    await one.attach()
+    await two.attach()
+    try:
+        await one.run_pass()
+        await two.run_pass()
+        await one.run_pass()
+        engine = one.ledger
+        with engine.connect() as conn:
+            booked = conn.execute(sa.text("SELECT key FROM settlements")).scalars().all()
+        assert booked == [f"fpps:{(T0 + 2 * MIN) // 1000}"]  # up to node 2's watermark only
+        write(tmp_path / "log2", 2, [*shares("bob", 2, 5, 2), ("beat", T0 + 6 * MIN, T0 + 6 * MIN)])
+        await two.run_pass()
+        await one.run_pass()
+        with engine.connect() as conn:
+            booked = (
+                conn.execute(sa.text("SELECT key FROM settlements ORDER BY key")).scalars().all()
+            )
+            unbooked = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM share_slices s WHERE s.id > coalesce("
+                    "(SELECT slice_id FROM fpps_cursors c WHERE c.node_id = s.node_id), 0)"
+                )
+            ).scalar()
+        assert booked[-1] == f"fpps:{(T0 + 6 * MIN) // 1000}" and unbooked == 0
+    finally:
+        await one.close(5)
+        await two.close(5)
+        await one.node.close()
+        await two.node.close()
