@@ -293,7 +293,9 @@ class LedgerScheduler:
             self._said = (gate.waiting, gate.excluded)
         scheme = self.cfg.pool.scheme
         if scheme in BLOCK_KEYS:
-            settled = await worker.settle_blocks(self.cfg.pool.fee, scheme, gate.minute_ms())
+            settled = await worker.settle_blocks(
+                self.cfg.pool.fee, scheme, gate.minute_ms(), gate.excluded_nodes
+            )
             for s in settled:
                 self.metrics.settlement_runs["block"] += 1
                 log.info(

@@ -83,11 +83,19 @@ def _ingest(sharelog: str, node_id: int, closed_only: bool) -> IngestResult:
 
 
 def _settle_blocks(
-    pool_fee: Fraction, scheme: str, found_before_ms: int | None = None
+    pool_fee: Fraction,
+    scheme: str,
+    found_before_ms: int | None = None,
+    excluded_nodes: tuple[int, ...] = (),
 ) -> list[Settled]:
     assert _engine is not None
-    engine = _engine
-    return settle_pending(engine, pool_fee=pool_fee, scheme=scheme, found_before_ms=found_before_ms)
+    return settle_pending(
+        _engine,
+        pool_fee=pool_fee,
+        scheme=scheme,
+        found_before_ms=found_before_ms,
+        excluded_nodes=excluded_nodes,
+    )
 
 
 def _settle_tokens(cfg: TokensConfig, through_ms: int | None) -> list[PeriodResult]:
@@ -161,9 +169,13 @@ class LedgerWorker:
         return await self._call(_ingest, str(sharelog), node_id, closed_only)
 
     async def settle_blocks(
-        self, pool_fee: Fraction, scheme: str, found_before_ms: int | None = None
+        self,
+        pool_fee: Fraction,
+        scheme: str,
+        found_before_ms: int | None = None,
+        excluded_nodes: tuple[int, ...] = (),
     ) -> list[Settled]:
-        return await self._call(_settle_blocks, pool_fee, scheme, found_before_ms)
+        return await self._call(_settle_blocks, pool_fee, scheme, found_before_ms, excluded_nodes)
 
     async def settle_tokens(
         self, cfg: TokensConfig, through_ms: int | None = None

@@ -430,23 +430,32 @@ def sim_cmd(
     seeds: Annotated[int, typer.Option(help="how many seeds, from --first")] = 100,
     first: Annotated[int, typer.Option(help="first seed of the range")] = 0,
     steps: Annotated[int, typer.Option(help="steps per run")] = 400,
+    nodes: Annotated[
+        int, typer.Option(min=1, max=8, help="daemons on one ledger (2+: the several-daemons sim)")
+    ] = 1,
 ) -> None:
     """The seeded fault simulator: the share path under full disks, short writes, fsync errors,
-    database cuts and kill -9, checked against every durability invariant after each run.
+    database cuts and kill -9, checked against every durability invariant after each run;
+    with --nodes N, N daemons on one ledger under lagging, stopped, killed and lost nodes,
+    every block checked against the rule over the final ledger.
     Exit 1 naming each failing seed (`poold sim --seed N` replays one exactly)."""
     import logging
 
     import structlog
 
-    from poold.sim import FAULTS, simulate
+    from poold.sim import FAULTS, SimReport, simulate
+    from poold.sim_nodes import NODE_FAULTS, NodesReport, simulate_nodes
 
     # The runs provoke thousands of logged faults on purpose: keep only the verdicts.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     chosen = [seed] if seed is not None else list(range(first, first + seeds))
     failed = []
     faults: dict[str, int] = {}
+    kinds = NODE_FAULTS if nodes > 1 else FAULTS
     for n in chosen:
-        report = simulate(n, steps=steps)
+        report: SimReport | NodesReport = (
+            simulate_nodes(n, n_nodes=nodes, steps=steps) if nodes > 1 else simulate(n, steps=steps)
+        )
         for kind, count in report.faults.items():
             faults[kind] = faults.get(kind, 0) + count
         if seed is not None or not report.ok:
@@ -454,7 +463,7 @@ def sim_cmd(
         if not report.ok:
             failed.append(n)
     typer.echo(
-        f"{len(chosen)} seeds, {steps} steps each, fault kinds {', '.join(FAULTS)}; injected: "
+        f"{len(chosen)} seeds, {steps} steps each, fault kinds {', '.join(kinds)}; injected: "
         + ", ".join(f"{k} {v}" for k, v in sorted(faults.items()))
         + f"; failing seeds: {failed or 'none'}"
     )

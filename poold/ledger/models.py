@@ -137,6 +137,20 @@ class IngestCheckpoint(Base):
     final: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
+class SettlementExclusion(Base):
+    """A settlement made without a node whose lease had lapsed past `node_wait_s`: what of that
+    node was in the ledger then (slices up to `slice_id`, its log up to `segment`/`offset`,
+    its watermark). Its shares ingested later are not in that settlement, by design."""
+
+    __tablename__ = "settlement_exclusions"
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    node_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    through_ms: Mapped[int] = mapped_column(BigInteger)
+    slice_id: Mapped[int] = mapped_column(BigInteger)
+    segment: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+
+
 class StratumNode(Base):
     """A stratum daemon (or one worker of it) feeding this ledger: registered at start with
     its share log's identity, holding a lease it renews every ledger pass."""

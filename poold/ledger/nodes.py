@@ -46,6 +46,7 @@ class Gate:
     through_ms: int
     waiting: list[str] = field(default_factory=list)  # lapsed nodes still waited for
     excluded: list[str] = field(default_factory=list)  # lapsed nodes settled without
+    excluded_nodes: tuple[int, ...] = ()  # their ids (recorded with each settlement)
 
     def minute_ms(self) -> int:
         """Blocks found before this start of a minute may settle (windows are whole minutes)."""
@@ -146,7 +147,7 @@ def states(conn: Connection, *, now_ms: int, wait_ms: int) -> list[NodeState]:
 
 def gate(conn: Connection, *, now_ms: int, wait_ms: int) -> Gate:
     """How far every settlement may go now (see the module's docstring)."""
-    limits, waiting, excluded = [], [], []
+    limits, waiting, excluded, ids = [], [], [], []
     for n in states(conn, now_ms=now_ms, wait_ms=wait_ms):
         if n.status in ("live", "lapsed"):
             limits.append(n.through_ms)
@@ -156,11 +157,12 @@ def gate(conn: Connection, *, now_ms: int, wait_ms: int) -> Gate:
                 f" s ago; waiting up to {wait_ms // 1000} s for its shares"
             )
         elif n.status == "excluded":
+            ids.append(n.node_id)
             excluded.append(
                 f"node {n.node_id} ({n.host}) lost its lease {(now_ms - n.lease_until_ms) // 1000}"
                 f" s ago: settling without its shares after {n.through_ms}"
             )
-    return Gate(min(limits, default=now_ms), waiting, excluded)
+    return Gate(min(limits, default=now_ms), waiting, excluded, tuple(ids))
 
 
 @ledger_entry

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
@@ -36,7 +37,7 @@ from poold.ledger.models import (
     ShareSlice,
     Worker,
 )
-from poold.ledger.settle import BLOCK_KEYS
+from poold.ledger.settle import BLOCK_KEYS, exclusions
 from poold.ledger.window import SliceRow, minute_of, round_rows, window_shares
 from poold.shares.format import BlockRecord, ShareFields
 from poold.shares.log import LogPosition, list_segments, scan_from, segment_path
@@ -158,6 +159,7 @@ def replay_nodes(
         ).first()
     finders: dict[str, str] = {}
     merged: dict[Key, list[Fraction | int]] = {}
+    per_node: dict[int, tuple[Path, dict[Key, list[Fraction | int]]]] = {}
     pruned, first_minute = False, 0
     for sharelog, node_id in sources:
         if node_id not in cps:
@@ -169,6 +171,7 @@ def replay_nodes(
         node_first = min((k[2] for k in logged), default=0)
         _compare_slices(logged, _ledger_slices(engine, node_id), node_pruned, node_first, report)
         report.slices += len(logged)
+        per_node[node_id] = (sharelog, logged)
         if node_pruned:  # the latest first minute of a pruned log bounds every block check
             pruned, first_minute = True, max(first_minute, node_first)
         elif not pruned:
@@ -184,7 +187,29 @@ def replay_nodes(
             f"all: the ledger holds slices of node {other_nodes[0]}, whose log was not given"
         )
         return report
-    _check_blocks(engine, merged, finders, first_minute, pruned, pool_fee, factor, report)
+
+    def as_counted(key: str, excl: dict[int, tuple[int, int, int]]) -> dict[Key, Any]:
+        """The logs as settlement `key` counted them: each node it was made without, only
+        up to where that node was ingested then."""
+        out = {k: list(v) for k, v in merged.items()}
+        for node_id, (_sid, segment, offset) in excl.items():
+            if node_id not in per_node:
+                continue
+            path, full = per_node[node_id]
+            then, _n, _first = _read_log(path, LogPosition(segment, offset), None)
+            for k, (diff, count) in full.items():
+                acc = out[k]
+                acc[0] -= diff
+                acc[1] -= count
+            for k, (diff, count) in then.items():
+                acc = out.setdefault(k, [Fraction(0), 0])
+                acc[0] += diff
+                acc[1] += count
+        return {k: v for k, v in out.items() if v[1]}
+
+    _check_blocks(
+        engine, merged, finders, first_minute, pruned, pool_fee, factor, report, as_counted
+    )
     return report
 
 
@@ -223,6 +248,7 @@ def _check_blocks(
     pool_fee: Fraction,
     factor: Fraction,
     report: ReplayReport,
+    as_counted: Callable[[str, dict[int, tuple[int, int, int]]], dict[Key, Any]],
 ) -> None:
     # Over a pruned log the first minute may be partial: leave it out, and check only blocks
     # whose window fills before reaching it.
@@ -244,11 +270,15 @@ def _check_blocks(
             if (a, w) not in workers:
                 workers[(a, w)] = unknown = unknown + 1
         names = {i: n for n, i in accounts.items()}
-        rows: list[SliceRow] = [
-            (t, accounts[a], workers[(a, w)], b, Fraction(v[0]))
-            for (a, w, t, b), v in logged.items()
-            if not pruned or t > first_minute
-        ]
+
+        def rows_of(source: dict[Key, Any]) -> list[SliceRow]:
+            return [
+                (t, accounts[a], workers[(a, w)], b, Fraction(v[0]))
+                for (a, w, t, b), v in source.items()
+                if not pruned or t > first_minute
+            ]
+
+        all_rows = rows_of(logged)
         accepted = sorted(
             int(t) for (t,) in conn.execute(select(Block.found_ms).where(Block.accepted.is_(True)))
         )
@@ -263,6 +293,8 @@ def _check_blocks(
             .order_by(Block.found_ms)
         ).all()
         for block_hash, reward, found_ms, key, entry_id in blocks:
+            excl = exclusions(conn, key)
+            rows = rows_of(as_counted(key, excl)) if excl else all_rows
             scheme = key.split(":", 1)[0]
             if scheme == "solo":
                 if block_hash not in finders:

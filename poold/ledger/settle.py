@@ -15,10 +15,11 @@ Maturity and orphans resolve it (poold/ledger/blocks.py); payouts pay posted bal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
@@ -30,9 +31,11 @@ from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
     Account,
     Block,
+    IngestCheckpoint,
     JournalEntry,
     JournalLine,
     Settlement,
+    SettlementExclusion,
     ShareSlice,
     Worker,
 )
@@ -60,8 +63,11 @@ def settle_block(
     factor: Fraction = Fraction(2),
     pool_fee: Fraction = Fraction(0),
     scheme: str = "pplns",
+    excluded_nodes: Sequence[int] = (),
 ) -> Settled | None:
     """Settle one accepted block; None when it was already settled (nothing changes).
+    `excluded_nodes`: nodes the gate gave up waiting for; what of each was in the ledger is
+    recorded with the settlement (`SettlementExclusion`), so checks know what it counted.
 
     PPLNS splits the window (`window.window`), PROP the round since the previous accepted
     block (`window.round_shares`), SOLO gives the finder's account reward - fee; each posts
@@ -83,6 +89,9 @@ def settle_block(
             reward_sat, accepted, found_ms, finder = block
             if not accepted:
                 raise LedgerError(f"block {block_hash} was rejected by the node: nothing to settle")
+            # First, before the window is read: what of each excluded node the ledger holds.
+            for node_id in excluded_nodes:
+                _record_exclusion(conn, key, node_id)
             if scheme == "fpps":
                 credits: dict[str, int] = {}
                 posts = [(journal.pool("blocks"), -reward_sat)]
@@ -137,6 +146,44 @@ def _unknown_before(conn: Connection, found_ms: int) -> str | None:
     return found
 
 
+def _record_exclusion(conn: Connection, key: str, node_id: int) -> None:
+    cp = conn.execute(
+        select(
+            IngestCheckpoint.segment, IngestCheckpoint.offset, IngestCheckpoint.through_ms
+        ).where(IngestCheckpoint.node_id == node_id)
+    ).first()
+    last = conn.execute(
+        select(func.coalesce(func.max(ShareSlice.id), 0)).where(ShareSlice.node_id == node_id)
+    ).scalar()
+    segment, offset, through = cp if cp is not None else (1, 0, 0)
+    conn.execute(
+        insert(SettlementExclusion).values(
+            key=key,
+            node_id=node_id,
+            through_ms=through,
+            slice_id=int(last or 0),
+            segment=segment,
+            offset=offset,
+        )
+    )
+
+
+def exclusions(conn: Connection, key: str) -> dict[int, tuple[int, int, int]]:
+    """The nodes settlement `key` was made without: node -> (last slice id counted, log
+    segment, offset ingested then)."""
+    return {
+        int(n): (int(sid), int(seg), int(off))
+        for n, sid, seg, off in conn.execute(
+            select(
+                SettlementExclusion.node_id,
+                SettlementExclusion.slice_id,
+                SettlementExclusion.segment,
+                SettlementExclusion.offset,
+            ).where(SettlementExclusion.key == key)
+        )
+    }
+
+
 @ledger_entry
 def settle_pending(
     engine: Engine,
@@ -145,6 +192,7 @@ def settle_pending(
     pool_fee: Fraction = Fraction(0),
     scheme: str = "pplns",
     found_before_ms: int | None = None,
+    excluded_nodes: Sequence[int] = (),
 ) -> list[Settled]:
     """Settle every accepted block that has no settlement yet, oldest first; with
     `found_before_ms`, only blocks found before it (the daemon passes the start of the current
@@ -164,7 +212,14 @@ def settle_pending(
         hashes = conn.execute(query).scalars().all()
     out = []
     for h in hashes:
-        done = settle_block(engine, h, factor=factor, pool_fee=pool_fee, scheme=scheme)
+        done = settle_block(
+            engine,
+            h,
+            factor=factor,
+            pool_fee=pool_fee,
+            scheme=scheme,
+            excluded_nodes=excluded_nodes,
+        )
         if done is not None:
             out.append(done)
     return out

@@ -228,7 +228,7 @@ async def test_three_daemons_one_cut_one_killed(bitcoind: Bitcoind, tmp_path: Pa
             )
         assert len(blocks) >= 3 and nodes_seen == {1, 2, 3}
         for h, found_ms, reward in blocks:
-            want = rule_over_final_ledger(engine, int(found_ms), FEE, int(reward))
+            want = rule_over_final_ledger(engine, int(found_ms), FEE, int(reward), f"pplns:{h}")
             assert journal_credits(engine, h) == want, h
         engine.dispose()
         survivor = next(d for d in daemons if d is not leader)

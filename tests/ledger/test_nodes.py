@@ -19,7 +19,7 @@ from poold.ledger import nodes
 from poold.ledger.ingest import ingest
 from poold.ledger.leader import Leadership
 from poold.ledger.models import Account, ShareSlice
-from poold.ledger.settle import settle_pending
+from poold.ledger.settle import exclusions, settle_pending
 from poold.ledger.window import window_shares
 from poold.ledger_scheduler import LedgerScheduler
 from poold.metrics import Metrics
@@ -107,15 +107,19 @@ def scheduler(tmp_path: Path, url: str, node_id: int, clock: Clock, **ledger: An
 
 
 def rule_over_final_ledger(
-    engine: sa.Engine, found_ms: int, fee: Fraction, reward: int = REWARD
+    engine: sa.Engine, found_ms: int, fee: Fraction, reward: int = REWARD, key: str = ""
 ) -> tuple[Any, ...]:
     """PPLNS (factor 2) of the block over every slice the ledger holds at the end, by the
-    reference rule (`window.window_shares`, `reference.pplns`)."""
+    reference rule (`window.window_shares`, `reference.pplns`); less, for a settlement made
+    without a lapsed node (`key`), what that node brought in afterwards."""
     with engine.connect() as conn:
+        excl = exclusions(conn, key)
         rows = [
             (int(t), a, w, int(b), Fraction(int(n), int(d)))
-            for t, a, w, b, n, d in conn.execute(
+            for sid, nid, t, a, w, b, n, d in conn.execute(
                 sa.select(
+                    ShareSlice.id,
+                    ShareSlice.node_id,
                     ShareSlice.slice_start,
                     ShareSlice.account_id,
                     ShareSlice.worker_id,
@@ -124,6 +128,7 @@ def rule_over_final_ledger(
                     ShareSlice.diff_den,
                 )
             )
+            if not (nid in excl and sid > excl[nid][0])
         ]
         names = dict(conn.execute(sa.select(Account.id, Account.name)).all())
     credits, fee_sat, unallocated, _ = reference.pplns(
