@@ -212,7 +212,9 @@ class StratumConfig(_Section):
 
 
 class NodeConfig(_Section):
-    kind: Literal["simnet", "rpc"] = Field("simnet")
+    kind: Literal["simnet", "rpc"] = Field(
+        "rpc", description="rpc: a real node; simnet: a fake chain (tests, demo; not mainnet)"
+    )
     url: str = Field("http://127.0.0.1:8332")
     user: str = Field("")
     password: str = Field("")
@@ -376,6 +378,15 @@ class Config(_Section):
     sharelog: ShareLogConfig = ShareLogConfig()
     stream: StreamSection = StreamSection()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _real_node_on_mainnet(self) -> Config:
+        if self.pool.network == Network.MAINNET and self.node.kind == "simnet":
+            raise ValueError(
+                'node: kind = "simnet" is a fake chain and cannot mine mainnet: set [node] '
+                'kind = "rpc" with a real node (or [pool] network = "regtest" to test)'
+            )
+        return self
 
 
 def _known_keys(section: str) -> list[str]:

@@ -32,7 +32,7 @@ def test_defaults_and_exact_difficulties() -> None:
     )
     assert cfg.stratum.min_difficulty == Fraction(1, 2**32)
     assert cfg.stratum.start_difficulty == Fraction(1, 2)
-    assert cfg.stratum.port == 3333 and cfg.node.kind == "simnet"
+    assert cfg.stratum.port == 3333 and cfg.node.kind == "rpc"
     assert cfg.pool.payout_script[:2] == b"\x00\x14"
 
 
@@ -194,3 +194,36 @@ def test_config_dump_hides_secrets(tmp_path: Path) -> None:
     assert data["ledger"]["url"] == "postgresql://poold:***@127.0.0.1/test"
     shown = subprocess.run([*cmd, "--show-secrets"], capture_output=True, text=True, env=env)
     assert "s3cret" in shown.stdout and "pgpass" in shown.stdout
+
+
+def test_example_states_the_true_defaults() -> None:
+    """Every key in configs/example.toml has the value the code defaults to (only the payout
+    address, which has no default, differs): an operator reading it reads the truth."""
+    import tomllib
+
+    from poold.config import Config, parse_config
+
+    data = tomllib.loads((ROOT / "configs" / "example.toml").read_text())
+    example = parse_config(data, environ={})
+    pool = {"payout_address": data["pool"]["payout_address"]}
+    defaults = parse_config({"pool": pool}, environ={})
+    differ = []
+    for section in Config.model_fields:
+        for key in data.get(section, {}):
+            if (section, key) == ("pool", "payout_address"):
+                continue
+            got = getattr(getattr(example, section), key)
+            want = getattr(getattr(defaults, section), key)
+            if got != want:
+                differ.append(f"{section}.{key}: example {got!r}, code {want!r}")
+    assert differ == []
+
+
+def test_a_mainnet_config_without_a_real_node_is_refused(tmp_path: Path) -> None:
+    from poold.config import ConfigError, parse_config
+
+    address = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+    cfg = parse_config({"pool": {"payout_address": address}}, environ={})
+    assert cfg.node.kind == "rpc"  # no [node]: a real node, never a fake chain
+    with pytest.raises(ConfigError, match='"simnet" is a fake chain and cannot mine mainnet'):
+        parse_config({"pool": {"payout_address": address}, "node": {"kind": "simnet"}}, environ={})
