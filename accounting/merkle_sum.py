@@ -1,0 +1,189 @@
+"""Merkle-sum trees over statement lines, and the hash chain of their roots.
+
+A leaf commits to one line: H(0x00 || salted id || the line's fields), with the line's
+summed amounts beside it. Every parent commits to both children's hashes *and* sums:
+H(0x01 || left hash || left sums || right hash || right sums), its sums being theirs added
+(hashing only a total would let an operator shrink one side unseen). Every summed amount is
+a non-negative integer, so no line can cancel another. An odd node at a level is paired with
+nothing and carried up as it is. A period's commitment binds the tree's root and sums to a
+digest of the period's inputs and to the previous commitment: H(0x02 || root || sums ||
+inputs digest || previous), which makes the commitments a chain. SHA-256 throughout; every
+integer is 16 bytes big-endian, every string length-prefixed.
+
+`verify.py` at the top of the repository re-implements the checks with the standard library
+only (a holder runs it without trusting this code); the tests hold the two to each other.
+Imports the standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+LEAF, NODE, PERIOD = b"\x00", b"\x01", b"\x02"
+#: The fields of a statement line a leaf commits to, in order; the summed ones are SUMMED.
+LINE_FIELDS = (
+    "atom_seconds",
+    "gross_sat",
+    "electricity_sat",
+    "service_sat",
+    "net_sat",
+    "debt_in_sat",
+    "paid_sat",
+    "debt_out_sat",
+    "written_off_sat",
+)
+SUMMED = (
+    "atom_seconds",
+    "gross_sat",
+    "electricity_sat",
+    "service_sat",
+    "debt_in_sat",
+    "paid_sat",
+    "debt_out_sat",
+    "written_off_sat",
+)
+GENESIS = bytes(32)  # the "previous commitment" of the first period
+
+
+def _int(v: int) -> bytes:
+    return v.to_bytes(16, "big", signed=True)
+
+
+def _str(s: str) -> bytes:
+    raw = s.encode()
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def _sums(sums: Sequence[int]) -> bytes:
+    return b"".join(_int(v) for v in sums)
+
+
+def salted_id(salt: bytes, holder: str) -> bytes:
+    """What a leaf shows of its holder: H(salt || name). The salt is the holder's secret."""
+    return hashlib.sha256(salt + _str(holder)).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    hash: bytes
+    sums: tuple[int, ...]
+
+
+def leaf(salted: bytes, line: Mapping[str, int]) -> Node:
+    values = [int(line[f]) for f in LINE_FIELDS]
+    sums = tuple(int(line[f]) for f in SUMMED)
+    if any(v < 0 for v in sums):
+        raise ValueError(
+            f"a summed amount of a line is negative: {dict(zip(SUMMED, sums, strict=True))}"
+        )
+    h = hashlib.sha256(LEAF + salted + b"".join(_int(v) for v in values)).digest()
+    return Node(h, sums)
+
+
+def parent(left: Node, right: Node) -> Node:
+    h = hashlib.sha256(NODE + left.hash + _sums(left.sums) + right.hash + _sums(right.sums))
+    return Node(h.digest(), tuple(a + b for a, b in zip(left.sums, right.sums, strict=True)))
+
+
+def build(leaves: Sequence[Node]) -> list[list[Node]]:
+    """Every level, leaves first, root last (an empty tree is one zero leaf)."""
+    level = list(leaves) or [Node(bytes(32), tuple(0 for _ in SUMMED))]
+    levels = [level]
+    while len(level) > 1:
+        nxt = [parent(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])  # carried up unpaired
+        levels.append(nxt)
+        level = nxt
+    return levels
+
+
+def proof(levels: list[list[Node]], index: int) -> list[dict[str, object]]:
+    """The siblings from leaf `index` to the root: side ("L": the sibling is on the left),
+    hash, sums; an unpaired step is left out."""
+    out: list[dict[str, object]] = []
+    for level in levels[:-1]:
+        sib = index ^ 1
+        if sib < len(level):
+            s = level[sib]
+            out.append(
+                {"side": "L" if sib < index else "R", "hash": s.hash.hex(), "sums": list(s.sums)}
+            )
+        index //= 2
+    return out
+
+
+def climb(node: Node, steps: Sequence[Mapping[str, object]]) -> Node:
+    for step in steps:
+        sib = Node(bytes.fromhex(str(step["hash"])), tuple(int(v) for v in step["sums"]))  # type: ignore[attr-defined]
+        node = parent(sib, node) if step["side"] == "L" else parent(node, sib)
+    return node
+
+
+def inputs_digest(inputs: Mapping[str, object]) -> bytes:
+    """The period's published inputs as canonical JSON (sorted keys, no spaces), hashed."""
+    return hashlib.sha256(
+        json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
+    ).digest()
+
+
+def commitment(root: Node, digest: bytes, previous: bytes) -> bytes:
+    return hashlib.sha256(PERIOD + root.hash + _sums(root.sums) + digest + previous).digest()
+
+
+@dataclass(frozen=True)
+class PeriodTree:
+    """A period's statement lines as a Merkle-sum tree: leaves ordered by salted id (so the
+    order tells nothing about names), `index` maps each holder to its leaf."""
+
+    levels: list[list[Node]]
+    index: dict[str, int]
+
+    @property
+    def root(self) -> Node:
+        return self.levels[-1][0]
+
+
+def period_tree(lines: Mapping[str, Mapping[str, int]], salts: Mapping[str, bytes]) -> PeriodTree:
+    keyed = sorted((salted_id(salts[h], h), h) for h in lines)
+    leaves = [leaf(s, lines[h]) for s, h in keyed]
+    return PeriodTree(build(leaves), {h: i for i, (_s, h) in enumerate(keyed)})
+
+
+def line_fields(line: object) -> dict[str, int]:
+    """A statement line (any object with the LINE_FIELDS attributes) as a dict."""
+    return {f: int(getattr(line, f)) for f in LINE_FIELDS}
+
+
+def node_json(node: Node) -> dict[str, object]:
+    return {"hash": node.hash.hex(), "sums": list(node.sums)}
+
+
+def proof_document(
+    tree: PeriodTree,
+    holder: str,
+    salt: bytes,
+    line: Mapping[str, int],
+    inputs: Mapping[str, object],
+    previous: bytes,
+    chain: Sequence[Mapping[str, object]] = (),
+) -> dict[str, object]:
+    """What `verify.py` checks for one holder's line of one period (see its docstring)."""
+    root = tree.root
+    return {
+        "version": 1,
+        "holder": holder,
+        "salt": salt.hex(),
+        "line": {f: int(line[f]) for f in LINE_FIELDS},
+        "path": proof(tree.levels, tree.index[holder]),
+        "period": {
+            "inputs": dict(inputs),
+            "root": node_json(root),
+            "previous": previous.hex(),
+            "commitment": commitment(root, inputs_digest(inputs), previous).hex(),
+        },
+        "chain": list(chain),
+    }

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Check a poold token statement without trusting the pool: `python verify.py proof.json`.
+
+Standard library only; it imports nothing of poold, so a holder can read all of it. A proof
+file (the API's /api/v1/holders/<holder>/proofs/<period start>) holds one statement line, the
+holder's salt, the path of sibling hashes and sums to the period's Merkle-sum root, the
+period's published inputs, its commitment, and the chain of commitments after it. Checked:
+
+1. the line, salted, hashes to a leaf that climbs the path to the period's root, every
+   parent committing to both children's hashes and sums;
+2. the period's commitment is H(root, sums, inputs, previous commitment), and every later
+   commitment in the chain links to the one before it;
+3. the line follows from the published inputs by the settlement rules: the holders' pot from
+   earnings and delivery; gross the holder's token-seconds share of the pot (largest
+   remainder: at most 1 sat over the floor) and the root's gross sum equal to the pot; the
+   electricity and service costs from the rates, the delivery ratio and the BTC/USD price,
+   floored; net, paid and debt as the negative-amount policy says.
+
+Exit 0 and "ok" when every check passes; exit 1 naming the first that fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from fractions import Fraction
+
+COIN = 100_000_000
+LINE_FIELDS = (
+    "atom_seconds", "gross_sat", "electricity_sat", "service_sat", "net_sat",
+    "debt_in_sat", "paid_sat", "debt_out_sat", "written_off_sat",
+)  # fmt: skip
+SUMMED = (
+    "atom_seconds", "gross_sat", "electricity_sat", "service_sat",
+    "debt_in_sat", "paid_sat", "debt_out_sat", "written_off_sat",
+)  # fmt: skip
+
+
+class Failed(Exception):
+    pass
+
+
+def i16(v: int) -> bytes:
+    return int(v).to_bytes(16, "big", signed=True)
+
+
+def sha(*parts: bytes) -> bytes:
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+def sums_bytes(sums: list[int]) -> bytes:
+    return b"".join(i16(v) for v in sums)
+
+
+def node_of(obj: dict) -> tuple[bytes, list[int]]:
+    return bytes.fromhex(obj["hash"]), [int(v) for v in obj["sums"]]
+
+
+def check_tree(p: dict) -> list[int]:
+    line, holder = p["line"], p["holder"].encode()
+    salted = sha(bytes.fromhex(p["salt"]), len(holder).to_bytes(4, "big"), holder)
+    h = sha(b"\x00", salted, b"".join(i16(int(line[f])) for f in LINE_FIELDS))
+    sums = [int(line[f]) for f in SUMMED]
+    if any(v < 0 for v in sums):
+        raise Failed("a summed amount of the line is negative")
+    for step in p["path"]:
+        sh, ss = node_of(step)
+        if any(v < 0 for v in ss):
+            raise Failed("a sibling's sums are negative")
+        if step["side"] == "L":
+            h = sha(b"\x01", sh, sums_bytes(ss), h, sums_bytes(sums))
+        else:
+            h = sha(b"\x01", h, sums_bytes(sums), sh, sums_bytes(ss))
+        sums = [a + b for a, b in zip(sums, ss, strict=True)]
+    root_hash, root_sums = node_of(p["period"]["root"])
+    if (h, sums) != (root_hash, root_sums):
+        raise Failed("the line does not climb to the period's root (hash or sums differ)")
+    return root_sums
+
+
+def digest(inputs: dict) -> bytes:
+    return sha(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode())
+
+
+def check_chain(p: dict) -> None:
+    period = p["period"]
+    root_hash, root_sums = node_of(period["root"])
+    want = sha(
+        b"\x02", root_hash, sums_bytes(root_sums), digest(period["inputs"]),
+        bytes.fromhex(period["previous"]),
+    )  # fmt: skip
+    if want.hex() != period["commitment"]:
+        raise Failed("the period's commitment is not H(root, sums, inputs, previous)")
+    prev = period["commitment"]
+    for link in p.get("chain", []):
+        if link["previous"] != prev:
+            raise Failed(f"the chain breaks at period {link['period_start']}: wrong previous")
+        h, s = node_of(link["root"])
+        got = sha(
+            b"\x02", h, sums_bytes(s), bytes.fromhex(link["inputs_digest"]),
+            bytes.fromhex(link["previous"]),
+        )  # fmt: skip
+        if got.hex() != link["commitment"]:
+            raise Failed(f"the commitment of period {link['period_start']} does not hash right")
+        prev = link["commitment"]
+
+
+def check_rules(p: dict, root_sums: list[int]) -> None:
+    x, line = p["period"]["inputs"], p["line"]
+    F = Fraction
+    period = int(x["period_end"]) - int(x["period_start"])
+    q = int(x["atoms_per_token"])
+    th = F(x["th_per_token"])
+    total = root_sums[0]
+    nominal = F(total, q) * th
+    delivered = F(x["delivered_th_per_s"]) * period
+    ratio = F(1) if nominal == 0 else min(F(1), delivered / nominal)
+    pot_share = F(1) if delivered == 0 else min(F(1), nominal / delivered)
+    earnings = int(x["earnings_sat"])
+    pot = earnings * pot_share.numerator // pot_share.denominator
+    if pot != int(x["holders_pot_sat"]):
+        raise Failed(f"the holders' pot is {x['holders_pot_sat']}, the rules give {pot}")
+    if root_sums[1] != pot:
+        raise Failed(f"the lines' gross adds up to {root_sums[1]}, not the pot {pot}")
+    ts, gross = int(line["atom_seconds"]), int(line["gross_sat"])
+    low = pot * ts // total if total else 0
+    if not low <= gross <= low + (1 if total else 0):
+        raise Failed(f"gross {gross} is not this holder's share of the pot ({low} or {low + 1})")
+    price = F(x["btc_usd"])
+    eff_th_h = th / q * ratio / 3600
+    k_elec = F(x["w_per_th"]) * eff_th_h / 1000 * F(x["usd_per_kwh"]) * (1 - F(x["discount"]))
+    k_elec = k_elec * COIN / price
+    k_serv = F(x["service_usd_per_th_day"]) * eff_th_h / 24 * COIN / price
+    elec = ts * k_elec.numerator // k_elec.denominator
+    serv = ts * k_serv.numerator // k_serv.denominator
+    net = gross - elec - serv
+    after = net - int(line["debt_in_sat"])
+    short = max(-after, 0)
+    carry = x["negative_policy"] == "carry"
+    want = {
+        "electricity_sat": elec,
+        "service_sat": serv,
+        "net_sat": net,
+        "paid_sat": max(after, 0),
+        "debt_out_sat": short if carry else 0,
+        "written_off_sat": 0 if carry else short,
+    }
+    for field, value in want.items():
+        if int(line[field]) != value:
+            raise Failed(f"{field} is {line[field]}, the rules give {value}")
+
+
+def verify(p: dict) -> None:
+    if p.get("version") != 1:
+        raise Failed(f"unknown proof version {p.get('version')!r}")
+    root_sums = check_tree(p)
+    check_chain(p)
+    check_rules(p, root_sums)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python verify.py proof.json", file=sys.stderr)
+        return 2
+    try:
+        with open(argv[1]) as fh:
+            proof = json.load(fh)
+        verify(proof)
+    except Failed as exc:
+        print(f"FAILED: {exc}")
+        return 1
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"FAILED: the proof file cannot be read: {exc!r}")
+        return 1
+    start = proof["period"]["inputs"]["period_start"]
+    print(
+        f"ok: {proof['holder']}'s line of the period starting {start} is in the committed "
+        f"root {proof['period']['commitment'][:16]}… and follows from its inputs"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
