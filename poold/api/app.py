@@ -55,6 +55,8 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
             ("/api/v1/holders/{holder}/transfers", holders.holder_transfers),
             ("/api/v1/holders/{holder}/payouts", holders.holder_payouts),
             ("/api/v1/holders/{holder}/statements.csv", holders.holder_statements_csv),
+            ("/api/v1/holders/{holder}/proofs/{period_start}", holders.holder_proof),
+            ("/api/v1/statements/roots", holders.statement_roots),
         ):
             app.router.add_get(path, handler)
     if admin:

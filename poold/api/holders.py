@@ -61,6 +61,29 @@ async def holder_statements(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="application/json")
 
 
+async def holder_proof(request: web.Request) -> web.Response:
+    """The holder's Merkle-sum proof for one settled period (`verify.py` checks it)."""
+    from poold.tokens.proofs import proof_for
+
+    name = await holder_name(request)
+    raw = request.match_info["period_start"]
+    if not raw.isdigit():
+        raise error(400, f"period_start must be unix seconds, got {raw!r}")
+    found = await read(request, proof_for, name, int(raw))
+    if found is None:
+        raise error(404, f"no statement of {name!r} in a settled period starting {raw}")
+    return web.json_response(found)
+
+
+async def statement_roots(request: web.Request) -> web.Response:
+    """The public chain of statement commitments."""
+    from poold.tokens.proofs import roots
+
+    page = page_of(request)
+    items = await read(request, roots, page.limit, page.offset)
+    return web.json_response(views.listing(items, page))
+
+
 async def holder_payouts(request: web.Request) -> web.Response:
     page = page_of(request)
     name = await holder_name(request)

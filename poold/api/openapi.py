@@ -138,6 +138,33 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "Price": _obj({"period_start": INT, "btc_usd": STR}),
+    "Root": _obj(
+        {
+            "period_start": INT,
+            "root": _obj({"hash": STR, "sums": {"type": "array", "items": INT}}),
+            "inputs_digest": STR,
+            "previous": STR,
+            "commitment": STR,
+            "inputs": {"type": "object"},
+        }
+    ),
+    "RootList": _list("Root"),
+    "Proof": {
+        "type": "object",
+        "description": "One holder's statement line of one period, its salt, the Merkle-sum "
+        "path to the period's root, the period's inputs and commitment, and the chain after it: "
+        "what verify.py checks",
+        "properties": {
+            "version": {"const": 1},
+            "holder": STR,
+            "salt": STR,
+            "line": {"type": "object", "additionalProperties": INT},
+            "path": {"type": "array", "items": {"type": "object"}},
+            "period": {"type": "object"},
+            "chain": {"type": "array", "items": {"type": "object"}},
+        },
+        "required": ["version", "holder", "salt", "line", "path", "period", "chain"],
+    },
     "NodeList": _obj(
         {
             "settle_through_ms": INT,
@@ -269,6 +296,21 @@ def document() -> dict[str, Any]:
                 "MinerPayoutList",
                 params=holder + PAGE,
                 errors=(400, *AUTH_ERRORS, 404),
+            ),
+            "/api/v1/holders/{holder}/proofs/{period_start}": _get(
+                "The holder's proof for one settled period: check it with verify.py",
+                "Proof",
+                params=[
+                    *holder,
+                    {"name": "period_start", "in": "path", "required": True, "schema": INT},
+                ],
+                errors=(400, *AUTH_ERRORS, 404),
+            ),
+            "/api/v1/statements/roots": _get(
+                "The chain of statement commitments, newest first, with each period's inputs",
+                "RootList",
+                params=PAGE,
+                errors=(400,),
             ),
             "/api/v1/holders/{holder}/statements.csv": {
                 "get": {

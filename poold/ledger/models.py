@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0008"
+SCHEMA_VERSION = "0009"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -348,6 +348,27 @@ class TokenStatement(Base):
     paid_sat: Mapped[int] = mapped_column(BigInteger)
     debt_out_sat: Mapped[int] = mapped_column(BigInteger)
     written_off_sat: Mapped[int] = mapped_column(BigInteger)
+
+
+class HolderSalt(Base):
+    """A holder's secret salt: a statement tree shows H(salt || name), never the name."""
+
+    __tablename__ = "holder_salts"
+    holder: Mapped[str] = mapped_column(String(128), primary_key=True)
+    salt: Mapped[str] = mapped_column(String(64))  # hex
+
+
+class StatementRoot(Base):
+    """A settled token period's Merkle-sum root (hash and sums as JSON), its published inputs
+    (canonical JSON), and its commitment H(root, sums, inputs, previous): a chain."""
+
+    __tablename__ = "statement_roots"
+    period_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    sums: Mapped[str] = mapped_column(Text)
+    inputs: Mapped[str] = mapped_column(Text)
+    previous: Mapped[str] = mapped_column(String(64))
+    commitment: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 class ApiToken(Base):

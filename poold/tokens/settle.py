@@ -50,6 +50,7 @@ from poold.ledger.models import (
 )
 from poold.ledger.settle import BLOCK_KEYS, CREDIT_KINDS
 from poold.ledger.slices import exact_sums
+from poold.tokens.proofs import commit_period, published_inputs
 from poold.tokens.transfers import TokenError, balances_at, transfers_between
 
 
@@ -323,6 +324,19 @@ def settle_period(
                         for h, line in sorted(result.lines.items())
                     ],
                 )
+            # The statements' Merkle-sum root and its link in the chain, in this transaction.
+            q = next(iter(result.lines.values())).atoms_per_token if result.lines else 1
+            published = published_inputs(
+                cfg,
+                start,
+                end,
+                atoms_per_token=q,
+                btc_usd=inputs.btc_usd,
+                delivered_th_per_s=inputs.delivered_th_per_s,
+                earnings_sat=sum(inputs.earnings.values()),
+                holders_pot_sat=result.holders_pot_sat,
+            )
+            commit_period(conn, start, published, result)
             return PeriodResult(start, result)
     except AlreadyPosted:
         return PeriodResult(start, None)  # another process settled it first

@@ -27,6 +27,7 @@ from poold.ledger.settle import settle_pending
 from poold.metrics import Metrics
 from poold.tokens.settle import set_price, settle_period
 from poold.tokens.transfers import import_transfers, parse_records
+from tests.accounting.test_merkle_sum import verifier
 from tests.helpers import make_config
 from tests.ledger.test_settle import T0, mine
 from tests.tokens.test_periods import CFG, END, PRICE, START
@@ -170,6 +171,19 @@ async def test_reads_match_the_document(api: Api) -> None:
     status, moves = await api.get("/api/v1/holders/bob/transfers", "bob")
     check("/api/v1/holders/{holder}/transfers", "get", 200, moves)
     assert [(m["id"], m["balance_after"]) for m in moves["items"]] == [("mint:b", "400")]
+
+    # The verifiable statement: alice's proof passes the standalone verifier; the chain is
+    # public and names the same commitment.
+    status, proof = await api.get(f"/api/v1/holders/alice/proofs/{START}", "alice")
+    check("/api/v1/holders/{holder}/proofs/{period_start}", "get", 200, proof)
+    verifier.verify(proof)
+    assert proof["line"]["paid_sat"] == day["paid_sat"]
+    status, chain = await api.get("/api/v1/statements/roots")
+    check("/api/v1/statements/roots", "get", 200, chain)
+    assert [r["commitment"] for r in chain["items"]] == [proof["period"]["commitment"]]
+    assert (await api.get(f"/api/v1/holders/alice/proofs/{START}", "bob"))[0] == 403
+    assert (await api.get(f"/api/v1/holders/alice/proofs/{START + 1}", "alice"))[0] == 404
+    assert (await api.get("/api/v1/holders/alice/proofs/x", "alice"))[0] == 400
 
     status, text = await api.get("/api/v1/holders/alice/statements.csv", "admin")
     assert status == 200

@@ -149,3 +149,40 @@ def test_debt_is_carried_into_the_next_period(ledger: sa.Engine) -> None:
     assert second.lines["alice"].debt_out_sat == line.debt_out_sat  # no hashrate, no new cost
     assert balances(ledger)["holder:alice:debt"] == line.debt_out_sat
     assert verify(ledger) == []
+
+
+def test_each_settled_period_commits_its_statements_in_a_chain(
+    ledger: sa.Engine, tmp_path: Path
+) -> None:
+    """Two periods settled: the second's commitment links to the first's; a holder's proof of
+    the first period carries that link and passes the standalone verifier; the salts never
+    leave the ledger except in the holder's own proof."""
+    from poold.tokens.proofs import proof_for, roots
+    from tests.accounting.test_merkle_sum import verifier
+
+    log = tmp_path / "log"
+    mine(log, 40, {})
+    ingest(ledger, log, 0)
+    import_transfers(
+        ledger,
+        parse_records(
+            [
+                {"id": "mint:a", "ts": START - 10, "to": "alice", "amount": "600"},
+                {"id": "mint:b", "ts": START - 10, "to": "bob", "amount": "2.5"},
+            ]
+        ),
+    )
+    second = START + CFG.period_s
+    for start in (START, second):
+        set_price(ledger, start, PRICE, CFG)
+        assert settle_period(ledger, CFG, start, now=second + 10**6).settled is not None
+    with ledger.connect() as conn:
+        chain = roots(conn, 10, 0)
+        assert [r["period_start"] for r in chain] == [second, START]
+        assert chain[0]["previous"] == chain[1]["commitment"]
+        proof = proof_for(conn, "bob", START)
+        assert proof_for(conn, "nobody", START) is None
+    assert proof is not None
+    assert [link["commitment"] for link in proof["chain"]] == [chain[0]["commitment"]]
+    verifier.verify(proof)
+    assert "salt" not in str(chain)
