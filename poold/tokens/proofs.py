@@ -28,21 +28,25 @@ from accounting.merkle_sum import (
     proof_document,
 )
 from poold.config import TokensConfig
+from poold.ledger.db import bulk_insert_tuples
 from poold.ledger.models import HolderSalt, StatementRoot, TokenStatement
 
 MAX_CHAIN = 10_000  # links after a period a proof carries
 
 
 def _salts(conn: Connection, holders: list[str]) -> dict[str, bytes]:
+    """Each holder's salt, new ones made (and bulk-written) for holders without one. Reads
+    the whole table: an IN list of 100,000 names is past PostgreSQL's parameter limit."""
     have = {
-        h: bytes.fromhex(s)
-        for h, s in conn.execute(
-            select(HolderSalt.holder, HolderSalt.salt).where(HolderSalt.holder.in_(holders))
-        )
+        h: bytes.fromhex(s) for h, s in conn.execute(select(HolderSalt.holder, HolderSalt.salt))
     }
     new = {h: secrets.token_bytes(16) for h in holders if h not in have}
-    if new:
-        conn.execute(insert(HolderSalt), [{"holder": h, "salt": s.hex()} for h, s in new.items()])
+    bulk_insert_tuples(
+        conn,
+        HolderSalt.__table__,  # type: ignore[arg-type]
+        ["holder", "salt"],
+        [(h, v.hex()) for h, v in new.items()],
+    )
     return {**have, **new}
 
 
@@ -154,7 +158,11 @@ def proof_for(conn: Connection, holder: str, period_start: int) -> dict[str, obj
     salts = {
         h: bytes.fromhex(s)
         for h, s in conn.execute(
-            select(HolderSalt.holder, HolderSalt.salt).where(HolderSalt.holder.in_(list(lines)))
+            select(HolderSalt.holder, HolderSalt.salt).join(
+                TokenStatement,
+                (TokenStatement.holder == HolderSalt.holder)
+                & (TokenStatement.period_start == period_start),
+            )
         )
     }
     tree = period_tree(lines, salts)
