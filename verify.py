@@ -151,12 +151,26 @@ def check_rules(p: dict, root_sums: list[int]) -> None:
             raise Failed(f"{field} is {line[field]}, the rules give {value}")
 
 
-def verify(p: dict) -> None:
+def check_anchors(p: dict) -> list[dict]:
+    """Blocks said to carry this period's commitment or a later one in their coinbase
+    (OP_RETURN "pold" + commitment): each must name a commitment of this chain. Read those
+    coinbases on any copy of the chain to see the commitments are really there."""
+    known = {p["period"]["commitment"], *(link["commitment"] for link in p.get("chain", []))}
+    anchors = p.get("anchors", [])
+    for a in anchors:
+        if a["commitment"] not in known:
+            raise Failed(f"block {a['hash']} is said to carry a commitment not in this chain")
+    return anchors
+
+
+def verify(p: dict) -> list[dict]:
+    """Every check; returns the blocks anchoring the chain on the Bitcoin chain."""
     if p.get("version") != 1:
         raise Failed(f"unknown proof version {p.get('version')!r}")
     root_sums = check_tree(p)
     check_chain(p)
     check_rules(p, root_sums)
+    return check_anchors(p)
 
 
 def main(argv: list[str]) -> int:
@@ -166,7 +180,7 @@ def main(argv: list[str]) -> int:
     try:
         with open(argv[1]) as fh:
             proof = json.load(fh)
-        verify(proof)
+        anchors = verify(proof)
     except Failed as exc:
         print(f"FAILED: {exc}")
         return 1
@@ -178,6 +192,13 @@ def main(argv: list[str]) -> int:
         f"ok: {proof['holder']}'s line of the period starting {start} is in the committed "
         f"root {proof['period']['commitment'][:16]}… and follows from its inputs"
     )
+    for a in anchors:
+        print(
+            f"anchored: block {a['hash']} (height {a['height']}) carries commitment "
+            f"{a['commitment'][:16]}… in its coinbase (OP_RETURN 'pold' + commitment)"
+        )
+    if not anchors:
+        print("not anchored on chain yet: no block found since carries these commitments")
     return 0
 
 

@@ -29,6 +29,7 @@ class FoundBlock:
     reason: str | None
     account: str
     worker: str
+    commitment: str | None = None  # the statement commitment its coinbase carries (hex)
 
 
 async def submit_outcome(node: Node, block_hex: str) -> tuple[bool | None, str | None]:
@@ -62,6 +63,9 @@ def block_record(
         worker=share.worker,
         reward_sat=template.coinbase_value_sat,
         bits=template.bits,
+        commitment=(
+            None if share.job.statement_commitment is None else share.job.statement_commitment.hex()
+        ),
     )
 
 
@@ -115,7 +119,17 @@ class BlockSubmitter:
         self.writer.record_block(block_record(share, outcome, reason, found_ms, self.node_id))
         self.writer.flush()  # after the finding share's record; held if the log fails
         self.blocks.append(
-            FoundBlock(height, hash_hex, accepted, reason, share.account, share.worker)
+            FoundBlock(
+                height,
+                hash_hex,
+                accepted,
+                reason,
+                share.account,
+                share.worker,
+                None
+                if share.job.statement_commitment is None
+                else share.job.statement_commitment.hex(),
+            )
         )
         self.events.publish(
             {

@@ -132,6 +132,7 @@ class Daemon:
             log_id=lambda: self.sharelog.log_id,
             host=f"{socket.gethostname()}:{os.getpid()}",
             stream=stream,
+            on_commitment=self._statement_commitment,
         )
         self.server = StratumServer(
             limits=ServerLimits(
@@ -193,6 +194,13 @@ class Daemon:
 
     async def server_broadcast(self, job: Job) -> None:
         await self.server.broadcast(job)
+
+    def _statement_commitment(self, commitment: bytes | None) -> None:
+        """The ledger's latest token-statement commitment: new jobs' coinbases carry it."""
+        if commitment is not None and commitment != self.jobs.statement_commitment:
+            self.jobs.statement_commitment = commitment
+            self.feed.refresh.set()  # a new job now, so the next block carries it
+            log.info("statement_commitment", commitment=commitment.hex())
 
     def _ledger_connected(self, engine: Engine, offload: Offload) -> None:
         if self.api_ctx is not None:

@@ -34,11 +34,17 @@ from poold.metrics import Metrics
 from poold.node.base import Node, NodeError
 from poold.shares.log import LogPosition
 from poold.shares.stream import StreamConfig, StreamError, mirror
+from poold.tokens.proofs import latest_commitment
 
 log = structlog.get_logger(__name__)
 
 #: Runs a read query in the ledger process: offload(fn, *args).
 Offload = Callable[..., Awaitable[Any]]
+
+
+def _latest_commitment(ledger: Engine) -> str | None:
+    with ledger.connect() as conn:
+        return latest_commitment(conn)
 
 
 class LedgerScheduler:
@@ -55,6 +61,7 @@ class LedgerScheduler:
         log_id: Callable[[], str | None] = lambda: None,
         host: str = "",
         stream: StreamConfig | None = None,
+        on_commitment: Callable[[bytes | None], None] = lambda _c: None,
     ) -> None:
         self.cfg, self.node, self.metrics, self.events, self.clock = (
             cfg,
@@ -68,6 +75,7 @@ class LedgerScheduler:
         self.log_id = log_id  # this node's share log identity (known once the log is open)
         self.host = host  # where this daemon runs, as other daemons see it
         self.stream = stream  # where lapsed nodes' records are read from (None: nowhere)
+        self.on_commitment = on_commitment  # told the latest statement commitment each pass
         self.leadership: Leadership | None = None
         self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
         self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
@@ -221,6 +229,8 @@ class LedgerScheduler:
         await self.ingest()
         if self.ledger is None or self.worker is None or self.leadership is None:
             return
+        latest = await asyncio.to_thread(_latest_commitment, self.ledger)
+        self.on_commitment(None if latest is None else bytes.fromhex(latest))
         log_id = self.log_id()
         if log_id is not None:
             await asyncio.to_thread(

@@ -146,6 +146,7 @@ SCHEMAS: dict[str, Any] = {
             "previous": STR,
             "commitment": STR,
             "inputs": {"type": "object"},
+            "blocks": {"type": "array", "items": _obj({"hash": STR, "height": INT})},
         }
     ),
     "RootList": _list("Root"),
@@ -162,6 +163,12 @@ SCHEMAS: dict[str, Any] = {
             "path": {"type": "array", "items": {"type": "object"}},
             "period": {"type": "object"},
             "chain": {"type": "array", "items": {"type": "object"}},
+            "anchors": {
+                "type": "array",
+                "description": "accepted blocks whose coinbase carries this period's "
+                "commitment or a later one (OP_RETURN 'pold' + commitment)",
+                "items": _obj({"hash": STR, "height": INT, "commitment": STR}),
+            },
         },
         "required": ["version", "holder", "salt", "line", "path", "period", "chain"],
     },

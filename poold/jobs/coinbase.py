@@ -71,6 +71,17 @@ class CoinbaseParts:
         return plain[:4] + b"\x00\x01" + plain[4:-4] + witness + plain[-4:]
 
 
+#: What marks poold's statement commitment in a coinbase OP_RETURN output.
+STATEMENT_MAGIC = b"pold"
+
+
+def statement_script(commitment: bytes) -> bytes:
+    """OP_RETURN PUSH36 "pold" <32-byte commitment>."""
+    if len(commitment) != 32:
+        raise ValueError("a statement commitment is 32 bytes")
+    return b"\x6a" + push_data(STATEMENT_MAGIC + commitment)
+
+
 def build_coinbase(
     *,
     height: int,
@@ -80,12 +91,16 @@ def build_coinbase(
     extranonce_size: int,
     witness_commitment: bytes | None = None,
     flags: bytes = b"",
+    statement_commitment: bytes | None = None,
 ) -> CoinbaseParts:
     """Build the coinbase halves for a template.
 
     scriptSig = BIP34 height | template flags | push(tag) | push-op | <extranonce bytes>.
-    Outputs: the whole `value_sat` to `payout_script`, then the witness commitment script (if any)
-    with value 0. Raises ValueError if the scriptSig would exceed 100 bytes.
+    Outputs: the whole `value_sat` to `payout_script`; then, with `statement_commitment`, a
+    zero-value OP_RETURN carrying "pold" and the latest token-statement commitment (so the
+    statements' history cannot be rewritten without it showing on chain); then the witness
+    commitment script (if any) with value 0. Raises ValueError if the scriptSig would exceed
+    100 bytes.
     """
     if value_sat < 0:
         raise ValueError("coinbase value must be >= 0")
@@ -108,6 +123,9 @@ def build_coinbase(
         + bytes([extranonce_size])  # push opcode for the extranonce bytes that follow
     )
     outputs = [struct.pack("<q", value_sat) + varint(len(payout_script)) + payout_script]
+    if statement_commitment is not None:
+        script = statement_script(statement_commitment)
+        outputs.append(struct.pack("<q", 0) + varint(len(script)) + script)
     if witness_commitment is not None:
         outputs.append(struct.pack("<q", 0) + varint(len(witness_commitment)) + witness_commitment)
     coinb2 = (

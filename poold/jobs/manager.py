@@ -40,6 +40,8 @@ class JobManager:
         self._expires: dict[str, float] = {}
         self._current: Job | None = None
         self._counter = 0
+        # The latest token-statement commitment: every new job's coinbase carries it.
+        self.statement_commitment: bytes | None = None
 
     def current(self) -> Job | None:
         return self._current
@@ -70,6 +72,7 @@ class JobManager:
             extranonce_size=spec.extranonce1_size + spec.extranonce2_size,
             witness_commitment=template.witness_commitment,
             flags=template.coinbase_flags,
+            statement_commitment=self.statement_commitment,
         )
         job = Job(
             job_id=f"{self._counter:x}",
@@ -79,6 +82,7 @@ class JobManager:
             extranonce2_size=spec.extranonce2_size,
             clean=clean,
             ntime=max(template.curtime, template.mintime),
+            statement_commitment=self.statement_commitment,
         )
         for job_id, old in self._jobs.items():
             if job_id in self._expires:

@@ -332,6 +332,7 @@ def _ingest_batch(
                             "accepted": b.accepted is True,
                             "status": _block_status(b.accepted),
                             "reason": None if b.reason is None else b.reason[:200],
+                            "commitment": b.commitment,
                         }
                         for b in fresh
                     ],

@@ -119,6 +119,8 @@ class Block(Base):
     status: Mapped[str] = mapped_column(String(16))  # pending|rejected|confirmed|orphaned
     reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     confirmations: Mapped[int] = mapped_column(Integer, server_default="0")  # -1: orphaned
+    # The token-statement commitment its coinbase carries (hex), if any.
+    commitment: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class IngestCheckpoint(Base):

@@ -127,10 +127,13 @@ class BlockRecord:
     worker: str
     reward_sat: int
     bits: int
+    commitment: str | None = None  # the statement commitment its coinbase carries (hex)
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"t": "block", **asdict(self)}
         out["ts"] = out.pop("ts_ms")
+        if self.commitment is None:
+            del out["commitment"]  # records as they were before commitments
         return out
 
     @classmethod
@@ -147,6 +150,9 @@ class BlockRecord:
         if accepted not in (True, False, None):
             raise RecordError(f"block record: 'accepted' is {accepted!r}")
         reason = rec.get("reason")
+        commitment = rec.get("commitment")
+        if commitment is not None and not (isinstance(commitment, str) and len(commitment) == 64):
+            raise RecordError(f"block record: 'commitment' is {commitment!r}")
         return cls(
             ts_ms=get("ts", int),
             node=get("node", int),
@@ -158,6 +164,7 @@ class BlockRecord:
             worker=get("worker", str),
             reward_sat=get("reward_sat", int),
             bits=get("bits", int),
+            commitment=commitment,
         )
 
 

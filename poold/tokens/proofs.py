@@ -29,7 +29,7 @@ from accounting.merkle_sum import (
 )
 from poold.config import TokensConfig
 from poold.ledger.db import bulk_insert_tuples
-from poold.ledger.models import HolderSalt, StatementRoot, TokenStatement
+from poold.ledger.models import Block, HolderSalt, StatementRoot, TokenStatement
 
 MAX_CHAIN = 10_000  # links after a period a proof carries
 
@@ -118,14 +118,29 @@ def _link(row: Any) -> dict[str, object]:
 
 
 def roots(conn: Connection, limit: int, offset: int) -> list[dict[str, object]]:
-    """The chain of commitments, newest first, with each period's published inputs."""
+    """The chain of commitments, newest first, with each period's published inputs and the
+    accepted blocks whose coinbase carries the commitment."""
     rows = conn.execute(
         select(StatementRoot)
         .order_by(StatementRoot.period_start.desc())
         .limit(limit)
         .offset(offset)
     ).all()
-    return [{**_link(r), "inputs": json.loads(r.inputs)} for r in rows]
+    return [
+        {**_link(r), "inputs": json.loads(r.inputs), "blocks": _anchors(conn, r.commitment)}
+        for r in rows
+    ]
+
+
+def _anchors(conn: Connection, commitment: str) -> list[dict[str, object]]:
+    return [
+        {"hash": h, "height": int(height)}
+        for h, height in conn.execute(
+            select(Block.hash, Block.height)
+            .where(Block.commitment == commitment, Block.accepted.is_(True))
+            .order_by(Block.height)
+        )
+    ]
 
 
 def latest_commitment(conn: Connection) -> str | None:
@@ -174,12 +189,21 @@ def proof_for(conn: Connection, holder: str, period_start: int) -> dict[str, obj
         .order_by(StatementRoot.period_start)
         .limit(MAX_CHAIN)
     ).all()
-    return proof_document(
+    later_rows = list(later)
+    doc = proof_document(
         tree,
         holder,
         salts[holder],
         lines[holder],
         inputs,
         bytes.fromhex(root.previous),
-        [_link(r) for r in later],
+        [_link(r) for r in later_rows],
     )
+    # The blocks whose coinbases carry this commitment or a later one: anyone can read those
+    # coinbases on the chain and see the same commitments.
+    doc["anchors"] = [
+        {**a, "commitment": c}
+        for c in [root.commitment, *(r.commitment for r in later_rows)]
+        for a in _anchors(conn, c)
+    ]
+    return doc

@@ -134,6 +134,10 @@ def tamper_input(d: dict[str, Any]) -> None:
     d["period"]["inputs"]["btc_usd"] = "70000"
 
 
+def tamper_anchor(d: dict[str, Any]) -> None:
+    d["anchors"] = [{"hash": "00" * 32, "height": 7, "commitment": "ef" * 32}]
+
+
 def tamper_pot(d: dict[str, Any]) -> None:
     d["period"]["inputs"]["holders_pot_sat"] -= 1
 
@@ -147,6 +151,7 @@ def tamper_pot(d: dict[str, Any]) -> None:
         (tamper_chain, "the chain breaks"),
         (tamper_input, "commitment is not H"),
         (tamper_pot, "commitment is not H"),
+        (tamper_anchor, "a commitment not in this chain"),
     ],
 )
 def test_every_tampering_is_caught(doc: dict[str, Any], tamper: Any, message: str) -> None:

@@ -60,3 +60,26 @@ def test_merkle_of_one_is_itself_and_empty_is_error() -> None:
     assert merkle_root([h]) == h and coinbase_branch([]) == []
     with pytest.raises(ValueError):
         merkle_root([])
+
+
+def test_the_statement_commitment_is_a_zero_value_op_return_before_the_witness_commitment() -> None:
+    commitment = bytes(range(32))
+    witness = bytes.fromhex("6a24aa21a9ed") + bytes(32)
+    parts = build_coinbase(
+        height=1000,
+        value_sat=5_000_000_000,
+        payout_script=b"\x51",
+        tag=b"/t/",
+        extranonce_size=8,
+        witness_commitment=witness,
+        statement_commitment=commitment,
+    )
+    marked = b"\x00" * 8 + b"\x26" + b"\x6a\x24" + b"pold" + commitment
+    tail = parts.coinb2
+    assert tail[4] == 3  # payout, statement commitment, witness commitment
+    assert marked in tail and tail.index(marked) < tail.index(witness)
+    with pytest.raises(ValueError, match="32 bytes"):
+        build_coinbase(
+            height=1000, value_sat=1, payout_script=b"\x51", tag=b"", extranonce_size=8,
+            statement_commitment=b"short",
+        )  # fmt: skip

@@ -1,5 +1,6 @@
-"""Verifiable statements: each holder's secret salt, and each settled token period's
-Merkle-sum root, its published inputs and its link in the chain of commitments."""
+"""Verifiable statements: each holder's secret salt, each settled token period's Merkle-sum
+root, its published inputs and its link in the chain of commitments, and the commitment the
+coinbase of each found block carries."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -25,10 +26,13 @@ def upgrade() -> None:
         sa.Column("previous", sa.String(64), nullable=False),
         sa.Column("commitment", sa.String(64), nullable=False, unique=True),
     )
+    op.add_column("blocks", sa.Column("commitment", sa.String(64), nullable=True))
     op.execute(sa.text("UPDATE poold_schema SET version = '0009'"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("blocks") as batch:
+        batch.drop_column("commitment")
     op.drop_table("statement_roots")
     op.drop_table("holder_salts")
     op.execute(sa.text("UPDATE poold_schema SET version = '0008'"))

@@ -1,0 +1,77 @@
+"""The latest token-statement commitment in the coinbase of the blocks poold finds, on the
+real regtest node: the node accepts those blocks, their coinbase carries OP_RETURN "pold" +
+the commitment, the ledger records which block carries which commitment, and the public chain
+and every proof name those blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from accounting.merkle_sum import GENESIS, Node, commitment, inputs_digest
+from poold.ledger.db import make_engine, migrate
+from poold.ledger.models import Block, StatementRoot
+from poold.simulate import run_fleet
+from poold.tokens.proofs import roots
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.node
+
+
+async def test_found_blocks_carry_the_latest_statement_commitment(
+    bitcoind, node_rpc, start_daemon, config_factory, tmp_path: Path
+) -> None:
+    address = await node_rpc.call("getnewaddress")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    inputs = {"period_start": 1_800_000_000, "note": "a settled period"}
+    root = Node(bytes(range(32)), (5, 7))
+    done = commitment(root, inputs_digest(inputs), GENESIS)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(StatementRoot).values(
+                period_start=1_800_000_000,
+                root_hash=root.hash.hex(),
+                sums=json.dumps(list(root.sums)),
+                inputs=json.dumps(inputs, sort_keys=True),
+                previous=GENESIS.hex(),
+                commitment=done.hex(),
+            )
+        )
+    cfg = config_factory(
+        node={"kind": "rpc", "url": bitcoind.url, "user": "u", "password": "p",
+              "poll_interval_s": 0.1},
+        pool={"network": "regtest", "payout_address": address},
+        stratum={"start_difficulty": "1/65536", "min_difficulty": "1/65536"},
+        ledger={"url": url, "ingest_interval_s": 0.2, "ingest_open_minutes": True},
+    )  # fmt: skip
+    rd = await start_daemon(cfg)
+    await wait_for(
+        lambda: rd.daemon.jobs.statement_commitment == done, 20, "the commitment in the jobs"
+    )
+    host, port = rd.address
+    for _ in range(10):  # until a block found after the commitment was picked up is accepted
+        await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5)
+        if any(b.accepted and b.commitment for b in rd.daemon.blocks):
+            break
+    await rd.shutdown()
+    carried = [b.hash_hex for b in rd.daemon.blocks if b.accepted and b.commitment]
+    assert carried, rd.daemon.blocks
+    magic = "6a24" + b"pold".hex() + done.hex()  # OP_RETURN PUSH36 "pold" <commitment>
+    for h in carried:
+        block = await node_rpc.call("getblock", h, 2)
+        outputs = block["tx"][0]["vout"]
+        marked = [o for o in outputs if o["scriptPubKey"]["hex"] == magic]
+        assert len(marked) == 1 and marked[0]["value"] == 0, outputs
+    with engine.connect() as conn:
+        recorded = dict(conn.execute(sa.select(Block.hash, Block.commitment)).all())
+        chain = roots(conn, 10, 0)
+    assert all(recorded[h] == done.hex() for h in carried)
+    assert {b["hash"] for b in chain[0]["blocks"]} >= set(carried)
+    engine.dispose()
+    await asyncio.sleep(0)
