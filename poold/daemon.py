@@ -33,9 +33,10 @@ from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.ledger.db import LedgerUnreachable
 from poold.ledger_scheduler import LedgerScheduler, Offload
 from poold.metrics import Metrics
-from poold.node.base import Node
+from poold.node.base import Node, NodeError
 from poold.node.factory import make_node
 from poold.node.feed import JobFeed
+from poold.node.rpc import RpcNode
 from poold.shares.log import ShareLog, ShareLogError
 from poold.shares.stream import StreamConfig, StreamShipper
 from poold.shares.writer import ShareWriter
@@ -46,6 +47,10 @@ from poold.stratum.tls import server_context
 from poold.stratum.vardiff import VardiffConfig
 
 log = structlog.get_logger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The daemon must not serve: the message says why and what to change."""
 
 
 def _freeze_startup_heap() -> None:
@@ -206,6 +211,24 @@ class Daemon:
         if self.api_ctx is not None:
             self.api_ctx.engine, self.api_ctx.offload = engine, offload
 
+    async def _check_payout_address(self) -> None:
+        """A real node must accept the payout address, or every block it is given would pay
+        an address its chain does not know (e.g. a bech32 address on a node without segwit)."""
+        if not isinstance(self.node, RpcNode):
+            return
+        address = self.cfg.pool.payout_address
+        try:
+            answer = await self.node.call("validateaddress", address)
+        except NodeError as exc:  # a node without the call: say so, do not stop
+            log.warning("payout_address_unchecked", address=address, error=str(exc))
+            return
+        if not isinstance(answer, dict) or answer.get("isvalid") is not True:
+            raise StartupError(
+                f"the node does not accept the payout address {address!r} (validateaddress: "
+                f"{answer!r}): use an address of the node's chain that it can pay (the "
+                "regtest node the tests use is a Bitcoin SV build without segwit: no bech32)"
+            )
+
     # -- loops -----------------------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
@@ -300,6 +323,7 @@ class Daemon:
                 await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
                 ready.cancel()
                 if not stop.is_set():
+                    await self._check_payout_address()
                     st = self.cfg.stratum
                     self.address = await self.server.start(
                         st.host, st.port, reuse_port=self.reuse_port

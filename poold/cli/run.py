@@ -56,13 +56,14 @@ async def _run_daemon(cfg: Config, reuse_port: bool) -> int:
 async def _daemon_outcome(run: Awaitable[None]) -> int:
     """Await a daemon's run: 0, or 1 after saying why it could not start or run (a busy port,
     an unusable share log or ledger), the same words for `run` and `demo`."""
+    from poold.daemon import StartupError
     from poold.ledger.db import LedgerError
     from poold.shares.log import ShareLogError
 
     failure: BaseException | None = None
     try:
         await run
-    except* (OSError, ShareLogError, LedgerError) as eg:
+    except* (OSError, ShareLogError, LedgerError, StartupError) as eg:
         failure = eg.exceptions[0]
     code = 0
     if failure is not None:

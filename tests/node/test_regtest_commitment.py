@@ -75,3 +75,41 @@ async def test_found_blocks_carry_the_latest_statement_commitment(
     assert {b["hash"] for b in chain[0]["blocks"]} >= set(carried)
     engine.dispose()
     await asyncio.sleep(0)
+
+
+async def test_a_payout_address_the_node_cannot_pay_is_refused_at_start(
+    bitcoind, tmp_path: Path
+) -> None:
+    """The regtest node is a Bitcoin SV build (no segwit): a bech32 regtest address passes
+    the config's own check, but the node does not accept it, so poold refuses to start."""
+    import subprocess
+    import sys
+
+    from tests.node.conftest import free_port
+
+    cfg = tmp_path / "poold.toml"
+    cfg.write_text(
+        f"""
+[stratum]
+listen = "127.0.0.1:{free_port()}"
+[node]
+kind = "rpc"
+url = "{bitcoind.url}"
+user = "u"
+password = "p"
+[pool]
+network = "regtest"
+payout_address = "bcrt1q2gxggvp0sywjxshxylx4ta30xu80fnqdt5pekn"
+[sharelog]
+path = "{tmp_path / "log"}"
+"""
+    )
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "poold", "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stderr
+    assert "does not accept the payout address 'bcrt1q2gxggvp0" in out.stderr
