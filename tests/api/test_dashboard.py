@@ -17,7 +17,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from poold.ledger.db import make_engine, migrate
 from poold.simulate import run_fleet
-from tests.api.test_api import populate
+from tests.api.test_api import START, populate
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +88,34 @@ async def test_dashboard_in_chromium(
                 td.text for td in web.find_elements(By.CSS_SELECTOR, "#holder-table tbody td")
             ]
             earnings = web.find_element(By.ID, "holder-earnings")
+            # The verify button checks the statement's Merkle-sum proof in the browser.
+            web.find_element(By.CSS_SELECTOR, "#holder-table tbody tr button.verify").click()
+            wait.until(lambda d: d.find_element(By.ID, "holder-verify").text.startswith(("v", "V")))
+            verified = web.find_element(By.ID, "holder-verify").text
+            # The same in-browser check on tampered proofs fails, naming why.
+            tampered = web.execute_async_script(
+                """
+                const done = arguments[arguments.length - 1];
+                (async () => {
+                  const auth = {Authorization: "Bearer " + arguments[1]};
+                  const r = await fetch(arguments[0], {headers: auth});
+                  const good = parseExact(await r.text()), out = [];
+                  for (const bad of [
+                    (p) => { p.line.paid_sat += 1; },
+                    (p) => { p.path[0].sums[1] -= 5; },
+                    (p) => { p.period.inputs.btc_usd = "70000"; },
+                    (p) => { p.line.electricity_sat += 1; },
+                  ]) {
+                    const p = structuredClone(good); bad(p);
+                    try { await verifyProof(p); out.push("passed"); }
+                    catch (e) { out.push(e.message); }
+                  }
+                  done(out);
+                })();
+                """,
+                f"/api/v1/holders/alice/proofs/{START}",
+                tokens["alice"],
+            )
             ARTIFACTS.mkdir(exist_ok=True)
             web.save_screenshot(str(ARTIFACTS / "dashboard.png"))
             # A wrong token shows the API's message, not a broken page.
@@ -103,6 +131,8 @@ async def test_dashboard_in_chromium(
                 "statement": statement,
                 "earnings_points": earnings.get_attribute("data-points"),
                 "error": web.find_element(By.ID, "holder-error").text,
+                "verified": verified,
+                "tampered": tampered,
             }
         finally:
             web.quit()
@@ -114,4 +144,11 @@ async def test_dashboard_in_chromium(
     assert sorted(seen["workers"]) == ["acme.rig0", "acme.rig1"]
     assert seen["statement"][0] == "2027-01-15" and seen["earnings_points"] == "1"
     assert "does not give access" in seen["error"]
+    assert seen["verified"].startswith("verified: the statement of 2027-01-15"), seen["verified"]
+    assert [m.split(" (")[0] for m in seen["tampered"]] == [
+        "the line does not climb to the period's root",
+        "the line does not climb to the period's root",
+        "the period's commitment is not H(root, sums, inputs, previous)",
+        "the line does not climb to the period's root",
+    ], seen["tampered"]
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
