@@ -46,6 +46,11 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
             ("/api/v1/pool/blocks", pool.pool_blocks),
             ("/api/v1/pool/hashrate", pool.pool_hashrate),
             ("/api/v1/pool/nodes", pool.pool_nodes),
+            ("/api/v1/pool/payments", pool.pool_payments),
+            ("/api/v1/network", pool.network),
+            ("/api/v1/miners/{account}/workers/{worker}/hashrate", pool.worker_hashrate),
+            ("/api/v1/miners/{account}/earnings/daily", pool.miner_daily_earnings),
+            ("/api/v1/miners/{account}/settings", pool.miner_settings),
             ("/api/v1/miners/{account}/hashrate", pool.miner_hashrate),
             ("/api/v1/miners/{account}", pool.miner),
             ("/api/v1/miners/{account}/credits", pool.miner_credits),
@@ -59,6 +64,8 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
             ("/api/v1/statements/roots", holders.statement_roots),
         ):
             app.router.add_get(path, handler)
+    if public:
+        app.router.add_put("/api/v1/miners/{account}/settings", pool.miner_settings)
     if admin:
         app.router.add_post("/api/v1/admin/transfers", admin_routes.admin_transfers)
         app.router.add_post("/api/v1/admin/prices", admin_routes.admin_prices)

@@ -21,9 +21,11 @@ def digest(secret: str) -> str:
 
 
 def create_token(engine: Engine, scope: str) -> str:
-    """A new secret for `scope` ("admin" or "holder:<name>"); only its digest is kept."""
-    if scope != "admin" and not (scope.startswith("holder:") and len(scope) > len("holder:")):
-        raise ValueError('scope must be "admin" or "holder:<name>"')
+    """A new secret for `scope` ("admin", "holder:<name>" or "miner:<account>"); only its
+    digest is kept."""
+    kind, _, name = scope.partition(":")
+    if scope != "admin" and not (kind in ("holder", "miner") and name):
+        raise ValueError('scope must be "admin", "holder:<name>" or "miner:<account>"')
     secret = "pk_" + secrets.token_urlsafe(32)
     with engine.begin() as conn:
         conn.execute(

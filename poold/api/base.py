@@ -44,6 +44,8 @@ class ApiContext:
     offload: Callable[..., Awaitable[Any]] | None = None
     #: Old minutes of the pool page, when it is computed here (not in the ledger process).
     minutes: queries.MinuteCache = field(default_factory=queries.MinuteCache)
+    #: The chain as the daemon's current job sees it (None: no job yet, or no daemon).
+    network: Callable[[], dict[str, Any] | None] = lambda: None
 
 
 CTX = web.AppKey("ctx", ApiContext)
@@ -168,9 +170,15 @@ async def scope_of_request(request: web.Request) -> str:
     return scope
 
 
-async def require(request: web.Request, *, holder: str | None = None) -> None:
+async def require(
+    request: web.Request, *, holder: str | None = None, miner: str | None = None
+) -> None:
     scope = await scope_of_request(request)
-    if scope == "admin" or (holder is not None and scope == f"holder:{holder}"):
+    if (
+        scope == "admin"
+        or (holder is not None and scope == f"holder:{holder}")
+        or (miner is not None and scope == f"miner:{miner}")
+    ):
         return
     raise error(403, "this token does not give access to this resource")
 

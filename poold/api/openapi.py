@@ -150,6 +150,47 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "RootList": _list("Root"),
+    "Exact": {
+        "type": "object",
+        "description": "an exact rational (exact: 'n' or 'n/d') and a rounded display value",
+        "properties": {"exact": STR, "display": STR},
+        "required": ["exact", "display"],
+        "additionalProperties": False,
+    },
+    "Network": _obj(
+        {
+            "height": INT,
+            "prev_hash": STR,
+            "bits": STR,
+            "difficulty": {"$ref": "#/components/schemas/Exact"},
+            "coinbase_value_sat": INT,
+            "fees_sat": INT,
+            "transactions": INT,
+            "hashprice_sat_per_th_day": {"$ref": "#/components/schemas/Exact"},
+            "template_time": INT,
+        }
+    ),
+    "PoolPayment": _obj(
+        {
+            "payout": INT,
+            "status": STR,
+            "txid": {"type": ["string", "null"]},
+            "time_ms": INT,
+            "total_sat": INT,
+            "outputs": INT,
+        }
+    ),
+    "PoolPaymentList": _list("PoolPayment"),
+    "DailyEarning": _obj({"day": STR, "day_start": INT, "credited_sat": INT, "spendable_sat": INT}),
+    "DailyEarningList": _list("DailyEarning"),
+    "PayoutSettings": _obj(
+        {
+            "account": STR,
+            "address": {"type": ["string", "null"]},
+            "min_payout_sat": {"type": ["integer", "null"]},
+            "effective_min_payout_sat": INT,
+        }
+    ),
     "Proof": {
         "type": "object",
         "description": "One holder's statement line of one period, its salt, the Merkle-sum "
@@ -265,6 +306,62 @@ def document() -> dict[str, Any]:
             "/api/v1/pool/hashrate": _get(
                 "Pool hashrate over time", "Series", params=WINDOW, errors=(400,)
             ),
+            "/api/v1/pool/payments": _get(
+                "Every payout run, newest first (txid, time, total, outputs)",
+                "PoolPaymentList",
+                params=PAGE,
+                errors=(400,),
+            ),
+            "/api/v1/network": _get(
+                "The chain as the current job sees it: height, difficulty, hashprice",
+                "Network",
+                errors=(503,),
+            ),
+            "/api/v1/miners/{account}/workers/{worker}/hashrate": _get(
+                "One worker's hashrate over time",
+                "Series",
+                params=[*account, {"name": "worker", **NAME}, *WINDOW],
+                errors=(400, 401, 404),
+            ),
+            "/api/v1/miners/{account}/earnings/daily": _get(
+                "A miner's credits per UTC day, newest first",
+                "DailyEarningList",
+                params=account + PAGE,
+                errors=(400, 401, 404),
+            ),
+            "/api/v1/miners/{account}/settings": {
+                **_get(
+                    "The account's payout address and threshold (its miner token, or admin)",
+                    "PayoutSettings",
+                    params=account,
+                    errors=AUTH_ERRORS,
+                ),
+                "put": {
+                    "summary": "Change the payout address and/or threshold",
+                    "parameters": account,
+                    "security": [{"bearer": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "address": STR,
+                                        "min_payout_sat": {"type": "integer", "minimum": 1},
+                                    },
+                                    "minProperties": 1,
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "the new settings", **_json("PayoutSettings")},
+                        **_errors(400, *AUTH_ERRORS),
+                    },
+                },
+            },
             "/api/v1/pool/nodes": _get(
                 "The stratum nodes feeding the ledger and how far settlement may go", "NodeList"
             ),

@@ -1,7 +1,10 @@
-"""Routes for the pool's public pages: the pool overview, blocks, hashrate series, and each
-miner's balance, credits and payouts."""
+"""Routes for the pool's public pages: the pool overview, blocks, hashrate series, payments,
+the network, and each miner's balance, credits, payouts, workers' hashrate, daily earnings and
+payout settings (the routes Miningcore users expect)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import web
 
@@ -10,6 +13,7 @@ from poold.api import views
 from poold.api.base import (
     CACHE,
     context,
+    engine_of,
     error,
     now_of,
     page_of,
@@ -115,3 +119,79 @@ async def miner_payouts(request: web.Request) -> web.Response:
     name, _ = await miner_id(request)
     rows = await read(request, queries.payouts, name, page)
     return web.json_response(views.listing([views.payout(p) for p in rows], page))
+
+
+async def pool_payments(request: web.Request) -> web.Response:
+    """Every payout run, newest first: txid, time, total, outputs (no addresses)."""
+    page = page_of(request)
+    rows = await read(request, queries.pool_payments, page)
+    return web.json_response(views.listing([views.pool_payment(r) for r in rows], page))
+
+
+async def network(request: web.Request) -> web.Response:
+    """The chain as the daemon's current job sees it: height, difficulty, hashprice."""
+    found = context(request).network()
+    if found is None:
+        raise error(503, "no job from the node yet")
+    return web.json_response(found)
+
+
+async def worker_hashrate(request: web.Request) -> web.Response:
+    window = window_param(request)
+    _, aid = await miner_id(request)
+    name = request.match_info["worker"]
+    wid = await read(request, queries.worker_id, aid, name)
+    if wid is None:
+        raise error(404, f"no worker {name!r} of this account")
+    points = await read(request, queries.hashrate_series, now_of(request), window, aid, wid)
+    return web.json_response({"window": window, "points": [views.point(p) for p in points]})
+
+
+async def miner_daily_earnings(request: web.Request) -> web.Response:
+    page = page_of(request)
+    name, _ = await miner_id(request)
+    rows = await read(request, queries.daily_earnings, name, page)
+    return web.json_response(views.listing([views.daily(r) for r in rows], page))
+
+
+async def miner_settings(request: web.Request) -> web.Response:
+    """GET: the account's payout address and threshold; PUT {address?, min_payout_sat?}
+    changes them (a miner token of this account, or admin)."""
+    from poold.chain.address import address_to_script
+    from poold.ledger.payouts import set_account
+
+    name = request.match_info["account"]
+    await require(request, miner=name)
+    if request.method == "PUT":
+        try:
+            body = await request.json()
+        except ValueError:
+            raise error(400, "the body must be JSON") from None
+        if not isinstance(body, dict) or not body or set(body) - {"address", "min_payout_sat"}:
+            raise error(400, "the body takes address and/or min_payout_sat, nothing else")
+        address, minimum = body.get("address"), body.get("min_payout_sat")
+        if address is not None:
+            if not isinstance(address, str):
+                raise error(400, "address must be a string")
+            try:
+                address_to_script(address, context(request).cfg.pool.network)
+            except ValueError as exc:
+                raise error(400, f"address {address!r}: {exc}") from None
+        if minimum is not None and (
+            not isinstance(minimum, int)
+            or isinstance(minimum, bool)
+            or not 1 <= minimum <= 21 * 10**14
+        ):
+            raise error(400, "min_payout_sat must be a whole number of satoshis, 1 or more")
+        engine = engine_of(request)
+        await asyncio.to_thread(set_account, engine, name, address=address, min_payout_sat=minimum)
+    address, minimum = await read(request, queries.payout_setting, name)
+    default = context(request).cfg.payouts.min_payout_sat
+    return web.json_response(
+        {
+            "account": name,
+            "address": address,
+            "min_payout_sat": minimum,
+            "effective_min_payout_sat": minimum if minimum is not None else default,
+        }
+    )

@@ -8,17 +8,20 @@ they are. Imports the query row types only.
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
 from poold.ledger.queries import (
     BlockRow,
     CreditRow,
+    DailyEarning,
     HolderSummary,
     MinerView,
     Page,
     PayoutRow,
     PoolOverview,
+    PoolPayment,
     SeriesPoint,
     StatementRow,
     TransferRow,
@@ -102,4 +105,24 @@ def transfer(t: TransferRow) -> dict[str, Any]:
         "to": t.receiver,
         "amount": t.amount,
         "balance_after": str(t.balance_after),
+    }
+
+
+def pool_payment(p: PoolPayment) -> dict[str, Any]:
+    return {
+        "payout": p.payout,
+        "status": p.status,
+        "txid": p.txid,
+        "time_ms": p.time_ms,
+        "total_sat": p.total_sat,
+        "outputs": p.outputs,
+    }
+
+
+def daily(d: DailyEarning) -> dict[str, Any]:
+    return {
+        "day": datetime.fromtimestamp(d.day_start, UTC).date().isoformat(),
+        "day_start": d.day_start,
+        "credited_sat": d.credited_sat,
+        "spendable_sat": d.spendable_sat,
     }

@@ -29,14 +29,18 @@ def api_token(
     config: ConfigOption,
     admin: Annotated[bool, typer.Option(help="a token for every endpoint")] = False,
     holder: Annotated[str | None, typer.Option(help="a token for this holder's pages")] = None,
+    miner: Annotated[
+        str | None, typer.Option(help="a token for this miner account's payout settings")
+    ] = None,
 ) -> None:
     """Create an API token and print it once (only its SHA-256 digest is stored)."""
     from poold.api.auth import create_token
 
-    if admin == (holder is not None):
-        raise fail("give exactly one of --admin or --holder NAME")
+    if admin + (holder is not None) + (miner is not None) != 1:
+        raise fail("give exactly one of --admin, --holder NAME or --miner ACCOUNT")
+    scope = "admin" if admin else f"holder:{holder}" if holder is not None else f"miner:{miner}"
     with open_ledger_for(config) as (_cfg, engine):
-        secret = create_token(engine, "admin" if admin else f"holder:{holder}")
+        secret = create_token(engine, scope)
     typer.echo(secret)
 
 

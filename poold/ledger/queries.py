@@ -28,6 +28,7 @@ from poold.ledger.models import (
     JournalLine,
     Payout,
     PayoutItem,
+    PayoutSetting,
     ShareSlice,
     TokenPeriod,
     TokenStatement,
@@ -420,7 +421,11 @@ class SeriesPoint:
 
 
 def hashrate_series(
-    conn: Connection, now: int, window: str, account_id: int | None = None
+    conn: Connection,
+    now: int,
+    window: str,
+    account_id: int | None = None,
+    worker_id: int | None = None,
 ) -> list[SeriesPoint]:
     """H/s per point over the window, oldest first, zeros included. The last point includes
     the current minute so far (a chart's newest point is partial; the 10m/1h/24h figures of
@@ -431,6 +436,8 @@ def hashrate_series(
     conds = [ShareSlice.slice_start >= start, ShareSlice.slice_start < end]
     if account_id is not None:
         conds.append(ShareSlice.account_id == account_id)
+    if worker_id is not None:
+        conds.append(ShareSlice.worker_id == worker_id)
     totals = [Fraction(0)] * (span // step)
     for (t,), v in exact_sums(conn, [ShareSlice.slice_start], conds).items():
         totals[(int(t) - start) // step] += v
@@ -482,3 +489,87 @@ def newest_period(conn: Connection) -> int | None:
     """Start of the newest settled token period (an index lookup)."""
     found = conn.execute(select(func.max(TokenPeriod.period_start))).scalar()
     return None if found is None else int(found)
+
+
+def worker_id(conn: Connection, account_id: int, name: str) -> int | None:
+    found: int | None = conn.execute(
+        select(Worker.id).where(Worker.account_id == account_id, Worker.name == name)
+    ).scalar()
+    return found
+
+
+@dataclass(frozen=True)
+class PoolPayment:
+    payout: int
+    status: str
+    txid: str | None
+    time_ms: int
+    total_sat: int
+    outputs: int
+
+
+def pool_payments(conn: Connection, page: Page) -> list[PoolPayment]:
+    """Every payout run of the pool, newest first (no addresses: a miner's own are on its
+    page)."""
+    outputs = (
+        select(PayoutItem.payout_id, func.count().label("n"))
+        .group_by(PayoutItem.payout_id)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(
+            Payout.id,
+            Payout.status,
+            Payout.txid,
+            Payout.created_ms,
+            Payout.total_sat,
+            func.coalesce(outputs.c.n, 0),
+        )
+        .outerjoin(outputs, outputs.c.payout_id == Payout.id)
+        .order_by(Payout.id.desc())
+        .limit(page.limit)
+        .offset(page.offset)
+    ).all()
+    return [PoolPayment(int(i), st, tx, int(t), int(v), int(n)) for i, st, tx, t, v, n in rows]
+
+
+@dataclass(frozen=True)
+class DailyEarning:
+    day_start: int  # unix seconds, 00:00 UTC
+    credited_sat: int  # credits posted or pending that day (voided ones left out)
+    spendable_sat: int  # of those, what already counts as spendable
+
+
+def daily_earnings(conn: Connection, name: str, page: Page) -> list[DailyEarning]:
+    """A miner's credits per UTC day, newest first (by when the crediting entry was made)."""
+    resolution = aliased(JournalEntry)
+    rows = conn.execute(
+        select(
+            JournalEntry.created_ms, JournalEntry.phase, resolution.phase, JournalLine.amount_sat
+        )
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .outerjoin(resolution, resolution.pending_id == JournalEntry.id)
+        .where(
+            JournalLine.account == journal.miner(name),
+            JournalLine.amount_sat < 0,  # credits (what the pool owes more)
+        )
+    ).all()
+    days: dict[int, list[int]] = {}
+    for created, phase, res, amount in rows:
+        if phase == "pending" and res == "void":
+            continue
+        acc = days.setdefault(int(created) // 86_400_000 * 86_400, [0, 0])
+        acc[0] += -int(amount)
+        if phase == "posted" or res == "post":
+            acc[1] += -int(amount)
+    ordered = sorted(days.items(), reverse=True)[page.offset : page.offset + page.limit]
+    return [DailyEarning(d, c, sp) for d, (c, sp) in ordered]
+
+
+def payout_setting(conn: Connection, name: str) -> tuple[str | None, int | None]:
+    row = conn.execute(
+        select(PayoutSetting.address, PayoutSetting.min_payout_sat).where(
+            PayoutSetting.account == name
+        )
+    ).first()
+    return (None, None) if row is None else (row[0], row[1])

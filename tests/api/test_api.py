@@ -94,6 +94,7 @@ def populate(ledger: sa.Engine, tmp_path: Path) -> dict[str, str]:
         "admin": create_token(ledger, "admin"),
         "alice": create_token(ledger, "holder:alice"),
         "bob": create_token(ledger, "holder:bob"),
+        "m0": create_token(ledger, "miner:m0"),
     }
 
 
@@ -262,6 +263,66 @@ async def test_operations_endpoints(api: Api) -> None:
     assert status == 200 and doc == DOC
 
 
+async def test_the_routes_miningcore_users_expect(api: Api, ledger: sa.Engine) -> None:
+    """Per-worker history, a miner's daily earnings, payout settings through the API (its
+    miner token), network stats; each response checked against the document."""
+    status, series = await api.get("/api/v1/miners/m0/workers/rig/hashrate?window=7d")
+    check("/api/v1/miners/{account}/workers/{worker}/hashrate", "get", 200, series)
+    assert status == 200 and series["window"] == "7d"
+    assert (await api.get("/api/v1/miners/m0/workers/nope/hashrate"))[0] == 404
+
+    status, daily = await api.get("/api/v1/miners/m0/earnings/daily")
+    check("/api/v1/miners/{account}/earnings/daily", "get", 200, daily)
+    _, credits = await api.get("/api/v1/miners/m0/credits?limit=50")
+    assert sum(d["credited_sat"] for d in daily["items"]) == sum(
+        c["amount_sat"]
+        for c in credits["items"]
+        if c["amount_sat"] > 0 and c["balance"] != "voided"
+    )
+    assert daily["items"] and daily["items"][0]["day"].count("-") == 2
+
+    url = "/api/v1/miners/m0/settings"
+    assert (await api.get(url))[0] == 401
+    assert (await api.get(url, "alice"))[0] == 403  # a holder's token is not m0's
+    status, settings = await api.get(url, "m0")
+    check(url.replace("m0", "{account}"), "get", 200, settings)
+    assert settings["address"] is None and settings["effective_min_payout_sat"] == 100_000
+    from tests.helpers import regtest_address
+
+    address = regtest_address(b"m0's wallet")
+    async with api.session.put(
+        api.base + url,
+        json={"address": address, "min_payout_sat": 5000},
+        headers={"Authorization": f"Bearer {api.tokens['m0']}"},
+    ) as r:
+        assert r.status == 200
+        changed = await r.json()
+    check(url.replace("m0", "{account}"), "put", 200, changed)
+    assert (changed["address"], changed["min_payout_sat"]) == (address, 5000)
+    for bad, message in (
+        ({"address": "bc1qnope"}, "address 'bc1qnope'"),
+        ({"min_payout_sat": 0}, "min_payout_sat must be"),
+        ({"colour": "red"}, "takes address and/or min_payout_sat"),
+    ):
+        async with api.session.put(
+            api.base + url, json=bad, headers={"Authorization": f"Bearer {api.tokens['m0']}"}
+        ) as r:
+            body = await r.json()
+            assert r.status == 400 and message in body["error"], body
+            check(url.replace("m0", "{account}"), "put", 400, body)
+
+    assert (await api.get("/api/v1/network"))[0] == 503  # no job: no daemon here
+    api.ctx.network = lambda: {
+        "height": 101, "prev_hash": "00" * 32, "bits": "207fffff",
+        "difficulty": {"exact": "1/2147483648", "display": "4.65661e-10"},
+        "coinbase_value_sat": 5_000_000_000, "fees_sat": 0, "transactions": 0,
+        "hashprice_sat_per_th_day": {"exact": "1", "display": "1.000"}, "template_time": 1,
+    }  # fmt: skip
+    status, net = await api.get("/api/v1/network")
+    check("/api/v1/network", "get", 200, net)
+    assert net["height"] == 101
+
+
 async def test_a_new_period_shows_up_at_once(api: Api, ledger: sa.Engine) -> None:
     _, before = await api.get("/api/v1/holders/alice/statements", "alice")
     assert len(before["items"]) == 1
@@ -290,6 +351,12 @@ async def test_holders_are_paid_through_the_wallet(api: Api, ledger: sa.Engine) 
     # bob has no address (his name is not one): skipped, saying why; so are miners m0..m3
     paid = [(p.account, p.amount_sat) for b in report.batches for p in b]
     assert paid == [("holder:alice", owed)]
+    _, runs = await api.get("/api/v1/pool/payments")  # public: txid, total, outputs
+    check("/api/v1/pool/payments", "get", 200, runs)
+    assert [(r["total_sat"], r["outputs"], r["status"]) for r in runs["items"]] == [
+        (owed, 1, "sent")
+    ]
+    assert "address" not in str(runs)
     assert "no valid regtest payout address" in report.skipped["m2"]
     assert "no valid regtest payout address" in report.skipped["holder:bob"]
     assert wallet.paid() == {address: owed}

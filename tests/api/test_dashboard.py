@@ -116,6 +116,9 @@ async def test_dashboard_in_chromium(
                 f"/api/v1/holders/alice/proofs/{START}",
                 tokens["alice"],
             )
+            web.find_element(By.ID, "holder-csv").click()
+            wait.until(lambda d: d.find_element(By.ID, "holder-csv").get_attribute("data-bytes"))
+            csv_bytes = int(web.find_element(By.ID, "holder-csv").get_attribute("data-bytes") or 0)
             ARTIFACTS.mkdir(exist_ok=True)
             web.save_screenshot(str(ARTIFACTS / "dashboard.png"))
             # A wrong token shows the API's message, not a broken page.
@@ -132,6 +135,8 @@ async def test_dashboard_in_chromium(
                 "earnings_points": earnings.get_attribute("data-points"),
                 "error": web.find_element(By.ID, "holder-error").text,
                 "verified": verified,
+                "csv_bytes": csv_bytes,
+                "stats_after_error": web.find_element(By.ID, "holder-stats").text,
                 "tampered": tampered,
             }
         finally:
@@ -144,6 +149,7 @@ async def test_dashboard_in_chromium(
     assert sorted(seen["workers"]) == ["acme.rig0", "acme.rig1"]
     assert seen["statement"][0] == "2027-01-15" and seen["earnings_points"] == "1"
     assert "does not give access" in seen["error"]
+    assert seen["csv_bytes"] > 100 and seen["stats_after_error"] == ""  # no stale numbers
     assert seen["verified"].startswith("verified: the statement of 2027-01-15"), seen["verified"]
     assert [m.split(" (")[0] for m in seen["tampered"]] == [
         "the line does not climb to the period's root",
