@@ -55,7 +55,8 @@ async def holder_statements(request: web.Request) -> web.Response:
     pages = request.app[PAGES]
     body = pages.get(key)
     if body is None:
-        rows = await read(request, queries.statements, name, page, th)
+        fleet = context(request).cfg.tokens.fleet_accounts
+        rows = await read(request, queries.statements, name, page, th, tuple(fleet))
         body = json.dumps(views.listing([views.statement(r) for r in rows], page))
         pages[key] = body
     return web.Response(text=body, content_type="application/json")
@@ -101,15 +102,18 @@ async def holder_transfers(request: web.Request) -> web.Response:
 async def holder_statements_csv(request: web.Request) -> web.Response:
     name = await holder_name(request)
     th = context(request).cfg.tokens.th_per_token
-    rows = await read(request, queries.statements, name, queries.Page(10**6, 0), th)
-    items = [views.statement(r) for r in rows]
+    fleet = tuple(context(request).cfg.tokens.fleet_accounts)
+    rows = await read(request, queries.statements, name, queries.Page(10**6, 0), th, fleet)
+    items = [views.statement_csv(r) for r in rows]
     out = io.StringIO()
-    columns = ["date", *(items[0] if items else STATEMENT_AMOUNTS)]
+    columns = ["date"]
+    for item in items or [dict.fromkeys(STATEMENT_AMOUNTS)]:
+        columns += [k for k in item if k not in columns]
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for item in items:
         day = datetime.fromtimestamp(item["period_start"], UTC).date().isoformat()
-        writer.writerow({"date": day, **item})
+        writer.writerow({"date": day, **item})  # a period without rates leaves them empty
     return web.Response(
         text=out.getvalue(),
         content_type="text/csv",

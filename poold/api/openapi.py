@@ -110,12 +110,40 @@ SCHEMAS: dict[str, Any] = {
         {
             "period_start": INT,
             "period_end": INT,
+            "period": _obj({"start": STR, "end": STR}),
             "token_seconds": STR,
             "ths_nominal": STR,
             "ths_delivered": STR,
+            "hashrate": _obj(
+                {
+                    "nominal_th_per_s": {"$ref": "#/components/schemas/Exact"},
+                    "delivered_th_per_s": {"$ref": "#/components/schemas/Exact"},
+                    "delivery_ratio": {"$ref": "#/components/schemas/Exact"},
+                }
+            ),
             **{f: INT for f in STATEMENT_AMOUNTS},
+            "btc": {
+                "type": "object",
+                "description": "each amount in BTC, exact (8 decimals)",
+                "additionalProperties": STR,
+            },
             "btc_usd": STR,
+            "btc_usd_decimal": {"$ref": "#/components/schemas/Exact"},
             "hashprice_sat_per_th_day": {"type": ["string", "null"]},
+            "rates": {
+                "type": "object",
+                "description": "the period's w_per_th, usd_per_kwh, discount and "
+                "service_usd_per_th_day (empty for periods settled before they were published)",
+                "additionalProperties": {"$ref": "#/components/schemas/Exact"},
+            },
+            "electricity_kwh": {
+                "oneOf": [{"$ref": "#/components/schemas/Exact"}, {"type": "null"}],
+                "description": "the energy behind this line's electricity cost",
+            },
+            "period_pot_sat": INT,
+            "operator_retained_sat": INT,
+            "blocks": {"type": "array", "items": STR},
+            "fpps_periods": {"type": "array", "items": INT},
         }
     ),
     "StatementList": _list("Statement"),
@@ -152,7 +180,8 @@ SCHEMAS: dict[str, Any] = {
     "RootList": _list("Root"),
     "Exact": {
         "type": "object",
-        "description": "an exact rational (exact: 'n' or 'n/d') and a rounded display value",
+        "description": "exact: the value as an exact decimal when it has one ('97000.5'), "
+        "else an exact fraction ('764/1220703125'); display: rounded, for people",
         "properties": {"exact": STR, "display": STR},
         "required": ["exact", "display"],
         "additionalProperties": False,

@@ -8,6 +8,7 @@ no aiohttp and nothing of poold.tokens; holds no state (the caller owns the `Min
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from poold.ledger.models import (
     PayoutItem,
     PayoutSetting,
     ShareSlice,
+    StatementRoot,
     TokenPeriod,
     TokenStatement,
     TokenTransfer,
@@ -332,10 +334,49 @@ class StatementRow:
     amounts: dict[str, int]  # STATEMENT_AMOUNTS, satoshis
     btc_usd: Fraction
     hashprice_sat_per_th_day: Fraction | None  # None: nothing delivered
+    delivery_ratio: Fraction = Fraction(1)
+    pot_sat: int = 0  # the period's holders' pot
+    operator_retained_sat: int = 0
+    inputs: dict[str, Any] | None = None  # the period's published inputs (rates), if committed
+    blocks: tuple[str, ...] = ()  # the fleet's blocks whose credits the period counted
+    fpps_periods: tuple[int, ...] = ()  # ... and the FPPS bookings (their period ends)
+
+
+def _period_sources(
+    conn: Connection, start: int, end: int, fleet: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The blocks found in [start, end) whose credits went to the fleet, and the FPPS
+    bookings ending in (start, end]: what the period's earnings came from."""
+    miners = [journal.miner(a) for a in fleet]
+    blocks = conn.execute(
+        select(Block.hash)
+        .join(JournalEntry, JournalEntry.reference == Block.hash)
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .where(
+            Block.found_ms >= start * 1000,
+            Block.found_ms < end * 1000,
+            Block.status == "confirmed",
+            JournalLine.account.in_(miners),
+        )
+        .distinct()
+        .order_by(Block.hash)
+    ).scalars()
+    bookings = conn.execute(
+        select(JournalEntry.reference)
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .where(JournalEntry.kind == "fpps_period", JournalLine.account.in_(miners))
+        .distinct()
+    ).scalars()
+    ends = sorted(int(r) for r in bookings if start < int(r) <= end)
+    return tuple(blocks), tuple(ends)
 
 
 def statements(
-    conn: Connection, holder: str, page: Page, th_per_token: Fraction
+    conn: Connection,
+    holder: str,
+    page: Page,
+    th_per_token: Fraction,
+    fleet: tuple[str, ...] = (),
 ) -> list[StatementRow]:
     rows = conn.execute(
         select(
@@ -345,21 +386,38 @@ def statements(
             TokenPeriod.delivered_th_per_s,
             TokenPeriod.earnings_sat,
             TokenPeriod.btc_usd,
+            TokenPeriod.holders_pot_sat,
+            TokenPeriod.operator_retained_sat,
+            StatementRoot.inputs,
             TokenStatement.token_seconds,
             *(getattr(TokenStatement, f) for f in STATEMENT_AMOUNTS),
         )
         .join(TokenPeriod, TokenPeriod.period_start == TokenStatement.period_start)
+        .outerjoin(StatementRoot, StatementRoot.period_start == TokenStatement.period_start)
         .where(TokenStatement.holder == holder)
         .order_by(TokenStatement.period_start.desc())
         .limit(page.limit)
         .offset(page.offset)
     ).all()
     out: list[StatementRow] = []
-    for start, end, ratio_text, delivered_text, earnings, price, ts_text, *amounts in rows:
+    for (
+        start,
+        end,
+        ratio_text,
+        delivered_text,
+        earnings,
+        price,
+        pot,
+        retained,
+        inputs_text,
+        ts_text,
+        *amounts,
+    ) in rows:
         seconds = int(end) - int(start)
         nominal = Fraction(ts_text) * th_per_token / seconds
         delivered = Fraction(delivered_text)
         hashprice = Fraction(int(earnings)) / (delivered * seconds / 86400) if delivered else None
+        blocks, fpps = _period_sources(conn, int(start), int(end), fleet)
         out.append(
             StatementRow(
                 int(start),
@@ -370,6 +428,12 @@ def statements(
                 {f: int(v) for f, v in zip(STATEMENT_AMOUNTS, amounts, strict=True)},
                 Fraction(price),
                 hashprice,
+                Fraction(ratio_text),
+                int(pot),
+                int(retained),
+                None if inputs_text is None else json.loads(inputs_text),
+                blocks,
+                fpps,
             )
         )
     return out

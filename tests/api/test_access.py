@@ -27,7 +27,7 @@ async def test_admin_lists_and_revokes_tokens(api: Api, ledger: sa.Engine) -> No
     assert status == 200
     check("/api/v1/admin/tokens", "get", 200, body)
     scopes = {t["scope"]: t["id"] for t in body["tokens"]}
-    assert set(scopes) == {"admin", "holder:alice", "holder:bob"}
+    assert set(scopes) == {"admin", "holder:alice", "holder:bob", "miner:m0"}
     assert api.tokens["alice"] not in json.dumps(body)  # secrets are never shown
     assert (await api.get("/api/v1/admin/tokens", "alice"))[0] == 403
     url = f"{api.base}/api/v1/admin/tokens/{scopes['holder:alice']}"
@@ -44,7 +44,7 @@ async def test_admin_lists_and_revokes_tokens(api: Api, ledger: sa.Engine) -> No
         assert r.status == 404
     async with api.session.delete(f"{api.base}/api/v1/admin/tokens/x", headers=admin) as r:
         assert r.status == 400
-    assert [t.scope for t in list_tokens(ledger)] == ["admin", "holder:bob"]
+    assert [t.scope for t in list_tokens(ledger)] == ["admin", "holder:bob", "miner:m0"]
 
 
 async def _stream(api: Api, token: str | None) -> aiohttp.ClientResponse:

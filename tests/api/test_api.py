@@ -168,6 +168,15 @@ async def test_reads_match_the_document(api: Api) -> None:
     check("/api/v1/holders/{holder}/statements", "get", 200, statements)
     [day] = statements["items"]
     assert day["period_start"] == START and day["btc_usd"] == str(PRICE)
+    # Everything behind the line, exact beside rounded (issue 14's holder view).
+    assert day["period"]["start"].startswith("2027-01-15T00:00:00")
+    assert day["btc_usd_decimal"] == {"exact": "65432.1", "display": "65432.10"}
+    assert day["btc"]["paid_sat"] == f"0.{day['paid_sat']:08d}"
+    assert set(day["rates"]) == {"w_per_th", "usd_per_kwh", "discount", "service_usd_per_th_day"}
+    assert day["rates"]["w_per_th"]["exact"] == "21.5"
+    assert day["hashrate"]["delivered_th_per_s"]["display"].endswith("H/s")
+    assert day["electricity_kwh"] is not None
+    assert day["period_pot_sat"] >= day["gross_sat"] and len(day["blocks"]) == 2
 
     status, moves = await api.get("/api/v1/holders/bob/transfers", "bob")
     check("/api/v1/holders/{holder}/transfers", "get", 200, moves)
