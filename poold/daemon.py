@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import socket
 import time
 from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -73,10 +76,14 @@ class Daemon:
         node: Node | None = None,
         clock: Callable[[], float] = time.time,
         reuse_port: bool = False,
+        metrics_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
         self.reuse_port = reuse_port
+        # With several worker processes: where each writes its metrics for the one serving
+        # /metrics to add up (None: a single process).
+        self.metrics_dir = metrics_dir
         self.metrics = Metrics()
         self.sharelog = ShareLog(
             cfg.sharelog.path,
@@ -213,6 +220,26 @@ class Daemon:
         if self.api_ctx is not None:
             self.api_ctx.engine, self.api_ctx.offload = engine, offload
 
+    def _metrics_file(self) -> Path | None:
+        if self.metrics_dir is None:
+            return None
+        return self.metrics_dir / f"metrics-node-{self.cfg.stratum.node_id}.json"
+
+    def _peer_metrics(self) -> list[dict[str, Any]]:
+        """The other workers' metric states, written in the last minute."""
+        own = self._metrics_file()
+        if own is None:
+            return []
+        out = []
+        for path in self.metrics_dir.glob("metrics-node-*.json") if self.metrics_dir else []:
+            try:
+                if path == own or time.time() - path.stat().st_mtime > 60:
+                    continue
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue  # being replaced, or gone: the next scrape reads it
+        return out
+
     def network_view(self) -> dict[str, object] | None:
         """The chain as the current job sees it (for the API): exact values beside rounded
         display ones."""
@@ -277,6 +304,10 @@ class Daemon:
                 for path in self.sharelog.prune(position.segment, now):
                     log.info("sharelog_segment_removed", path=str(path))
                 last_prune = now
+            own = self._metrics_file()
+            if own is not None:
+                with contextlib.suppress(OSError):
+                    self.metrics.write_state(own)
             if now - last_stats >= self.cfg.log.stats_interval_s:
                 log.info("stats", **self.metrics.snapshot())
                 last_stats = now
@@ -308,6 +339,7 @@ class Daemon:
             self.events,
             offload=self.scheduler.worker.read if self.scheduler.worker is not None else None,
             network=self.network_view,
+            peer_metrics=self._peer_metrics,
         )
         apps = [(api.listen, make_app(ctx, admin=not api.admin_listen))]
         if api.admin_listen:

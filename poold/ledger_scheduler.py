@@ -188,6 +188,8 @@ class LedgerScheduler:
         )
         self.ingested_shares += result.shares
         self.ingest_position = result.position
+        if result.through_ms:
+            self.metrics.ingest_lag.observe(max(0.0, self.clock() - result.through_ms / 1000))
         self.metrics.ingest_lag_shares = max(0, self.metrics.shares_accepted - self.ingested_shares)
         if result.records:
             log.debug(
@@ -329,7 +331,8 @@ class LedgerScheduler:
                         holders=len(period.settled.lines),
                         pot_sat=period.settled.holders_pot_sat,
                     )
-                elif period.waiting != self._token_wait:
+                self.metrics.token_periods_waiting = int(period.waiting is not None)
+                if period.settled is None and period.waiting != self._token_wait:
                     log.info(
                         "token_period_waiting", period_start=period.period_start, why=period.waiting
                     )

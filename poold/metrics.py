@@ -1,11 +1,64 @@
-"""Process-wide counters and gauges, rendered in Prometheus text format.
+"""Process-wide counters, gauges and histograms, exposed through `prometheus_client`.
 
-Owned by the composition root and passed to whoever counts; no module-level state.
+The hot path only adds to plain attributes (no lock, no label lookup per share); a custom
+collector turns them into metric families with HELP and TYPE at scrape time. With
+`[stratum] workers > 1` every worker writes its `snapshot_state()` to a file each few seconds
+(`write_state`), and the worker serving the API adds the other workers' files to its own
+(`merge`): counters and histograms summed, gauges summed or, where a sum means nothing
+(leader, node height), the maximum. Owned by the composition root and passed to whoever
+counts; no module-level state. Imports prometheus_client only.
 """
 
 from __future__ import annotations
 
+import bisect
+import json
+import os
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+
+
+class Histogram:
+    """Cumulative-bucket histogram of seconds, observed without locks (one event loop)."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: above every bound (+Inf)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def family(self, name: str, doc: str) -> HistogramMetricFamily:
+        running, buckets = 0, []
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=self.sum)
+
+    def state(self) -> dict[str, Any]:
+        return {"counts": list(self.counts), "sum": self.sum}
+
+    def add(self, state: dict[str, Any]) -> None:
+        if len(state.get("counts", [])) == len(self.counts):
+            self.counts = [a + int(b) for a, b in zip(self.counts, state["counts"], strict=True)]
+            self.sum += float(state.get("sum", 0.0))
+
+
+REPLY_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LAG_BOUNDS = (1.0, 5.0, 10.0, 30.0, 60.0, 90.0, 120.0, 300.0, 600.0, 1800.0)
 
 
 class Metrics:
@@ -32,6 +85,15 @@ class Metrics:
         # Every node of the ledger (as the leader last read them): id -> (status, seconds
         # its ingested shares lag behind now).
         self.nodes: dict[int, tuple[str, float]] = {}
+        self.node_height = 0  # the height the current job builds
+        self.node_difficulty = 0.0  # its network difficulty
+        self.token_periods_waiting = 0  # 1 while the next token period waits (e.g. a price)
+        # Seconds from a miner's line arriving to its reply being written (per reply batch).
+        self.reply_latency = Histogram(REPLY_BOUNDS)
+        # Seconds this node's ingested shares lag behind now, at each ledger pass.
+        self.ingest_lag = Histogram(LAG_BOUNDS)
+        self.payouts: dict[str, int] = {}  # by status, read from the ledger at scrape time
+        self.hashrate_hs: dict[str, int] = {}  # by window, from the cached pool overview
 
     MAX_ACCOUNTS = 100_000
 
@@ -57,38 +119,168 @@ class Metrics:
             "jobs": self.jobs,
         }
 
+    # -- several worker processes ------------------------------------------------------------
+
+    _SUMMED = (
+        "shares_accepted",
+        "blocks_found",
+        "blocks_accepted",
+        "blocks_rejected",
+        "connections",
+        "connections_total",
+        "connections_refused",
+        "bans",
+        "jobs",
+        "ingest_lag_shares",
+        "sharelog_failed_batches",
+        "ledger_pass_failures",
+    )
+    _MAXED = ("leader", "node_height", "node_difficulty", "token_periods_waiting")
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """What another worker's /metrics adds to its own (see the module docstring)."""
+        return {
+            **{k: getattr(self, k) for k in (*self._SUMMED, *self._MAXED)},
+            "sharelog_ok": self.sharelog_ok,
+            "shares_rejected": dict(self.shares_rejected),
+            "settlement_runs": dict(self.settlement_runs),
+            "reply_latency": self.reply_latency.state(),
+            "ingest_lag": self.ingest_lag.state(),
+        }
+
+    def write_state(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.snapshot_state()))
+        os.replace(tmp, path)
+
+    def merge(self, states: list[dict[str, Any]]) -> Metrics:
+        """A copy of these metrics with other workers' states added."""
+        out = Metrics()
+        out.__dict__.update({k: v for k, v in self.__dict__.items()})
+        out.shares_rejected = Counter(self.shares_rejected)
+        out.settlement_runs = Counter(self.settlement_runs)
+        out.reply_latency = Histogram(REPLY_BOUNDS)
+        out.reply_latency.add(self.reply_latency.state())
+        out.ingest_lag = Histogram(LAG_BOUNDS)
+        out.ingest_lag.add(self.ingest_lag.state())
+        for st in states:
+            for k in self._SUMMED:
+                setattr(out, k, getattr(out, k) + int(st.get(k, 0)))
+            for k in self._MAXED:
+                setattr(out, k, max(getattr(out, k), st.get(k, 0)))
+            out.sharelog_ok = min(out.sharelog_ok, int(st.get("sharelog_ok", 1)))
+            out.shares_rejected.update(st.get("shares_rejected", {}))
+            out.settlement_runs.update(st.get("settlement_runs", {}))
+            out.reply_latency.add(st.get("reply_latency", {}))
+            out.ingest_lag.add(st.get("ingest_lag", {}))
+        return out
+
+    # -- exposition --------------------------------------------------------------------------
+
     def render_prometheus(self) -> str:
-        lines = [
-            "# TYPE poold_shares_total counter",
-            f'poold_shares_total{{result="accepted"}} {self.shares_accepted}',
-        ]
-        for reason, n in sorted(self.shares_rejected.items()):
-            lines.append(f'poold_shares_total{{result="rejected",reason="{reason}"}} {n}')
-        lines += [
-            "# TYPE poold_blocks_total counter",
-            f'poold_blocks_total{{status="found"}} {self.blocks_found}',
-            f'poold_blocks_total{{status="accepted"}} {self.blocks_accepted}',
-            f'poold_blocks_total{{status="rejected"}} {self.blocks_rejected}',
-            "# TYPE poold_connections gauge",
-            f"poold_connections {self.connections}",
-            "# TYPE poold_jobs_total counter",
-            f"poold_jobs_total {self.jobs}",
-            "# TYPE poold_ingest_lag_shares gauge",
-            f"poold_ingest_lag_shares {self.ingest_lag_shares}",
-            "# TYPE poold_sharelog_failed_batches_total counter",
-            f"poold_sharelog_failed_batches_total {self.sharelog_failed_batches}",
-            "# TYPE poold_sharelog_ok gauge",
-            f"poold_sharelog_ok {self.sharelog_ok}",
-            "# TYPE poold_ledger_pass_failures_total counter",
-            f"poold_ledger_pass_failures_total {self.ledger_pass_failures}",
-            "# TYPE poold_settlements_total counter",
-        ]
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(self))
+        return generate_latest(registry).decode()
+
+
+class _Families(Collector):
+    def __init__(self, m: Metrics) -> None:
+        self.m = m
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        shares = CounterMetricFamily(
+            "poold_shares",
+            "Shares answered, by result and reject reason",
+            labels=["result", "reason"],
+        )
+        shares.add_metric(["accepted", ""], m.shares_accepted)
+        for reason, n in sorted(m.shares_rejected.items()):
+            shares.add_metric(["rejected", reason], n)
+        yield shares
+        blocks = CounterMetricFamily(
+            "poold_blocks", "Blocks found and the node's answer", labels=["status"]
+        )
+        for status, n in (
+            ("found", m.blocks_found),
+            ("accepted", m.blocks_accepted),
+            ("rejected", m.blocks_rejected),
+        ):
+            blocks.add_metric([status], n)
+        yield blocks
+        yield GaugeMetricFamily(
+            "poold_connections", "Miner connections open now", value=m.connections
+        )
+        yield CounterMetricFamily(
+            "poold_connections_refused",
+            "Connections refused (limits, bans)",
+            value=m.connections_refused,
+        )
+        yield CounterMetricFamily("poold_jobs", "Jobs published to miners", value=m.jobs)
+        yield GaugeMetricFamily(
+            "poold_ingest_lag_shares",
+            "Accepted shares not yet in the ledger",
+            value=m.ingest_lag_shares,
+        )
+        yield m.ingest_lag.family(
+            "poold_ingest_lag_seconds",
+            "How far this node's ingested shares lag behind now, at each ledger pass",
+        )
+        yield m.reply_latency.family(
+            "poold_reply_latency_seconds", "From a miner's line arriving to its reply being written"
+        )
+        yield CounterMetricFamily(
+            "poold_sharelog_failed_batches",
+            "Share batches the share log refused (their shares got an error)",
+            value=m.sharelog_failed_batches,
+        )
+        yield GaugeMetricFamily(
+            "poold_sharelog_ok", "0 while the share log refuses writes", value=m.sharelog_ok
+        )
+        yield CounterMetricFamily(
+            "poold_ledger_pass_failures",
+            "Ledger passes that failed (the next retries)",
+            value=m.ledger_pass_failures,
+        )
+        runs = CounterMetricFamily(
+            "poold_settlements", "Settlements made by this process", labels=["kind"]
+        )
         for kind in ("block", "fpps", "tokens"):
-            lines.append(f'poold_settlements_total{{kind="{kind}"}} {self.settlement_runs[kind]}')
-        lines += ["# TYPE poold_leader gauge", f"poold_leader {self.leader}"]
-        lines.append("# TYPE poold_node_ingest_lag_seconds gauge")
-        for node_id, (status, lag) in sorted(self.nodes.items()):
-            lines.append(
-                f'poold_node_ingest_lag_seconds{{node="{node_id}",status="{status}"}} {lag:.3f}'
+            runs.add_metric([kind], m.settlement_runs[kind])
+        yield runs
+        yield GaugeMetricFamily(
+            "poold_leader", "1 while this daemon holds the ledger's leadership", value=m.leader
+        )
+        lag = GaugeMetricFamily(
+            "poold_node_ingest_lag_seconds",
+            "How far each node's ingested shares lag behind now",
+            labels=["node", "status"],
+        )
+        for node_id, (status, seconds) in sorted(m.nodes.items()):
+            lag.add_metric([str(node_id), status], round(seconds, 3))
+        yield lag
+        yield GaugeMetricFamily(
+            "poold_node_height", "Height of the block the current job builds", value=m.node_height
+        )
+        yield GaugeMetricFamily(
+            "poold_node_difficulty",
+            "Network difficulty of the current job",
+            value=m.node_difficulty,
+        )
+        yield GaugeMetricFamily(
+            "poold_token_periods_waiting",
+            "1 while the next token period waits (for a price, a block, a node)",
+            value=m.token_periods_waiting,
+        )
+        if m.hashrate_hs:
+            hs = GaugeMetricFamily(
+                "poold_hashrate_hs", "Pool hashrate by window (H/s)", labels=["window"]
             )
-        return "\n".join(lines) + "\n"
+            for window, value in m.hashrate_hs.items():
+                hs.add_metric([window], value)
+            yield hs
+        if m.payouts:
+            pay = CounterMetricFamily("poold_payouts", "Payout sends, by status", labels=["status"])
+            for status, n in sorted(m.payouts.items()):
+                pay.add_metric([status], n)
+            yield pay

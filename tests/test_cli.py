@@ -179,13 +179,17 @@ async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path:
     )  # fmt: skip
     assert proc.stderr is not None
     seen: list[str] = []
+    api_port: list[int] = []
 
     async def until(event: str, count: int) -> None:
         while seen.count(event) < count:
             line = await asyncio.wait_for(proc.stderr.readline(), 30)  # type: ignore[union-attr]
             assert line, f"poold exited: {seen}"
             if line.startswith(b"{"):
-                seen.append(json.loads(line).get("event"))
+                record = json.loads(line)
+                seen.append(record.get("event"))
+                if record.get("event") == "api_listening":
+                    api_port.append(int(record["port"]))
             else:
                 seen.append(line.decode().strip())
 
@@ -207,7 +211,23 @@ async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path:
         )  # fmt: skip
         out, err = await asyncio.wait_for(sim.communicate(), 60)
         assert sim.returncode == 0, err
-        assert json.loads(out)["accepted"] > 0
+        accepted = json.loads(out)["accepted"]
+        assert accepted > 0
+        # /metrics (served by worker 0) adds up both workers' counts: their state files are
+        # written every second.
+        import urllib.request
+
+        def scrape() -> float:
+            url = f"http://127.0.0.1:{api_port[0]}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as r:
+                text = r.read().decode()
+            line = next(x for x in text.splitlines() if x.startswith("poold_shares_total{"))
+            return float(line.rsplit(" ", 1)[1])
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while (total := await asyncio.to_thread(scrape)) < accepted:
+            assert asyncio.get_running_loop().time() < deadline, (total, accepted)
+            await asyncio.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 30)

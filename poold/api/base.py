@@ -46,6 +46,8 @@ class ApiContext:
     minutes: queries.MinuteCache = field(default_factory=queries.MinuteCache)
     #: The chain as the daemon's current job sees it (None: no job yet, or no daemon).
     network: Callable[[], dict[str, Any] | None] = lambda: None
+    #: The other worker processes' metric states (`Metrics.snapshot_state`), when several.
+    peer_metrics: Callable[[], list[dict[str, Any]]] = list
 
 
 CTX = web.AppKey("ctx", ApiContext)

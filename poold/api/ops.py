@@ -104,21 +104,17 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text: the daemon's counters, the pool hashrate from the cached overview, and
+    """Prometheus text (HELP and TYPE on every family): the daemon's metrics, with every other
+    worker's added when there are several, the pool hashrate from the cached overview, and
     payout runs (made by `poold payout` in another process) counted in the ledger."""
     ctx = context(request)
-    lines = [ctx.metrics.render_prometheus()]
+    m = ctx.metrics.merge(ctx.peer_metrics())
     cached = request.app[CACHE].peek("pool")
     if cached is not None:
-        lines.append("# TYPE poold_hashrate_hs gauge\n")
-        for window, hs in cached.hashrate_hs.items():
-            lines.append(f'poold_hashrate_hs{{window="{window}"}} {hs}\n')
+        m.hashrate_hs = dict(cached.hashrate_hs)
     if ctx.engine is not None:
-        counts = await read(request, queries.payout_counts)
-        lines.append("# TYPE poold_payouts_total counter\n")
-        for status, n in sorted(counts.items()):
-            lines.append(f'poold_payouts_total{{status="{status}"}} {n}\n')
-    return web.Response(text="".join(lines), content_type="text/plain")
+        m.payouts = dict(await read(request, queries.payout_counts))
+    return web.Response(text=m.render_prometheus(), content_type="text/plain", charset="utf-8")
 
 
 async def openapi(_request: web.Request) -> web.Response:

@@ -42,13 +42,14 @@ def _install_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _run_daemon(cfg: Config, reuse_port: bool) -> int:
+async def _run_daemon(cfg: Config, reuse_port: bool, metrics_dir: Path | None = None) -> int:
     from poold.daemon import Daemon
 
     stop = asyncio.Event()
     _install_signals(stop)
     executor = _own_threads()
-    code = await _daemon_outcome(Daemon(cfg, reuse_port=reuse_port).run(stop))
+    daemon = Daemon(cfg, reuse_port=reuse_port, metrics_dir=metrics_dir)
+    code = await _daemon_outcome(daemon.run(stop))
     await _leave_stuck_threads(executor, code)
     return code
 
@@ -119,9 +120,13 @@ def run(
     n = cfg.stratum.workers
     if n > 1 and worker_index is None:
         raise typer.Exit(_supervise(config, n))
+    metrics_dir = None
     if worker_index is not None:
+        metrics_dir = cfg.sharelog.path  # the workers' common root: their metrics meet there
         cfg = worker_config(cfg, worker_index)
-    code = uvloop.run(_run_daemon(cfg, reuse_port=worker_index is not None))
+    code = uvloop.run(
+        _run_daemon(cfg, reuse_port=worker_index is not None, metrics_dir=metrics_dir)
+    )
     if code:
         raise typer.Exit(code)
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from poold.chain.targets import network_difficulty
 from poold.config import NodeConfig
 from poold.jobs.job import Job
 from poold.jobs.manager import JobManager
@@ -42,6 +43,8 @@ class JobFeed:
         template = parse_template(raw)
         job = self.jobs.new_job(template, self.clock())
         self.metrics.jobs += 1
+        self.metrics.node_height = job.height
+        self.metrics.node_difficulty = float(network_difficulty(job.bits))
         await self.publish(job)
         log.debug(
             "job_published",

@@ -78,6 +78,7 @@ class MinerConnection(asyncio.Protocol):
         "last_activity",
         "peer",
         "queued",
+        "received_at",
         "server",
         "session",
         "transport",
@@ -85,6 +86,7 @@ class MinerConnection(asyncio.Protocol):
 
     def __init__(self, server: StratumServer) -> None:
         self.server = server
+        self.received_at = 0.0  # when the oldest line not answered yet arrived (perf_counter)
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self.host = ""
@@ -161,6 +163,8 @@ class MinerConnection(asyncio.Protocol):
             return
         if events:  # only whole lines count as activity: a trickled byte does not (slowloris)
             self.last_activity = now
+            if not self.received_at:
+                self.received_at = time.perf_counter()
         for event in events:
             if type(event) is p.Submit:
                 session.submit(event, now)
@@ -288,8 +292,13 @@ class StratumServer:
         self._flush_scheduled = False
         self.before_reply()  # one write() covers every share accepted this iteration
         out, self._out = self._out, []
+        now = time.perf_counter()
+        latency = self.metrics.reply_latency
         for conn in out:
             conn.queued = False
+            if conn.received_at:
+                latency.observe(now - conn.received_at)
+                conn.received_at = 0.0
             t, session = conn.transport, conn.session
             if t is None or session is None:
                 continue

@@ -266,8 +266,20 @@ async def test_operations_endpoints(api: Api) -> None:
     assert (status, body) == (200, {"ready": True, "problems": {}})
     await api.get("/api/v1/pool")  # fills the cached overview /metrics reads
     status, text = await api.get("/metrics")
-    assert status == 200 and 'poold_shares_total{result="accepted"}' in text
+    assert status == 200 and 'poold_shares_total{reason="",result="accepted"}' in text
     assert 'poold_hashrate_hs{window="10m"}' in text and "poold_ingest_lag_shares 0" in text
+    # Every family has HELP and TYPE, and the text parses as Prometheus exposition.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("poold_reply_latency_seconds", "poold_ingest_lag_seconds"):
+        assert families[name].type == "histogram"
+    assert families["poold_shares"].type == "counter" and families["poold_leader"].type == "gauge"
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            sample = line.split("{")[0].split(" ")[0]
+            names = {sample} | {sample.removesuffix(x) for x in ("_bucket", "_count", "_sum")}
+            assert any(f"# HELP {n} " in text and f"# TYPE {n} " in text for n in names), line
     status, doc = await api.get("/api/v1/openapi.json")
     assert status == 200 and doc == DOC
 
