@@ -20,12 +20,23 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+#: What a token other than admin's is for: a holder's pages, or a miner account's settings.
+SCOPE_KINDS = ("holder", "miner")
+
+
+def scope_for(kind: str, name: str) -> str:
+    """The scope of a token for one holder or miner account (KIND:NAME)."""
+    return f"{kind}:{name}"
+
+
 def create_token(engine: Engine, scope: str) -> str:
-    """A new secret for `scope` ("admin", "holder:<name>" or "miner:<account>"); only its
-    digest is kept."""
+    """A new secret for `scope` ("admin", or `scope_for(kind, name)`); only its digest is
+    kept."""
     kind, _, name = scope.partition(":")
-    if scope != "admin" and not (kind in ("holder", "miner") and name):
-        raise ValueError('scope must be "admin", "holder:<name>" or "miner:<account>"')
+    if scope != "admin" and not (kind in SCOPE_KINDS and name):
+        raise ValueError(
+            f'scope must be "admin" or KIND:NAME with KIND one of {", ".join(SCOPE_KINDS)}'
+        )
     secret = "pk_" + secrets.token_urlsafe(32)
     with engine.begin() as conn:
         conn.execute(

@@ -19,7 +19,7 @@ from aiohttp import web
 from cachetools import LRUCache, TTLCache
 from sqlalchemy.engine import Engine
 
-from poold.api.auth import digest, scope_of
+from poold.api.auth import digest, scope_for, scope_of
 from poold.api.events import EventHub
 from poold.config import Config
 from poold.ledger import queries
@@ -179,7 +179,7 @@ async def require(
     if (
         scope == "admin"
         or (holder is not None and scope == f"holder:{holder}")
-        or (miner is not None and scope == f"miner:{miner}")
+        or (miner is not None and scope == scope_for("miner", miner))
     ):
         return
     raise error(403, "this token does not give access to this resource")

@@ -34,11 +34,17 @@ def api_token(
     ] = None,
 ) -> None:
     """Create an API token and print it once (only its SHA-256 digest is stored)."""
-    from poold.api.auth import create_token
+    from poold.api.auth import create_token, scope_for
 
     if admin + (holder is not None) + (miner is not None) != 1:
         raise fail("give exactly one of --admin, --holder NAME or --miner ACCOUNT")
-    scope = "admin" if admin else f"holder:{holder}" if holder is not None else f"miner:{miner}"
+    scope = (
+        "admin"
+        if admin
+        else scope_for("holder", holder)
+        if holder is not None
+        else scope_for("miner", str(miner))
+    )
     with open_ledger_for(config) as (_cfg, engine):
         secret = create_token(engine, scope)
     typer.echo(secret)
