@@ -46,6 +46,7 @@ SCHEMAS: dict[str, Any] = {
             "blocks": {"type": "object", "additionalProperties": INT},
             "scheme": STR,
             "fee": STR,
+            "fee_percent": {"type": "string", "description": "the fee in percent, exact"},
             "round_effort": STR,
             "pplns_window_fill": STR,
             "pplns_unallocated": STR,
@@ -273,7 +274,7 @@ SCHEMAS: dict[str, Any] = {
     "Revoked": _obj({"revoked": INT, "scope": STR}),
 }
 
-WINDOW = [{"name": "window", "in": "query", "schema": {"enum": ["1h", "24h", "7d"]}}]
+WINDOW = [{"name": "window", "in": "query", "schema": {"enum": ["1h", "24h", "7d", "30d"]}}]
 PAGE = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},

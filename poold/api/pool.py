@@ -32,6 +32,7 @@ async def pool(request: web.Request) -> web.Response:
     body.update(
         scheme=ctx.cfg.pool.scheme,
         fee=str(ctx.cfg.pool.fee),
+        fee_percent=views.decimal_or_fraction(ctx.cfg.pool.fee * 100),
         shares={
             "accepted": ctx.metrics.shares_accepted,
             "rejected": dict(ctx.metrics.shares_rejected),

@@ -475,7 +475,12 @@ def holder_summary(conn: Connection, holder: str, now: int) -> HolderSummary:
 
 
 #: Chart windows: (seconds covered, seconds per point).
-SERIES = {"1h": (3600, 60), "24h": (86400, 1800), "7d": (7 * 86400, 3 * 3600)}
+SERIES = {
+    "1h": (3600, 60),
+    "24h": (86400, 1800),
+    "7d": (7 * 86400, 3 * 3600),
+    "30d": (30 * 86400, 12 * 3600),
+}
 
 
 @dataclass(frozen=True)

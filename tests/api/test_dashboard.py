@@ -73,6 +73,25 @@ async def test_dashboard_in_chromium(
                 raise
             pool_chart = web.find_element(By.ID, "pool-hashrate")
             blocks = web.find_elements(By.CSS_SELECTOR, "#pool-blocks tbody tr")
+            points_24h = pool_chart.get_attribute("data-points")
+            max_24h = pool_chart.get_attribute("data-max")
+            block_cells = [td.text for td in blocks[0].find_elements(By.TAG_NAME, "td")]
+            wait.until(lambda d: "hashprice" in d.find_element(By.ID, "network-stats").text)
+            network = web.find_element(By.ID, "network-stats").text
+            # The ranges: 1 h is 60 one-minute points, 30 d 60 points of 12 h.
+            ranges = {}
+            for window in ("1h", "30d"):
+                web.find_element(By.CSS_SELECTOR, f'#pool-ranges [data-window="{window}"]').click()
+                wait.until(
+                    lambda d, w=window: (
+                        d.find_element(By.ID, "pool-hashrate").get_attribute("data-window") == w
+                    )
+                )
+                ranges[window] = pool_chart.get_attribute("data-points")
+            # A phone's width: nothing scrolls sideways but the tables inside their boxes.
+            sideways = web.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth"
+            )
             web.find_element(By.ID, "miner-account").send_keys("acme")
             web.find_element(By.CSS_SELECTOR, "#miner-form button").click()
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#miner-workers tbody tr"))
@@ -127,8 +146,12 @@ async def test_dashboard_in_chromium(
             web.find_element(By.CSS_SELECTOR, "#holder-form button").click()
             wait.until(lambda d: d.find_element(By.ID, "holder-error").text)
             return {
-                "points": pool_chart.get_attribute("data-points"),
-                "max": pool_chart.get_attribute("data-max"),
+                "points": points_24h,
+                "max": max_24h,
+                "block_cells": block_cells,
+                "network": network,
+                "ranges": ranges,
+                "sideways": sideways,
                 "blocks": len(blocks),
                 "workers": workers,
                 "statement": statement,
@@ -146,6 +169,11 @@ async def test_dashboard_in_chromium(
     await rd.shutdown()
     assert seen["points"] == "48" and float(seen["max"] or 0) > 1  # the miners' hashrate, drawn
     assert seen["blocks"] >= 2  # the two populated; a block the daemon finds itself may join
+    assert seen["ranges"] == {"1h": "60", "30d": "60"} and seen["sideways"] <= 0
+    assert "height" in seen["network"] and "sat/TH/day" in seen["network"]
+    _height, found, short_hash, status, confirmations, reward, _finder = seen["block_cells"]
+    assert found[:2] == "20" and short_hash.endswith("…") and reward.startswith("50.0")
+    assert status == "confirmed" and confirmations == "100 / 100"
     assert sorted(seen["workers"]) == ["acme.rig0", "acme.rig1"]
     assert seen["statement"][0] == "2027-01-15" and seen["earnings_points"] == "1"
     assert "does not give access" in seen["error"]
