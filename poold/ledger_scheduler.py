@@ -178,13 +178,16 @@ class LedgerScheduler:
             if tailer is not None:
                 tailer.cancel()
 
-    async def ingest(self) -> None:
+    async def ingest(self, *, final: bool = False) -> None:
+        """Ingest this node's share log: closed minutes only (unless configured otherwise),
+        or, `final` (the log is closed), everything up to its final heartbeat, so the ledger
+        knows at once that this node stopped cleanly and settlement need not wait for it."""
         if self.worker is None:
             return
         result = await self.worker.ingest(
             self.cfg.sharelog.path,
             self.cfg.stratum.node_id,
-            closed_only=not self.cfg.ledger.ingest_open_minutes,
+            closed_only=not (final or self.cfg.ledger.ingest_open_minutes),
         )
         self.ingested_shares += result.shares
         self.ingest_position = result.position
@@ -374,7 +377,7 @@ class LedgerScheduler:
         if self.ledger is None or self.worker is None:
             return
         try:
-            await asyncio.wait_for(self.ingest(), wait_s)
+            await asyncio.wait_for(self.ingest(final=True), wait_s)
         except (LedgerError, TimeoutError) as exc:
             log.warning("ledger_ingest_failed", error=str(exc) or "timed out")
         if self.leadership is not None:

@@ -486,3 +486,37 @@ async def test_an_fpps_period_waits_for_the_lagging_node(ledger_url: str, tmp_pa
         await two.close(5)
         await one.node.close()
         await two.node.close()
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+async def test_a_clean_stop_ingests_the_final_heartbeat(ledger_url: str, tmp_path: Path) -> None:
+    """Shares of the last minute lie before the final heartbeat: closed-minute ingest stops
+    at that minute's first heartbeat, so the daemon's last ingest (at close) reads everything,
+    and the node reads as stopped at once instead of holding settlement for node_wait_s."""
+    clock = Clock(T0 + 4 * MIN)  # started (registered) before it wrote anything
+    write(
+        tmp_path / "log1",
+        1,
+        [
+            ("beat", T0 + 5 * MIN, T0 + 5 * MIN),
+            *shares("alice", 5, 5, 4),
+            ("beat", T0 + 5 * MIN + 30_000, T0 + 5 * MIN + 30_000, True),
+        ],
+    )
+    one = scheduler(tmp_path, ledger_url, 1, clock)
+    await one.attach()
+    try:
+        await one.ingest()  # closed minutes only: the final beat is not reached
+        with one.ledger.connect() as conn:
+            [state] = nodes.states(conn, now_ms=clock.ms, wait_ms=600_000)
+        assert state.status == "live" and one.ingested_shares == 0
+    finally:
+        await one.close(5)  # the last ingest reads to the end
+        await one.node.close()
+    from poold.ledger.db import make_engine
+
+    engine = make_engine(ledger_url)
+    with engine.connect() as conn:
+        [state] = nodes.states(conn, now_ms=clock.ms + 10**6, wait_ms=600_000)
+    assert state.status == "stopped" and state.through_ms == T0 + 5 * MIN + 30_000
+    engine.dispose()
