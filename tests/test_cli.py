@@ -16,6 +16,7 @@ from tests.helpers import StratumClient
 from tests.node.conftest import free_port
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
@@ -250,3 +251,63 @@ async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path:
         for i in (0, 1)
     ]
     assert all(logged) and report["shares"] == sum(logged) and report["problems"] == 0
+
+
+async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
+    """`poold demo` settles one-minute token periods; alice's proof of the first, fetched with
+    the read token the demo prints, passes the standalone verifier, anchored in a block."""
+    import urllib.request
+
+    api_port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "poold", "demo", "--duration", "240", "--port", "0",
+        "--api-port", str(api_port), "--miners", "2",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    token = ""
+    reader: asyncio.Task[None] | None = None
+    try:
+        while not token:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            assert line, "the demo exited"
+            if "read token: " in line:
+                token = line.split("read token: ")[1].split(")")[0].strip()
+
+        def get(path: str, auth: bool = False) -> bytes:
+            req = urllib.request.Request(f"http://127.0.0.1:{api_port}{path}")
+            if auth:
+                req.add_header("Authorization", f"Bearer {token}")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return bytes(r.read())
+
+        async def drain() -> None:
+            assert proc.stdout is not None
+            while await proc.stdout.readline():
+                pass
+
+        reader = asyncio.create_task(drain())  # the demo prints as it goes: keep reading
+        deadline = asyncio.get_running_loop().time() + 200
+        while True:
+            chain = json.loads(await asyncio.to_thread(get, "/api/v1/statements/roots"))
+            if chain["items"]:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "no token period settled"
+            await asyncio.sleep(2)
+        start = chain["items"][-1]["period_start"]
+        proof = await asyncio.to_thread(get, f"/api/v1/holders/alice/proofs/{start}", True)
+        (tmp_path / "proof.json").write_bytes(proof)
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, str(ROOT / "verify.py"), str(tmp_path / "proof.json")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0 and out.stdout.startswith("ok: alice's line"), out.stdout
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 60)
+        if reader is not None:
+            reader.cancel()
