@@ -18,7 +18,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,11 @@ from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from accounting import TokenSettlement
+from poold.api import views
 from poold.api.app import make_app
 from poold.api.base import ApiContext
 from poold.api.events import EventHub
 from poold.blocks import BlockSubmitter, FoundBlock
-from poold.chain.targets import network_difficulty
 from poold.config import Config
 from poold.jobs.job import Job
 from poold.jobs.manager import CoinbaseSpec, JobManager
@@ -240,31 +239,6 @@ class Daemon:
                 continue  # being replaced, or gone: the next scrape reads it
         return out
 
-    def network_view(self) -> dict[str, object] | None:
-        """The chain as the current job sees it (for the API): exact values beside rounded
-        display ones."""
-        job = self.jobs.current()
-        if job is None:
-            return None
-        t = job.template
-        difficulty = network_difficulty(t.bits)
-        # Satoshis a TH/s earns a day at this template's value: value x TH x day / (D x 2**32).
-        hashprice = Fraction(t.coinbase_value_sat * 10**12 * 86_400) / (difficulty * 2**32)
-        return {
-            "height": t.height,
-            "prev_hash": t.prev_hash_hex,
-            "bits": f"{t.bits:08x}",
-            "difficulty": {"exact": str(difficulty), "display": f"{float(difficulty):.6g}"},
-            "coinbase_value_sat": t.coinbase_value_sat,
-            "fees_sat": t.fees_sat,
-            "transactions": len(t.transactions),
-            "hashprice_sat_per_th_day": {
-                "exact": str(hashprice),
-                "display": f"{float(hashprice):.3f}",
-            },
-            "template_time": t.curtime,
-        }
-
     async def _check_payout_address(self) -> None:
         """A real node must accept the payout address, or every block it is given would pay
         an address its chain does not know (e.g. a bech32 address on a node without segwit)."""
@@ -338,7 +312,7 @@ class Daemon:
             self.clock,
             self.events,
             offload=self.scheduler.worker.read if self.scheduler.worker is not None else None,
-            network=self.network_view,
+            network=lambda: views.network(self.jobs.current()),
             peer_metrics=self._peer_metrics,
         )
         apps = [(api.listen, make_app(ctx, admin=not api.admin_listen))]

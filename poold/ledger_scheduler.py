@@ -260,12 +260,11 @@ class LedgerScheduler:
         now = self._now_ms()
         wait = int(self.cfg.ledger.node_wait_s * 1000)
         with ledger.connect() as conn:
-            gate = nodes.gate(conn, now_ms=now, wait_ms=wait)
-            self.metrics.nodes = {
-                n.node_id: (n.status, max(0, now - n.through_ms) / 1000)
-                for n in nodes.states(conn, now_ms=now, wait_ms=wait)
-            }
-        return gate
+            listed = nodes.states(conn, now_ms=now, wait_ms=wait)
+        self.metrics.nodes = {
+            n.node_id: (n.status, max(0, now - n.through_ms) / 1000) for n in listed
+        }
+        return nodes.gate_of(listed, now_ms=now, wait_ms=wait)
 
     async def _ingest_from_stream(self, worker: LedgerWorker, stream: StreamConfig) -> None:
         """Rebuild each lapsed node's share log from the stream and ingest it: what its host

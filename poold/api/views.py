@@ -1,8 +1,9 @@
-"""How the ledger's rows are shown: query dataclasses (`poold.ledger.queries`) to JSON-ready
-dicts. Exact values stay exact: satoshis as integers, fractions as exact strings ("3/4");
-only the pool page's effort and window fill are rounded, to six decimals, for display.
-Rows whose fields are already their JSON (blocks, credits, payouts, chart points) go out as
-they are. Imports the query row types only.
+"""How the ledger's rows (and the current job's view of the chain) are shown: query
+dataclasses (`poold.ledger.queries`) to JSON-ready dicts. Exact values stay exact: satoshis
+as integers, exact decimals where a value has one, else fractions ("3/4"), with a rounded
+display value beside them where people read them. Rows whose fields are already their JSON
+(blocks, credits, payouts, chart points) go out as they are. Imports the query row types,
+the job type and difficulty math only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
+from poold.chain.targets import network_difficulty
+from poold.jobs.job import Job
 from poold.ledger.queries import (
     BlockRow,
     CreditRow,
@@ -218,4 +221,26 @@ def daily(d: DailyEarning) -> dict[str, Any]:
         "day_start": d.day_start,
         "credited_sat": d.credited_sat,
         "spendable_sat": d.spendable_sat,
+    }
+
+
+def network(job: Job | None) -> dict[str, object] | None:
+    """The chain as the current job sees it (None: no job yet): exact values beside rounded
+    display ones."""
+    if job is None:
+        return None
+    t = job.template
+    difficulty = network_difficulty(t.bits)
+    # Satoshis a TH/s earns a day at this template's value: value x TH x day / (D x 2**32).
+    hashprice = Fraction(t.coinbase_value_sat * 10**12 * 86_400) / (difficulty * 2**32)
+    return {
+        "height": t.height,
+        "prev_hash": t.prev_hash_hex,
+        "bits": f"{t.bits:08x}",
+        "difficulty": {"exact": str(difficulty), "display": f"{float(difficulty):.6g}"},
+        "coinbase_value_sat": t.coinbase_value_sat,
+        "fees_sat": t.fees_sat,
+        "transactions": len(t.transactions),
+        "hashprice_sat_per_th_day": {"exact": str(hashprice), "display": f"{float(hashprice):.3f}"},
+        "template_time": t.curtime,
     }

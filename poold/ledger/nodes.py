@@ -147,8 +147,13 @@ def states(conn: Connection, *, now_ms: int, wait_ms: int) -> list[NodeState]:
 
 def gate(conn: Connection, *, now_ms: int, wait_ms: int) -> Gate:
     """How far every settlement may go now (see the module's docstring)."""
+    return gate_of(states(conn, now_ms=now_ms, wait_ms=wait_ms), now_ms=now_ms, wait_ms=wait_ms)
+
+
+def gate_of(listed: list[NodeState], *, now_ms: int, wait_ms: int) -> Gate:
+    """`gate` from node states already read."""
     limits, waiting, excluded, ids = [], [], [], []
-    for n in states(conn, now_ms=now_ms, wait_ms=wait_ms):
+    for n in listed:
         if n.status in ("live", "lapsed"):
             limits.append(n.through_ms)
         if n.status == "lapsed":
@@ -166,12 +171,6 @@ def gate(conn: Connection, *, now_ms: int, wait_ms: int) -> Gate:
 
 
 @ledger_entry
-def read_gate(engine: Engine, *, now_ms: int, wait_ms: int) -> Gate:
-    with engine.connect() as conn:
-        return gate(conn, now_ms=now_ms, wait_ms=wait_ms)
-
-
-@ledger_entry
 def read_states(engine: Engine, *, now_ms: int, wait_ms: int) -> list[NodeState]:
     with engine.connect() as conn:
         return states(conn, now_ms=now_ms, wait_ms=wait_ms)
@@ -181,7 +180,7 @@ def overview(conn: Connection, now_ms: int, wait_ms: int) -> dict[str, object]:
     """The nodes as the API shows them: each node's status and lag, and how far settlement
     may go now."""
     listed = states(conn, now_ms=now_ms, wait_ms=wait_ms)
-    g = gate(conn, now_ms=now_ms, wait_ms=wait_ms)
+    g = gate_of(listed, now_ms=now_ms, wait_ms=wait_ms)
     return {
         "settle_through_ms": g.through_ms,
         "waiting": g.waiting,

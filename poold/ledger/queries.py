@@ -342,33 +342,35 @@ class StatementRow:
     fpps_periods: tuple[int, ...] = ()  # ... and the FPPS bookings (their period ends)
 
 
-def _period_sources(
-    conn: Connection, start: int, end: int, fleet: tuple[str, ...]
-) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """The blocks found in [start, end) whose credits went to the fleet, and the FPPS
-    bookings ending in (start, end]: what the period's earnings came from."""
-    miners = [journal.miner(a) for a in fleet]
-    blocks = conn.execute(
-        select(Block.hash)
-        .join(JournalEntry, JournalEntry.reference == Block.hash)
-        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
-        .where(
-            Block.found_ms >= start * 1000,
-            Block.found_ms < end * 1000,
-            Block.status == "confirmed",
-            JournalLine.account.in_(miners),
-        )
-        .distinct()
-        .order_by(Block.hash)
-    ).scalars()
-    bookings = conn.execute(
+def _fleet_blocks(conn: Connection, start: int, end: int, miners: list[str]) -> tuple[str, ...]:
+    """The blocks found in [start, end) whose credits went to the fleet: what the period's
+    block earnings came from."""
+    return tuple(
+        conn.execute(
+            select(Block.hash)
+            .join(JournalEntry, JournalEntry.reference == Block.hash)
+            .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+            .where(
+                Block.found_ms >= start * 1000,
+                Block.found_ms < end * 1000,
+                Block.status == "confirmed",
+                JournalLine.account.in_(miners),
+            )
+            .distinct()
+            .order_by(Block.hash)
+        ).scalars()
+    )
+
+
+def _fleet_bookings(conn: Connection, miners: list[str]) -> list[int]:
+    """The ends of the FPPS bookings that credited the fleet, oldest first."""
+    refs = conn.execute(
         select(JournalEntry.reference)
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
         .where(JournalEntry.kind == "fpps_period", JournalLine.account.in_(miners))
         .distinct()
     ).scalars()
-    ends = sorted(int(r) for r in bookings if start < int(r) <= end)
-    return tuple(blocks), tuple(ends)
+    return sorted(int(r) for r in refs)
 
 
 def statements(
@@ -399,6 +401,8 @@ def statements(
         .limit(page.limit)
         .offset(page.offset)
     ).all()
+    miners = [journal.miner(a) for a in fleet]
+    bookings = _fleet_bookings(conn, miners)  # once, not per period
     out: list[StatementRow] = []
     for (
         start,
@@ -417,7 +421,8 @@ def statements(
         nominal = Fraction(ts_text) * th_per_token / seconds
         delivered = Fraction(delivered_text)
         hashprice = Fraction(int(earnings)) / (delivered * seconds / 86400) if delivered else None
-        blocks, fpps = _period_sources(conn, int(start), int(end), fleet)
+        blocks = _fleet_blocks(conn, int(start), int(end), miners)
+        fpps = tuple(b for b in bookings if int(start) < b <= int(end))
         out.append(
             StatementRow(
                 int(start),

@@ -188,15 +188,21 @@ def replay_nodes(
         )
         return report
 
+    read_then: dict[tuple[int, int, int], dict[Key, list[Fraction | int]]] = {}
+
     def as_counted(key: str, excl: dict[int, tuple[int, int, int]]) -> dict[Key, Any]:
         """The logs as settlement `key` counted them: each node it was made without, only
-        up to where that node was ingested then."""
+        up to where that node was ingested then (each such prefix read once)."""
         out = {k: list(v) for k, v in merged.items()}
         for node_id, (_sid, segment, offset) in excl.items():
             if node_id not in per_node:
                 continue
             path, full = per_node[node_id]
-            then, _n, _first = _read_log(path, LogPosition(segment, offset), None)
+            if (node_id, segment, offset) not in read_then:
+                read_then[(node_id, segment, offset)] = _read_log(
+                    path, LogPosition(segment, offset), None
+                )[0]
+            then = read_then[(node_id, segment, offset)]
             for k, (diff, count) in full.items():
                 acc = out[k]
                 acc[0] -= diff
