@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Check a poold token statement without trusting the pool: `python verify.py proof.json`.
+"""Check a poold statement without trusting the pool: `python verify.py proof.json`.
 
-Standard library only; it imports nothing of poold, so a holder can read all of it. A proof
-file (the API's /api/v1/holders/<holder>/proofs/<period start>) holds one statement line, the
-holder's salt, the path of sibling hashes and sums to the period's Merkle-sum root, the
-period's published inputs, its commitment, and the chain of commitments after it. Checked:
+Standard library only; it imports nothing of poold, so a holder or miner can read all of it.
+A holder's proof file (the API's /api/v1/holders/<holder>/proofs/<period start>) holds one
+statement line, the holder's salt, the path of sibling hashes and sums to the period's
+Merkle-sum root, the period's published inputs, its commitment, and the chain of commitments
+after it. A miner's proof ("kind": "credit", /api/v1/miners/<account>/proofs/<block hash or
+FPPS period end>) holds the same for the miner's line of one block's split or FPPS booking.
+Checked for a holder:
 
 1. the line, salted, hashes to a leaf that climbs the path to the period's root, every
    parent committing to both children's hashes and sums;
@@ -15,6 +18,13 @@ period's published inputs, its commitment, and the chain of commitments after it
    remainder: at most 1 sat over the floor) and the root's gross sum equal to the pot; the
    electricity and service costs from the rates, the delivery ratio and the BTC/USD price,
    floored; net, paid and debt as the negative-amount policy says.
+
+For a miner, 1 and 2 the same way, then 3: the pool fee is floor(reward x fee); credits,
+fee and unallocated add up to the reward; the credit is the line's quota of what the fee
+leaves, (reward - fee) x score / score total, floored or one satoshi over (largest remainder);
+for an FPPS booking, the credit is floor(value + carried in) with value = score x (subsidy +
+average fees) x (1 - fee), and the remainder carried out is what is left. The score is the
+miner's own work in network difficulties: compare it with what the miner's side counted.
 
 Exit 0 and "ok" when every check passes; exit 1 naming the first that fails.
 """
@@ -37,8 +47,34 @@ SUMMED = (
 )  # fmt: skip
 
 
+CREDIT_FIELDS = ("credit_sat", "score", "carry_in", "carry_out")
+CREDIT_TEXT = ("score", "carry_in", "carry_out")
+
+
 class Failed(Exception):
     pass
+
+
+def s4(text: str) -> bytes:
+    raw = str(text).encode()
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def leaf_of(p: dict) -> tuple[bytes, list[int]]:
+    """The leaf hash and sums of the proof's line (a holder's, or a miner's credit line)."""
+    line = p["line"]
+    if p.get("kind") == "credit":
+        name = p["account"].encode()
+        body = b"".join(
+            s4(line[f]) if f in CREDIT_TEXT else i16(int(line[f])) for f in CREDIT_FIELDS
+        )
+        sums = [int(line["credit_sat"])]
+    else:
+        name = p["holder"].encode()
+        body = b"".join(i16(int(line[f])) for f in LINE_FIELDS)
+        sums = [int(line[f]) for f in SUMMED]
+    salted = sha(bytes.fromhex(p["salt"]), len(name).to_bytes(4, "big"), name)
+    return sha(b"\x00", salted, body), sums
 
 
 def i16(v: int) -> bytes:
@@ -58,10 +94,7 @@ def node_of(obj: dict) -> tuple[bytes, list[int]]:
 
 
 def check_tree(p: dict) -> list[int]:
-    line, holder = p["line"], p["holder"].encode()
-    salted = sha(bytes.fromhex(p["salt"]), len(holder).to_bytes(4, "big"), holder)
-    h = sha(b"\x00", salted, b"".join(i16(int(line[f])) for f in LINE_FIELDS))
-    sums = [int(line[f]) for f in SUMMED]
+    h, sums = leaf_of(p)
     if any(v < 0 for v in sums):
         raise Failed("a summed amount of the line is negative")
     for step in p["path"]:
@@ -94,15 +127,16 @@ def check_chain(p: dict) -> None:
         raise Failed("the period's commitment is not H(root, sums, inputs, previous)")
     prev = period["commitment"]
     for link in p.get("chain", []):
+        name = link.get("period_start", link.get("key"))
         if link["previous"] != prev:
-            raise Failed(f"the chain breaks at period {link['period_start']}: wrong previous")
+            raise Failed(f"the chain breaks at {name}: wrong previous")
         h, s = node_of(link["root"])
         got = sha(
             b"\x02", h, sums_bytes(s), bytes.fromhex(link["inputs_digest"]),
             bytes.fromhex(link["previous"]),
         )  # fmt: skip
         if got.hex() != link["commitment"]:
-            raise Failed(f"the commitment of period {link['period_start']} does not hash right")
+            raise Failed(f"the commitment of {name} does not hash right")
         prev = link["commitment"]
 
 
@@ -151,6 +185,38 @@ def check_rules(p: dict, root_sums: list[int]) -> None:
             raise Failed(f"{field} is {line[field]}, the rules give {value}")
 
 
+def check_credit(p: dict, root_sums: list[int]) -> None:
+    x, line = p["period"]["inputs"], p["line"]
+    F = Fraction
+    fee = F(x["pool_fee"])
+    score, credit = F(line["score"]), int(line["credit_sat"])
+    carry_in, carry_out = F(line["carry_in"]), F(line["carry_out"])
+    if score < 0 or not 0 <= carry_in < 1 or not 0 <= carry_out < 1:
+        raise Failed("a score or carried remainder is out of range")
+    if x["kind"] == "fpps_period":
+        if root_sums[0] != int(x["booked_sat"]):
+            raise Failed(f"the lines add up to {root_sums[0]}, the booking says {x['booked_sat']}")
+        value = score * (int(x["subsidy_sat"]) + F(x["avg_fees_sat"])) * (1 - fee)
+        want = (value + carry_in).numerator // (value + carry_in).denominator
+        if credit != want:
+            raise Failed(f"credit_sat is {credit}, the rules give {want}")
+        if carry_out != value + carry_in - want:
+            raise Failed(f"carry_out is {carry_out}, the rules give {value + carry_in - want}")
+        return
+    reward, fee_sat = int(x["reward_sat"]), int(x["fee_sat"])
+    if fee_sat != reward * fee.numerator // fee.denominator:
+        raise Failed(f"the pool fee is {fee_sat}, floor(reward x fee) is not")
+    if root_sums[0] + fee_sat + int(x["unallocated_sat"]) != reward:
+        raise Failed("credits + fee + unallocated do not add up to the block reward")
+    if carry_in or carry_out:
+        raise Failed("a block's line carries no remainder")
+    total = F(x["score_total"])
+    quota = (reward - fee_sat) * score / total if total else F(0)
+    low = quota.numerator // quota.denominator
+    if not low <= credit <= low + (0 if quota == low else 1):
+        raise Failed(f"credit_sat is {credit}, the quota {quota} allows {low} or {low + 1}")
+
+
 def check_anchors(p: dict) -> list[dict]:
     """Blocks said to carry this period's commitment or a later one in their coinbase
     (OP_RETURN "pold" + commitment): each must name a commitment of this chain. Read those
@@ -169,7 +235,10 @@ def verify(p: dict) -> list[dict]:
         raise Failed(f"unknown proof version {p.get('version')!r}")
     root_sums = check_tree(p)
     check_chain(p)
-    check_rules(p, root_sums)
+    if p.get("kind") == "credit":
+        check_credit(p, root_sums)
+    else:
+        check_rules(p, root_sums)
     return check_anchors(p)
 
 
@@ -187,15 +256,19 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"FAILED: the proof file cannot be read: {exc!r}")
         return 1
-    start = proof["period"]["inputs"]["period_start"]
+    inputs = proof["period"]["inputs"]
+    if proof.get("kind") == "credit":
+        what = f"{proof['account']}'s credit of {inputs['key']}"
+    else:
+        what = f"{proof['holder']}'s line of the period starting {inputs['period_start']}"
     print(
-        f"ok: {proof['holder']}'s line of the period starting {start} is in the committed "
-        f"root {proof['period']['commitment'][:16]}… and follows from its inputs"
+        f"ok: {what} is in the committed root {proof['period']['commitment'][:16]}… "
+        "and follows from its inputs"
     )
     for a in anchors:
         print(
             f"anchored: block {a['hash']} (height {a['height']}) carries commitment "
-            f"{a['commitment'][:16]}… in its coinbase (OP_RETURN 'pold' + commitment)"
+            f"{a['commitment'][:16]}… in its coinbase (OP_RETURN 'pold' + commitments)"
         )
     if not anchors:
         print("not anchored on chain yet: no block found since carries these commitments")

@@ -1,4 +1,5 @@
-"""Merkle-sum trees over statement lines, and the hash chain of their roots.
+"""Merkle-sum trees over statement lines (holders' token statements, `STATEMENT`; miners'
+lines of a block's split or an FPPS booking, `CREDIT`), and the hash chain of their roots.
 
 A leaf commits to one line: H(0x00 || salted id || the line's fields), with the line's
 summed amounts beside it. Every parent commits to both children's hashes *and* sums:
@@ -48,6 +49,28 @@ SUMMED = (
 GENESIS = bytes(32)  # the "previous commitment" of the first period
 
 
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What a leaf commits to: `fields` in order (those in `text` as length-prefixed strings,
+    the others as integers), and which integer fields are summed up the tree."""
+
+    fields: tuple[str, ...]
+    summed: tuple[str, ...]
+    text: tuple[str, ...] = ()
+
+
+#: A holder's token statement line.
+STATEMENT = Layout(LINE_FIELDS, SUMMED)
+#: A miner's line of one settlement (a block's split or an FPPS booking): the satoshis
+#: credited, the account's score (its work in network difficulties that counted, exact), and
+#: the sub-satoshi remainder carried in and out (FPPS; "0" for blocks).
+CREDIT = Layout(
+    ("credit_sat", "score", "carry_in", "carry_out"),
+    ("credit_sat",),
+    ("score", "carry_in", "carry_out"),
+)
+
+
 def _int(v: int) -> bytes:
     return v.to_bytes(16, "big", signed=True)
 
@@ -72,15 +95,17 @@ class Node:
     sums: tuple[int, ...]
 
 
-def leaf(salted: bytes, line: Mapping[str, int]) -> Node:
-    values = [int(line[f]) for f in LINE_FIELDS]
-    sums = tuple(int(line[f]) for f in SUMMED)
+def leaf(salted: bytes, line: Mapping[str, object], layout: Layout = STATEMENT) -> Node:
+    body = b"".join(
+        _str(str(line[f])) if f in layout.text else _int(int(line[f]))  # type: ignore[call-overload]
+        for f in layout.fields
+    )
+    sums = tuple(int(line[f]) for f in layout.summed)  # type: ignore[call-overload]
     if any(v < 0 for v in sums):
         raise ValueError(
-            f"a summed amount of a line is negative: {dict(zip(SUMMED, sums, strict=True))}"
+            f"a summed amount of a line is negative: {dict(zip(layout.summed, sums, strict=True))}"
         )
-    h = hashlib.sha256(LEAF + salted + b"".join(_int(v) for v in values)).digest()
-    return Node(h, sums)
+    return Node(hashlib.sha256(LEAF + salted + body).digest(), sums)
 
 
 def parent(left: Node, right: Node) -> Node:
@@ -88,9 +113,9 @@ def parent(left: Node, right: Node) -> Node:
     return Node(h.digest(), tuple(a + b for a, b in zip(left.sums, right.sums, strict=True)))
 
 
-def build(leaves: Sequence[Node]) -> list[list[Node]]:
-    """Every level, leaves first, root last (an empty tree is one zero leaf)."""
-    level = list(leaves) or [Node(bytes(32), tuple(0 for _ in SUMMED))]
+def build(leaves: Sequence[Node], width: int = len(SUMMED)) -> list[list[Node]]:
+    """Every level, leaves first, root last (an empty tree is one zero leaf of `width` sums)."""
+    level = list(leaves) or [Node(bytes(32), tuple(0 for _ in range(width)))]
     levels = [level]
     while len(level) > 1:
         nxt = [parent(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
@@ -147,10 +172,14 @@ class PeriodTree:
         return self.levels[-1][0]
 
 
-def period_tree(lines: Mapping[str, Mapping[str, int]], salts: Mapping[str, bytes]) -> PeriodTree:
+def period_tree(
+    lines: Mapping[str, Mapping[str, object]],
+    salts: Mapping[str, bytes],
+    layout: Layout = STATEMENT,
+) -> PeriodTree:
     keyed = sorted((salted_id(salts[h], h), h) for h in lines)
-    leaves = [leaf(s, lines[h]) for s, h in keyed]
-    return PeriodTree(build(leaves), {h: i for i, (_s, h) in enumerate(keyed)})
+    leaves = [leaf(s, lines[h], layout) for s, h in keyed]
+    return PeriodTree(build(leaves, len(layout.summed)), {h: i for i, (_s, h) in enumerate(keyed)})
 
 
 def line_fields(line: object) -> dict[str, int]:
@@ -166,18 +195,20 @@ def proof_document(
     tree: PeriodTree,
     holder: str,
     salt: bytes,
-    line: Mapping[str, int],
+    line: Mapping[str, object],
     inputs: Mapping[str, object],
     previous: bytes,
     chain: Sequence[Mapping[str, object]] = (),
+    layout: Layout = STATEMENT,
 ) -> dict[str, object]:
-    """What `verify.py` checks for one holder's line of one period (see its docstring)."""
+    """What `verify.py` checks for one holder's (or, with `CREDIT`, one miner's) line of one
+    period (see its docstring)."""
     root = tree.root
     return {
         "version": 1,
-        "holder": holder,
+        **({"kind": "credit", "account": holder} if layout is CREDIT else {"holder": holder}),
         "salt": salt.hex(),
-        "line": {f: int(line[f]) for f in LINE_FIELDS},
+        "line": {f: str(line[f]) if f in layout.text else int(line[f]) for f in layout.fields},  # type: ignore[call-overload]
         "path": proof(tree.levels, tree.index[holder]),
         "period": {
             "inputs": dict(inputs),

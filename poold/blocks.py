@@ -30,6 +30,7 @@ class FoundBlock:
     account: str
     worker: str
     commitment: str | None = None  # the statement commitment its coinbase carries (hex)
+    credit_commitment: str | None = None  # the miners' credit commitment it carries (hex)
 
 
 async def submit_outcome(node: Node, block_hex: str) -> tuple[bool | None, str | None]:
@@ -63,10 +64,13 @@ def block_record(
         worker=share.worker,
         reward_sat=template.coinbase_value_sat,
         bits=template.bits,
-        commitment=(
-            None if share.job.statement_commitment is None else share.job.statement_commitment.hex()
-        ),
+        commitment=_hex(share.job.statement_commitment),
+        credit_commitment=_hex(share.job.credit_commitment),
     )
+
+
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()
 
 
 class BlockSubmitter:
@@ -126,9 +130,8 @@ class BlockSubmitter:
                 reason,
                 share.account,
                 share.worker,
-                None
-                if share.job.statement_commitment is None
-                else share.job.statement_commitment.hex(),
+                _hex(share.job.statement_commitment),
+                _hex(share.job.credit_commitment),
             )
         )
         self.events.publish(

@@ -208,12 +208,22 @@ class Daemon:
     async def server_broadcast(self, job: Job) -> None:
         await self.server.broadcast(job)
 
-    def _statement_commitment(self, commitment: bytes | None) -> None:
-        """The ledger's latest token-statement commitment: new jobs' coinbases carry it."""
-        if commitment is not None and commitment != self.jobs.statement_commitment:
-            self.jobs.statement_commitment = commitment
-            self.feed.refresh.set()  # a new job now, so the next block carries it
-            log.info("statement_commitment", commitment=commitment.hex())
+    def _statement_commitment(self, commitment: bytes | None, credit: bytes | None) -> None:
+        """The ledger's latest token-statement and miner-credit commitments: new jobs'
+        coinbases carry them."""
+        jobs = self.jobs
+        changed = False
+        if commitment is not None and commitment != jobs.statement_commitment:
+            jobs.statement_commitment, changed = commitment, True
+        if credit is not None and credit != jobs.credit_commitment:
+            jobs.credit_commitment, changed = credit, True
+        if changed:
+            self.feed.refresh.set()  # a new job now, so the next block carries them
+            log.info(
+                "commitments",
+                statement=None if commitment is None else commitment.hex(),
+                credit=None if credit is None else credit.hex(),
+            )
 
     def _ledger_connected(self, engine: Engine, offload: Offload) -> None:
         if self.api_ctx is not None:

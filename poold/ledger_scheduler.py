@@ -25,6 +25,7 @@ from poold.api.events import EventHub, tail_journal
 from poold.config import Config
 from poold.ledger import nodes
 from poold.ledger.blocks import follow_blocks
+from poold.ledger.credit_proofs import latest_credit_commitment
 from poold.ledger.db import LedgerError, Timeouts, open_ledger
 from poold.ledger.fpps import book_with_node
 from poold.ledger.leader import Leadership
@@ -42,9 +43,10 @@ log = structlog.get_logger(__name__)
 Offload = Callable[..., Awaitable[Any]]
 
 
-def _latest_commitment(ledger: Engine) -> str | None:
+def _latest_commitments(ledger: Engine) -> tuple[str | None, str | None]:
+    """The newest token-statement and miner-credit commitments."""
     with ledger.connect() as conn:
-        return latest_commitment(conn)
+        return latest_commitment(conn), latest_credit_commitment(conn)
 
 
 class LedgerScheduler:
@@ -61,7 +63,7 @@ class LedgerScheduler:
         log_id: Callable[[], str | None] = lambda: None,
         host: str = "",
         stream: StreamConfig | None = None,
-        on_commitment: Callable[[bytes | None], None] = lambda _c: None,
+        on_commitment: Callable[[bytes | None, bytes | None], None] = lambda _s, _c: None,
     ) -> None:
         self.cfg, self.node, self.metrics, self.events, self.clock = (
             cfg,
@@ -75,7 +77,8 @@ class LedgerScheduler:
         self.log_id = log_id  # this node's share log identity (known once the log is open)
         self.host = host  # where this daemon runs, as other daemons see it
         self.stream = stream  # where lapsed nodes' records are read from (None: nowhere)
-        self.on_commitment = on_commitment  # told the latest statement commitment each pass
+        # Told the latest statement and credit commitments each pass.
+        self.on_commitment = on_commitment
         self.leadership: Leadership | None = None
         self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
         self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
@@ -234,8 +237,9 @@ class LedgerScheduler:
         await self.ingest()
         if self.ledger is None or self.worker is None or self.leadership is None:
             return
-        latest = await asyncio.to_thread(_latest_commitment, self.ledger)
-        self.on_commitment(None if latest is None else bytes.fromhex(latest))
+        latest = await asyncio.to_thread(_latest_commitments, self.ledger)
+        statement, credit = (None if c is None else bytes.fromhex(c) for c in latest)
+        self.on_commitment(statement, credit)
         log_id = self.log_id()
         if log_id is not None:
             await asyncio.to_thread(

@@ -7,16 +7,19 @@ import asyncio
 from fractions import Fraction
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from poold.api.auth import list_tokens, revoke_token
 from poold.api.base import (
     SCOPES,
+    body_of,
     context,
     engine_of,
     error,
     json_body,
     require,
 )
+from poold.api.models import PriceIn, TransfersIn
 from poold.tokens.settle import set_price
 from poold.tokens.transfers import TokenError, import_transfers, parse_records
 
@@ -24,9 +27,12 @@ from poold.tokens.transfers import TokenError, import_transfers, parse_records
 async def admin_transfers(request: web.Request) -> web.Response:
     await require(request)
     body = await json_body(request)
-    if not isinstance(body, list) or not all(isinstance(r, dict) for r in body):
-        raise error(400, "expected a JSON list of transfer objects")
-
+    try:
+        TransfersIn.model_validate(body)  # the document's shape; parse_records checks the rest
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the body"
+        raise error(400, f"{where}: {first['msg']} (expected a JSON list of transfers)") from None
     try:
         result = await asyncio.to_thread(import_transfers, engine_of(request), parse_records(body))
     except TokenError as exc:
@@ -36,13 +42,9 @@ async def admin_transfers(request: web.Request) -> web.Response:
 
 async def admin_prices(request: web.Request) -> web.Response:
     await require(request)
-    body = await json_body(request)
+    body = await body_of(request, PriceIn)
     cfg = context(request).cfg.tokens
-    if not isinstance(body, dict) or set(body) != {"period_start", "btc_usd"}:
-        raise error(400, 'expected {"period_start": unix seconds, "btc_usd": "65000.00"}')
-    start, raw = body["period_start"], body["btc_usd"]
-    if isinstance(start, bool) or not isinstance(start, int) or isinstance(raw, float):
-        raise error(400, "period_start must be an integer and btc_usd exact text, not a float")
+    start, raw = body.period_start, body.btc_usd
     try:
         price = Fraction(str(raw))
     except (ValueError, ZeroDivisionError):

@@ -13,10 +13,11 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from cachetools import LRUCache, TTLCache
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
 
 from poold.api.auth import digest, scope_for, scope_of
@@ -26,6 +27,7 @@ from poold.ledger import queries
 from poold.metrics import Metrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -214,3 +216,15 @@ async def json_body(request: web.Request) -> Any:
         return await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise error(400, "the body is not valid JSON") from None
+
+
+async def body_of(request: web.Request, model: type[M]) -> M:
+    """The JSON body parsed with the route's model (the one its OpenAPI entry shows); a 400
+    naming the first field that is wrong otherwise."""
+    raw = await json_body(request)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the body"
+        raise error(400, f"{where}: {first['msg']}") from None

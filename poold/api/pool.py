@@ -9,9 +9,10 @@ import asyncio
 from aiohttp import web
 
 from poold import ledger_worker
-from poold.api import views
+from poold.api import models, views
 from poold.api.base import (
     CACHE,
+    body_of,
     context,
     engine_of,
     error,
@@ -28,15 +29,16 @@ async def pool(request: web.Request) -> web.Response:
     ctx = context(request)
     now = now_of(request)
     overview = await request.app[CACHE].get("pool", lambda: pool_overview(request, now))
+    accepted, rejected = await request.app[CACHE].get(
+        "counters", lambda: read(request, queries.share_counters)
+    )
     body = views.overview(overview)
     body.update(
         scheme=ctx.cfg.pool.scheme,
         fee=str(ctx.cfg.pool.fee),
         fee_percent=views.decimal_or_fraction(ctx.cfg.pool.fee * 100),
-        shares={
-            "accepted": ctx.metrics.shares_accepted,
-            "rejected": dict(ctx.metrics.shares_rejected),
-        },
+        # From the ledger: every node, across restarts (rejects arrive within a minute).
+        shares={"accepted": accepted, "rejected": rejected},
     )
     return web.json_response(body)
 
@@ -103,8 +105,8 @@ async def miner_id(request: web.Request) -> tuple[str, int]:
 async def miner(request: web.Request) -> web.Response:
     name, aid = await miner_id(request)
     body = views.miner(await read(request, queries.miner, name, aid, now_of(request)))
-    # Rejected shares never reach the ledger: this daemon's counts since it started.
-    body["shares_rejected"] = dict(context(request).metrics.rejected_by_account.get(name, {}))
+    # Every node's rejects records, added up in the ledger (within a minute or so).
+    body["shares_rejected"] = await read(request, queries.account_rejects, name)
     return web.json_response(body)
 
 
@@ -148,11 +150,44 @@ async def worker_hashrate(request: web.Request) -> web.Response:
     return web.json_response({"window": window, "points": [views.point(p) for p in points]})
 
 
+async def miner_workers(request: web.Request) -> web.Response:
+    """Every worker of the account: hashrate, online, last seen, best share, user agent."""
+    _, aid = await miner_id(request)
+    rows = await read(request, queries.workers, aid, now_of(request))
+    return web.json_response({"items": [views.worker(w) for w in rows]})
+
+
 async def miner_daily_earnings(request: web.Request) -> web.Response:
     page = page_of(request)
     name, _ = await miner_id(request)
     rows = await read(request, queries.daily_earnings, name, page)
     return web.json_response(views.listing([views.daily(r) for r in rows], page))
+
+
+async def miner_proof(request: web.Request) -> web.Response:
+    """The miner's Merkle-sum proof for one settlement that credited it (a block hash, or an
+    FPPS booking's period end: a credit's `reference`); `verify.py` checks it. Its miner
+    token or admin: the proof holds the account's secret salt."""
+    from poold.ledger.credit_proofs import credit_proof
+
+    name = request.match_info["account"]
+    await require(request, miner=name)
+    ref = request.match_info["reference"]
+    if not (ref.isdigit() or (len(ref) == 64 and all(c in "0123456789abcdef" for c in ref))):
+        raise error(400, f"reference must be a block hash or an FPPS period end, got {ref!r}")
+    found = await read(request, credit_proof, name, ref)
+    if found is None:
+        raise error(404, f"no credit line of {name!r} in a settlement {ref!r}")
+    return web.json_response(found)
+
+
+async def credit_roots(request: web.Request) -> web.Response:
+    """The public chain of miner-credit commitments, newest first."""
+    from poold.ledger.credit_proofs import credit_roots as chain
+
+    page = page_of(request)
+    items = await read(request, chain, page.limit, page.offset)
+    return web.json_response(views.listing(items, page))
 
 
 async def miner_settings(request: web.Request) -> web.Response:
@@ -164,26 +199,15 @@ async def miner_settings(request: web.Request) -> web.Response:
     name = request.match_info["account"]
     await require(request, miner=name)
     if request.method == "PUT":
-        try:
-            body = await request.json()
-        except ValueError:
-            raise error(400, "the body must be JSON") from None
-        if not isinstance(body, dict) or not body or set(body) - {"address", "min_payout_sat"}:
-            raise error(400, "the body takes address and/or min_payout_sat, nothing else")
-        address, minimum = body.get("address"), body.get("min_payout_sat")
+        body = await body_of(request, models.PayoutSettingsIn)
+        address, minimum = body.address, body.min_payout_sat
+        if address is None and minimum is None:
+            raise error(400, "the body takes address and/or min_payout_sat: neither was given")
         if address is not None:
-            if not isinstance(address, str):
-                raise error(400, "address must be a string")
             try:
                 address_to_script(address, context(request).cfg.pool.network)
             except ValueError as exc:
                 raise error(400, f"address {address!r}: {exc}") from None
-        if minimum is not None and (
-            not isinstance(minimum, int)
-            or isinstance(minimum, bool)
-            or not 1 <= minimum <= 21 * 10**14
-        ):
-            raise error(400, "min_payout_sat must be a whole number of satoshis, 1 or more")
         engine = engine_of(request)
         await asyncio.to_thread(set_account, engine, name, address=address, min_payout_sat=minimum)
     address, minimum = await read(request, queries.payout_setting, name)

@@ -28,6 +28,7 @@ from poold.ledger.queries import (
     SeriesPoint,
     StatementRow,
     TransferRow,
+    WorkerRow,
 )
 
 
@@ -52,7 +53,31 @@ def overview(o: PoolOverview) -> dict[str, Any]:
 
 
 def block(b: BlockRow) -> dict[str, Any]:
-    return asdict(b)
+    out = asdict(b)
+    out["effort"] = None if b.effort is None else exact(b.effort, f"{float(b.effort) * 100:.1f}%")
+    return out
+
+
+def worker(w: WorkerRow) -> dict[str, Any]:
+    best = w.best_difficulty
+    return {
+        "worker": w.name,
+        "hashrate_hs": w.hashrate_hs,
+        "online": w.hashrate_hs["10m"] > 0,
+        "last_seen_ms": w.last_seen_ms,
+        "best_difficulty": None if best is None else exact(best, si(best)),
+        "user_agent": w.user_agent,
+    }
+
+
+def si(x: Fraction) -> str:
+    """A big number in a few digits with a prefix: 1234567 -> '1.23M'."""
+    value, prefix = float(x), ""
+    for p in ("k", "M", "G", "T", "P", "E", "Z"):
+        if abs(value) < 1000:
+            break
+        value, prefix = value / 1000, p
+    return f"{value:.3g}{prefix}"
 
 
 def miner(m: MinerView) -> dict[str, Any]:

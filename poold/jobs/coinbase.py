@@ -75,11 +75,26 @@ class CoinbaseParts:
 STATEMENT_MAGIC = b"pold"
 
 
-def statement_script(commitment: bytes) -> bytes:
-    """OP_RETURN PUSH36 "pold" <32-byte commitment>."""
-    if len(commitment) != 32:
-        raise ValueError("a statement commitment is 32 bytes")
-    return b"\x6a" + push_data(STATEMENT_MAGIC + commitment)
+def statement_script(commitment: bytes | None, credit: bytes | None = None) -> bytes:
+    """OP_RETURN PUSH36 "pold" <32-byte token-statement commitment>, or with a miners' credit
+    commitment PUSH68 "pold" <statement commitment, or 32 zero bytes> <credit commitment>."""
+    for name, value in (("statement", commitment), ("credit", credit)):
+        if value is not None and len(value) != 32:
+            raise ValueError(f"a {name} commitment is 32 bytes")
+    if commitment is None and credit is None:
+        raise ValueError("no commitment to carry")
+    return b"\x6a" + push_data(STATEMENT_MAGIC + (commitment or bytes(32)) + (credit or b""))
+
+
+def read_commitments(script: bytes) -> tuple[bytes | None, bytes | None] | None:
+    """The (statement, credit) commitments an output script carries; None: not poold's."""
+    if len(script) not in (38, 70) or script[0] != 0x6A or script[2:6] != STATEMENT_MAGIC:
+        return None
+    if script[1] != len(script) - 2:
+        return None
+    statement = script[6:38]
+    credit = script[38:70] or None
+    return (None if statement == bytes(32) else statement), credit
 
 
 def build_coinbase(
@@ -92,13 +107,15 @@ def build_coinbase(
     witness_commitment: bytes | None = None,
     flags: bytes = b"",
     statement_commitment: bytes | None = None,
+    credit_commitment: bytes | None = None,
 ) -> CoinbaseParts:
     """Build the coinbase halves for a template.
 
     scriptSig = BIP34 height | template flags | push(tag) | push-op | <extranonce bytes>.
     Outputs: the whole `value_sat` to `payout_script`; then, with `statement_commitment`, a
-    zero-value OP_RETURN carrying "pold" and the latest token-statement commitment (so the
-    statements' history cannot be rewritten without it showing on chain); then the witness
+    zero-value OP_RETURN carrying "pold", the latest token-statement commitment and, with
+    `credit_commitment`, the latest miners' credit commitment (so neither history can be
+    rewritten without it showing on chain: `statement_script`); then the witness
     commitment script (if any) with value 0. Raises ValueError if the scriptSig would exceed
     100 bytes.
     """
@@ -123,8 +140,8 @@ def build_coinbase(
         + bytes([extranonce_size])  # push opcode for the extranonce bytes that follow
     )
     outputs = [struct.pack("<q", value_sat) + varint(len(payout_script)) + payout_script]
-    if statement_commitment is not None:
-        script = statement_script(statement_commitment)
+    if statement_commitment is not None or credit_commitment is not None:
+        script = statement_script(statement_commitment, credit_commitment)
         outputs.append(struct.pack("<q", 0) + varint(len(script)) + script)
     if witness_commitment is not None:
         outputs.append(struct.pack("<q", 0) + varint(len(witness_commitment)) + witness_commitment)

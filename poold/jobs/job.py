@@ -35,6 +35,7 @@ class Job:
     clean: bool
     ntime: int
     statement_commitment: bytes | None = None  # what its coinbase commits to (see coinbase.py)
+    credit_commitment: bytes | None = None
     branch: tuple[bytes, ...] = field(init=False)
     network_target: int = field(init=False)
     #: Duplicate keys seen for this job: (en1, en2, ntime, nonce, version). Bounded by job lifetime.

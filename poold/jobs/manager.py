@@ -42,6 +42,8 @@ class JobManager:
         self._counter = 0
         # The latest token-statement commitment: every new job's coinbase carries it.
         self.statement_commitment: bytes | None = None
+        # The latest miners' credit commitment (PPLNS blocks, FPPS bookings): likewise.
+        self.credit_commitment: bytes | None = None
 
     def current(self) -> Job | None:
         return self._current
@@ -73,6 +75,7 @@ class JobManager:
             witness_commitment=template.witness_commitment,
             flags=template.coinbase_flags,
             statement_commitment=self.statement_commitment,
+            credit_commitment=self.credit_commitment,
         )
         job = Job(
             job_id=f"{self._counter:x}",
@@ -83,6 +86,7 @@ class JobManager:
             clean=clean,
             ntime=max(template.curtime, template.mintime),
             statement_commitment=self.statement_commitment,
+            credit_commitment=self.credit_commitment,
         )
         for job_id, old in self._jobs.items():
             if job_id in self._expires:

@@ -16,6 +16,7 @@ protocol; never imports the Stratum side.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -27,6 +28,7 @@ from accounting import avg_fees, fpps_settle
 from poold.chain.targets import network_difficulty
 from poold.jobs.coinbase import subsidy_sat
 from poold.ledger import journal
+from poold.ledger.credit_proofs import commit_credits, exact
 from poold.ledger.db import ledger_entry, ledger_entry_async, unique_violation
 from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
@@ -166,6 +168,20 @@ def book_fpps(
             lines = [(journal.pool("fpps_paid"), sum(credited.values()))]
             lines += [(journal.miner(a), -c) for a, c in credited.items()]
             post(conn, kind="fpps_period", reference=str(period_end_s), key=key, lines=lines)
+            commit_credits(
+                conn,
+                key=key,
+                kind="fpps_period",
+                reference=str(period_end_s),
+                inputs={
+                    "period_end": period_end_s,
+                    "subsidy_sat": subsidy_sat,
+                    "avg_fees_sat": exact(Fraction(avg_fees_sat)),
+                    "pool_fee": exact(Fraction(pool_fee)),
+                    "booked_sat": sum(credited.values()),
+                },
+                lines=_fpps_lines(rows, nets, result.credits, carry_in, result.carry),
+            )
             conn.execute(delete(FppsCarry))
             carried = {a: v for a, v in result.carry.items() if v}
             if carried:
@@ -187,6 +203,33 @@ def book_fpps(
             return FppsBooked(period_end_s, len(rows), credited, carried)
     except AlreadyPosted:
         return None  # another process booked this period first
+
+
+def _fpps_lines(
+    rows: list[tuple[int, int, str, int, int, int]],
+    nets: Mapping[int, Fraction],
+    booked: Mapping[str, int],
+    carry_in: Mapping[str, Fraction],
+    carry_out: Mapping[str, Fraction],
+) -> dict[str, dict[str, object]]:
+    """Each account's line of a booking: satoshis booked, its work in network difficulties
+    (summed per bits and denominator first: one Fraction per group, not per slice), the
+    remainder carried in and out."""
+    work: dict[tuple[str, int, int], int] = {}
+    for _i, _n, account, num, den, bits in rows:
+        work[(account, bits, den)] = work.get((account, bits, den), 0) + num
+    scores: dict[str, Fraction] = {}
+    for (account, bits, den), num in work.items():
+        scores[account] = scores.get(account, Fraction(0)) + Fraction(num, den) / nets[bits]
+    return {
+        a: {
+            "credit_sat": int(booked.get(a, 0)),
+            "score": exact(scores.get(a, Fraction(0))),
+            "carry_in": exact(Fraction(carry_in.get(a, 0))),
+            "carry_out": exact(Fraction(carry_out.get(a, 0))),
+        }
+        for a in sorted(set(booked) | set(scores) | set(carry_in) | set(carry_out))
+    }
 
 
 @ledger_entry_async

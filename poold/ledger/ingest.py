@@ -22,15 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from poold.ledger import rollup
 from poold.ledger.db import LedgerError, copy_columns, insert_new, ledger_entry
-from poold.ledger.models import Account, Block, IngestCheckpoint, ShareSlice, Worker
+from poold.ledger.models import (
+    Account,
+    Block,
+    IngestCheckpoint,
+    RejectCount,
+    ShareSlice,
+    Worker,
+)
 from poold.ledger.slicing import SliceColumns, slices_from_arrays, slices_from_tuples
-from poold.shares.format import Beat, BlockRecord, RecordError
+from poold.shares.format import Beat, BlockRecord, RecordError, Rejects, WorkerInfo
 from poold.shares.log import (
     LogPosition,
     ShareLogGap,
@@ -49,6 +56,79 @@ class IngestResult:
     blocks: int
     position: LogPosition
     through_ms: int = 0  # the node's watermark after this run
+
+
+def _worker_infos(
+    conn: Connection, infos: list[WorkerInfo], ids: dict[tuple[str, str], tuple[int, int]]
+) -> None:
+    """Fold worker records into `workers`: the newest user agent, the best share ever (the
+    smallest hash), when last heard of. Idempotent: replaying a record changes nothing."""
+    merged: dict[int, tuple[int, str, str]] = {}  # worker id -> (seen ms, agent, best hash)
+    for i in sorted(infos, key=lambda i: i.ts_ms):
+        wid = ids[(i.account, i.worker)][0]
+        had = merged.get(wid)
+        merged[wid] = (i.ts_ms, i.agent[:128], i.best if had is None else min(had[2], i.best))
+    wids = list(merged)
+    current: dict[int, tuple[int | None, str | None, str | None]] = {}
+    for k in range(0, len(wids), 5_000):
+        for wid, seen, agent, best in conn.execute(
+            select(Worker.id, Worker.seen_ms, Worker.user_agent, Worker.best_hash).where(
+                Worker.id.in_(wids[k : k + 5_000])
+            )
+        ):
+            current[int(wid)] = (seen, agent, best)
+    rows = []
+    for wid, (seen, agent, best) in merged.items():
+        old_seen, old_agent, old_best = current.get(wid, (None, None, None))
+        newer = old_seen is None or seen >= old_seen
+        rows.append(
+            {
+                "wid": wid,
+                "v_seen": seen if newer else old_seen,
+                "v_agent": agent if newer else old_agent,
+                "v_best": best if old_best is None else min(best, old_best),
+            }
+        )
+    conn.execute(
+        update(Worker)
+        .where(Worker.id == bindparam("wid"))
+        .values(
+            seen_ms=bindparam("v_seen"),
+            user_agent=bindparam("v_agent"),
+            best_hash=bindparam("v_best"),
+        ),
+        rows,
+    )
+
+
+def _add_rejects(conn: Connection, records: list[Rejects]) -> None:
+    """Add the batch's rejected-share counts (exactly once: in the checkpoint's transaction)."""
+    added: dict[tuple[str, str], int] = {}
+    for rec in records:
+        for account, counts in rec.counts.items():
+            for reason, n in counts.items():
+                key = (account[:128], reason[:32])
+                added[key] = added.get(key, 0) + n
+    names = sorted({a for a, _r in added})
+    have: set[tuple[str, str]] = set()
+    for i in range(0, len(names), 5_000):  # PostgreSQL takes at most 65,535 parameters
+        have |= {
+            (a, r)
+            for a, r in conn.execute(
+                select(RejectCount.account, RejectCount.reason).where(
+                    RejectCount.account.in_(names[i : i + 5_000])
+                )
+            )
+        }
+    for (account, reason), n in added.items():
+        if (account, reason) in have:
+            conn.execute(
+                update(RejectCount)
+                .where(RejectCount.account == account, RejectCount.reason == reason)
+                .values(count=RejectCount.count + n)
+            )
+        else:
+            conn.execute(insert(RejectCount).values(account=account, reason=reason, count=n))
 
 
 def _beats(batch: ArrayBatch) -> list[tuple[int, Beat]]:
@@ -300,14 +380,21 @@ def _ingest_batch(
                 blocks = [
                     BlockRecord.from_json(rec) for rec in batch.others if rec.get("t") == "block"
                 ]
+                infos = [
+                    WorkerInfo.from_json(rec) for rec in batch.others if rec.get("t") == "worker"
+                ]
+                rejects = [
+                    Rejects.from_json(rec) for rec in batch.others if rec.get("t") == "rejects"
+                ]
             except RecordError as exc:
                 raise LedgerError(
-                    f"the share log at {sharelog} has a block record that does not decode "
+                    f"the share log at {sharelog} has a record that does not decode "
                     f"({exc}); nothing from this batch was ingested"
                 ) from None
             if n == 0:
                 return IngestResult(0, 0, 0, 0, start, through)
             names = set(text) | {(b.account, b.worker) for b in blocks}
+            names |= {(i.account, i.worker) for i in infos}
             added = cache.resolve(conn, names)
             ids = {**cache.known, **added}  # (account, worker) -> (worker id, account id)
             n_slices = _write_slices(conn, node_id, batch, [ids[t] for t in text])
@@ -333,10 +420,15 @@ def _ingest_batch(
                             "status": _block_status(b.accepted),
                             "reason": None if b.reason is None else b.reason[:200],
                             "commitment": b.commitment,
+                            "credit_commitment": b.credit_commitment,
                         }
                         for b in fresh
                     ],
                 )
+            if infos:
+                _worker_infos(conn, infos, ids)
+            if rejects:
+                _add_rejects(conn, rejects)
             row: dict[str, object] = {
                 "segment": pos.segment,
                 "offset": pos.offset,

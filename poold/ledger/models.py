@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0009"
+SCHEMA_VERSION = "0010"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -52,6 +52,11 @@ class Worker(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     name: Mapped[str] = mapped_column(String(64))
+    # From the share log's worker records (`format.WorkerInfo`): the agent its last session
+    # gave, its best share ever as the header hash (hex; smaller is better), when last heard.
+    user_agent: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    best_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seen_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ShareSlice(Base):
@@ -121,6 +126,12 @@ class Block(Base):
     confirmations: Mapped[int] = mapped_column(Integer, server_default="0")  # -1: orphaned
     # The token-statement commitment its coinbase carries (hex), if any.
     commitment: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The miners' credit commitment its coinbase carries (see `CreditRoot`).
+    credit_commitment: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Round effort: the pool's work since the previous accepted block's minute through this
+    # block's minute, in network difficulties (exact; written when the block settles).
+    effort_num: Mapped[int | None] = mapped_column(ExactInt, nullable=True)
+    effort_den: Mapped[int | None] = mapped_column(ExactInt, nullable=True)
 
 
 class IngestCheckpoint(Base):
@@ -386,3 +397,31 @@ class ApiToken(Base):
 class SchemaVersion(Base):
     __tablename__ = "poold_schema"
     version: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class CreditRoot(Base):
+    """The Merkle-sum root of one settlement's miner lines (a PPLNS/PROP/SOLO block or an
+    FPPS booking; `key` is the settlement's key), the lines themselves (JSON, by account),
+    the published inputs and the commitment chain (`previous` is unique: a chain, no fork)."""
+
+    __tablename__ = "credit_roots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(128), unique=True)  # block hash | FPPS end
+    root_hash: Mapped[str] = mapped_column(String(64))
+    sums: Mapped[str] = mapped_column(Text)
+    inputs: Mapped[str] = mapped_column(Text)
+    lines: Mapped[str] = mapped_column(Text)
+    previous: Mapped[str] = mapped_column(String(64), unique=True)
+    commitment: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class RejectCount(Base):
+    """Shares rejected per account and reason, over every node and restart (from the share
+    logs' rejects records, ingested exactly once like the shares)."""
+
+    __tablename__ = "reject_counts"
+    account: Mapped[str] = mapped_column(String(128), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)

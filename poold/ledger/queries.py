@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
-from poold.chain.targets import network_difficulty
+from poold.chain.targets import difficulty_from_target, network_difficulty
 from poold.ledger import journal
 from poold.ledger.models import (
     STATEMENT_AMOUNTS,
@@ -30,7 +30,10 @@ from poold.ledger.models import (
     Payout,
     PayoutItem,
     PayoutSetting,
+    RejectCount,
     ShareSlice,
+    SliceRollup,
+    SliceSum,
     StatementRoot,
     TokenPeriod,
     TokenStatement,
@@ -190,6 +193,7 @@ class BlockRow:
     found_ms: int
     finder: str  # account.worker
     confirmations: int
+    effort: Fraction | None = None  # the round's work in network difficulties (None: unsettled)
 
 
 def blocks(conn: Connection, page: Page) -> list[BlockRow]:
@@ -203,6 +207,8 @@ def blocks(conn: Connection, page: Page) -> list[BlockRow]:
             Account.name,
             Worker.name,
             Block.confirmations,
+            Block.effort_num,
+            Block.effort_den,
         )
         .join(Account, Block.account_id == Account.id)
         .join(Worker, Block.worker_id == Worker.id)
@@ -211,9 +217,83 @@ def blocks(conn: Connection, page: Page) -> list[BlockRow]:
         .offset(page.offset)
     ).all()
     return [
-        BlockRow(int(h), bh, s, int(r), int(t), f"{a}.{w}", int(c))
-        for h, bh, s, r, t, a, w, c in rows
+        BlockRow(int(h), bh, s, int(r), int(t), f"{a}.{w}", int(c), _fraction(en, ed))
+        for h, bh, s, r, t, a, w, c, en, ed in rows
     ]
+
+
+def _fraction(num: int | None, den: int | None) -> Fraction | None:
+    return None if num is None or den is None else Fraction(int(num), int(den))
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    name: str
+    hashrate_hs: dict[str, int]  # window label -> H/s
+    last_seen_ms: int | None  # its newest share the ledger holds (or worker record)
+    best_difficulty: Fraction | None  # its best share ever, as a difficulty
+    user_agent: str | None
+
+
+LAST_SEEN_S = 30 * 86400  # a worker's newest share is looked for this far back
+
+
+def workers(conn: Connection, aid: int, now: int) -> list[WorkerRow]:
+    """Every worker of the account: hashrate, when last seen (its newest share in the last 30
+    days, else the last worker record), best share difficulty, user agent."""
+    rates = hashrates(conn, now, aid).workers
+    seen = dict(
+        conn.execute(
+            select(ShareSlice.worker_id, func.max(ShareSlice.last_ms))
+            .where(ShareSlice.account_id == aid, ShareSlice.slice_start >= now - LAST_SEEN_S)
+            .group_by(ShareSlice.worker_id)
+        ).all()
+    )
+    account = conn.execute(select(Account.name).where(Account.id == aid)).scalar_one()
+    out = []
+    for wid, name, agent, best, heard in conn.execute(
+        select(Worker.id, Worker.name, Worker.user_agent, Worker.best_hash, Worker.seen_ms)
+        .where(Worker.account_id == aid)
+        .order_by(Worker.name)
+    ):
+        last = [int(v) for v in (seen.get(wid), heard) if v is not None]
+        out.append(
+            WorkerRow(
+                name,
+                {k: rates.get(f"{account}.{name}", {}).get(k, 0) for k in WINDOWS},
+                max(last) if last else None,
+                None if best is None else difficulty_from_target(max(1, int(best, 16))),
+                agent,
+            )
+        )
+    return out
+
+
+def share_counters(conn: Connection) -> tuple[int, dict[str, int]]:
+    """Shares accepted (every slice: the day sums of folded ones plus those not folded yet)
+    and rejected by reason, over every node and restart."""
+    folded = conn.execute(select(SliceRollup.folded_id)).scalar() or 0
+    accepted = conn.execute(
+        select(func.coalesce(func.sum(SliceSum.shares), 0)).where(
+            SliceSum.span == 86400, SliceSum.account_id == 0
+        )
+    ).scalar()
+    fresh = conn.execute(
+        select(func.coalesce(func.sum(ShareSlice.shares), 0)).where(ShareSlice.id > folded)
+    ).scalar()
+    rejected = conn.execute(
+        select(RejectCount.reason, func.sum(RejectCount.count)).group_by(RejectCount.reason)
+    ).all()
+    return int(accepted or 0) + int(fresh or 0), {r: int(n) for r, n in rejected}
+
+
+def account_rejects(conn: Connection, name: str) -> dict[str, int]:
+    return {
+        r: int(n)
+        for r, n in conn.execute(
+            select(RejectCount.reason, RejectCount.count).where(RejectCount.account == name)
+        )
+    }
 
 
 def account_id(conn: Connection, name: str) -> int | None:

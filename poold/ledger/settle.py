@@ -19,13 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
-from accounting import pplns_split, prop_split, solo_split
+from accounting import pplns_split, prop_split, solo_split, window_scores
 from poold.ledger import journal, rollup
+from poold.ledger.credit_proofs import block_lines, commit_credits, exact
 from poold.ledger.db import LedgerError, ledger_entry
 from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
@@ -80,18 +81,32 @@ def settle_block(
             if conn.execute(select(Settlement.id).where(Settlement.key == key)).first():
                 return None
             block = conn.execute(
-                select(Block.reward_sat, Block.accepted, Block.found_ms, Account.name)
+                select(Block.reward_sat, Block.accepted, Block.found_ms, Account.name, Block.height)
                 .join(Account, Block.account_id == Account.id)
                 .where(Block.hash == block_hash)
             ).first()
             if block is None:
                 raise LedgerError(f"no block {block_hash} in the ledger")
-            reward_sat, accepted, found_ms, finder = block
+            reward_sat, accepted, found_ms, finder, height = block
             if not accepted:
                 raise LedgerError(f"block {block_hash} was rejected by the node: nothing to settle")
             # First, before the window is read: what of each excluded node the ledger holds.
             for node_id in excluded_nodes:
                 _record_exclusion(conn, key, node_id)
+            if scheme == "prop":
+                waiting = _unknown_before(conn, found_ms)
+                if waiting is not None:
+                    raise LedgerError(
+                        f"the PROP round of {block_hash} is not known yet: block {waiting} "
+                        "before it has no answer from the node"
+                    )
+            the_round = round_shares(conn, found_ms)
+            effort = sum((sd / nd for _a, sd, nd in the_round), Fraction(0))
+            conn.execute(
+                update(Block)
+                .where(Block.hash == block_hash)
+                .values(effort_num=effort.numerator, effort_den=effort.denominator)
+            )
             if scheme == "fpps":
                 credits: dict[str, int] = {}
                 posts = [(journal.pool("blocks"), -reward_sat)]
@@ -99,20 +114,33 @@ def settle_block(
             else:
                 if scheme == "solo":
                     split = solo_split(reward_sat, finder, pool_fee=pool_fee)
+                    scores, total = {finder: Fraction(1)}, Fraction(1)
                 elif scheme == "prop":
-                    waiting = _unknown_before(conn, found_ms)
-                    if waiting is not None:
-                        raise LedgerError(
-                            f"the PROP round of {block_hash} is not known yet: block {waiting} "
-                            "before it has no answer from the node"
-                        )
-                    split = prop_split(reward_sat, round_shares(conn, found_ms), pool_fee=pool_fee)
+                    split = prop_split(reward_sat, the_round, pool_fee=pool_fee)
+                    total = effort
+                    scores = window_scores(the_round, total) if total else {}
                 else:
-                    split = pplns_split(
-                        reward_sat, window(conn, found_ms, factor), factor=factor, pool_fee=pool_fee
-                    )
+                    shares = window(conn, found_ms, factor)
+                    split = pplns_split(reward_sat, shares, factor=factor, pool_fee=pool_fee)
+                    scores, total = window_scores(shares, factor), factor
                 credits = split.credits
                 fee_sat, unallocated_sat = split.pool_fee_sat, split.unallocated_sat
+                commit_credits(
+                    conn,
+                    key=key,
+                    kind=f"{scheme}_block",
+                    reference=block_hash,
+                    inputs={
+                        "block_hash": block_hash,
+                        "height": int(height),
+                        "reward_sat": int(reward_sat),
+                        "pool_fee": exact(Fraction(pool_fee)),
+                        "fee_sat": fee_sat,
+                        "unallocated_sat": unallocated_sat,
+                        "score_total": exact(total),
+                    },
+                    lines=block_lines(credits, scores),
+                )
                 posts = [(journal.miner(a), -c) for a, c in sorted(credits.items()) if c]
                 posts += [
                     (journal.pool("fee"), -fee_sat),

@@ -4,7 +4,9 @@ record, and where each field lies (offsets derived from the struct, for the Numb
 Framing per record: u32 length, u32 crc32(payload), payload (at most `MAX_RECORD` bytes).
 A payload starting with 0x01 is a binary share record: the fixed part `SHARE` (fields in
 `SHARE_FIELDS` order), then four u8 lengths and the variable fields en2, job, account, worker.
-A payload starting with `{` is a JSON object: a block record (`"t": "block"`), a heartbeat
+A payload starting with `{` is a JSON object: a block record (`"t": "block"`), a worker record
+(`"t": "worker"`: user agent and best share), rejected-share counts (`"t": "rejects"`), a
+heartbeat
 (`"t": "beat"`: every share and block before `through` is written before it), or a rare event.
 Imports only the standard library and orjson.
 """
@@ -128,12 +130,14 @@ class BlockRecord:
     reward_sat: int
     bits: int
     commitment: str | None = None  # the statement commitment its coinbase carries (hex)
+    credit_commitment: str | None = None  # the miners' credit commitment it carries (hex)
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"t": "block", **asdict(self)}
         out["ts"] = out.pop("ts_ms")
-        if self.commitment is None:
-            del out["commitment"]  # records as they were before commitments
+        for key in ("commitment", "credit_commitment"):
+            if out[key] is None:
+                del out[key]  # records as they were before commitments
         return out
 
     @classmethod
@@ -150,9 +154,11 @@ class BlockRecord:
         if accepted not in (True, False, None):
             raise RecordError(f"block record: 'accepted' is {accepted!r}")
         reason = rec.get("reason")
-        commitment = rec.get("commitment")
-        if commitment is not None and not (isinstance(commitment, str) and len(commitment) == 64):
-            raise RecordError(f"block record: 'commitment' is {commitment!r}")
+        hashes = {}
+        for key in ("commitment", "credit_commitment"):
+            v = hashes[key] = rec.get(key)
+            if v is not None and not (isinstance(v, str) and len(v) == 64):
+                raise RecordError(f"block record: {key!r} is {v!r}")
         return cls(
             ts_ms=get("ts", int),
             node=get("node", int),
@@ -164,8 +170,83 @@ class BlockRecord:
             worker=get("worker", str),
             reward_sat=get("reward_sat", int),
             bits=get("bits", int),
-            commitment=commitment,
+            commitment=hashes["commitment"],
+            credit_commitment=hashes["credit_commitment"],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Rejects:
+    """Shares this node rejected since its previous rejects record, per account and reason
+    (written about once a minute when there are any): the ledger adds them up, so reject
+    counters survive restarts and cover every node."""
+
+    ts_ms: int
+    node: int
+    counts: dict[str, dict[str, int]]
+
+    def to_json(self) -> dict[str, object]:
+        return {"t": "rejects", "ts": self.ts_ms, "node": self.node, "counts": self.counts}
+
+    @classmethod
+    def from_json(cls, rec: dict[str, Any]) -> Rejects:
+        for key in ("ts", "node"):
+            v = rec.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise RecordError(f"rejects record: {key!r} is {v!r}, not a whole number >= 0")
+        counts = rec.get("counts")
+        ok = isinstance(counts, dict) and all(
+            isinstance(a, str)
+            and isinstance(by, dict)
+            and all(
+                isinstance(r, str) and isinstance(n, int) and not isinstance(n, bool) and n > 0
+                for r, n in by.items()
+            )
+            for a, by in counts.items()
+        )
+        if not ok:
+            raise RecordError(f"rejects record: 'counts' is {counts!r}")
+        return cls(rec["ts"], rec["node"], counts)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """What a node knows of a worker beyond its shares, written when a worker's first share
+    reaches this process and whenever its best share or user agent changes: `best` is the
+    header hash (64 hex digits, big-endian) of its best share here so far; smaller is better."""
+
+    ts_ms: int
+    node: int
+    account: str
+    worker: str
+    agent: str
+    best: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "t": "worker",
+            "ts": self.ts_ms,
+            "node": self.node,
+            "account": self.account,
+            "worker": self.worker,
+            "agent": self.agent,
+            "best": self.best,
+        }
+
+    @classmethod
+    def from_json(cls, rec: dict[str, Any]) -> WorkerInfo:
+        """Read a worker record, naming the first field that is missing or of the wrong type."""
+        for key in ("ts", "node"):
+            v = rec.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise RecordError(f"worker record: {key!r} is {v!r}, not a whole number >= 0")
+        for key in ("account", "worker", "agent", "best"):
+            if not isinstance(rec.get(key), str):
+                raise RecordError(f"worker record: {key!r} is {rec.get(key)!r}, not a string")
+        best = rec["best"]
+        if len(best) != 64 or any(c not in "0123456789abcdef" for c in best):
+            raise RecordError(f"worker record: 'best' is {best!r}, not 64 hex digits")
+        return cls(rec["ts"], rec["node"], rec["account"], rec["worker"], rec["agent"], best)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,11 @@ Every accepted share goes to the log before its `true` reply; a block is handed 
 submitter at once; block records are written in order after their finding share. Heartbeats
 (`format.Beat`) say how far the log is complete: one before the first share of each new
 minute, one whenever the daemon calls `beat` (every second, so an idle node still
-advances), a final one at a clean stop. Imports the share log and its format, and the
-session's share type; never the ledger or the API.
+advances), a final one at a clean stop. A worker record (`format.WorkerInfo`: user agent,
+best share) follows a worker's first share in this process and every share that beats its
+best or comes with another agent: a handful per worker, whatever its share rate. At most once
+a minute, a rejects record carries the shares rejected since the last one. Imports the
+share log and its format, and the session's share type; never the ledger or the API.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import orjson
 import structlog
 
 from poold.metrics import Metrics
-from poold.shares.format import Beat, BlockRecord, encode_share
+from poold.shares.format import Beat, BlockRecord, Rejects, WorkerInfo, encode_share
 from poold.shares.log import ShareLog, ShareLogError
 from poold.stratum.session import AcceptedShare
 
@@ -25,6 +28,9 @@ log = structlog.get_logger(__name__)
 
 #: The error a miner gets instead of `true` when its share could not be recorded.
 NOT_RECORDED = "share not recorded (pool storage error): not credited"
+#: Workers whose best share and agent one writer remembers (and worker records it holds).
+MAX_WORKERS = 200_000
+REJECTS_EVERY_MS = 60_000
 
 
 class ShareWriter:
@@ -58,10 +64,34 @@ class ShareWriter:
         # tells; the daemon wires it): no heartbeat may promise a time past it.
         self.unrecorded_since: Callable[[], int | None] = lambda: None
         self._minute_ms = 0  # start of the newest minute a written share or heartbeat reached
+        # (account, worker) -> (best hash here so far, agent); worker records to write.
+        self._workers: dict[tuple[str, str], tuple[int, str]] = {}
+        self._info: list[bytes] = []
+        # Rejected shares per account and reason already written to the log; when next due.
+        self._rejects_written: dict[str, dict[str, int]] = {}
+        self._rejects_due_ms = 0
 
     def share_accepted(self, share: AcceptedShare) -> None:
         self._batch.append(share)
         v = share.verdict
+        key = (share.account, share.worker)
+        known = self._workers.get(key)
+        agent = share.session.agent
+        if known is None or v.hash_int < known[0] or agent != known[1]:
+            best = v.hash_int if known is None else min(v.hash_int, known[0])
+            if len(self._workers) >= MAX_WORKERS:
+                self._workers.clear()  # bounded: a forgotten worker is written once more
+            self._workers[key] = (best, agent)
+            info = WorkerInfo(
+                int(share.time * 1000),
+                self.node_id,
+                share.account,
+                share.worker,
+                agent,
+                best.to_bytes(32, "big").hex(),
+            )
+            if len(self._info) < MAX_WORKERS:  # held while the log fails: bounded too
+                self._info.append(orjson.dumps(info.to_json()))
         if v.is_block:
             self.metrics.blocks_found += 1
             block = share.job.block(v.header, share.extranonce1, share.extranonce2)
@@ -93,7 +123,22 @@ class ShareWriter:
     def beat(self, now_ms: int, *, final: bool = False) -> None:
         """Write a heartbeat after everything accepted so far: every share and block before
         `now_ms` (or before the oldest block not recorded yet) is in the log before it."""
+        if final or now_ms >= self._rejects_due_ms:
+            self._rejects_due_ms = now_ms + REJECTS_EVERY_MS
+            self._queue_rejects(now_ms)
         self.flush(beat=(now_ms, final))
+
+    def _queue_rejects(self, now_ms: int) -> None:
+        """Queue a record of the shares rejected since the last one (none: nothing)."""
+        delta: dict[str, dict[str, int]] = {}
+        for account, counts in self.metrics.rejected_by_account.items():
+            done = self._rejects_written.setdefault(account, {})
+            for reason, n in counts.items():
+                if n > done.get(reason, 0):
+                    delta.setdefault(account, {})[reason] = n - done.get(reason, 0)
+                    done[reason] = n
+        if delta:
+            self._info.append(orjson.dumps(Rejects(now_ms, self.node_id, delta).to_json()))
 
     def flush(self, beat: tuple[int, bool] | None = None) -> None:
         """Encode the batch into the share log and write it (from here it survives kill -9)."""
@@ -112,7 +157,8 @@ class ShareWriter:
                     merged.append(self._beat(ts, self._through(minute)))
                 merged.append(payload)
             encoded = merged
-        payloads = encoded + [p for _found, p in self._held]  # a finding share, then its block
+        # A finding share, then its block; worker records after the shares they describe.
+        payloads = encoded + [p for _found, p in self._held] + self._info
         if beat is not None:
             payloads.append(self._beat(beat[0], self._through(beat[0]), beat[1]))
             minute = max(minute, beat[0] // 60_000 * 60_000)
@@ -131,6 +177,7 @@ class ShareWriter:
             self.metrics.sharelog_ok = 0
             return
         self._held = []
+        self._info = []
         self._minute_ms = minute
         if self.failing is not None:
             log.warning("sharelog_recovered", after=self.failing)

@@ -25,6 +25,8 @@ from poold.ledger.blocks import _apply, _pending
 from poold.ledger.ingest import ingest
 from poold.ledger.settle import settle_pending
 from poold.metrics import Metrics
+from poold.shares.format import Rejects, WorkerInfo
+from poold.shares.log import ShareLog
 from poold.tokens.settle import set_price, settle_period
 from poold.tokens.transfers import import_transfers, parse_records
 from tests.accounting.test_merkle_sum import verifier
@@ -33,6 +35,7 @@ from tests.ledger.test_settle import T0, mine
 from tests.tokens.test_periods import CFG, END, PRICE, START
 
 DOC = document()
+BEST_HASH = 0xFFFF * 2**190  # a share of difficulty 2**18
 
 
 def check(path: str, method: str, status: int, body: Any) -> None:
@@ -71,6 +74,15 @@ class Api:
 def populate(ledger: sa.Engine, tmp_path: Path) -> dict[str, str]:
     """Shares, two settled blocks (both matured), two holders with a settled day; tokens."""
     mine(tmp_path / "log", 40, {30: True, 39: True})
+    log = ShareLog(tmp_path / "log")
+    log.open()  # what the node rejected, as its writer records it once a minute
+    log.append(Rejects(T0 + 40 * 60_000, 9, {"m0": {"low_difficulty": 1}}).to_json())
+    for ts, agent, best in (
+        (T0, "cgminer/4.12", BEST_HASH * 4),
+        (T0 + 1, "bosminer/23", BEST_HASH),
+    ):
+        log.append(WorkerInfo(ts, 9, "m0", "rig", agent, f"{best:064x}").to_json())
+    log.close()
     ingest(ledger, tmp_path / "log", 9)  # node 9: another daemon's share log
     # Node 9 registered 5 s before the API's clock; its log has no heartbeat yet.
     nodes.register(ledger, 9, "log-9", "host-b:42", now_ms=T0 + 40 * 60_000 - 5000, lease_ms=30_000)
@@ -103,7 +115,6 @@ async def api(ledger: sa.Engine, tmp_path: Path) -> AsyncIterator[Api]:
     tokens = populate(ledger, tmp_path)
     cfg = make_config(tmp_path, tokens=CFG.model_dump(), api={"max_page": 50})
     metrics = Metrics()
-    metrics.reject_for("m0", "low_difficulty")
     ctx = ApiContext(cfg, metrics, ledger, clock=lambda: T0 / 1000 + 40 * 60)
     runner = web.AppRunner(make_app(ctx))
     await runner.setup()
@@ -322,8 +333,10 @@ async def test_the_routes_miningcore_users_expect(api: Api, ledger: sa.Engine) -
     assert (changed["address"], changed["min_payout_sat"]) == (address, 5000)
     for bad, message in (
         ({"address": "bc1qnope"}, "address 'bc1qnope'"),
-        ({"min_payout_sat": 0}, "min_payout_sat must be"),
-        ({"colour": "red"}, "takes address and/or min_payout_sat"),
+        ({"min_payout_sat": 0}, "min_payout_sat: Input should be greater than or equal to 1"),
+        ({"min_payout_sat": "5"}, "min_payout_sat: Input should be a valid integer"),
+        ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+        ({}, "neither was given"),
     ):
         async with api.session.put(
             api.base + url, json=bad, headers={"Authorization": f"Bearer {api.tokens['m0']}"}
@@ -387,3 +400,43 @@ async def test_holders_are_paid_through_the_wallet(api: Api, ledger: sa.Engine) 
     _, after = await api.get("/api/v1/holders/alice", "alice")
     assert after["balance_sat"] == 0
     assert verify(ledger) == []
+
+
+async def test_workers_block_effort_miner_proofs_and_the_credit_chain(api: Api) -> None:
+    status, listed = await api.get("/api/v1/miners/m0/workers")
+    check("/api/v1/miners/{account}/workers", "get", 200, listed)
+    [rig] = listed["items"]
+    assert (rig["worker"], rig["user_agent"]) == ("rig", "bosminer/23")  # the newest agent
+    assert rig["best_difficulty"]["exact"] == str(2**18)  # the best of the two records
+    assert rig["last_seen_ms"] == T0 + 36 * 60_000  # m0's newest share (every 4th minute)
+
+    status, pool = await api.get("/api/v1/pool")
+    assert pool["shares"] == {"accepted": 40, "rejected": {"low_difficulty": 1}}  # the ledger's
+
+    _, blocks = await api.get("/api/v1/pool/blocks")
+    efforts = [Fraction(b["effort"]["exact"]) for b in blocks["items"]]
+    assert len(efforts) == 2 and all(e > 0 for e in efforts)
+
+    _, credits = await api.get("/api/v1/miners/m0/credits?limit=50")
+    refs = {c["reference"] for c in credits["items"] if c["reason"] == "pplns_block"}
+    assert refs
+    for ref in refs:
+        url = f"/api/v1/miners/m0/proofs/{ref}"
+        assert (await api.get(url))[0] == 401
+        assert (await api.get(url, "alice"))[0] == 403
+        status, proof = await api.get(url, "m0")
+        assert status == 200, proof
+        check("/api/v1/miners/{account}/proofs/{reference}", "get", 200, proof)
+        verifier.verify(proof)
+        status, body = await api.get(f"/api/v1/miners/m1/proofs/{ref}", "admin")
+        assert status in (200, 404)
+    status, body = await api.get("/api/v1/miners/m0/proofs/nothex", "m0")
+    assert status == 400 and "reference" in body["error"]
+    status, body = await api.get("/api/v1/miners/m0/proofs/" + "ab" * 32, "m0")
+    assert status == 404
+    status, chain = await api.get("/api/v1/credits/roots")
+    check("/api/v1/credits/roots", "get", 200, chain)
+    assert (
+        len(chain["items"]) == 2
+        and chain["items"][0]["previous"] == chain["items"][1]["commitment"]
+    )

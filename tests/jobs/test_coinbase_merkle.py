@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from poold.chain.merkle import coinbase_branch, fold_branch, merkle_root, sha256d
 from poold.chain.serialize import script_num, varint
-from poold.jobs.coinbase import bip34_height, build_coinbase, push_data
+from poold.jobs.coinbase import bip34_height, build_coinbase, push_data, read_commitments
 
 
 @pytest.mark.parametrize(
@@ -82,4 +82,27 @@ def test_the_statement_commitment_is_a_zero_value_op_return_before_the_witness_c
         build_coinbase(
             height=1000, value_sat=1, payout_script=b"\x51", tag=b"", extranonce_size=8,
             statement_commitment=b"short",
+        )  # fmt: skip
+
+
+def test_the_credit_commitment_follows_the_statement_commitment_in_one_op_return() -> None:
+    statement, credit = bytes(range(32)), bytes(range(100, 132))
+    for s, c, pushed in (
+        (statement, None, statement),
+        (statement, credit, statement + credit),
+        (None, credit, bytes(32) + credit),  # no statement yet: 32 zero bytes hold its place
+    ):
+        parts = build_coinbase(
+            height=1000, value_sat=5_000_000_000, payout_script=b"\x51", tag=b"/t/",
+            extranonce_size=8, statement_commitment=s, credit_commitment=c,
+        )  # fmt: skip
+        script = b"\x6a" + bytes([4 + len(pushed)]) + b"pold" + pushed
+        assert b"\x00" * 8 + bytes([len(script)]) + script in parts.coinb2
+        assert read_commitments(script) == (s, c)
+    assert read_commitments(b"\x6a\x24" + b"palo" + statement) is None
+    assert read_commitments(b"\x51") is None
+    with pytest.raises(ValueError, match="credit commitment is 32 bytes"):
+        build_coinbase(
+            height=1000, value_sat=1, payout_script=b"\x51", tag=b"", extranonce_size=8,
+            credit_commitment=b"short",
         )  # fmt: skip

@@ -1,7 +1,7 @@
-"""The latest token-statement commitment in the coinbase of the blocks poold finds, on the
-real regtest node: the node accepts those blocks, their coinbase carries OP_RETURN "pold" +
-the commitment, the ledger records which block carries which commitment, and the public chain
-and every proof name those blocks."""
+"""The latest token-statement and miner-credit commitments in the coinbase of the blocks poold
+finds, on the real regtest node: the node accepts those blocks, their coinbase carries
+OP_RETURN "pold" + the commitments, the ledger records which block carries which commitment,
+and the public chains and every proof name those blocks."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from accounting.merkle_sum import GENESIS, Node, commitment, inputs_digest
+from poold.jobs.coinbase import read_commitments
+from poold.ledger.credit_proofs import credit_roots
 from poold.ledger.db import make_engine, migrate
 from poold.ledger.models import Block, StatementRoot
 from poold.simulate import run_fleet
@@ -59,15 +61,47 @@ async def test_found_blocks_carry_the_latest_statement_commitment(
         await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5)
         if any(b.accepted and b.commitment for b in rd.daemon.blocks):
             break
+    # The blocks found settle once their minute closes; each settlement's credit tree joins
+    # the miners' chain, and blocks found after that carry its commitment too.
+    for _ in range(60):
+        if any(b.accepted and b.credit_commitment for b in rd.daemon.blocks):
+            break
+        await run_fleet(f"stratum+tcp://{host}:{port}", miners=1, duration_s=2)
     await rd.shutdown()
+    credited = [b for b in rd.daemon.blocks if b.accepted and b.credit_commitment]
+    assert credited, rd.daemon.blocks
+    for b in credited:
+        block = await node_rpc.call("getblock", b.hash_hex, 2)
+        scripts = [bytes.fromhex(o["scriptPubKey"]["hex"]) for o in block["tx"][0]["vout"]]
+        found = [c for c in map(read_commitments, scripts) if c is not None]
+        assert found == [(done, bytes.fromhex(b.credit_commitment))], scripts
+    with engine.connect() as conn:
+        recorded = dict(
+            conn.execute(
+                sa.select(Block.hash, Block.credit_commitment).where(
+                    Block.credit_commitment.is_not(None)
+                )
+            ).all()
+        )
+        chain = {r["commitment"]: r for r in credit_roots(conn, 10**6, 0)}
+    # Every credited block the ledger has ingested records the commitment it carries, and the
+    # public chain names it as an anchor of that commitment.
+    ingested = [b for b in credited if b.hash_hex in recorded]
+    assert ingested
+    for b in ingested:
+        assert recorded[b.hash_hex] == b.credit_commitment
+        assert b.hash_hex in {a["hash"] for a in chain[b.credit_commitment]["blocks"]}
     carried = [b.hash_hex for b in rd.daemon.blocks if b.accepted and b.commitment]
     assert carried, rd.daemon.blocks
     magic = "6a24" + b"pold".hex() + done.hex()  # OP_RETURN PUSH36 "pold" <commitment>
     for h in carried:
         block = await node_rpc.call("getblock", h, 2)
         outputs = block["tx"][0]["vout"]
-        marked = [o for o in outputs if o["scriptPubKey"]["hex"] == magic]
+        marked = [o for o in outputs if o["scriptPubKey"]["hex"].startswith("6a")]
         assert len(marked) == 1 and marked[0]["value"] == 0, outputs
+        script = marked[0]["scriptPubKey"]["hex"]
+        # PUSH68 "pold" <statement> <credit> once a block's credits are committed too.
+        assert script == magic or (script.startswith("6a44" + magic[4:]) and len(script) == 140)
     with engine.connect() as conn:
         recorded = dict(conn.execute(sa.select(Block.hash, Block.commitment)).all())
         chain = roots(conn, 10, 0)
