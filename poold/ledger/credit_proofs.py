@@ -30,7 +30,7 @@ from accounting.merkle_sum import (
     proof_document,
 )
 from poold.ledger import journal
-from poold.ledger.models import Block, CreditRoot, HolderSalt
+from poold.ledger.models import Block, CreditRoot, HolderSalt, JournalLine, Settlement
 
 MAX_CHAIN = 10_000  # links after a settlement a proof carries
 _CHUNK = 5_000  # names per IN list (PostgreSQL takes at most 65,535 parameters)
@@ -190,3 +190,49 @@ def credit_proof(conn: Connection, account: str, reference: str) -> dict[str, ob
         for a in _anchors(conn, c)
     ]
     return doc
+
+
+def check(conn: Connection) -> list[str]:
+    """The audit (`ledger verify`): the credit chain links without a gap from the genesis,
+    every root matches its stored lines, and every settlement's miner credits in the journal
+    are exactly its lines' credits."""
+    problems: list[str] = []
+    previous = GENESIS.hex()
+    rows = conn.execute(
+        select(CreditRoot, Settlement.entry_id)
+        .outerjoin(Settlement, Settlement.key == CreditRoot.key)
+        .order_by(CreditRoot.id)
+    )
+    for root in rows:  # the root's columns and its settlement's entry id
+        entry_id = root.entry_id
+        if root.previous != previous:
+            problems.append(f"the credit chain breaks at {root.key}")
+        previous = root.commitment
+        lines: dict[str, dict[str, object]] = json.loads(root.lines)
+        got = commitment(
+            _root_of(conn, lines),
+            inputs_digest(json.loads(root.inputs)),
+            bytes.fromhex(root.previous),
+        ).hex()
+        if got != root.commitment:
+            problems.append(f"the credit root of {root.key} does not match its lines")
+        if entry_id is None:
+            problems.append(f"the credit root of {root.key} has no settlement")
+            continue
+        posted = {
+            journal.miner_of(a): -int(amount)
+            for a, amount in conn.execute(
+                select(JournalLine.account, JournalLine.amount_sat).where(
+                    JournalLine.entry_id == entry_id
+                )
+            )
+            if journal.miner_of(a) is not None
+        }
+        stated = {a: int(v["credit_sat"]) for a, v in lines.items() if int(v["credit_sat"])}  # type: ignore[call-overload]
+        if posted != stated:
+            problems.append(f"the journal's credits of {root.key} differ from its credit lines")
+    return problems
+
+
+def _root_of(conn: Connection, lines: Mapping[str, Mapping[str, object]]) -> Any:
+    return period_tree(lines, _salts(conn, sorted(lines), create=False), CREDIT).root

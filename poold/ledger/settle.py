@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
 from accounting import pplns_split, prop_split, solo_split, window_scores
-from poold.ledger import journal, rollup
+from poold.ledger import credit_proofs, journal, rollup
 from poold.ledger.credit_proofs import block_lines, commit_credits, exact
 from poold.ledger.db import LedgerError, ledger_entry
 from poold.ledger.journal import AlreadyPosted, post
@@ -257,8 +257,9 @@ def settle_pending(
 def verify(engine: Engine) -> list[str]:
     """Problems found in the ledger (empty = it balances): every entry sums to zero, so the
     whole journal does, every settlement points at an entry, and every share slice names a
-    worker of its account (slices carry no foreign keys: see migration 0005), and the slice
-    sums add up to the slices they count."""
+    worker of its account (slices carry no foreign keys: see migration 0005), the slice
+    sums add up to the slices they count, and the miners' credit chain and roots match the
+    journal (`credit_proofs.check`)."""
     problems = []
     with engine.connect() as conn:
         for entry_id, total in conn.execute(
@@ -306,6 +307,7 @@ def verify(engine: Engine) -> list[str]:
         if strays:
             problems.append(f"{strays} share slices name no worker of their account")
         problems += rollup.check(conn)
+        problems += credit_proofs.check(conn)
     return problems
 
 

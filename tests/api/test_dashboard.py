@@ -96,9 +96,47 @@ async def test_dashboard_in_chromium(
             web.find_element(By.CSS_SELECTOR, "#miner-form button").click()
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#miner-workers tbody tr"))
             workers = [
-                r.find_element(By.TAG_NAME, "td").text
+                [td.text for td in r.find_elements(By.TAG_NAME, "td")]
                 for r in web.find_elements(By.CSS_SELECTOR, "#miner-workers tbody tr")
             ]
+            # A worker's own chart, then the miner's ranges redraw both charts.
+            web.find_element(By.CSS_SELECTOR, "#miner-workers tbody button.worker").click()
+            wait.until(
+                lambda d: d.find_element(By.ID, "worker-hashrate").get_attribute("data-worker")
+            )
+            worker_chart = web.find_element(By.ID, "worker-hashrate")
+            worker_24h = (
+                worker_chart.get_attribute("data-worker"),
+                worker_chart.get_attribute("data-window"),
+                worker_chart.get_attribute("data-points"),
+            )
+            web.find_element(By.CSS_SELECTOR, '#miner-ranges [data-window="1h"]').click()
+            wait.until(
+                lambda d: (
+                    d.find_element(By.ID, "worker-hashrate").get_attribute("data-window") == "1h"
+                )
+            )
+            miner_chart = web.find_element(By.ID, "miner-hashrate")
+            miner_1h = (
+                miner_chart.get_attribute("data-window"),
+                miner_chart.get_attribute("data-points"),
+                float(miner_chart.get_attribute("data-max") or 0),
+            )
+            worker_1h = worker_chart.get_attribute("data-points")
+            # m0 with its miner token: its credits, each verified in the browser.
+            web.find_element(By.ID, "miner-account").clear()
+            web.find_element(By.ID, "miner-account").send_keys("m0")
+            web.find_element(By.ID, "miner-token").send_keys(tokens["m0"])
+            web.find_element(By.CSS_SELECTOR, "#miner-form button").click()
+            wait.until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, "#miner-credits tbody tr button.verify")
+            )
+            web.find_element(By.CSS_SELECTOR, "#miner-credits tbody tr button.verify").click()
+            wait.until(lambda d: d.find_element(By.ID, "miner-verify").text.startswith(("v", "V")))
+            miner_verified = web.find_element(By.ID, "miner-verify").text
+            credit_ref = web.execute_script(
+                "return [...document.querySelectorAll('#miner-credits tbody tr')].length"
+            )
             web.find_element(By.ID, "holder-name").send_keys("alice")
             web.find_element(By.ID, "holder-token").send_keys(tokens["alice"])
             web.find_element(By.CSS_SELECTOR, "#holder-form button").click()
@@ -107,6 +145,8 @@ async def test_dashboard_in_chromium(
                 td.text for td in web.find_elements(By.CSS_SELECTOR, "#holder-table tbody td")
             ]
             earnings = web.find_element(By.ID, "holder-earnings")
+            web.find_element(By.CSS_SELECTOR, '#holder-ranges [data-days="7"]').click()
+            holder_days = earnings.get_attribute("data-days")
             # The verify button checks the statement's Merkle-sum proof in the browser.
             web.find_element(By.CSS_SELECTOR, "#holder-table tbody tr button.verify").click()
             wait.until(lambda d: d.find_element(By.ID, "holder-verify").text.startswith(("v", "V")))
@@ -135,6 +175,33 @@ async def test_dashboard_in_chromium(
                 f"/api/v1/holders/alice/proofs/{START}",
                 tokens["alice"],
             )
+            # And a miner's credit proof, tampered: the credit, the score, the fee.
+            tampered_credit = web.execute_async_script(
+                """
+                const done = arguments[arguments.length - 1];
+                (async () => {
+                  const auth = {Authorization: "Bearer " + arguments[1]};
+                  const listed = await fetch("/api/v1/miners/m0/credits", {headers: auth});
+                  const credits = await listed.json();
+                  const ref = credits.items.find((c) => c.reason === "pplns_block").reference;
+                  const r = await fetch(`/api/v1/miners/m0/proofs/${ref}`, {headers: auth});
+                  const good = parseExact(await r.text()), out = [];
+                  for (const bad of [
+                    (p) => {},
+                    (p) => { p.line.credit_sat += 1; },
+                    (p) => { p.line.score = "1"; },
+                    (p) => { p.period.inputs.fee_sat += 1; },
+                  ]) {
+                    const p = structuredClone(good); bad(p);
+                    try { await verifyProof(p); out.push("passed"); }
+                    catch (e) { out.push(e.message); }
+                  }
+                  done(out);
+                })();
+                """,
+                "",
+                tokens["m0"],
+            )
             web.find_element(By.ID, "holder-csv").click()
             wait.until(lambda d: d.find_element(By.ID, "holder-csv").get_attribute("data-bytes"))
             csv_bytes = int(web.find_element(By.ID, "holder-csv").get_attribute("data-bytes") or 0)
@@ -154,6 +221,10 @@ async def test_dashboard_in_chromium(
                 "sideways": sideways,
                 "blocks": len(blocks),
                 "workers": workers,
+                "worker_24h": worker_24h,
+                "worker_1h": worker_1h,
+                "miner_1h": miner_1h,
+                "holder_days": holder_days,
                 "statement": statement,
                 "earnings_points": earnings.get_attribute("data-points"),
                 "error": web.find_element(By.ID, "holder-error").text,
@@ -161,6 +232,9 @@ async def test_dashboard_in_chromium(
                 "csv_bytes": csv_bytes,
                 "stats_after_error": web.find_element(By.ID, "holder-stats").text,
                 "tampered": tampered,
+                "tampered_credit": tampered_credit,
+                "miner_verified": miner_verified,
+                "credit_rows": credit_ref,
             }
         finally:
             web.quit()
@@ -171,10 +245,17 @@ async def test_dashboard_in_chromium(
     assert seen["blocks"] >= 2  # the two populated; a block the daemon finds itself may join
     assert seen["ranges"] == {"1h": "60", "30d": "60"} and seen["sideways"] <= 0
     assert "height" in seen["network"] and "sat/TH/day" in seen["network"]
-    _height, found, short_hash, status, confirmations, reward, _finder = seen["block_cells"]
+    _height, found, short_hash, status, confirmations, effort, reward, _ = seen["block_cells"]
     assert found[:2] == "20" and short_hash.endswith("…") and reward.startswith("50.0")
     assert status == "confirmed" and confirmations == "100 / 100"
-    assert sorted(seen["workers"]) == ["acme.rig0", "acme.rig1"]
+    assert effort.endswith("%") and float(effort[:-1]) > 0  # the block's round, settled
+    workers = sorted(seen["workers"])
+    assert [w[0] for w in workers] == ["rig0", "rig1"]
+    for _name, _m10, _h1, _h24, last_seen, best, agent in workers:
+        assert last_seen[:2] == "20" and best != "—" and agent == "poold-sim/0.1"
+    assert seen["worker_24h"] == ("rig0", "24h", "48") and seen["worker_1h"] == "60"
+    assert seen["miner_1h"][:2] == ("1h", "60") and seen["miner_1h"][2] > 1
+    assert seen["holder_days"] == "7"
     assert seen["statement"][0] == "2027-01-15" and seen["earnings_points"] == "1"
     assert "does not give access" in seen["error"]
     assert seen["csv_bytes"] > 100 and seen["stats_after_error"] == ""  # no stale numbers
@@ -185,4 +266,12 @@ async def test_dashboard_in_chromium(
         "the period's commitment is not H(root, sums, inputs, previous)",
         "the line does not climb to the period's root",
     ], seen["tampered"]
+    assert seen["miner_verified"].startswith("verified: this credit"), seen["miner_verified"]
+    assert seen["credit_rows"] >= 1
+    assert [m.split(" (")[0] for m in seen["tampered_credit"]] == [
+        "passed",
+        "the line does not climb to the period's root",
+        "the line does not climb to the period's root",
+        "the period's commitment is not H(root, sums, inputs, previous)",
+    ], seen["tampered_credit"]
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000

@@ -20,7 +20,7 @@ from poold.chain.targets import network_difficulty
 from poold.ledger.credit_proofs import credit_proof, credit_roots
 from poold.ledger.ingest import ingest
 from poold.ledger.models import Block, CreditRoot, ShareSlice
-from poold.ledger.settle import settle_pending
+from poold.ledger.settle import settle_pending, verify
 from tests.accounting.test_merkle_sum import verifier
 from tests.ledger.test_fpps import FEE, SUBSIDY, book
 from tests.ledger.test_ingest import write_shares
@@ -205,3 +205,32 @@ def test_each_settled_block_records_its_exact_round_effort(
             Fraction(0),
         )
         assert Fraction(int(efforts[found + 1]), int(dens[found + 1])) == want > 0
+
+
+def test_ledger_verify_checks_the_credit_chain_against_the_journal(
+    ledger: sa.Engine, tmp_path: Path
+) -> None:
+    mine(tmp_path / "log", 40, {25: True, 39: True})
+    ingest(ledger, tmp_path / "log", 0)
+    first, _second = settle_pending(ledger, pool_fee=Fraction(1, 100))
+    assert verify(ledger) == []
+    with ledger.begin() as conn:
+        row = conn.execute(
+            sa.select(CreditRoot.id, CreditRoot.lines).where(
+                CreditRoot.reference == first.block_hash
+            )
+        ).one()
+        lines = json.loads(row.lines)
+        account = next(a for a in lines if lines[a]["credit_sat"])
+        lines[account]["credit_sat"] += 1  # the stored lines no longer match root or journal
+        conn.execute(
+            sa.update(CreditRoot).where(CreditRoot.id == row.id).values(lines=json.dumps(lines))
+        )
+    problems = verify(ledger)
+    assert any("does not match its lines" in p for p in problems), problems
+    assert any("differ from its credit lines" in p for p in problems), problems
+    with ledger.begin() as conn:
+        conn.execute(
+            sa.update(CreditRoot).where(CreditRoot.id == row.id).values(previous="11" * 32)
+        )
+    assert any("credit chain breaks" in p for p in verify(ledger))
