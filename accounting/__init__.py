@@ -16,7 +16,7 @@ from accounting.fpps import (
 )
 from accounting.hashrate import hashprice, hashrate, hashrate_windows
 from accounting.money import largest_remainder
-from accounting.pplns import PplnsResult, pplns_split, pplns_split_arrays, window_scores
+from accounting.pplns import PplnsResult, pplns_split, pplns_split_arrays
 from accounting.prop import prop_split, solo_split
 from accounting.tokens import StatementLine, TokenSettlement, token_settle
 
@@ -39,5 +39,4 @@ __all__ = [
     "prop_split",
     "solo_split",
     "token_settle",
-    "window_scores",
 ]

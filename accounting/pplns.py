@@ -336,23 +336,3 @@ def _split(
 
 
 __all__ = ["PplnsResult", "pplns_split", "pplns_split_arrays", "split_parsed"]
-
-
-def window_scores(
-    shares: Sequence[tuple[str, Fraction, Fraction]], factor: Fraction
-) -> dict[str, Fraction]:
-    """Each account's score in the window, exactly: shares oldest first as (account,
-    share_difficulty, network_difficulty), walked newest first until `factor` is covered, the
-    crossing share counting for its inside part (PROP: `factor` = the round's whole score).
-    What a miner's line in the block's Merkle-sum tree states (`merkle_sum.CREDIT`)."""
-    scores: dict[str, Fraction] = {}
-    before = Fraction(0)
-    for account, sd, nd in reversed(shares):
-        score = sd / nd
-        inside = min(score, factor - before)
-        if inside > 0:
-            scores[account] = scores.get(account, Fraction(0)) + inside
-        before += score
-        if before >= factor:
-            break
-    return scores

@@ -255,7 +255,8 @@ async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path:
 
 async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
     """`poold demo` settles one-minute token periods; alice's proof of the first, fetched with
-    the read token the demo prints, passes the standalone verifier, anchored in a block."""
+    the read token the demo prints, passes the standalone verifier, anchored in a block; so
+    does the demo miner's proof of an FPPS booking, fetched with its miner token."""
     import urllib.request
 
     api_port = free_port()
@@ -265,19 +266,20 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.stdout is not None
-    token = ""
+    token = miner_token = ""
     reader: asyncio.Task[None] | None = None
     try:
         while not token:
             line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
             assert line, "the demo exited"
             if "read token: " in line:
-                token = line.split("read token: ")[1].split(")")[0].strip()
+                token = line.split("read token: ")[1].split(";")[0].strip()
+                miner_token = line.split("demo's token: ")[1].split(")")[0].strip()
 
-        def get(path: str, auth: bool = False) -> bytes:
+        def get(path: str, auth: bool = False, bearer: str = "") -> bytes:
             req = urllib.request.Request(f"http://127.0.0.1:{api_port}{path}")
-            if auth:
-                req.add_header("Authorization", f"Bearer {token}")
+            if auth or bearer:
+                req.add_header("Authorization", f"Bearer {bearer or token}")
             with urllib.request.urlopen(req, timeout=10) as r:
                 return bytes(r.read())
 
@@ -305,6 +307,24 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
             timeout=60,
         )
         assert out.returncode == 0 and out.stdout.startswith("ok: alice's line"), out.stdout
+        # The demo miner's FPPS credits: each booking's proof passes the same verifier.
+        credits = json.loads(await asyncio.to_thread(get, "/api/v1/miners/demo/credits"))
+        booked = [c for c in credits["items"] if c["reason"] == "fpps_period"]
+        assert booked, credits
+        proof = await asyncio.to_thread(
+            get, f"/api/v1/miners/demo/proofs/{booked[-1]['reference']}", bearer=miner_token
+        )
+        (tmp_path / "credit.json").write_bytes(proof)
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, str(ROOT / "verify.py"), str(tmp_path / "credit.json")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0 and out.stdout.startswith("ok: demo's credit of fpps:"), (
+            out.stdout
+        )
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)

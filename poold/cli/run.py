@@ -275,12 +275,12 @@ async def _demo(cfg: Config, duration: float, miners: int) -> int:
         f"{cfg.sharelog.path}/",
         flush=True,
     )
-    holder_token = await asyncio.to_thread(_demo_tokens, daemon, cfg)
+    holder_token, miner_token = await asyncio.to_thread(_demo_tokens, daemon, cfg)
     if daemon.api_addresses:
         ahost, aport = daemon.api_addresses[0]
         print(
             f"dashboard: http://{ahost}:{aport}/  (token holders alice and bob; alice's read "
-            f"token: {holder_token})",
+            f"token: {holder_token}; miner account demo's token: {miner_token})",
             flush=True,
         )
     horizon = duration if duration > 0 else 10**9
@@ -366,10 +366,10 @@ async def _demo(cfg: Config, duration: float, miners: int) -> int:
     return 0
 
 
-def _demo_tokens(daemon: Daemon, cfg: Config) -> str:
+def _demo_tokens(daemon: Daemon, cfg: Config) -> tuple[str, str]:
     """Two holders minted at the current period's start, BTC/USD for the next hour of periods,
-    and a read token for alice."""
-    from poold.api.auth import create_token
+    a read token for alice and a miner token for the demo's miner account."""
+    from poold.api.auth import create_token, scope_for
     from poold.tokens.settle import period_of, set_price
     from poold.tokens.transfers import import_transfers, parse_records
 
@@ -393,7 +393,10 @@ def _demo_tokens(daemon: Daemon, cfg: Config) -> str:
     )
     for i in range(60):
         set_price(daemon.ledger, start + i * cfg.tokens.period_s, Fraction(65000), cfg.tokens)
-    return create_token(daemon.ledger, "holder:alice")
+    return (
+        create_token(daemon.ledger, "holder:alice"),
+        create_token(daemon.ledger, scope_for("miner", "demo")),
+    )
 
 
 @app.command()

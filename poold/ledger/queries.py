@@ -163,10 +163,12 @@ def pool_overview(
     }
     online = [k for k, v in _sums(conn, end - WINDOWS["10m"]).items() if _rate(v, WINDOWS["10m"])]
     scores = {k: v / network_difficulty(int(k[1])) for k, v in minutes.items()}
-    # Effort: the work since the last block found (minute granularity) in network
-    # difficulties; 1 = an average round. Window fill: how much of `factor` network
-    # difficulties the newest shares cover now (the rest would be unallocated).
-    effort = sum((v for (t, _b), v in scores.items() if t >= round_start), Fraction(0))
+    # Effort: the work since the last block found in network difficulties; 1 = an average
+    # round. Like each block's own effort (and PROP's round), it counts whole minutes: the
+    # last block's minute belongs to that block's round, so effort starts again from 0 at
+    # each block. Window fill: how much of `factor` network difficulties the newest shares
+    # cover now (the rest would be unallocated).
+    effort = sum((v for (t, _b), v in scores.items() if t > round_start), Fraction(0))
     # The window walks back from now until it holds `factor`: what it covers is the smaller of
     # `factor` and all the work up to now.
     covered = sum((v for (t, _b), v in scores.items() if t <= end), Fraction(0))

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
-from accounting import pplns_split, prop_split, solo_split, window_scores
+from accounting import pplns_split, prop_split, solo_split
 from poold.ledger import credit_proofs, journal, rollup
 from poold.ledger.credit_proofs import block_lines, commit_credits, exact
 from poold.ledger.db import LedgerError, ledger_entry
@@ -40,7 +40,7 @@ from poold.ledger.models import (
     ShareSlice,
     Worker,
 )
-from poold.ledger.window import minute_of, round_shares, window
+from poold.ledger.window import minute_of, round_effort, round_shares, window
 
 #: Settlement key prefix of a found block, by payout scheme.
 BLOCK_KEYS = {"pplns": "pplns:", "fpps": "fppsblock:", "prop": "prop:", "solo": "solo:"}
@@ -100,8 +100,7 @@ def settle_block(
                         f"the PROP round of {block_hash} is not known yet: block {waiting} "
                         "before it has no answer from the node"
                     )
-            the_round = round_shares(conn, found_ms)
-            effort = sum((sd / nd for _a, sd, nd in the_round), Fraction(0))
+            effort = round_effort(conn, found_ms)
             conn.execute(
                 update(Block)
                 .where(Block.hash == block_hash)
@@ -116,13 +115,13 @@ def settle_block(
                     split = solo_split(reward_sat, finder, pool_fee=pool_fee)
                     scores, total = {finder: Fraction(1)}, Fraction(1)
                 elif scheme == "prop":
-                    split = prop_split(reward_sat, the_round, pool_fee=pool_fee)
-                    total = effort
-                    scores = window_scores(the_round, total) if total else {}
+                    split = prop_split(reward_sat, round_shares(conn, found_ms), pool_fee=pool_fee)
+                    scores, total = split.scores, effort  # the round counts whole
                 else:
-                    shares = window(conn, found_ms, factor)
-                    split = pplns_split(reward_sat, shares, factor=factor, pool_fee=pool_fee)
-                    scores, total = window_scores(shares, factor), factor
+                    split = pplns_split(
+                        reward_sat, window(conn, found_ms, factor), factor=factor, pool_fee=pool_fee
+                    )
+                    scores, total = split.scores, factor
                 credits = split.credits
                 fee_sat, unallocated_sat = split.pool_fee_sat, split.unallocated_sat
                 commit_credits(

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from poold.chain.targets import network_difficulty
 from poold.ledger.models import Account, Block, ShareSlice, SliceSum
-from poold.ledger.rollup import POOL, cover, fold, sums
+from poold.ledger.rollup import POOL, blocks, cover, fold, sums
 from poold.ledger.slices import exact_sums
 
 #: A slice as the window sees it: (minute start s, account id, worker id, bits, difficulty).
@@ -161,6 +161,38 @@ def round_shares(conn: Connection, found_ms: int) -> list[Share]:
         after = oldest - 60
     full = _sums_after(conn, after, last)
     return [(names[a], full[(bits, a)], _NETS[bits]) for bits, a in sorted(full) if full[(bits, a)]]
+
+
+def round_effort(conn: Connection, found_ms: int) -> Fraction:
+    """The block's round (PROP's: minutes after the previous accepted block's minute through
+    its own) in network difficulties, from the pool's own sums (account 0) over the fewest
+    aligned blocks: a few rows per hour, day or 10 minutes, and the ragged minutes' pool rows.
+    Folds new slices first, like `window`."""
+    fold(conn)
+    last = minute_of(found_ms)
+    after = round_start(conn, found_ms)
+    if after is None:
+        oldest = _oldest_minute(conn, last)
+        if oldest is None:
+            return Fraction(0)
+        after = oldest - 60
+    runs = blocks(after, last)
+    if not runs:
+        return Fraction(0)
+    work = sums(
+        conn,
+        [SliceSum.bits],
+        [
+            SliceSum.account_id == POOL,
+            or_(
+                *(
+                    and_(SliceSum.span == span, SliceSum.start.between(first, final))
+                    for span, first, final in runs
+                )
+            ),
+        ],
+    )
+    return sum((v / _NETS[int(k[0])] for k, v in work.items()), Fraction(0))
 
 
 def _sums_after(conn: Connection, after: int, last: int) -> dict[tuple[Any, ...], Fraction]:

@@ -145,9 +145,9 @@ async def test_reads_match_the_document(api: Api) -> None:
     assert status == 200
     check("/api/v1/pool", "get", 200, pool)
     assert pool["blocks"] == {"confirmed": 2} and pool["scheme"] == "pplns"
-    # Both blocks were found in the last minutes of shares: the round since is short, and the
-    # regtest-difficulty window is long filled.
-    assert float(pool["round_effort"]) > 0 and pool["pplns_window_fill"] == "1.000000"
+    # The last block was found in the last minute of shares: the round starts again from 0
+    # (the block's minute is its own round's), and the regtest-difficulty window is filled.
+    assert pool["round_effort"] == "0.000000" and pool["pplns_window_fill"] == "1.000000"
 
     status, listed = await api.get("/api/v1/pool/nodes")
     check("/api/v1/pool/nodes", "get", 200, listed)

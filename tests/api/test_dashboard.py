@@ -15,10 +15,13 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from poold.chain.address import Network
 from poold.ledger.db import make_engine, migrate
+from poold.ledger.payouts import run_payouts, set_account
 from poold.simulate import run_fleet
 from tests.api.test_api import START, populate
-from tests.helpers import wait_for
+from tests.helpers import regtest_address, wait_for
+from tests.ledger.test_journal_properties import MemoryWallet
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
@@ -43,6 +46,13 @@ async def test_dashboard_in_chromium(
     engine = make_engine(url)
     migrate(engine)
     tokens = populate(engine, tmp_path)
+    # Alice is paid once through a wallet: the pool's payments and her payouts list it.
+    set_account(engine, "holder:alice", address=regtest_address(b"alice"), min_payout_sat=1)
+    report = await run_payouts(
+        engine, MemoryWallet(), network=Network.REGTEST, min_payout_sat=1, max_outputs=10,
+        send=True,
+    )  # fmt: skip
+    [[paid]] = report.batches
     engine.dispose()
     cfg = config_factory(
         ledger={"url": url, "ingest_interval_s": 0.2, "ingest_open_minutes": True},
@@ -76,6 +86,10 @@ async def test_dashboard_in_chromium(
             points_24h = pool_chart.get_attribute("data-points")
             max_24h = pool_chart.get_attribute("data-max")
             block_cells = [td.text for td in blocks[0].find_elements(By.TAG_NAME, "td")]
+            payments = [
+                [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+                for r in web.find_elements(By.CSS_SELECTOR, "#pool-payments tbody tr")
+            ]
             wait.until(lambda d: "hashprice" in d.find_element(By.ID, "network-stats").text)
             network = web.find_element(By.ID, "network-stats").text
             # The ranges: 1 h is 60 one-minute points, 30 d 60 points of 12 h.
@@ -144,6 +158,11 @@ async def test_dashboard_in_chromium(
             statement = [
                 td.text for td in web.find_elements(By.CSS_SELECTOR, "#holder-table tbody td")
             ]
+            holder_payouts = [
+                [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+                for r in web.find_elements(By.CSS_SELECTOR, "#holder-payouts tbody tr")
+            ]
+            holder_stats = web.find_element(By.ID, "holder-stats").text
             earnings = web.find_element(By.ID, "holder-earnings")
             web.find_element(By.CSS_SELECTOR, '#holder-ranges [data-days="7"]').click()
             holder_days = earnings.get_attribute("data-days")
@@ -232,6 +251,9 @@ async def test_dashboard_in_chromium(
                 "csv_bytes": csv_bytes,
                 "stats_after_error": web.find_element(By.ID, "holder-stats").text,
                 "tampered": tampered,
+                "payments": payments,
+                "holder_payouts": holder_payouts,
+                "holder_stats": holder_stats,
                 "tampered_credit": tampered_credit,
                 "miner_verified": miner_verified,
                 "credit_rows": credit_ref,
@@ -266,6 +288,12 @@ async def test_dashboard_in_chromium(
         "the period's commitment is not H(root, sums, inputs, previous)",
         "the line does not climb to the period's root",
     ], seen["tampered"]
+    [payment] = seen["payments"]  # sent (UTC), total (BTC), outputs, status, txid
+    assert payment[2:4] == ["1", "sent"] and len(payment[4]) == 64
+    assert payment[1] == f"{paid.amount_sat // 10**8}.{paid.amount_sat % 10**8:08d}"
+    [payout] = seen["holder_payouts"]  # sent, amount (sat), status, txid
+    assert payout[1].replace(",", "") == str(paid.amount_sat) and payout[3] == payment[4]
+    assert f"sent on chain\n{paid.amount_sat:,} sat" in seen["holder_stats"], seen["holder_stats"]
     assert seen["miner_verified"].startswith("verified: this credit"), seen["miner_verified"]
     assert seen["credit_rows"] >= 1
     assert [m.split(" (")[0] for m in seen["tampered_credit"]] == [

@@ -33,7 +33,8 @@ def reference(conn: Connection, now: int, factor: Fraction) -> dict[str, Any]:
         sa.select(sa.func.max(Block.found_ms)).where(Block.accepted.is_(True))
     ).scalar()
     since = 0 if last is None else int(last) // 60_000 * 60
-    sums = exact_sums(conn, [ShareSlice.bits], [ShareSlice.slice_start >= since])
+    # The round: the minutes after the last block's minute (which is that block's round's).
+    sums = exact_sums(conn, [ShareSlice.bits], [ShareSlice.slice_start > since])
     effort = sum((v / network_difficulty(int(k[0])) for k, v in sums.items()), Fraction(0))
     covered = sum((d / n for _a, d, n in window(conn, now * 1000, factor)), Fraction(0))
     fill = min(Fraction(1), covered / factor)
