@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from accounting import token_settle
 from accounting.merkle_sum import (
     GENESIS,
+    SUMMED,
     commitment,
     inputs_digest,
     line_fields,
@@ -209,3 +210,28 @@ def test_verify_py_runs_on_a_proof_file(doc: dict[str, Any], tmp_path: Path) -> 
         [sys.executable, str(ROOT / "verify.py"), str(good)], capture_output=True, text=True
     )
     assert bad.returncode == 1 and "FAILED" in bad.stdout
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.integers(0, 2**70), min_size=len(SUMMED), max_size=len(SUMMED)),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(-(2**66), 2**66),
+)
+def test_the_root_from_arrays_is_the_trees_root(rows: list[list[int]], net: int) -> None:
+    """`period_root` (NumPy packing for what fits 62 bits, the plain path past it) commits to
+    exactly the root `period_tree` builds node by node."""
+    from accounting.merkle_sum import LINE_FIELDS, period_root
+
+    lines = {
+        f"h{i}": {**dict(zip(SUMMED, r, strict=True)), "net_sat": net - i}
+        for i, r in enumerate(rows)
+    }
+    assert set(LINE_FIELDS) == set(SUMMED) | {"net_sat"}
+    salts = {h: bytes([i % 256]) * 16 for i, h in enumerate(lines)}
+    assert period_root(lines, salts) == period_tree(lines, salts).root
+    small = {h: {f: v % 2**40 for f, v in line.items()} for h, line in lines.items()}
+    assert period_root(small, salts) == period_tree(small, salts).root
