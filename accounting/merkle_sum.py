@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -78,29 +77,13 @@ def _int(v: int) -> bytes:
     return v.to_bytes(16, "big", signed=True)
 
 
-_M64 = (1 << 64) - 1
-_PACKS: dict[int, struct.Struct] = {}
-
-
-def _ints(values: Sequence[int]) -> bytes:
-    """Each value as 16 bytes big-endian two's complement (as `_int`), packed at once: the
-    high 8 bytes signed, the low 8 unsigned (a value past 2**127 raises struct.error)."""
-    pack = _PACKS.get(len(values))
-    if pack is None:
-        pack = _PACKS[len(values)] = struct.Struct(">" + "qQ" * len(values))
-    halves: list[int] = []
-    for v in values:
-        halves += (v >> 64, v & _M64)
-    return pack.pack(*halves)
-
-
 def _str(s: str) -> bytes:
     raw = s.encode()
     return len(raw).to_bytes(4, "big") + raw
 
 
 def _sums(sums: Sequence[int]) -> bytes:
-    return _ints(sums)
+    return b"".join(_int(v) for v in sums)
 
 
 def salted_id(salt: bytes, holder: str) -> bytes:
@@ -115,13 +98,10 @@ class Node:
 
 
 def leaf(salted: bytes, line: Mapping[str, object], layout: Layout = STATEMENT) -> Node:
-    if layout.text:
-        body = b"".join(
-            _str(str(line[f])) if f in layout.text else _int(int(line[f]))  # type: ignore[call-overload]
-            for f in layout.fields
-        )
-    else:  # integers only: packed at once (100,000 leaves a period)
-        body = _ints([int(line[f]) for f in layout.fields])  # type: ignore[call-overload]
+    body = b"".join(
+        _str(str(line[f])) if f in layout.text else _int(int(line[f]))  # type: ignore[call-overload]
+        for f in layout.fields
+    )
     sums = tuple(int(line[f]) for f in layout.summed)  # type: ignore[call-overload]
     if any(v < 0 for v in sums):
         raise ValueError(
@@ -227,9 +207,9 @@ def root_of_rows(
     order (`period_root` without the dicts: a settlement passes its lines' attributes)."""
     summed = [layout.fields.index(f) for f in layout.summed]
     if len(rows) > 1:
-        fast = _levels_in_arrays(salted, rows, summed, root_only=True)
+        fast = _root_in_arrays(salted, rows, summed)
         if fast is not None:
-            return fast[-1][0]
+            return fast
     lines = [dict(zip(layout.fields, r, strict=True)) for r in rows]
     return build(
         [leaf(s, line, layout) for s, line in zip(salted, lines, strict=True)], len(summed)
@@ -240,23 +220,19 @@ _SAFE = 1 << 62
 
 
 def _packed(m: np.ndarray) -> bytes:
-    """Each row's values as `_ints` packs them, rows one after another."""
+    """Each row's values as `_int` encodes them, rows one after another."""
     out = np.empty((m.shape[0], m.shape[1], 2), dtype=">i8")
     out[:, :, 0] = np.where(m < 0, -1, 0)
     out[:, :, 1] = m
     return out.tobytes()
 
 
-def _levels_in_arrays(
-    salted: list[bytes],
-    rows: Sequence[Sequence[int]],
-    summed: list[int],
-    *,
-    root_only: bool = False,
-) -> list[list[Node]] | None:
-    """`build` over integer-only lines with the packing and the sums in NumPy (the same
-    bytes and nodes; 100,000 holders a period); None when a value or a total might not fit
-    in 62 bits (then the plain path builds it, or refuses a negative sum)."""
+def _root_in_arrays(
+    salted: list[bytes], rows: Sequence[Sequence[int]], summed: list[int]
+) -> Node | None:
+    """`build`'s root over integer-only lines with the packing and the sums in NumPy (the
+    same bytes; 100,000 holders a period); None when a value or a total might not fit in 62
+    bits (then the plain path builds it, or refuses a negative sum)."""
     try:
         vals = np.array(rows, dtype=np.int64)
     except OverflowError:
@@ -272,13 +248,6 @@ def _levels_in_arrays(
     hashes = [
         sha(LEAF + s + blob[i * width : (i + 1) * width]).digest() for i, s in enumerate(salted)
     ]
-
-    def level() -> list[Node]:
-        if root_only and len(hashes) > 1:
-            return []
-        return [Node(h, tuple(r)) for h, r in zip(hashes, sums.tolist(), strict=True)]
-
-    levels = [level()]
     width = sums.shape[1] * 16
     while len(hashes) > 1:
         pairs = len(hashes) // 2
@@ -298,8 +267,7 @@ def _levels_in_arrays(
             nxt.append(hashes[-1])
             upper = np.vstack([upper, sums[-1:]])
         hashes, sums = nxt, upper
-        levels.append(level())
-    return levels
+    return Node(hashes[0], tuple(sums[0].tolist()))
 
 
 def line_fields(line: object) -> dict[str, int]:

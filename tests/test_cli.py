@@ -297,15 +297,18 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
             assert asyncio.get_running_loop().time() < deadline, "no token period settled"
             await asyncio.sleep(2)
         start = chain["items"][-1]["period_start"]
+        async def verify_py(proof: bytes, name: str) -> subprocess.CompletedProcess[str]:
+            (tmp_path / name).write_bytes(proof)
+            return await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, str(ROOT / "verify.py"), str(tmp_path / name)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
         proof = await asyncio.to_thread(get, f"/api/v1/holders/alice/proofs/{start}", True)
-        (tmp_path / "proof.json").write_bytes(proof)
-        out = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, str(ROOT / "verify.py"), str(tmp_path / "proof.json")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = await verify_py(proof, "proof.json")
         assert out.returncode == 0 and out.stdout.startswith("ok: alice's line"), out.stdout
         # The demo miner's FPPS credits: each booking's proof passes the same verifier.
         credits = json.loads(await asyncio.to_thread(get, "/api/v1/miners/demo/credits"))
@@ -314,14 +317,7 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
         proof = await asyncio.to_thread(
             get, f"/api/v1/miners/demo/proofs/{booked[-1]['reference']}", bearer=miner_token
         )
-        (tmp_path / "credit.json").write_bytes(proof)
-        out = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, str(ROOT / "verify.py"), str(tmp_path / "credit.json")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = await verify_py(proof, "credit.json")
         assert out.returncode == 0 and out.stdout.startswith("ok: demo's credit of fpps:"), (
             out.stdout
         )

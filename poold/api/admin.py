@@ -16,6 +16,7 @@ from poold.api.base import (
     context,
     engine_of,
     error,
+    first_error,
     json_body,
     require,
 )
@@ -30,9 +31,7 @@ async def admin_transfers(request: web.Request) -> web.Response:
     try:
         TransfersIn.model_validate(body)  # the document's shape; parse_records checks the rest
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the body"
-        raise error(400, f"{where}: {first['msg']} (expected a JSON list of transfers)") from None
+        raise error(400, f"{first_error(exc)} (expected a JSON list of transfers)") from None
     try:
         result = await asyncio.to_thread(import_transfers, engine_of(request), parse_records(body))
     except TokenError as exc:

@@ -225,6 +225,11 @@ async def body_of(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the body"
-        raise error(400, f"{where}: {first['msg']}") from None
+        raise error(400, first_error(exc)) from None
+
+
+def first_error(exc: ValidationError) -> str:
+    """The first thing pydantic found wrong, as "field.path: message"."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the body"
+    return f"{where}: {first['msg']}"

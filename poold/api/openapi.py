@@ -5,6 +5,7 @@ tests validate every response against it."""
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
@@ -96,6 +97,4 @@ def _document() -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     """The document (built once; callers get their own copy to change)."""
-    import copy
-
     return copy.deepcopy(_document())

@@ -26,10 +26,12 @@ from accounting.merkle_sum import (
     commitment,
     inputs_digest,
     node_json,
+    period_root,
     period_tree,
     proof_document,
 )
 from poold.ledger import journal
+from poold.ledger.commitments import anchors, anchors_by_commitment, link
 from poold.ledger.models import Block, CreditRoot, HolderSalt, JournalLine, Settlement
 
 MAX_CHAIN = 10_000  # links after a settlement a proof carries
@@ -91,20 +93,20 @@ def commit_credits(
 ) -> str:
     """Build the settlement's tree and record its root and commitment in the caller's
     transaction (the one that posts the credits); returns the commitment."""
-    tree = period_tree(lines, _salts(conn, sorted(lines)), CREDIT)
+    root = period_root(lines, _salts(conn, sorted(lines)), CREDIT)
     prev = conn.execute(
         select(CreditRoot.commitment).order_by(CreditRoot.id.desc()).limit(1)
     ).scalar()
     previous = bytes.fromhex(prev) if prev else GENESIS
     published = {**inputs, "key": key, "kind": kind}
-    done = commitment(tree.root, inputs_digest(published), previous).hex()
+    done = commitment(root, inputs_digest(published), previous).hex()
     conn.execute(
         insert(CreditRoot).values(
             key=key,
             kind=kind,
             reference=reference,
-            root_hash=tree.root.hash.hex(),
-            sums=json.dumps(list(tree.root.sums)),
+            root_hash=root.hash.hex(),
+            sums=json.dumps(list(root.sums)),
             inputs=json.dumps(published, sort_keys=True),
             lines=json.dumps(lines, sort_keys=True),
             previous=previous.hex(),
@@ -115,24 +117,7 @@ def commit_credits(
 
 
 def _link(row: Any) -> dict[str, object]:
-    return {
-        "key": row.key,
-        "root": {"hash": row.root_hash, "sums": json.loads(row.sums)},
-        "inputs_digest": inputs_digest(json.loads(row.inputs)).hex(),
-        "previous": row.previous,
-        "commitment": row.commitment,
-    }
-
-
-def _anchors(conn: Connection, commitment_hex: str) -> list[dict[str, object]]:
-    return [
-        {"hash": h, "height": int(height)}
-        for h, height in conn.execute(
-            select(Block.hash, Block.height)
-            .where(Block.credit_commitment == commitment_hex, Block.accepted.is_(True))
-            .order_by(Block.height)
-        )
-    ]
+    return link(row, {"key": row.key})
 
 
 def credit_roots(conn: Connection, limit: int, offset: int) -> list[dict[str, object]]:
@@ -140,9 +125,9 @@ def credit_roots(conn: Connection, limit: int, offset: int) -> list[dict[str, ob
     rows = conn.execute(
         select(CreditRoot).order_by(CreditRoot.id.desc()).limit(limit).offset(offset)
     ).all()
+    blocks = anchors_by_commitment(conn, Block.credit_commitment, [r.commitment for r in rows])
     return [
-        {**_link(r), "inputs": json.loads(r.inputs), "blocks": _anchors(conn, r.commitment)}
-        for r in rows
+        {**_link(r), "inputs": json.loads(r.inputs), "blocks": blocks[r.commitment]} for r in rows
     ]
 
 
@@ -184,11 +169,8 @@ def credit_proof(conn: Connection, account: str, reference: str) -> dict[str, ob
         [_link(r) for r in later],
         CREDIT,
     )
-    doc["anchors"] = [
-        {**a, "commitment": c}
-        for c in [root.commitment, *(r.commitment for r in later)]
-        for a in _anchors(conn, c)
-    ]
+    chain = [root.commitment, *(r.commitment for r in later)]
+    doc["anchors"] = anchors(conn, Block.credit_commitment, chain)
     return doc
 
 
@@ -210,7 +192,7 @@ def check(conn: Connection) -> list[str]:
         previous = root.commitment
         lines: dict[str, dict[str, object]] = json.loads(root.lines)
         got = commitment(
-            _root_of(conn, lines),
+            period_root(lines, _salts(conn, sorted(lines), create=False), CREDIT),
             inputs_digest(json.loads(root.inputs)),
             bytes.fromhex(root.previous),
         ).hex()
@@ -219,20 +201,16 @@ def check(conn: Connection) -> list[str]:
         if entry_id is None:
             problems.append(f"the credit root of {root.key} has no settlement")
             continue
-        posted = {
-            journal.miner_of(a): -int(amount)
-            for a, amount in conn.execute(
-                select(JournalLine.account, JournalLine.amount_sat).where(
-                    JournalLine.entry_id == entry_id
-                )
+        posted: dict[str, int] = {}
+        for name, amount in conn.execute(
+            select(JournalLine.account, JournalLine.amount_sat).where(
+                JournalLine.entry_id == entry_id
             )
-            if journal.miner_of(a) is not None
-        }
+        ):
+            miner = journal.miner_of(name)
+            if miner is not None:
+                posted[miner] = -int(amount)
         stated = {a: int(v["credit_sat"]) for a, v in lines.items() if int(v["credit_sat"])}  # type: ignore[call-overload]
         if posted != stated:
             problems.append(f"the journal's credits of {root.key} differ from its credit lines")
     return problems
-
-
-def _root_of(conn: Connection, lines: Mapping[str, Mapping[str, object]]) -> Any:
-    return period_tree(lines, _salts(conn, sorted(lines), create=False), CREDIT).root

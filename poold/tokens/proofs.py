@@ -30,6 +30,7 @@ from accounting.merkle_sum import (
     salted_id,
 )
 from poold.config import TokensConfig
+from poold.ledger.commitments import anchors, anchors_by_commitment, link
 from poold.ledger.db import bulk_insert_tuples
 from poold.ledger.models import Block, HolderSalt, StatementRoot, TokenStatement
 
@@ -112,13 +113,7 @@ def commit_period(
 
 
 def _link(row: Any) -> dict[str, object]:
-    return {
-        "period_start": int(row.period_start),
-        "root": {"hash": row.root_hash, "sums": json.loads(row.sums)},
-        "inputs_digest": inputs_digest(json.loads(row.inputs)).hex(),
-        "previous": row.previous,
-        "commitment": row.commitment,
-    }
+    return link(row, {"period_start": int(row.period_start)})
 
 
 def roots(conn: Connection, limit: int, offset: int) -> list[dict[str, object]]:
@@ -130,20 +125,9 @@ def roots(conn: Connection, limit: int, offset: int) -> list[dict[str, object]]:
         .limit(limit)
         .offset(offset)
     ).all()
+    blocks = anchors_by_commitment(conn, Block.commitment, [r.commitment for r in rows])
     return [
-        {**_link(r), "inputs": json.loads(r.inputs), "blocks": _anchors(conn, r.commitment)}
-        for r in rows
-    ]
-
-
-def _anchors(conn: Connection, commitment: str) -> list[dict[str, object]]:
-    return [
-        {"hash": h, "height": int(height)}
-        for h, height in conn.execute(
-            select(Block.hash, Block.height)
-            .where(Block.commitment == commitment, Block.accepted.is_(True))
-            .order_by(Block.height)
-        )
+        {**_link(r), "inputs": json.loads(r.inputs), "blocks": blocks[r.commitment]} for r in rows
     ]
 
 
@@ -205,9 +189,6 @@ def proof_for(conn: Connection, holder: str, period_start: int) -> dict[str, obj
     )
     # The blocks whose coinbases carry this commitment or a later one: anyone can read those
     # coinbases on the chain and see the same commitments.
-    doc["anchors"] = [
-        {**a, "commitment": c}
-        for c in [root.commitment, *(r.commitment for r in later_rows)]
-        for a in _anchors(conn, c)
-    ]
+    chain = [root.commitment, *(r.commitment for r in later_rows)]
+    doc["anchors"] = anchors(conn, Block.commitment, chain)
     return doc
