@@ -297,6 +297,7 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
             assert asyncio.get_running_loop().time() < deadline, "no token period settled"
             await asyncio.sleep(2)
         start = chain["items"][-1]["period_start"]
+
         async def verify_py(proof: bytes, name: str) -> subprocess.CompletedProcess[str]:
             (tmp_path / name).write_bytes(proof)
             return await asyncio.to_thread(
