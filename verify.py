@@ -22,8 +22,10 @@ Checked for a holder:
 For a miner, 1 and 2 the same way, then 3: the pool fee is floor(reward x fee); credits,
 fee and unallocated add up to the reward; the credit is the line's quota of what the fee
 leaves, (reward - fee) x score / score total, floored or one satoshi over (largest remainder);
-for an FPPS booking, the credit is floor(value + carried in) with value = score x (subsidy +
-average fees) x (1 - fee), and the remainder carried out is what is left. The score is the
+for an FPPS booking, the score (each share's difficulty capped at the network difficulty, in
+network difficulties) is at most the line's number of shares, the credit is floor(value +
+carried in) with value = score x (subsidy + average fees) x (1 - fee), and the remainder
+carried out is what is left. The score is the
 miner's own work in network difficulties: compare it with what the miner's side counted.
 
 Exit 0 and "ok" when every check passes; exit 1 naming the first that fails.
@@ -65,9 +67,10 @@ def leaf_of(p: dict) -> tuple[bytes, list[int]]:
     line = p["line"]
     if p.get("kind") == "credit":
         name = p["account"].encode()
-        body = b"".join(
-            s4(line[f]) if f in CREDIT_TEXT else i16(int(line[f])) for f in CREDIT_FIELDS
-        )
+        fields = CREDIT_FIELDS
+        if p["period"]["inputs"]["kind"] == "fpps_period":
+            fields += ("shares",)  # an FPPS line counts its shares: none worth over a block
+        body = b"".join(s4(line[f]) if f in CREDIT_TEXT else i16(int(line[f])) for f in fields)
         sums = [int(line["credit_sat"])]
     else:
         name = p["holder"].encode()
@@ -194,6 +197,12 @@ def check_credit(p: dict, root_sums: list[int]) -> None:
     if score < 0 or not 0 <= carry_in < 1 or not 0 <= carry_out < 1:
         raise Failed("a score or carried remainder is out of range")
     if x["kind"] == "fpps_period":
+        shares = int(line["shares"])
+        if shares < 0 or score > shares:
+            raise Failed(
+                f"the score {score} is more than the line's {shares} shares: no share may be "
+                "credited more than one block (its network difficulty)"
+            )
         if root_sums[0] != int(x["booked_sat"]):
             raise Failed(f"the lines add up to {root_sums[0]}, the booking says {x['booked_sat']}")
         value = score * (int(x["subsidy_sat"]) + F(x["avg_fees_sat"])) * (1 - fee)

@@ -9,9 +9,11 @@ Imports only numpy, numba and the standard library, never `poold`.
 from accounting.fpps import (
     FppsResult,
     avg_fees,
+    credited_difficulty,
     fpps_credit_arrays,
     fpps_settle,
     fpps_settle_arrays,
+    fpps_settle_sums,
     fpps_share_value,
 )
 from accounting.hashrate import hashprice, hashrate, hashrate_windows
@@ -26,9 +28,11 @@ __all__ = [
     "StatementLine",
     "TokenSettlement",
     "avg_fees",
+    "credited_difficulty",
     "fpps_credit_arrays",
     "fpps_settle",
     "fpps_settle_arrays",
+    "fpps_settle_sums",
     "fpps_share_value",
     "hashprice",
     "hashrate",

@@ -71,6 +71,19 @@ CREDIT = Layout(
     ("credit_sat",),
     ("score", "carry_in", "carry_out"),
 )
+#: A miner's line of an FPPS booking: as `CREDIT`, plus the number of shares it counts (each
+#: credited at most one block, so the score can never exceed it).
+FPPS_CREDIT = Layout(
+    ("credit_sat", "score", "carry_in", "carry_out", "shares"),
+    ("credit_sat",),
+    ("score", "carry_in", "carry_out"),
+)
+
+
+def credit_layout(lines: Mapping[str, Mapping[str, object]]) -> Layout:
+    """The layout of a settlement's stored miner lines (FPPS bookings since the share cap
+    carry share counts; earlier ones and block splits do not)."""
+    return FPPS_CREDIT if any("shares" in line for line in lines.values()) else CREDIT
 
 
 def _int(v: int) -> bytes:
@@ -294,7 +307,7 @@ def proof_document(
     root = tree.root
     return {
         "version": 1,
-        **({"kind": "credit", "account": holder} if layout is CREDIT else {"holder": holder}),
+        **({"holder": holder} if layout is STATEMENT else {"kind": "credit", "account": holder}),
         "salt": salt.hex(),
         "line": {f: str(line[f]) if f in layout.text else int(line[f]) for f in layout.fields},  # type: ignore[call-overload]
         "path": proof(tree.levels, tree.index[holder]),

@@ -69,9 +69,10 @@ def fpps(
     fee: Fraction,
     carry_in: dict[str, Fraction],
 ) -> tuple[dict[str, int], dict[str, Fraction]]:
+    """Each share is worth min(sd, nd) / nd blocks: never more than one."""
     value: dict[str, Fraction] = defaultdict(Fraction, carry_in)
     for account, sd, nd in shares:
-        value[account] += sd / nd * (subsidy + avg_fees) * (1 - fee)
+        value[account] += min(sd, nd) / nd * (subsidy + avg_fees) * (1 - fee)
     credits = {a: int(v) for a, v in value.items()}  # floor: values are >= 0
     return credits, {a: v - credits[a] for a, v in value.items()}
 

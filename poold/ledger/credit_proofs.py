@@ -1,12 +1,13 @@
 """Verifiable miner credits: every settlement that credits miners (a PPLNS, PROP or SOLO
 block, an FPPS booking) gets a Merkle-sum tree over its lines (`accounting.merkle_sum.CREDIT`:
-satoshis credited, the account's exact score, FPPS's carried remainders), written in the
-settlement's own transaction with its published inputs and its link in the credit chain
-(`credit_roots`; `previous` is unique, so two settlers racing cannot fork it: one fails and
-retries). Each miner's leaf is hidden behind a secret salt (kept with the holders' salts
-under the miner's journal account name). A miner's proof (`credit_proof`) is what
-`verify.py` checks; the chain (`credit_roots`) is public, and every found block's coinbase
-carries its newest commitment. Imports the ledger's tables, the journal and accounting only.
+satoshis credited, the account's exact score; FPPS adds the carried remainders and the share
+count), written in the settlement's own transaction with its published inputs and its link in
+the credit chain (`credit_roots`; `previous` is unique, so two settlers racing cannot fork
+it: one fails and retries). Each miner's leaf is hidden behind a secret salt (kept with the
+holders' salts under the miner's journal account name). A miner's proof (`credit_proof`) is
+what `verify.py` checks; the chain (`credit_roots`) is public, and every found block's
+coinbase carries its newest commitment. Imports the ledger's tables, the journal and
+accounting only.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
 from accounting.merkle_sum import (
-    CREDIT,
     GENESIS,
     commitment,
+    credit_layout,
     inputs_digest,
     node_json,
     period_root,
@@ -93,7 +94,7 @@ def commit_credits(
 ) -> str:
     """Build the settlement's tree and record its root and commitment in the caller's
     transaction (the one that posts the credits); returns the commitment."""
-    root = period_root(lines, _salts(conn, sorted(lines)), CREDIT)
+    root = period_root(lines, _salts(conn, sorted(lines)), credit_layout(lines))
     prev = conn.execute(
         select(CreditRoot.commitment).order_by(CreditRoot.id.desc()).limit(1)
     ).scalar()
@@ -148,7 +149,8 @@ def credit_proof(conn: Connection, account: str, reference: str) -> dict[str, ob
     if account not in lines:
         return None
     salts = _salts(conn, sorted(lines), create=False)
-    tree = period_tree(lines, salts, CREDIT)
+    layout = credit_layout(lines)
+    tree = period_tree(lines, salts, layout)
     if node_json(tree.root) != {"hash": root.root_hash, "sums": json.loads(root.sums)}:
         raise ValueError(f"the lines of settlement {root.key} no longer match its root")
     later = list(
@@ -167,7 +169,7 @@ def credit_proof(conn: Connection, account: str, reference: str) -> dict[str, ob
         json.loads(root.inputs),
         bytes.fromhex(root.previous),
         [_link(r) for r in later],
-        CREDIT,
+        layout,
     )
     chain = [root.commitment, *(r.commitment for r in later)]
     doc["anchors"] = anchors(conn, Block.credit_commitment, chain)
@@ -192,7 +194,7 @@ def check(conn: Connection) -> list[str]:
         previous = root.commitment
         lines: dict[str, dict[str, object]] = json.loads(root.lines)
         got = commitment(
-            period_root(lines, _salts(conn, sorted(lines), create=False), CREDIT),
+            period_root(lines, _salts(conn, sorted(lines), create=False), credit_layout(lines)),
             inputs_digest(json.loads(root.inputs)),
             bytes.fromhex(root.previous),
         ).hex()

@@ -270,14 +270,19 @@ _COPY_TRAILER = b"\xff\xff"
 
 def copy_payload(columns: list[CopyColumn]) -> bytes:
     """PostgreSQL binary COPY data for rows given as columns: int columns as int64 arrays (or
-    lists), text columns as lists of ints/strs (stored as their decimal text). Rows are laid
-    out with NumPy, one structured array per combination of text widths, so no Python work is
-    done per field; row order is not kept (a table has none)."""
+    lists), text columns as lists of ints/strs (stored as their decimal text) or None (NULL).
+    Rows are laid out with NumPy, one structured array per combination of text widths, so no
+    Python work is done per field; row order is not kept (a table has none)."""
     n = len(columns[0][2])
     if n == 0:
         return _COPY_HEADER + _COPY_TRAILER
     texts = {
-        i: [str(v).encode() for v in vals]
+        i: [b"" if v is None else str(v).encode() for v in vals]
+        for i, (_c, kind, vals) in enumerate(columns)
+        if kind == "text"
+    }
+    nulls = {
+        i: np.fromiter((v is None for v in vals), np.bool_, n)
         for i, (_c, kind, vals) in enumerate(columns)
         if kind == "text"
     }
@@ -303,8 +308,8 @@ def copy_payload(columns: list[CopyColumn]) -> bytes:
         rec = np.empty(len(rows), dtype=np.dtype(fields))
         rec["count"] = len(columns)
         for i, (_c, kind, _v) in enumerate(columns):
-            if kind == "text":
-                rec[f"len{i}"] = widths[i][rows]
+            if kind == "text":  # a NULL is length -1 and no bytes
+                rec[f"len{i}"] = np.where(nulls[i][rows], -1, widths[i][rows])
                 rec[f"f{i}"] = [texts[i][r] for r in rows.tolist()]
             else:
                 rec[f"len{i}"] = 4 if kind == "int4" else 8
@@ -320,7 +325,9 @@ def copy_columns(conn: Connection, table: Table, columns: list[CopyColumn]) -> N
     if conn.dialect.name != "postgresql":
         names = [c for c, _k, _v in columns]
         values = [
-            [str(v) for v in vals] if kind == "text" else list(np.asarray(vals).tolist())
+            [None if v is None else str(v) for v in vals]
+            if kind == "text"
+            else list(np.asarray(vals).tolist())
             for _c, kind, vals in columns
         ]
         bulk_insert_tuples(conn, table, names, list(zip(*values, strict=True)))

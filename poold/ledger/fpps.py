@@ -3,9 +3,11 @@
 A booking (key `fpps:<period end, unix seconds>`) credits every slice ingested since the last
 booking: per node, the slices with id > that node's cursor (a node's slices are written by its
 own ingest, in id order, so a slice ingested late is booked next time, never skipped). Each is
-worth share_diff / network_diff x (subsidy + mean fees of the last N chain blocks) x (1 - fee),
-summed exactly per account by `accounting.fpps_settle`; an account is credited floor(value +
-carried remainder) and the remainder (< 1 sat) is stored for the next booking. Postings:
+worth credited_diff / network_diff x (subsidy + mean fees of the last N chain blocks) x (1 -
+fee), where the credited difficulty caps each of its shares at the network difficulty (no
+share is worth more than a block), summed exactly per account by
+`accounting.fpps_settle_sums`; an account is credited floor(value + carried remainder) and the
+remainder (< 1 sat) is stored for the next booking. Postings:
   + total   pool:fpps_paid              (the pool pays FPPS out of its own funds)
   - credit  miner:<account>:spendable
 The cursors, the carried remainders and the settlement row are written in the same transaction
@@ -24,7 +26,7 @@ from sqlalchemy import and_, delete, insert, not_, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from accounting import avg_fees, fpps_settle
+from accounting import avg_fees, fpps_settle_sums
 from poold.chain.targets import network_difficulty
 from poold.jobs.coinbase import subsidy_sat
 from poold.ledger import journal
@@ -101,7 +103,11 @@ def average_fees(engine: Engine, *, tip: int, blocks: int = 144) -> Fraction:
     return avg_fees([int(f) for f in fees], blocks) if fees else Fraction(0)
 
 
-def _unbooked(conn: Connection) -> tuple[list[tuple[int, int, str, int, int, int]], dict[int, int]]:
+#: An unbooked slice: (id, node id, account, credited num, credited den, bits, shares).
+Unbooked = tuple[int, int, str, int, int, int, int]
+
+
+def _unbooked(conn: Connection) -> tuple[list[Unbooked], dict[int, int]]:
     cursors = {
         int(n): int(c) for n, c in conn.execute(select(FppsCursor.node_id, FppsCursor.slice_id))
     }
@@ -115,7 +121,10 @@ def _unbooked(conn: Connection) -> tuple[list[tuple[int, int, str, int, int, int
             Account.name,
             ShareSlice.diff_num,
             ShareSlice.diff_den,
+            ShareSlice.credit_num,
+            ShareSlice.credit_den,
             ShareSlice.bits,
+            ShareSlice.shares,
         )
         .join(Account, ShareSlice.account_id == Account.id)
         .order_by(ShareSlice.id)
@@ -123,9 +132,10 @@ def _unbooked(conn: Connection) -> tuple[list[tuple[int, int, str, int, int, int
     if after_cursor:
         query = query.where(or_(*after_cursor))
     rows = [
-        (int(i), int(n), a, int(num), int(den), int(b))
-        for i, n, a, num, den, b in conn.execute(query)
-    ]
+        (int(i), int(n), a, int(num if cn is None else cn), int(den if cd is None else cd),
+         int(b), int(k))
+        for i, n, a, num, den, cn, cd, b, k in conn.execute(query)
+    ]  # fmt: skip
     return rows, cursors
 
 
@@ -152,13 +162,16 @@ def book_fpps(
             if not rows:
                 return None
             nets: dict[int, Fraction] = {}
-            shares = []
-            for _, _, account, num, den, bits in rows:
+            sums: list[tuple[str, Fraction, Fraction, int]] = []
+            for _, _, account, num, den, bits, shares in rows:
                 if bits not in nets:
                     nets[bits] = network_difficulty(bits)
-                shares.append((account, Fraction(num, den), nets[bits]))
-            result = fpps_settle(
-                shares,
+                # Ingest caps each share; a slice written another way (before the cap, by
+                # hand) is still bounded here: never more than one block per share.
+                credit = min(Fraction(num, den), nets[bits] * shares)
+                sums.append((account, credit, nets[bits], shares))
+            result = fpps_settle_sums(
+                sums,
                 subsidy_sat=subsidy_sat,
                 avg_fees_sat=avg_fees_sat,
                 pool_fee=pool_fee,
@@ -180,7 +193,7 @@ def book_fpps(
                     "pool_fee": exact(Fraction(pool_fee)),
                     "booked_sat": sum(credited.values()),
                 },
-                lines=_fpps_lines(rows, nets, result.credits, carry_in, result.carry),
+                lines=_fpps_lines(sums, result.credits, carry_in, result.carry),
             )
             conn.execute(delete(FppsCarry))
             carried = {a: v for a, v in result.carry.items() if v}
@@ -189,7 +202,7 @@ def book_fpps(
                     insert(FppsCarry), [{"account": a, "value": str(v)} for a, v in carried.items()]
                 )
             last: dict[int, int] = {}
-            for slice_id, node_id, *_ in rows:
+            for slice_id, node_id, *_rest in rows:
                 last[node_id] = slice_id
             for node_id, slice_id in last.items():
                 if node_id in cursors:
@@ -206,27 +219,31 @@ def book_fpps(
 
 
 def _fpps_lines(
-    rows: list[tuple[int, int, str, int, int, int]],
-    nets: Mapping[int, Fraction],
+    sums: list[tuple[str, Fraction, Fraction, int]],
     booked: Mapping[str, int],
     carry_in: Mapping[str, Fraction],
     carry_out: Mapping[str, Fraction],
 ) -> dict[str, dict[str, object]]:
-    """Each account's line of a booking: satoshis booked, its work in network difficulties
-    (summed per bits and denominator first: one Fraction per group, not per slice), the
-    remainder carried in and out."""
-    work: dict[tuple[str, int, int], int] = {}
-    for _i, _n, account, num, den, bits in rows:
-        work[(account, bits, den)] = work.get((account, bits, den), 0) + num
+    """Each account's line of a booking: satoshis booked, its credited work in network
+    difficulties (summed per network difficulty and denominator first: one Fraction per
+    group, not per slice), the remainder carried in and out, and its number of shares (no
+    share is worth more than a block, so the score is never above it: `verify.py` checks)."""
+    work: dict[tuple[str, Fraction, int], int] = {}
+    counts: dict[str, int] = {}
+    for account, credit, nd, shares in sums:
+        key = (account, nd, credit.denominator)
+        work[key] = work.get(key, 0) + credit.numerator
+        counts[account] = counts.get(account, 0) + shares
     scores: dict[str, Fraction] = {}
-    for (account, bits, den), num in work.items():
-        scores[account] = scores.get(account, Fraction(0)) + Fraction(num, den) / nets[bits]
+    for (account, nd, den), num in work.items():
+        scores[account] = scores.get(account, Fraction(0)) + Fraction(num, den) / nd
     return {
         a: {
             "credit_sat": int(booked.get(a, 0)),
             "score": exact(scores.get(a, Fraction(0))),
             "carry_in": exact(Fraction(carry_in.get(a, 0))),
             "carry_out": exact(Fraction(carry_out.get(a, 0))),
+            "shares": counts.get(a, 0),
         }
         for a in sorted(set(booked) | set(scores) | set(carry_in) | set(carry_out))
     }

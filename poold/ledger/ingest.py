@@ -254,10 +254,18 @@ def _write_slices(
         ]
         cols = SliceColumns.from_tuples(slices_from_tuples(shares, by_name))
     if len(cols):
+        # The credited difficulty is NULL (equal to the difficulty) unless a share was over
+        # the network difficulty: never on mainnet, so those columns are sent only if needed.
+        credited = (
+            [("credit_num", "text", cols.credit_num), ("credit_den", "text", cols.credit_den)]
+            if any(c is not None for c in cols.credit_num)
+            else []
+        )
         copy_columns(
             conn,
             ShareSlice.__table__,  # type: ignore[arg-type]
             [
+                *credited,
                 ("node_id", "int4", np.full(len(cols), node_id, np.int64)),
                 ("account_id", "int4", cols.account_id),
                 ("worker_id", "int4", cols.worker_id),

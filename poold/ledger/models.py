@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0010"
+SCHEMA_VERSION = "0011"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -83,6 +83,10 @@ class ShareSlice(Base):
     shares: Mapped[int] = mapped_column(Integer)
     first_ms: Mapped[int] = mapped_column(BigInteger)
     last_ms: Mapped[int] = mapped_column(BigInteger)
+    # What FPPS credits: the shares' difficulties each capped at the network difficulty of
+    # `bits`, summed; NULL where no share was over it (then it equals diff_num / diff_den).
+    credit_num: Mapped[int | None] = mapped_column(ExactInt, nullable=True)
+    credit_den: Mapped[int | None] = mapped_column(ExactInt, nullable=True)
 
 
 class SliceSum(Base):

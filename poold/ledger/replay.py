@@ -3,7 +3,8 @@
 Two checks, both exact:
   1. slices: every share the log holds up to the node's ingest checkpoint, summed per
      (account, worker, minute, bits), equals what the ledger's slices of that node sum to
-     (nothing lost, nothing doubled, nothing altered);
+     (nothing lost, nothing doubled, nothing altered), and so does the difficulty FPPS
+     credits (each share capped at the network difficulty);
   2. block credits: every settled PPLNS, PROP or SOLO block whose input lies inside the
      retained log is split again from the log (`window.window_shares` / `window.round_rows`,
      the same rules; SOLO's finder from the log's block record) and compared with the
@@ -26,6 +27,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 
 from accounting import pplns_split, prop_split, solo_split
+from poold.chain.targets import network_difficulty
 from poold.ledger import journal
 from poold.ledger.db import ledger_entry
 from poold.ledger.models import (
@@ -75,15 +77,20 @@ def _read_log(
     done_before = {s: sum(sizes[t] for t in segs if t < s) for s in segs}
     sums: dict[Key, list[Fraction | int]] = {}
     shares = 0
+    nets: dict[int, Fraction] = {}
     for n, (after, rec) in enumerate(scan_from(sharelog, LogPosition(segs[0], 0))):
         if (after.segment, after.offset) > (until.segment, until.offset):
             break
         if isinstance(rec, ShareFields):
             shares += 1
             key = (rec.account.decode(), rec.worker.decode(), rec.ts_ms // 60_000 * 60, rec.bits)
-            acc = sums.setdefault(key, [Fraction(0), 0])
-            acc[0] += Fraction(rec.diff_num, rec.diff_den)
+            if rec.bits not in nets:
+                nets[rec.bits] = network_difficulty(rec.bits)
+            acc = sums.setdefault(key, [Fraction(0), 0, Fraction(0)])
+            diff = Fraction(rec.diff_num, rec.diff_den)
+            acc[0] += diff
             acc[1] += 1
+            acc[2] += min(diff, nets[rec.bits])
         elif finders is not None and rec.get("t") == "block":
             block = BlockRecord.from_json(rec)
             finders[block.hash] = block.account
@@ -97,7 +104,7 @@ def _read_log(
 def _ledger_slices(engine: Engine, node_id: int) -> dict[Key, list[Fraction | int]]:
     sums: dict[Key, list[Fraction | int]] = {}
     with engine.connect() as conn:
-        for a, w, t, b, num, den, n in conn.execute(
+        for a, w, t, b, num, den, n, c_num, c_den in conn.execute(
             select(
                 Account.name,
                 Worker.name,
@@ -106,14 +113,18 @@ def _ledger_slices(engine: Engine, node_id: int) -> dict[Key, list[Fraction | in
                 ShareSlice.diff_num,
                 ShareSlice.diff_den,
                 ShareSlice.shares,
+                ShareSlice.credit_num,
+                ShareSlice.credit_den,
             )
             .join(Account, ShareSlice.account_id == Account.id)
             .join(Worker, ShareSlice.worker_id == Worker.id)
             .where(ShareSlice.node_id == node_id)
         ):
-            acc = sums.setdefault((a, w, int(t), int(b)), [Fraction(0), 0])
-            acc[0] += Fraction(int(num), int(den))
+            acc = sums.setdefault((a, w, int(t), int(b)), [Fraction(0), 0, Fraction(0)])
+            diff = Fraction(int(num), int(den))
+            acc[0] += diff
             acc[1] += int(n)
+            acc[2] += diff if c_num is None or c_den is None else Fraction(c_num, c_den)
     return sums
 
 
@@ -176,7 +187,7 @@ def replay_nodes(
             pruned, first_minute = True, max(first_minute, node_first)
         elif not pruned:
             first_minute = min(first_minute, node_first) if merged else node_first
-        for key, (diff, count) in logged.items():
+        for key, (diff, count, _credited) in logged.items():
             acc = merged.setdefault(key, [Fraction(0), 0])
             acc[0] += diff
             acc[1] += count
@@ -203,11 +214,11 @@ def replay_nodes(
                     path, LogPosition(segment, offset), None
                 )[0]
             then = read_then[(node_id, segment, offset)]
-            for k, (diff, count) in full.items():
+            for k, (diff, count, *_c) in full.items():
                 acc = out[k]
                 acc[0] -= diff
                 acc[1] -= count
-            for k, (diff, count) in then.items():
+            for k, (diff, count, *_c) in then.items():
                 acc = out.setdefault(k, [Fraction(0), 0])
                 acc[0] += diff
                 acc[1] += count
@@ -242,7 +253,7 @@ def _compare_slices(
 
 
 def _describe(v: list[Fraction | int] | None) -> str:
-    return "nothing" if v is None else f"{v[1]} shares of difficulty {v[0]}"
+    return "nothing" if v is None else f"{v[1]} shares of difficulty {v[0]} (credited {v[2]})"
 
 
 def _check_blocks(

@@ -4,7 +4,10 @@
 `shares.scan`); `slices_from_tuples` is the plain loop it must equal (the oracle in the tests,
 and the path for a batch whose sort key would not fit 64 bits). A slice's difficulty is the
 exact sum of its shares' num/den, reduced; numerators are summed in two 32-bit halves so no
-sum can overflow. Imports numpy, numba and the share log's types; no database code.
+sum can overflow. Its credited difficulty (what FPPS pays) is the sum of each share's
+difficulty capped at the network difficulty of its bits: None when no share of the slice was
+over it (then it equals the difficulty; always so on mainnet). Imports numpy, numba, the chain
+rules and the share log's types; no database code.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
+from poold.chain.targets import network_difficulty
 from poold.shares.format import ShareTuple
 from poold.shares.scan import ArrayBatch
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 SLICE_S = 60
-#: (account id, worker id, slice start s, bits, diff num, diff den, shares, first ms, last ms)
-SliceTuple = tuple[int, int, int, int, int, int, int, int, int]
+#: (account id, worker id, slice start s, bits, diff num, diff den, shares, first ms, last ms,
+#: credited num, credited den); the credited pair is None when it equals the difficulty.
+SliceTuple = tuple[int, int, int, int, int, int, int, int, int, int | None, int | None]
 
 
 @dataclass(slots=True)
@@ -42,6 +47,8 @@ class SliceColumns:
     shares: I64
     first_ms: I64
     last_ms: I64
+    credit_num: list[int | None]
+    credit_den: list[int | None]
 
     def __len__(self) -> int:
         return len(self.diff_num)
@@ -61,6 +68,8 @@ class SliceColumns:
             col(6),
             col(7),
             col(8),
+            [r[9] for r in rows],
+            [r[10] for r in rows],
         )
 
     def tuples(self) -> list[SliceTuple]:
@@ -75,6 +84,8 @@ class SliceColumns:
                 self.shares.tolist(),
                 self.first_ms.tolist(),
                 self.last_ms.tolist(),
+                self.credit_num,
+                self.credit_den,
                 strict=True,
             )
         )
@@ -84,23 +95,36 @@ def slices_from_tuples(
     shares: Sequence[ShareTuple], ids: Mapping[tuple[bytes, bytes], tuple[int, int]]
 ) -> list[SliceTuple]:
     """The reference: `ids` maps (account, worker) bytes to (worker id, account id)."""
-    acc: dict[tuple[int, int, int], list[int]] = {}
+    diff: dict[tuple[int, int, int], Fraction] = {}
+    credit: dict[tuple[int, int, int], Fraction] = {}
+    over: set[tuple[int, int, int]] = set()
+    rest: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}  # aid, count, first, last
+    nets: dict[int, Fraction] = {}
     for ts, bits, num, den, account, worker in shares:
         wid, aid = ids[(account, worker)]
         key = (wid, ts // 60_000 * SLICE_S, bits)
-        v = acc.get(key)
-        if v is None:
-            acc[key] = [num, den, 1, ts, ts, aid]
-            continue
-        f = Fraction(v[0], v[1]) + Fraction(num, den)
-        v[0], v[1] = f.numerator, f.denominator
-        v[2] += 1
-        v[3] = min(v[3], ts)
-        v[4] = max(v[4], ts)
-    out = []
-    for (wid, start, bits), (num, den, n, first, last, aid) in acc.items():
-        g = math.gcd(num, den)
-        out.append((aid, wid, start, bits, num // g, den // g, n, first, last))
+        if bits not in nets:
+            nets[bits] = network_difficulty(bits)
+        sd = Fraction(num, den)
+        if sd > nets[bits]:
+            over.add(key)
+        if key in diff:
+            _a, n, first, last = rest[key]
+            diff[key] += sd
+            credit[key] += min(sd, nets[bits])
+            rest[key] = (aid, n + 1, min(first, ts), max(last, ts))
+        else:
+            diff[key], credit[key] = sd, min(sd, nets[bits])
+            rest[key] = (aid, 1, ts, ts)
+    out: list[SliceTuple] = []
+    for key, (aid, n, first, last) in rest.items():
+        wid, start, bits = key
+        c = credit[key]
+        c_num, c_den = (c.numerator, c.denominator) if key in over else (None, None)
+        d = diff[key]
+        out.append(
+            (aid, wid, start, bits, d.numerator, d.denominator, n, first, last, c_num, c_den)
+        )
     return sorted(out, key=lambda r: (r[1], r[2], r[3]))
 
 
@@ -139,7 +163,7 @@ def slices_from_arrays(batch: ArrayBatch, wid_of: I64, aid_of: I64) -> SliceColu
     (worker id, start, bits); None when the sort key would not fit 64 bits."""
     empty = np.empty(0, np.int64)
     if batch.ts_ms.shape[0] == 0:
-        return SliceColumns(empty, empty, empty, empty, [], [], empty, empty, empty)
+        return SliceColumns(empty, empty, empty, empty, [], [], empty, empty, empty, [], [])
     wids, w_rank_of_group = np.unique(wid_of, return_inverse=True)
     w_rank = w_rank_of_group.astype(np.int64)[batch.group]
     minute = batch.ts_ms // 60_000
@@ -163,6 +187,7 @@ def slices_from_arrays(batch: ArrayBatch, wid_of: I64, aid_of: I64) -> SliceColu
     w_idx = rest // m_span
     nums = [(h << 32) + lo_ for h, lo_ in zip(hi.tolist(), lo.tolist(), strict=True)]
     den_of = dens.view(np.uint64)[d_idx].tolist()
+    credit_num, credit_den = _credited(batch, bits, b_rank, dens, d_rank, group, len(uniq), b_idx)
     aid_by_rank = np.empty(len(wids), np.int64)
     aid_by_rank[w_rank_of_group] = aid_of
     cols = SliceColumns(
@@ -175,29 +200,81 @@ def slices_from_arrays(batch: ArrayBatch, wid_of: I64, aid_of: I64) -> SliceColu
         count,
         first,
         last,
+        credit_num,
+        credit_den,
     )
     if len(dens) > 1 or any(d != 1 for d in den_of):
         cols = _merge_scales(cols)
     return cols
 
 
+def _credited(
+    batch: ArrayBatch,
+    bits: I64,
+    b_rank: I64,
+    dens: I64,
+    d_rank: I64,
+    group: npt.NDArray[np.intp],
+    n_groups: int,
+    b_idx: I64,
+) -> tuple[list[int | None], list[int | None]]:
+    """Each slice's credited difficulty (numerator, denominator), None where no share of it
+    was over its network difficulty. A share num/den is over nd exactly when num >
+    floor(nd x den): one integer threshold per (bits, den) pair, compared in NumPy."""
+    nets = [network_difficulty(int(b)) for b in bits.tolist()]
+    limit = np.empty((len(nets), dens.shape[0]), np.uint64)
+    for i, nd in enumerate(nets):
+        for j, d in enumerate(dens.view(np.uint64).tolist()):
+            limit[i, j] = min(nd.numerator * d // nd.denominator, (1 << 64) - 1)
+    over = batch.diff_num > limit[b_rank, d_rank]
+    none: list[int | None] = [None] * n_groups
+    if not over.any():
+        return none, list(none)
+    g = group.astype(np.int64)
+    lo, hi, _count, _first, _last = _accumulate(
+        g, np.where(over, np.uint64(0), batch.diff_num), batch.ts_ms, n_groups
+    )
+    capped = np.bincount(g[over], minlength=n_groups).tolist()
+    den_of = dens.view(np.uint64)[d_rank]
+    slice_den = np.zeros(n_groups, np.uint64)
+    slice_den[g] = den_of
+    c_num, c_den = list(none), list(none)
+    for k, (h, low, n, den, b) in enumerate(
+        zip(hi.tolist(), lo.tolist(), capped, slice_den.tolist(), b_idx.tolist(), strict=True)
+    ):
+        if n:
+            credit = Fraction((h << 32) + low, den) + n * nets[b]
+            c_num[k], c_den[k] = credit.numerator, credit.denominator
+    return c_num, c_den
+
+
 def _merge_scales(cols: SliceColumns) -> SliceColumns:
     """Merge rows of one (worker, start, bits) with different denominators, and reduce."""
     diff: dict[tuple[int, int, int], Fraction] = {}
+    credit: dict[tuple[int, int, int], Fraction] = {}
+    over: set[tuple[int, int, int]] = set()  # slices with a share over the network difficulty
     rest: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}  # aid, count, first, last
-    for aid, wid, start, bits, num, den, n, first, last in cols.tuples():
+    for aid, wid, start, bits, num, den, n, first, last, c_num, c_den in cols.tuples():
         key = (wid, start, bits)
+        part = Fraction(num, den)
+        cred = part if c_num is None or c_den is None else Fraction(c_num, c_den)
+        if c_num is not None:
+            over.add(key)
         if key in diff:
             _a, n0, f0, l0 = rest[key]
-            diff[key] += Fraction(num, den)
+            diff[key] += part
+            credit[key] += cred
             rest[key] = (aid, n0 + n, min(f0, first), max(l0, last))
         else:
-            diff[key] = Fraction(num, den)
+            diff[key], credit[key] = part, cred
             rest[key] = (aid, n, first, last)
-    return SliceColumns.from_tuples(
-        [
-            (r[0], k[0], k[1], k[2], diff[k].numerator, diff[k].denominator, r[1], r[2], r[3])
-            for k in sorted(diff)
-            for r in (rest[k],)
-        ]
-    )
+    rows: list[SliceTuple] = []
+    for k in sorted(diff):
+        aid, n, first, last = rest[k]
+        c = credit[k]
+        c_num, c_den = (c.numerator, c.denominator) if k in over else (None, None)
+        rows.append(
+            (aid, k[0], k[1], k[2], diff[k].numerator, diff[k].denominator, n, first, last,
+             c_num, c_den)
+        )  # fmt: skip
+    return SliceColumns.from_tuples(rows)

@@ -26,7 +26,11 @@ net_diffs = st.sampled_from(
 
 
 @st.composite
-def share_lists(draw, max_size: int = 60) -> list[tuple[str, Fraction, Fraction]]:
+def share_lists(
+    draw, max_size: int = 60, over_network: bool = False
+) -> list[tuple[str, Fraction, Fraction]]:
+    """Shares oldest first; with `over_network`, share difficulties may pass the network's
+    (every share on regtest, a testnet's minimum-difficulty blocks): FPPS must cap them."""
     n = draw(st.integers(0, max_size))
     out = []
     net = draw(net_diffs)
@@ -34,7 +38,9 @@ def share_lists(draw, max_size: int = 60) -> list[tuple[str, Fraction, Fraction]
         if draw(st.integers(0, 9)) == 0:
             net = draw(net_diffs)  # a difficulty change inside the window
         sd = draw(diffs)
-        if sd > net * 3:
+        if over_network and draw(st.integers(0, 3)) == 0:
+            sd = net * draw(st.sampled_from([1, 2, 5000, Fraction(3, 2)]))
+        elif sd > net * 3 and not over_network:
             sd = net / 3
         out.append((draw(st.sampled_from(ACCOUNTS)), sd, net))
     return out

@@ -178,6 +178,40 @@ def test_fpps_bookings_are_verifiable_with_carried_remainders(
     assert chain[0]["previous"] == chain[1]["commitment"]
 
 
+def test_an_fpps_line_crediting_more_than_a_block_per_share_is_refused(
+    ledger: sa.Engine, tmp_path: Path
+) -> None:
+    """Every third share of `write_shares` is over its network difficulty (1): each counts one
+    block, so no score exceeds the share count. An operator who rebuilds a consistent tree,
+    inputs and commitment around uncapped scores (and the credits they give) is refused."""
+    from accounting.merkle_sum import FPPS_CREDIT, GENESIS, period_tree, proof_document
+
+    write_shares(tmp_path / "log", 150)
+    ingest(ledger, tmp_path / "log", 0)
+    booked = book(ledger, 1_000, Fraction(0))
+    assert booked is not None
+    with ledger.connect() as conn:
+        row = conn.execute(sa.select(CreditRoot).where(CreditRoot.reference == "1000")).one()
+    lines = json.loads(row.lines)
+    block = SUBSIDY * (1 - FEE)
+    for account, line in lines.items():
+        assert Fraction(line["score"]) <= line["shares"]
+        assert line["credit_sat"] <= block * line["shares"]
+        verifier.verify(proof(ledger, account, "1000"))
+    account = sorted(lines)[0]
+    forged_lines = copy.deepcopy(lines)
+    forged = forged_lines[account]
+    forged["score"] = str(forged["shares"] + 1)
+    forged["credit_sat"] = int(block * (forged["shares"] + 1))
+    forged["carry_in"] = forged["carry_out"] = "0"
+    inputs = json.loads(row.inputs)
+    inputs["booked_sat"] = sum(v["credit_sat"] for v in forged_lines.values())
+    salts = {a: bytes([i + 1]) * 16 for i, a in enumerate(sorted(forged_lines))}
+    tree = period_tree(forged_lines, salts, FPPS_CREDIT)
+    doc = proof_document(tree, account, salts[account], forged, inputs, GENESIS, (), FPPS_CREDIT)
+    fails(json.loads(json.dumps(doc)), "more than one block")
+
+
 def test_each_settled_block_records_its_exact_round_effort(
     ledger: sa.Engine, tmp_path: Path
 ) -> None:

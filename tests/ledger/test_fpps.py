@@ -22,14 +22,16 @@ FEE = Fraction(2, 100)
 
 
 def exact_values(paths: list[Path], avg: Fraction) -> dict[str, Fraction]:
-    """The FPPS rule applied to every share in the logs, one by one, in exact arithmetic."""
+    """The FPPS rule applied to every share in the logs, one by one, in exact arithmetic (many
+    of these shares are over their network difficulty 1: each counts one block)."""
     out: dict[str, Fraction] = defaultdict(Fraction)
     for path in paths:
         for _pos, r in read_log(path):
             if r["t"] == "share":
                 diff = Fraction(int(r["diff_num"]), int(r["diff_den"]))
                 net = network_difficulty(int(r["bits"]))
-                out[str(r["account"])] += diff / net * (SUBSIDY + avg) * (1 - FEE)
+                # Each share credited at most one block: min(its difficulty, the network's).
+                out[str(r["account"])] += min(diff, net) / net * (SUBSIDY + avg) * (1 - FEE)
     return dict(out)
 
 

@@ -71,7 +71,7 @@ def test_a_key_too_wide_for_64_bits_is_left_to_the_loop() -> None:
     n = 2000
     spread = ArrayBatch(
         np.linspace(0, 2**62, n).astype(np.int64),
-        np.arange(n, dtype=np.int64) % 4,
+        np.array([0x1D00FFFF, 0x1C00FFFF, 0x207FFFFF, 0x1B00FFFF] * (n // 4), np.int64),
         np.ones(n, np.uint64),
         (np.arange(n, dtype=np.uint64) % 8) + 1,
         np.arange(n, dtype=np.int64),
