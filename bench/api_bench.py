@@ -39,7 +39,7 @@ from poold.ledger.models import (  # noqa: E402
     TokenTransfer,
     Worker,
 )
-from poold.ledger.rollup import fold  # noqa: E402
+from poold.ledger.slices.sums import fold  # noqa: E402
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DAY = 86400

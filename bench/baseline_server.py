@@ -21,10 +21,10 @@ from fractions import Fraction
 import orjson
 import uvloop
 
+from poold.bitcoind.simnet import SimNet
 from poold.chain.targets import target_from_difficulty
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import parse_template
-from poold.node.simnet import SimNet
 from poold.shares.validate import Accepted, validate_share
 from poold.stratum.protocol import (
     Authorize,

@@ -45,7 +45,7 @@ min_difficulty = "1/4294967296"
 max_difficulty = "1/4294967296"
 max_connections = 20000
 idle_timeout_s = 3600
-[node]
+[bitcoind]
 kind = "simnet"
 simnet_difficulty = "1/7000"
 [pool]

@@ -34,8 +34,8 @@ from poold.ledger.models import (  # noqa: E402
     JournalLine,
     Worker,
 )
-from poold.ledger.rollup import fold  # noqa: E402
 from poold.ledger.settle import settle_block  # noqa: E402
+from poold.ledger.slices.sums import fold  # noqa: E402
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 T0 = 1_800_000_000

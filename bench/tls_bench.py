@@ -58,8 +58,8 @@ def start(tmp: Path, cert: Path, key: Path) -> tuple[subprocess.Popen[bytes], in
     port, tls_port = free_port(), free_port()
     cfg = poold_config(tmp, port)
     text = cfg.read_text().replace(
-        "[node]",
-        f'tls_listen = "127.0.0.1:{tls_port}"\ntls_cert = "{cert}"\ntls_key = "{key}"\n[node]',
+        "[bitcoind]",
+        f'tls_listen = "127.0.0.1:{tls_port}"\ntls_cert = "{cert}"\ntls_key = "{key}"\n[bitcoind]',
     )
     cfg.write_text(text)
     cmd = ["taskset", "-c", "0", PY, "-m", "poold", "run", "--config", str(cfg)]

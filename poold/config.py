@@ -3,7 +3,8 @@
 Every key is documented in `configs/example.toml`. `POOLD__SECTION__KEY=value` environment
 variables override the file (values parsed as TOML when they parse, else taken as strings).
 Unknown or obsolete keys are errors that name the key and suggest the closest valid one.
-Must not import the rest of poold beyond pure helpers (difficulty parsing, addresses).
+Must not import the rest of poold beyond the pure chain helpers (difficulty parsing,
+addresses), and never reads a file other than the config itself.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ from pydantic import (
 )
 
 from poold.chain.address import Network, address_to_script
-from poold.shares.difficulty import share_difficulty, to_difficulty
-from poold.stratum.tls import server_context
+from poold.chain.difficulty import share_difficulty, to_difficulty
 
 ENV_PREFIX = "POOLD__"
 
@@ -38,6 +38,10 @@ ENV_PREFIX = "POOLD__"
 OBSOLETE_KEYS: dict[tuple[str, str], str] = {
     ("stratum", "port"): 'use stratum.listen = "HOST:PORT"',
     ("pool", "address"): "renamed to pool.payout_address",
+}
+#: Sections that were renamed ("node" meant bitcoind; a node is now a Stratum daemon).
+OBSOLETE_SECTIONS: dict[str, str] = {
+    "node": "renamed to [bitcoind] (the same keys; POOLD__BITCOIND__KEY in the environment)",
 }
 
 
@@ -187,7 +191,8 @@ class StratumConfig(_Section):
             raise ValueError(f"tls_listen is set: {missing} (a PEM file) must be set too")
         if self.tls_port != 0 and self.tls_port == self.port:
             raise ValueError(f"tls_listen and listen use the same port {self.port}")
-        server_context(self.tls_cert, self.tls_key)  # names the unusable file
+        # The files themselves are read when the daemon is built (`stratum.tls`), and by
+        # `poold config check`: validating a config never touches the disk.
         return self
 
     @property
@@ -211,7 +216,7 @@ class StratumConfig(_Section):
         return int(self.version_mask, 16)
 
 
-class NodeConfig(_Section):
+class BitcoindConfig(_Section):
     kind: Literal["simnet", "rpc"] = Field(
         "rpc", description="rpc: a real node; simnet: a fake chain (tests, demo; not mainnet)"
     )
@@ -369,7 +374,7 @@ class LogConfig(_Section):
 
 class Config(_Section):
     stratum: StratumConfig = StratumConfig()
-    node: NodeConfig = NodeConfig()
+    bitcoind: BitcoindConfig = BitcoindConfig()
     pool: PoolConfig
     ledger: LedgerConfig = LedgerConfig()
     payouts: PayoutsConfig = PayoutsConfig()
@@ -381,10 +386,10 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _real_node_on_mainnet(self) -> Config:
-        if self.pool.network == Network.MAINNET and self.node.kind == "simnet":
+        if self.pool.network == Network.MAINNET and self.bitcoind.kind == "simnet":
             raise ValueError(
-                'node: kind = "simnet" is a fake chain and cannot mine mainnet: set [node] '
-                'kind = "rpc" with a real node (or [pool] network = "regtest" to test)'
+                'bitcoind: kind = "simnet" is a fake chain and cannot mine mainnet: set '
+                '[bitcoind] kind = "rpc" with a real node (or [pool] network = "regtest" to test)'
             )
         return self
 
@@ -445,6 +450,9 @@ def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any
 
 def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
     merged = apply_env(dict(data), os.environ if environ is None else environ)
+    for section, advice in OBSOLETE_SECTIONS.items():
+        if section in merged:
+            raise ConfigError(f"obsolete section [{section}]: {advice}")
     for (section, key), advice in OBSOLETE_KEYS.items():
         sec = merged.get(section)
         if isinstance(sec, dict) and key in sec:
@@ -470,10 +478,10 @@ def _redact_url(url: str) -> str:
 
 
 def redacted(cfg: Config) -> dict[str, Any]:
-    """The configuration as JSON-ready data with every secret hidden: the node password and
-    the password in any URL (node, ledger), whether from the file or a POOLD__ variable."""
+    """The configuration as JSON-ready data with every secret hidden: the bitcoind password and
+    the password in any URL (bitcoind, ledger), whether from the file or a POOLD__ variable."""
     data = cfg.model_dump(mode="json")
-    node, ledger = data["node"], data["ledger"]
+    node, ledger = data["bitcoind"], data["ledger"]
     if node["password"]:
         node["password"] = REDACTED
     node["url"] = _redact_url(node["url"])

@@ -29,18 +29,18 @@ from accounting import TokenSettlement
 from poold.api import views
 from poold.api.app import make_app
 from poold.api.base import ApiContext
-from poold.api.events import EventHub
-from poold.blocks import BlockSubmitter, FoundBlock
+from poold.bitcoind.client import Bitcoind, BitcoindError
+from poold.bitcoind.feed import JobFeed
+from poold.bitcoind.make import make_bitcoind
+from poold.bitcoind.rpc import RpcBitcoind
+from poold.bitcoind.submitter import BlockSubmitter, FoundBlock
 from poold.config import Config
+from poold.events import EventHub
 from poold.jobs.job import Job
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.ledger.db import LedgerUnreachable
-from poold.ledger_scheduler import LedgerScheduler, Offload
+from poold.ledger.scheduler import LedgerScheduler, Offload
 from poold.metrics import Metrics
-from poold.node.base import Node, NodeError
-from poold.node.factory import make_node
-from poold.node.feed import JobFeed
-from poold.node.rpc import RpcNode
 from poold.shares.log import ShareLog, ShareLogError
 from poold.shares.stream import StreamConfig, StreamShipper
 from poold.shares.writer import ShareWriter
@@ -72,7 +72,7 @@ class Daemon:
         self,
         cfg: Config,
         *,
-        node: Node | None = None,
+        bitcoind: Bitcoind | None = None,
         clock: Callable[[], float] = time.time,
         reuse_port: bool = False,
         metrics_dir: Path | None = None,
@@ -90,8 +90,17 @@ class Daemon:
             retention_s=cfg.sharelog.retention_hours * 3600,
             node_id=cfg.stratum.node_id,
         )
-        self.node: Node = node if node is not None else make_node(cfg.node, clock)
+        self.bitcoind: Bitcoind = (
+            bitcoind if bitcoind is not None else make_bitcoind(cfg.bitcoind, clock)
+        )
         st = cfg.stratum
+        # Read now, before anything is opened or bound: an unusable certificate or key stops
+        # the start naming the file and its config key (`TlsConfigError`).
+        self.tls_context = (
+            server_context(st.tls_cert, st.tls_key)
+            if st.tls_listen and st.tls_cert is not None and st.tls_key is not None
+            else None
+        )
         self.jobs = JobManager(
             CoinbaseSpec(
                 payout_script=cfg.pool.payout_script,
@@ -104,7 +113,7 @@ class Daemon:
         )
         self.events = EventHub()
         self.feed = JobFeed(
-            self.node, self.jobs, self.server_broadcast, self.metrics, cfg.node, clock
+            self.bitcoind, self.jobs, self.server_broadcast, self.metrics, cfg.bitcoind, clock
         )
         self.writer = ShareWriter(
             self.sharelog,
@@ -113,7 +122,7 @@ class Daemon:
             lambda share, block_hex: self.submitter.submit_soon(share, block_hex),
         )
         self.submitter = BlockSubmitter(
-            self.node,
+            self.bitcoind,
             self.writer,
             self.metrics,
             self.events,
@@ -136,7 +145,7 @@ class Daemon:
         )
         self.scheduler = LedgerScheduler(
             cfg,
-            self.node,
+            self.bitcoind,
             self.metrics,
             self.events,
             clock,
@@ -252,18 +261,18 @@ class Daemon:
     async def _check_payout_address(self) -> None:
         """A real node must accept the payout address, or every block it is given would pay
         an address its chain does not know (e.g. a bech32 address on a node without segwit)."""
-        if not isinstance(self.node, RpcNode):
+        if not isinstance(self.bitcoind, RpcBitcoind):
             return
         address = self.cfg.pool.payout_address
         try:
-            answer = await self.node.call("validateaddress", address)
-        except NodeError as exc:  # a node without the call: say so, do not stop
+            answer = await self.bitcoind.call("validateaddress", address)
+        except BitcoindError as exc:  # a node without the call: say so, do not stop
             log.warning("payout_address_unchecked", address=address, error=str(exc))
             return
         if not isinstance(answer, dict) or answer.get("isvalid") is not True:
             raise StartupError(
-                f"the node does not accept the payout address {address!r} (validateaddress: "
-                f"{answer!r}): use an address of the node's chain that it can pay (the "
+                f"bitcoind does not accept the payout address {address!r} (validateaddress: "
+                f"{answer!r}): use an address of bitcoind's chain that it can pay (the "
                 "regtest node the tests use is a Bitcoin SV build without segwit: no bech32)"
             )
 
@@ -302,9 +311,9 @@ class Daemon:
         if self.writer.failing is not None or self.sharelog.error is not None:
             why = self.writer.failing or self.sharelog.error
             problems["sharelog"] = f"shares are refused, the share log cannot take them: {why}"
-        limit = max(10 * self.cfg.node.poll_interval_s, 5.0)
-        if self.clock() - self.feed.node_seen > limit:
-            problems["node"] = f"no answer from the node for over {limit:.0f} s"
+        limit = max(10 * self.cfg.bitcoind.poll_interval_s, 5.0)
+        if self.clock() - self.feed.bitcoind_seen > limit:
+            problems["bitcoind"] = f"no answer from bitcoind for over {limit:.0f} s"
         if self.shipper is not None and self.shipper.problem is not None:
             problems["stream"] = self.shipper.problem
         problems.update(self.scheduler.readiness())
@@ -372,12 +381,12 @@ class Daemon:
                     self.address = await self.server.start(
                         st.host, st.port, reuse_port=self.reuse_port
                     )
-                    if st.tls_listen and st.tls_cert is not None and st.tls_key is not None:
+                    if self.tls_context is not None:
                         self.tls_address = await self.server.start(
                             st.tls_host,
                             st.tls_port,
                             reuse_port=self.reuse_port,
-                            tls=server_context(st.tls_cert, st.tls_key),
+                            tls=self.tls_context,
                         )
                     runners = await self._start_api()
                     self.listening.set()
@@ -426,5 +435,5 @@ class Daemon:
                     await asyncio.wait_for(self.shipper.ship_once(), wait_s)
                 await self.shipper.close()
             await self.scheduler.close(wait_s)
-            await self.node.close()
+            await self.bitcoind.close()
             log.info("daemon_stopped", **self.metrics.snapshot())

@@ -5,7 +5,7 @@ collector turns them into metric families with HELP and TYPE at scrape time. Wit
 `[stratum] workers > 1` every worker writes its `snapshot_state()` to a file each few seconds
 (`write_state`), and the worker serving the API adds the other workers' files to its own
 (`merge`): counters and histograms summed, gauges summed or, where a sum means nothing
-(leader, node height), the maximum. Owned by the composition root and passed to whoever
+(leader, chain height), the maximum. Owned by the composition root and passed to whoever
 counts; no module-level state. Imports prometheus_client only.
 """
 
@@ -85,8 +85,8 @@ class Metrics:
         # Every node of the ledger (as the leader last read them): id -> (status, seconds
         # its ingested shares lag behind now).
         self.nodes: dict[int, tuple[str, float]] = {}
-        self.node_height = 0  # the height the current job builds
-        self.node_difficulty = 0.0  # its network difficulty
+        self.chain_height = 0  # the height the current job builds
+        self.chain_difficulty = 0.0  # its network difficulty
         self.token_periods_waiting = 0  # 1 while the next token period waits (e.g. a price)
         # Seconds from a miner's line arriving to its reply being written (per reply batch).
         self.reply_latency = Histogram(REPLY_BOUNDS)
@@ -135,7 +135,7 @@ class Metrics:
         "sharelog_failed_batches",
         "ledger_pass_failures",
     )
-    _MAXED = ("leader", "node_height", "node_difficulty", "token_periods_waiting")
+    _MAXED = ("leader", "chain_height", "chain_difficulty", "token_periods_waiting")
 
     def snapshot_state(self) -> dict[str, Any]:
         """What another worker's /metrics adds to its own (see the module docstring)."""
@@ -199,7 +199,7 @@ class _Families(Collector):
             shares.add_metric(["rejected", reason], n)
         yield shares
         blocks = CounterMetricFamily(
-            "poold_blocks", "Blocks found and the node's answer", labels=["status"]
+            "poold_blocks", "Blocks found and bitcoind's answer", labels=["status"]
         )
         for status, n in (
             ("found", m.blocks_found),
@@ -260,12 +260,12 @@ class _Families(Collector):
             lag.add_metric([str(node_id), status], round(seconds, 3))
         yield lag
         yield GaugeMetricFamily(
-            "poold_node_height", "Height of the block the current job builds", value=m.node_height
+            "poold_chain_height", "Height of the block the current job builds", value=m.chain_height
         )
         yield GaugeMetricFamily(
-            "poold_node_difficulty",
+            "poold_chain_difficulty",
             "Network difficulty of the current job",
-            value=m.node_difficulty,
+            value=m.chain_difficulty,
         )
         yield GaugeMetricFamily(
             "poold_token_periods_waiting",

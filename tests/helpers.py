@@ -38,7 +38,7 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
             "vardiff_target_share_time_s": 1000,
             "vardiff_retarget_time_s": 3600,
         },
-        "node": {"kind": "simnet", "simnet_difficulty": "1/64", "poll_interval_s": 0.05},
+        "bitcoind": {"kind": "simnet", "simnet_difficulty": "1/64", "poll_interval_s": 0.05},
         "pool": {"network": "regtest", "payout_address": regtest_address(), "coinbase_tag": "/t/"},
         "sharelog": {"path": str(tmp_path / "sharelog"), "fsync_interval_ms": 2},
         "log": {"level": "warning", "format": "json"},

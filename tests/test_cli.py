@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from poold.shares.log import read_log
+from tests.bitcoind.conftest import free_port
 from tests.e2e.test_durability import write_config
 from tests.helpers import StratumClient
-from tests.node.conftest import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

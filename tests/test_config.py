@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from poold.chain.difficulty import is_quantized, quantize, share_difficulty
 from poold.config import ConfigError, load_config, parse_config
-from poold.shares.difficulty import is_quantized, quantize, share_difficulty
 from poold.shares.format import decode_share, encode_share
 from tests.helpers import regtest_address
 
@@ -32,7 +32,7 @@ def test_defaults_and_exact_difficulties() -> None:
     )
     assert cfg.stratum.min_difficulty == Fraction(1, 2**32)
     assert cfg.stratum.start_difficulty == Fraction(1, 2)
-    assert cfg.stratum.port == 3333 and cfg.node.kind == "rpc"
+    assert cfg.stratum.port == 3333 and cfg.bitcoind.kind == "rpc"
     assert cfg.pool.payout_script[:2] == b"\x00\x14"
 
 
@@ -50,7 +50,7 @@ def test_defaults_and_exact_difficulties() -> None:
         (minimal(stratum={"start_difficulty": "1/2**40"}), "stratum.start_difficulty"),
         (minimal(stratum={"start_difficulty": 1, "max_difficulty": "1/2"}), "min_difficulty <="),
         (minimal(stratum={"version_mask": "xyz"}), "version_mask must be hex"),
-        (minimal(node={"kind": "btcd"}), "node.kind"),
+        (minimal(bitcoind={"kind": "btcd"}), "bitcoind.kind"),
         (minimal(pool={"fee": 0.01}), "not a float"),
         (minimal(pool={"fee": "1.5"}), "must be in [0, 1)"),
         (minimal(pool={"payout_address": "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"}), "version byte"),
@@ -179,7 +179,7 @@ def test_cli_config_check_refuses_a_float_difficulty(tmp_path: Path) -> None:
 def test_config_dump_hides_secrets(tmp_path: Path) -> None:
     cfg = tmp_path / "secret.toml"
     cfg.write_text(
-        '[node]\nkind = "rpc"\nurl = "http://rpc:hunter2@127.0.0.1:8332"\npassword = "s3cret"\n'
+        '[bitcoind]\nkind = "rpc"\nurl = "http://rpc:hunter2@127.0.0.1:8332"\npassword = "s3cret"\n'
         f'[pool]\nnetwork = "regtest"\npayout_address = "{regtest_address()}"\n'
     )
     env = {**os.environ, "POOLD__LEDGER__URL": "postgresql://poold:pgpass@127.0.0.1/test"}
@@ -189,8 +189,8 @@ def test_config_dump_hides_secrets(tmp_path: Path) -> None:
     for secret in ("hunter2", "s3cret", "pgpass"):
         assert secret not in out.stdout
     data = json.loads(out.stdout)
-    assert data["node"]["password"] == "***"
-    assert data["node"]["url"] == "http://rpc:***@127.0.0.1:8332"
+    assert data["bitcoind"]["password"] == "***"
+    assert data["bitcoind"]["url"] == "http://rpc:***@127.0.0.1:8332"
     assert data["ledger"]["url"] == "postgresql://poold:***@127.0.0.1/test"
     shown = subprocess.run([*cmd, "--show-secrets"], capture_output=True, text=True, env=env)
     assert "s3cret" in shown.stdout and "pgpass" in shown.stdout
@@ -224,6 +224,8 @@ def test_a_mainnet_config_without_a_real_node_is_refused(tmp_path: Path) -> None
 
     address = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
     cfg = parse_config({"pool": {"payout_address": address}}, environ={})
-    assert cfg.node.kind == "rpc"  # no [node]: a real node, never a fake chain
+    assert cfg.bitcoind.kind == "rpc"  # no [bitcoind]: a real node, never a fake chain
     with pytest.raises(ConfigError, match='"simnet" is a fake chain and cannot mine mainnet'):
-        parse_config({"pool": {"payout_address": address}, "node": {"kind": "simnet"}}, environ={})
+        parse_config(
+            {"pool": {"payout_address": address}, "bitcoind": {"kind": "simnet"}}, environ={}
+        )

@@ -27,13 +27,13 @@ def test_several_workers_add_up_and_histograms_observe() -> None:
     a.shares_accepted, b.shares_accepted = 10, 32
     a.shares_rejected["stale"], b.shares_rejected["stale"] = 1, 2
     a.leader, b.leader = 0, 1
-    a.node_height, b.node_height = 100, 101
+    a.chain_height, b.chain_height = 100, 101
     for v in (0.0004, 0.003, 2.0, 9.0):
         a.reply_latency.observe(v)
     b.reply_latency.observe(0.003)
     merged = a.merge([b.snapshot_state()])
     assert merged.shares_accepted == 42 and merged.shares_rejected["stale"] == 3
-    assert (merged.leader, merged.node_height) == (1, 101)
+    assert (merged.leader, merged.chain_height) == (1, 101)
     assert a.shares_accepted == 10  # the merge is a copy
     text = merged.render_prometheus()
     assert 'poold_reply_latency_seconds_bucket{le="0.0005"} 1.0' in text

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
 
 from poold.api.auth import digest, scope_for, scope_of
-from poold.api.events import EventHub
 from poold.config import Config
+from poold.events import EventHub
 from poold.ledger import queries
 from poold.metrics import Metrics
 

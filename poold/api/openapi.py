@@ -21,7 +21,7 @@ ERRORS = {
     401: "no valid token",
     403: "the token does not cover this resource",
     404: "no such resource",
-    503: "not available yet (no ledger, no job from the node)",
+    503: "not available yet (no ledger, no job from bitcoind)",
 }
 SECURITY: dict[str, list[dict[str, list[str]]] | None] = {
     "public": None,

@@ -1,5 +1,6 @@
-"""Routes for operations and the page: health, readiness, Prometheus metrics, the OpenAPI
-document, the event stream and the dashboard."""
+"""Routes for operations and the page: health, readiness, Prometheus metrics, the event
+stream and the dashboard. (The OpenAPI document is served by `app`, which sits above the
+route table it is generated from.)"""
 
 from __future__ import annotations
 
@@ -114,12 +115,6 @@ async def metrics(request: web.Request) -> web.Response:
     if ctx.engine is not None:
         m.payouts = dict(await read(request, queries.payout_counts))
     return web.Response(text=m.render_prometheus(), content_type="text/plain", charset="utf-8")
-
-
-async def openapi(_request: web.Request) -> web.Response:
-    from poold.api.openapi import document  # the document imports every route, this one too
-
-    return web.json_response(document())
 
 
 async def not_found(_request: web.Request) -> web.Response:

@@ -8,7 +8,6 @@ import asyncio
 
 from aiohttp import web
 
-from poold import ledger_worker
 from poold.api import models, views
 from poold.api.base import (
     CACHE,
@@ -23,6 +22,7 @@ from poold.api.base import (
     require,
 )
 from poold.ledger import queries
+from poold.ledger import worker as ledger_worker
 
 
 async def pool(request: web.Request) -> web.Response:
@@ -135,7 +135,7 @@ async def network(request: web.Request) -> web.Response:
     """The chain as the daemon's current job sees it: height, difficulty, hashprice."""
     found = context(request).network()
     if found is None:
-        raise error(503, "no job from the node yet")
+        raise error(503, "no job from bitcoind yet")
     return web.json_response(found)
 
 

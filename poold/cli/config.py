@@ -16,12 +16,17 @@ from poold.cli import (
 
 @config_app.command("check")
 def config_check(path: Path) -> None:
-    """Validate a config file (and POOLD__ overrides); exit 2 naming the bad key."""
+    """Validate a config file (and POOLD__ overrides) and the files it names (the TLS
+    certificate and key); exit 2 naming the bad key."""
     from poold.config import ConfigError, load_config
+    from poold.stratum.tls import TlsConfigError, server_context
 
     try:
-        load_config(path)
-    except ConfigError as exc:
+        cfg = load_config(path)
+        st = cfg.stratum
+        if st.tls_listen and st.tls_cert is not None and st.tls_key is not None:
+            server_context(st.tls_cert, st.tls_key)
+    except (ConfigError, TlsConfigError) as exc:
         raise fail(f"config error: {exc}") from None
     typer.echo(f"{path}: ok")
 

@@ -81,8 +81,8 @@ def settle(
     period that ended last); running it again changes nothing."""
     import uvloop
 
+    from poold.bitcoind.client import BitcoindError
     from poold.ledger.settle import BLOCK_KEYS, settle_pending
-    from poold.node.base import NodeError
 
     with open_ledger_for(config) as (cfg, engine):
         scheme = cfg.pool.scheme
@@ -90,10 +90,10 @@ def settle(
             raise fail(f"scheme {scheme!r} has no block settlement")
         done = settle_pending(engine, pool_fee=cfg.pool.fee, scheme=scheme)
         booked = None
-        if scheme == "fpps" and cfg.node.kind == "rpc":
+        if scheme == "fpps" and cfg.bitcoind.kind == "rpc":
             try:
                 booked = uvloop.run(_book_fpps(cfg, engine))
-            except NodeError as exc:
+            except BitcoindError as exc:
                 raise fail(f"settle: {exc}", 1) from None
     for s in done:
         typer.echo(
@@ -120,13 +120,13 @@ def settle(
 
 
 async def _book_fpps(cfg: Config, engine: Engine) -> FppsBooked | None:
-    from poold.ledger.fpps import book_with_node
-    from poold.node.factory import rpc_node
+    from poold.bitcoind.make import rpc_bitcoind
+    from poold.ledger.fpps import book_with_bitcoind
 
-    node = rpc_node(cfg.node)
+    node = rpc_bitcoind(cfg.bitcoind)
     pool = cfg.pool
     try:
-        return await book_with_node(
+        return await book_with_bitcoind(
             engine,
             node,
             period_end_s=int(time.time()) // pool.fpps_period_s * pool.fpps_period_s,
@@ -321,13 +321,13 @@ def ledger_refold(
     or when `ledger verify` says they differ). Ingest waits while it runs."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from poold.ledger import rollup
     from poold.ledger.db import LedgerError
+    from poold.ledger.slices import sums as slice_sums
 
     with open_ledger_for(config) as (_cfg, engine):
         try:
             with engine.begin() as conn:
-                rollup.rebuild(conn)
+                slice_sums.rebuild(conn)
         except SQLAlchemyError as exc:
             raise LedgerError(f"refold failed, nothing changed: {exc}") from None
     typer.echo("slice sums rebuilt from the slices")
@@ -337,21 +337,21 @@ def ledger_refold(
 def payout(
     config: ConfigOption,
     send: Annotated[
-        bool, typer.Option("--send/--dry-run", help="pay through the node wallet, or only show")
+        bool, typer.Option("--send/--dry-run", help="pay through the bitcoind wallet, or only show")
     ] = False,
 ) -> None:
-    """Pay spendable balances over their threshold through the node wallet (never twice)."""
+    """Pay spendable balances over their threshold through the bitcoind wallet (never twice)."""
     import uvloop
 
+    from poold.bitcoind.client import BitcoindError
     from poold.ledger.payouts import PayoutError
-    from poold.node.base import NodeError
 
     with open_ledger_for(config) as (cfg, engine):
-        if cfg.node.kind != "rpc":
-            raise fail('payouts need a node wallet: set [node] kind = "rpc"')
+        if cfg.bitcoind.kind != "rpc":
+            raise fail('payouts need a node wallet: set [bitcoind] kind = "rpc"')
         try:
             report = uvloop.run(_payout(cfg, engine, send))
-        except (PayoutError, NodeError) as exc:
+        except (PayoutError, BitcoindError) as exc:
             raise fail(f"payout: {exc}", 1) from None
     for payout_id, status in report.reconciled:
         typer.echo(json.dumps({"payout": payout_id, "reconciled": status}))
@@ -369,10 +369,10 @@ def payout(
 
 
 async def _payout(cfg: Config, engine: Engine, send: bool) -> PayoutReport:
+    from poold.bitcoind.make import rpc_bitcoind
     from poold.ledger.payouts import run_payouts
-    from poold.node.factory import rpc_node
 
-    wallet = rpc_node(cfg.node)
+    wallet = rpc_bitcoind(cfg.bitcoind)
     try:
         return await run_payouts(
             engine,

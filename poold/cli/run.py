@@ -44,11 +44,16 @@ def _install_signals(stop: asyncio.Event) -> None:
 
 async def _run_daemon(cfg: Config, reuse_port: bool, metrics_dir: Path | None = None) -> int:
     from poold.daemon import Daemon
+    from poold.stratum.tls import TlsConfigError
 
     stop = asyncio.Event()
     _install_signals(stop)
     executor = _own_threads()
-    daemon = Daemon(cfg, reuse_port=reuse_port, metrics_dir=metrics_dir)
+    try:
+        daemon = Daemon(cfg, reuse_port=reuse_port, metrics_dir=metrics_dir)
+    except TlsConfigError as exc:  # a config error, found before anything is opened
+        typer.echo(f"poold: config error: {exc}", err=True)
+        return 2
     code = await _daemon_outcome(daemon.run(stop))
     await _leave_stuck_threads(executor, code)
     return code
@@ -270,7 +275,7 @@ async def _demo(cfg: Config, duration: float, miners: int) -> int:
     assert daemon.address is not None
     host, port = daemon.address
     print(
-        f"poold demo: simnet chain at height {(await daemon.node.get_template())['height']}, "
+        f"poold demo: simnet chain at height {(await daemon.bitcoind.get_template())['height']}, "
         f"stratum on {host}:{port}, {miners} simulated miners, share log in "
         f"{cfg.sharelog.path}/",
         flush=True,
@@ -414,7 +419,7 @@ def simulate(
     """Run a simulated ASIC fleet that grinds real shares; print accepted/rejected/latency."""
     import uvloop
 
-    from poold.simulate import run_fleet
+    from simulation.fleet import run_fleet
 
     try:
         tls = None if cafile is None else ssl.create_default_context(cafile=str(cafile))
@@ -452,8 +457,8 @@ def sim_cmd(
 
     import structlog
 
-    from poold.sim import FAULTS, SimReport, simulate
-    from poold.sim_nodes import NODE_FAULTS, NodesReport, simulate_nodes
+    from simulation.daemons import NODE_FAULTS, NodesReport, simulate_nodes
+    from simulation.faults import FAULTS, SimReport, simulate
 
     # The runs provoke thousands of logged faults on purpose: keep only the verdicts.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))

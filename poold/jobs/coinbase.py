@@ -16,16 +16,6 @@ WITNESS_RESERVED_VALUE = bytes(32)
 MAX_SCRIPTSIG_BYTES = 100  # consensus: coinbase scriptSig is 2..100 bytes
 
 
-COIN = 100_000_000
-HALVING_INTERVAL = 210_000
-
-
-def subsidy_sat(height: int) -> int:
-    """The block subsidy at `height`: 50 BTC halved every 210,000 blocks."""
-    halvings = height // HALVING_INTERVAL
-    return 0 if halvings >= 64 else (50 * COIN) >> halvings
-
-
 def push_data(data: bytes) -> bytes:
     """Script push of `data` with the smallest opcode."""
     n = len(data)

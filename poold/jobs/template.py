@@ -14,7 +14,7 @@ WITNESS_COMMITMENT_PREFIX = bytes.fromhex("6a24aa21a9ed")
 
 
 class TemplateError(ValueError):
-    """A block template the node returned is malformed."""
+    """A block template bitcoind returned is malformed."""
 
 
 @dataclass(frozen=True, slots=True)

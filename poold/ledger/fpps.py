@@ -11,7 +11,7 @@ remainder (< 1 sat) is stored for the next booking. Postings:
   + total   pool:fpps_paid              (the pool pays FPPS out of its own funds)
   - credit  miner:<account>:spendable
 The cursors, the carried remainders and the settlement row are written in the same transaction
-as the entry, so booking twice changes nothing. Talks to the node only through the `Node`
+as the entry, so booking twice changes nothing. Talks to bitcoind only through the `Bitcoind`
 protocol; never imports the Stratum side.
 """
 
@@ -27,8 +27,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from accounting import avg_fees, fpps_settle_sums
+from poold.bitcoind.client import Bitcoind
+from poold.chain.subsidy import subsidy_sat
 from poold.chain.targets import network_difficulty
-from poold.jobs.coinbase import subsidy_sat
 from poold.ledger import journal
 from poold.ledger.credit_proofs import commit_credits, exact
 from poold.ledger.db import ledger_entry, ledger_entry_async, unique_violation
@@ -42,7 +43,6 @@ from poold.ledger.models import (
     Settlement,
     ShareSlice,
 )
-from poold.node.base import Node
 
 
 @dataclass(frozen=True)
@@ -71,16 +71,16 @@ def _record_fees(engine: Engine, rows: list[dict[str, object]]) -> None:
 
 
 @ledger_entry_async
-async def update_chain_fees(engine: Engine, node: Node, *, blocks: int = 144) -> int:
+async def update_chain_fees(engine: Engine, bitcoind: Bitcoind, *, blocks: int = 144) -> int:
     """Record the fees of those of the last `blocks` chain blocks not recorded yet; returns
     the tip height. Database work runs in threads (called from the daemon's loop)."""
-    tip = await node.tip_height()
+    tip = await bitcoind.tip_height()
     wanted = range(max(1, tip - blocks + 1), tip + 1)
     have = await asyncio.to_thread(_recorded_heights, engine, wanted.start)
     rows: list[dict[str, object]] = []
     for height in wanted:
         if height not in have:
-            block_hash, fees = await node.block_fees(height)
+            block_hash, fees = await bitcoind.block_fees(height)
             rows.append({"height": height, "block_hash": block_hash, "fees_sat": fees})
     if rows:
         await asyncio.to_thread(_record_fees, engine, rows)
@@ -250,12 +250,17 @@ def _fpps_lines(
 
 
 @ledger_entry_async
-async def book_with_node(
-    engine: Engine, node: Node, *, period_end_s: int, fee_window_blocks: int, pool_fee: Fraction
+async def book_with_bitcoind(
+    engine: Engine,
+    bitcoind: Bitcoind,
+    *,
+    period_end_s: int,
+    fee_window_blocks: int,
+    pool_fee: Fraction,
 ) -> FppsBooked | None:
     """`book_fpps` for the period ending at `period_end_s`, with the chain's recent fees brought
     up to date first and the subsidy of the next block (the daemon's and `poold settle`'s way)."""
-    tip = await update_chain_fees(engine, node, blocks=fee_window_blocks)
+    tip = await update_chain_fees(engine, bitcoind, blocks=fee_window_blocks)
     avg = await asyncio.to_thread(average_fees, engine, tip=tip, blocks=fee_window_blocks)
     return await asyncio.to_thread(
         book_fpps,

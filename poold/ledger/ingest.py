@@ -26,7 +26,6 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from poold.ledger import rollup
 from poold.ledger.db import LedgerError, copy_columns, insert_new, ledger_entry
 from poold.ledger.models import (
     Account,
@@ -36,7 +35,8 @@ from poold.ledger.models import (
     ShareSlice,
     Worker,
 )
-from poold.ledger.slicing import SliceColumns, slices_from_arrays, slices_from_tuples
+from poold.ledger.slices import sums as slice_sums
+from poold.ledger.slices.build import SliceColumns, slices_from_arrays, slices_from_tuples
 from poold.shares.format import Beat, BlockRecord, RecordError, Rejects, WorkerInfo
 from poold.shares.log import (
     LogPosition,
@@ -166,7 +166,7 @@ def _cut(batch: ArrayBatch, through_ms: int) -> ArrayBatch | None:
 
 
 def _block_status(accepted: bool | None) -> str:
-    """pending (the node took it), rejected, or unknown (the submission got no answer: block
+    """pending (bitcoind took it), rejected, or unknown (the submission got no answer: block
     following asks the chain)."""
     if accepted is None:
         return "unknown"
@@ -327,7 +327,7 @@ def ingest(
     # and any fold (the next ingest's, a settlement's) catches up what this one did not do.
     try:
         with engine.begin() as conn:
-            rollup.fold(conn)
+            slice_sums.fold(conn)
     except SQLAlchemyError as exc:
         raise LedgerError(
             f"ingest committed its batches, but folding slice sums failed: {exc}"

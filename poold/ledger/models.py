@@ -92,7 +92,7 @@ class ShareSlice(Base):
 class SliceSum(Base):
     """Slice difficulty summed per aligned block of time (span 60, 600, 3600 or 86400 s) per
     account (0 = the whole pool), network bits and denominator: what a PPLNS window reads
-    instead of millions of slices. Maintained by `poold.ledger.rollup` from slices with ids up
+    instead of millions of slices. Maintained by `poold.ledger.slices.sums` from slices with ids up
     to `SliceRollup.folded_id` (slices are append-only)."""
 
     __tablename__ = "slice_sums"

@@ -1,4 +1,4 @@
-"""Payouts: spendable miner balances paid through the node wallet, never twice.
+"""Payouts: spendable miner balances paid through the bitcoind wallet, never twice.
 
 One run (under the `payouts` lease, so two processes never pay at once):
   1. reconcile: a payout left as `intent` (a crash or timeout around the wallet call) is looked
@@ -14,7 +14,7 @@ One run (under the `payouts` lease, so two processes never pay at once):
         + amount  miner:<account>:spendable or holder:<name>   (the pool no longer owes it)
         - total+fee pool:wallet
         + fee     pool:txfees                 (the pool pays the network fee)
-Imports SQLAlchemy, poold.ledger and poold.node.base only.
+Imports SQLAlchemy, poold.ledger and poold.bitcoind.client only.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from poold.bitcoind.client import BitcoindError, BitcoindRefused, Wallet, WalletTx
 from poold.chain.address import Network, address_to_script
 from poold.ledger import journal
 from poold.ledger.db import LedgerError, ledger_entry, ledger_entry_async
@@ -41,7 +42,6 @@ from poold.ledger.models import (
     PayoutItem,
     PayoutSetting,
 )
-from poold.node.base import NodeError, NodeRefused, Wallet, WalletTx
 
 COMMENT = "poold-payout:{}"
 
@@ -384,19 +384,19 @@ async def run_payouts(
                 outputs[p.address] += p.amount_sat
             try:
                 txid = await wallet.send_many(dict(outputs), COMMENT.format(payout_id))
-            except NodeRefused as exc:
+            except BitcoindRefused as exc:
                 await asyncio.to_thread(_set_status, engine, payout_id, "failed", reason=str(exc))
                 raise PayoutError(
                     f"payout {payout_id} refused by the wallet, nothing paid: {exc}"
                 ) from None
-            except NodeError as exc:
+            except BitcoindError as exc:
                 raise PayoutError(
                     f"payout {payout_id}: no answer from the wallet ({exc}); it stays an intent "
                     "and the next run finds out whether it was sent"
                 ) from None
             try:
                 tx = await wallet.wallet_tx(txid)
-            except NodeError as exc:
+            except BitcoindError as exc:
                 raise PayoutError(
                     f"payout {payout_id} was sent as {txid} but not recorded yet ({exc}); "
                     "the next run records it"

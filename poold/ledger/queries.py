@@ -40,7 +40,7 @@ from poold.ledger.models import (
     TokenTransfer,
     Worker,
 )
-from poold.ledger.slices import exact_sums
+from poold.ledger.slices.exact import exact_sums
 
 WINDOWS = {"10m": 600, "1h": 3600, "24h": 86400}
 

@@ -40,7 +40,7 @@ from poold.ledger.models import (
     Worker,
 )
 from poold.ledger.settle import BLOCK_KEYS, exclusions
-from poold.ledger.window import SliceRow, minute_of, round_rows, window_shares
+from poold.ledger.slices.window import SliceRow, minute_of, round_rows, window_shares
 from poold.shares.format import BlockRecord, ShareFields
 from poold.shares.log import LogPosition, list_segments, scan_from, segment_path
 

@@ -10,7 +10,7 @@ one straddling the window edge is cut exactly). Postings (satoshis, debits posit
   - fee     pool:fee
   - rest    pool:unallocated            what an unfilled window leaves
 (FPPS blocks: see `settle_block`; FPPS share credits: poold/ledger/fpps.py.)
-Maturity and orphans resolve it (poold/ledger/blocks.py); payouts pay posted balances.
+Maturity and orphans resolve it (`ledger.maturity`); payouts pay posted balances.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
 from accounting import pplns_split, prop_split, solo_split
-from poold.ledger import credit_proofs, journal, rollup
+from poold.ledger import credit_proofs, journal
 from poold.ledger.credit_proofs import block_lines, commit_credits, exact
 from poold.ledger.db import LedgerError, ledger_entry
 from poold.ledger.journal import AlreadyPosted, post
@@ -40,7 +40,8 @@ from poold.ledger.models import (
     ShareSlice,
     Worker,
 )
-from poold.ledger.window import minute_of, round_effort, round_shares, window
+from poold.ledger.slices import sums as slice_sums
+from poold.ledger.slices.window import minute_of, round_effort, round_shares, window
 
 #: Settlement key prefix of a found block, by payout scheme.
 BLOCK_KEYS = {"pplns": "pplns:", "fpps": "fppsblock:", "prop": "prop:", "solo": "solo:"}
@@ -89,7 +90,7 @@ def settle_block(
                 raise LedgerError(f"no block {block_hash} in the ledger")
             reward_sat, accepted, found_ms, finder, height = block
             if not accepted:
-                raise LedgerError(f"block {block_hash} was rejected by the node: nothing to settle")
+                raise LedgerError(f"block {block_hash} was rejected by bitcoind: nothing to settle")
             # First, before the window is read: what of each excluded node the ledger holds.
             for node_id in excluded_nodes:
                 _record_exclusion(conn, key, node_id)
@@ -98,7 +99,7 @@ def settle_block(
                 if waiting is not None:
                     raise LedgerError(
                         f"the PROP round of {block_hash} is not known yet: block {waiting} "
-                        "before it has no answer from the node"
+                        "before it has no answer from bitcoind"
                     )
             effort = round_effort(conn, found_ms)
             conn.execute(
@@ -225,7 +226,7 @@ def settle_pending(
     `found_before_ms`, only blocks found before it (the daemon passes the start of the current
     minute: the window counts whole minutes, so a block waits until its minute is closed and
     ingested). Under PROP a block waits while a block of an earlier minute has no answer
-    from the node (its round's start is not known yet)."""
+    from bitcoind (its round's start is not known yet)."""
     query = select(Block.hash).where(Block.accepted.is_(True)).order_by(Block.found_ms)
     if found_before_ms is not None:
         query = query.where(Block.found_ms < found_before_ms)
@@ -305,7 +306,7 @@ def verify(engine: Engine) -> list[str]:
         ).scalar()
         if strays:
             problems.append(f"{strays} share slices name no worker of their account")
-        problems += rollup.check(conn)
+        problems += slice_sums.check(conn)
         problems += credit_proofs.check(conn)
     return problems
 

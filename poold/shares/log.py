@@ -13,7 +13,7 @@ get records as dicts (`read_log`) or share fields (`scan_from`). A torn tail
 
 A write that fails (ENOSPC, EIO, a short write then an error) raises `ShareLogError` after the
 segment is cut back to its last whole record, so nothing half-written ever precedes the next
-record; the failed records are dropped here and their owner decides (the recorder answers an
+record; the failed records are dropped here and their owner decides (the writer answers an
 error instead of `true`). An fsync error is kept in `error` until an fsync succeeds, and the
 log refuses writes meanwhile. Segments are removed only below the oldest segment a consumer
 still needs (`prune`), and a missing segment is an error that names it (`check_contiguous`).
@@ -129,11 +129,11 @@ def prune_segments(directory: Path, *, below_segment: int, older_than: float) ->
         path.unlink()
         removed.append(path)
     if removed:
-        _fsync_dir(directory)
+        fsync_dir(directory)
     return removed
 
 
-def _frames(data: bytes, pos: int = 0) -> Iterator[tuple[int, int, bytes]]:
+def frames(data: bytes, pos: int = 0) -> Iterator[tuple[int, int, bytes]]:
     """(start, end, payload) of each intact frame from `pos` (a frame boundary); stops at the
     first torn or corrupt one."""
     while pos + FRAME.size <= len(data):
@@ -150,14 +150,14 @@ def _frames(data: bytes, pos: int = 0) -> Iterator[tuple[int, int, bytes]]:
 
 def read_segment(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     """Yield (offset, record) for every intact record of one segment."""
-    for start, _end, payload in _frames(path.read_bytes()):
+    for start, _end, payload in frames(path.read_bytes()):
         record = decode_payload(payload)
         if record is not None:
             yield start, record
 
 
 def _valid_length(path: Path) -> int:
-    return max((end for _start, end, _payload in _frames(path.read_bytes())), default=0)
+    return max((end for _start, end, _payload in frames(path.read_bytes())), default=0)
 
 
 def _payloads_from(directory: Path, start: LogPosition) -> Iterator[tuple[LogPosition, bytes]]:
@@ -169,7 +169,7 @@ def _payloads_from(directory: Path, start: LogPosition) -> Iterator[tuple[LogPos
             continue
         data = segment_path(directory, seq).read_bytes()
         first = start.offset if seq == start.segment else 0
-        for _start, end, payload in _frames(data, first):
+        for _start, end, payload in frames(data, first):
             yield LogPosition(seq, end), payload
 
 
@@ -201,7 +201,7 @@ def log_identity(directory: Path, node_id: int) -> str:
         tmp = directory / "LOG_ID.tmp"
         tmp.write_bytes(orjson.dumps({"log_id": uuid.uuid4().hex, "node_id": node_id}))
         os.replace(tmp, path)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     try:
         data = orjson.loads(path.read_bytes())
         log_id, owner = str(data["log_id"]), int(data["node_id"])
@@ -282,7 +282,7 @@ class ShareLog:
                     os.truncate(path, good)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._size = os.fstat(self._fd).st_size
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except OSError as exc:
             raise ShareLogError(f"cannot open share log in {self.directory}: {exc}") from exc
 
@@ -446,7 +446,7 @@ class ShareLog:
             self._seq += 1
             self._size = 0
             self.sync_error = None
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def prune(self, keep_from: int | None, now: float | None = None) -> list[Path]:
         """Delete closed segments older than the retention period that every consumer is
@@ -464,7 +464,7 @@ class ShareLog:
         return LogPosition(self._seq, self._size)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

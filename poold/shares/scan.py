@@ -137,7 +137,7 @@ def walk(
 
     Returns (records, shares, others, end of the last intact record, status): status LIMIT,
     INCOMPLETE (the next frame runs past `data`: torn, or not read yet) or CORRUPT (a length
-    over 1 MiB or a CRC mismatch), where `log._frames` stops too. A share record whose
+    over 1 MiB or a CRC mismatch), where `log.frames` stops too. A share record whose
     lengths do not add up is an "other" record: the Python decoder rejects it loudly.
     `layout` is `LAYOUT`: frame size, largest record, share tag, fixed part, then offset and
     width of ts_ms, bits, diff_num and diff_den."""

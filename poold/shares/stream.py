@@ -29,8 +29,8 @@ import structlog
 
 from poold.shares.log import (
     LogPosition,
-    _frames,
-    _fsync_dir,
+    frames,
+    fsync_dir,
     list_segments,
     segment_path,
 )
@@ -112,7 +112,7 @@ def next_chunk(directory: Path, pos: LogPosition) -> tuple[LogPosition, bytes, L
             fh.seek(start)
             data = fh.read(CHUNK_BYTES + 1024)
         end = 0
-        for _s, e, _p in _frames(data):
+        for _s, e, _p in frames(data):
             if e > CHUNK_BYTES and end:
                 break
             end = e
@@ -267,7 +267,7 @@ async def mirror(
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         if added:
-            await asyncio.to_thread(_fsync_dir, directory)
+            await asyncio.to_thread(fsync_dir, directory)
     finally:
         if nc is not None:
             with contextlib.suppress(Exception):

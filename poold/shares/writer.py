@@ -20,9 +20,9 @@ import orjson
 import structlog
 
 from poold.metrics import Metrics
+from poold.shares.accepted import AcceptedShare
 from poold.shares.format import Beat, BlockRecord, Rejects, WorkerInfo, encode_share
 from poold.shares.log import ShareLog, ShareLogError
-from poold.stratum.session import AcceptedShare
 
 log = structlog.get_logger(__name__)
 

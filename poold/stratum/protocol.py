@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import orjson
 
-from poold.shares.difficulty import to_difficulty
+from poold.chain.difficulty import to_difficulty
 
 MAX_LINE_BYTES = 16 * 1024
 RequestId = int | str | None

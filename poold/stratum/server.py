@@ -22,9 +22,10 @@ import structlog
 
 from poold.jobs.job import Job
 from poold.metrics import Metrics
+from poold.shares.accepted import ShareSink
 from poold.stratum import protocol as p
 from poold.stratum.extranonce import ExtranoncePool
-from poold.stratum.session import JobSource, Session, SessionPolicy, ShareSink, WorkerQuota
+from poold.stratum.session import JobSource, Session, SessionPolicy, WorkerQuota
 
 log = structlog.get_logger(__name__)
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
+from poold.chain.difficulty import format_difficulty, quantize, to_difficulty
 from poold.chain.targets import target_from_difficulty
 from poold.jobs.job import Job
 from poold.metrics import Metrics
-from poold.shares.difficulty import format_difficulty, quantize, to_difficulty
-from poold.shares.validate import Accepted, Reject, Rejected, validate_share
+from poold.shares.accepted import AcceptedShare, ShareSink
+from poold.shares.validate import Reject, Rejected, validate_share
 from poold.stratum import protocol as p
 from poold.stratum.extranonce import ExtranoncePool
 from poold.stratum.vardiff import Vardiff, VardiffConfig
@@ -47,30 +48,6 @@ class WorkerQuota:
             return False
         self.count += 1
         return True
-
-
-@dataclass(slots=True)  # not frozen: one per accepted share on the hot path
-class AcceptedShare:
-    account: str
-    worker: str
-    job: Job
-    difficulty: Fraction  # credited share difficulty
-    extranonce1: bytes
-    extranonce2: bytes
-    ntime: int
-    nonce: int
-    verdict: Accepted
-    time: float
-    peer: str
-    # Where its `true` reply waits, unsent, until the share log has the record: a share whose
-    # record cannot be written has that reply replaced by an error (`Session.revoke`).
-    session: Session
-    reply_index: int
-    req_id: p.RequestId
-
-
-class ShareSink(Protocol):
-    def share_accepted(self, share: AcceptedShare) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,7 +412,7 @@ class Session:
     def revoke(self, share: AcceptedShare, reason: str) -> None:
         """The share log could not take `share`: its `true` (still unsent) becomes an error.
 
-        Only the recorder calls this, before the replies of its batch are sent."""
+        Only the share writer calls this, before the replies of its batch are sent."""
         self.outbox[share.reply_index] = p.encode_error(share.req_id, Reject.OTHER, reason)
         self.accepted -= 1
         self.rejected += 1

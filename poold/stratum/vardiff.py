@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from poold.shares.difficulty import quantize
+from poold.chain.difficulty import quantize
 
 MAX_STEP = 16  # never change difficulty by more than this factor in one retarget
 

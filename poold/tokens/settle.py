@@ -49,7 +49,7 @@ from poold.ledger.models import (
     TokenTransfer,
 )
 from poold.ledger.settle import BLOCK_KEYS, CREDIT_KINDS
-from poold.ledger.slices import exact_sums
+from poold.ledger.slices.exact import exact_sums
 from poold.tokens.proofs import commit_period, published_inputs
 from poold.tokens.transfers import TokenError, balances_at, transfers_between
 

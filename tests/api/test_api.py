@@ -21,8 +21,8 @@ from poold.api.auth import create_token
 from poold.api.openapi import document
 from poold.config import TokensConfig
 from poold.ledger import nodes
-from poold.ledger.blocks import _apply, _pending
 from poold.ledger.ingest import ingest
+from poold.ledger.maturity import _apply, _pending
 from poold.ledger.settle import settle_pending
 from poold.metrics import Metrics
 from poold.shares.format import Rejects, WorkerInfo

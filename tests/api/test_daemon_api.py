@@ -9,7 +9,7 @@ import aiohttp
 
 from poold.api.app import ApiContext, make_app
 from poold.metrics import Metrics
-from poold.simulate import run_fleet
+from simulation.fleet import run_fleet
 from tests.helpers import make_config, wait_for
 
 

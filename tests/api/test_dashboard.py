@@ -18,7 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from poold.chain.address import Network
 from poold.ledger.db import make_engine, migrate
 from poold.ledger.payouts import run_payouts, set_account
-from poold.simulate import run_fleet
+from simulation.fleet import run_fleet
 from tests.api.test_api import START, populate
 from tests.helpers import regtest_address, wait_for
 from tests.ledger.test_journal_properties import MemoryWallet

@@ -14,9 +14,10 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from poold.api.app import ApiContext, make_app
-from poold.api.events import EVENTS_QUEUED_PER_STREAM, EventHub, tail_journal
-from poold.ledger.blocks import _apply, _pending
+from poold.events import EVENTS_QUEUED_PER_STREAM, EventHub
+from poold.ledger.events import tail_journal
 from poold.ledger.ingest import ingest
+from poold.ledger.maturity import _apply, _pending
 from poold.ledger.settle import settle_pending
 from poold.metrics import Metrics
 from tests.helpers import make_config

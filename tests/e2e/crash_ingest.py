@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from poold import ledger_worker
+from poold.ledger import worker as ledger_worker
 
 real_init = ledger_worker.init
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from poold.ledger.db import make_engine
 from poold.ledger.models import Account, ShareSlice
 from poold.shares.log import read_log
-from poold.simulate import FleetStats, run_fleet
+from simulation.fleet import FleetStats, run_fleet
 from tests.helpers import regtest_address
 from tests.ledger.test_ingest import ledger_totals, log_totals
 
@@ -37,7 +37,7 @@ min_difficulty = "1/4294967296"
 vardiff_target_share_time_s = 0.05
 vardiff_retarget_time_s = 2
 {extra}
-[node]
+[bitcoind]
 kind = "simnet"
 simnet_difficulty = "1/256"
 poll_interval_s = 0.05

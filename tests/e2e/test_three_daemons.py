@@ -20,10 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from poold.ledger.models import Block, Settlement
+from tests.bitcoind.conftest import Bitcoind, bitcoind, bitcoind_bin, free_port
 from tests.ledger.conftest import PG_URL, fresh_pg_schema
 from tests.ledger.test_nodes import rule_over_final_ledger
 from tests.ledger.test_prop_solo import journal_credits
-from tests.node.conftest import Bitcoind, bitcoind, bitcoind_bin, free_port
 from tests.shares.test_stream import NATS_URL, drop, stream_config
 
 __all__ = ["bitcoind", "bitcoind_bin"]
@@ -44,7 +44,7 @@ node_id = {node_id}
 start_difficulty = "1/65536"
 min_difficulty = "1/65536"
 
-[node]
+[bitcoind]
 kind = "rpc"
 url = "{bitcoind.url}"
 user = "u"

@@ -19,7 +19,7 @@ import pytest
 
 from poold.ledger.db import make_engine
 from poold.shares.log import read_log
-from poold.simulate import FleetStats, run_fleet
+from simulation.fleet import FleetStats, run_fleet
 from tests.e2e.test_durability import write_config
 from tests.faults.proxy import CuttableProxy
 from tests.ledger.conftest import PG_URL, _pg_available, fresh_pg_schema

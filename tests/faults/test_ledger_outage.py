@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import poold.ledger_scheduler
+import poold.ledger.scheduler
 from poold.ledger.db import LedgerError
 from tests.faults.proxy import CuttableProxy
 from tests.helpers import StratumClient, wait_for
@@ -71,9 +71,9 @@ async def test_database_cut_at_each_step(
     hit = asyncio.Event()
     if step == "follow_blocks":  # runs in the daemon process itself
         monkeypatch.setattr(
-            poold.ledger_scheduler,
+            poold.ledger.scheduler,
             "follow_blocks",
-            _cut_first_call(proxy, poold.ledger_scheduler.follow_blocks, hit),
+            _cut_first_call(proxy, poold.ledger.scheduler.follow_blocks, hit),
         )
     rd = await start_daemon(cfg)
     daemon = rd.daemon

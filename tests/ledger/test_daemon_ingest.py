@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from poold.ledger.db import make_engine
 from poold.ledger.models import Block, ChainFees, JournalEntry
 from poold.ledger.settle import balances, settle_pending, verify
-from poold.simulate import run_fleet
+from simulation.fleet import run_fleet
 from tests.faults.proxy import CuttableProxy
 from tests.helpers import wait_for
 from tests.ledger.conftest import PG_URL, _pg_available, fresh_pg_schema
@@ -92,7 +92,7 @@ async def test_daemon_books_fpps_every_period(
 ) -> None:
     cfg = config_factory(
         pool={"scheme": "fpps", "fpps_period_s": 1, "fee": "1/100"},
-        node={"kind": "simnet", "simnet_difficulty": "1/65536", "poll_interval_s": 0.05},
+        bitcoind={"kind": "simnet", "simnet_difficulty": "1/65536", "poll_interval_s": 0.05},
         ledger={
             "url": f"sqlite:///{tmp_path / 'l.db'}",
             "ingest_interval_s": 0.2,
@@ -126,7 +126,7 @@ async def test_daemon_books_fpps_every_period(
     assert len(periods) >= 2 and len(set(periods)) == len(periods)  # one booking per period
     # Every chain block's fees up to some recent tip are recorded, for the average.
     assert recorded == list(range(1, len(recorded) + 1))
-    assert 1 <= len(recorded) <= await rd.daemon.node.tip_height()
+    assert 1 <= len(recorded) <= await rd.daemon.bitcoind.tip_height()
     bal = balances(engine)
     assert bal["pool:fpps_paid"] > 0
     assert bal["pool:fpps_paid"] == -sum(v for k, v in bal.items() if k.startswith("miner:"))

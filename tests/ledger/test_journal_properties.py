@@ -3,7 +3,7 @@ fees, unallocated), maturity, orphan reversals, FPPS bookings, payouts (includin
 refuse or time out after sending) and repeats of each — every step keeps every invariant.
 
 The ledger code under test is the real one on a real SQLite file; the wallet is a small honest
-in-memory implementation of `poold.node.base.Wallet` (the real one is tested on regtest)."""
+in-memory implementation of `poold.bitcoind.client.Wallet` (the real one is tested on regtest)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from poold.bitcoind.client import BitcoindError, BitcoindRefused, WalletTx
 from poold.chain.address import Network
-from poold.ledger.blocks import _apply, _pending
 from poold.ledger.db import make_engine, migrate
 from poold.ledger.fpps import book_fpps
+from poold.ledger.maturity import _apply, _pending
 from poold.ledger.models import Account, Block, ShareSlice, Worker
 from poold.ledger.payouts import PayoutError, owed, run_payouts, set_account
 from poold.ledger.settle import balances, settle_pending, verify
-from poold.node.base import NodeError, NodeRefused, WalletTx
 from tests.helpers import regtest_address
 from tests.ledger.conftest import PG_URL, _pg_available, fresh_pg_schema
 
@@ -45,11 +45,11 @@ class MemoryWallet:
 
     async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
         if self.mode == "refuse":
-            raise NodeRefused("node refused sendmany: insufficient funds")
+            raise BitcoindRefused("node refused sendmany: insufficient funds")
         txid = hashlib.sha256(comment.encode()).hexdigest()
         self.sent[txid] = (comment, dict(outputs))
         if self.mode == "timeout":
-            raise NodeError("node unreachable for sendmany: timeout")
+            raise BitcoindError("node unreachable for sendmany: timeout")
         return txid
 
     async def find_sent(self, comment: str, since_s: int) -> str | None:

@@ -14,16 +14,16 @@ import pytest
 import sqlalchemy as sa
 
 from accounting import reference
-from poold.api.events import EventHub
+from poold.bitcoind.simnet import SimNet
+from poold.events import EventHub
 from poold.ledger import nodes
 from poold.ledger.ingest import ingest
 from poold.ledger.leader import Leadership
 from poold.ledger.models import Account, ShareSlice
+from poold.ledger.scheduler import LedgerScheduler
 from poold.ledger.settle import exclusions, settle_pending
-from poold.ledger.window import window_shares
-from poold.ledger_scheduler import LedgerScheduler
+from poold.ledger.slices.window import window_shares
 from poold.metrics import Metrics
-from poold.node.simnet import SimNet
 from poold.shares.format import encode_share
 from poold.shares.log import ShareLog, ShareLogError, read_log
 from poold.shares.writer import ShareWriter
@@ -172,15 +172,15 @@ async def test_a_block_waits_for_the_lagging_node_and_pays_its_miners(
         got = journal_credits(engine, "ab" * 32)
         want = rule_over_final_ledger(engine, T0 + 5 * MIN + 2500, one.cfg.pool.fee)
         assert got == want and got[0].get("bob", 0) > 0
-        # The follower's node knows nothing of the block: were it following blocks, the
+        # The follower's bitcoind knows nothing of the block: were it following blocks, the
         # credits would be reversed.
         await two.run_pass()
         assert journal_credits(engine, "ab" * 32) == want
     finally:
         await one.close(5)
         await two.close(5)
-        await one.node.close()
-        await two.node.close()
+        await one.bitcoind.close()
+        await two.bitcoind.close()
 
 
 @pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
@@ -222,8 +222,8 @@ async def test_a_lapsed_node_is_waited_for_then_excluded_and_named(
     finally:
         await one.close(5)
         await two.close(5)
-        await one.node.close()
-        await two.node.close()
+        await one.bitcoind.close()
+        await two.bitcoind.close()
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite", "postgresql"], indirect=True)
@@ -255,8 +255,8 @@ async def test_a_cleanly_stopped_node_holds_nothing_back(ledger_url: str, tmp_pa
     finally:
         await one.close(5)
         await two.close(5)
-        await one.node.close()
-        await two.node.close()
+        await one.bitcoind.close()
+        await two.bitcoind.close()
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite", "postgresql"], indirect=True)
@@ -276,8 +276,8 @@ async def test_an_overlapping_node_id_is_refused(ledger_url: str, tmp_path: Path
         await one.run_pass()  # its lease renews
     finally:
         await one.close(5)
-        await one.node.close()
-        await other.node.close()
+        await one.bitcoind.close()
+        await other.bitcoind.close()
 
 
 def test_a_share_log_refuses_a_second_writer_and_another_node(tmp_path: Path) -> None:
@@ -485,8 +485,8 @@ async def test_an_fpps_period_waits_for_the_lagging_node(ledger_url: str, tmp_pa
     finally:
         await one.close(5)
         await two.close(5)
-        await one.node.close()
-        await two.node.close()
+        await one.bitcoind.close()
+        await two.bitcoind.close()
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
@@ -513,7 +513,7 @@ async def test_a_clean_stop_ingests_the_final_heartbeat(ledger_url: str, tmp_pat
         assert state.status == "live" and one.ingested_shares == 0
     finally:
         await one.close(5)  # the last ingest reads to the end
-        await one.node.close()
+        await one.bitcoind.close()
     from poold.ledger.db import make_engine
 
     engine = make_engine(ledger_url)

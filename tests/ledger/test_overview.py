@@ -16,9 +16,9 @@ from poold.api.views import overview
 from poold.chain.targets import network_difficulty
 from poold.ledger.models import Block, ShareSlice
 from poold.ledger.queries import MinuteCache, hashrates, pool_overview
-from poold.ledger.slices import exact_sums
-from poold.ledger.window import window
-from tests.ledger.test_window import BITS, T0, load
+from poold.ledger.slices.exact import exact_sums
+from poold.ledger.slices.window import window
+from tests.ledger.slices.test_window import BITS, T0, load
 
 NOW = T0 + 30 * 3600 + 17  # 30 h after the first possible slice
 

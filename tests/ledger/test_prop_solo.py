@@ -11,16 +11,16 @@ import pytest
 import sqlalchemy as sa
 
 from accounting import reference
-from poold.api.events import EventHub
+from poold.bitcoind.simnet import SimNet
 from poold.chain.targets import network_difficulty
+from poold.events import EventHub
 from poold.ledger.db import LedgerError
 from poold.ledger.ingest import ingest
 from poold.ledger.models import Account, Block, JournalLine, ShareSlice
 from poold.ledger.replay import replay
+from poold.ledger.scheduler import LedgerScheduler
 from poold.ledger.settle import balances, settle_block, settle_pending, verify
-from poold.ledger_scheduler import LedgerScheduler
 from poold.metrics import Metrics
-from poold.node.simnet import SimNet
 from poold.shares.log import ShareLog
 from tests.helpers import make_config
 from tests.ledger.test_settle import BITS, T0, mine
@@ -146,7 +146,7 @@ def test_prop_waits_while_an_earlier_block_has_no_answer(ledger: sa.Engine, tmp_
         )
     done = settle_pending(ledger, pool_fee=FEE, scheme="prop")
     assert [d.block_hash for d in done] == [block_hash(5)]  # 15's round start is not known
-    with pytest.raises(LedgerError, match="has no answer from the node"):
+    with pytest.raises(LedgerError, match="has no answer from bitcoind"):
         settle_block(ledger, block_hash(15), pool_fee=FEE, scheme="prop")
     with ledger.begin() as conn:  # block following found it on the chain
         conn.execute(

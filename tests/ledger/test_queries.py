@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from poold.ledger.models import Account, ShareSlice, Worker
 from poold.ledger.queries import hashrate_series, hashrates
-from poold.ledger.slices import exact_sums
+from poold.ledger.slices.exact import exact_sums
 
 T = 1_800_000_000
 

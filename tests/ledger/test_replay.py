@@ -11,11 +11,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from poold.ledger import rollup
 from poold.ledger.ingest import ingest
 from poold.ledger.models import JournalLine, ShareSlice
 from poold.ledger.replay import replay
 from poold.ledger.settle import settle_pending, verify
+from poold.ledger.slices import sums as slice_sums
 from poold.shares.log import list_segments, segment_path
 from tests.e2e.test_durability import write_config
 from tests.ledger.test_settle import mine
@@ -50,7 +50,7 @@ def test_replay_agrees_then_names_each_kind_of_damage(ledger: sa.Engine, tmp_pat
     # verify sees it too: the slice sums no longer add up to the slices; refold to go on
     assert verify(ledger) and all("slice sums of span" in p for p in verify(ledger))
     with ledger.begin() as conn:
-        rollup.rebuild(conn)
+        slice_sums.rebuild(conn)
 
     with ledger.begin() as conn:  # a satoshi moved between two miners: still balanced
         rows = conn.execute(

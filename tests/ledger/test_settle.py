@@ -99,7 +99,7 @@ def test_pplns_settlement_is_exact_idempotent_and_balanced(
     assert settle_pending(ledger) == [] and settle_block(ledger, f"{30:064x}") is None
     with ledger.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(JournalLine)).scalar() == lines
-    with pytest.raises(LedgerError, match="rejected by the node"):
+    with pytest.raises(LedgerError, match="rejected by bitcoind"):
         settle_block(ledger, f"{35:064x}")
     with pytest.raises(LedgerError, match="no block"):
         settle_block(ledger, "ff" * 32)

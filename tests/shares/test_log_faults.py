@@ -23,7 +23,7 @@ from poold.shares.log import (
     read_log,
     segment_path,
 )
-from poold.sim import SimDisk
+from simulation.faults import SimDisk
 
 
 def numbers(directory: Path) -> list[int]:

@@ -4,11 +4,11 @@ from fractions import Fraction
 
 import pytest
 
+from poold.bitcoind.simnet import SimNet
 from poold.chain.targets import target_from_difficulty
 from poold.jobs.job import Job
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import parse_template
-from poold.node.simnet import SimNet
 from poold.shares.validate import MAX_FUTURE_NTIME_S, Accepted, Reject, Rejected, validate_share
 from tests.helpers import pow_int
 

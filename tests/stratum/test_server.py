@@ -276,7 +276,7 @@ async def test_new_block_sends_clean_job_and_old_job_goes_stale(
     rd = await start_daemon(config_factory(stratum={"stale_grace_s": 0}))
     c = await ready_client(rd)
     diff, params = await current_job(c)
-    rd.daemon.node.mine_external_block()
+    rd.daemon.bitcoind.mine_external_block()
     nxt = await c.notification("mining.notify")
     assert nxt["params"][8] is True and nxt["params"][1] != params[1]
     en2 = bytes(4)

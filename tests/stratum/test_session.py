@@ -7,16 +7,16 @@ from fractions import Fraction
 import orjson
 import pytest
 
+from poold.bitcoind.simnet import SimNet
 from poold.chain.targets import target_from_difficulty
 from poold.jobs.job import Job
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.jobs.template import parse_template
 from poold.metrics import Metrics
-from poold.node.simnet import SimNet
+from poold.shares.accepted import AcceptedShare
 from poold.stratum import protocol as p
 from poold.stratum.extranonce import ExtranoncePool
 from poold.stratum.session import (
-    AcceptedShare,
     Session,
     SessionPolicy,
     parse_password_options,

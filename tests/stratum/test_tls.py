@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from poold.config import ConfigError, parse_config
+from poold.daemon import Daemon
 from poold.shares.format import ShareFields
 from poold.shares.log import LogPosition, scan_from
-from poold.simulate import run_fleet
+from poold.stratum.tls import TlsConfigError
+from simulation.fleet import run_fleet
 from tests.helpers import StratumClient, make_config, regtest_address
 
 
@@ -169,7 +171,10 @@ def _tls(**stratum: Any) -> dict[str, Any]:
     return {"pool": {"network": "regtest", "payout_address": regtest_address()}, "stratum": stratum}
 
 
-def test_config_names_the_unusable_file(tmp_path: Path) -> None:
+def test_an_unusable_file_is_named_before_anything_is_opened(tmp_path: Path) -> None:
+    """Validating the config never reads a file; building the daemon reads the certificate
+    and key and names the unusable one with its config key (as `poold config check` and
+    `poold run` report it, exit 2)."""
     crt, key = make_cert(tmp_path)
     _other_crt, other_key = make_cert(tmp_path, "other")
     (tmp_path / "junk.pem").write_text("not a certificate\n")
@@ -195,6 +200,28 @@ def test_config_names_the_unusable_file(tmp_path: Path) -> None:
             {"tls_cert": str(crt), "tls_key": str(other_key)},
             f"stratum.tls_key: the key in {other_key} does not match the certificate in {crt}",
         ),
+    ]
+    for extra, needle in cases:
+        cfg = parse_config(_tls(tls_listen="127.0.0.1:3334", **extra), environ={})
+        with pytest.raises(TlsConfigError) as err:
+            Daemon(cfg)
+        assert needle in str(err.value), (extra, str(err.value))
+    toml = tmp_path / "bad.toml"
+    toml.write_text(
+        f'[pool]\nnetwork = "regtest"\npayout_address = "{regtest_address()}"\n'
+        f'[stratum]\ntls_listen = "127.0.0.1:0"\ntls_cert = "{crt}"\ntls_key = "{other_key}"\n'
+    )
+    for command in (["config", "check", str(toml)], ["run", "--config", str(toml)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "poold", *command], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2, (command, done.stderr)
+        assert f"stratum.tls_key: the key in {other_key} does not match" in done.stderr
+
+
+def test_config_checks_the_tls_keys_shape(tmp_path: Path) -> None:
+    crt, key = make_cert(tmp_path)
+    cases = [
         ({"tls_cert": str(crt)}, "tls_listen is set: tls_key (a PEM file) must be set too"),
         ({}, "tls_cert and tls_key (a PEM file) must be set too"),
     ]

@@ -5,7 +5,7 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poold.shares.difficulty import quantize
+from poold.chain.difficulty import quantize
 from poold.stratum.vardiff import Vardiff, VardiffConfig
 
 CFG = VardiffConfig(

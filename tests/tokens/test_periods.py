@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from accounting import token_settle
 from poold.config import TokensConfig
-from poold.ledger.blocks import _apply, _pending
 from poold.ledger.ingest import ingest
+from poold.ledger.maturity import _apply, _pending
 from poold.ledger.models import Account, ShareSlice, TokenStatement, Worker
 from poold.ledger.settle import balances, settle_pending, verify
 from poold.shares.log import read_log

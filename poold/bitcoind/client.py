@@ -1,0 +1,67 @@
+"""The interface every block source implements (a real bitcoind or the built-in simnet)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class BitcoindError(Exception):
+    """bitcoind could not be reached or refused a call; the message says which and why."""
+
+
+class BitcoindRefused(BitcoindError):
+    """bitcoind answered with an error: the call was not carried out (unlike a timeout, where
+    it may have been)."""
+
+
+@dataclass(frozen=True)
+class WalletTx:
+    txid: str
+    confirmations: int  # -1 when the wallet reports it conflicted
+    fee_sat: int  # what the wallet paid in fees, >= 0
+
+
+class Bitcoind(Protocol):
+    async def get_template(self) -> dict[str, object]:
+        """A getblocktemplate result (rules ["segwit"])."""
+        ...
+
+    async def best_block_hash(self) -> str:
+        """Hash of the tip, display order."""
+        ...
+
+    async def submit_block(self, block_hex: str) -> str | None:
+        """None when bitcoind accepted the block, else its reason (BIP22)."""
+        ...
+
+    async def block_confirmations(self, block_hash: str) -> int:
+        """Confirmations, or -1 when the block is not on the best chain."""
+        ...
+
+    async def tip_height(self) -> int:
+        """Height of the best chain's tip."""
+        ...
+
+    async def block_fees(self, height: int) -> tuple[str, int]:
+        """(hash, total fees in satoshis) of the best chain's block at `height`: what its
+        coinbase claimed beyond the subsidy."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Wallet(Protocol):
+    """The bitcoind wallet that pays miners. Amounts are integer satoshis."""
+
+    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
+        """One transaction paying every address its amount; the txid. The comment is kept
+        by the wallet so a send can be found again after a crash."""
+        ...
+
+    async def find_sent(self, comment: str, since_s: int) -> str | None:
+        """The txid of a send made with `comment` at or after `since_s`, or None."""
+        ...
+
+    async def wallet_tx(self, txid: str) -> WalletTx: ...

@@ -1,0 +1,391 @@
+"""The ledger scheduler: everything the daemon does to its ledger, on a timer.
+
+Connects (retrying while the database cannot be reached) and registers this daemon's node
+(`ledger.nodes`; a node id another share log holds stops the daemon), then every
+`ingest_interval_s` runs one pass: ingest this node's share log (closed minutes only) and
+renew its lease; then, only where the ledger's leadership is held (`ledger.leader`), settle
+the blocks, FPPS periods and token periods that every live node is ingested past
+(`nodes.gate`) and follow settled blocks on bitcoind. The CPU-heavy steps run in the ledger
+process (`poold.ledger.worker`). Stratum and the share log never wait for any of it. Imports
+the ledger, the bitcoind client and the event hub; never Stratum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from sqlalchemy.engine import Engine
+
+from accounting import TokenSettlement
+from poold.bitcoind.client import Bitcoind, BitcoindError
+from poold.config import Config
+from poold.events import EventHub
+from poold.ledger import nodes
+from poold.ledger.credit_proofs import latest_credit_commitment
+from poold.ledger.db import LedgerError, Timeouts, open_ledger
+from poold.ledger.events import tail_journal
+from poold.ledger.fpps import book_with_bitcoind
+from poold.ledger.leader import Leadership
+from poold.ledger.maturity import follow_blocks
+from poold.ledger.settle import BLOCK_KEYS
+from poold.ledger.worker import LedgerWorker
+from poold.metrics import Metrics
+from poold.shares.log import LogPosition
+from poold.shares.stream import StreamConfig, StreamError, mirror
+from poold.tokens.proofs import latest_commitment
+
+log = structlog.get_logger(__name__)
+
+#: Runs a read query in the ledger process: offload(fn, *args).
+Offload = Callable[..., Awaitable[Any]]
+
+
+def _latest_commitments(ledger: Engine) -> tuple[str | None, str | None]:
+    """The newest token-statement and miner-credit commitments."""
+    with ledger.connect() as conn:
+        return latest_commitment(conn), latest_credit_commitment(conn)
+
+
+class LedgerScheduler:
+    def __init__(
+        self,
+        cfg: Config,
+        bitcoind: Bitcoind,
+        metrics: Metrics,
+        events: EventHub,
+        clock: Callable[[], float],
+        *,
+        on_connect: Callable[[Engine, Offload], None] = lambda _engine, _offload: None,
+        events_wanted: bool = False,
+        log_id: Callable[[], str | None] = lambda: None,
+        host: str = "",
+        stream: StreamConfig | None = None,
+        on_commitment: Callable[[bytes | None, bytes | None], None] = lambda _s, _c: None,
+    ) -> None:
+        self.cfg, self.bitcoind, self.metrics, self.events, self.clock = (
+            cfg,
+            bitcoind,
+            metrics,
+            events,
+            clock,
+        )
+        self.on_connect = on_connect  # told the engine and the worker's reader on connect
+        self.events_wanted = events_wanted  # tail the journal into `events` (the API is on)
+        self.log_id = log_id  # this node's share log identity (known once the log is open)
+        self.host = host  # where this daemon runs, as other daemons see it
+        self.stream = stream  # where lapsed nodes' records are read from (None: nowhere)
+        # Told the latest statement and credit commitments each pass.
+        self.on_commitment = on_commitment
+        self.leadership: Leadership | None = None
+        self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
+        self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
+        self.ledger: Engine | None = None
+        self.worker: LedgerWorker | None = None  # the ledger process
+        self.problem: str | None = None  # why the last pass (or connection) failed
+        self.ingested_shares = 0
+        self.ingest_position: LogPosition | None = None  # the ledger's checkpoint, once known
+        self.token_periods: list[tuple[int, TokenSettlement]] = []  # settled by this process
+        self._fpps_booked = 0  # period end of the last FPPS booking made by this process
+        self._token_wait: str | None = None  # what the next token period waits for (logged once)
+
+    def readiness(self) -> dict[str, str]:
+        problems = {}
+        if self.problem is not None:
+            problems["ledger"] = self.problem
+        backlog = self.metrics.shares_accepted - self.ingested_shares
+        if self.ledger is not None and backlog > 1_000_000:
+            problems["ingest"] = f"{backlog} accepted shares not yet in the ledger"
+        if self.gate is not None and (self.gate.waiting or self.gate.excluded):
+            problems["nodes"] = "; ".join(self.gate.waiting + self.gate.excluded)
+        return problems
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    @property
+    def _lease_ms(self) -> int:
+        return int(self.cfg.ledger.node_lease_s * 1000)
+
+    def _register(self, engine: Engine) -> None:
+        log_id = self.log_id()
+        if log_id is None:
+            return  # no share log of its own (tests driving the scheduler alone)
+        nodes.register(
+            engine,
+            self.cfg.stratum.node_id,
+            log_id,
+            self.host,
+            now_ms=self._now_ms(),
+            lease_ms=self._lease_ms,
+        )
+
+    @property
+    def _timeouts(self) -> Timeouts:
+        cfg = self.cfg.ledger
+        return Timeouts(connect_s=cfg.connect_timeout_s, statement_s=cfg.statement_timeout_s)
+
+    def _open_ledger(self) -> Engine:
+        cfg = self.cfg.ledger
+        return open_ledger(cfg.url, migrate_schema=cfg.auto_migrate, timeouts=self._timeouts)
+
+    async def attach(self) -> None:
+        """Open the ledger and start its worker process; on success the API reads it too."""
+        engine = await asyncio.to_thread(self._open_ledger)  # never block the loop
+        try:
+            await asyncio.to_thread(self._register, engine)
+        except LedgerError:
+            engine.dispose()
+            raise
+        worker = LedgerWorker(self.cfg.ledger.url, timeouts=self._timeouts)
+        try:
+            await worker.start()
+        except LedgerError:
+            await worker.stop(0)
+            engine.dispose()
+            raise
+        self.ledger, self.worker = engine, worker
+        self.leadership = Leadership(engine)
+        self.on_connect(engine, worker.read)
+        self.problem = None
+        log.info("ledger_connected")
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Connect to the ledger (retrying while it cannot be reached), then run ledger passes
+        until `stopping`. Stratum and the share log never wait for any of it."""
+        backoff = 1.0
+        while self.ledger is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), backoff)
+            if stopping.is_set():
+                return
+            try:
+                await self.attach()
+            except nodes.NodeConflict:
+                raise  # configured wrong: retrying cannot help
+            except LedgerError as exc:
+                self.problem = f"the ledger is not connected: {exc}"
+                log.warning("ledger_unavailable", error=str(exc), retry_s=backoff)
+                backoff = min(backoff * 2, 30.0)
+        assert self.ledger is not None
+        tailer = (
+            asyncio.create_task(tail_journal(self.ledger, self.events))
+            if self.events_wanted
+            else None
+        )
+        try:
+            await self._loop(stopping)
+        finally:
+            if tailer is not None:
+                tailer.cancel()
+
+    async def ingest(self, *, final: bool = False) -> None:
+        """Ingest this node's share log: closed minutes only (unless configured otherwise),
+        or, `final` (the log is closed), everything up to its final heartbeat, so the ledger
+        knows at once that this node stopped cleanly and settlement need not wait for it."""
+        if self.worker is None:
+            return
+        result = await self.worker.ingest(
+            self.cfg.sharelog.path,
+            self.cfg.stratum.node_id,
+            closed_only=not (final or self.cfg.ledger.ingest_open_minutes),
+        )
+        self.ingested_shares += result.shares
+        self.ingest_position = result.position
+        if result.through_ms:
+            self.metrics.ingest_lag.observe(max(0.0, self.clock() - result.through_ms / 1000))
+        self.metrics.ingest_lag_shares = max(0, self.metrics.shares_accepted - self.ingested_shares)
+        if result.records:
+            log.debug(
+                "ledger_ingested", shares=result.shares, slices=result.slices, blocks=result.blocks
+            )
+
+    async def book_fpps(self, ledger: Engine, through_ms: int | None = None) -> None:
+        """Once per FPPS period whose end every live node is ingested past (`through_ms`):
+        book every share slice ingested so far."""
+        pool = self.cfg.pool
+        now = (
+            int(self.clock()) if through_ms is None else min(int(self.clock()), through_ms // 1000)
+        )
+        end = now // pool.fpps_period_s * pool.fpps_period_s
+        if end == self._fpps_booked:
+            return
+        booked = await book_with_bitcoind(
+            ledger,
+            self.bitcoind,
+            period_end_s=end,
+            fee_window_blocks=pool.fee_window_blocks,
+            pool_fee=pool.fee,
+        )
+        self._fpps_booked = end
+        if booked is not None:
+            self.metrics.settlement_runs["fpps"] += 1
+            log.info(
+                "fpps_booked",
+                period_end=end,
+                slices=booked.slices,
+                credits_sat=sum(booked.credits.values()),
+            )
+
+    async def run_pass(self) -> None:
+        """Ingest and renew this node's lease; where leadership is held, settle what every
+        live node is ingested past and follow settled blocks on bitcoind.
+
+        The CPU-heavy steps run in the ledger process (`poold.ledger.worker`)."""
+        await self.ingest()
+        if self.ledger is None or self.worker is None or self.leadership is None:
+            return
+        latest = await asyncio.to_thread(_latest_commitments, self.ledger)
+        statement, credit = (None if c is None else bytes.fromhex(c) for c in latest)
+        self.on_commitment(statement, credit)
+        log_id = self.log_id()
+        if log_id is not None:
+            await asyncio.to_thread(
+                nodes.renew,
+                self.ledger,
+                self.cfg.stratum.node_id,
+                log_id,
+                now_ms=self._now_ms(),
+                lease_ms=self._lease_ms,
+            )
+        was = self.leadership.held
+        leader = await asyncio.to_thread(self.leadership.hold)
+        self.metrics.leader = int(leader)
+        if leader != was:
+            log.info("ledger_leadership", held=leader)
+        if not leader:
+            self.gate = None
+            return
+        await self._lead(self.ledger, self.worker)
+
+    def _read_gate(self, ledger: Engine) -> nodes.Gate:
+        now = self._now_ms()
+        wait = int(self.cfg.ledger.node_wait_s * 1000)
+        with ledger.connect() as conn:
+            listed = nodes.states(conn, now_ms=now, wait_ms=wait)
+        self.metrics.nodes = {
+            n.node_id: (n.status, max(0, now - n.through_ms) / 1000) for n in listed
+        }
+        return nodes.gate_of(listed, now_ms=now, wait_ms=wait)
+
+    async def _ingest_from_stream(self, worker: LedgerWorker, stream: StreamConfig) -> None:
+        """Rebuild each lapsed node's share log from the stream and ingest it: what its host
+        shipped before it was lost counts, once (the mirror has the log's positions)."""
+        lapsed = [
+            node_id
+            for node_id, (status, _lag) in self.metrics.nodes.items()
+            if status in ("lapsed", "excluded") and node_id != self.cfg.stratum.node_id
+        ]
+        for node_id in lapsed:
+            directory = self.cfg.stream.mirror_path / f"node-{node_id}"
+            try:
+                _read, added = await mirror(stream, node_id, directory)
+            except StreamError as exc:
+                log.warning("stream_mirror_failed", node=node_id, error=str(exc))
+                continue
+            if added or directory.exists():
+                result = await worker.ingest(directory, node_id)
+                if result.records:
+                    log.info(
+                        "ledger_ingested_from_stream",
+                        node=node_id,
+                        shares=result.shares,
+                        through_ms=result.through_ms,
+                    )
+
+    async def _lead(self, ledger: Engine, worker: LedgerWorker) -> None:
+        """The leader's share of a pass. Blocks settle only once every live node is ingested
+        past their minute (the window counts whole minutes; a node's heartbeats also hold
+        its watermark at any block still unrecorded, which PROP's round needs)."""
+        gate = self.gate = await asyncio.to_thread(self._read_gate, ledger)
+        if self.stream is not None and (gate.waiting or gate.excluded):
+            await self._ingest_from_stream(worker, self.stream)
+            gate = self.gate = await asyncio.to_thread(self._read_gate, ledger)
+        if (gate.waiting, gate.excluded) != self._said:
+            for note in gate.waiting:
+                log.warning("settlement_waits_for_node", why=note)
+            for note in gate.excluded:
+                log.error("settlement_excludes_node", why=note)
+            self._said = (gate.waiting, gate.excluded)
+        scheme = self.cfg.pool.scheme
+        if scheme in BLOCK_KEYS:
+            settled = await worker.settle_blocks(
+                self.cfg.pool.fee, scheme, gate.minute_ms(), gate.excluded_nodes
+            )
+            for s in settled:
+                self.metrics.settlement_runs["block"] += 1
+                log.info(
+                    "block_settled",
+                    hash=s.block_hash,
+                    credits_sat=sum(s.credits.values()),
+                    fee_sat=s.pool_fee_sat,
+                    unallocated_sat=s.unallocated_sat,
+                    nodes_excluded=gate.excluded or None,
+                )
+        if scheme == "fpps":
+            await self.book_fpps(ledger, gate.through_ms)
+        if self.cfg.tokens.enabled:
+            for period in await worker.settle_tokens(self.cfg.tokens, gate.through_ms):
+                if period.settled is not None:
+                    self.metrics.settlement_runs["tokens"] += 1
+                    self.token_periods.append((period.period_start, period.settled))
+                    log.info(
+                        "token_period_settled",
+                        period_start=period.period_start,
+                        holders=len(period.settled.lines),
+                        pot_sat=period.settled.holders_pot_sat,
+                    )
+                self.metrics.token_periods_waiting = int(period.waiting is not None)
+                if period.settled is None and period.waiting != self._token_wait:
+                    log.info(
+                        "token_period_waiting", period_start=period.period_start, why=period.waiting
+                    )
+                    self._token_wait = period.waiting
+        for change in await follow_blocks(
+            ledger, self.bitcoind, orphan_depth=self.cfg.pool.orphan_depth
+        ):
+            log.info(
+                "block_" + change.status, hash=change.block_hash, confirmations=change.confirmations
+            )
+
+    async def _loop(self, stopping: asyncio.Event) -> None:
+        """Ledger passes every interval until `stopping`; a pass in progress (in a thread,
+        which cannot be cancelled) is always finished before this returns."""
+        interval = self.cfg.ledger.ingest_interval_s
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval)
+            if stopping.is_set():
+                return
+            try:
+                await self.run_pass()
+                self.problem = None
+            except (LedgerError, BitcoindError) as exc:
+                # Shares stay in the share log and blocks stay pending; the next pass retries.
+                log.warning("ledger_pass_failed", error=str(exc), retry_s=interval)
+                self.problem = str(exc)
+                self.metrics.ledger_pass_failures += 1
+            except Exception as exc:  # a bug: logged with its traceback, never fatal here
+                # Stratum and the share log must outlive any ledger fault: the shares wait in
+                # the log, and the next pass starts from the committed checkpoint.
+                log.exception("ledger_pass_crashed", retry_s=interval)
+                self.problem = f"ledger pass crashed: {exc!r}"
+                self.metrics.ledger_pass_failures += 1
+
+    async def close(self, wait_s: float) -> None:
+        """One last pass, so everything answered `true` reaches the ledger now; bounded, since
+        the next start ingests whatever this one could not."""
+        if self.ledger is None or self.worker is None:
+            return
+        try:
+            await asyncio.wait_for(self.ingest(final=True), wait_s)
+        except (LedgerError, TimeoutError) as exc:
+            log.warning("ledger_ingest_failed", error=str(exc) or "timed out")
+        if self.leadership is not None:
+            await asyncio.to_thread(self.leadership.release)  # the next leader need not wait
+        if not await self.worker.stop(wait_s):
+            log.warning("ledger_worker_killed", waited_s=wait_s)
+        self.ledger.dispose()
