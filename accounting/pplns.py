@@ -1,10 +1,10 @@
 """PPLNS: walk the newest shares until `factor` network difficulties are covered, split exactly.
 
-Rules (DESIGN.md): each share scores share_diff / network_diff; the share crossing the window
-edge counts only for its inside part; fee = floor(reward x pool_fee); account quota =
-(reward - fee) x score / factor; what an unfilled window leaves is `unallocated`; satoshis by
-largest remainder (ties: smaller account id; `unallocated` loses ties). Always
-sum(credits) + fee + unallocated == reward. Imports numpy, `accounting` only.
+Rules (docs/concepts/money-rules.md): each share scores share_diff / network_diff; the share
+crossing the window edge counts only for its inside part; fee = floor(reward x pool_fee);
+account quota = (reward - fee) x score / factor; what an unfilled window leaves is
+`unallocated`; satoshis by largest remainder (ties: smaller account id; `unallocated` loses
+ties). Always sum(credits) + fee + unallocated == reward. Imports numpy, `accounting` only.
 """
 
 from __future__ import annotations

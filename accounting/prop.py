@@ -1,14 +1,14 @@
 """PROP and SOLO: a block's reward split over its round, or kept by its finder.
 
-PROP (DESIGN.md "same rounding rules" as PPLNS): the round is every share since the previous
-block, each scoring share_diff / network_diff; fee = floor(reward x pool_fee); each account's
-exact quota = (reward - fee) x score / the round's total score; satoshis by largest remainder
-(ties: smaller account id). It is PPLNS whose window is exactly the round (factor = the round's
-total score), so it runs on the same exact kernels. The pool fee is taken on every block, as
-in PPLNS, even from a round with no shares: such a round leaves what the fee leaves (reward -
-fee) `unallocated` (kept by the pool, shown openly).
-SOLO: the finder's account takes reward - fee. Always sum(credits) + fee + unallocated == reward.
-Imports `accounting` only.
+PROP (the same rounding rules as PPLNS, docs/concepts/money-rules.md): the round is every share
+since the previous block, each scoring share_diff / network_diff; fee = floor(reward x
+pool_fee); each account's exact quota = (reward - fee) x score / the round's total score;
+satoshis by largest remainder (ties: smaller account id). It is PPLNS whose window is exactly
+the round (factor = the round's total score), so it runs on the same exact kernels. The pool fee
+is taken on every block, as in PPLNS, even from a round with no shares: such a round leaves what
+the fee leaves (reward - fee) `unallocated` (kept by the pool, shown openly). SOLO: the finder's
+account takes reward - fee. Always sum(credits) + fee + unallocated == reward. Imports
+`accounting` only.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The slow, obviously-correct oracle: every rule of DESIGN.md "Money rules" written as directly
-as possible with Fractions and loops. Fast paths are tested against these functions.
+"""The slow, obviously-correct oracle: every money rule (docs/concepts/money-rules.md) written as
+directly as possible with Fractions and loops. Fast paths are tested against these functions.
 Imports only the standard library and `accounting.money`.
 """
 

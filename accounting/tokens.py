@@ -1,13 +1,13 @@
 """Token settlement for one period: time-weighted balances -> holders' share of fleet earnings,
 less electricity and service costs that follow the hashrate actually delivered.
 
-Rules (DESIGN.md "Token settlement"): token-seconds with transfers applied at their time;
-nominal TH*s = token-seconds x TH per token; delivered TH*s = measured fleet TH/s x period;
-delivery ratio = min(1, delivered / nominal); holders' pot = floor(earnings x min(1, nominal /
-delivered)); gross by largest remainder of token-seconds; electricity = W/TH x effective TH*h /
-1000 x $/kWh x (1 - discount), service = $/TH/day x effective TH*days, both converted at the
-period's BTC/USD and floored; net = gross - costs; a shortfall is carried as debt (`carry`) or
-written off (`clamp`): paid - debt_out - written_off = net - debt_in, always.
+Rules (docs/concepts/money-rules.md, "Hashrate tokens"): token-seconds with transfers applied at
+their time; nominal TH*s = token-seconds x TH per token; delivered TH*s = measured fleet TH/s x
+period; delivery ratio = min(1, delivered / nominal); holders' pot = floor(earnings x min(1,
+nominal / delivered)); gross by largest remainder of token-seconds; electricity = W/TH x
+effective TH*h / 1000 x $/kWh x (1 - discount), service = $/TH/day x effective TH*days, both
+converted at the period's BTC/USD and floored; net = gross - costs; a shortfall is carried as
+debt (`carry`) or written off (`clamp`): paid - debt_out - written_off = net - debt_in, always.
 Imports numpy and `accounting` only.
 """
 
