@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -23,24 +24,28 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from poold.chain.subsidy import subsidy_sat  # noqa: E402
 from poold.config import TokensConfig  # noqa: E402
 from poold.ledger.db import make_engine, migrate  # noqa: E402
-from poold.ledger.models import (  # noqa: E402
-    Account,
-    JournalEntry,
-    JournalLine,
-    ShareSlice,
-    TokenTransfer,
-    Worker,
-)
+from poold.ledger.fpps import book_fpps  # noqa: E402
+from poold.ledger.ingest import ingest  # noqa: E402
+from poold.ledger.models import TokenTransfer  # noqa: E402
+from poold.shares.format import encode_share  # noqa: E402
+from poold.shares.log import ShareLog  # noqa: E402
 from poold.tokens.settle import period_of, set_price, settle_period  # noqa: E402
 from poold.tokens.transfers import Transfer  # noqa: E402
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DAY = 86400
+MAINNET_BITS = 0x17023A04  # a mainnet target of late 2026 (network difficulty ~ 1.2e14)
 
 
-def populate(engine: sa.Engine, holders: int, transfers: int, cfg: TokensConfig) -> int:
+def populate(
+    engine: sa.Engine, holders: int, transfers: int, cfg: TokensConfig, log_dir: Path
+) -> int:
+    """The period's inputs, each through its production entry point: transfers as the
+    importer writes them, the fleet's shares through a real share log and `ingest`, its
+    earnings as an FPPS booking (`book_fpps`, which posts through the journal), a price."""
     start, _ = period_of(1_800_000_000, cfg)
     rng = random.Random(7)
     rows = []
@@ -72,45 +77,67 @@ def populate(engine: sa.Engine, holders: int, transfers: int, cfg: TokensConfig)
                 for t in rows
             ],
         )
-        conn.execute(sa.insert(Account).values(id=1, name="fleet"))
-        conn.execute(sa.insert(Worker).values(id=1, account_id=1, name="rig"))
-        # The fleet: ~500 PH/s for the day, one slice per minute; earnings credited to it.
-        conn.execute(
-            sa.insert(ShareSlice),
-            [
-                {
-                    "node_id": 0,
-                    "account_id": 1,
-                    "worker_id": 1,
-                    "slice_start": start + m * 60,
-                    "bits": 0x17034219,
-                    "diff_num": 7 * 10**12,
-                    "diff_den": 1,
-                    "shares": 1000,
-                    "first_ms": (start + m * 60) * 1000,
-                    "last_ms": (start + m * 60) * 1000,
-                }
-                for m in range(1440)
-            ],
+    # The fleet delivers a little more than the tokens promise: holders hold ~100.5 TH/s each
+    # on average (1 TH/s per token), the fleet mines 1.05 x that, one share a minute whose
+    # difficulty is a minute's work (hashes / 2**32), at mainnet's difficulty of late 2026.
+    nominal_hs = sum(int(t.amount) for t in rows[:holders]) * 10**12
+    work_per_min = nominal_hs * 105 // 100 * 60 // 2**32
+    log = ShareLog(log_dir, node_id=0)
+    log.open()
+    for m in range(1440):
+        ts_ms = (start + m * 60) * 1000 + 1
+        log.append_payload(
+            encode_share(
+                ts_ms,
+                0,
+                "fleet",
+                "rig",
+                f"{m:x}",
+                940_000,
+                MAINNET_BITS,
+                work_per_min,
+                1,
+                bytes(4),
+                m.to_bytes(4, "big"),
+                start + m * 60,
+                m,
+                0x20000000,
+                False,
+            )
         )
-        entry = conn.execute(
-            sa.insert(JournalEntry)
-            .values(kind="fpps_period", reference=str(start + 3600), created_ms=0)
-            .returning(JournalEntry.id)
-        ).scalar_one()
-        conn.execute(
-            sa.insert(JournalLine),
-            [
-                {"entry_id": entry, "account": "pool:fpps_paid", "amount_sat": 250_000_000_00},
-                {
-                    "entry_id": entry,
-                    "account": "miner:fleet:spendable",
-                    "amount_sat": -250_000_000_00,
-                },
-            ],
-        )
+    log.append(
+        {
+            "t": "beat",
+            "ts": (start + DAY) * 1000 + 1,
+            "node": 0,
+            "through": (start + DAY) * 1000 + 1,
+        }
+    )
+    log.close()
+    ingest(engine, log_dir, 0)
+    booked = book_fpps(
+        engine,
+        period_end_s=start + DAY,
+        subsidy_sat=subsidy_sat(940_000),
+        avg_fees_sat=Fraction(4_000_000),
+        pool_fee=Fraction(2, 100),
+    )
+    assert booked is not None and booked.credits.get("fleet", 0) > 0, booked
     set_price(engine, start, Fraction(6543210, 100), cfg)
     return start
+
+
+def machine() -> dict[str, object]:
+    """What the numbers were measured on: cores, CPU model, load average at the start."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    return {"cores": os.cpu_count(), "cpu": model, "load_at_start": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -122,9 +149,9 @@ def main() -> None:
     cfg = TokensConfig(
         enabled=True,
         th_per_token=Fraction(1),
-        w_per_th=Fraction(20),
-        usd_per_kwh=Fraction(5, 100),
-        service_usd_per_th_day=Fraction(1, 100),
+        w_per_th=Fraction(15),
+        usd_per_kwh=Fraction(4, 100),
+        service_usd_per_th_day=Fraction(5, 1000),
         fleet_accounts=("fleet",),
     )
     schema = None
@@ -142,13 +169,15 @@ def main() -> None:
         t = time.perf_counter()
         warm = make_engine(f"sqlite:///{Path(tempfile.mkdtemp()) / 'warm.db'}")
         migrate(warm)
-        warm_start = populate(warm, 10, 10, cfg)
+        warm_start = populate(warm, 10, 10, cfg, Path(tempfile.mkdtemp()) / "warm-log")
         assert settle_period(warm, cfg, warm_start, now=warm_start + 10 * DAY).settled
         warm.dispose()
         warm_s = time.perf_counter() - t
         migrate(engine)
         t = time.perf_counter()
-        start = populate(engine, args.holders, args.transfers, cfg)
+        start = populate(
+            engine, args.holders, args.transfers, cfg, Path(tempfile.mkdtemp()) / "log"
+        )
         load_s = time.perf_counter() - t
         t = time.perf_counter()
         result = settle_period(engine, cfg, start, now=start + 10 * DAY)
@@ -166,8 +195,14 @@ def main() -> None:
             "settle_s": round(settle_s, 3),
             "second_run_s": round(again_s, 3),
             "statements": len(result.settled.lines),
+            "fleet_earnings_sat": result.settled.holders_pot_sat
+            + result.settled.operator_retained_sat,
             "holders_pot_sat": result.settled.holders_pot_sat,
-            "delivery_ratio": float(result.settled.delivery_ratio),
+            "operator_retained_sat": result.settled.operator_retained_sat,
+            "delivery_ratio": str(result.settled.delivery_ratio),
+            "paid_sat": sum(line.paid_sat for line in result.settled.lines.values()),
+            "electricity_sat": sum(line.electricity_sat for line in result.settled.lines.values()),
+            "machine": machine(),
         }
     finally:
         engine.dispose()

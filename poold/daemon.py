@@ -1,11 +1,17 @@
 """The composition root: builds every component from the Config and runs them in one TaskGroup.
 
-It only wires: the job feed (`node/feed.py`) polls the node and publishes jobs to the Stratum
-server; the server hands accepted shares to the share writer (`shares/writer.py`), which hands
-blocks to the block submitter (`blocks.py`); the ledger scheduler (`ledger_scheduler.py`) runs
-ingest, settlement and block following; the API reads the ledger. Order of shutdown: stop
-accepting (miners get client.reconnect) -> flush and fsync the share log -> last ingest ->
-close the node client. Nothing else in poold constructs components or holds global state.
+It only wires: the job feed (`bitcoind/feed.py`) polls bitcoind and publishes jobs to the
+Stratum server; the server hands accepted shares to the share writer (`shares/writer.py`), which
+hands blocks to the block submitter (`bitcoind/submitter.py`); the ledger scheduler
+(`ledger/scheduler.py`) runs ingest, settlement and block following; the API reads the ledger.
+Order of shutdown: stop accepting (miners get client.reconnect) -> flush and fsync the share
+log -> last ingest -> close the bitcoind client. Nothing else in poold constructs components or
+holds global state.
+
+What the world gives the daemon is injected here and only here: the clock, the share log's
+disk (`FileOps`), bitcoind, and how the ledger and its worker are opened (`LedgerAccess`). The
+fault simulator builds its daemons through this same class with its own clock, disk, database
+and bitcoind, so the wiring it tests is the wiring that runs in production.
 """
 
 from __future__ import annotations
@@ -40,8 +46,9 @@ from poold.jobs.job import Job
 from poold.jobs.manager import CoinbaseSpec, JobManager
 from poold.ledger.db import LedgerUnreachable
 from poold.ledger.scheduler import LedgerScheduler, Offload
+from poold.ledger.worker import LedgerAccess
 from poold.metrics import Metrics
-from poold.shares.log import ShareLog, ShareLogError
+from poold.shares.log import OS_FILE_OPS, FileOps, ShareLog, ShareLogError
 from poold.shares.stream import StreamConfig, StreamShipper
 from poold.shares.writer import ShareWriter
 from poold.stratum.extranonce import EXTRANONCE1_SIZE, ExtranoncePool
@@ -74,6 +81,8 @@ class Daemon:
         *,
         bitcoind: Bitcoind | None = None,
         clock: Callable[[], float] = time.time,
+        disk: FileOps = OS_FILE_OPS,
+        ledger_access: LedgerAccess | None = None,
         reuse_port: bool = False,
         metrics_dir: Path | None = None,
     ) -> None:
@@ -89,6 +98,7 @@ class Daemon:
             segment_bytes=cfg.sharelog.segment_bytes,
             retention_s=cfg.sharelog.retention_hours * 3600,
             node_id=cfg.stratum.node_id,
+            ops=disk,
         )
         self.bitcoind: Bitcoind = (
             bitcoind if bitcoind is not None else make_bitcoind(cfg.bitcoind, clock)
@@ -155,6 +165,7 @@ class Daemon:
             host=f"{socket.gethostname()}:{os.getpid()}",
             stream=stream,
             on_commitment=self._statement_commitment,
+            access=ledger_access,
         )
         self.server = StratumServer(
             limits=ServerLimits(
@@ -278,32 +289,48 @@ class Daemon:
 
     # -- loops -----------------------------------------------------------------------------------
 
+    async def housekeep(self, now: float, *, prune: bool) -> None:
+        """One round of the daemon's once-a-second chores (`prune`: also delete old share-log
+        segments that every consumer has passed)."""
+        # A heartbeat (after anything appended outside a reply): an idle node's watermark
+        # advances too, so settlement never waits for it.
+        self.writer.beat(int(now * 1000))
+        await self.server.tick()
+        self.jobs.prune(now)
+        position = self.scheduler.ingest_position
+        if self.shipper is not None and position is not None:  # shipped, too
+            position = min(position, self.shipper.shipped, key=lambda p: (p.segment, p.offset))
+        if prune and position is not None:
+            # Only below the segment ingest has reached: never a record not in the ledger.
+            for path in self.sharelog.prune(position.segment, now):
+                log.info("sharelog_segment_removed", path=str(path))
+
     async def _housekeeping(self) -> None:
         last_stats = self.clock()
         last_prune = 0.0
         while True:
             await asyncio.sleep(1.0)
             now = self.clock()
-            # A heartbeat every second (after anything appended outside a reply): an idle
-            # node's watermark advances too, so settlement never waits for it.
-            self.writer.beat(int(now * 1000))
-            await self.server.tick()
-            self.jobs.prune(now)
-            position = self.scheduler.ingest_position
-            if self.shipper is not None and position is not None:  # shipped, too
-                position = min(position, self.shipper.shipped, key=lambda p: (p.segment, p.offset))
-            if now - last_prune > 3600 and position is not None:
-                # Only below the segment ingest has reached: never a record not in the ledger.
-                for path in self.sharelog.prune(position.segment, now):
-                    log.info("sharelog_segment_removed", path=str(path))
+            prune = now - last_prune > 3600 and self.scheduler.ingest_position is not None
+            await self.housekeep(now, prune=prune)
+            if prune:
                 last_prune = now
             own = self._metrics_file()
             if own is not None:
-                with contextlib.suppress(OSError):
+                try:
                     self.metrics.write_state(own)
+                except OSError as exc:  # the next second tries again; /metrics says so
+                    self.metrics.errors["metrics_state"] += 1
+                    log.warning("metrics_state_unwritten", path=str(own), error=str(exc))
             if now - last_stats >= self.cfg.log.stats_interval_s:
                 log.info("stats", **self.metrics.snapshot())
                 last_stats = now
+
+    def open_sharelog(self) -> None:
+        """Open the share log (cutting a torn tail) and key this run's jobs by its start
+        number, so no job id of an earlier run is ever valid again."""
+        self.sharelog.open()
+        self.jobs.start(self.cfg.stratum.node_id, self.sharelog.start_number)
 
     def readiness(self) -> dict[str, str]:
         """What keeps this daemon from serving correctly right now (for /readyz)."""
@@ -357,7 +384,7 @@ class Daemon:
         A ledger that cannot be reached does not stop the start (the ledger loop connects
         when it can); one that answers but is unusable (no schema, a wrong version) does."""
         ingests = self.cfg.ledger.ingest_interval_s > 0
-        self.sharelog.open()  # first: its identity is what the node registers with
+        self.open_sharelog()  # first: its identity is what the node registers with
         if ingests:
             try:
                 await self.scheduler.attach()
@@ -431,8 +458,11 @@ class Daemon:
                 log.error("block_records_unwritten", records=self.writer.held_records())
             self.sharelog.close()
             if self.shipper is not None:  # the final heartbeat too, so others need not wait
-                with contextlib.suppress(Exception):
+                try:
                     await asyncio.wait_for(self.shipper.ship_once(), wait_s)
+                except Exception as exc:  # the stream catches up from the log at next start
+                    self.metrics.errors["stream_final_ship"] += 1
+                    log.warning("stream_final_ship_failed", error=repr(exc))
                 await self.shipper.close()
             await self.scheduler.close(wait_s)
             await self.bitcoind.close()

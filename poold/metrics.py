@@ -81,6 +81,9 @@ class Metrics:
         self.rejected_by_account: dict[str, Counter[str]] = {}
         self.settlement_runs: Counter[str] = Counter()  # by kind: block, fpps, tokens
         self.ledger_pass_failures = 0  # ledger passes that failed (the next one retries)
+        # Failures that were logged and survived, by where they happened (a cache refresh, a
+        # stream check, housekeeping): none of them is ever swallowed unseen.
+        self.errors: Counter[str] = Counter()
         self.leader = 0  # 1 while this daemon holds the ledger's leadership
         # Every node of the ledger (as the leader last read them): id -> (status, seconds
         # its ingested shares lag behind now).
@@ -144,6 +147,7 @@ class Metrics:
             "sharelog_ok": self.sharelog_ok,
             "shares_rejected": dict(self.shares_rejected),
             "settlement_runs": dict(self.settlement_runs),
+            "errors": dict(self.errors),
             "reply_latency": self.reply_latency.state(),
             "ingest_lag": self.ingest_lag.state(),
         }
@@ -159,6 +163,7 @@ class Metrics:
         out.__dict__.update({k: v for k, v in self.__dict__.items()})
         out.shares_rejected = Counter(self.shares_rejected)
         out.settlement_runs = Counter(self.settlement_runs)
+        out.errors = Counter(self.errors)
         out.reply_latency = Histogram(REPLY_BOUNDS)
         out.reply_latency.add(self.reply_latency.state())
         out.ingest_lag = Histogram(LAG_BOUNDS)
@@ -171,6 +176,7 @@ class Metrics:
             out.sharelog_ok = min(out.sharelog_ok, int(st.get("sharelog_ok", 1)))
             out.shares_rejected.update(st.get("shares_rejected", {}))
             out.settlement_runs.update(st.get("settlement_runs", {}))
+            out.errors.update(st.get("errors", {}))
             out.reply_latency.add(st.get("reply_latency", {}))
             out.ingest_lag.add(st.get("ingest_lag", {}))
         return out
@@ -237,6 +243,14 @@ class _Families(Collector):
         yield GaugeMetricFamily(
             "poold_sharelog_ok", "0 while the share log refuses writes", value=m.sharelog_ok
         )
+        errors = CounterMetricFamily(
+            "poold_errors",
+            "Failures that were logged and survived, by where (the log names each)",
+            labels=["where"],
+        )
+        for where, n in sorted(m.errors.items()):
+            errors.add_metric([where], n)
+        yield errors
         yield CounterMetricFamily(
             "poold_ledger_pass_failures",
             "Ledger passes that failed (the next retries)",

@@ -204,7 +204,7 @@ class SimMiner:
             self.stats.disconnects += 1
         finally:
             writer.close()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(ConnectionError, OSError, ssl.SSLError):
                 await writer.wait_closed()
             read_task.cancel()
 

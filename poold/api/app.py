@@ -37,7 +37,7 @@ async def openapi(_request: web.Request) -> web.Response:
 def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=16 << 20)
     app[CTX] = ctx
-    app[CACHE] = Cached(ctx.cache_ttl_s)
+    app[CACHE] = Cached(ctx.cache_ttl_s, ctx.metrics)
     app[PAGES] = LRUCache(maxsize=4096)
     app[SCOPES] = TTLCache(maxsize=10_000, ttl=SCOPE_TTL_S)
     app[HOLDERS] = LRUCache(maxsize=100_000)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import structlog
 from aiohttp import web
 from cachetools import LRUCache, TTLCache
 from pydantic import BaseModel, ValidationError
@@ -25,6 +26,8 @@ from poold.config import Config
 from poold.events import EventHub
 from poold.ledger import queries
 from poold.metrics import Metrics
+
+log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
@@ -60,8 +63,9 @@ class Cached:
     at once, and one background refresh runs when it is older than `ttl_s`. Pool-wide views
     scan every slice of the day, so they are computed every few seconds, not per request."""
 
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, ttl_s: float, metrics: Metrics | None = None) -> None:
         self.ttl_s = ttl_s
+        self.metrics = metrics if metrics is not None else Metrics()  # counts failed refreshes
         self._values: dict[str, tuple[float, Any]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
 
@@ -81,8 +85,9 @@ class Cached:
             async def refresh() -> None:
                 try:
                     self._values[key] = (time.monotonic(), await compute())
-                except Exception:
-                    pass
+                except Exception as exc:  # the stale value stays; the failure is seen
+                    self.metrics.errors["api_cache_refresh"] += 1
+                    log.warning("api_cache_refresh_failed", key=key, error=repr(exc))
                 finally:
                     self._refreshing.pop(key, None)
 

@@ -97,7 +97,7 @@ async def readyz(request: web.Request) -> web.Response:
             await asyncio.wait_for(asyncio.to_thread(ping), 2.0)
         except TimeoutError:
             problems["database"] = "no answer from the ledger database within 2 s"
-        except Exception as exc:
+        except Exception as exc:  # reported: readyz names it
             problems["database"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
     status = 503 if problems else 200
     return web.json_response({"ready": not problems, "problems": problems}, status=status)

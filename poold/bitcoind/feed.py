@@ -37,6 +37,8 @@ class JobFeed:
         self.ready = asyncio.Event()  # a first job exists
         self.refresh = asyncio.Event()  # poll now
         self.bitcoind_seen = 0.0  # clock time of the last successful poll of bitcoind
+        self._last_tip: str | None = None
+        self._last_job = 0.0
 
     async def _update_job(self) -> bool:
         raw = await self.bitcoind.get_template()
@@ -55,28 +57,33 @@ class JobFeed:
         )
         return job.clean
 
+    async def poll_once(self) -> bool:
+        """Ask bitcoind for its tip; publish a new job when the tip changed, the refresh
+        interval passed or a refresh was asked for. False when bitcoind could not be asked
+        (or its template was refused): the caller backs off."""
+        try:
+            tip = await self.bitcoind.best_block_hash()
+            now = self.clock()
+            due = now - self._last_job >= self.cfg.refresh_interval_s
+            if tip != self._last_tip or due or self.refresh.is_set():
+                self.refresh.clear()
+                await self._update_job()
+                self._last_tip, self._last_job = tip, now
+                self.ready.set()
+            self.bitcoind_seen = now
+            return True
+        except BitcoindError as exc:
+            log.warning("bitcoind_unavailable", error=str(exc))
+        except TemplateError as exc:
+            log.error("template_rejected", error=str(exc))
+        return False
+
     async def run(self) -> None:
-        cfg = self.cfg
-        last_tip: str | None = None
-        last_job = 0.0
-        backoff = cfg.poll_interval_s
+        """Poll every `poll_interval_s` (at once when asked), backing off to 10 s while
+        bitcoind does not answer."""
+        backoff = self.cfg.poll_interval_s
         while True:
-            try:
-                tip = await self.bitcoind.best_block_hash()
-                now = self.clock()
-                due = now - last_job >= cfg.refresh_interval_s
-                if tip != last_tip or due or self.refresh.is_set():
-                    self.refresh.clear()
-                    await self._update_job()
-                    last_tip, last_job = tip, now
-                    self.ready.set()
-                self.bitcoind_seen = now
-                backoff = cfg.poll_interval_s
-            except BitcoindError as exc:
-                log.warning("bitcoind_unavailable", error=str(exc), retry_s=backoff)
-                backoff = min(backoff * 2, 10.0)
-            except TemplateError as exc:
-                log.error("template_rejected", error=str(exc))
-                backoff = min(backoff * 2, 10.0)
+            ok = await self.poll_once()
+            backoff = self.cfg.poll_interval_s if ok else min(backoff * 2, 10.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.refresh.wait(), backoff)

@@ -33,16 +33,25 @@ class FoundBlock:
     credit_commitment: str | None = None  # the miners' credit commitment it carries (hex)
 
 
+#: BIP22 answers that are not a refusal: bitcoind has the block already (our earlier
+#: submission of it, whose answer was lost), so block following must look it up on the chain.
+#: ("inconclusive", a valid block off the best chain, stays a refusal: a sibling of our own
+#: block at the same height, which a reorg would rarely make ours.)
+NOT_REFUSALS = frozenset({"duplicate"})
+
+
 async def submit_outcome(bitcoind: Bitcoind, block_hex: str) -> tuple[bool | None, str | None]:
     """Submit a found block: (True, None) when bitcoind took it, (False, reason) when it
-    refused, (None, why) when it did not answer (it may have taken it: block following asks
-    the chain later)."""
+    refused, (None, why) when it did not answer or answered that it has the block already (it
+    may be on the chain: block following asks the chain later)."""
     try:
         reason = await bitcoind.submit_block(block_hex)
     except BitcoindRefused as exc:  # an answer: bitcoind did not take it
         return False, f"submit refused: {exc}"
     except BitcoindError as exc:  # no answer
         return None, f"submit failed: {exc}"
+    if reason in NOT_REFUSALS:
+        return None, reason
     return reason is None, reason
 
 
@@ -155,6 +164,12 @@ class BlockSubmitter:
             worker=share.worker,
         )
         self.on_found()
+
+    def abandon(self) -> None:
+        """Drop every submission in flight, answered or not (the fault simulator's kill -9:
+        their records die with the process)."""
+        for task in list(self._in_flight):
+            task.cancel()  # its done-callback drops it from `_in_flight`
 
     async def drain(self, timeout_s: float) -> None:
         """Wait (bounded) for submissions still in flight."""

@@ -98,10 +98,14 @@ def build_coinbase(
     flags: bytes = b"",
     statement_commitment: bytes | None = None,
     credit_commitment: bytes | None = None,
+    job_key: bytes = b"",
 ) -> CoinbaseParts:
     """Build the coinbase halves for a template.
 
-    scriptSig = BIP34 height | template flags | push(tag) | push-op | <extranonce bytes>.
+    scriptSig = BIP34 height | template flags | push(tag) | push(job key) | push-op |
+    <extranonce bytes>. The job key (unique per job, across restarts and nodes: see
+    `jobs.manager`) makes every job's merkle root its own, so one piece of work can never be a
+    valid share of two jobs.
     Outputs: the whole `value_sat` to `payout_script`; then, with `statement_commitment`, a
     zero-value OP_RETURN carrying "pold", the latest token-statement commitment and, with
     `credit_commitment`, the latest miners' credit commitment (so neither history can be
@@ -113,7 +117,12 @@ def build_coinbase(
         raise ValueError("coinbase value must be >= 0")
     if not 1 <= extranonce_size <= 75:
         raise ValueError("extranonce size must be 1..75 bytes")
-    head = bip34_height(height) + flags + (push_data(tag) if tag else b"")
+    head = (
+        bip34_height(height)
+        + flags
+        + (push_data(tag) if tag else b"")
+        + (push_data(job_key) if job_key else b"")
+    )
     script_len = len(head) + 1 + extranonce_size
     if script_len > MAX_SCRIPTSIG_BYTES:
         raise ValueError(

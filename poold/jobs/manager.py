@@ -2,7 +2,10 @@
 
 A job stays valid until a new block supersedes it (plus `stale_grace_s`), or until
 `job_retain_s` after a newer job on the same block replaced it; shares for anything else are
-stale (21). Pure: time is passed in; no I/O.
+stale (21). Every job has an 8-byte key, unique across restarts and nodes: node id (1 byte),
+the share log's start number (3 bytes, `shares.log.next_start`), a counter (4 bytes). The
+key is the job's Stratum id (in hex) and is carried in its coinbase, so no job id is ever
+reused after a crash and no work is valid for two jobs. Pure: time is passed in; no I/O.
 """
 
 from __future__ import annotations
@@ -40,10 +43,17 @@ class JobManager:
         self._expires: dict[str, float] = {}
         self._current: Job | None = None
         self._counter = 0
+        self._key_prefix = bytes(4)  # node id and start number (`start`)
         # The latest token-statement commitment: every new job's coinbase carries it.
         self.statement_commitment: bytes | None = None
         # The latest miners' credit commitment (PPLNS blocks, FPPS bookings): likewise.
         self.credit_commitment: bytes | None = None
+
+    def start(self, node_id: int, start_number: int) -> None:
+        """Key this run's jobs by the node and the share log's start number."""
+        if not 0 <= node_id < 256:
+            raise ValueError(f"node id must be 0..255, got {node_id}")
+        self._key_prefix = bytes([node_id]) + (start_number % (1 << 24)).to_bytes(3, "big")
 
     def current(self) -> Job | None:
         return self._current
@@ -65,6 +75,7 @@ class JobManager:
         prev = self._current
         clean = prev is None or prev.template.prev_hash != template.prev_hash
         self._counter += 1
+        key = self._key_prefix + (self._counter % (1 << 32)).to_bytes(4, "big")
         spec = self.spec
         coinbase = build_coinbase(
             height=template.height,
@@ -76,9 +87,10 @@ class JobManager:
             flags=template.coinbase_flags,
             statement_commitment=self.statement_commitment,
             credit_commitment=self.credit_commitment,
+            job_key=key,
         )
         job = Job(
-            job_id=f"{self._counter:x}",
+            job_id=key.hex(),
             template=template,
             coinbase=coinbase,
             extranonce1_size=spec.extranonce1_size,

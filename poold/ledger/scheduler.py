@@ -26,13 +26,13 @@ from poold.config import Config
 from poold.events import EventHub
 from poold.ledger import nodes
 from poold.ledger.credit_proofs import latest_credit_commitment
-from poold.ledger.db import LedgerError, Timeouts, open_ledger
+from poold.ledger.db import LedgerError, Timeouts, ledger_entry
 from poold.ledger.events import tail_journal
 from poold.ledger.fpps import book_with_bitcoind
 from poold.ledger.leader import Leadership
 from poold.ledger.maturity import follow_blocks
 from poold.ledger.settle import BLOCK_KEYS
-from poold.ledger.worker import LedgerWorker
+from poold.ledger.worker import LedgerAccess, ProcessLedger, Worker
 from poold.metrics import Metrics
 from poold.shares.log import LogPosition
 from poold.shares.stream import StreamConfig, StreamError, mirror
@@ -44,6 +44,7 @@ log = structlog.get_logger(__name__)
 Offload = Callable[..., Awaitable[Any]]
 
 
+@ledger_entry
 def _latest_commitments(ledger: Engine) -> tuple[str | None, str | None]:
     """The newest token-statement and miner-credit commitments."""
     with ledger.connect() as conn:
@@ -65,7 +66,10 @@ class LedgerScheduler:
         host: str = "",
         stream: StreamConfig | None = None,
         on_commitment: Callable[[bytes | None, bytes | None], None] = lambda _s, _c: None,
+        access: LedgerAccess | None = None,
     ) -> None:
+        # How the ledger and its worker are opened: the ledger process by default.
+        self.access: LedgerAccess = access if access is not None else ProcessLedger()
         self.cfg, self.bitcoind, self.metrics, self.events, self.clock = (
             cfg,
             bitcoind,
@@ -84,7 +88,7 @@ class LedgerScheduler:
         self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
         self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
         self.ledger: Engine | None = None
-        self.worker: LedgerWorker | None = None  # the ledger process
+        self.worker: Worker | None = None  # the ledger process (or its steps run inline)
         self.problem: str | None = None  # why the last pass (or connection) failed
         self.ingested_shares = 0
         self.ingest_position: LogPosition | None = None  # the ledger's checkpoint, once known
@@ -130,7 +134,7 @@ class LedgerScheduler:
 
     def _open_ledger(self) -> Engine:
         cfg = self.cfg.ledger
-        return open_ledger(cfg.url, migrate_schema=cfg.auto_migrate, timeouts=self._timeouts)
+        return self.access.open(cfg.url, migrate_schema=cfg.auto_migrate, timeouts=self._timeouts)
 
     async def attach(self) -> None:
         """Open the ledger and start its worker process; on success the API reads it too."""
@@ -140,7 +144,7 @@ class LedgerScheduler:
         except LedgerError:
             engine.dispose()
             raise
-        worker = LedgerWorker(self.cfg.ledger.url, timeouts=self._timeouts)
+        worker = self.access.worker(self.cfg.ledger.url, engine, timeouts=self._timeouts)
         try:
             await worker.start()
         except LedgerError:
@@ -154,33 +158,58 @@ class LedgerScheduler:
         log.info("ledger_connected")
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Connect to the ledger (retrying while it cannot be reached), then run ledger passes
-        until `stopping`. Stratum and the share log never wait for any of it."""
+        """Ledger steps until `stopping`: every `ingest_interval_s` once connected, backing off
+        up to 30 s while the ledger cannot be reached. Stratum and the share log never wait
+        for any of it."""
+        interval = self.cfg.ledger.ingest_interval_s
         backoff = 1.0
-        while self.ledger is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), backoff)
-            if stopping.is_set():
-                return
+        tailer: asyncio.Task[None] | None = None
+        try:
+            while not stopping.is_set():
+                wait_s = interval if self.ledger is not None else backoff
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), wait_s)
+                if stopping.is_set():
+                    return
+                await self.step()
+                if self.ledger is None:
+                    backoff = min(backoff * 2, 30.0)
+                elif tailer is None and self.events_wanted:
+                    tailer = asyncio.create_task(tail_journal(self.ledger, self.events))
+        finally:
+            if tailer is not None:
+                tailer.cancel()
+
+    async def step(self) -> None:
+        """One ledger step as the daemon runs it: connect if not connected (a node id that
+        another share log holds is a config error: `NodeConflict` is raised), else one pass —
+        ingest, renew this node's lease and, where leadership is held, lead. A failure is
+        logged and counted and leaves `problem` set; the next step starts again from what is
+        committed."""
+        if self.ledger is None:
             try:
                 await self.attach()
             except nodes.NodeConflict:
                 raise  # configured wrong: retrying cannot help
             except LedgerError as exc:
                 self.problem = f"the ledger is not connected: {exc}"
-                log.warning("ledger_unavailable", error=str(exc), retry_s=backoff)
-                backoff = min(backoff * 2, 30.0)
-        assert self.ledger is not None
-        tailer = (
-            asyncio.create_task(tail_journal(self.ledger, self.events))
-            if self.events_wanted
-            else None
-        )
+                log.warning("ledger_unavailable", error=str(exc))
+            return
         try:
-            await self._loop(stopping)
-        finally:
-            if tailer is not None:
-                tailer.cancel()
+            await self.run_pass()
+            self.problem = None
+        except (LedgerError, BitcoindError) as exc:
+            # Shares stay in the share log and blocks stay pending; the next pass retries.
+            log.warning("ledger_pass_failed", error=str(exc))
+            self.problem = str(exc)
+            self.metrics.ledger_pass_failures += 1
+        except Exception as exc:  # a bug: logged with its traceback, never fatal here
+            # Stratum and the share log must outlive any ledger fault: the shares wait in the
+            # log, and the next pass starts from the committed checkpoint.
+            log.exception("ledger_pass_crashed")
+            self.problem = f"ledger pass crashed: {exc!r}"
+            self.metrics.ledger_pass_failures += 1
+            self.metrics.errors["ledger_pass_crashed"] += 1
 
     async def ingest(self, *, final: bool = False) -> None:
         """Ingest this node's share log: closed minutes only (unless configured otherwise),
@@ -261,6 +290,7 @@ class LedgerScheduler:
             return
         await self._lead(self.ledger, self.worker)
 
+    @ledger_entry
     def _read_gate(self, ledger: Engine) -> nodes.Gate:
         now = self._now_ms()
         wait = int(self.cfg.ledger.node_wait_s * 1000)
@@ -271,7 +301,7 @@ class LedgerScheduler:
         }
         return nodes.gate_of(listed, now_ms=now, wait_ms=wait)
 
-    async def _ingest_from_stream(self, worker: LedgerWorker, stream: StreamConfig) -> None:
+    async def _ingest_from_stream(self, worker: Worker, stream: StreamConfig) -> None:
         """Rebuild each lapsed node's share log from the stream and ingest it: what its host
         shipped before it was lost counts, once (the mirror has the log's positions)."""
         lapsed = [
@@ -296,7 +326,7 @@ class LedgerScheduler:
                         through_ms=result.through_ms,
                     )
 
-    async def _lead(self, ledger: Engine, worker: LedgerWorker) -> None:
+    async def _lead(self, ledger: Engine, worker: Worker) -> None:
         """The leader's share of a pass. Blocks settle only once every live node is ingested
         past their minute (the window counts whole minutes; a node's heartbeats also hold
         its watermark at any block still unrecorded, which PROP's round needs)."""
@@ -351,30 +381,6 @@ class LedgerScheduler:
                 "block_" + change.status, hash=change.block_hash, confirmations=change.confirmations
             )
 
-    async def _loop(self, stopping: asyncio.Event) -> None:
-        """Ledger passes every interval until `stopping`; a pass in progress (in a thread,
-        which cannot be cancelled) is always finished before this returns."""
-        interval = self.cfg.ledger.ingest_interval_s
-        while not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), interval)
-            if stopping.is_set():
-                return
-            try:
-                await self.run_pass()
-                self.problem = None
-            except (LedgerError, BitcoindError) as exc:
-                # Shares stay in the share log and blocks stay pending; the next pass retries.
-                log.warning("ledger_pass_failed", error=str(exc), retry_s=interval)
-                self.problem = str(exc)
-                self.metrics.ledger_pass_failures += 1
-            except Exception as exc:  # a bug: logged with its traceback, never fatal here
-                # Stratum and the share log must outlive any ledger fault: the shares wait in
-                # the log, and the next pass starts from the committed checkpoint.
-                log.exception("ledger_pass_crashed", retry_s=interval)
-                self.problem = f"ledger pass crashed: {exc!r}"
-                self.metrics.ledger_pass_failures += 1
-
     async def close(self, wait_s: float) -> None:
         """One last pass, so everything answered `true` reaches the ledger now; bounded, since
         the next start ingests whatever this one could not."""
@@ -389,3 +395,13 @@ class LedgerScheduler:
         if not await self.worker.stop(wait_s):
             log.warning("ledger_worker_killed", waited_s=wait_s)
         self.ledger.dispose()
+
+    def abandon(self) -> None:
+        """What the kernel does for a process killed with kill -9: its leadership and its
+        database connections are gone, with no last pass (the fault simulator's kill; a real
+        crash needs no call)."""
+        if self.leadership is not None:
+            self.leadership.release()
+        if self.ledger is not None:
+            self.ledger.dispose()
+        self.ledger = self.worker = self.leadership = None

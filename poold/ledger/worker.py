@@ -1,5 +1,10 @@
 """The ledger's own process: ingest, block settlement and token periods run there.
 
+`Worker` is what the scheduler needs of it; `LedgerWorker` is the process the daemon runs,
+`InlineWorker` the same steps in the calling process, on the caller's engine (for an in-memory
+ledger, and for the fault simulator, whose injected database faults a second process could
+not see). `LedgerAccess` opens the ledger and its worker: the composition root chooses which.
+
 These steps are CPU-bound Python. Run in a thread of the daemon they held the GIL for its full
 switch interval each time the Stratum loop made a system call, and reply latency rose to seconds
 under load. In a separate process they only share the CPU, at a lower priority (`nice`).
@@ -24,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -125,6 +130,124 @@ def pool_overview(conn: Connection, now: int) -> PoolOverview:
 
 
 # -- in the daemon --------------------------------------------------------------------------------
+
+
+class Worker(Protocol):
+    """The ledger steps the scheduler runs, wherever they run."""
+
+    pid: int | None
+
+    async def start(self) -> None: ...
+
+    async def ingest(
+        self, sharelog: Path, node_id: int, *, closed_only: bool = False
+    ) -> IngestResult: ...
+
+    async def settle_blocks(
+        self,
+        pool_fee: Fraction,
+        scheme: str,
+        found_before_ms: int | None = None,
+        excluded_nodes: tuple[int, ...] = (),
+    ) -> list[Settled]: ...
+
+    async def settle_tokens(
+        self, cfg: TokensConfig, through_ms: int | None = None
+    ) -> list[PeriodResult]: ...
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    async def stop(self, wait_s: float) -> bool: ...
+
+
+class LedgerAccess(Protocol):
+    """How the scheduler opens its ledger and the worker beside it."""
+
+    def open(self, url: str, *, migrate_schema: bool, timeouts: Timeouts) -> Engine: ...
+
+    def worker(self, url: str, engine: Engine, *, timeouts: Timeouts) -> Worker: ...
+
+
+class ProcessLedger:
+    """The daemon's way: an engine in this process for the scheduler's small reads and writes,
+    and the CPU-heavy steps in the ledger process (`LedgerWorker`)."""
+
+    def open(self, url: str, *, migrate_schema: bool, timeouts: Timeouts) -> Engine:
+        return open_ledger(url, migrate_schema=migrate_schema, timeouts=timeouts)
+
+    def worker(self, url: str, engine: Engine, *, timeouts: Timeouts) -> Worker:
+        return LedgerWorker(url, timeouts=timeouts)
+
+
+class InlineWorker:
+    """The worker's steps run in this process on `engine`, one at a time, in call order."""
+
+    def __init__(self, engine: Engine, *, before_commit: Callable[[], None] | None = None) -> None:
+        self.engine = engine
+        self.before_commit = before_commit
+        self.pid: int | None = os.getpid()
+        self._minutes = MinuteCache()
+
+    async def start(self) -> None:
+        return None
+
+    async def ingest(
+        self, sharelog: Path, node_id: int, *, closed_only: bool = False
+    ) -> IngestResult:
+        return ingest(
+            self.engine,
+            sharelog,
+            node_id,
+            before_commit=self.before_commit,
+            closed_only=closed_only,
+        )
+
+    async def settle_blocks(
+        self,
+        pool_fee: Fraction,
+        scheme: str,
+        found_before_ms: int | None = None,
+        excluded_nodes: tuple[int, ...] = (),
+    ) -> list[Settled]:
+        return settle_pending(
+            self.engine,
+            pool_fee=pool_fee,
+            scheme=scheme,
+            found_before_ms=found_before_ms,
+            excluded_nodes=excluded_nodes,
+        )
+
+    async def settle_tokens(
+        self, cfg: TokensConfig, through_ms: int | None = None
+    ) -> list[PeriodResult]:
+        return settle_due(self.engine, cfg, through_ms=through_ms)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        engine = self.engine
+
+        @ledger_entry
+        def read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+            with engine.connect() as conn:
+                return fn(conn, *args)
+
+        return read(fn, args)
+
+    async def stop(self, wait_s: float) -> bool:
+        return True
+
+
+class InlineLedger:
+    """Open the ledger with `open` (which may attach fault hooks to the engine) and run the
+    worker's steps inline on it."""
+
+    def __init__(self, open_engine: Callable[[str, bool, Timeouts], Engine]) -> None:
+        self._open = open_engine
+
+    def open(self, url: str, *, migrate_schema: bool, timeouts: Timeouts) -> Engine:
+        return self._open(url, migrate_schema, timeouts)
+
+    def worker(self, url: str, engine: Engine, *, timeouts: Timeouts) -> Worker:
+        return InlineWorker(engine)
 
 
 class LedgerWorker:

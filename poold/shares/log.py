@@ -215,6 +215,25 @@ def log_identity(directory: Path, node_id: int) -> str:
     return log_id
 
 
+def next_start(directory: Path) -> int:
+    """This opening's number (1, 2, ...), counted in `STARTS` and durable before it is used:
+    with the node id it makes job keys unique across restarts (`jobs.manager`), so work done
+    for a job before a crash can never be submitted again against a job after it."""
+    path = directory / "STARTS"
+    try:
+        last = int(path.read_text().strip() or "0") if path.exists() else 0
+    except ValueError:
+        raise ShareLogError(f"{path} does not hold a number: restore it or move the log") from None
+    tmp = directory / "STARTS.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(f"{last + 1}\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(directory)
+    return last + 1
+
+
 def read_identity(directory: Path) -> tuple[str, int] | None:
     """(log id, node id) of a log directory, or None for a log from before identities."""
     try:
@@ -239,6 +258,7 @@ class ShareLog:
         self.directory = directory
         self.node_id = node_id  # checked against (or written to) LOG_ID at open
         self.log_id: str | None = None  # the log's identity, once open
+        self.start_number = 0  # which opening of this log this is (1, 2, ...), once open
         self._lock_fd = -1
         self.ops = ops
         self.segment_bytes = segment_bytes
@@ -267,12 +287,13 @@ class ShareLog:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._take_lock()
-            if self.node_id is not None:
-                try:
+            try:
+                if self.node_id is not None:
                     self.log_id = log_identity(self.directory, self.node_id)
-                except ShareLogError:
-                    self._release_lock()
-                    raise
+                self.start_number = next_start(self.directory)
+            except ShareLogError:
+                self._release_lock()
+                raise
             seqs = list_segments(self.directory)
             self._seq = seqs[-1] if seqs else 1
             path = segment_path(self.directory, self._seq)

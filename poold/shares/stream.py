@@ -77,8 +77,7 @@ async def connect(cfg: StreamConfig) -> tuple[Any, Any]:
             )
         )
     except Exception as exc:
-        with contextlib.suppress(Exception):
-            await nc.close()
+        await _close_quietly(nc, "stream_create")
         raise StreamError(f"cannot create stream {cfg.stream}: {exc!r}") from None
     return nc, js
 
@@ -196,8 +195,7 @@ class StreamShipper:
 
     async def close(self) -> None:
         if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.close()
+            await _close_quietly(self._nc, "stream_close")
             self._nc = self._js = None
 
 
@@ -264,12 +262,22 @@ async def mirror(
                         added += 1
                     await msg.ack()
         finally:
-            with contextlib.suppress(Exception):
+            try:
                 await sub.unsubscribe()
+            except Exception as exc:  # the server drops the consumer with the connection
+                log.debug("stream_unsubscribe_failed", error=repr(exc))
         if added:
             await asyncio.to_thread(fsync_dir, directory)
     finally:
         if nc is not None:
-            with contextlib.suppress(Exception):
-                await nc.close()
+            await _close_quietly(nc, "mirror_close")
     return read, added
+
+
+async def _close_quietly(nc: Any, what: str) -> None:
+    """Close a NATS connection whose work is done or failed: a close that fails cannot lose
+    anything, but it is logged."""
+    try:
+        await nc.close()
+    except Exception as exc:
+        log.debug("stream_connection_close_failed", what=what, error=repr(exc))

@@ -1,5 +1,6 @@
 """The seeded fault simulator: a fixed set of seeds in CI, exact replay, and proof that it
-catches the defects it was built for (issue 11)."""
+catches the defects it was built for — in the components and in the daemon's own wiring,
+since it builds its daemons through `poold.daemon.Daemon`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import poold.bitcoind.submitter as submitter
+import poold.jobs.manager as job_manager
+from poold.daemon import Daemon
 from poold.shares.log import ShareLog
 from poold.stratum.session import Session
 from simulation import faults as sim
@@ -45,7 +49,7 @@ def test_it_finds_a_log_that_does_not_cut_its_tail(monkeypatch: pytest.MonkeyPat
 
 
 def test_it_finds_a_true_for_an_unrecorded_share(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The recorder's guarantee taken away: shares the log refused are still answered true."""
+    """The share writer's guarantee taken away: shares the log refused are still answered true."""
     monkeypatch.setattr(Session, "revoke", lambda self, share, reason: None)
     reports = [sim.simulate(s, steps=300) for s in range(6)]
     assert any("acknowledged shares not in the log" in " ".join(r.problems) for r in reports)
@@ -66,15 +70,48 @@ def test_it_finds_a_payout_made_twice(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_it_finds_a_lost_submit_answer_read_as_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
     """A submission whose answer was lost after the node took the block must not be recorded
     as refused: the block would be on the chain and never credited."""
-    real = sim.submit_outcome
+    real = submitter.submit_outcome
 
     async def pessimist(node: object, block_hex: str) -> tuple[bool | None, str | None]:
         outcome, reason = await real(node, block_hex)  # type: ignore[arg-type]
         return (False, reason) if outcome is None else (outcome, reason)
 
-    monkeypatch.setattr(sim, "submit_outcome", pessimist)
+    monkeypatch.setattr(submitter, "submit_outcome", pessimist)
     reports = [sim.simulate(s, steps=300) for s in range(8)]
     assert any("not accepted in the ledger" in " ".join(r.problems) for r in reports)
+
+
+def test_it_finds_replies_sent_before_the_share_log_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wiring defect in the composition root: the server no longer flushes the share writer
+    before it sends a loop iteration's replies, so a kill -9 loses shares already answered
+    true. The simulator builds its daemons with `Daemon`, so it sees it."""
+    real = Daemon.__init__
+
+    def miswired(self: Daemon, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+        self.server.before_reply = lambda: None
+
+    monkeypatch.setattr(Daemon, "__init__", miswired)
+    reports = [sim.simulate(s, steps=300) for s in range(6)]
+    found = " ".join(p for r in reports for p in r.problems)
+    # Lost after a kill -9, or a `true` already sent when the write failed (taking it back
+    # is then impossible, and the run crashes naming it).
+    assert "acknowledged shares not in the log" in found or "crashed" in found
+
+
+def test_it_finds_the_same_work_credited_for_two_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the job key in the coinbase, two jobs of one template share a merkle root: a
+    miner's resubmitted work is a valid share of both (and, after a restart, of the next
+    run's job with the same id), and is answered true twice."""
+    real = job_manager.build_coinbase
+
+    def keyless(**kwargs: object) -> object:
+        kwargs.pop("job_key", None)
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(job_manager, "build_coinbase", keyless)
+    reports = [sim.simulate(s, steps=300) for s in CI_SEEDS]
+    assert any("the same work was answered true" in " ".join(r.problems) for r in reports)
 
 
 def test_cli_replays_a_seed_and_fails_loudly() -> None:
