@@ -15,6 +15,7 @@ import itertools
 import ssl
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from urllib.parse import urlparse
@@ -113,6 +114,7 @@ class SimMiner:
         self._writer: asyncio.StreamWriter | None = None
         self.reconnect_requested = False
         self.closed = False
+        self._stop: Callable[[], bool] = lambda: False
 
     async def _request(self, method: str, params: list[object]) -> object:
         assert self._writer is not None
@@ -175,7 +177,9 @@ class SimMiner:
         elif method == "client.reconnect":
             self.reconnect_requested = True
 
-    async def run(self, deadline: float) -> None:
+    async def run(self, deadline: float, stop: Callable[[], bool] = lambda: False) -> None:
+        """Mine until `deadline` (monotonic seconds) or until `stop()` holds."""
+        self._stop = stop
         reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls)
         self._writer = writer
         read_task = asyncio.create_task(self._reader(reader))
@@ -208,9 +212,12 @@ class SimMiner:
                 await writer.wait_closed()
             read_task.cancel()
 
+    def _over(self, deadline: float) -> bool:
+        return time.monotonic() >= deadline or self.closed or self._stop()
+
     async def _grind(self, deadline: float) -> None:
         en2_counter = itertools.count(1)
-        while time.monotonic() < deadline and not self.closed:
+        while not self._over(deadline):
             if self.job is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._new_job.wait(), deadline - time.monotonic())
@@ -244,11 +251,11 @@ class SimMiner:
                         self._room.clear()
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._room.wait(), 5)
-                    if self._new_job.is_set() or time.monotonic() >= deadline or self.closed:
+                    if self._new_job.is_set() or self._over(deadline):
                         break
                 if nonce % 512 == 511:
                     await asyncio.sleep(0)
-                    if self._new_job.is_set() or time.monotonic() >= deadline or self.closed:
+                    if self._new_job.is_set() or self._over(deadline):
                         break
 
     def _submit(self, job: _Job, en2: bytes, nonce: int, rolled: int) -> None:
@@ -286,9 +293,12 @@ async def run_fleet(
     record_keys: bool = False,
     stats: FleetStats | None = None,
     tls: ssl.SSLContext | None = None,
+    until: Callable[[FleetStats], bool] | None = None,
 ) -> FleetStats:
-    """Run `miners` simulated miners against `url` for `duration_s` seconds. A stratum+ssl://
-    URL connects over TLS with `tls` (default: the system's trust store and hostname check)."""
+    """Run `miners` simulated miners against `url` for `duration_s` seconds, or until
+    `until(stats)` holds (tests mine until they have what they need, on a machine of any
+    speed). A stratum+ssl:// URL connects over TLS with `tls` (default: the system's trust
+    store and hostname check)."""
     host, port, over_tls = parse_url(url)
     context = (tls or ssl.create_default_context()) if over_tls else None
     stats = stats or FleetStats()
@@ -305,7 +315,11 @@ async def run_fleet(
         )
         for i in range(miners)
     ]
-    results = await asyncio.gather(*(m.run(deadline) for m in fleet), return_exceptions=True)
+
+    def stop() -> bool:
+        return until is not None and until(stats)
+
+    results = await asyncio.gather(*(m.run(deadline, stop) for m in fleet), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors and len(errors) == len(results):
         raise errors[0]

@@ -10,7 +10,7 @@ import pytest
 
 from poold.config import Config
 from poold.daemon import Daemon
-from tests.helpers import make_config
+from tests.helpers import PATIENCE_S, make_config
 
 
 class RunningDaemon:
@@ -24,7 +24,7 @@ class RunningDaemon:
 
     async def shutdown(self) -> None:
         self.stop.set()
-        await asyncio.wait_for(self.task, 15)
+        await asyncio.wait_for(self.task, PATIENCE_S)
 
 
 @pytest.fixture
@@ -44,10 +44,13 @@ async def start_daemon() -> AsyncIterator[Callable[..., Any]]:
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
         waiter = asyncio.create_task(daemon.listening.wait())
+        # Until it listens, or its run ends (a start-up error, raised here): a busy machine
+        # makes a start slow, never wrong.
         done, _ = await asyncio.wait(
-            {waiter, task}, timeout=15, return_when=asyncio.FIRST_COMPLETED
+            {waiter, task}, timeout=PATIENCE_S, return_when=asyncio.FIRST_COMPLETED
         )
         if task in done:
+            waiter.cancel()
             task.result()
         assert waiter in done, "daemon did not start listening"
         rd = RunningDaemon(daemon, stop, task)

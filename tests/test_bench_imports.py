@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import PATIENCE_S
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -21,5 +23,7 @@ def test_bench_script_imports(script: str) -> None:
         "module = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(module)\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=PATIENCE_S
+    )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -11,26 +11,38 @@ from typing import Any
 import pytest
 
 from poold.shares.log import read_log
-from tests.bitcoind.conftest import free_port
 from tests.e2e.test_durability import write_config
-from tests.helpers import StratumClient
+from tests.helpers import PATIENCE_S, StratumClient, wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "poold", "demo", "--duration", "6", "--port", "0", "--miners", "2"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "stratum on 127.0.0.1:" in out.stdout
-    done = [line for line in out.stdout.splitlines() if line.startswith("poold demo: done.")]
-    assert done and int(done[0].split()[3]) > 0, out.stdout  # shares accepted
+async def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    """The demo mines and reports as it goes; Ctrl-C ends it with its summary and a ledger
+    that verifies."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "poold", "demo", "--port", "0", "--api-port", "0", "--miners", "2",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+
+    async def mining() -> bool:
+        line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
+        assert line, f"the demo exited: {lines}"
+        lines.append(line)
+        return "shares accepted=" in line and int(line.split("shares accepted=")[1].split()[0]) > 0
+
+    await wait_for(mining, "the demo's miners to get a share accepted", every_s=0)
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), PATIENCE_S)
+    assert proc.returncode == 0, err
+    text = "".join(lines) + out.decode()
+    assert "stratum on 127.0.0.1:" in text
+    done = [line for line in text.splitlines() if line.startswith("poold demo: done.")]
+    assert done and int(done[0].split()[3]) > 0, text  # shares accepted
+    assert "ledger verify: ok" in text
     assert (tmp_path / "var" / "sharelog").is_dir()
 
 
@@ -50,7 +62,7 @@ def test_demo_on_a_busy_port_says_so_and_exits(tmp_path: Path, flag: str) -> Non
             cwd=tmp_path,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=PATIENCE_S,
         )
     finally:
         busy.close()
@@ -74,7 +86,7 @@ async def test_simulate_reports_accepted_and_latency(pool: Any) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), PATIENCE_S)
     assert proc.returncode == 0, stderr
     report = json.loads(stdout)
     assert report["accepted"] > 0 and report["latency_ms_p99"] > 0
@@ -86,16 +98,30 @@ def test_simulate_bad_url_is_a_clear_error() -> None:
         [sys.executable, "-m", "poold", "simulate", "--url", "http://x"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE_S,
     )
     assert (
         out.returncode == 1 and "expected stratum+tcp:// or stratum+ssl://HOST:PORT" in out.stderr
     )
 
 
+async def listening_port(proc: asyncio.subprocess.Process, count: int) -> int:
+    """The Stratum port `count` processes of `poold run` report listening on (one for all)."""
+    assert proc.stderr is not None
+    ports: list[int] = []
+    while len(ports) < count:
+        line = await asyncio.wait_for(proc.stderr.readline(), PATIENCE_S)
+        assert line, "poold exited"
+        if line.startswith(b"{") and json.loads(line).get("event") == "stratum_listening":
+            ports.append(int(json.loads(line)["port"]))
+    assert len(set(ports)) == 1, ports
+    return ports[0]
+
+
 async def test_workers_share_one_port(tmp_path: Path) -> None:
-    port = free_port()
-    cfg = write_config(tmp_path, port=port, extra="workers = 2\n")
+    """With `workers = 2` and port 0, the supervisor binds one port for both workers (held
+    until they stop, so nothing can take it in between) and each worker listens on it."""
+    cfg = write_config(tmp_path, port=0, extra="workers = 2\n")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -106,12 +132,8 @@ async def test_workers_share_one_port(tmp_path: Path) -> None:
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
     )
-    assert proc.stderr is not None
-    listening = 0
-    while listening < 2:
-        line = await asyncio.wait_for(proc.stderr.readline(), 30)
-        assert line, "poold exited"
-        listening += json.loads(line).get("event") == "stratum_listening"
+    port = await listening_port(proc, 2)
+    assert port != 0
     prefixes = set()
     clients = []
     for _ in range(24):
@@ -123,7 +145,7 @@ async def test_workers_share_one_port(tmp_path: Path) -> None:
     for c in clients:
         await c.close()
     proc.send_signal(signal.SIGTERM)
-    await asyncio.wait_for(proc.communicate(), 30)
+    await asyncio.wait_for(proc.communicate(), PATIENCE_S)
     assert proc.returncode == 0
     assert (tmp_path / "sharelog" / "worker-0").is_dir()
     assert (tmp_path / "sharelog" / "worker-1").is_dir()
@@ -145,7 +167,11 @@ def test_help_imports_nothing_heavy() -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE_S,
+        check=True,
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
@@ -166,8 +192,7 @@ async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path:
     """Defect 6: with the API on, the second worker died on the API port and nobody noticed;
     `poold ingest` and `poold replay` read no worker's log. Now worker 0 alone serves the
     API, a killed worker is started again, and ingest and replay cover every worker."""
-    port = free_port()
-    cfg = write_config(tmp_path, port=port, extra="workers = 2\n")
+    cfg = write_config(tmp_path, port=0, extra="workers = 2\n")
     ledger = tmp_path / "ledger.db"
     cfg.write_text(
         cfg.read_text()
@@ -181,16 +206,19 @@ async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path:
     assert proc.stderr is not None
     seen: list[str] = []
     api_port: list[int] = []
+    stratum_port: list[int] = []
 
     async def until(event: str, count: int) -> None:
         while seen.count(event) < count:
-            line = await asyncio.wait_for(proc.stderr.readline(), 30)  # type: ignore[union-attr]
+            line = await asyncio.wait_for(proc.stderr.readline(), PATIENCE_S)  # type: ignore[union-attr]
             assert line, f"poold exited: {seen}"
             if line.startswith(b"{"):
                 record = json.loads(line)
                 seen.append(record.get("event"))
                 if record.get("event") == "api_listening":
                     api_port.append(int(record["port"]))
+                if record.get("event") == "stratum_listening":
+                    stratum_port.append(int(record["port"]))
             else:
                 seen.append(line.decode().strip())
 
@@ -205,12 +233,14 @@ async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path:
         os.kill(max(workers), signal.SIGKILL)
         await until("stratum_listening", 3)  # started again
         assert any("starting it again" in s for s in seen if s)
+        assert len(set(stratum_port)) == 1  # the restarted worker took the same port
+        port = stratum_port[0]
         sim = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "poold", "simulate", "--url", f"stratum+tcp://127.0.0.1:{port}",
             "--miners", "12", "--duration", "2",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        out, err = await asyncio.wait_for(sim.communicate(), 60)
+        out, err = await asyncio.wait_for(sim.communicate(), PATIENCE_S)
         assert sim.returncode == 0, err
         accepted = json.loads(out)["accepted"]
         assert accepted > 0
@@ -220,29 +250,29 @@ async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path:
 
         def scrape() -> float:
             url = f"http://127.0.0.1:{api_port[0]}/metrics"
-            with urllib.request.urlopen(url, timeout=10) as r:
+            with urllib.request.urlopen(url, timeout=PATIENCE_S) as r:
                 text = r.read().decode()
             line = next(x for x in text.splitlines() if x.startswith("poold_shares_total{"))
             return float(line.rsplit(" ", 1)[1])
 
-        deadline = asyncio.get_running_loop().time() + 20
-        while (total := await asyncio.to_thread(scrape)) < accepted:
-            assert asyncio.get_running_loop().time() < deadline, (total, accepted)
-            await asyncio.sleep(0.5)
+        async def added_up() -> bool:
+            return await asyncio.to_thread(scrape) >= accepted
+
+        await wait_for(added_up, "/metrics to add up both workers' shares", every_s=0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.communicate(), 30)
+        await asyncio.wait_for(proc.communicate(), PATIENCE_S)
     assert proc.returncode == 0
     ingest = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "poold", "ingest", "--config", str(cfg)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=PATIENCE_S,
     )  # fmt: skip
     assert ingest.returncode == 0, ingest.stderr
     replay = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "poold", "replay", "--config", str(cfg)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=PATIENCE_S,
     )  # fmt: skip
     assert replay.returncode == 0, replay.stderr
     report = json.loads(replay.stdout)
@@ -259,20 +289,20 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
     does the demo miner's proof of an FPPS booking, fetched with its miner token."""
     import urllib.request
 
-    api_port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "poold", "demo", "--duration", "240", "--port", "0",
-        "--api-port", str(api_port), "--miners", "2",
+        sys.executable, "-m", "poold", "demo", "--port", "0", "--api-port", "0", "--miners", "2",
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.stdout is not None
     token = miner_token = ""
+    api_port = 0
     reader: asyncio.Task[None] | None = None
     try:
         while not token:
-            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            line = (await asyncio.wait_for(proc.stdout.readline(), PATIENCE_S)).decode()
             assert line, "the demo exited"
             if "read token: " in line:
+                api_port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
                 token = line.split("read token: ")[1].split(";")[0].strip()
                 miner_token = line.split("demo's token: ")[1].split(")")[0].strip()
 
@@ -280,7 +310,7 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
             req = urllib.request.Request(f"http://127.0.0.1:{api_port}{path}")
             if auth or bearer:
                 req.add_header("Authorization", f"Bearer {bearer or token}")
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=PATIENCE_S) as r:
                 return bytes(r.read())
 
         async def drain() -> None:
@@ -289,13 +319,13 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
                 pass
 
         reader = asyncio.create_task(drain())  # the demo prints as it goes: keep reading
-        deadline = asyncio.get_running_loop().time() + 200
-        while True:
-            chain = json.loads(await asyncio.to_thread(get, "/api/v1/statements/roots"))
-            if chain["items"]:
-                break
-            assert asyncio.get_running_loop().time() < deadline, "no token period settled"
-            await asyncio.sleep(2)
+        chain: dict[str, Any] = {}
+
+        async def settled() -> bool:
+            chain.update(json.loads(await asyncio.to_thread(get, "/api/v1/statements/roots")))
+            return bool(chain["items"])
+
+        await wait_for(settled, "a token period settled by the demo", every_s=1)
         start = chain["items"][-1]["period_start"]
 
         async def verify_py(proof: bytes, name: str) -> subprocess.CompletedProcess[str]:
@@ -305,7 +335,7 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
                 [sys.executable, str(ROOT / "verify.py"), str(tmp_path / name)],
                 capture_output=True,
                 text=True,
-                timeout=60,
+                timeout=PATIENCE_S,
             )
 
         proof = await asyncio.to_thread(get, f"/api/v1/holders/alice/proofs/{start}", True)
@@ -325,6 +355,6 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
-        await asyncio.wait_for(proc.wait(), 60)
+        await asyncio.wait_for(proc.wait(), PATIENCE_S)
         if reader is not None:
             reader.cancel()

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def run(
     configure_logging(cfg.log.level, cfg.log.format)
     n = cfg.stratum.workers
     if n > 1 and worker_index is None:
-        raise typer.Exit(_supervise(config, n))
+        raise typer.Exit(_supervise(config, n, cfg))
     metrics_dir = None
     if worker_index is not None:
         metrics_dir = cfg.sharelog.path  # the workers' common root: their metrics meet there
@@ -156,10 +157,33 @@ def worker_config(cfg: Config, index: int) -> Config:
 RESTARTS_PER_MINUTE = 5
 
 
-def _supervise(config: Path, n: int) -> int:
+def _reserve(host: str) -> socket.socket:
+    """Bind a port of the kernel's choice for workers to share, and keep it bound: SO_REUSEPORT
+    and never listening, so it takes no connection, yet no other process can take the port
+    between the workers' starts (a port picked and released could be)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+def _supervise(config: Path, n: int, cfg: Config) -> int:
     """Start n worker processes on one SO_REUSEPORT socket address; forward stop signals.
     A worker that exits while no stop was asked for is started again (logged); one that
-    keeps dying stops the whole daemon with its exit code."""
+    keeps dying stops the whole daemon with its exit code. A Stratum listener on port 0 gets
+    one port for all workers (`_reserve`), handed to them as an environment override."""
+    env = dict(os.environ)
+    reserved: list[socket.socket] = []
+    st = cfg.stratum
+    for key, host, port in (
+        ("LISTEN", st.host, st.port),
+        ("TLS_LISTEN", st.tls_host, st.tls_port if st.tls_listen else None),
+    ):
+        if port == 0:
+            sock = _reserve(host)
+            reserved.append(sock)
+            env[f"POOLD__STRATUM__{key}"] = f'"{host}:{sock.getsockname()[1]}"'
 
     def start(i: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -172,7 +196,8 @@ def _supervise(config: Path, n: int) -> int:
                 str(config),
                 "--worker-index",
                 str(i),
-            ]
+            ],
+            env=env,
         )
 
     procs = [start(i) for i in range(n)]
@@ -208,6 +233,8 @@ def _supervise(config: Path, n: int) -> int:
             typer.echo(f"poold: worker {i} exited with code {code}; starting it again", err=True)
             procs[i] = start(i)
     codes = [proc.wait() for proc in procs]
+    for sock in reserved:
+        sock.close()
     return failed or max(codes, default=0)
 
 

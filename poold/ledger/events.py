@@ -49,9 +49,12 @@ def _entries_after(engine: Engine, last: int | None) -> tuple[int, list[tuple[An
     return (int(rows[-1][0]) if rows else last), [tuple(r) for r in rows]
 
 
-async def tail_journal(engine: Engine, hub: EventHub, interval_s: float = 1.0) -> None:
-    """Publish each new journal entry as an event, until cancelled."""
-    last: int | None = None
+async def tail_journal(
+    engine: Engine, hub: EventHub, interval_s: float = 1.0, *, after: int | None = None
+) -> None:
+    """Publish each journal entry after id `after` (None: from now on, history being in the
+    REST routes) as an event, until cancelled."""
+    last = after
     while True:
         try:
             last, rows = await asyncio.to_thread(_entries_after, engine, last)

@@ -358,7 +358,8 @@ class LedgerScheduler:
         if scheme == "fpps":
             await self.book_fpps(ledger, gate.through_ms)
         if self.cfg.tokens.enabled:
-            for period in await worker.settle_tokens(self.cfg.tokens, gate.through_ms):
+            periods = await worker.settle_tokens(self.cfg.tokens, gate.through_ms, self.clock())
+            for period in periods:
                 if period.settled is not None:
                     self.metrics.settlement_runs["tokens"] += 1
                     self.token_periods.append((period.period_start, period.settled))

@@ -103,9 +103,11 @@ def _settle_blocks(
     )
 
 
-def _settle_tokens(cfg: TokensConfig, through_ms: int | None) -> list[PeriodResult]:
+def _settle_tokens(
+    cfg: TokensConfig, through_ms: int | None, now: float | None = None
+) -> list[PeriodResult]:
     assert _engine is not None
-    return settle_due(_engine, cfg, through_ms=through_ms)
+    return settle_due(_engine, cfg, through_ms=through_ms, now=now)
 
 
 def _read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -152,7 +154,7 @@ class Worker(Protocol):
     ) -> list[Settled]: ...
 
     async def settle_tokens(
-        self, cfg: TokensConfig, through_ms: int | None = None
+        self, cfg: TokensConfig, through_ms: int | None = None, now: float | None = None
     ) -> list[PeriodResult]: ...
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T: ...
@@ -218,9 +220,9 @@ class InlineWorker:
         )
 
     async def settle_tokens(
-        self, cfg: TokensConfig, through_ms: int | None = None
+        self, cfg: TokensConfig, through_ms: int | None = None, now: float | None = None
     ) -> list[PeriodResult]:
-        return settle_due(self.engine, cfg, through_ms=through_ms)
+        return settle_due(self.engine, cfg, through_ms=through_ms, now=now)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         engine = self.engine
@@ -301,9 +303,10 @@ class LedgerWorker:
         return await self._call(_settle_blocks, pool_fee, scheme, found_before_ms, excluded_nodes)
 
     async def settle_tokens(
-        self, cfg: TokensConfig, through_ms: int | None = None
+        self, cfg: TokensConfig, through_ms: int | None = None, now: float | None = None
     ) -> list[PeriodResult]:
-        return await self._call(_settle_tokens, cfg, through_ms)
+        """Settle every due token period; `now` is the daemon's clock (unix seconds)."""
+        return await self._call(_settle_tokens, cfg, through_ms, now)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(conn, *args)` on a ledger connection in the worker (`fn` importable by name).

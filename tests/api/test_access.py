@@ -16,7 +16,7 @@ from poold.api.auth import list_tokens
 from poold.api.ops import event_kinds_for
 from tests.api.test_api import Api, api, check
 from tests.api.test_events import read_events
-from tests.helpers import wait_for
+from tests.helpers import PATIENCE_S, wait_for
 
 __all__ = ["api"]
 
@@ -59,7 +59,7 @@ async def test_events_are_scoped(api: Api) -> None:
     streams = [await _stream(api, t) for t in (None, "bob", "admin")]
     assert api.ctx is not None
     hub = api.ctx.events
-    await wait_for(lambda: hub.subscriber_count == 3, 10, "three event streams")
+    await wait_for(lambda: hub.subscriber_count == 3, "three event streams")
     for kind in ("payout_sent", "settlement_posted", "block_found"):
         hub.publish({"type": kind, "reference": f"{kind}-ref"})
     seen: list[list[Any]] = []
@@ -86,7 +86,7 @@ def test_cli_lists_and_revokes(tmp_path: Path) -> None:
             [sys.executable, "-m", "poold", *args, "--config", str(cfg)],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=PATIENCE_S,
         )
 
     assert poold("migrate").returncode == 0

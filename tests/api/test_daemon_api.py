@@ -10,7 +10,7 @@ import aiohttp
 from poold.api.app import ApiContext, make_app
 from poold.metrics import Metrics
 from simulation.fleet import run_fleet
-from tests.helpers import make_config, wait_for
+from tests.helpers import PATIENCE_S, make_config, wait_for
 
 
 async def test_the_daemon_serves_what_its_miners_do(
@@ -27,9 +27,15 @@ async def test_the_daemon_serves_what_its_miners_do(
     )
     rd = await start_daemon(cfg)
     host, port = rd.address
-    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5, account="acme")
+    await run_fleet(
+        f"stratum+tcp://{host}:{port}",
+        miners=2,
+        duration_s=PATIENCE_S,
+        account="acme",
+        until=lambda s: s.accepted >= 20,
+    )
     d = rd.daemon
-    await wait_for(lambda: d.ingested_shares == d.metrics.shares_accepted, 20, "ingest")
+    await wait_for(lambda: d.ingested_shares == d.metrics.shares_accepted, "ingest")
     (ahost, aport) = rd.daemon.api_addresses[0]
     async with aiohttp.ClientSession() as s:
         async with s.get(f"http://{ahost}:{aport}/readyz") as r:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ from poold.ledger.db import make_engine
 from poold.ledger.models import JournalEntry, JournalLine
 from poold.ledger.settle import verify
 from poold.shares.log import read_log
-from poold.tokens.settle import period_of, set_price
+from poold.tokens.settle import set_price
 from poold.tokens.transfers import import_transfers, parse_records
+from tests.helpers import PATIENCE_S, FakeClock, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +53,14 @@ async def test_statements_through_the_daemon(
         tokens=TOKENS,
         api={"listen": "127.0.0.1:0"},
     )
-    rd = await start_daemon(cfg)
+    # The daemon's clock is the test's: a period is walked through second by second, each
+    # second only once the fleet got a share in at the last one, so the period holds work
+    # from start to end however slow the machine is.
+    start = 1_800_000_000 // 60 * 60
+    end = start + 60
+    clock = FakeClock(start)
+    rd = await start_daemon(cfg, clock=clock)
     engine = rd.daemon.ledger
-    start, end = period_of(int(time.time()), cfg.tokens)
-    if end - time.time() < 25:  # too little of this period left to mine in: take the next
-        await asyncio.sleep(end - time.time())
-        start, end = period_of(int(time.time()), cfg.tokens)
     transfers = [
         {"id": "m:alice", "ts": start, "to": "alice", "amount": "3"},
         {"id": "m:bob", "ts": start + 1, "to": "bob", "amount": "1"},
@@ -79,16 +81,19 @@ async def test_statements_through_the_daemon(
         "--miners",
         "2",
         "--duration",
-        str(end - time.time() + 3),
+        str(PATIENCE_S),
         "--account",
         "fleet",
         stdout=asyncio.subprocess.DEVNULL,
     )
-    for _ in range(200):
-        if rd.daemon.token_periods:
-            break
-        await asyncio.sleep(0.5)
+    metrics = rd.daemon.metrics
+    for second in range(start + 1, end + cfg.tokens.settle_delay_s + 2):
+        seen = metrics.shares_accepted
+        await wait_for(lambda seen=seen: metrics.shares_accepted > seen, "a share this second")
+        clock.now_s = second
+    fleet.terminate()
     await fleet.wait()
+    await wait_for(lambda: rd.daemon.token_periods, "the daemon to settle the period")
     assert rd.daemon.token_periods, "the daemon did not settle the period"
     ahost, aport = rd.daemon.api_addresses[0]
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as s:

@@ -20,7 +20,7 @@ from poold.ledger.db import make_engine, migrate
 from poold.ledger.payouts import run_payouts, set_account
 from simulation.fleet import run_fleet
 from tests.api.test_api import START, populate
-from tests.helpers import regtest_address, wait_for
+from tests.helpers import PATIENCE_S, regtest_address, wait_for
 from tests.ledger.test_journal_properties import MemoryWallet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,9 +60,15 @@ async def test_dashboard_in_chromium(
     )
     rd = await start_daemon(cfg)
     host, port = rd.address
-    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=2, account="acme")
+    await run_fleet(
+        f"stratum+tcp://{host}:{port}",
+        miners=2,
+        duration_s=PATIENCE_S,
+        account="acme",
+        until=lambda s: s.accepted >= 20,
+    )
     d = rd.daemon
-    await wait_for(lambda: d.ingested_shares == d.metrics.shares_accepted, 20, "ingest")
+    await wait_for(lambda: d.ingested_shares == d.metrics.shares_accepted, "ingest")
     ahost, aport = rd.daemon.api_addresses[0]
 
     def drive() -> dict[str, Any]:

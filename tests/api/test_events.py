@@ -20,7 +20,7 @@ from poold.ledger.ingest import ingest
 from poold.ledger.maturity import _apply, _pending
 from poold.ledger.settle import settle_pending
 from poold.metrics import Metrics
-from tests.helpers import make_config
+from tests.helpers import PATIENCE_S, make_config
 from tests.ledger.test_settle import mine
 
 
@@ -28,7 +28,7 @@ async def read_events(resp: aiohttp.ClientResponse, n: int) -> list[dict[str, An
     out: list[dict[str, Any]] = []
     kind = None
     while len(out) < n:
-        line = (await asyncio.wait_for(resp.content.readline(), 10)).decode().rstrip("\n")
+        line = (await asyncio.wait_for(resp.content.readline(), PATIENCE_S)).decode().rstrip("\n")
         if line.startswith("event: "):
             kind = line[7:]
         elif line.startswith("data: "):
@@ -45,12 +45,12 @@ async def test_journal_postings_become_events(ledger: sa.Engine, tmp_path: Path)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
-    tailer = asyncio.create_task(tail_journal(ledger, hub, interval_s=0.05))
+    # From the start of the (empty) journal: no need to wait until the tailer has looked.
+    tailer = asyncio.create_task(tail_journal(ledger, hub, interval_s=0.05, after=0))
     try:
         async with aiohttp.ClientSession() as s, s.get(f"http://{host}:{port}/api/v1/events") as r:
             assert r.headers["Content-Type"] == "text/event-stream"
-            assert await asyncio.wait_for(r.content.readline(), 5) == b": keep-alive\n"
-            await asyncio.sleep(0.2)  # the tailer has seen the (empty) journal
+            assert await asyncio.wait_for(r.content.readline(), PATIENCE_S) == b": keep-alive\n"
             mine(tmp_path / "log", 40, {30: True, 39: True})
             await asyncio.to_thread(ingest, ledger, tmp_path / "log", 0)
             await asyncio.to_thread(settle_pending, ledger, pool_fee=Fraction(1, 100))
@@ -63,7 +63,7 @@ async def test_journal_postings_become_events(ledger: sa.Engine, tmp_path: Path)
             hub.publish({"type": "block_found", "height": 7})
             assert (await read_events(r, 1))[0]["height"] == 7
             hub.close()  # shutdown ends the stream
-            assert (await asyncio.wait_for(r.content.read(), 5)).strip() == b""
+            assert (await asyncio.wait_for(r.content.read(), PATIENCE_S)).strip() == b""
     finally:
         tailer.cancel()
         await runner.cleanup()

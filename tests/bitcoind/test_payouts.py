@@ -18,6 +18,7 @@ from poold.ledger.models import JournalEntry, JournalLine, LedgerLock, Payout
 from poold.ledger.payouts import PayoutError, acquire, owed, run_payouts, set_account
 from poold.ledger.settle import balances, verify
 from tests.bitcoind.conftest import Bitcoind
+from tests.helpers import PATIENCE_S
 
 pytestmark = pytest.mark.regtest
 
@@ -76,7 +77,7 @@ min_payout_sat = {min_sat}
 
 def poold(*args: str, script: Path | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, str(script)] if script else [sys.executable, "-m", "poold"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=PATIENCE_S)
 
 
 @pytest.fixture

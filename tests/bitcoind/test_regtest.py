@@ -9,6 +9,7 @@ from poold.bitcoind.rpc import RpcBitcoind
 from poold.chain.address import Network, address_to_script
 from poold.jobs.coinbase import bip34_height
 from simulation.fleet import run_fleet
+from tests.helpers import PATIENCE_S
 
 pytestmark = pytest.mark.regtest
 
@@ -34,7 +35,11 @@ async def test_blocks_found_through_poold_are_accepted(
     rd = await start_daemon(cfg)
     host, port = rd.address
     stats = await run_fleet(
-        f"stratum+tcp://{host}:{port}", miners=2, duration_s=4, account="regtest"
+        f"stratum+tcp://{host}:{port}",
+        miners=2,
+        duration_s=PATIENCE_S,
+        account="regtest",
+        until=lambda _s: any(b.accepted for b in rd.daemon.blocks),
     )
     assert stats.accepted > 0
     accepted = [b for b in rd.daemon.blocks if b.accepted]

@@ -19,7 +19,7 @@ from poold.ledger.db import make_engine, migrate
 from poold.ledger.models import Block, StatementRoot
 from poold.tokens.proofs import roots
 from simulation.fleet import run_fleet
-from tests.helpers import wait_for
+from tests.helpers import PATIENCE_S, wait_for
 
 pytestmark = pytest.mark.regtest
 
@@ -54,19 +54,24 @@ async def test_found_blocks_carry_the_latest_statement_commitment(
     )  # fmt: skip
     rd = await start_daemon(cfg)
     await wait_for(
-        lambda: rd.daemon.jobs.statement_commitment == done, 20, "the commitment in the jobs"
+        lambda: rd.daemon.jobs.statement_commitment == done, "the commitment in the jobs"
     )
     host, port = rd.address
-    for _ in range(10):  # until a block found after the commitment was picked up is accepted
-        await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5)
-        if any(b.accepted and b.commitment for b in rd.daemon.blocks):
-            break
+    # Until a block found after the commitment was picked up is accepted.
+    await run_fleet(
+        f"stratum+tcp://{host}:{port}",
+        miners=2,
+        duration_s=PATIENCE_S,
+        until=lambda _s: any(b.accepted and b.commitment for b in rd.daemon.blocks),
+    )
     # The blocks found settle once their minute closes; each settlement's credit tree joins
     # the miners' chain, and blocks found after that carry its commitment too.
-    for _ in range(60):
-        if any(b.accepted and b.credit_commitment for b in rd.daemon.blocks):
-            break
-        await run_fleet(f"stratum+tcp://{host}:{port}", miners=1, duration_s=2)
+    await run_fleet(
+        f"stratum+tcp://{host}:{port}",
+        miners=1,
+        duration_s=PATIENCE_S,
+        until=lambda _s: any(b.accepted and b.credit_commitment for b in rd.daemon.blocks),
+    )
     await rd.shutdown()
     credited = [b for b in rd.daemon.blocks if b.accepted and b.credit_commitment]
     assert credited, rd.daemon.blocks
@@ -143,7 +148,7 @@ path = "{tmp_path / "log"}"
         [sys.executable, "-m", "poold", "run", "--config", str(cfg)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE_S,
     )
     assert out.returncode == 1, out.stderr
     assert "does not accept the payout address 'bcrt1q2gxggvp0" in out.stderr

@@ -18,7 +18,7 @@ from poold.ledger.db import make_engine
 from poold.ledger.models import CreditRoot
 from simulation.fleet import FleetStats, run_fleet
 from tests.accounting.test_merkle_sum import verifier
-from tests.helpers import wait_for
+from tests.helpers import PATIENCE_S, wait_for
 
 pytestmark = pytest.mark.regtest
 FEE = Fraction(1, 100)
@@ -54,7 +54,13 @@ async def test_no_fpps_booking_pays_more_than_a_block_per_share(
     rd = await start_daemon(cfg)
     host, port = rd.address
     stats = FleetStats()
-    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=2, stats=stats)
+    await run_fleet(
+        f"stratum+tcp://{host}:{port}",
+        miners=2,
+        duration_s=PATIENCE_S,
+        stats=stats,
+        until=lambda s: s.accepted >= 20,
+    )
     assert stats.accepted
     engine = make_engine(cfg.ledger.url)
 
@@ -64,7 +70,7 @@ async def test_no_fpps_booking_pays_more_than_a_block_per_share(
         return sum(int(v["shares"]) for doc in lines for v in json.loads(doc).values())
 
     # Every accepted share reaches a booking (the daemon books every second).
-    await wait_for(lambda: booked_shares() >= stats.accepted, 60, "every share booked")
+    await wait_for(lambda: booked_shares() >= stats.accepted, "every share booked")
     await rd.shutdown()
     with engine.connect() as conn:
         roots = conn.execute(sa.select(CreditRoot).order_by(CreditRoot.id)).all()

@@ -18,6 +18,7 @@ from poold.ledger.models import Block, JournalEntry, JournalLine, Settlement
 from poold.ledger.payouts import owed, run_payouts
 from poold.ledger.settle import balances, settle_pending, verify
 from simulation.fleet import run_fleet
+from tests.helpers import PATIENCE_S
 
 pytestmark = pytest.mark.regtest
 
@@ -54,7 +55,13 @@ async def test_blocks_mature_or_are_reversed(
     )
     rd = await start_daemon(cfg)
     host, port = rd.address
-    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=3, account=miner)
+    await run_fleet(
+        f"stratum+tcp://{host}:{port}",
+        miners=2,
+        duration_s=PATIENCE_S,
+        account=miner,
+        until=lambda _s: sum(b.accepted for b in rd.daemon.blocks) >= 2,
+    )
     await rd.shutdown()
     ours = [b.hash_hex for b in rd.daemon.blocks if b.accepted]
     assert len(ours) >= 2, rd.daemon.blocks
@@ -128,7 +135,13 @@ async def test_a_reorg_reverses_only_at_depth_and_restores(
     )
     rd = await start_daemon(cfg)
     host, port = rd.address
-    await run_fleet(f"stratum+tcp://{host}:{port}", miners=1, duration_s=1.5, account="alice")
+    await run_fleet(
+        f"stratum+tcp://{host}:{port}",
+        miners=1,
+        duration_s=PATIENCE_S,
+        account="alice",
+        until=lambda _s: any(b.accepted for b in rd.daemon.blocks),
+    )
     await rd.shutdown()
     engine = make_engine(cfg.ledger.url)
     migrate(engine)

@@ -9,6 +9,7 @@ import time
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from poold.ledger.settle import balances, verify
 from poold.shares.format import ShareFields
 from poold.shares.log import LogPosition, scan_from
 from simulation.fleet import FleetStats, run_fleet
+from tests.helpers import PATIENCE_S, wait_for
 
 pytestmark = pytest.mark.regtest
 FEE = Fraction(1, 100)
@@ -73,6 +75,27 @@ def journal(engine: sa.Engine, key: str) -> tuple[dict[str, int], int, int]:
     return credits, fee, rest
 
 
+async def mine_a_round(url: str, rd: Any) -> None:
+    """alice (one miner) and bob (two) mine until both got shares in and then a block was
+    accepted: a block whose round pays both."""
+    alice, bob = FleetStats(), FleetStats()
+    both_in: list[int] = []  # blocks accepted when both fleets first had a share in
+
+    def accepted_blocks() -> int:
+        return sum(b.accepted for b in rd.daemon.blocks)
+
+    def done(_s: FleetStats) -> bool:
+        if not both_in and alice.accepted and bob.accepted:
+            both_in.append(accepted_blocks())
+        return bool(both_in) and accepted_blocks() > both_in[0]
+
+    await asyncio.gather(
+        run_fleet(url, miners=1, duration_s=PATIENCE_S, account="alice", stats=alice, until=done),
+        run_fleet(url, miners=2, duration_s=PATIENCE_S, account="bob", stats=bob, until=done),
+    )
+    assert alice.accepted and bob.accepted, (alice, bob)
+
+
 async def coinbase_value(node_rpc, block_hash: str) -> int:
     txid = (await node_rpc.call("getblock", block_hash))["tx"][0]
     tx = await node_rpc.call("getrawtransaction", txid, 1)
@@ -115,15 +138,7 @@ async def test_each_block_credits_what_the_scheme_says(
     host, port = rd.address
     url = f"stratum+tcp://{host}:{port}"
     for _round in range(2):  # two rounds of blocks, a (clock) minute and more apart
-        alice, bob = FleetStats(), FleetStats()
-        for _try in range(8):  # a loaded machine may starve one fleet: mine until both got in
-            await asyncio.gather(
-                run_fleet(url, miners=1, duration_s=1.5, account="alice", stats=alice),
-                run_fleet(url, miners=2, duration_s=1.5, account="bob", stats=bob),
-            )
-            if alice.accepted and bob.accepted:
-                break
-        assert alice.accepted and bob.accepted, (alice, bob)
+        await mine_a_round(url, rd)
         offset[0] += 90
     await rd.daemon.submitter.drain(10)  # a block found at the very end may be in flight
     ours = [b.hash_hex for b in rd.daemon.blocks if b.accepted]
@@ -131,14 +146,12 @@ async def test_each_block_credits_what_the_scheme_says(
     # Every block's minute is closed now: the daemon's ledger loop settles them all.
     engine = make_engine(cfg.ledger.url)
     keys = {f"{scheme}:{h}" for h in ours}
-    deadline = time.monotonic() + 20
-    while True:
+
+    def settled() -> bool:
         with engine.connect() as conn:
-            have = set(conn.execute(sa.select(Settlement.key)).scalars())
-        if keys <= have or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
-    assert keys <= have, keys - have
+            return keys <= set(conn.execute(sa.select(Settlement.key)).scalars())
+
+    await wait_for(settled, "the daemon's ledger loop to settle every block")
     await rd.shutdown()
 
     shares, blocks = read_log(cfg.sharelog.path)

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from poold.ledger.db import make_engine
 from poold.ledger.models import Account, ShareSlice
 from poold.shares.log import read_log
 from simulation.fleet import FleetStats, run_fleet
-from tests.helpers import regtest_address
+from tests.helpers import PATIENCE_S, regtest_address, wait_for
 from tests.ledger.test_ingest import ledger_totals, log_totals
 
 pytestmark = pytest.mark.slow
@@ -73,7 +72,7 @@ async def start_poold(
     )
     assert proc.stderr is not None
     while True:
-        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        line = await asyncio.wait_for(proc.stderr.readline(), PATIENCE_S)
         if not line:
             raise AssertionError(f"poold exited early with {await proc.wait()}")
         event = json.loads(line)
@@ -96,14 +95,13 @@ async def test_kill9_loses_no_acknowledged_share(tmp_path: Path) -> None:
         run_fleet(
             f"stratum+tcp://127.0.0.1:{port}",
             miners=4,
-            duration_s=30,
+            duration_s=PATIENCE_S,
             record_keys=True,
             stats=stats,
         )
     )
-    while stats.accepted < 300:
-        await asyncio.sleep(0.05)
-        assert not fleet.done(), fleet
+    await wait_for(lambda: stats.accepted >= 300 or fleet.done(), "300 shares answered true")
+    assert not fleet.done(), fleet
     os.kill(proc.pid, signal.SIGKILL)  # in the middle of a stream of replies
     assert await proc.wait() == -signal.SIGKILL
     with contextlib.suppress(Exception):
@@ -146,17 +144,17 @@ async def test_kill9_inside_an_ingest_transaction_loses_and_doubles_nothing(
         run_fleet(
             f"stratum+tcp://127.0.0.1:{port}",
             miners=4,
-            duration_s=60,
+            duration_s=PATIENCE_S,
             record_keys=True,
             stats=stats,
         )
     )
     # The ledger process kills the daemon inside its third ingest transaction ...
-    assert await asyncio.to_thread(ends_within, proc.pid, 60), "the daemon was not killed"
+    await wait_for(lambda: ended(proc.pid), "the ledger process to kill the daemon")
     # ... and dies with it (PR_SET_PDEATHSIG): no orphan can commit that transaction later.
     ledger_pid = int(pidfile.read_text())
-    assert await asyncio.to_thread(ends_within, ledger_pid, 10), "ledger process outlived daemon"
-    assert await asyncio.wait_for(proc.wait(), 30) == -signal.SIGKILL
+    await wait_for(lambda: ended(ledger_pid), "the ledger process to die with the daemon")
+    assert await asyncio.wait_for(proc.wait(), PATIENCE_S) == -signal.SIGKILL
     with contextlib.suppress(Exception):
         await fleet
     await drain
@@ -180,18 +178,13 @@ async def test_kill9_inside_an_ingest_transaction_loses_and_doubles_nothing(
     engine.dispose()
 
 
-def ends_within(pid: int, timeout_s: float) -> bool:
-    """True once `pid` is gone or a zombie (it may be nobody's child to reap now)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.05)
-    return False
+def ended(pid: int) -> bool:
+    """`pid` is gone or a zombie (it may be nobody's child to reap now)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
 
 
 def ledger_totals_count(engine: sa.Engine) -> dict[str, int]:
@@ -211,10 +204,14 @@ async def test_sigterm_is_graceful_and_flushes(tmp_path: Path) -> None:
     proc, port = await start_poold(cfg)
     drain = asyncio.create_task(drain_stderr(proc))
     stats = await run_fleet(
-        f"stratum+tcp://127.0.0.1:{port}", miners=2, duration_s=1.5, record_keys=True
+        f"stratum+tcp://127.0.0.1:{port}",
+        miners=2,
+        duration_s=PATIENCE_S,
+        record_keys=True,
+        until=lambda s: s.accepted >= 20,
     )
     proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert await asyncio.wait_for(proc.wait(), PATIENCE_S) == 0
     await drain
     logged = {
         (r["job"], r["en1"], r["en2"], r["ntime"], r["nonce"])
@@ -230,7 +227,7 @@ def test_config_error_stops_before_binding(tmp_path: Path) -> None:
         [sys.executable, "-m", "poold", "run", "--config", str(cfg)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE_S,
     )
     assert out.returncode == 2
     assert "stratum.lisen" in out.stderr and "did you mean 'listen'" in out.stderr
@@ -249,7 +246,7 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
             [sys.executable, "-m", "poold", "run", "--config", str(cfg)],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=PATIENCE_S,
         )
     assert out.returncode == 1
     assert "poold: cannot start:" in out.stderr and "address already in use" in out.stderr.lower()

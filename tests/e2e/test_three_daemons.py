@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from poold.ledger.models import Block, Settlement
 from tests.bitcoind.conftest import Bitcoind, bitcoind, bitcoind_bin, free_port
+from tests.helpers import PATIENCE_S
 from tests.ledger.conftest import PG_URL, fresh_pg_schema
 from tests.ledger.test_nodes import rule_over_final_ledger
 from tests.ledger.test_prop_solo import journal_credits
@@ -121,7 +122,7 @@ async def wait_until(cond: Any, timeout_s: float, what: str) -> None:
 
 def poold(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "poold", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "poold", *args], capture_output=True, text=True, timeout=PATIENCE_S
     )
 
 
@@ -213,7 +214,7 @@ async def test_three_daemons_one_cut_one_killed(bitcoind: Bitcoind, tmp_path: Pa
                     d.proc.send_signal(signal.SIGTERM)
             for d in daemons:
                 if d.proc is not None:
-                    await asyncio.wait_for(d.proc.wait(), 60)
+                    await asyncio.wait_for(d.proc.wait(), PATIENCE_S)
                 if d.reader is not None:
                     await d.reader
         # Every settled block's credits are the rule over the final ledger.

@@ -22,6 +22,7 @@ from poold.shares.log import read_log
 from simulation.fleet import FleetStats, run_fleet
 from tests.e2e.test_durability import write_config
 from tests.faults.proxy import CuttableProxy
+from tests.helpers import PATIENCE_S
 from tests.ledger.conftest import PG_URL, _pg_available, fresh_pg_schema
 from tests.ledger.test_ingest import ledger_totals, log_totals
 
@@ -44,7 +45,7 @@ class Poold:
             except ValueError:
                 self.events.append({"event": "text", "line": line.decode(errors="replace")})
 
-    async def event(self, name: str, timeout_s: float = 30) -> dict[str, Any]:
+    async def event(self, name: str, timeout_s: float = PATIENCE_S) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while True:
             for e in self.events:
@@ -149,7 +150,7 @@ async def test_sigterm_while_the_database_hangs(
     proxy.stall()  # the server stops answering; every connection stays open
     await asyncio.sleep(1.5)  # ledger passes are now stuck inside database calls
     began = time.monotonic()
-    code = await asyncio.wait_for(poold.stop(), 60)
+    code = await asyncio.wait_for(poold.stop(), PATIENCE_S)
     took = time.monotonic() - began
     assert code == 0, poold.events[-5:]
     assert took < 25, f"SIGTERM took {took:.1f} s"

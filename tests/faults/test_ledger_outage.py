@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import poold.ledger.scheduler
 from poold.ledger.db import LedgerError
 from tests.faults.proxy import CuttableProxy
-from tests.helpers import StratumClient, wait_for
+from tests.helpers import PATIENCE_S, StratumClient, wait_for
 from tests.ledger.conftest import _pg_available, fresh_pg_schema
 from tests.stratum.test_server import current_job, submit_params
 
@@ -98,19 +98,18 @@ async def test_database_cut_at_each_step(
             assert (await c.request("mining.submit", sp))["result"] is True
 
     await submit_some(5)
-    await asyncio.wait_for(hit.wait(), 20)
-    await wait_for(lambda: "ledger" in daemon.readiness(), 10, "readyz to name the ledger")
+    await asyncio.wait_for(hit.wait(), PATIENCE_S)
+    await wait_for(lambda: "ledger" in daemon.readiness(), "readyz to name the ledger")
     await submit_some(5)  # the outage does not reach miners
     failed = daemon.metrics.ledger_pass_failures
     await wait_for(  # several passes fail while miners are served
-        lambda: daemon.metrics.ledger_pass_failures >= failed + 2, 20, "two failed passes"
+        lambda: daemon.metrics.ledger_pass_failures >= failed + 2, "two failed passes"
     )
     assert not rd.task.done(), "the daemon stopped on a database outage"
     proxy.restore()
     await submit_some(5)
     await wait_for(
         lambda: daemon.ingested_shares == 15 and daemon.scheduler.problem is None,
-        30,
         "the ledger to catch up after the outage",
     )
     await c.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_durability import write_config
+from tests.helpers import PATIENCE_S
 from tests.ledger.test_ingest import write_shares
 
 pytestmark = pytest.mark.slow
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "poold", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "poold", *args], capture_output=True, text=True, timeout=PATIENCE_S
     )
 
 

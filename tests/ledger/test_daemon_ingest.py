@@ -3,7 +3,6 @@ even across a real network cut between the daemon and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from poold.ledger.models import Block, ChainFees, JournalEntry
 from poold.ledger.settle import balances, settle_pending, verify
 from simulation.fleet import run_fleet
 from tests.faults.proxy import CuttableProxy
-from tests.helpers import wait_for
+from tests.helpers import PATIENCE_S, wait_for
 from tests.ledger.conftest import PG_URL, _pg_available, fresh_pg_schema
 from tests.ledger.test_ingest import ledger_totals, log_totals
 
@@ -34,9 +33,14 @@ async def test_daemon_ingests_everything_once(
     )
     rd = await start_daemon(cfg)
     host, port = rd.address
-    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5)
+    await run_fleet(
+        f"stratum+tcp://{host}:{port}",
+        miners=2,
+        duration_s=PATIENCE_S,
+        until=lambda s: s.accepted >= 20,
+    )
     # The loop runs while the daemon serves (the final pass at shutdown would hide it).
-    await wait_for(lambda: rd.daemon.ingested_shares > 0, 20, "the ledger loop to ingest")
+    await wait_for(lambda: rd.daemon.ingested_shares > 0, "the ledger loop to ingest")
     await rd.shutdown()  # the final pass picks up the rest
     engine = make_engine(cfg.ledger.url)
     assert ledger_totals(engine) == log_totals(cfg.sharelog.path)
@@ -68,17 +72,17 @@ async def test_database_outage_delays_ingest_but_loses_nothing(
             host, port = rd.address
             proxy.cut()  # the database goes away while miners keep submitting
             stats = await run_fleet(
-                f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5, record_keys=True
+                f"stratum+tcp://{host}:{port}",
+                miners=2,
+                duration_s=PATIENCE_S,
+                record_keys=True,
+                until=lambda s: s.accepted >= 20,
             )
             assert stats.accepted > 0  # shares kept being accepted during the outage
             during = rd.daemon.ingested_shares
             assert during == 0  # the cut was real: nothing reached the ledger meanwhile
             proxy.restore()
-            for _ in range(50):
-                await asyncio.sleep(0.2)
-                if rd.daemon.ingested_shares > during:
-                    break
-            assert rd.daemon.ingested_shares > during  # ingest resumed by itself
+            await wait_for(lambda: rd.daemon.ingested_shares > during, "ingest to resume by itself")
             await rd.shutdown()
             direct = make_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
             assert ledger_totals(direct) == log_totals(cfg.sharelog.path)
@@ -102,9 +106,14 @@ async def test_daemon_books_fpps_every_period(
     )
     rd = await start_daemon(cfg)
     host, port = rd.address
-    await run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=3)
     runs = rd.daemon.metrics.settlement_runs
-    await wait_for(lambda: runs["fpps"] >= 2, 20, "two FPPS bookings")
+    await run_fleet(
+        f"stratum+tcp://{host}:{port}",
+        miners=2,
+        duration_s=PATIENCE_S,
+        until=lambda s: s.accepted >= 20 and runs["fpps"] >= 2,
+    )
+    await wait_for(lambda: runs["fpps"] >= 2, "two FPPS bookings")
     await rd.shutdown()
     engine = make_engine(cfg.ledger.url)
     # The daemon settles a block once its minute has closed; the last minute's are left to

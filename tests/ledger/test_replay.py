@@ -18,6 +18,7 @@ from poold.ledger.settle import settle_pending, verify
 from poold.ledger.slices import sums as slice_sums
 from poold.shares.log import list_segments, segment_path
 from tests.e2e.test_durability import write_config
+from tests.helpers import PATIENCE_S
 from tests.ledger.test_settle import mine
 
 FEE = Fraction(1, 100)
@@ -106,7 +107,7 @@ def test_replay_cli(tmp_path: Path) -> None:
             [sys.executable, "-m", "poold", *args, "--config", str(cfg)],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=PATIENCE_S,
         )
 
     assert poold("migrate").returncode == 0

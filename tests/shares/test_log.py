@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from poold.shares.log import ShareLog, list_segments, read_log, segment_path
+from tests.helpers import wait_for_sync
 
 
 def records(directory: Path) -> list[dict]:
@@ -78,17 +79,13 @@ def test_segments_rotate_and_prune(tmp_path: Path) -> None:
 
 
 def test_group_commit_thread_fsyncs_without_being_asked(tmp_path: Path) -> None:
-    import time
 
     log = ShareLog(tmp_path)
     log.open()
     log.start_group_commit(0.002)
     log.append({"n": 1})
     log.flush()
-    deadline = time.monotonic() + 5
-    while log.syncs == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert log.syncs >= 1
+    wait_for_sync(lambda: log.syncs >= 1, "the group commit's first fsync")
     log.close()
     assert log._committer is None
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from poold.shares.log import (
     segment_path,
 )
 from simulation.faults import SimDisk
+from tests.helpers import wait_for_sync
 
 
 def numbers(directory: Path) -> list[int]:
@@ -67,25 +67,19 @@ def test_fsync_error_keeps_the_thread_and_refuses_writes(tmp_path: Path) -> None
     log.start_group_commit(0.005)
     log.append({"n": 0})
     log.flush()
-    deadline = time.monotonic() + 5
-    while log.sync_errors == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert log.sync_errors >= 1
-    while log.syncs == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_for_sync(lambda: log.sync_errors >= 1, "a failed fsync")
+    wait_for_sync(lambda: log.syncs >= 1, "an fsync that works")
     # The thread lived through three failed fsyncs and then made one that worked.
     assert log.syncs >= 1 and log.sync_errors == 3 and log.error is None
     ops.fsync_fails = 10**9
     log.append({"n": 1})
     log.flush()
-    while log.sync_error is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_for_sync(lambda: log.sync_error is not None, "fsync failing again")
     log.append({"n": 2})
     with pytest.raises(ShareLogError, match="fsync"):
         log.flush()  # not acknowledged while fsync fails
     ops.fsync_fails = 0
-    while log.sync_error is not None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_for_sync(lambda: log.sync_error is None, "fsync working again")
     log.append({"n": 3})
     log.flush()
     log.close()

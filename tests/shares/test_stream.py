@@ -13,6 +13,7 @@ from poold.ledger.db import make_engine, migrate
 from poold.ledger.ingest import ingest
 from poold.shares.log import ShareLog, segment_path
 from poold.shares.stream import StreamConfig, StreamShipper, mirror
+from tests.helpers import PATIENCE_S
 from tests.ledger.test_nodes import MIN, T0, shares, write
 
 NATS_URL = "nats://127.0.0.1:4222"
@@ -38,7 +39,7 @@ async def stream_cfg() -> StreamConfig:
     import nats
 
     try:
-        nc = await asyncio.wait_for(nats.connect(NATS_URL, connect_timeout=2), 5)
+        nc = await asyncio.wait_for(nats.connect(NATS_URL, connect_timeout=2), PATIENCE_S)
     except Exception as exc:
         pytest.fail(f"NATS with JetStream must run on 127.0.0.1:4222 (see README): {exc!r}")
     await nc.close()

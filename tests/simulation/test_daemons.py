@@ -13,6 +13,7 @@ import structlog
 
 from poold.ledger import nodes, settle
 from simulation.daemons import NODE_FAULTS, NodesSimulation, simulate_nodes
+from tests.helpers import PATIENCE_S
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
 
@@ -67,7 +68,7 @@ def test_cli_runs_the_several_daemons_sim() -> None:
         [sys.executable, "-m", "poold", "sim", "--nodes", "3", "--seed", "6", "--steps", "80"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=PATIENCE_S,
     )
     assert out.returncode == 0, out.stderr
     assert "seed 6: 3 nodes" in out.stdout and "failing seeds: none" in out.stdout

@@ -16,6 +16,7 @@ from poold.daemon import Daemon
 from poold.shares.log import ShareLog
 from poold.stratum.session import Session
 from simulation import faults as sim
+from tests.helpers import PATIENCE_S
 
 CI_SEEDS = range(24)
 
@@ -119,7 +120,7 @@ def test_cli_replays_a_seed_and_fails_loudly() -> None:
         [sys.executable, "-m", "poold", "sim", "--seed", "3", "--steps", "120"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=PATIENCE_S,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("seed 3: 120 steps") and "failing seeds: none" in out.stdout

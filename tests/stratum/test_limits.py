@@ -9,7 +9,7 @@ import orjson
 
 from poold.stratum import protocol as p
 from poold.stratum.session import WorkerQuota, parse_user
-from tests.helpers import StratumClient
+from tests.helpers import PATIENCE_S, FakeClock, StratumClient, wait_for
 from tests.stratum.test_session import NOW, Sink, jobs, make_session, out
 
 __all__ = ["jobs"]  # the fixture, imported for its side effect on this module
@@ -107,40 +107,43 @@ async def test_connections_per_address(start_daemon: Any, config_factory: Any) -
     assert quota.limit == rd.daemon.cfg.stratum.max_workers_per_ip
     for c in clients:
         await c.close()
-    for _ in range(50):
-        if "127.0.0.1" not in srv.hosts:
-            break
-        await asyncio.sleep(0.02)
-    assert "127.0.0.1" not in srv.hosts  # no entry left behind per address that went away
+    # No entry left behind per address that went away.
+    await wait_for(lambda: "127.0.0.1" not in srv.hosts, "the address's entry to go")
 
 
 async def test_trickled_bytes_do_not_hold_a_slot(start_daemon: Any, config_factory: Any) -> None:
-    rd = await start_daemon(config_factory(stratum={"idle_timeout_s": 0.5}))
+    """Bytes without a newline are no activity: the connection still times out (slowloris).
+    The daemon's clock is the test's, so "idle for a while" is a step, not a wait."""
+    clock = FakeClock(NOW)
+    rd = await start_daemon(config_factory(stratum={"idle_timeout_s": 10}), clock=clock)
     c = await StratumClient.connect(rd.address)
     await c.request("mining.subscribe", [])
-
-    async def trickle() -> None:
-        for _ in range(40):  # a byte every 0.1 s, never a newline
-            c.writer.write(b" ")
-            await c.writer.drain()
-            await asyncio.sleep(0.1)
-
-    feeder = asyncio.create_task(trickle())
-    try:
-        assert await asyncio.wait_for(c.reader.read(), 3.5) == b""  # closed for idleness
-    finally:
-        feeder.cancel()
-        await asyncio.gather(feeder, return_exceptions=True)
+    server = rd.daemon.server
+    for _ in range(10):  # a byte every simulated second, never a newline
+        c.writer.write(b" ")
+        await c.writer.drain()
+        clock.advance(1)
+        await server.tick()
+    clock.advance(1)
+    await server.tick()
+    assert not server.connections  # closed for idleness after 10 s of it
+    assert await asyncio.wait_for(c.reader.read(), PATIENCE_S) == b""
     await c.close()
 
 
 async def test_whole_lines_keep_a_connection(start_daemon: Any, config_factory: Any) -> None:
-    rd = await start_daemon(config_factory(stratum={"idle_timeout_s": 0.6}))
+    clock = FakeClock(NOW)
+    rd = await start_daemon(config_factory(stratum={"idle_timeout_s": 10}), clock=clock)
     c = await StratumClient.connect(rd.address)
-    for _ in range(10):  # 2 s of real requests, each well inside the timeout
+    server = rd.daemon.server
+    for _ in range(10):  # 60 simulated seconds of requests, each 6 s apart
         assert (await c.request("mining.subscribe", []))["result"]
-        await asyncio.sleep(0.2)
-    assert len(rd.daemon.server.connections) == 1
+        clock.advance(6)
+        await server.tick()
+    assert len(server.connections) == 1
+    clock.advance(11)
+    await server.tick()
+    await wait_for(lambda: not server.connections, "the connection closed once idle")
     await c.close()
 
 

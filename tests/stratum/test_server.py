@@ -12,7 +12,7 @@ import pytest
 from poold.chain.targets import target_from_difficulty
 from poold.shares.log import read_log
 from poold.stratum.server import never_banned
-from tests.helpers import StratumClient, header_for, pow_int, wait_for
+from tests.helpers import PATIENCE_S, FakeClock, StratumClient, header_for, pow_int, wait_for
 
 
 async def ready_client(pool: Any, user: str = "acct.w1", password: str = "x") -> StratumClient:
@@ -190,7 +190,7 @@ async def test_miner_that_does_not_read_is_dropped(start_daemon: Any, config_fac
     sent = 0
     with pytest.raises(ConnectionError):
         while sent < 200 << 20:  # far more replies than kernel buffers + the cap can hold
-            await asyncio.wait_for(loop.sock_sendall(sock, request), 10)
+            await asyncio.wait_for(loop.sock_sendall(sock, request), PATIENCE_S)
             sent += len(request)
     sock.close()
     assert sent < 200 << 20
@@ -224,10 +224,13 @@ async def test_max_connections(start_daemon: Any, config_factory: Any) -> None:
 
 
 async def test_idle_timeout(start_daemon: Any, config_factory: Any) -> None:
-    rd = await start_daemon(config_factory(stratum={"idle_timeout_s": 0.3}))
+    clock = FakeClock(1_800_000_000.0)
+    rd = await start_daemon(config_factory(stratum={"idle_timeout_s": 30}), clock=clock)
     c = await StratumClient.connect(rd.address)
     await c.request("mining.subscribe", [])
-    assert await asyncio.wait_for(c.reader.read(), 5) == b""  # closed by the server
+    clock.advance(31)
+    await rd.daemon.server.tick()
+    assert await asyncio.wait_for(c.reader.read(), PATIENCE_S) == b""  # closed by the server
     await c.close()
 
 
@@ -241,7 +244,7 @@ async def test_session_resume_and_duplicate_across_reconnect(pool: Any) -> None:
     assert (await c.request("mining.submit", sp))["result"] is True
     await c.close()
     server = pool.daemon.server
-    await wait_for(lambda: not server.connections, 5, "the server to release the session")
+    await wait_for(lambda: not server.connections, "the server to release the session")
     c2 = await StratumClient.connect(pool.address)
     sub = await c2.request("mining.subscribe", ["test/1", en1.hex()])
     assert sub["result"][1] == en1.hex()  # resumed

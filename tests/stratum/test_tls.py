@@ -20,7 +20,7 @@ from poold.shares.format import ShareFields
 from poold.shares.log import LogPosition, scan_from
 from poold.stratum.tls import TlsConfigError
 from simulation.fleet import run_fleet
-from tests.helpers import StratumClient, make_config, regtest_address
+from tests.helpers import PATIENCE_S, StratumClient, make_config, regtest_address
 
 
 def make_cert(directory: Path, name: str = "pool") -> tuple[Path, Path]:
@@ -97,13 +97,20 @@ async def test_plain_and_tls_miners_share_one_pool(
     tls_host, tls_port = rd.daemon.tls_address
     assert tls_port != port
     plain, secure = await asyncio.gather(
-        run_fleet(f"stratum+tcp://{host}:{port}", miners=2, duration_s=1.5, account="plain"),
+        run_fleet(
+            f"stratum+tcp://{host}:{port}",
+            miners=2,
+            duration_s=PATIENCE_S,
+            account="plain",
+            until=lambda s: s.accepted > 10,
+        ),
         run_fleet(
             f"stratum+ssl://{tls_host}:{tls_port}",
             miners=2,
-            duration_s=1.5,
+            duration_s=PATIENCE_S,
             account="secure",
             tls=client_context(crt),
+            until=lambda s: s.accepted > 10,
         ),
     )
     assert plain.accepted > 10 and secure.accepted > 10 and not secure.rejected
@@ -156,7 +163,7 @@ async def test_tls_port_answers_no_plain_text_and_an_untrusted_cert_fails(
     plain = await StratumClient.connect(rd.daemon.tls_address)
     await plain.send_raw(b'{"id":1,"method":"mining.subscribe","params":[]}\n')
     with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
-        line = await asyncio.wait_for(plain.reader.readline(), 5)
+        line = await asyncio.wait_for(plain.reader.readline(), PATIENCE_S)
         assert b"result" not in line  # a TLS alert or nothing, never a Stratum reply
     await plain.close()
     other, _ = make_cert(tmp_path, "other")
@@ -213,7 +220,10 @@ def test_an_unusable_file_is_named_before_anything_is_opened(tmp_path: Path) -> 
     )
     for command in (["config", "check", str(toml)], ["run", "--config", str(toml)]):
         done = subprocess.run(
-            [sys.executable, "-m", "poold", *command], capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "poold", *command],
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE_S,
         )
         assert done.returncode == 2, (command, done.stderr)
         assert f"stratum.tls_key: the key in {other_key} does not match" in done.stderr
@@ -252,10 +262,12 @@ async def test_poold_simulate_mines_over_tls(
     host, port = rd.daemon.tls_address
     cmd = [sys.executable, "-m", "poold", "simulate", "--url", f"stratum+ssl://{host}:{port}"]
     cmd += ["--miners", "1", "--duration", "1", "--cafile", str(crt)]
-    done = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=60)
+    done = await asyncio.to_thread(
+        subprocess.run, cmd, capture_output=True, text=True, timeout=PATIENCE_S
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["accepted"] > 0
     untrusted = await asyncio.to_thread(
-        subprocess.run, cmd[:-2], capture_output=True, text=True, timeout=60
+        subprocess.run, cmd[:-2], capture_output=True, text=True, timeout=PATIENCE_S
     )
     assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr

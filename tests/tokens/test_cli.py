@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_durability import write_config
+from tests.helpers import PATIENCE_S
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ def test_import_price_settle(tmp_path: Path) -> None:
             [sys.executable, "-m", "poold", *args, "--config", str(cfg)],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=PATIENCE_S,
         )
 
     assert poold("migrate").returncode == 0

@@ -5,7 +5,6 @@ verify notices sums that do not add up."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,6 +15,7 @@ from poold.ledger.ingest import ingest
 from poold.ledger.models import Account, ShareSlice, SliceRollup, SliceSum, Worker
 from poold.ledger.settle import verify
 from poold.ledger.slices import sums as slice_sums
+from tests.helpers import PATIENCE_S, wait_for_sync
 from tests.ledger.test_ingest import write_shares
 
 M0 = 1_800_000_000 // 86400 * 86400  # a day boundary
@@ -134,13 +134,27 @@ def test_a_fold_waits_for_an_ingest_in_flight(ledger: sa.Engine) -> None:
         with ledger.begin() as conn:
             done.append(slice_sums.fold(conn))
 
+    def lock_waiters() -> int:
+        """Sessions of this database waiting for a lock right now (the folder's, soon)."""
+        pid = inserting.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        with ledger.connect() as watch:
+            return int(
+                watch.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database() AND pid <> :pid"
+                    ),
+                    {"pid": pid},
+                ).scalar_one()
+            )
+
     folder = threading.Thread(target=fold)
     folder.start()
-    time.sleep(0.5)
-    assert folder.is_alive() and not done  # waiting on the uncommitted insert
+    wait_for_sync(lambda: lock_waiters() >= 1, "the fold to wait on the uncommitted insert")
+    assert folder.is_alive() and not done
     tx.commit()
     inserting.close()
-    folder.join(10)
+    folder.join(PATIENCE_S)
     assert done == [True]
     with ledger.begin() as conn:
         assert slice_sums.fold(conn) is False
