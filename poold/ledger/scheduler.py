@@ -21,10 +21,11 @@ import structlog
 from sqlalchemy.engine import Engine
 
 from accounting import TokenSettlement
-from poold.bitcoind.client import Bitcoind, BitcoindError
+from poold.bitcoind.client import AnchorWallet, Bitcoind, BitcoindError
 from poold.config import Config
 from poold.events import EventHub
 from poold.ledger import nodes
+from poold.ledger.anchors import AnchorPolicy, run_anchors
 from poold.ledger.credit_proofs import latest_credit_commitment
 from poold.ledger.db import LedgerError, Timeouts, open_ledger
 from poold.ledger.events import tail_journal
@@ -65,6 +66,7 @@ class LedgerScheduler:
         host: str = "",
         stream: StreamConfig | None = None,
         on_commitment: Callable[[bytes | None, bytes | None], None] = lambda _s, _c: None,
+        anchor_wallet: AnchorWallet | None = None,
     ) -> None:
         self.cfg, self.bitcoind, self.metrics, self.events, self.clock = (
             cfg,
@@ -80,6 +82,17 @@ class LedgerScheduler:
         self.stream = stream  # where lapsed nodes' records are read from (None: nowhere)
         # Told the latest statement and credit commitments each pass.
         self.on_commitment = on_commitment
+        anchors = cfg.anchors
+        # How this pool anchors its chains (anchor transactions only with a wallet).
+        self.anchor_policy = AnchorPolicy(
+            coinbase_script=cfg.pool.payout_script,
+            wallet=anchor_wallet,
+            address=anchors.address or cfg.pool.payout_address,
+            change_script=cfg.anchor_script,
+            interval_s=anchors.interval_s,
+            fee_rate_sat_vb=anchors.fee_rate_sat_vb,
+        )
+        self.anchor_problem: str | None = None  # why the last anchor transaction was not sent
         self.leadership: Leadership | None = None
         self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
         self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
@@ -101,6 +114,8 @@ class LedgerScheduler:
             problems["ingest"] = f"{backlog} accepted shares not yet in the ledger"
         if self.gate is not None and (self.gate.waiting or self.gate.excluded):
             problems["nodes"] = "; ".join(self.gate.waiting + self.gate.excluded)
+        if self.anchor_problem is not None:
+            problems["anchors"] = f"no anchor transaction could be sent: {self.anchor_problem}"
         return problems
 
     def _now_ms(self) -> int:
@@ -350,6 +365,21 @@ class LedgerScheduler:
             log.info(
                 "block_" + change.status, hash=change.block_hash, confirmations=change.confirmations
             )
+        await self.anchor(ledger)
+
+    async def anchor(self, ledger: Engine) -> None:
+        """The anchoring pass (`ledger.anchors`): evidence of found blocks, anchor transactions."""
+        for a in await run_anchors(ledger, self.bitcoind, self.anchor_policy, self._now_ms()):
+            if a.event == "anchor_send_failed":
+                self.metrics.anchor_failures += 1
+                if a.error != self.anchor_problem:
+                    log.warning("anchor_send_failed", error=a.error)
+                self.anchor_problem = a.error
+                continue
+            if a.event == "anchor_sent":
+                self.metrics.anchors_sent += 1
+                self.anchor_problem = None
+            log.info(a.event, txid=a.txid, block=a.block_hash, height=a.height)
 
     async def _loop(self, stopping: asyncio.Event) -> None:
         """Ledger passes every interval until `stopping`; a pass in progress (in a thread,
