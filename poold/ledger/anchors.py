@@ -366,19 +366,25 @@ def _carried(ev: Evidence) -> list[tuple[bytes | None, bytes | None]]:
 
 def proof_anchors(conn: Connection, slot: str, chain: Sequence[str]) -> list[dict[str, object]]:
     """The mined anchors whose `slot` ("statement" or "credit") carries one of `chain`'s
-    commitments, with their evidence, earliest first (at most MAX_PROOF_ANCHORS)."""
+    commitments, with their evidence: at most MAX_PROOF_ANCHORS, the earliest (they prove
+    the most), always including the earliest of each kind; in height order."""
     column = ChainAnchor.statement if slot == "statement" else ChainAnchor.credit
     a = ChainAnchor
     fields = (a.kind, a.block_hash, a.height, a.header, a.tx, a.tx_index, a.branch, column, a.id)
     rows: list[Any] = []
-    for i in range(0, len(chain), _CHUNK):
-        rows += conn.execute(
-            select(*fields)
-            .where(column.in_(chain[i : i + _CHUNK]), a.status == "mined")
-            .order_by(a.height, a.id)
-            .limit(MAX_PROOF_ANCHORS)
-        ).all()
+    for kind in ("coinbase", "transaction"):
+        for i in range(0, len(chain), _CHUNK):
+            rows += conn.execute(
+                select(*fields)
+                .where(column.in_(chain[i : i + _CHUNK]), a.status == "mined", a.kind == kind)
+                .order_by(a.height, a.id)
+                .limit(MAX_PROOF_ANCHORS)
+            ).all()
     rows.sort(key=lambda r: (r[2], r[8]))
+    firsts = {next(r for r in rows if r[0] == kind)[8] for kind in {r[0] for r in rows}}
+    chosen = [r for r in rows if r[8] in firsts]
+    chosen += [r for r in rows if r[8] not in firsts][: MAX_PROOF_ANCHORS - len(chosen)]
+    chosen.sort(key=lambda r: (r[2], r[8]))
     return [
         {
             "type": kind,
@@ -390,7 +396,7 @@ def proof_anchors(conn: Connection, slot: str, chain: Sequence[str]) -> list[dic
             "branch": json.loads(branch),
             "commitment": carried,
         }
-        for kind, block, height, header, tx, index, branch, carried, _id in rows[:MAX_PROOF_ANCHORS]
+        for kind, block, height, header, tx, index, branch, carried, _id in chosen
     ]
 
 
