@@ -84,6 +84,7 @@ MAX_ANCHORS = 1_000
 MAX_BRANCH = 32  # merkle branch steps (2^32 transactions)
 MAX_TX_BYTES = 1_000_000
 MAX_SCRIPT_BYTES = 10_000
+MAX_SCRIPTS = 100  # scripts of each kind the pool names (one per address it has used)
 MAX_TEXT = 256  # characters of a name or a text input
 MAX_EXACT_DIGITS = 60  # digits of an exact number's numerator or denominator
 DEFAULT_MIN_WORK = 2**75
@@ -349,8 +350,8 @@ class Anchor:
 
 @dataclass(frozen=True)
 class Pool:
-    coinbase_script: bytes
-    anchor_script: bytes | None
+    coinbase_scripts: frozenset[bytes]  # every script its coinbases have paid
+    anchor_scripts: frozenset[bytes]  # every script its anchor transactions have paid
     anchor_interval_s: int | None
 
 
@@ -388,6 +389,11 @@ class Proof:
         """When the period or settlement ended (unix seconds), as its inputs commit it."""
         end = self.inputs.get("period_end", self.inputs.get("found_s"))
         return end if isinstance(end, int) else None
+
+
+def _scripts(v: object, where: str) -> frozenset[bytes]:
+    items = _list(v, where, MAX_SCRIPTS)
+    return frozenset(_hex(s, f"{where}[{i}]", most=MAX_SCRIPT_BYTES) for i, s in enumerate(items))
 
 
 def _node(v: object, where: str, width: int, also: tuple[str, ...] = ()) -> Node:
@@ -535,12 +541,10 @@ def parse(raw: bytes) -> Proof:
     cut = _obj(doc["cut"], "cut", ("head", "best_block", "best_height", "time"))
     pool = None
     if doc["pool"] is not None:
-        p = _obj(doc["pool"], "pool", ("coinbase_script", "anchor_script", "anchor_interval_s"))
+        p = _obj(doc["pool"], "pool", ("coinbase_scripts", "anchor_scripts", "anchor_interval_s"))
         pool = Pool(
-            _hex(p["coinbase_script"], "pool.coinbase_script", most=MAX_SCRIPT_BYTES),
-            None
-            if p["anchor_script"] is None
-            else _hex(p["anchor_script"], "pool.anchor_script", most=MAX_SCRIPT_BYTES),
+            _scripts(p["coinbase_scripts"], "pool.coinbase_scripts"),
+            _scripts(p["anchor_scripts"], "pool.anchor_scripts"),
             None
             if p["anchor_interval_s"] is None
             else _whole(p["anchor_interval_s"], "pool.anchor_interval_s", 60, 86400),
@@ -950,10 +954,10 @@ def check_anchor(a: Anchor, p: Proof, known: dict[bytes, int]) -> AnchorFact:
             "this proof's chain"
         )
     scripts = {s for _v, s in tx.outputs}
-    if tx.is_coinbase and p.pool.coinbase_script not in scripts:
-        raise Failed(f"{where}: the coinbase of block {a.block} does not pay the pool's script")
-    if not tx.is_coinbase and (p.pool.anchor_script is None or p.pool.anchor_script not in scripts):
-        raise Failed(f"{where}: the transaction does not pay the pool's anchor script")
+    if tx.is_coinbase and not scripts & p.pool.coinbase_scripts:
+        raise Failed(f"{where}: the coinbase of block {a.block} pays none of the pool's scripts")
+    if not tx.is_coinbase and not scripts & p.pool.anchor_scripts:
+        raise Failed(f"{where}: the transaction pays none of the pool's anchor scripts")
     work = 2**256 // (target + 1)
     return AnchorFact(a, known[a.commitment], work, tx.txid[::-1].hex())
 
@@ -1049,8 +1053,9 @@ class Scan:
     unattributed: list[str] = field(default_factory=list)
 
 
-def _pays_anchor_script(rpc: Rpc, tx: Tx, script: bytes) -> bool | None:
-    """Whether an input of `tx` spends a coin of `script` (None: the node cannot say)."""
+def _spends(rpc: Rpc, tx: Tx, scripts: frozenset[bytes]) -> bool | None:
+    """Whether an input of `tx` spends a coin of one of `scripts` (None: the node cannot
+    say)."""
     for prevout, _sig in tx.inputs:
         try:
             raw = rpc.call("getrawtransaction", prevout[:32][::-1].hex(), 0)
@@ -1063,7 +1068,7 @@ def _pays_anchor_script(rpc: Rpc, tx: Tx, script: bytes) -> bool | None:
         if prev is None:
             return None
         n = int.from_bytes(prevout[32:], "little")
-        if n < len(prev.outputs) and prev.outputs[n][1] == script:
+        if n < len(prev.outputs) and prev.outputs[n][1] in scripts:
             return True
     return False
 
@@ -1098,9 +1103,9 @@ def node_scan(
                 continue
             scripts = {s for _v, s in tx.outputs}
             if i == 0:
-                ours = p.pool.coinbase_script in scripts
-            elif p.pool.anchor_script is not None and p.pool.anchor_script in scripts:
-                spent = _pays_anchor_script(rpc, tx, p.pool.anchor_script)
+                ours = bool(scripts & p.pool.coinbase_scripts)
+            elif scripts & p.pool.anchor_scripts:
+                spent = _spends(rpc, tx, p.pool.anchor_scripts)
                 if spent is None:
                     scan.unattributed.append(tx.txid[::-1].hex())
                 ours = bool(spent)

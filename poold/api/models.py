@@ -275,8 +275,8 @@ class ProofCut(Model):
 
 
 class ProofPool(Model):
-    coinbase_script: str = Field(description="what the pool's coinbases pay (hex)")
-    anchor_script: str | None = Field(description="what its anchor transactions pay (hex)")
+    coinbase_scripts: list[str] = Field(description="every script the pool's coinbases paid")
+    anchor_scripts: list[str] = Field(description="every script its anchor transactions paid")
     anchor_interval_s: int | None = Field(description="its anchor-transaction cadence")
 
 

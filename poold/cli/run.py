@@ -307,7 +307,7 @@ async def _demo(cfg: Config, duration: float, miners: int) -> int:
         stdout=asyncio.subprocess.PIPE,
     )
     started = time.monotonic()
-    seen_blocks = seen_periods = 0
+    seen_blocks = seen_periods = seen_anchors = 0
     while not stop.is_set() and time.monotonic() - started < horizon and fleet.returncode is None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
@@ -332,6 +332,13 @@ async def _demo(cfg: Config, duration: float, miners: int) -> int:
                 flush=True,
             )
         seen_periods = len(daemon.token_periods)
+        if m.anchors_sent > seen_anchors:
+            print(
+                "  anchor transaction sent: the chains' heads on chain, for holders to check "
+                "(verify.py)",
+                flush=True,
+            )
+            seen_anchors = m.anchors_sent
         print(
             f"[{time.monotonic() - started:6.1f}s] connections={m.connections} "
             f"shares accepted={m.shares_accepted} rejected={sum(m.shares_rejected.values())} "

@@ -14,8 +14,8 @@ its commitment and the later ones (`proof_anchors`), and `verify.py` checks it w
 else. Anchors are followed until 100 confirmations: one whose block leaves the best chain is
 `orphaned` (never in a proof; a coinbase anchor may come back), an anchor transaction goes
 back to `sent` until it is mined again. `chain_view` records the best block the leader saw
-and the pool's anchoring identity (the scripts its coinbases and anchor transactions pay),
-which a proof names too.
+and the pool's anchoring identity (every script its coinbases and anchor transactions have
+paid), which a proof names too.
 
 Runs on the ledger's leader (`ledger.scheduler`), database work in threads. Imports the
 ledger's tables, the bitcoind client interface, `chain/` and `jobs.coinbase`.
@@ -47,6 +47,8 @@ FINAL_CONFIRMATIONS = 100
 CAPTURE_PER_PASS = 20
 #: Anchors a proof carries at most: the earliest, which prove the most.
 MAX_PROOF_ANCHORS = 32
+#: Scripts of each kind a proof names at most (the newest: one per address change).
+MAX_SCRIPTS = 16
 _CHUNK = 5_000  # commitments per IN list (PostgreSQL takes at most 65,535 parameters)
 
 
@@ -117,22 +119,27 @@ def _heads(engine: Engine) -> tuple[str | None, str | None]:
 def _see(
     engine: Engine, best_hash: str, best_height: int, now_ms: int, policy: AnchorPolicy
 ) -> None:
-    values = {
-        "best_hash": best_hash,
-        "best_height": best_height,
-        "seen_ms": now_ms,
-        "interval_s": policy.interval_s if policy.wallet is not None else None,
-        "coinbase_script": policy.coinbase_script.hex(),
-        "anchor_script": (
-            policy.change_script.hex()
-            if policy.wallet is not None and policy.change_script
-            else None
-        ),
-    }
+    """Record the best block, and the pool's scripts (added to those it used before)."""
     with engine.begin() as conn:
-        done = conn.execute(update(ChainView).where(ChainView.id == 1).values(**values))
-        if not done.rowcount:
+        row = conn.execute(
+            select(ChainView.coinbase_scripts, ChainView.anchor_scripts).where(ChainView.id == 1)
+        ).first()
+        coinbase, anchor = ([], []) if row is None else (json.loads(row[0]), json.loads(row[1]))
+        for scripts, script in ((coinbase, policy.coinbase_script), (anchor, policy.change_script)):
+            if script and script.hex() not in scripts:
+                scripts.append(script.hex())
+        values = {
+            "best_hash": best_hash,
+            "best_height": best_height,
+            "seen_ms": now_ms,
+            "interval_s": policy.interval_s if policy.wallet is not None else None,
+            "coinbase_scripts": json.dumps(coinbase[-MAX_SCRIPTS:]),
+            "anchor_scripts": json.dumps(anchor[-MAX_SCRIPTS:]),
+        }
+        if row is None:
             conn.execute(insert(ChainView).values(id=1, **values))
+        else:
+            conn.execute(update(ChainView).where(ChainView.id == 1).values(**values))
 
 
 def _uncaptured(engine: Engine) -> list[tuple[str, int, str | None, str | None]]:
@@ -414,8 +421,8 @@ def proof_cut(conn: Connection, head: str) -> dict[str, object]:
         None
         if view is None
         else {
-            "coinbase_script": view.coinbase_script,
-            "anchor_script": view.anchor_script,
+            "coinbase_scripts": json.loads(view.coinbase_scripts),
+            "anchor_scripts": json.loads(view.anchor_scripts),
             "anchor_interval_s": view.interval_s,
         }
     )

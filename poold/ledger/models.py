@@ -460,8 +460,9 @@ class ChainAnchor(Base):
 
 class ChainView(Base):
     """What the ledger's leader last saw of the chain and of its own anchoring (one row,
-    `id` 1): the best block, when, the anchor-transaction cadence, and the scripts the pool's
-    coinbases and anchor transactions pay. A proof names them."""
+    `id` 1): the best block, when, the anchor-transaction cadence, and every script the
+    pool's coinbases and anchor transactions have paid (JSON lists of hex: an address change
+    must not orphan older anchors). A proof names them."""
 
     __tablename__ = "chain_view"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -469,5 +470,5 @@ class ChainView(Base):
     best_height: Mapped[int] = mapped_column(Integer)
     seen_ms: Mapped[int] = mapped_column(BigInteger)
     interval_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    coinbase_script: Mapped[str] = mapped_column(String(200))
-    anchor_script: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    coinbase_scripts: Mapped[str] = mapped_column(Text)
+    anchor_scripts: Mapped[str] = mapped_column(Text)

@@ -114,7 +114,8 @@ async def test_anchors_verify_on_the_node_and_equivocation_is_caught(
     doc = first_proof(engine)
     engine.dispose()
     assert doc is not None and kinds(doc) == {"coinbase", "transaction"}
-    assert doc["pool"]["anchor_script"] == address_to_script(anchor_address, Network.REGTEST).hex()
+    anchor_script = address_to_script(anchor_address, Network.REGTEST).hex()
+    assert doc["pool"]["anchor_scripts"] == [anchor_script]
     node = f"http://u:p@{bitcoind.url.removeprefix('http://')}"
 
     offline = await verify_py(doc, tmp_path)

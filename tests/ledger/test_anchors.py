@@ -103,7 +103,7 @@ def test_anchor_transactions_and_coinbases_reach_the_proofs(
         assert anchors(ledger) == [("transaction", "sent", None)]
         with ledger.connect() as conn:
             view = conn.execute(sa.select(ChainView)).one()
-        assert (view.best_height, view.anchor_script) == (0, ANCHOR_SCRIPT.hex())
+        assert (view.best_height, json.loads(view.anchor_scripts)) == (0, [ANCHOR_SCRIPT.hex()])
         # The pool finds a block: its coinbase carries the credit head, and it mines the
         # anchor transaction waiting in the mempool.
         credit = head(ledger)

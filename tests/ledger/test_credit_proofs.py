@@ -24,7 +24,7 @@ from poold.ledger.settle import settle_pending, verify
 from tests.ledger.test_fpps import FEE, SUBSIDY, book
 from tests.ledger.test_ingest import write_shares
 from tests.ledger.test_settle import BITS, T0, mine
-from tests.verifier import check, complete, verifier
+from tests.verifier import UNANCHORED, check, complete, verifier
 
 
 def proof(engine: sa.Engine, account: str, reference_: str) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def proof(engine: sa.Engine, account: str, reference_: str) -> dict[str, Any]:
 def verified(p: dict[str, Any]) -> Any:
     """`verify.py`'s verdict; these ledgers are never anchored and their settlements are dated
     in the past, so the grace for anchoring is waived (tests/test_verify.py checks it)."""
-    return check(p, grace_s=10**12)
+    return check(p, **UNANCHORED)
 
 
 def fails(p: dict[str, Any], why: str) -> None:

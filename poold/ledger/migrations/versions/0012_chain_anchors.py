@@ -41,8 +41,8 @@ def upgrade() -> None:
         sa.Column("best_height", sa.Integer, nullable=False),
         sa.Column("seen_ms", sa.BigInteger, nullable=False),
         sa.Column("interval_s", sa.Integer, nullable=True),
-        sa.Column("coinbase_script", sa.String(200), nullable=False),
-        sa.Column("anchor_script", sa.String(200), nullable=True),
+        sa.Column("coinbase_scripts", sa.Text, nullable=False),
+        sa.Column("anchor_scripts", sa.Text, nullable=False),
     )
     op.execute(sa.text("UPDATE poold_schema SET version = '0012'"))
 
