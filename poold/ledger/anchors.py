@@ -46,7 +46,7 @@ FINAL_CONFIRMATIONS = 100
 #: Found blocks whose evidence one pass reads back (older blocks catch up over passes).
 CAPTURE_PER_PASS = 20
 #: Anchors a proof carries at most: the earliest, which prove the most.
-MAX_PROOF_ANCHORS = 32
+MAX_PROOF_ANCHORS = 64
 #: Scripts of each kind a proof names at most (the newest: one per address change).
 MAX_SCRIPTS = 16
 _CHUNK = 5_000  # commitments per IN list (PostgreSQL takes at most 65,535 parameters)
@@ -198,13 +198,17 @@ def _unmined(engine: Engine) -> list[tuple[int, str]]:
 
 
 def _due(engine: Engine, now_ms: int, interval_s: int) -> tuple[str | None, str | None] | None:
-    """The heads to anchor in a transaction now, or None: every head is carried already, or
-    the last anchor transaction was sent less than `interval_s` ago."""
+    """The heads to anchor in a transaction now, or None: every head is carried already (by a
+    mined anchor, or by an anchor transaction sent within the interval: one stuck longer, say
+    for its fee, no longer counts), or the last one was sent less than `interval_s` ago."""
     statement, credit = _heads(engine)
     if statement is None and credit is None:
         return None
+    since = now_ms - interval_s * 1000
     with engine.connect() as conn:
-        live = ChainAnchor.status != "orphaned"
+        live = (ChainAnchor.status == "mined") | (
+            (ChainAnchor.status == "sent") & (ChainAnchor.created_ms > since)
+        )
         carried = all(
             head is None
             or conn.execute(select(ChainAnchor.id).where(column == head, live).limit(1)).first()
@@ -215,7 +219,7 @@ def _due(engine: Engine, now_ms: int, interval_s: int) -> tuple[str | None, str 
         last = conn.execute(
             select(func.max(ChainAnchor.created_ms)).where(ChainAnchor.kind == "transaction")
         ).scalar()
-    if last is not None and now_ms - int(last) < interval_s * 1000:
+    if last is not None and int(last) > since:
         return None
     return statement, credit
 

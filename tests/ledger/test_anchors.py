@@ -131,8 +131,12 @@ def test_anchor_transactions_and_coinbases_reach_the_proofs(
         mine_log(tmp_path / "log2", 3, {1: True})
         ingest(ledger, tmp_path / "log2", 1)
         assert settle_pending(ledger, scheme="pplns")
-        assert await run(NOW_MS + 3_599_000) == []
+        assert await run(NOW_MS + 3_599_999) == []
         assert await run(NOW_MS + 3_600_000) == ["anchor_sent"]
+        # Stuck unmined for the interval (its fee too low, say), it no longer counts: the
+        # heads go out again.
+        assert await run(NOW_MS + 7_199_999) == []
+        assert await run(NOW_MS + 7_200_000) == ["anchor_sent"]
 
     asyncio.run(scenario())
 
