@@ -33,21 +33,22 @@ Checked, in order:
    transaction (non-witness bytes) climbs its merkle branch to the header's merkle root (the
    coinbase at index 0 with a null prevout and the block's height; an anchor transaction
    elsewhere); it has exactly one "pold" output, carrying in this proof's slot (statement or
-   credit) a commitment of this chain; it pays the pool's script (coinbase) or the pool's
-   anchor script (anchor transaction).
+   credit) a commitment of this chain; it pays one of the pool's scripts (coinbase) or of its
+   anchor scripts (anchor transaction); it lies at or below the block the proof was cut at.
 
 What that establishes is said, never more. A header's proof of work is evidence only when it
 is costly: under --min-work (default 2^75 hashes, far below a mainnet block and far above any
 test chain) the verdict says the work is trivial and that only --node or --block establish
 anything. --node URL (a bitcoind JSON-RPC URL, credentials in it) checks each anchor's block is
 on that node's best chain, with its confirmations, and scans the pool's own anchors in its
-recent blocks (--scan-blocks): from the first block anchoring this chain on, every one must
-carry a commitment of this proof's chain (or the one just before it), or the pool has shown
-someone another history (equivocation). --block HASH (repeatable) takes a block hash the user
-got elsewhere as on the chain. Offline, dropping a proof's anchors is the one forgery a
-verifier cannot see: --require-anchor makes "not anchored yet" a failure, and so does a
-period that ended more than --anchor-grace ago (default: twice the pool's anchor cadence the
-proof states, at most two days).
+recent blocks (--scan-blocks): from the first block anchoring this chain to the block the
+proof was cut at, every one must carry a commitment of this proof's chain (or the one just
+before it), or the pool has shown someone another history (equivocation); after the cut the
+pool anchors what this proof cannot know, so a fresh proof judges those. --block HASH
+(repeatable) takes a block hash the user got elsewhere as on the chain. Offline, dropping a
+proof's anchors is the one forgery a verifier cannot see: --require-anchor makes "not
+anchored yet" a failure, and so does a period that ended more than --anchor-grace ago
+(default: twice the pool's anchor cadence the proof states, at most two days).
 
 Exit 0 and "ok" when every check passes; exit 1 and one line "FAILED: <what and where>" for
 the first that fails or any input that cannot be read; exit 2 for a wrong command line.
@@ -1047,10 +1048,10 @@ class Scan:
     first: int
     last: int
     pool_anchors: int = 0
-    found: list[tuple[int, str, str, int]] = field(
-        default_factory=list
-    )  # (height, block, txid, place)
+    # (height, block, txid, place in the chain) of this chain's anchors the node holds
+    found: list[tuple[int, str, str, int]] = field(default_factory=list)
     unattributed: list[str] = field(default_factory=list)
+    after_cut: int = 0  # the pool's anchors above the proof's cut: not judged
 
 
 def _spends(rpc: Rpc, tx: Tx, scripts: frozenset[bytes]) -> bool | None:
@@ -1077,9 +1078,10 @@ def node_scan(
     rpc: Rpc, p: Proof, known: dict[bytes, int], facts: list[AnchorFact], blocks: int
 ) -> Scan:
     """The pool's anchors in the node's last `blocks` blocks (its coinbases with a poold output
-    paying its script; transactions with one paying its anchor script from a coin of it):
-    from the first block that anchors this proof's chain on, each must carry a commitment of
-    this chain or the one just before it."""
+    paying one of its scripts; transactions with one paying one of its anchor scripts from a
+    coin of one): from the first block that anchors this proof's chain to the block the proof
+    was cut at, each must carry a commitment of this chain or the one just before it. After
+    the cut the pool anchors commitments this proof cannot know (a newer proof checks them)."""
     assert p.pool is not None or not facts
     tip = _node_int(rpc.call("getblockcount"), "getblockcount")
     first = max(0, tip - blocks + 1)
@@ -1120,8 +1122,10 @@ def node_scan(
             earliest = height if earliest is None else min(earliest, height)
     if earliest is None:
         return scan
+    last = tip if p.best_height is None else p.best_height
+    scan.after_cut = sum(height > last for height, *_rest in seen)
     for height, block_hash, txid, value in seen:
-        if height >= earliest and value is not None and value not in allowed:
+        if earliest <= height <= last and value is not None and value not in allowed:
             raise Failed(
                 f"equivocation: the pool anchored commitment {value.hex()[:16]}… in block "
                 f"{block_hash} (height {height}, transaction {txid}), which is not on this "
@@ -1178,6 +1182,12 @@ def verify(p: Proof, opts: Options | None = None) -> Verdict:
     else:
         check_rules(p)
     facts = [check_anchor(a, p, known) for a in p.anchors]
+    for f in facts:
+        if p.best_height is not None and f.anchor.height > p.best_height:
+            raise Failed(
+                f"{f.anchor.where}: at height {f.anchor.height}, above the best block "
+                f"{p.best_height} the proof says it was cut at"
+            )
     if p.kind == "credit":
         what = f"{p.name}'s credit of {p.inputs['key']}"
     else:
@@ -1223,8 +1233,27 @@ def verify(p: Proof, opts: Options | None = None) -> Verdict:
                 )
         lines.append(
             f"node: blocks {scan.first}..{scan.last} hold {scan.pool_anchors} anchor(s) of the "
-            "pool, every one on this proof's chain or before it"
+            "pool, every one up to the cut on this proof's chain or before it"
+            + (
+                f"; {scan.after_cut} after the cut (a newer proof checks those)"
+                if scan.after_cut
+                else ""
+            )
         )
+        if p.best_height is not None and p.best_block is not None:
+            gap = scan.last - p.best_height
+            lines.append(
+                f"node: this proof was cut at height {p.best_height}, {gap} block(s) below your "
+                "node's tip"
+                + ("; the pool's anchors after it are not judged (a fresh proof judges them)"
+                   if gap > 0 else "")
+            )  # fmt: skip
+            cut_hash = rpc.call("getblockhash", p.best_height) if gap >= 0 else None
+            if cut_hash != p.best_block:
+                lines.append(
+                    f"note: the block the proof says it was cut at, {p.best_block}, is not "
+                    "on your node's best chain (a reorg since, or a made-up cut)"
+                )
         for txid in scan.unattributed:
             lines.append(
                 f"note: transaction {txid} pays the pool's anchor script but your node cannot "

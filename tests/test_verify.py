@@ -218,6 +218,13 @@ def test_coinbase_rules_of_an_anchor(doc: dict[str, Any]) -> None:
     failed(doc, "64 bytes long, the size of an inner merkle node")
 
 
+def test_an_anchor_above_the_cut_is_refused(doc: dict[str, Any]) -> None:
+    """A proof cut at a block cannot carry an anchor mined after it: the cut bounds what a
+    node's scan judges, so it must not be set below the proof's own anchors."""
+    doc["cut"]["best_height"] = 1
+    failed(doc, r"anchors\[1\]: at height 2, above the best block 1 the proof says it was cut")
+
+
 def test_a_truncated_chain_is_refused(doc: dict[str, Any]) -> None:
     cut = copy.deepcopy(doc)
     del cut["chain"][-1]

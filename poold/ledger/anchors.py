@@ -236,9 +236,7 @@ async def run_anchors(
     transactions, and send one if the heads are due. Bitcoind errors are the caller's (the next
     pass retries), except the wallet's refusal to send, which is logged and counted by the
     caller from the `anchor_send_failed` change."""
-    best = await bitcoind.best_block_hash()
     tip = await bitcoind.tip_height()
-    await asyncio.to_thread(_see, engine, best, tip, now_ms, policy)
     changes: list[AnchorChange] = []
     for block_hash, height, statement, credit in await asyncio.to_thread(_uncaptured, engine):
         confirmations = await bitcoind.block_confirmations(block_hash)
@@ -298,8 +296,21 @@ async def run_anchors(
             if status == "orphaned":
                 changes.append(AnchorChange("anchor_restored", txid, block_hash))
     wallet = policy.wallet
-    if wallet is None:
-        return changes
+    if wallet is not None:
+        changes += await _transactions(engine, bitcoind, wallet, policy, now_ms)
+    # Last, so a proof's cut names a best block at least as high as every anchor it carries;
+    # the hash before the height: a block arriving between the calls makes the height higher,
+    # never lower, than the hash's.
+    best = await bitcoind.best_block_hash()
+    await asyncio.to_thread(_see, engine, best, await bitcoind.tip_height(), now_ms, policy)
+    return changes
+
+
+async def _transactions(
+    engine: Engine, bitcoind: Bitcoind, wallet: AnchorWallet, policy: AnchorPolicy, now_ms: int
+) -> list[AnchorChange]:
+    """Anchor transactions: fill in those mined, send one if the heads are due."""
+    changes: list[AnchorChange] = []
     for anchor_id, txid in await asyncio.to_thread(_unmined, engine):
         holder = await wallet.tx_block(txid)
         if holder is None:

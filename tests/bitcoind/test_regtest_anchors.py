@@ -13,6 +13,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 
 from poold.chain.address import Network, address_to_script
 from poold.jobs.coinbase import statement_script
+from poold.ledger.anchors import AnchorPolicy, run_anchors
 from poold.ledger.credit_proofs import credit_proof
 from poold.ledger.db import make_engine, migrate
 from poold.ledger.models import CreditRoot
@@ -129,7 +131,8 @@ async def test_anchors_verify_on_the_node_and_equivocation_is_caught(
     assert any("in its coinbase" in x for x in on_chain), lines
     assert any("in transaction" in x for x in on_chain), lines
     assert any(
-        x.startswith("node: blocks ") and "every one on this proof's chain" in x for x in lines
+        x.startswith("node: blocks ") and "every one up to the cut on this proof's chain" in x
+        for x in lines
     )
     block = doc["anchors"][0]["block"]
     given = await verify_py(doc, tmp_path, "--block", block)
@@ -145,17 +148,35 @@ async def test_anchors_verify_on_the_node_and_equivocation_is_caught(
     out = await verify_py(forged, tmp_path, "--node", node)
     assert out.returncode == 1 and "your node does not know block" in out.stdout, out.stdout
 
-    # The pool anchors a second history (another credit commitment) from its anchor address:
-    # the genuine proof now fails on the node, naming the other commitment.
+    # The pool anchors a second history (another credit commitment) from its anchor address.
+    # The proof cut before it cannot judge that anchor, and says so; one cut after it (the
+    # leader's next anchoring pass records the new best block) fails as equivocation.
     other = b"\x66" * 32
+    anchor_script = address_to_script(anchor_address, Network.REGTEST)
     await node_rpc.send_anchor(
         statement_script(None, other),
         address=anchor_address,
-        change_script=address_to_script(anchor_address, Network.REGTEST),
+        change_script=anchor_script,
         fee_rate_sat_vb=2,
     )
     await node_rpc.call("generatetoaddress", 1, payout)
-    out = await verify_py(doc, tmp_path, "--node", node, "--scan-blocks", "1000")
+    old = await verify_py(doc, tmp_path, "--node", node, "--scan-blocks", "1000")
+    assert old.returncode == 0, old.stdout
+    assert "1 after the cut (a newer proof checks those)" in old.stdout, old.stdout
+    engine = make_engine(url)
+    policy = AnchorPolicy(
+        coinbase_script=address_to_script(payout, Network.REGTEST),
+        wallet=node_rpc,
+        address=anchor_address,
+        change_script=anchor_script,
+        interval_s=60,
+        fee_rate_sat_vb=2,
+    )
+    await run_anchors(engine, node_rpc, policy, int(time.time() * 1000))
+    fresh = first_proof(engine)
+    engine.dispose()
+    assert fresh is not None and fresh["cut"]["best_height"] > doc["cut"]["best_height"]
+    out = await verify_py(fresh, tmp_path, "--node", node, "--scan-blocks", "1000")
     assert out.returncode == 1, out.stdout
     assert out.stdout.startswith("FAILED: equivocation: the pool anchored commitment 6666"), (
         out.stdout
