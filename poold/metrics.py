@@ -253,7 +253,7 @@ class _Families(Collector):
         )
         yield CounterMetricFamily(
             "poold_anchor_failures",
-            "Anchor transactions the wallet refused or could not send (the next pass retries)",
+            "Anchor transactions the wallet refused or could not send (asked again a minute later)",
             value=m.anchor_failures,
         )
         runs = CounterMetricFamily(

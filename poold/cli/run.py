@@ -43,7 +43,7 @@ def _install_signals(stop: asyncio.Event) -> None:
 
 
 async def _run_daemon(cfg: Config, reuse_port: bool, metrics_dir: Path | None = None) -> int:
-    from poold.daemon import Daemon
+    from poold.daemon import Daemon, StartupError
     from poold.stratum.tls import TlsConfigError
 
     stop = asyncio.Event()
@@ -51,7 +51,7 @@ async def _run_daemon(cfg: Config, reuse_port: bool, metrics_dir: Path | None = 
     executor = _own_threads()
     try:
         daemon = Daemon(cfg, reuse_port=reuse_port, metrics_dir=metrics_dir)
-    except TlsConfigError as exc:  # a config error, found before anything is opened
+    except (TlsConfigError, StartupError) as exc:  # a config error, found before anything opens
         typer.echo(f"poold: config error: {exc}", err=True)
         return 2
     code = await _daemon_outcome(daemon.run(stop))

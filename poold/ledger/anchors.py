@@ -229,13 +229,13 @@ def _due(engine: Engine, now_ms: int, interval_s: int) -> tuple[str | None, str 
 
 @ledger_entry_async
 async def run_anchors(
-    engine: Engine, bitcoind: Bitcoind, policy: AnchorPolicy, now_ms: int
+    engine: Engine, bitcoind: Bitcoind, policy: AnchorPolicy, now_ms: int, *, send: bool = True
 ) -> list[AnchorChange]:
-    """One anchoring pass: record the best block, read back the evidence of found blocks that
-    carry a commitment, follow anchors to 100 confirmations, fill in mined anchor
-    transactions, and send one if the heads are due. Bitcoind errors are the caller's (the next
-    pass retries), except the wallet's refusal to send, which is logged and counted by the
-    caller from the `anchor_send_failed` change."""
+    """One anchoring pass: read back the evidence of found blocks that carry a commitment,
+    follow anchors to 100 confirmations, fill in mined anchor transactions, send one if the
+    heads are due (and `send`: the caller holds back after a refusal), and record the best
+    block. Bitcoind errors are the caller's (the next pass retries), except the wallet's
+    refusal to send, returned as an `anchor_send_failed` change."""
     tip = await bitcoind.tip_height()
     changes: list[AnchorChange] = []
     for block_hash, height, statement, credit in await asyncio.to_thread(_uncaptured, engine):
@@ -297,7 +297,7 @@ async def run_anchors(
                 changes.append(AnchorChange("anchor_restored", txid, block_hash))
     wallet = policy.wallet
     if wallet is not None:
-        changes += await _transactions(engine, bitcoind, wallet, policy, now_ms)
+        changes += await _transactions(engine, bitcoind, wallet, policy, now_ms, send)
     # Last, so a proof's cut names a best block at least as high as every anchor it carries;
     # the hash before the height: a block arriving between the calls makes the height higher,
     # never lower, than the hash's.
@@ -307,7 +307,12 @@ async def run_anchors(
 
 
 async def _transactions(
-    engine: Engine, bitcoind: Bitcoind, wallet: AnchorWallet, policy: AnchorPolicy, now_ms: int
+    engine: Engine,
+    bitcoind: Bitcoind,
+    wallet: AnchorWallet,
+    policy: AnchorPolicy,
+    now_ms: int,
+    send: bool,
 ) -> list[AnchorChange]:
     """Anchor transactions: fill in those mined, send one if the heads are due."""
     changes: list[AnchorChange] = []
@@ -333,7 +338,7 @@ async def _transactions(
             branch=json.dumps(ev.branch),
         )
         changes.append(AnchorChange("anchor_mined", txid, holder, ev.height))
-    due = await asyncio.to_thread(_due, engine, now_ms, policy.interval_s)
+    due = await asyncio.to_thread(_due, engine, now_ms, policy.interval_s) if send else None
     if due is not None and policy.change_script is not None:
         statement, credit = due
         script = statement_script(_bytes(statement), _bytes(credit))

@@ -41,6 +41,8 @@ from poold.tokens.proofs import latest_commitment
 
 log = structlog.get_logger(__name__)
 
+#: How long after the wallet refused an anchor transaction it is asked again.
+ANCHOR_RETRY_MS = 60_000
 #: Runs a read query in the ledger process: offload(fn, *args).
 Offload = Callable[..., Awaitable[Any]]
 
@@ -93,6 +95,7 @@ class LedgerScheduler:
             fee_rate_sat_vb=anchors.fee_rate_sat_vb,
         )
         self.anchor_problem: str | None = None  # why the last anchor transaction was not sent
+        self._anchor_refused_ms = 0  # when the wallet last refused to send one
         self.leadership: Leadership | None = None
         self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
         self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
@@ -369,8 +372,13 @@ class LedgerScheduler:
 
     async def anchor(self, ledger: Engine) -> None:
         """The anchoring pass (`ledger.anchors`): evidence of found blocks, anchor transactions."""
-        for a in await run_anchors(ledger, self.bitcoind, self.anchor_policy, self._now_ms()):
+        now_ms = self._now_ms()
+        # After a refusal (an unfunded address, say) the wallet is asked again a minute later,
+        # not at every pass.
+        send = now_ms - self._anchor_refused_ms >= ANCHOR_RETRY_MS
+        for a in await run_anchors(ledger, self.bitcoind, self.anchor_policy, now_ms, send=send):
             if a.event == "anchor_send_failed":
+                self._anchor_refused_ms = now_ms
                 self.metrics.anchor_failures += 1
                 if a.error != self.anchor_problem:
                     log.warning("anchor_send_failed", error=a.error)

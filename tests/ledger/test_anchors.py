@@ -162,3 +162,35 @@ def test_a_wallet_that_cannot_send_is_reported(ledger: sa.Engine, tmp_path: Path
         ("anchor_send_failed", "the wallet holds no confirmed coin of the anchor address: fund it")
     ]
     assert anchors(ledger) == []
+
+
+def test_the_scheduler_reports_a_refusal_and_asks_again_a_minute_later(
+    ledger: sa.Engine, tmp_path: Path
+) -> None:
+    from poold.events import EventHub
+    from poold.ledger.scheduler import LedgerScheduler
+    from poold.metrics import Metrics
+    from tests.helpers import make_config
+
+    mine_log(tmp_path / "log", 30, {25: True})
+    ingest(ledger, tmp_path / "log", 0)
+    assert settle_pending(ledger, scheme="pplns")
+    clock = [float(NOW)]
+    metrics = Metrics()
+    scheduler = LedgerScheduler(
+        make_config(tmp_path, anchors={"enabled": True}),
+        simnet(),
+        metrics,
+        EventHub(),
+        lambda: clock[0],
+        anchor_wallet=EmptyWallet(),
+    )
+    asyncio.run(scheduler.anchor(ledger))
+    assert metrics.anchor_failures == 1
+    assert "fund it" in scheduler.readiness()["anchors"]
+    clock[0] += 59
+    asyncio.run(scheduler.anchor(ledger))
+    assert metrics.anchor_failures == 1  # not asked again yet
+    clock[0] += 1
+    asyncio.run(scheduler.anchor(ledger))
+    assert metrics.anchor_failures == 2
