@@ -68,7 +68,7 @@ class AnchorPolicy:
 @dataclass(frozen=True)
 class AnchorChange:
     #: anchor_recorded (a found block's coinbase), anchor_sent, anchor_mined, anchor_orphaned,
-    #: anchor_restored, anchor_send_failed (`error` says why)
+    #: anchor_restored; anchor_send_failed and anchor_evidence_unavailable (`error` says why)
     event: str
     txid: str | None = None
     block_hash: str | None = None
@@ -154,8 +154,8 @@ def _uncaptured(engine: Engine) -> list[tuple[str, int, str | None, str | None]]
                 Block.commitment.is_not(None) | Block.credit_commitment.is_not(None),
                 ~have,
             )
-            .order_by(Block.height)
-            .limit(CAPTURE_PER_PASS)
+            .order_by(Block.height.desc())  # newest first: an old block a pruned node lost
+            .limit(CAPTURE_PER_PASS)  # never holds back the rest
         ).all()
     return [(h, int(ht), s, c) for h, ht, s, c in rows]
 
@@ -242,7 +242,12 @@ async def run_anchors(
         confirmations = await bitcoind.block_confirmations(block_hash)
         if confirmations < 0:
             continue  # off the best chain: maturity decides whether it is lost
-        ev = await _read_evidence(bitcoind, block_hash)
+        try:
+            ev = await _read_evidence(bitcoind, block_hash)
+        except BitcoindError as exc:  # e.g. pruned away: the others still get theirs
+            changes.append(AnchorChange("anchor_evidence_unavailable", None, block_hash, height,
+                                        error=str(exc)))  # fmt: skip
+            continue
         recorded = (_bytes(statement), _bytes(credit))
         if _carried(ev) != [recorded]:
             log.error("anchor_mismatch", block=block_hash, statement=statement, credit=credit)

@@ -96,6 +96,7 @@ class LedgerScheduler:
         )
         self.anchor_problem: str | None = None  # why the last anchor transaction was not sent
         self._anchor_refused_ms = 0  # when the wallet last refused to send one
+        self._unavailable: set[str] = set()  # found blocks bitcoind would not give back
         self.leadership: Leadership | None = None
         self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
         self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
@@ -383,6 +384,11 @@ class LedgerScheduler:
                 if a.error != self.anchor_problem:
                     log.warning("anchor_send_failed", error=a.error)
                 self.anchor_problem = a.error
+                continue
+            if a.event == "anchor_evidence_unavailable":
+                if a.block_hash not in self._unavailable:  # retried each pass, said once
+                    self._unavailable.add(str(a.block_hash))
+                    log.warning(a.event, block=a.block_hash, height=a.height, error=a.error)
                 continue
             if a.event == "anchor_sent":
                 self.metrics.anchors_sent += 1

@@ -153,6 +153,37 @@ class EmptyWallet:
         return None
 
 
+def test_a_found_block_bitcoind_cannot_give_back_holds_back_no_other(
+    ledger: sa.Engine, tmp_path: Path
+) -> None:
+    """A block on the chain whose bytes bitcoind cannot give back (as a pruned node; here a
+    foreign simnet block, which the simnet keeps as a header only) is reported and skipped;
+    the others' evidence is still read back."""
+    mine_log(tmp_path / "log", 30, {25: True})
+    ingest(ledger, tmp_path / "log", 0)
+    assert settle_pending(ledger, scheme="pplns")
+    net = simnet()
+    credit = head(ledger)
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        lost = net.mine_external_block().hash[::-1].hex()
+        record_found_block(ledger, lost, 1, credit)
+        found = await mine(net, credit=bytes.fromhex(credit))
+        record_found_block(ledger, found, 2, credit)
+        changes = await run_anchors(ledger, net, policy(None), NOW_MS)
+        return sorted((a.event, a.block_hash) for a in changes)
+
+    changes = asyncio.run(scenario())
+    [recorded] = anchors_blocks(ledger)
+    assert [e for e, _b in changes] == ["anchor_evidence_unavailable", "anchor_recorded"]
+    assert changes[1][1] == recorded != changes[0][1]
+
+
+def anchors_blocks(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [b for (b,) in conn.execute(sa.select(ChainAnchor.block_hash))]
+
+
 def test_a_wallet_that_cannot_send_is_reported(ledger: sa.Engine, tmp_path: Path) -> None:
     mine_log(tmp_path / "log", 30, {25: True})
     ingest(ledger, tmp_path / "log", 0)
