@@ -49,6 +49,8 @@ SUMMED = (
     "written_off_sat",
 )
 GENESIS = bytes(32)  # the "previous commitment" of the first period
+#: The proof document's version (2: anchors carry their evidence; the proof names its cut).
+PROOF_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,11 +305,16 @@ def proof_document(
     layout: Layout = STATEMENT,
 ) -> dict[str, object]:
     """What `verify.py` checks for one holder's (or, with `CREDIT`, one miner's) line of one
-    period (see its docstring)."""
+    period (see its docstring): the line, its path and the chain after it. The ledger adds
+    the anchors' evidence and where the proof was cut (`docs/reference/proof-format.md`)."""
     root = tree.root
     return {
-        "version": 1,
-        **({"holder": holder} if layout is STATEMENT else {"kind": "credit", "account": holder}),
+        "version": PROOF_VERSION,
+        **(
+            {"kind": "statement", "holder": holder}
+            if layout is STATEMENT
+            else {"kind": "credit", "account": holder}
+        ),
         "salt": salt.hex(),
         "line": {f: str(line[f]) if f in layout.text else int(line[f]) for f in layout.fields},  # type: ignore[call-overload]
         "path": proof(tree.levels, tree.index[holder]),

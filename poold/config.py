@@ -322,6 +322,27 @@ class TokensConfig(_Section):
         return self
 
 
+class AnchorsConfig(_Section):
+    enabled: bool = Field(
+        False,
+        description="send anchor transactions: the chains' heads on chain even when the pool "
+        "finds no block (the wallet pays their fees)",
+    )
+    address: str = Field(
+        "",
+        description="a bitcoind wallet address holding the coins anchor transactions spend; "
+        'their change returns to it ("" = pool.payout_address)',
+    )
+    interval_s: int = Field(
+        21600,
+        ge=60,
+        le=86400,
+        description="at most this long between a new head and the anchor transaction that "
+        "carries it (none is sent while a found block carries the head)",
+    )
+    fee_rate_sat_vb: int = Field(2, ge=1, le=10_000, description="fee of an anchor transaction")
+
+
 class ApiConfig(_Section):
     listen: str = Field("", description='HOST:PORT of the HTTP API and dashboard ("" = off)')
     admin_listen: str = Field(
@@ -379,10 +400,27 @@ class Config(_Section):
     ledger: LedgerConfig = LedgerConfig()
     payouts: PayoutsConfig = PayoutsConfig()
     tokens: TokensConfig = TokensConfig()
+    anchors: AnchorsConfig = AnchorsConfig()
     api: ApiConfig = ApiConfig()
     sharelog: ShareLogConfig = ShareLogConfig()
     stream: StreamSection = StreamSection()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _anchor_address(self) -> Config:
+        if self.anchors.address:
+            try:
+                address_to_script(self.anchors.address, self.pool.network)
+            except ValueError as exc:
+                raise ValueError(f"anchors.address: {exc}") from None
+        return self
+
+    @property
+    def anchor_script(self) -> bytes:
+        """What anchor transactions pay their change to: the pool's anchoring identity."""
+        return address_to_script(
+            self.anchors.address or self.pool.payout_address, self.pool.network
+        )
 
     @model_validator(mode="after")
     def _real_node_on_mainnet(self) -> Config:

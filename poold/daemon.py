@@ -35,7 +35,7 @@ from accounting import TokenSettlement
 from poold.api import views
 from poold.api.app import make_app
 from poold.api.base import ApiContext
-from poold.bitcoind.client import Bitcoind, BitcoindError
+from poold.bitcoind.client import AnchorWallet, Bitcoind, BitcoindError
 from poold.bitcoind.feed import JobFeed
 from poold.bitcoind.make import make_bitcoind
 from poold.bitcoind.rpc import RpcBitcoind
@@ -142,6 +142,14 @@ class Daemon:
         )
         # No heartbeat may promise a time past a found block whose record is not written.
         self.writer.unrecorded_since = self.submitter.oldest_unrecorded_ms
+        anchor_wallet = None
+        if cfg.anchors.enabled:
+            if not isinstance(self.bitcoind, AnchorWallet):
+                raise StartupError(
+                    "[anchors] enabled needs a bitcoind whose wallet sends anchor transactions "
+                    '([bitcoind] kind = "rpc" with a wallet, or the simnet)'
+                )
+            anchor_wallet = self.bitcoind
         sc = cfg.stream
         stream = (
             StreamConfig(sc.url, sc.stream, sc.subject, sc.replicas, sc.timeout_s)
@@ -166,6 +174,7 @@ class Daemon:
             stream=stream,
             on_commitment=self._statement_commitment,
             access=ledger_access,
+            anchor_wallet=anchor_wallet,
         )
         self.server = StratumServer(
             limits=ServerLimits(

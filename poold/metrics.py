@@ -84,6 +84,8 @@ class Metrics:
         # Failures that were logged and survived, by where they happened (a cache refresh, a
         # stream check, housekeeping): none of them is ever swallowed unseen.
         self.errors: Counter[str] = Counter()
+        self.anchors_sent = 0  # anchor transactions the wallet sent
+        self.anchor_failures = 0  # anchor transactions the wallet refused or could not send
         self.leader = 0  # 1 while this daemon holds the ledger's leadership
         # Every node of the ledger (as the leader last read them): id -> (status, seconds
         # its ingested shares lag behind now).
@@ -137,6 +139,8 @@ class Metrics:
         "ingest_lag_shares",
         "sharelog_failed_batches",
         "ledger_pass_failures",
+        "anchors_sent",
+        "anchor_failures",
     )
     _MAXED = ("leader", "chain_height", "chain_difficulty", "token_periods_waiting")
 
@@ -255,6 +259,16 @@ class _Families(Collector):
             "poold_ledger_pass_failures",
             "Ledger passes that failed (the next retries)",
             value=m.ledger_pass_failures,
+        )
+        yield CounterMetricFamily(
+            "poold_anchor_transactions",
+            "Anchor transactions (the commitment chains' heads on chain) the wallet sent",
+            value=m.anchors_sent,
+        )
+        yield CounterMetricFamily(
+            "poold_anchor_failures",
+            "Anchor transactions the wallet refused or could not send (asked again a minute later)",
+            value=m.anchor_failures,
         )
         runs = CounterMetricFamily(
             "poold_settlements", "Settlements made by this process", labels=["kind"]

@@ -230,6 +230,10 @@ class SimBitcoind:
     async def block_fees(self, height: int) -> tuple[str, int]:
         return await self.net.block_fees(height)
 
+    async def raw_block(self, block_hash: str) -> bytes:
+        self._trouble()
+        return await self.net.raw_block(block_hash)
+
     async def close(self) -> None:
         return None
 

@@ -316,8 +316,16 @@ async def run_fleet(
         for i in range(miners)
     ]
 
+    last = [0.0, False]  # when `until` was last asked, and its answer
+
     def stop() -> bool:
-        return until is not None and until(stats)
+        """`until(stats)`, asked at most every 0.1 s (it may query a database)."""
+        if until is None or last[1]:
+            return bool(last[1])
+        now = time.monotonic()
+        if now - last[0] >= 0.1:
+            last[0], last[1] = now, bool(until(stats))
+        return bool(last[1])
 
     results = await asyncio.gather(*(m.run(deadline, stop) for m in fleet), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]

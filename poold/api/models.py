@@ -252,8 +252,32 @@ class CreditRoot(Model):
     blocks: list[Anchor] = Field(description="accepted blocks whose coinbase carries it")
 
 
-class ProofAnchor(Anchor):
-    commitment: str = Field(pattern=HEX64)
+class ProofAnchor(Model):
+    """A transaction that carries a commitment of the proof's chain, with what proves it."""
+
+    type: Literal["coinbase", "transaction"] = Field(
+        description="a found block's coinbase, or an anchor transaction of the pool's wallet"
+    )
+    block: str = Field(pattern=HEX64, description="the block holding it (display order)")
+    height: int
+    header: str = Field(pattern=r"^[0-9a-f]{160}$", description="the block's 80-byte header")
+    tx: str = Field(pattern=r"^([0-9a-f]{2})+$", description="non-witness serialisation")
+    index: int = Field(description="its position in the block (0: the coinbase)")
+    branch: list[str] = Field(description="merkle branch to the header's merkle root, leaves up")
+    commitment: str = Field(pattern=HEX64, description="what it carries in the proof's slot")
+
+
+class ProofCut(Model):
+    head: str = Field(pattern=HEX64, description="the last commitment of the proof's chain")
+    best_block: str | None = Field(description="the best block the pool's ledger last saw")
+    best_height: int | None
+    time: int | None = Field(description="when it saw it, unix seconds")
+
+
+class ProofPool(Model):
+    coinbase_scripts: list[str] = Field(description="every script the pool's coinbases paid")
+    anchor_scripts: list[str] = Field(description="every script its anchor transactions paid")
+    anchor_interval_s: int | None = Field(description="its anchor-transaction cadence")
 
 
 class ProofPeriod(Model):
@@ -274,8 +298,8 @@ class Proof(Model):
     one settlement), its salt, the Merkle-sum path to the root, the inputs and commitment, and
     the chain after it: what verify.py checks."""
 
-    version: Literal[1]
-    kind: Literal["credit"] | None = None
+    version: Literal[2]
+    kind: Literal["statement", "credit"]
     holder: str | None = None
     account: str | None = None
     salt: str = Field(pattern=r"^[0-9a-f]{32}$")
@@ -284,9 +308,11 @@ class Proof(Model):
     period: ProofPeriod
     chain: list[dict[str, Any]]
     anchors: list[ProofAnchor] = Field(
-        description="accepted blocks whose coinbase carries this commitment or a later one "
-        "(OP_RETURN 'pold' + commitments)"
+        description="transactions on the best chain that carry this commitment or a later one "
+        "(OP_RETURN 'pold' + commitments), each with its header, bytes and merkle branch"
     )
+    cut: ProofCut
+    pool: ProofPool | None = Field(description="the pool's anchoring identity")
 
 
 class Network(Model):

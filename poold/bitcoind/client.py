@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class BitcoindError(Exception):
@@ -49,7 +49,28 @@ class Bitcoind(Protocol):
         coinbase claimed beyond the subsidy."""
         ...
 
+    async def raw_block(self, block_hash: str) -> bytes:
+        """The serialised block (witnesses included, as the node stores it)."""
+        ...
+
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class AnchorWallet(Protocol):
+    """The wallet that sends the pool's anchor transactions: one zero-value output carrying
+    `script` (OP_RETURN "pold" + the chains' heads) and the change back to the coins' own
+    address, so the pool's anchor transactions are recognisable by it."""
+
+    async def send_anchor(
+        self, script: bytes, *, address: str, change_script: bytes, fee_rate_sat_vb: int
+    ) -> str:
+        """Spend one coin of `address` into `script` and the change; the txid (display hex)."""
+        ...
+
+    async def tx_block(self, txid: str) -> str | None:
+        """The best-chain block holding the transaction, or None while it is unmined."""
+        ...
 
 
 class Wallet(Protocol):

@@ -13,10 +13,15 @@ import aiohttp
 import orjson
 
 from poold.bitcoind.client import BitcoindError, BitcoindRefused, WalletTx
+from poold.chain.block import serialize_tx
 from poold.chain.subsidy import subsidy_sat
 
 SAT = Decimal(100_000_000)
 LIST_PAGE = 200
+#: What a signature adds to an unsigned input (a P2PKH scriptSig, the largest common one):
+#: the fee of an anchor transaction is reckoned on its unsigned size plus this.
+SIGNATURE_BYTES = 108
+DUST_SAT = 1_000  # change below this is refused rather than given to the miners
 
 
 def btc_text(sat: int) -> str:
@@ -122,6 +127,62 @@ class RpcBitcoind:
         except (KeyError, IndexError, TypeError):
             raise BitcoindError(f"getblock {block_hash} has no readable coinbase") from None
         return str(block_hash), max(0, claimed - subsidy_sat(height))
+
+    async def raw_block(self, block_hash: str) -> bytes:
+        raw = await self.call("getblock", block_hash, 0)
+        if not isinstance(raw, str):
+            raise BitcoindError(f"getblock {block_hash} did not return the block's hex")
+        try:
+            return bytes.fromhex(raw)
+        except ValueError:
+            raise BitcoindError(f"getblock {block_hash} returned no hex") from None
+
+    async def _sign(self, tx_hex: str) -> str:
+        """Sign with the wallet: signrawtransactionwithwallet (Bitcoin Core since 0.17), else
+        signrawtransaction (older nodes and Bitcoin SV)."""
+        try:
+            signed = await self.call("signrawtransactionwithwallet", tx_hex)
+        except BitcoindRefused as exc:
+            if "not found" not in str(exc).lower():
+                raise
+            signed = await self.call("signrawtransaction", tx_hex)
+        if not isinstance(signed, dict) or signed.get("complete") is not True:
+            raise BitcoindError(f"the wallet could not sign the anchor transaction: {signed!r}")
+        return str(signed["hex"])
+
+    async def send_anchor(
+        self, script: bytes, *, address: str, change_script: bytes, fee_rate_sat_vb: int
+    ) -> str:
+        coins = await self.call("listunspent", 1, 9_999_999, [address], exact=True)
+        if not isinstance(coins, list):
+            raise BitcoindError("listunspent did not return a list")
+        spendable = [c for c in coins if c.get("spendable", True)]
+        if not spendable:
+            raise BitcoindError(
+                f"the wallet holds no confirmed coin of {address}: fund it to send anchors"
+            )
+        coin = max(spendable, key=lambda c: sat_of(c["amount"]))
+        value = sat_of(coin["amount"])
+        prevout = (bytes.fromhex(str(coin["txid"]))[::-1], int(coin["vout"]))
+        size = len(serialize_tx([prevout], [(0, script), (value, change_script)]))
+        change = value - fee_rate_sat_vb * (size + SIGNATURE_BYTES)
+        if change < DUST_SAT:
+            raise BitcoindError(
+                f"the largest coin of {address} ({value} sat) does not cover an anchor's fee"
+            )
+        unsigned = serialize_tx([prevout], [(0, script), (change, change_script)])
+        txid = await self.call("sendrawtransaction", await self._sign(unsigned.hex()))
+        if not isinstance(txid, str) or len(txid) != 64:
+            raise BitcoindError(f"sendrawtransaction did not return a txid: {txid!r}")
+        return txid
+
+    async def tx_block(self, txid: str) -> str | None:
+        tx = await self.call("gettransaction", txid, exact=True)
+        if not isinstance(tx, dict):
+            raise BitcoindError(f"gettransaction {txid} did not return an object")
+        if int(tx.get("confirmations", 0)) < 1 or not tx.get("blockhash"):
+            return None
+        return str(tx["blockhash"])
 
     async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
         amounts = {address: btc_text(sat) for address, sat in outputs.items()}

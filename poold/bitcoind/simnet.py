@@ -4,8 +4,10 @@ It produces Bitcoin Core-shaped getblocktemplate results (segwit rules, witness 
 synthetic but well-formed transactions with fees) at a configurable network difficulty, and
 accepts a submitted block only if it is what a node would accept from us: it extends the tip,
 its header meets the target, its merkle root and witness commitment are right, its coinbase
-carries the BIP34 height and pays no more than subsidy + fees. The daemon runs on it with no
-node; tests use it where no real node is needed. Pure asyncio-free logic behind async methods.
+carries the BIP34 height and pays no more than subsidy + fees. Its wallet sends anchor
+transactions (`send_anchor`): they wait in its mempool, every template offers them, and the
+pool's next block mines them. The daemon runs on it with no node; tests use it where no real
+node is needed. Pure asyncio-free logic behind async methods.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from poold.bitcoind.client import BitcoindError
+from poold.chain.block import serialize_tx
 from poold.chain.merkle import merkle_root, sha256d
 from poold.chain.serialize import varint
 from poold.chain.subsidy import subsidy_sat
@@ -42,6 +45,8 @@ class SimBlock:
     coinbase_script_sig: bytes
     fees_sat: int
     external: bool
+    data: bytes = b""  # the serialised block (the pool's blocks; foreign ones are headers)
+    txids: tuple[bytes, ...] = ()  # its transactions after the coinbase (internal order)
 
 
 class _Reader:
@@ -100,7 +105,10 @@ class SimNet:
             SimBlock(0, sha256d(genesis_header), genesis_header, (), b"", 0, external=True)
         ]
         self._tx_seed = 0
-        self._offered: dict[bytes, tuple[SimTx, ...]] = {}  # tip hash -> txs of the last template
+        self._offered: dict[bytes, tuple[SimTx, ...]] = {}  # tip hash -> its template's txs
+        # Every transaction list a template offered on a tip (the wallet's anchors join later).
+        self._variants: dict[bytes, list[tuple[SimTx, ...]]] = {}
+        self._wallet: dict[bytes, SimTx] = {}  # anchor transactions sent, by txid
         self.submissions: list[tuple[str, str | None]] = []
         self._stale: list[list[SimBlock]] = []  # branches a reorg took off the best chain
         self._external = 0  # foreign blocks made so far: no two are alike, even after a reorg
@@ -120,6 +128,11 @@ class SimNet:
             self._tx_seed += self.tx_count
             txs = tuple(_make_tx(s, witness=s % 2 == 0) for s in seeds)
             self._offered[self.tip.hash] = txs
+        mined = {t for b in self.blocks for t in b.txids} if self._wallet else set()
+        txs += tuple(t for t in self._wallet.values() if t.txid not in mined)
+        variants = self._variants.setdefault(self.tip.hash, [])
+        if txs not in variants:
+            variants.append(txs)
         return txs
 
     def template(self) -> dict[str, object]:
@@ -183,6 +196,36 @@ class SimNet:
     async def close(self) -> None:
         return None
 
+    async def raw_block(self, block_hash: str) -> bytes:
+        wanted = bytes.fromhex(block_hash)[::-1]
+        for b in self.blocks:
+            if b.hash == wanted:
+                return b.data or b.header + b"\x00"
+        raise BitcoindError(f"simnet has no block {block_hash} on its best chain")
+
+    # -- the wallet (anchor transactions) --------------------------------------------------------
+
+    async def send_anchor(
+        self, script: bytes, *, address: str, change_script: bytes, fee_rate_sat_vb: int
+    ) -> str:
+        n = len(self._wallet)
+        prevout = hashlib.sha256(b"simnet-anchor" + n.to_bytes(8, "little")).digest()
+        body = serialize_tx([(prevout, 0)], [(0, script), (0, change_script)])
+        fee = fee_rate_sat_vb * (len(body) + 108)
+        signed = serialize_tx([(prevout, 0)], [(0, script), (1_000_000 - fee, change_script)])
+        # A stand-in signature: simnet checks no scripts, but the input looks spent.
+        signed = signed[:41] + b"\x02\x51\x51" + signed[42:]
+        tx = SimTx(signed, sha256d(signed), sha256d(signed), fee)
+        self._wallet[tx.txid] = tx
+        return tx.txid[::-1].hex()
+
+    async def tx_block(self, txid: str) -> str | None:
+        wanted = bytes.fromhex(txid)[::-1]
+        for b in self.blocks:
+            if wanted in b.txids:
+                return b.hash[::-1].hex()
+        return None
+
     async def block_confirmations(self, block_hash: str) -> int:
         wanted = bytes.fromhex(block_hash)[::-1]
         for b in self.blocks:
@@ -243,9 +286,11 @@ class SimNet:
         r.take(4)  # locktime
         cb_full = block[cb_start : r.pos]
         cb_plain = self._strip_witness(cb_full) if segwit else cb_full
-        txs = self._offered.get(self.tip.hash, ())
         rest = block[r.pos :]
-        if n_tx != 1 + len(txs) or rest != b"".join(t.data for t in txs):
+        for txs in self._variants.get(self.tip.hash, [()]):
+            if n_tx == 1 + len(txs) and rest == b"".join(t.data for t in txs):
+                break
+        else:
             return "bad-txns (transactions differ from the template)"
         expected_height = self.height + 1
         if not script_sig.startswith(bip34_height(expected_height)):
@@ -268,7 +313,17 @@ class SimNet:
         if sum(v for v, _s in outputs) > subsidy_sat(expected_height) + fees:
             return "bad-cb-amount"
         self.blocks.append(
-            SimBlock(expected_height, block_hash, header, tuple(outputs), script_sig, fees, False)
+            SimBlock(
+                expected_height,
+                block_hash,
+                header,
+                tuple(outputs),
+                script_sig,
+                fees,
+                False,
+                block,
+                tuple(t.txid for t in txs),
+            )
         )
         return None
 

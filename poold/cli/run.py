@@ -44,7 +44,7 @@ def _install_signals(stop: asyncio.Event) -> None:
 
 
 async def _run_daemon(cfg: Config, reuse_port: bool, metrics_dir: Path | None = None) -> int:
-    from poold.daemon import Daemon
+    from poold.daemon import Daemon, StartupError
     from poold.stratum.tls import TlsConfigError
 
     stop = asyncio.Event()
@@ -52,7 +52,7 @@ async def _run_daemon(cfg: Config, reuse_port: bool, metrics_dir: Path | None = 
     executor = _own_threads()
     try:
         daemon = Daemon(cfg, reuse_port=reuse_port, metrics_dir=metrics_dir)
-    except TlsConfigError as exc:  # a config error, found before anything is opened
+    except (TlsConfigError, StartupError) as exc:  # a config error, found before anything opens
         typer.echo(f"poold: config error: {exc}", err=True)
         return 2
     code = await _daemon_outcome(daemon.run(stop))
@@ -334,7 +334,7 @@ async def _demo(cfg: Config, duration: float, miners: int) -> int:
         stdout=asyncio.subprocess.PIPE,
     )
     started = time.monotonic()
-    seen_blocks = seen_periods = 0
+    seen_blocks = seen_periods = seen_anchors = 0
     while not stop.is_set() and time.monotonic() - started < horizon and fleet.returncode is None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
@@ -359,6 +359,13 @@ async def _demo(cfg: Config, duration: float, miners: int) -> int:
                 flush=True,
             )
         seen_periods = len(daemon.token_periods)
+        if m.anchors_sent > seen_anchors:
+            print(
+                "  anchor transaction sent: the chains' heads on chain, for holders to check "
+                "(verify.py)",
+                flush=True,
+            )
+            seen_anchors = m.anchors_sent
         print(
             f"[{time.monotonic() - started:6.1f}s] connections={m.connections} "
             f"shares accepted={m.shares_accepted} rejected={sum(m.shares_rejected.values())} "

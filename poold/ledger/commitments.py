@@ -1,7 +1,8 @@
 """What the two commitment chains (token statements, `tokens.proofs`; miners' credits,
 `ledger.credit_proofs`) share: one link as proofs and listings show it, and the accepted
-blocks whose coinbase carries given commitments (one query, not one per commitment: a proof
-names up to 10,000 later links). Imports the ledger's tables and accounting only."""
+blocks whose coinbase carries given commitments (one query, not one per commitment: a chain
+listing names many). Proofs carry anchors with their evidence (`ledger.anchors`). Imports
+the ledger's tables and accounting only."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def link(row: Any, label: dict[str, object]) -> dict[str, object]:
 
 
 def anchors(conn: Connection, column: Any, commitments: list[str]) -> list[dict[str, object]]:
-    """Accepted blocks whose `column` (`Block.commitment` or `Block.credit_commitment`) is one
-    of `commitments`: hash, height, commitment; in the order of `commitments`, then height."""
+    """Accepted blocks still on the best chain (never an orphaned one) whose `column`
+    (`Block.commitment` or `Block.credit_commitment`) is one of `commitments`: hash, height,
+    commitment; in the order of `commitments`, then height."""
     order = {c: i for i, c in enumerate(commitments)}
     found: list[dict[str, object]] = []
     for i in range(0, len(commitments), _CHUNK):
@@ -39,7 +41,9 @@ def anchors(conn: Connection, column: Any, commitments: list[str]) -> list[dict[
             {"hash": h, "height": int(height), "commitment": c}
             for h, height, c in conn.execute(
                 select(Block.hash, Block.height, column).where(
-                    column.in_(commitments[i : i + _CHUNK]), Block.accepted.is_(True)
+                    column.in_(commitments[i : i + _CHUNK]),
+                    Block.accepted.is_(True),
+                    Block.status.in_(("pending", "confirmed")),
                 )
             )
         ]

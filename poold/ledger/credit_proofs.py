@@ -6,8 +6,8 @@ the credit chain (`credit_roots`; `previous` is unique, so two settlers racing c
 it: one fails and retries). Each miner's leaf is hidden behind a secret salt (kept with the
 holders' salts under the miner's journal account name). A miner's proof (`credit_proof`) is
 what `verify.py` checks; the chain (`credit_roots`) is public, and every found block's
-coinbase carries its newest commitment. Imports the ledger's tables, the journal and
-accounting only.
+coinbase (and every anchor transaction, `ledger.anchors`) carries its newest commitment.
+Imports the ledger's tables, the journal and accounting only.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from accounting.merkle_sum import (
     proof_document,
 )
 from poold.ledger import journal
-from poold.ledger.commitments import anchors, anchors_by_commitment, link
+from poold.ledger.anchors import proof_anchors, proof_cut
+from poold.ledger.commitments import anchors_by_commitment, link
 from poold.ledger.models import Block, CreditRoot, HolderSalt, JournalLine, Settlement
 
 MAX_CHAIN = 10_000  # links after a settlement a proof carries
@@ -172,7 +173,8 @@ def credit_proof(conn: Connection, account: str, reference: str) -> dict[str, ob
         layout,
     )
     chain = [root.commitment, *(r.commitment for r in later)]
-    doc["anchors"] = anchors(conn, Block.credit_commitment, chain)
+    doc["anchors"] = proof_anchors(conn, "credit", chain)
+    doc.update(proof_cut(conn, chain[-1]))
     return doc
 
 

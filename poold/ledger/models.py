@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0011"
+SCHEMA_VERSION = "0012"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -429,3 +429,46 @@ class RejectCount(Base):
     account: Mapped[str] = mapped_column(String(128), primary_key=True)
     reason: Mapped[str] = mapped_column(String(32), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChainAnchor(Base):
+    """A Bitcoin transaction that carries the commitment chains' heads (OP_RETURN "pold" +
+    statement + credit commitment) with what proves it offline: the coinbase of a block the
+    pool found, or an anchor transaction the pool's wallet sent. `status`: `sent` (an anchor
+    transaction not mined yet), `mined` (the evidence is filled in: block header, the
+    transaction's non-witness bytes, its index and merkle branch), `orphaned` (its block left
+    the best chain: never shown in a proof)."""
+
+    __tablename__ = "chain_anchors"
+    __table_args__ = (Index("ix_chain_anchors_statement", "statement"),
+                      Index("ix_chain_anchors_credit", "credit"))  # fmt: skip
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12))  # coinbase | transaction
+    txid: Mapped[str] = mapped_column(String(64), unique=True)  # display order
+    statement: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    credit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(12))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    confirmations: Mapped[int] = mapped_column(Integer, default=0)
+    header: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    tx: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tx_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    branch: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of hex
+
+
+class ChainView(Base):
+    """What the ledger's leader last saw of the chain and of its own anchoring (one row,
+    `id` 1): the best block, when, the anchor-transaction cadence, and every script the
+    pool's coinbases and anchor transactions have paid (JSON lists of hex: an address change
+    must not orphan older anchors). A proof names them."""
+
+    __tablename__ = "chain_view"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    best_hash: Mapped[str] = mapped_column(String(64))
+    best_height: Mapped[int] = mapped_column(Integer)
+    seen_ms: Mapped[int] = mapped_column(BigInteger)
+    interval_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    coinbase_scripts: Mapped[str] = mapped_column(Text)
+    anchor_scripts: Mapped[str] = mapped_column(Text)

@@ -21,10 +21,11 @@ import structlog
 from sqlalchemy.engine import Engine
 
 from accounting import TokenSettlement
-from poold.bitcoind.client import Bitcoind, BitcoindError
+from poold.bitcoind.client import AnchorWallet, Bitcoind, BitcoindError
 from poold.config import Config
 from poold.events import EventHub
 from poold.ledger import nodes
+from poold.ledger.anchors import AnchorPolicy, run_anchors
 from poold.ledger.credit_proofs import latest_credit_commitment
 from poold.ledger.db import LedgerError, Timeouts, ledger_entry
 from poold.ledger.events import tail_journal
@@ -40,6 +41,8 @@ from poold.tokens.proofs import latest_commitment
 
 log = structlog.get_logger(__name__)
 
+#: How long after the wallet refused an anchor transaction it is asked again.
+ANCHOR_RETRY_MS = 60_000
 #: Runs a read query in the ledger process: offload(fn, *args).
 Offload = Callable[..., Awaitable[Any]]
 
@@ -67,6 +70,7 @@ class LedgerScheduler:
         stream: StreamConfig | None = None,
         on_commitment: Callable[[bytes | None, bytes | None], None] = lambda _s, _c: None,
         access: LedgerAccess | None = None,
+        anchor_wallet: AnchorWallet | None = None,
     ) -> None:
         # How the ledger and its worker are opened: the ledger process by default.
         self.access: LedgerAccess = access if access is not None else ProcessLedger()
@@ -84,6 +88,19 @@ class LedgerScheduler:
         self.stream = stream  # where lapsed nodes' records are read from (None: nowhere)
         # Told the latest statement and credit commitments each pass.
         self.on_commitment = on_commitment
+        anchors = cfg.anchors
+        # How this pool anchors its chains (anchor transactions only with a wallet).
+        self.anchor_policy = AnchorPolicy(
+            coinbase_script=cfg.pool.payout_script,
+            wallet=anchor_wallet,
+            address=anchors.address or cfg.pool.payout_address,
+            change_script=cfg.anchor_script,
+            interval_s=anchors.interval_s,
+            fee_rate_sat_vb=anchors.fee_rate_sat_vb,
+        )
+        self.anchor_problem: str | None = None  # why the last anchor transaction was not sent
+        self._anchor_refused_ms = 0  # when the wallet last refused to send one
+        self._unavailable: set[str] = set()  # found blocks bitcoind would not give back
         self.leadership: Leadership | None = None
         self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
         self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
@@ -105,6 +122,8 @@ class LedgerScheduler:
             problems["ingest"] = f"{backlog} accepted shares not yet in the ledger"
         if self.gate is not None and (self.gate.waiting or self.gate.excluded):
             problems["nodes"] = "; ".join(self.gate.waiting + self.gate.excluded)
+        if self.anchor_problem is not None:
+            problems["anchors"] = f"no anchor transaction could be sent: {self.anchor_problem}"
         return problems
 
     def _now_ms(self) -> int:
@@ -381,6 +400,31 @@ class LedgerScheduler:
             log.info(
                 "block_" + change.status, hash=change.block_hash, confirmations=change.confirmations
             )
+        await self.anchor(ledger)
+
+    async def anchor(self, ledger: Engine) -> None:
+        """The anchoring pass (`ledger.anchors`): evidence of found blocks, anchor transactions."""
+        now_ms = self._now_ms()
+        # After a refusal (an unfunded address, say) the wallet is asked again a minute later,
+        # not at every pass.
+        send = now_ms - self._anchor_refused_ms >= ANCHOR_RETRY_MS
+        for a in await run_anchors(ledger, self.bitcoind, self.anchor_policy, now_ms, send=send):
+            if a.event == "anchor_send_failed":
+                self._anchor_refused_ms = now_ms
+                self.metrics.anchor_failures += 1
+                if a.error != self.anchor_problem:
+                    log.warning("anchor_send_failed", error=a.error)
+                self.anchor_problem = a.error
+                continue
+            if a.event == "anchor_evidence_unavailable":
+                if a.block_hash not in self._unavailable:  # retried each pass, said once
+                    self._unavailable.add(str(a.block_hash))
+                    log.warning(a.event, block=a.block_hash, height=a.height, error=a.error)
+                continue
+            if a.event == "anchor_sent":
+                self.metrics.anchors_sent += 1
+                self.anchor_problem = None
+            log.info(a.event, txid=a.txid, block=a.block_hash, height=a.height)
 
     async def close(self, wait_s: float) -> None:
         """One last pass, so everything answered `true` reaches the ledger now; bounded, since

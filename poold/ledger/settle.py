@@ -138,6 +138,9 @@ def settle_block(
                         "fee_sat": fee_sat,
                         "unallocated_sat": unallocated_sat,
                         "score_total": exact(total),
+                        # When the block was found: how old the settlement is, for verifiers
+                        # that require an anchor once its grace has passed.
+                        "found_s": int(found_ms) // 1000,
                     },
                     lines=block_lines(credits, scores),
                 )

@@ -30,7 +30,8 @@ from accounting.merkle_sum import (
     salted_id,
 )
 from poold.config import TokensConfig
-from poold.ledger.commitments import anchors, anchors_by_commitment, link
+from poold.ledger.anchors import proof_anchors, proof_cut
+from poold.ledger.commitments import anchors_by_commitment, link
 from poold.ledger.db import bulk_insert_tuples
 from poold.ledger.models import Block, HolderSalt, StatementRoot, TokenStatement
 
@@ -187,8 +188,8 @@ def proof_for(conn: Connection, holder: str, period_start: int) -> dict[str, obj
         bytes.fromhex(root.previous),
         [_link(r) for r in later_rows],
     )
-    # The blocks whose coinbases carry this commitment or a later one: anyone can read those
-    # coinbases on the chain and see the same commitments.
+    # The anchors of this commitment or a later one, with the evidence that checks them.
     chain = [root.commitment, *(r.commitment for r in later_rows)]
-    doc["anchors"] = anchors(conn, Block.commitment, chain)
+    doc["anchors"] = proof_anchors(conn, "statement", chain)
+    doc.update(proof_cut(conn, chain[-1]))
     return doc

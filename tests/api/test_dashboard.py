@@ -5,11 +5,14 @@ data, a holder's statements looked up with their token. The screenshot is kept i
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -17,14 +20,92 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from poold.chain.address import Network
 from poold.ledger.db import make_engine, migrate
+from poold.ledger.models import ChainAnchor
 from poold.ledger.payouts import run_payouts, set_account
 from simulation.fleet import run_fleet
+from tests.accounting.test_merkle_sum import END
 from tests.api.test_api import START, populate
 from tests.helpers import PATIENCE_S, regtest_address, wait_for
 from tests.ledger.test_journal_properties import MemoryWallet
+from tests.verifier import NOW, mine, verifier
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
+
+
+def anchor_status(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [s for (s,) in conn.execute(sa.select(ChainAnchor.status))]
+
+
+def forged_proofs() -> list[tuple[str, str, float, list[str]]]:
+    """(name, proof text, now, verify.py's verdict lines) for the page to match: a genuine
+    anchored proof, one with amounts past 2^53, and every kind of forgery."""
+    from tests.accounting.test_merkle_sum import documents, settle
+    from tests.test_verify import HOLDERS, _genuine, _move_one_sat, anchored_doc
+
+    genuine = json.loads(_genuine())
+    lines, inputs = settle(HOLDERS)
+    big_lines, big_inputs = settle(
+        {"whale": 10**12, "minnow": 3}, period_earnings_sat=2**60, delivered_th_per_s=10**12
+    )
+    big = documents(big_lines, big_inputs)["whale"]
+    assert big["line"]["atom_seconds"] > 2**53 and big["line"]["paid_sat"] > 2**53
+    docs: list[tuple[str, Any, float]] = [
+        ("genuine", genuine, NOW),
+        ("past 2^53", big, NOW),
+        ("a rebuilt tree anchored in a made-up block", asyncio.run(
+            anchored_doc(_move_one_sat(lines), inputs, "bob")), NOW),
+    ]  # fmt: skip
+    plus_one = copy.deepcopy(big)
+    plus_one["line"]["paid_sat"] += 1  # lost in a float past 2^53
+    docs.append(("+1 past 2^53", plus_one, NOW))
+
+    def edit(name: str, change: Any, now: float = NOW) -> None:
+        d = copy.deepcopy(genuine)
+        change(d)
+        docs.append((name, d, now))
+
+    edit(
+        "the anchors pointed at the rebuilt commitments",
+        lambda d: d["anchors"][0].update(commitment=d["anchors"][1]["commitment"]),
+    )
+    edit(
+        "a header of another block",
+        lambda d: d["anchors"][1].update(
+            header=d["anchors"][0]["header"], block=d["anchors"][0]["block"]
+        ),
+    )
+    edit("a wrong branch", lambda d: d["anchors"][1]["branch"].__setitem__(0, "00" * 32))
+    edit(
+        "a block that does not exist",
+        lambda d: d["anchors"][0].update(block="00000000deadbeef" + "00" * 24),
+    )
+    edit("a truncated chain", lambda d: d["chain"].pop())
+    edit("dropped anchors past the grace", lambda d: d.update(anchors=[]), now=END + 10**6)
+    edit("a string amount", lambda d: d["line"].update(paid_sat="160689713"))
+    edit("a float amount", lambda d: d["line"].update(paid_sat=160689713.9))
+    edit("a boolean", lambda d: d["line"].update(debt_in_sat=False))
+    edit("a side X", lambda d: d["path"][0].update(side="X"))
+    edit("a huge number", lambda d: d["line"].update(gross_sat=10**50))
+    edit("a zero price", lambda d: d["period"]["inputs"].update(btc_usd="0"))
+    edit("a zero denominator", lambda d: d["period"]["inputs"].update(btc_usd="1/0"))
+    edit("version 1", lambda d: d.update(version=1))
+    out = [(name, json.dumps(d), now) for name, d, now in docs]
+    raw = json.dumps(genuine)
+    out.append(
+        ("duplicate keys", raw.replace('"paid_sat": ', '"paid_sat": 1, "paid_sat": ', 1), NOW)
+    )
+    out.append(("wrapped in a list", f"[{raw}]", NOW))
+    out.append(("1e400", raw.replace('"paid_sat": ', '"paid_sat": 1e400, "x": ', 1), NOW))
+    checked = []
+    for name, text, now in out:
+        try:
+            want = verifier.check(text.encode(), verifier.Options(now=now)).lines
+        except verifier.Failed as exc:
+            want = [f"FAILED: {exc}"]
+        checked.append((name, text, now, want))
+    return checked
 
 
 def browser() -> webdriver.Chrome:
@@ -53,10 +134,13 @@ async def test_dashboard_in_chromium(
         send=True,
     )  # fmt: skip
     [[paid]] = report.batches
-    engine.dispose()
     cfg = config_factory(
         ledger={"url": url, "ingest_interval_s": 0.2, "ingest_open_minutes": True},
         api={"listen": "127.0.0.1:0"},
+        anchors={"enabled": True, "interval_s": 60},
+        # Easy enough that this test mines a block on the daemon's simnet in a few hundred
+        # tries: the block that mines the anchor transaction.
+        bitcoind={"simnet_difficulty": "1/16777216"},
     )
     rd = await start_daemon(cfg)
     host, port = rd.address
@@ -69,7 +153,16 @@ async def test_dashboard_in_chromium(
     )
     d = rd.daemon
     await wait_for(lambda: d.ingested_shares == d.metrics.shares_accepted, "ingest")
+    # The chains' heads are anchored: by a block the miners found (its coinbase), or else by
+    # the daemon's anchor transaction, which a block on its simnet then mines. The next pass
+    # reads the evidence back, and every proof carries it.
+    await wait_for(lambda: bool(anchor_status(engine)), "an anchor")
+    if "sent" in anchor_status(engine):
+        await mine(d.bitcoind)
+    await wait_for(lambda: "mined" in anchor_status(engine), "an anchor's evidence")
+    engine.dispose()
     ahost, aport = rd.daemon.api_addresses[0]
+    checks = await asyncio.to_thread(forged_proofs)  # it runs its own simnet loops
 
     def drive() -> dict[str, Any]:
         web = browser()
@@ -91,7 +184,8 @@ async def test_dashboard_in_chromium(
             blocks = web.find_elements(By.CSS_SELECTOR, "#pool-blocks tbody tr")
             points_24h = pool_chart.get_attribute("data-points")
             max_24h = pool_chart.get_attribute("data-max")
-            block_cells = [td.text for td in blocks[0].find_elements(By.TAG_NAME, "td")]
+            rows = [[td.text for td in b.find_elements(By.TAG_NAME, "td")] for b in blocks]
+            block_cells = next(r for r in rows if r[3] == "confirmed")  # a populated one
             payments = [
                 [td.text for td in r.find_elements(By.TAG_NAME, "td")]
                 for r in web.find_elements(By.CSS_SELECTOR, "#pool-payments tbody tr")
@@ -183,15 +277,15 @@ async def test_dashboard_in_chromium(
                 (async () => {
                   const auth = {Authorization: "Bearer " + arguments[1]};
                   const r = await fetch(arguments[0], {headers: auth});
-                  const good = parseExact(await r.text()), out = [];
+                  const good = await r.text(), out = [];
                   for (const bad of [
-                    (p) => { p.line.paid_sat += 1; },
-                    (p) => { p.path[0].sums[1] -= 5; },
+                    (p) => { p.line.paid_sat += 1n; },
+                    (p) => { p.path[0].sums[1] -= 5n; },
                     (p) => { p.period.inputs.btc_usd = "70000"; },
-                    (p) => { p.line.electricity_sat += 1; },
+                    (p) => { p.line.electricity_sat += 1n; },
                   ]) {
-                    const p = structuredClone(good); bad(p);
-                    try { await verifyProof(p); out.push("passed"); }
+                    const p = V.parse(good); bad(p);
+                    try { await V.check(V.dump(p)); out.push("passed"); }
                     catch (e) { out.push(e.message); }
                   }
                   done(out);
@@ -210,15 +304,15 @@ async def test_dashboard_in_chromium(
                   const credits = await listed.json();
                   const ref = credits.items.find((c) => c.reason === "pplns_block").reference;
                   const r = await fetch(`/api/v1/miners/m0/proofs/${ref}`, {headers: auth});
-                  const good = parseExact(await r.text()), out = [];
+                  const good = await r.text(), out = [];
                   for (const bad of [
                     (p) => {},
-                    (p) => { p.line.credit_sat += 1; },
+                    (p) => { p.line.credit_sat += 1n; },
                     (p) => { p.line.score = "1"; },
-                    (p) => { p.period.inputs.fee_sat += 1; },
+                    (p) => { p.period.inputs.fee_sat += 1n; },
                   ]) {
-                    const p = structuredClone(good); bad(p);
-                    try { await verifyProof(p); out.push("passed"); }
+                    const p = V.parse(good); bad(p);
+                    try { await V.check(V.dump(p)); out.push("passed"); }
                     catch (e) { out.push(e.message); }
                   }
                   done(out);
@@ -226,6 +320,23 @@ async def test_dashboard_in_chromium(
                 """,
                 "",
                 tokens["m0"],
+            )
+            # Forged proofs made here, checked in the page: the page's verdict is verify.py's,
+            # word for word.
+            forged = web.execute_async_script(
+                """
+                const done = arguments[arguments.length - 1];
+                (async () => {
+                  const out = [];
+                  for (const [text, now] of arguments[0]) {
+                    try { out.push((await V.check(text, {now}))); } catch (e) {
+                      out.push([(e instanceof V.Failed ? "FAILED: " : "CRASH: ") + e.message]);
+                    }
+                  }
+                  done(out);
+                })();
+                """,
+                [[text, now] for _name, text, now, _want in checks],
             )
             web.find_element(By.ID, "holder-csv").click()
             wait.until(lambda d: d.find_element(By.ID, "holder-csv").get_attribute("data-bytes"))
@@ -263,6 +374,7 @@ async def test_dashboard_in_chromium(
                 "tampered_credit": tampered_credit,
                 "miner_verified": miner_verified,
                 "credit_rows": credit_ref,
+                "forged": forged,
             }
         finally:
             web.quit()
@@ -288,6 +400,16 @@ async def test_dashboard_in_chromium(
     assert "does not give access" in seen["error"]
     assert seen["csv_bytes"] > 100 and seen["stats_after_error"] == ""  # no stale numbers
     assert seen["verified"].startswith("verified: the statement of 2027-01-15"), seen["verified"]
+    # It says what the anchor establishes (the simnet's work: nothing) and whose code ran.
+    assert "\nproof of work trivial (test chain)" in seen["verified"], seen["verified"]
+    assert "\nanchored" not in seen["verified"]
+    assert "code the pool serves" in seen["verified"] and "verify.py" in seen["verified"]
+    assert "\nproof of work trivial (test chain)" in seen["miner_verified"]
+    passing = {"genuine", "past 2^53", "a rebuilt tree anchored in a made-up block"}
+    for (name, _text, _now, want), got in zip(checks, seen["forged"], strict=True):
+        assert got == want, (name, got, want)  # the page's verdict is verify.py's
+        assert got[0].startswith("ok:" if name in passing else "FAILED: "), (name, got)
+        assert not any(x.startswith("anchored") for x in got)  # the simnet's work, trivial
     assert [m.split(" (")[0] for m in seen["tampered"]] == [
         "the line does not climb to the period's root",
         "the line does not climb to the period's root",

@@ -158,7 +158,7 @@ def test_each_settled_period_commits_its_statements_in_a_chain(
     the first period carries that link and passes the standalone verifier; the salts never
     leave the ledger except in the holder's own proof."""
     from poold.tokens.proofs import proof_for, roots
-    from tests.accounting.test_merkle_sum import verifier
+    from tests.verifier import UNANCHORED, check
 
     log = tmp_path / "log"
     mine(log, 40, {})
@@ -184,5 +184,5 @@ def test_each_settled_period_commits_its_statements_in_a_chain(
         assert proof_for(conn, "nobody", START) is None
     assert proof is not None
     assert [link["commitment"] for link in proof["chain"]] == [chain[0]["commitment"]]
-    verifier.verify(proof)
+    check(proof, **UNANCHORED)
     assert "salt" not in str(chain)
