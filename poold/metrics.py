@@ -81,6 +81,7 @@ class Metrics:
         self.rejected_by_account: dict[str, Counter[str]] = {}
         self.settlement_runs: Counter[str] = Counter()  # by kind: block, fpps, tokens
         self.ledger_pass_failures = 0  # ledger passes that failed (the next one retries)
+        self.api_cache_failures = 0  # API cache refreshes that failed (logged, in /readyz)
         self.leader = 0  # 1 while this daemon holds the ledger's leadership
         # Every node of the ledger (as the leader last read them): id -> (status, seconds
         # its ingested shares lag behind now).
@@ -134,6 +135,7 @@ class Metrics:
         "ingest_lag_shares",
         "sharelog_failed_batches",
         "ledger_pass_failures",
+        "api_cache_failures",
     )
     _MAXED = ("leader", "chain_height", "chain_difficulty", "token_periods_waiting")
 
@@ -241,6 +243,11 @@ class _Families(Collector):
             "poold_ledger_pass_failures",
             "Ledger passes that failed (the next retries)",
             value=m.ledger_pass_failures,
+        )
+        yield CounterMetricFamily(
+            "poold_api_cache_failures",
+            "Refreshes of the API's cached pool views that failed (logged; /readyz says which)",
+            value=m.api_cache_failures,
         )
         runs = CounterMetricFamily(
             "poold_settlements", "Settlements made by this process", labels=["kind"]

@@ -65,7 +65,7 @@ ROUTES: tuple[Route, ...] = (
     Route("get", "/api/v1/pool", pool.pool, "Pool overview", m.Pool),
     Route(
         "get", "/api/v1/pool/blocks", pool.pool_blocks, "Blocks found, newest first",
-        m.Listings["BlockList"], params=PAGE, errors=(400,),
+        m.BlockList, params=PAGE, errors=(400,),
     ),
     Route(
         "get", "/api/v1/pool/hashrate", pool.pool_hashrate, "Pool hashrate over time",
@@ -78,7 +78,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "get", "/api/v1/pool/payments", pool.pool_payments,
         "Every payout run, newest first (txid, time, total, outputs)",
-        m.Listings["PoolPaymentList"], params=PAGE, errors=(400,),
+        m.PoolPaymentList, params=PAGE, errors=(400,),
     ),
     Route(
         "get", "/api/v1/network", pool.network,
@@ -89,7 +89,7 @@ ROUTES: tuple[Route, ...] = (
         "get", "/api/v1/credits/roots", pool.credit_roots,
         "The chain of miner-credit commitments (every block split and FPPS booking), newest "
         "first, with each settlement's inputs and the blocks carrying it",
-        m.Listings["CreditRootList"], params=PAGE, errors=(400,),
+        m.CreditRootList, params=PAGE, errors=(400,),
     ),
     Route(
         "get", "/api/v1/miners/{account}", pool.miner, "A miner account", m.Miner,
@@ -112,18 +112,25 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, *MINER_ERRORS),
     ),
     Route(
-        "get", "/api/v1/miners/{account}/credits", pool.miner_credits, "Its credits",
-        m.Listings["CreditList"], access="miners", params=ACCOUNT + PAGE,
+        "get", "/api/v1/miners/{account}/credits", pool.miner_credits,
+        "Its credits and debits, newest first (every line of its account)",
+        m.CreditList, access="miners", params=ACCOUNT + PAGE,
         errors=(400, *MINER_ERRORS),
     ),
     Route(
+        "get", "/api/v1/miners/{account}/credits.csv", pool.miner_credits_csv,
+        "Every credit, debit and payout line as CSV, oldest first, exact, with what the pool "
+        "owes after each line", "text/csv", access="miners", params=ACCOUNT,
+        errors=MINER_ERRORS,
+    ),
+    Route(
         "get", "/api/v1/miners/{account}/payouts", pool.miner_payouts, "Its payouts",
-        m.Listings["MinerPayoutList"], access="miners", params=ACCOUNT + PAGE,
+        m.MinerPayoutList, access="miners", params=ACCOUNT + PAGE,
         errors=(400, *MINER_ERRORS),
     ),
     Route(
         "get", "/api/v1/miners/{account}/earnings/daily", pool.miner_daily_earnings,
-        "A miner's credits per UTC day, newest first", m.Listings["DailyEarningList"],
+        "A miner's credits per UTC day, newest first", m.DailyEarningList,
         access="miners", params=ACCOUNT + PAGE, errors=(400, *MINER_ERRORS),
     ),
     Route(
@@ -153,23 +160,24 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "get", "/api/v1/holders/{holder}/statements", holders.holder_statements,
-        "Its daily statements, newest first", m.Listings["StatementList"], access="owner",
+        "Its daily statements, newest first", m.StatementList, access="owner",
         params=HOLDER + PAGE, errors=(400, *OWNER_ERRORS, 404),
     ),
     Route(
         "get", "/api/v1/holders/{holder}/statements.csv", holders.holder_statements_csv,
-        "All its statements as CSV (exact decimals)", "text/csv", access="owner",
+        "All its statements as CSV, oldest first: exact values, each displayed one's text "
+        "in a *_display column beside it", "text/csv", access="owner",
         params=HOLDER, errors=(*OWNER_ERRORS, 404),
     ),
     Route(
         "get", "/api/v1/holders/{holder}/transfers", holders.holder_transfers,
         "Its token movements, newest first, with the balance after each",
-        m.Listings["TransferList"], access="owner", params=HOLDER + PAGE,
+        m.TransferList, access="owner", params=HOLDER + PAGE,
         errors=(400, *OWNER_ERRORS, 404),
     ),
     Route(
         "get", "/api/v1/holders/{holder}/payouts", holders.holder_payouts, "Its payouts",
-        m.Listings["MinerPayoutList"], access="owner", params=HOLDER + PAGE,
+        m.MinerPayoutList, access="owner", params=HOLDER + PAGE,
         errors=(400, *OWNER_ERRORS, 404),
     ),
     Route(
@@ -182,7 +190,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "get", "/api/v1/statements/roots", holders.statement_roots,
         "The chain of statement commitments, newest first, with each period's inputs",
-        m.Listings["RootList"], params=PAGE, errors=(400,),
+        m.RootList, params=PAGE, errors=(400,),
     ),
     Route(
         "post", "/api/v1/admin/transfers", admin.admin_transfers,

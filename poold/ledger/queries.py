@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
-from poold.chain.targets import difficulty_from_target, network_difficulty
+from poold.chain.targets import network_difficulty
 from poold.ledger import journal
 from poold.ledger.models import (
     STATEMENT_AMOUNTS,
@@ -233,7 +233,7 @@ class WorkerRow:
     name: str
     hashrate_hs: dict[str, int]  # window label -> H/s
     last_seen_ms: int | None  # its newest share the ledger holds (or worker record)
-    best_difficulty: Fraction | None  # its best share ever, as a difficulty
+    best_hash: int | None  # its best share ever: the smallest header hash
     user_agent: str | None
 
 
@@ -264,7 +264,7 @@ def workers(conn: Connection, aid: int, now: int) -> list[WorkerRow]:
                 name,
                 {k: rates.get(f"{account}.{name}", {}).get(k, 0) for k in WINDOWS},
                 max(last) if last else None,
-                None if best is None else difficulty_from_target(max(1, int(best, 16))),
+                None if best is None else int(best, 16),
                 agent,
             )
         )
@@ -337,6 +337,7 @@ class CreditRow:
     time_ms: int
     balance: str  # what the line counts as now: immature | spendable | voided
     amount_sat: int  # what the pool owes the miner more (negative: less)
+    height: int | None = None  # the block's, for a line that refers to a found block
 
 
 def credits(conn: Connection, name: str, page: Page) -> list[CreditRow]:
@@ -352,9 +353,11 @@ def credits(conn: Connection, name: str, page: Page) -> list[CreditRow]:
             JournalEntry.phase,
             resolution.phase,
             JournalLine.amount_sat,
+            Block.height,
         )
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
         .outerjoin(resolution, resolution.pending_id == JournalEntry.id)
+        .outerjoin(Block, Block.hash == JournalEntry.reference)
         .where(JournalLine.account == journal.miner(name))
         .order_by(JournalEntry.id.desc(), JournalLine.id.desc())
         .limit(page.limit)
@@ -362,8 +365,16 @@ def credits(conn: Connection, name: str, page: Page) -> list[CreditRow]:
     ).all()
     state = {"post": "spendable", "void": "voided", None: "immature"}
     return [
-        CreditRow(int(i), k, ref, int(t), "spendable" if phase == "posted" else state[res], -int(v))
-        for i, k, ref, t, phase, res, v in rows
+        CreditRow(
+            int(i),
+            k,
+            ref,
+            int(t),
+            "spendable" if phase == "posted" else state[res],
+            -int(v),
+            None if h is None else int(h),
+        )
+        for i, k, ref, t, phase, res, v, h in rows
     ]
 
 
@@ -375,9 +386,11 @@ class PayoutRow:
     time_ms: int
     amount_sat: int
     address: str
+    confirmations: int = 0
 
 
 def payouts(conn: Connection, name: str, page: Page) -> list[PayoutRow]:
+    """The payouts of a miner account or of `holder:<name>`, newest first."""
     rows = conn.execute(
         select(
             Payout.id,
@@ -386,6 +399,7 @@ def payouts(conn: Connection, name: str, page: Page) -> list[PayoutRow]:
             Payout.created_ms,
             PayoutItem.amount_sat,
             PayoutItem.address,
+            Payout.confirmations,
         )
         .join(PayoutItem, PayoutItem.payout_id == Payout.id)
         .where(PayoutItem.account == name)
@@ -393,7 +407,9 @@ def payouts(conn: Connection, name: str, page: Page) -> list[PayoutRow]:
         .limit(page.limit)
         .offset(page.offset)
     ).all()
-    return [PayoutRow(int(i), s, t, int(c), int(a), ad) for i, s, t, c, a, ad in rows]
+    return [
+        PayoutRow(int(i), s, t, int(c), int(a), ad, int(n or 0)) for i, s, t, c, a, ad, n in rows
+    ]
 
 
 def holder_known(conn: Connection, holder: str) -> bool:
@@ -532,6 +548,7 @@ class HolderSummary:
     tokens: Fraction  # held now
     totals: dict[str, int]  # STATEMENT_AMOUNTS summed over every settled period
     balance_sat: int  # owed to the holder now
+    sent_sat: int = 0  # paid out on chain (payouts sent or confirmed)
 
 
 def holder_summary(conn: Connection, holder: str, now: int) -> HolderSummary:
@@ -553,11 +570,20 @@ def holder_summary(conn: Connection, holder: str, now: int) -> HolderSummary:
             JournalLine.account == journal.holder(holder)
         )
     ).scalar()
+    sent = conn.execute(
+        select(func.coalesce(func.sum(PayoutItem.amount_sat), 0))
+        .join(Payout, Payout.id == PayoutItem.payout_id)
+        .where(
+            PayoutItem.account == journal.holder(holder),
+            Payout.status.in_(("sent", "confirmed")),
+        )
+    ).scalar()
     return HolderSummary(
         holder,
         Fraction(held),
         {f: int(v) for f, v in zip(STATEMENT_AMOUNTS, totals, strict=True)},
         -int(owed or 0),
+        int(sent or 0),
     )
 
 
@@ -694,32 +720,42 @@ class DailyEarning:
     day_start: int  # unix seconds, 00:00 UTC
     credited_sat: int  # credits posted or pending that day (voided ones left out)
     spendable_sat: int  # of those, what already counts as spendable
+    debited_sat: int = 0  # debits other than payouts (a fleet account's token periods), > 0
+    paid_out_sat: int = 0  # what payouts took from the account, > 0
 
 
 def daily_earnings(conn: Connection, name: str, page: Page) -> list[DailyEarning]:
-    """A miner's credits per UTC day, newest first (by when the crediting entry was made)."""
+    """A miner's account per UTC day, newest first (by when each entry was made): credits,
+    debits and payouts, so that credited - debited - paid out is the day's change of what the
+    pool owes it (voided credits left out)."""
     resolution = aliased(JournalEntry)
     rows = conn.execute(
         select(
-            JournalEntry.created_ms, JournalEntry.phase, resolution.phase, JournalLine.amount_sat
+            JournalEntry.created_ms,
+            JournalEntry.kind,
+            JournalEntry.phase,
+            resolution.phase,
+            JournalLine.amount_sat,
         )
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
         .outerjoin(resolution, resolution.pending_id == JournalEntry.id)
-        .where(
-            JournalLine.account == journal.miner(name),
-            JournalLine.amount_sat < 0,  # credits (what the pool owes more)
-        )
+        .where(JournalLine.account == journal.miner(name))
     ).all()
     days: dict[int, list[int]] = {}
-    for created, phase, res, amount in rows:
+    for created, kind, phase, res, amount in rows:
         if phase == "pending" and res == "void":
             continue
-        acc = days.setdefault(int(created) // 86_400_000 * 86_400, [0, 0])
-        acc[0] += -int(amount)
-        if phase == "posted" or res == "post":
-            acc[1] += -int(amount)
+        acc = days.setdefault(int(created) // 86_400_000 * 86_400, [0, 0, 0, 0])
+        if amount < 0:  # a credit: what the pool owes more
+            acc[0] += -int(amount)
+            if phase == "posted" or res == "post":
+                acc[1] += -int(amount)
+        elif kind == "payout":
+            acc[3] += int(amount)
+        else:
+            acc[2] += int(amount)
     ordered = sorted(days.items(), reverse=True)[page.offset : page.offset + page.limit]
-    return [DailyEarning(d, c, sp) for d, (c, sp) in ordered]
+    return [DailyEarning(d, c, sp, db, po) for d, (c, sp, db, po) in ordered]
 
 
 def payout_setting(conn: Connection, name: str) -> tuple[str | None, int | None]:
