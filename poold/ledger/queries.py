@@ -139,7 +139,7 @@ class PoolOverview:
     workers_online: int
     miners_online: int
     blocks: dict[str, int]  # status -> count
-    round_effort: Fraction  # network difficulties since the last block (1 = an average round)
+    round_effort: Fraction  # network difficulties since the last block's time (1 = average)
     window_fill: Fraction  # share of the PPLNS window the newest work covers, in [0, 1]
 
 
@@ -163,12 +163,19 @@ def pool_overview(
     }
     online = [k for k, v in _sums(conn, end - WINDOWS["10m"]).items() if _rate(v, WINDOWS["10m"])]
     scores = {k: v / network_difficulty(int(k[1])) for k, v in minutes.items()}
-    # Effort: the work since the last block found in network difficulties; 1 = an average
-    # round. Like each block's own effort (and PROP's round), it counts whole minutes: the
-    # last block's minute belongs to that block's round, so effort starts again from 0 at
-    # each block. Window fill: how much of `factor` network difficulties the newest shares
-    # cover now (the rest would be unallocated).
+    # Effort: the work since the last block found, by share time, in network difficulties;
+    # 1 = an average round (as each block's own effort, `slices.window.round_effort`): the
+    # minutes after the block's from the minute sums, its own minute from its slices (ingest
+    # cuts them at the block's time). Window fill: how much of `factor` network difficulties
+    # the newest shares cover now (the rest would be unallocated).
     effort = sum((v for (t, _b), v in scores.items() if t > round_start), Fraction(0))
+    if last is not None:
+        tail = exact_sums(
+            conn,
+            [ShareSlice.bits],
+            [ShareSlice.slice_start == round_start, ShareSlice.last_ms > int(last)],
+        )
+        effort += sum((v / network_difficulty(int(k[0])) for k, v in tail.items()), Fraction(0))
     # The window walks back from now until it holds `factor`: what it covers is the smaller of
     # `factor` and all the work up to now.
     covered = sum((v for (t, _b), v in scores.items() if t <= end), Fraction(0))
