@@ -155,6 +155,7 @@ class Daemon:
             host=f"{socket.gethostname()}:{os.getpid()}",
             stream=stream,
             on_commitment=self._statement_commitment,
+            chain=self._mined_now,
         )
         self.server = StratumServer(
             limits=ServerLimits(
@@ -304,6 +305,11 @@ class Daemon:
             if now - last_stats >= self.cfg.log.stats_interval_s:
                 log.info("stats", **self.metrics.snapshot())
                 last_stats = now
+
+    def _mined_now(self) -> tuple[int, int] | None:
+        """The block the current job builds: (height, target bits); None before a job."""
+        job = self.jobs.current()
+        return None if job is None else (job.template.height, job.template.bits)
 
     def readiness(self) -> dict[str, str]:
         """What keeps this daemon from serving correctly right now (for /readyz)."""

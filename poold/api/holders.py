@@ -7,6 +7,7 @@ from aiohttp import web
 
 from poold.api import models, views
 from poold.api.base import (
+    CACHE,
     HOLDERS,
     PAGES,
     context,
@@ -15,6 +16,7 @@ from poold.api.base import (
     now_of,
     page_of,
     read,
+    read_heavy,
     require,
     respond,
 )
@@ -51,8 +53,9 @@ async def holder_statements(request: web.Request) -> web.Response:
     pages = request.app[PAGES]
     body = pages.get(key)
     if body is None:
-        fleet = context(request).cfg.tokens.fleet_accounts
-        rows = await read(request, queries.statements, name, page, th, tuple(fleet))
+        cfg = context(request).cfg
+        fleet = tuple(cfg.tokens.fleet_accounts)
+        rows = await read(request, queries.statements, name, page, th, fleet, cfg.pool.fee)
         items = [views.statement(r) for r in rows]
         body = models.StatementList(items=items, **vars(page)).model_dump_json(by_alias=True)
         pages[key] = body
@@ -98,8 +101,60 @@ async def holder_transfers(request: web.Request) -> web.Response:
 
 async def holder_statements_csv(request: web.Request) -> web.Response:
     name = await holder_name(request)
-    th = context(request).cfg.tokens.th_per_token
-    fleet = tuple(context(request).cfg.tokens.fleet_accounts)
-    rows = await read(request, queries.statements, name, queries.Page(10**6, 0), th, fleet)
+    cfg = context(request).cfg
+    th, fleet = cfg.tokens.th_per_token, tuple(cfg.tokens.fleet_accounts)
+    everything = queries.Page(10**6, 0)
+    rows = await read(request, queries.statements, name, everything, th, fleet, cfg.pool.fee)
     items = [views.statement_csv(r) for r in reversed(rows)]  # oldest first, like a ledger
     return csv_response(items, views.STATEMENT_CSV_COLUMNS, f"{name}-statements.csv")
+
+
+def fleet_of(request: web.Request) -> tuple[str, ...]:
+    tokens = context(request).cfg.tokens
+    if not tokens.enabled or not tokens.fleet_accounts:
+        raise error(404, "this pool has no token fleet ([tokens] enabled, fleet_accounts)")
+    return tuple(tokens.fleet_accounts)
+
+
+def step_of(request: web.Request) -> str:
+    step = request.query.get("step", "1d")
+    if step not in queries.FLEET_STEPS:
+        raise error(400, f"step: expected one of {', '.join(queries.FLEET_STEPS)}, got {step!r}")
+    return step
+
+
+async def fleet_daily(request: web.Request) -> web.Response:
+    """The token fleet per UTC day (or hour) against the network's hashprice."""
+    page = page_of(request)
+    step = step_of(request)
+    fleet = fleet_of(request)
+    now = now_of(request)
+    rows = await request.app[CACHE].get(
+        f"fleet:{step}:{page.limit}:{page.offset}",
+        lambda: read_heavy(
+            request, queries.fleet_series, fleet, queries.FLEET_STEPS[step], page, now
+        ),
+    )
+    return respond(
+        models.FleetDayList(
+            step=step,  # checked by step_of
+            fleet=list(fleet),
+            items=[views.fleet_period(p) for p in rows],
+            **vars(page),
+        )
+    )
+
+
+async def fleet_daily_csv(request: web.Request) -> web.Response:
+    step = step_of(request)
+    fleet = fleet_of(request)
+    rows = await read_heavy(
+        request,
+        queries.fleet_series,
+        fleet,
+        queries.FLEET_STEPS[step],
+        queries.Page(10**6, 0),
+        now_of(request),
+    )
+    items = [views.fleet_csv(p) for p in reversed(rows)]  # oldest first
+    return csv_response(items, views.FLEET_CSV_COLUMNS, f"fleet-{step}.csv")

@@ -539,7 +539,8 @@ class FleetDay(Model):
     """One UTC day (or hour) of the token fleet against the network's hashprice."""
 
     start: int
-    end: int
+    end: int = Field(description="the period's end; for the period under way, now")
+    complete: bool = Field(description="false for the period under way (figures so far)")
     delivered_th_per_s: Exact = Field(description="the fleet's measured hashrate")
     hashprice_sat_per_th_day: Exact | None = Field(
         description="the network's, time-weighted: subsidy + average fees over difficulty"
@@ -561,7 +562,7 @@ class FleetDay(Model):
 class FleetDayList(Page):
     step: Literal["1d", "1h"]
     fleet: list[str] = Field(description="the fleet accounts ([tokens] fleet_accounts)")
-    items: list[FleetDay]
+    items: list[FleetDay] = Field(description="newest first, from the period under way")
 
 
 class SettingsDisplay(Model):

@@ -51,6 +51,7 @@ PAGE = (
     Param("offset", "query", {"type": "integer", "minimum": 0}),
 )
 WINDOW = (Param("window", "query", {"enum": ["1h", "24h", "7d", "30d"], "default": "24h"}),)
+STEP = (Param("step", "query", {"enum": ["1d", "1h"], "default": "1d"}, "a UTC day or hour"),)
 OWNER_ERRORS = (401, 403)
 MINER_ERRORS = (401, 404)  # 401 only when miners are not public
 
@@ -186,6 +187,18 @@ ROUTES: tuple[Route, ...] = (
         access="owner",
         params=(*HOLDER, Param("period_start", "path", {"type": "integer", "minimum": 0})),
         errors=(400, *OWNER_ERRORS, 404),
+    ),
+    Route(
+        "get", "/api/v1/fleet/daily", holders.fleet_daily,
+        "The token fleet per UTC day (or hour, step=1h), newest first: delivered TH/s, the "
+        "network's hashprice (subsidy + average fees over difficulty), the FPPS value of the "
+        "work at it, and what the fleet was credited: what a hashrate forward settles against",
+        m.FleetDayList, params=(*STEP, *PAGE), errors=(400, 404),
+    ),
+    Route(
+        "get", "/api/v1/fleet/daily.csv", holders.fleet_daily_csv,
+        "The same series as CSV, oldest first: exact values, display columns beside them",
+        "text/csv", params=STEP, errors=(400, 404),
     ),
     Route(
         "get", "/api/v1/statements/roots", holders.statement_roots,

@@ -22,6 +22,7 @@ from poold.ledger.queries import (
     BlockRow,
     CreditRow,
     DailyEarning,
+    FleetPeriod,
     HolderSummary,
     MinerView,
     PayoutRow,
@@ -266,7 +267,7 @@ def statement(s: StatementRow) -> m.Statement:
         operator_retained_sat=s.operator_retained_sat,
         blocks=list(s.blocks),
         fpps_periods=list(s.fpps_periods),
-        benchmark=None,
+        benchmark=benchmark(s),
         display=m.StatementDisplay(
             **{f.removesuffix("_sat"): d.sat(v) for f, v in a.items()},
             btc_usd=d.usd(s.btc_usd),
@@ -275,6 +276,19 @@ def statement(s: StatementRow) -> m.Statement:
         ),
     )
 
+
+#: The benchmark's columns in the statement CSV (empty for a period with no network sample).
+BENCHMARK_CSV = (
+    "network_hashprice_sat_per_th_day",
+    "hashprice_value_sat",
+    "delivery_gap_sat",
+    "pool_fee_sat",
+    "luck_and_rounding_sat",
+    "costs_sat",
+    "costs_share_of_gross",
+    "net_vs_hashprice_sat",
+    "gross_vs_hashprice",
+)
 
 STATEMENT_CSV_COLUMNS = [
     "period_start",
@@ -297,7 +311,106 @@ STATEMENT_CSV_COLUMNS = [
     "period_pot_sat",
     "operator_retained_sat",
     "blocks",
+    *(f"{k}{suffix}" for k in BENCHMARK_CSV for suffix in ("", "_display")),
 ]
+
+
+def sat_exact(x: Fraction) -> m.Exact:
+    """An exact amount of satoshis (maybe fractional), shown to the satoshi."""
+    return exact(x, f"{d.fixed(x, 0)} sat")
+
+
+def ratio(x: Fraction | None, places: int = 2) -> m.Exact | None:
+    return None if x is None else exact(x, d.percent(x, places))
+
+
+def benchmark(s: StatementRow) -> m.Benchmark | None:
+    b, hp = s.benchmark, s.network_hashprice
+    if b is None or hp is None:
+        return None
+    return m.Benchmark(
+        hashprice_sat_per_th_day=exact(hp, d.hashprice(hp)),
+        covered_s=s.covered_s,
+        hashprice_value_sat=sat_exact(b.hashprice_value_sat),
+        delivery_gap_sat=sat_exact(b.delivery_gap_sat),
+        pool_fee_sat=sat_exact(b.pool_fee_sat),
+        luck_and_rounding_sat=sat_exact(b.luck_and_rounding_sat),
+        costs_sat=sat_exact(b.costs_sat),
+        costs_share_of_gross=ratio(b.costs_share_of_gross),
+        net_vs_hashprice_sat=sat_exact(b.net_vs_hashprice_sat),
+        gross_vs_hashprice=ratio(b.gross_vs_hashprice),
+    )
+
+
+def fleet_period(p: FleetPeriod) -> m.FleetDay:
+    value = p.fpps_value
+    vs = None if value is None or not value else Fraction(p.earned_sat) / value
+    return m.FleetDay(
+        start=p.start,
+        end=p.end,
+        complete=p.complete,
+        delivered_th_per_s=exact(p.delivered_th_per_s, d.hashrate_th(p.delivered_th_per_s)),
+        hashprice_sat_per_th_day=None
+        if p.hashprice is None
+        else exact(p.hashprice, d.hashprice(p.hashprice)),
+        covered_s=p.covered_s,
+        fpps_value_sat=None if value is None else sat_exact(value),
+        earned_sat=p.earned_sat,
+        immature_sat=p.immature_sat,
+        earned_vs_value=ratio(vs),
+        display=m.FleetDayDisplay(
+            period=d.period(p.start, p.start + p.step) + ("" if p.complete else " (so far)"),
+            delivered=d.hashrate_th(p.delivered_th_per_s),
+            hashprice="—" if p.hashprice is None else d.hashprice(p.hashprice),
+            fpps_value="—" if value is None else f"{d.fixed(value, 0)} sat",
+            earned=d.sat(p.earned_sat),
+            earned_vs_value="—" if vs is None else d.percent(vs),
+        ),
+    )
+
+
+FLEET_CSV_COLUMNS = [
+    "start",
+    "end",
+    "complete",
+    "period_display",
+    "delivered_th_per_s",
+    "delivered_display",
+    "hashprice_sat_per_th_day",
+    "hashprice_display",
+    "covered_s",
+    "fpps_value_sat",
+    "fpps_value_display",
+    "earned_sat",
+    "immature_sat",
+    "earned_display",
+    "earned_vs_value",
+    "earned_vs_value_display",
+]
+
+
+def fleet_csv(p: FleetPeriod) -> dict[str, Any]:
+    """A fleet period as a CSV row (`FLEET_CSV_COLUMNS`): exact values, display beside."""
+    day = fleet_period(p)
+    hp, value, vs = day.hashprice_sat_per_th_day, day.fpps_value_sat, day.earned_vs_value
+    return {
+        "start": p.start,
+        "end": p.end,
+        "complete": "yes" if p.complete else "no",
+        "period_display": day.display.period,
+        "delivered_th_per_s": day.delivered_th_per_s.exact,
+        "delivered_display": day.display.delivered,
+        "hashprice_sat_per_th_day": "" if hp is None else hp.exact,
+        "hashprice_display": day.display.hashprice,
+        "covered_s": p.covered_s,
+        "fpps_value_sat": "" if value is None else value.exact,
+        "fpps_value_display": day.display.fpps_value,
+        "earned_sat": p.earned_sat,
+        "immature_sat": p.immature_sat,
+        "earned_display": day.display.earned,
+        "earned_vs_value": "" if vs is None else vs.exact,
+        "earned_vs_value_display": day.display.earned_vs_value,
+    }
 
 
 def statement_csv(s: StatementRow) -> dict[str, Any]:
@@ -333,6 +446,11 @@ def statement_csv(s: StatementRow) -> dict[str, Any]:
         "operator_retained_sat": s.operator_retained_sat,
         "blocks": " ".join(s.blocks),
     }
+    for k in BENCHMARK_CSV:
+        field = k.removeprefix("network_")
+        value = None if full.benchmark is None else getattr(full.benchmark, field)
+        row[k] = "" if value is None else value.exact
+        row[f"{k}_display"] = "" if value is None else value.display
     return {k: row[k] for k in STATEMENT_CSV_COLUMNS}
 
 

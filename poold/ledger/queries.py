@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
+from accounting import StatementBenchmark, mean_hashprice, statement_benchmark
 from poold.chain.targets import network_difficulty
 from poold.ledger import journal
 from poold.ledger.models import (
@@ -40,6 +41,7 @@ from poold.ledger.models import (
     TokenTransfer,
     Worker,
 )
+from poold.ledger.network import hashprices
 from poold.ledger.slices.exact import exact_sums
 
 WINDOWS = {"10m": 600, "1h": 3600, "24h": 86400}
@@ -445,6 +447,11 @@ class StatementRow:
     inputs: dict[str, Any] | None = None  # the period's published inputs (rates), if committed
     blocks: tuple[str, ...] = ()  # the fleet's blocks whose credits the period counted
     fpps_periods: tuple[int, ...] = ()  # ... and the FPPS bookings (their period ends)
+    # The network's hashprice over the period (time-weighted; None: no sample of it), the
+    # seconds of the period it covers, and the line against it.
+    network_hashprice: Fraction | None = None
+    covered_s: int = 0
+    benchmark: StatementBenchmark | None = None
 
 
 def _fleet_blocks(conn: Connection, start: int, end: int, miners: list[str]) -> tuple[str, ...]:
@@ -484,7 +491,10 @@ def statements(
     page: Page,
     th_per_token: Fraction,
     fleet: tuple[str, ...] = (),
+    pool_fee: Fraction = Fraction(0),
 ) -> list[StatementRow]:
+    """The holder's statements, newest first, each with what is behind it and its benchmark
+    against the network's hashprice (`accounting.statement_benchmark`, at `pool_fee`)."""
     rows = conn.execute(
         select(
             TokenPeriod.period_start,
@@ -508,6 +518,9 @@ def statements(
     ).all()
     miners = [journal.miner(a) for a in fleet]
     bookings = _fleet_bookings(conn, miners)  # once, not per period
+    samples = (
+        hashprices(conn, min(int(r[0]) for r in rows), max(int(r[1]) for r in rows)) if rows else []
+    )
     out: list[StatementRow] = []
     for (
         start,
@@ -528,6 +541,21 @@ def statements(
         hashprice = Fraction(int(earnings)) / (delivered * seconds / 86400) if delivered else None
         blocks = _fleet_blocks(conn, int(start), int(end), miners)
         fpps = tuple(b for b in bookings if int(start) < b <= int(end))
+        line = {f: int(v) for f, v in zip(STATEMENT_AMOUNTS, amounts, strict=True)}
+        network, covered = mean_hashprice(samples, int(start), int(end))
+        benchmark = (
+            None
+            if network is None
+            else statement_benchmark(
+                nominal_th_seconds=nominal * seconds,
+                delivery_ratio=Fraction(ratio_text),
+                hashprice_sat_per_th_day=network,
+                pool_fee=pool_fee,
+                gross_sat=line["gross_sat"],
+                electricity_sat=line["electricity_sat"],
+                service_sat=line["service_sat"],
+            )
+        )
         out.append(
             StatementRow(
                 int(start),
@@ -535,7 +563,7 @@ def statements(
                 Fraction(ts_text),
                 nominal,
                 nominal * Fraction(ratio_text),
-                {f: int(v) for f, v in zip(STATEMENT_AMOUNTS, amounts, strict=True)},
+                line,
                 Fraction(price),
                 hashprice,
                 Fraction(ratio_text),
@@ -544,6 +572,9 @@ def statements(
                 None if inputs_text is None else json.loads(inputs_text),
                 blocks,
                 fpps,
+                network,
+                covered,
+                benchmark,
             )
         )
     return out
@@ -772,3 +803,127 @@ def payout_setting(conn: Connection, name: str) -> tuple[str | None, int | None]
         )
     ).first()
     return (None, None) if row is None else (row[0], row[1])
+
+
+#: Fleet series steps: label -> seconds.
+FLEET_STEPS = {"1d": 86_400, "1h": 3600}
+
+
+@dataclass(frozen=True)
+class FleetPeriod:
+    start: int  # unix seconds
+    end: int  # the period's end, or now for the period under way
+    complete: bool
+    step: int  # the period's length (a day or an hour)
+    delivered_th_per_s: Fraction  # the fleet's measured hashrate over [start, end)
+    hashprice: Fraction | None  # the network's, time-weighted (None: no sample of it)
+    covered_s: int  # seconds of [start, end) the network's samples cover
+    earned_sat: int  # FPPS bookings ending in it and credits of blocks found in it
+    immature_sat: int  # of which block credits not matured yet
+
+    @property
+    def fpps_value(self) -> Fraction | None:
+        """Delivered TH·days x hashprice: the work's value at the network's hashprice."""
+        if self.hashprice is None:
+            return None
+        return self.delivered_th_per_s * (self.end - self.start) * self.hashprice / 86_400
+
+
+def fleet_series(
+    conn: Connection, fleet: tuple[str, ...], step: int, page: Page, now: int
+) -> list[FleetPeriod]:
+    """The token fleet per UTC day (or hour), newest first, from its first share to the
+    period under way: delivered TH/s (as token settlement measures it), the network's
+    hashprice, and what the fleet accounts were credited (FPPS bookings whose period ends in
+    it, credits of the blocks found in it; voided ones left out)."""
+    ids = [
+        int(i)
+        for i in conn.execute(select(Account.id).where(Account.name.in_(list(fleet)))).scalars()
+    ]
+    if not ids:
+        return []
+    first = conn.execute(
+        select(func.min(ShareSlice.slice_start)).where(ShareSlice.account_id.in_(ids))
+    ).scalar()
+    if first is None:
+        return []
+    newest = now // step * step
+    oldest = int(first) // step * step
+    starts = list(range(newest, oldest - 1, -step))[page.offset : page.offset + page.limit]
+    if not starts:
+        return []
+    lo, hi = starts[-1], starts[0] + step
+    bucket = (ShareSlice.slice_start - ShareSlice.slice_start % step).label("bucket")
+    work = exact_sums(
+        conn,
+        [bucket],
+        [
+            ShareSlice.account_id.in_(ids),
+            ShareSlice.slice_start >= lo,
+            ShareSlice.slice_start < hi,
+        ],
+    )
+    earned, immature = _fleet_earnings(conn, [journal.miner(a) for a in fleet], lo, hi, step)
+    samples = hashprices(conn, lo, hi)
+    out = []
+    for start in starts:
+        end = min(start + step, max(now, start + 1))
+        done = work.get((start,), Fraction(0))
+        network, covered = mean_hashprice(samples, start, end)
+        out.append(
+            FleetPeriod(
+                start,
+                end,
+                end == start + step,
+                step,
+                done * 2**32 / (end - start) / 10**12,
+                network,
+                covered,
+                earned.get(start, 0),
+                immature.get(start, 0),
+            )
+        )
+    return out
+
+
+def _fleet_earnings(
+    conn: Connection, miners: list[str], lo: int, hi: int, step: int
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Per period start in [lo, hi): what the fleet was credited, and of it what is still
+    immature (the token settlement's rule: FPPS by booking end, blocks by when found)."""
+    earned: dict[int, int] = {}
+    immature: dict[int, int] = {}
+    for reference, amount in conn.execute(
+        select(JournalEntry.reference, JournalLine.amount_sat)
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .where(
+            JournalEntry.kind == "fpps_period",
+            func.length(JournalEntry.reference) == len(str(hi)),
+            JournalEntry.reference > str(lo),
+            JournalEntry.reference <= str(hi),
+            JournalLine.account.in_(miners),
+        )
+    ):
+        end = int(reference)
+        start = (end - 1) // step * step  # a booking ending on a period's end is that period's
+        earned[start] = earned.get(start, 0) - int(amount)
+    resolution = aliased(JournalEntry)
+    for found_ms, amount, res in conn.execute(
+        select(Block.found_ms, JournalLine.amount_sat, resolution.phase)
+        .join(JournalEntry, JournalEntry.reference == Block.hash)
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .outerjoin(resolution, resolution.pending_id == JournalEntry.id)
+        .where(
+            JournalEntry.kind.in_(("pplns_block", "prop_block", "solo_block")),
+            Block.found_ms >= lo * 1000,
+            Block.found_ms < hi * 1000,
+            JournalLine.account.in_(miners),
+        )
+    ):
+        if res == "void":
+            continue
+        start = int(found_ms) // 1000 // step * step
+        earned[start] = earned.get(start, 0) - int(amount)
+        if res is None:
+            immature[start] = immature.get(start, 0) - int(amount)
+    return earned, immature

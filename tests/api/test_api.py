@@ -31,7 +31,7 @@ from poold.shares.log import ShareLog
 from poold.tokens.settle import set_price, settle_period
 from poold.tokens.transfers import import_transfers, parse_records
 from tests.accounting.test_merkle_sum import verifier
-from tests.helpers import make_config
+from tests.helpers import make_config, regtest_address
 from tests.ledger.test_settle import T0, mine
 from tests.tokens.test_periods import CFG, END, PRICE, START
 
@@ -114,7 +114,9 @@ def populate(ledger: sa.Engine, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 async def api(ledger: sa.Engine, tmp_path: Path) -> AsyncIterator[Api]:
     tokens = populate(ledger, tmp_path)
-    cfg = make_config(tmp_path, tokens=CFG.model_dump(), api={"max_page": 50})
+    # The pool fee the blocks above were settled with.
+    pool = {"network": "regtest", "payout_address": regtest_address(), "fee": "0.01"}
+    cfg = make_config(tmp_path, tokens=CFG.model_dump(), api={"max_page": 50}, pool=pool)
     metrics = Metrics()
     ctx = ApiContext(cfg, metrics, ledger, clock=lambda: T0 / 1000 + 40 * 60)
     runner = web.AppRunner(make_app(ctx))
@@ -320,7 +322,6 @@ async def test_the_routes_miningcore_users_expect(api: Api, ledger: sa.Engine) -
     status, settings = await api.get(url, "m0")
     check(url.replace("m0", "{account}"), "get", 200, settings)
     assert settings["address"] is None and settings["effective_min_payout_sat"] == 100_000
-    from tests.helpers import regtest_address
 
     address = regtest_address(b"m0's wallet")
     async with api.session.put(
@@ -382,7 +383,6 @@ async def test_holders_are_paid_through_the_wallet(api: Api, ledger: sa.Engine) 
     from poold.chain.address import Network
     from poold.ledger.payouts import run_payouts, set_account
     from poold.ledger.settle import verify
-    from tests.helpers import regtest_address
     from tests.ledger.test_journal_properties import MemoryWallet
 
     _, alice = await api.get("/api/v1/holders/alice", "alice")
