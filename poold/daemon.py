@@ -91,7 +91,9 @@ class Daemon:
             node_id=cfg.stratum.node_id,
         )
         self.bitcoind: Bitcoind = (
-            bitcoind if bitcoind is not None else make_bitcoind(cfg.bitcoind, clock)
+            bitcoind
+            if bitcoind is not None
+            else make_bitcoind(cfg.bitcoind, clock, cfg.pool.network)
         )
         st = cfg.stratum
         # Read now, before anything is opened or bound: an unusable certificate or key stops

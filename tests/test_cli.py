@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -253,31 +254,36 @@ async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path:
     assert all(logged) and report["shares"] == sum(logged) and report["problems"] == 0
 
 
-async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
-    """`poold demo` settles one-minute token periods; alice's proof of the first, fetched with
-    the read token the demo prints, passes the standalone verifier, anchored in a block; so
-    does the demo miner's proof of an FPPS booking, fetched with its miner token."""
+async def test_the_demo_shows_a_year_in_small_and_verify_py_passes(tmp_path: Path) -> None:
+    """`poold demo` settles one-minute token periods with real costs (electricity with a
+    discount, service), benchmarked against the network's hashprice; the fleet account is
+    debited each period; holders are paid through the simnet's wallet, with a txid; the
+    second period's price dip leaves them in debt. Alice's proof of the first period, fetched
+    with the read token the demo prints, passes the standalone verifier; so does the demo
+    miner's proof of an FPPS booking, fetched with its miner token."""
     import urllib.request
 
-    api_port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "poold", "demo", "--duration", "240", "--port", "0",
-        "--api-port", str(api_port), "--miners", "2",
+        sys.executable, "-m", "poold", "demo", "--duration", "300", "--port", "0",
+        "--api-port", "0", "--miners", "2",
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.stdout is not None
     token = miner_token = ""
+    api = ""
+    printed: list[str] = []
     reader: asyncio.Task[None] | None = None
     try:
         while not token:
             line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
             assert line, "the demo exited"
             if "read token: " in line:
+                api = line.split("dashboard: ")[1].split("/ ")[0]
                 token = line.split("read token: ")[1].split(";")[0].strip()
                 miner_token = line.split("demo's token: ")[1].split(")")[0].strip()
 
         def get(path: str, auth: bool = False, bearer: str = "") -> bytes:
-            req = urllib.request.Request(f"http://127.0.0.1:{api_port}{path}")
+            req = urllib.request.Request(f"{api}{path}")
             if auth or bearer:
                 req.add_header("Authorization", f"Bearer {bearer or token}")
             with urllib.request.urlopen(req, timeout=10) as r:
@@ -285,18 +291,30 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
 
         async def drain() -> None:
             assert proc.stdout is not None
-            while await proc.stdout.readline():
-                pass
+            while line := await proc.stdout.readline():
+                printed.append(line.decode())
 
         reader = asyncio.create_task(drain())  # the demo prints as it goes: keep reading
-        deadline = asyncio.get_running_loop().time() + 200
-        while True:
-            chain = json.loads(await asyncio.to_thread(get, "/api/v1/statements/roots"))
-            if chain["items"]:
-                break
-            assert asyncio.get_running_loop().time() < deadline, "no token period settled"
-            await asyncio.sleep(2)
-        start = chain["items"][-1]["period_start"]
+
+        async def statements(n: int) -> list[dict[str, Any]]:
+            """Alice's statements once n periods are settled, oldest first."""
+            deadline = asyncio.get_running_loop().time() + 240
+            while True:
+                listed = json.loads(
+                    await asyncio.to_thread(get, "/api/v1/holders/alice/statements", True)
+                )
+                if len(listed["items"]) >= n:
+                    return list(reversed(listed["items"]))
+                assert asyncio.get_running_loop().time() < deadline, f"{n} periods not settled"
+                await asyncio.sleep(2)
+
+        first = (await statements(1))[0]
+        start = first["period_start"]
+        assert first["period_end"] - start == 60  # a statement a minute
+        assert first["electricity_sat"] > 0 and first["service_sat"] > 0
+        assert first["rates"]["discount"]["exact"] == "0.1"
+        assert Fraction(first["electricity_kwh"]["exact"]) > 0
+        assert first["benchmark"] is not None and first["benchmark"]["covered_s"] > 0
 
         async def verify_py(proof: bytes, name: str) -> subprocess.CompletedProcess[str]:
             (tmp_path / name).write_bytes(proof)
@@ -311,10 +329,13 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
         proof = await asyncio.to_thread(get, f"/api/v1/holders/alice/proofs/{start}", True)
         out = await verify_py(proof, "proof.json")
         assert out.returncode == 0 and out.stdout.startswith("ok: alice's line"), out.stdout
-        # The demo miner's FPPS credits: each booking's proof passes the same verifier.
-        credits = json.loads(await asyncio.to_thread(get, "/api/v1/miners/demo/credits"))
+        # The demo miner's FPPS credits: each booking's proof passes the same verifier; the
+        # holders' share of each period is a debit of the same account.
+        credits = json.loads(await asyncio.to_thread(get, "/api/v1/miners/demo/credits?limit=500"))
         booked = [c for c in credits["items"] if c["reason"] == "fpps_period"]
         assert booked, credits
+        debits = [c for c in credits["items"] if c["reason"] == "token_period"]
+        assert debits and all(c["amount_sat"] < 0 for c in debits)
         proof = await asyncio.to_thread(
             get, f"/api/v1/miners/demo/proofs/{booked[-1]['reference']}", bearer=miner_token
         )
@@ -322,6 +343,17 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
         assert out.returncode == 0 and out.stdout.startswith("ok: demo's credit of fpps:"), (
             out.stdout
         )
+        # Alice was paid through the simnet's wallet: a txid, on the pool's payments too.
+        paid = json.loads(await asyncio.to_thread(get, "/api/v1/holders/alice/payouts", True))
+        [payout] = [p for p in paid["items"] if p["amount_sat"] == first["paid_sat"]]
+        assert len(payout["txid"]) == 64 and payout["status"] in ("sent", "confirmed")
+        payments = json.loads(await asyncio.to_thread(get, "/api/v1/pool/payments"))
+        assert payout["txid"] in [p["txid"] for p in payments["items"]]
+        # The second period's price is half: costs exceed gross, and the shortfall is debt.
+        second = (await statements(2))[1]
+        assert second["net_sat"] < 0 and second["paid_sat"] == 0
+        assert second["debt_out_sat"] == second["debt_in_sat"] - second["net_sat"] > 0
+        assert any("payout" in line and "txid" in line for line in printed)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
