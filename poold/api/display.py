@@ -64,7 +64,7 @@ def fixed(x: Number, places: int) -> str:
 
 def significant(x: Number, digits: int = 4) -> str:
     """x with `digits` significant digits in plain decimals (for values below 1), thousands
-    separated above; scientific notation below 1e-9. "≈ " when rounded."""
+    separated above; scientific notation below 1e-6. "≈ " when rounded."""
     x = Fraction(x)
     if x == 0:
         return "0"
@@ -75,7 +75,7 @@ def significant(x: Number, digits: int = 4) -> str:
     exponent = 0  # a x 10**exponent lands in [1, 10)
     while a * 10**exponent < 1:
         exponent += 1
-    if exponent > 9:
+    if exponent > 6:
         mantissa = fixed(x * 10**exponent, digits - 1)
         approx = mantissa.startswith(ROUNDED)
         core = mantissa.removeprefix(ROUNDED)
@@ -84,6 +84,17 @@ def significant(x: Number, digits: int = 4) -> str:
         power = f"-{exponent}".translate(SUPERSCRIPT)
         return (ROUNDED if approx else "") + f"{core} {TIMES} 10{power}"
     return fixed(x, exponent + digits - 1)
+
+
+def plain(x: Number, digits: int = 4) -> str:
+    """A rate or setting as written when it has at most 6 decimals ('21.5', '1,000.25'),
+    else `digits` significant digits ('≈ 0.3333')."""
+    text = exact(x)
+    if "/" not in text and len(text.partition(".")[2]) <= 6:
+        whole, dot, frac = text.partition(".")
+        sign = "-" if whole.startswith("-") else ""
+        return sign + group(abs(int(whole))) + dot + frac
+    return significant(x, digits)
 
 
 def sat(n: int) -> str:
@@ -114,6 +125,8 @@ def _scaled(x: Fraction, step: int, units: tuple[str, ...]) -> tuple[Fraction, s
 def hashrate(hs: Number) -> str:
     """H/s in the unit that fits, 2 decimals: 2000 -> '2.00 kH/s', 1163710 -> '≈ 1.16 MH/s'."""
     value, unit = _scaled(Fraction(hs), 1000, HASH_UNITS)
+    if 0 < abs(value) < 1:  # below 1 H/s: significant digits, not '≈ 0.00'
+        return f"{significant(value, 3)} {unit}"
     return f"{fixed(value, 2)} {unit}"
 
 
@@ -235,6 +248,7 @@ __all__ = [
     "hashrate_th",
     "percent",
     "period",
+    "plain",
     "sat",
     "significant",
     "usd",

@@ -131,8 +131,8 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "get", "/api/v1/miners/{account}/earnings/daily", pool.miner_daily_earnings,
-        "A miner's credits per UTC day, newest first", m.DailyEarningList,
-        access="miners", params=ACCOUNT + PAGE, errors=(400, *MINER_ERRORS),
+        "A miner's account per UTC day, newest first: credited, debited, paid out",
+        m.DailyEarningList, access="miners", params=ACCOUNT + PAGE, errors=(400, *MINER_ERRORS),
     ),
     Route(
         "get", "/api/v1/miners/{account}/proofs/{reference}", pool.miner_proof,
@@ -161,7 +161,8 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "get", "/api/v1/holders/{holder}/statements", holders.holder_statements,
-        "Its daily statements, newest first", m.StatementList, access="owner",
+        "Its statements (one a token period), newest first, each with its benchmark against "
+        "the network's hashprice", m.StatementList, access="owner",
         params=HOLDER + PAGE, errors=(400, *OWNER_ERRORS, 404),
     ),
     Route(

@@ -198,7 +198,7 @@ def payout(p: PayoutRow) -> m.MinerPayout:
 
 
 RATE_DISPLAY = {
-    "w_per_th": lambda x: f"{d.significant(x, 4)} W/TH",
+    "w_per_th": lambda x: f"{d.plain(x)} W/TH",
     "usd_per_kwh": lambda x: f"{d.usd(x)}/kWh",
     "discount": lambda x: d.percent(x),
     "service_usd_per_th_day": lambda x: f"{d.usd(x)}/TH/day",

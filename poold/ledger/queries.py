@@ -813,7 +813,7 @@ FLEET_STEPS = {"1d": 86_400, "1h": 3600}
 class FleetPeriod:
     start: int  # unix seconds
     end: int  # the period's end, or now for the period under way
-    complete: bool
+    complete: bool  # over: it ended before now
     step: int  # the period's length (a day or an hour)
     delivered_th_per_s: Fraction  # the fleet's measured hashrate over [start, end)
     hashprice: Fraction | None  # the network's, time-weighted (None: no sample of it)
@@ -842,12 +842,15 @@ def fleet_series(
     ]
     if not ids:
         return []
-    first = conn.execute(
-        select(func.min(ShareSlice.slice_start)).where(ShareSlice.account_id.in_(ids))
-    ).scalar()
+    first, last = conn.execute(
+        select(func.min(ShareSlice.slice_start), func.max(ShareSlice.slice_start)).where(
+            ShareSlice.account_id.in_(ids)
+        )
+    ).one()
     if first is None:
         return []
-    newest = now // step * step
+    # Through the period under way, or the last share's if this clock is behind the ledger.
+    newest = max(now, int(last)) // step * step
     oldest = int(first) // step * step
     starts = list(range(newest, oldest - 1, -step))[page.offset : page.offset + page.limit]
     if not starts:
@@ -867,14 +870,16 @@ def fleet_series(
     samples = hashprices(conn, lo, hi)
     out = []
     for start in starts:
-        end = min(start + step, max(now, start + 1))
+        # The period under way is measured so far; one after now (a clock behind the
+        # ledger's shares) in full.
+        end = start + step if now <= start else min(start + step, now)
         done = work.get((start,), Fraction(0))
         network, covered = mean_hashprice(samples, start, end)
         out.append(
             FleetPeriod(
                 start,
                 end,
-                end == start + step,
+                start + step <= now,
                 step,
                 done * 2**32 / (end - start) / 10**12,
                 network,

@@ -100,4 +100,6 @@ def test_difficulties_percentages_dollars_and_times() -> None:
     assert display.period(1_800_057_540, 1_800_057_660) == (
         "2027-01-15 23:59\u20132027-01-16 00:01 UTC"
     )
+    assert display.plain(Fraction("21.5")) == "21.5" and display.plain(1000) == "1,000"
+    assert display.plain(Fraction(1, 3)) == "≈ 0.3333"
     assert display.duration(60) == "1 min" and display.duration(86_400) == "1 day"
