@@ -19,6 +19,7 @@ from poold.chain.targets import network_difficulty
 from poold.jobs.job import Job
 from poold.ledger.models import STATEMENT_AMOUNTS
 from poold.ledger.queries import (
+    WINDOWS,
     BlockRow,
     CreditRow,
     DailyEarning,
@@ -44,9 +45,11 @@ def exact(x: Fraction | int, display: str) -> m.Exact:
 
 
 def rates(hs: Mapping[str, int]) -> tuple[m.Rates, m.RatesDisplay]:
+    """Every window's H/s (a window without shares is 0) and its display."""
+    full = {k: hs.get(k, 0) for k in WINDOWS}
     return (
-        m.Rates.model_validate(dict(hs)),
-        m.RatesDisplay.model_validate({k: d.hashrate(v) for k, v in hs.items()}),
+        m.Rates.model_validate(full),
+        m.RatesDisplay.model_validate({k: d.hashrate(v) for k, v in full.items()}),
     )
 
 
@@ -71,7 +74,7 @@ def overview(
         display=m.PoolDisplay(
             shares_accepted=d.group(accepted),
             shares_rejected=d.group(sum(rejected.values())),
-            fee=f"{d.percent(fee).removesuffix(' %')} %",
+            fee=d.percent(fee),
         ),
     )
 
@@ -137,7 +140,7 @@ def miner(v: MinerView, rejected: Mapping[str, int]) -> m.Miner:
         account=v.account,
         hashrate_hs=hs,
         hashrate_display=shown,
-        workers={k: m.Rates.model_validate(r) for k, r in v.hashrates.workers.items()},
+        workers={k: rates(r)[0] for k, r in v.hashrates.workers.items()},
         shares_accepted=v.shares_accepted,
         shares_rejected=dict(rejected),
         balance_sat=m.BalanceSat(immature=v.immature_sat, spendable=v.spendable_sat),

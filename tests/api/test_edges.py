@@ -206,3 +206,23 @@ async def test_the_statement_csv_is_exact(api: Api) -> None:
     assert Fraction(row["nominal_th_per_s"]) == Fraction(day["ths_nominal"])
     assert row["nominal_display"].endswith("H/s") and row["delivery_display"].endswith("%")
     assert int(row["net_sat"]) == day["net_sat"] and row["period_display"] == "2027-01-15"
+
+
+async def test_a_worker_quiet_for_an_hour_has_zero_in_the_windows_it_missed(
+    api: Api, ledger: sa.Engine, tmp_path: Path
+) -> None:
+    """A worker with shares only more than an hour ago has no 10-minute or 1-hour rate in the
+    ledger's sums: it shows 0 there, as the document promises (the rates object missed those
+    keys before)."""
+    from tests.ledger.slices.test_effort import write_log
+
+    # Worker m0.rig11 (node 11): three shares 80 minutes before the API's clock.
+    write_log(tmp_path / "old", 11, [T0 - 80 * 60_000 + k * 1000 for k in range(3)], {})
+    await asyncio.to_thread(ingest, ledger, tmp_path / "old", 11)
+    status, body = await api.get("/api/v1/miners/m0")
+    assert status == 200, body
+    check("/api/v1/miners/{account}", "get", 200, body)
+    assert body["workers"]["m0.rig11"]["10m"] == 0 and body["workers"]["m0.rig11"]["24h"] > 0
+    status, listed = await api.get("/api/v1/miners/m0/workers")
+    assert status == 200, listed
+    check("/api/v1/miners/{account}/workers", "get", 200, listed)
