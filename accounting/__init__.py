@@ -1,4 +1,5 @@
-"""Pure accounting for poold: exact PPLNS, PROP, SOLO, FPPS, hashrate and token settlement.
+"""Pure accounting for poold: exact PPLNS, PROP, SOLO, FPPS, hashrate, token settlement and
+earnings against hashprice.
 
 Money is an `int` of satoshis; other numbers are parsed exactly (int, str, Decimal, Fraction;
 floats only where a docstring says so). The O(shares) loops run as Numba kernels
@@ -6,6 +7,12 @@ floats only where a docstring says so). The O(shares) loops run as Numba kernels
 Imports only numpy, numba and the standard library, never `poold`.
 """
 
+from accounting.benchmark import (
+    StatementBenchmark,
+    mean_hashprice,
+    statement_benchmark,
+    value_at_hashprice,
+)
 from accounting.fpps import (
     FppsResult,
     avg_fees,
@@ -25,6 +32,7 @@ from accounting.tokens import StatementLine, TokenSettlement, token_settle
 __all__ = [
     "FppsResult",
     "PplnsResult",
+    "StatementBenchmark",
     "StatementLine",
     "TokenSettlement",
     "avg_fees",
@@ -38,9 +46,12 @@ __all__ = [
     "hashrate",
     "hashrate_windows",
     "largest_remainder",
+    "mean_hashprice",
     "pplns_split",
     "pplns_split_arrays",
     "prop_split",
     "solo_split",
+    "statement_benchmark",
     "token_settle",
+    "value_at_hashprice",
 ]

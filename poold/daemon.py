@@ -101,7 +101,9 @@ class Daemon:
             ops=disk,
         )
         self.bitcoind: Bitcoind = (
-            bitcoind if bitcoind is not None else make_bitcoind(cfg.bitcoind, clock)
+            bitcoind
+            if bitcoind is not None
+            else make_bitcoind(cfg.bitcoind, clock, cfg.pool.network)
         )
         st = cfg.stratum
         # Read now, before anything is opened or bound: an unusable certificate or key stops
@@ -175,6 +177,7 @@ class Daemon:
             on_commitment=self._statement_commitment,
             access=ledger_access,
             anchor_wallet=anchor_wallet,
+            chain=self._mined_now,
         )
         self.server = StratumServer(
             limits=ServerLimits(
@@ -340,6 +343,11 @@ class Daemon:
         number, so no job id of an earlier run is ever valid again."""
         self.sharelog.open()
         self.jobs.start(self.cfg.stratum.node_id, self.sharelog.start_number)
+
+    def _mined_now(self) -> tuple[int, int] | None:
+        """The block the current job builds: (height, target bits); None before a job."""
+        job = self.jobs.current()
+        return None if job is None else (job.template.height, job.template.bits)
 
     def readiness(self) -> dict[str, str]:
         """What keeps this daemon from serving correctly right now (for /readyz)."""

@@ -86,6 +86,7 @@ class Metrics:
         self.errors: Counter[str] = Counter()
         self.anchors_sent = 0  # anchor transactions the wallet sent
         self.anchor_failures = 0  # anchor transactions the wallet refused or could not send
+        self.api_cache_failures = 0  # API cache refreshes that failed (logged, in /readyz)
         self.leader = 0  # 1 while this daemon holds the ledger's leadership
         # Every node of the ledger (as the leader last read them): id -> (status, seconds
         # its ingested shares lag behind now).
@@ -141,6 +142,7 @@ class Metrics:
         "ledger_pass_failures",
         "anchors_sent",
         "anchor_failures",
+        "api_cache_failures",
     )
     _MAXED = ("leader", "chain_height", "chain_difficulty", "token_periods_waiting")
 
@@ -269,6 +271,11 @@ class _Families(Collector):
             "poold_anchor_failures",
             "Anchor transactions the wallet refused or could not send (asked again a minute later)",
             value=m.anchor_failures,
+        )
+        yield CounterMetricFamily(
+            "poold_api_cache_failures",
+            "Refreshes of the API's cached pool views that failed (logged; /readyz says which)",
+            value=m.api_cache_failures,
         )
         runs = CounterMetricFamily(
             "poold_settlements", "Settlements made by this process", labels=["kind"]

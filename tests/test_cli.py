@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -283,9 +284,12 @@ async def test_workers_with_the_api_and_a_ledger_survive_a_worker_kill(tmp_path:
     assert all(logged) and report["shares"] == sum(logged) and report["problems"] == 0
 
 
-async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
-    """`poold demo` settles one-minute token periods; alice's proof of the first, fetched with
-    the read token the demo prints, passes the standalone verifier, anchored in a block's
+async def test_the_demo_shows_a_year_in_small_and_verify_py_passes(tmp_path: Path) -> None:
+    """`poold demo` settles one-minute token periods with real costs (electricity with a
+    discount, service), benchmarked against the network's hashprice; the fleet account is
+    debited each period; holders are paid through the simnet's wallet, with a txid; the
+    second period's price dip leaves them in debt. Alice's proof of the first period, fetched
+    with the read token the demo prints, passes the standalone verifier, anchored in a block's
     coinbase; so does the demo miner's proof of an FPPS booking, fetched with its miner token,
     anchored by an anchor transaction and by coinbases."""
     import urllib.request
@@ -296,19 +300,20 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.stdout is not None
     token = miner_token = ""
-    api_port = 0
+    api = ""
+    printed: list[str] = []
     reader: asyncio.Task[None] | None = None
     try:
         while not token:
             line = (await asyncio.wait_for(proc.stdout.readline(), PATIENCE_S)).decode()
             assert line, "the demo exited"
             if "read token: " in line:
-                api_port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+                api = line.split("dashboard: ")[1].split("/ ")[0]
                 token = line.split("read token: ")[1].split(";")[0].strip()
                 miner_token = line.split("demo's token: ")[1].split(")")[0].strip()
 
         def get(path: str, auth: bool = False, bearer: str = "") -> bytes:
-            req = urllib.request.Request(f"http://127.0.0.1:{api_port}{path}")
+            req = urllib.request.Request(f"{api}{path}")
             if auth or bearer:
                 req.add_header("Authorization", f"Bearer {bearer or token}")
             with urllib.request.urlopen(req, timeout=PATIENCE_S) as r:
@@ -316,18 +321,32 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
 
         async def drain() -> None:
             assert proc.stdout is not None
-            while await proc.stdout.readline():
-                pass
+            while line := await proc.stdout.readline():
+                printed.append(line.decode())
 
         reader = asyncio.create_task(drain())  # the demo prints as it goes: keep reading
-        chain: dict[str, Any] = {}
 
-        async def settled() -> bool:
-            chain.update(json.loads(await asyncio.to_thread(get, "/api/v1/statements/roots")))
-            return bool(chain["items"])
+        async def statements(n: int) -> list[dict[str, Any]]:
+            """Alice's statements once n periods are settled, oldest first."""
+            listed: list[dict[str, Any]] = []
 
-        await wait_for(settled, "a token period settled by the demo", every_s=1)
-        start = chain["items"][-1]["period_start"]
+            async def settled() -> bool:
+                got = json.loads(
+                    await asyncio.to_thread(get, "/api/v1/holders/alice/statements", True)
+                )
+                listed[:] = list(reversed(got["items"]))
+                return len(listed) >= n
+
+            await wait_for(settled, f"{n} token periods settled by the demo", every_s=1)
+            return listed
+
+        first = (await statements(1))[0]
+        start = first["period_start"]
+        assert first["period_end"] - start == 60  # a statement a minute
+        assert first["electricity_sat"] > 0 and first["service_sat"] > 0
+        assert first["rates"]["discount"]["exact"] == "0.1"
+        assert Fraction(first["electricity_kwh"]["exact"]) > 0
+        assert first["benchmark"] is not None and first["benchmark"]["covered_s"] > 0
 
         async def verify_py(
             proof: bytes, name: str, *args: str
@@ -359,12 +378,15 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
         # The simnet's work is trivial: the verdict says what that establishes, nothing more.
         assert "\nproof of work trivial (test chain)" in out.stdout, out.stdout
         assert "\nanchored" not in out.stdout
-        # The demo miner's FPPS credits: each booking's proof passes the same verifier. The
-        # first booking's head went out in an anchor transaction at once (nothing carried it),
-        # and blocks found later carry its successors in their coinbases.
-        credits = json.loads(await asyncio.to_thread(get, "/api/v1/miners/demo/credits"))
+        # The demo miner's FPPS credits: each booking's proof passes the same verifier; the
+        # holders' share of each period is a debit of the same account. The first booking's
+        # head went out in an anchor transaction at once (nothing carried it), and blocks found
+        # later carry its successors in their coinbases.
+        credits = json.loads(await asyncio.to_thread(get, "/api/v1/miners/demo/credits?limit=500"))
         booked = [c for c in credits["items"] if c["reason"] == "fpps_period"]
         assert booked, credits
+        debits = [c for c in credits["items"] if c["reason"] == "token_period"]
+        assert debits and all(c["amount_sat"] < 0 for c in debits)
         proof = await anchored(
             f"/api/v1/miners/demo/proofs/{booked[-1]['reference']}",
             miner_token,
@@ -377,6 +399,17 @@ async def test_verify_py_passes_on_a_real_demo_ledger(tmp_path: Path) -> None:
         lines = out.stdout.splitlines()
         assert any(x.startswith("anchored:") and "in its coinbase" in x for x in lines), lines
         assert any(x.startswith("anchored:") and "in transaction" in x for x in lines), lines
+        # Alice was paid through the simnet's wallet: a txid, on the pool's payments too.
+        paid = json.loads(await asyncio.to_thread(get, "/api/v1/holders/alice/payouts", True))
+        [payout] = [p for p in paid["items"] if p["amount_sat"] == first["paid_sat"]]
+        assert len(payout["txid"]) == 64 and payout["status"] in ("sent", "confirmed")
+        payments = json.loads(await asyncio.to_thread(get, "/api/v1/pool/payments"))
+        assert payout["txid"] in [p["txid"] for p in payments["items"]]
+        # The second period's price is half: costs exceed gross, and the shortfall is debt.
+        second = (await statements(2))[1]
+        assert second["net_sat"] < 0 and second["paid_sat"] == 0
+        assert second["debt_out_sat"] == second["debt_in_sat"] - second["net_sat"] > 0
+        assert any("payout" in line and "txid" in line for line in printed)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)

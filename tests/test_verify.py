@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from accounting.merkle_sum import CREDIT, GENESIS, period_tree, proof_document
 from poold.jobs.coinbase import statement_script
 from tests.accounting.test_merkle_sum import END, documents, settle
+from tests.helpers import PATIENCE_S
 from tests.verifier import (
     ANCHOR_SCRIPT,
     NOW,
@@ -352,7 +353,7 @@ def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProce
         input=None if stdin is None else stdin.decode("latin-1"),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE_S,
     )
 
 

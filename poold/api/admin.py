@@ -19,8 +19,17 @@ from poold.api.base import (
     first_error,
     json_body,
     require,
+    respond,
 )
-from poold.api.models import PriceIn, TransfersIn
+from poold.api.models import (
+    ImportResult,
+    Price,
+    PriceIn,
+    Revoked,
+    TokenInfo,
+    TokenList,
+    TransfersIn,
+)
 from poold.tokens.settle import set_price
 from poold.tokens.transfers import TokenError, import_transfers, parse_records
 
@@ -36,7 +45,7 @@ async def admin_transfers(request: web.Request) -> web.Response:
         result = await asyncio.to_thread(import_transfers, engine_of(request), parse_records(body))
     except TokenError as exc:
         raise error(400, f"{exc}; nothing was imported") from None
-    return web.json_response({"added": result.added, "unchanged": result.unchanged})
+    return respond(ImportResult(added=result.added, unchanged=result.unchanged))
 
 
 async def admin_prices(request: web.Request) -> web.Response:
@@ -53,14 +62,16 @@ async def admin_prices(request: web.Request) -> web.Response:
         await asyncio.to_thread(set_price, engine_of(request), start, price, cfg)
     except TokenError as exc:
         raise error(400, str(exc)) from None
-    return web.json_response({"period_start": start, "btc_usd": str(price)})
+    return respond(Price(period_start=start, btc_usd=str(price)))
 
 
 async def admin_tokens(request: web.Request) -> web.Response:
     await require(request)
     tokens = await asyncio.to_thread(list_tokens, engine_of(request))
-    return web.json_response(
-        {"tokens": [{"id": t.id, "scope": t.scope, "created_ms": t.created_ms} for t in tokens]}
+    return respond(
+        TokenList(
+            tokens=[TokenInfo(id=t.id, scope=t.scope, created_ms=t.created_ms) for t in tokens]
+        )
     )
 
 
@@ -73,4 +84,4 @@ async def admin_revoke_token(request: web.Request) -> web.Response:
     if revoked is None:
         raise error(404, f"no token {raw} (revoked already?)")
     request.app[SCOPES].clear()  # this process stops honouring it now
-    return web.json_response({"revoked": revoked.id, "scope": revoked.scope})
+    return respond(Revoked(revoked=revoked.id, scope=revoked.scope))

@@ -21,10 +21,12 @@ from poold.api.base import (
     SCOPES,
     ApiContext,
     Cached,
+    Handler,
+    check_query,
     json_errors,
 )
 from poold.api.openapi import document
-from poold.api.routes import ROUTES
+from poold.api.routes import ROUTES, Route
 
 __all__ = ["ApiContext", "make_app"]
 
@@ -32,6 +34,18 @@ __all__ = ["ApiContext", "make_app"]
 async def openapi(_request: web.Request) -> web.Response:
     """The OpenAPI document of /api/v1, generated from the route table."""
     return web.json_response(document())
+
+
+def checked(route: Route) -> Handler:
+    """The route's handler, after a 400 for any query parameter its table entry does not
+    declare."""
+    allowed = frozenset(p.name for p in route.params if p.where == "query")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        check_query(request, allowed)
+        return await route.handler(request)
+
+    return handle
 
 
 def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web.Application:
@@ -52,5 +66,5 @@ def make_app(ctx: ApiContext, *, public: bool = True, admin: bool = True) -> web
             app.router.add_get(path, handler)
     for route in ROUTES:  # every /api/v1 route, documented by construction
         if (public and route.listener == "public") or (admin and route.listener == "admin"):
-            app.router.add_route(route.method.upper(), route.path, route.handler)
+            app.router.add_route(route.method.upper(), route.path, checked(route))
     return app

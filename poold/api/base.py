@@ -1,14 +1,18 @@
 """What every route module shares: the API's context, errors, auth, pagination, reads in
-threads (or in the ledger process), and the caches. Imports no route module.
+threads (or in the ledger process), the caches, and `respond` (a response model to JSON).
+Imports no route module.
 
-Errors are JSON `{"error": "..."}` naming what was wrong: 400 for a malformed parameter or
-body, 401 without a valid token, 403 when the token does not cover the resource, 404 for an
-unknown account or holder, 503 when the ledger is not available.
+Every error is JSON `{"error": "..."}` naming what was wrong: 400 for a malformed or unknown
+parameter or body, 401 without a valid token, 403 when the token does not cover the resource,
+404 for an unknown account, holder or path, 405 for a method the path does not take, 503 when
+the ledger is not available, 500 (logged with its traceback) for a bug.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -20,11 +24,14 @@ from aiohttp import web
 from cachetools import LRUCache, TTLCache
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from poold.api.auth import digest, scope_for, scope_of
+from poold.api.models import Network
 from poold.config import Config
 from poold.events import EventHub
 from poold.ledger import queries
+from poold.ledger.db import LedgerError
 from poold.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -50,7 +57,7 @@ class ApiContext:
     #: Old minutes of the pool page, when it is computed here (not in the ledger process).
     minutes: queries.MinuteCache = field(default_factory=queries.MinuteCache)
     #: The chain as the daemon's current job sees it (None: no job yet, or no daemon).
-    network: Callable[[], dict[str, Any] | None] = lambda: None
+    network: Callable[[], Network | None] = lambda: None
     #: The other worker processes' metric states (`Metrics.snapshot_state`), when several.
     peer_metrics: Callable[[], list[dict[str, Any]]] = list
 
@@ -59,35 +66,72 @@ CTX = web.AppKey("ctx", ApiContext)
 
 
 class Cached:
-    """Stale-while-revalidate: the first caller computes; afterwards callers get the last value
-    at once, and one background refresh runs when it is older than `ttl_s`. Pool-wide views
-    scan every slice of the day, so they are computed every few seconds, not per request."""
+    """Stale-while-revalidate, bounded: the first caller computes; afterwards a value younger
+    than `ttl_s` is served as it is, one up to `stale_s` old is served while one background
+    refresh runs, and an older one is never served: the caller waits for a fresh one (the
+    first request after an idle spell must not show minutes-old numbers). Pool-wide views
+    scan every slice of the day, so they are computed every few seconds, not per request.
 
-    def __init__(self, ttl_s: float, metrics: Metrics | None = None) -> None:
+    A refresh that fails is logged with its error, counted (`metrics.api_cache_failures`,
+    in /metrics) and reported by `problems` (in /readyz) until a refresh of that key works."""
+
+    def __init__(
+        self,
+        ttl_s: float,
+        metrics: Metrics,
+        *,
+        stale_s: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl_s = ttl_s
-        self.metrics = metrics if metrics is not None else Metrics()  # counts failed refreshes
+        self.stale_s = 6 * ttl_s if stale_s is None else stale_s
+        self.metrics = metrics
+        self.monotonic = monotonic
         self._values: dict[str, tuple[float, Any]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._failing: dict[str, str] = {}  # key -> the last refresh's error
 
     def peek(self, key: str) -> Any:
         hit = self._values.get(key)
         return None if hit is None else hit[1]
 
-    async def get(self, key: str, compute: Callable[[], Awaitable[Any]]) -> Any:
-        now = time.monotonic()
-        hit = self._values.get(key)
-        if hit is None:
+    async def refreshed(self) -> None:
+        """Wait for the background refreshes in flight (each logs its own failure)."""
+        await asyncio.gather(*self._refreshing.values())
+
+    def problems(self) -> dict[str, str]:
+        return {f"api_cache:{k}": f"refreshing it failed: {v}" for k, v in self._failing.items()}
+
+    async def _compute(self, key: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+        try:
             value = await compute()
-            self._values[key] = (time.monotonic(), value)
-            return value
-        if now - hit[0] > self.ttl_s and key not in self._refreshing:
+        except Exception as exc:
+            self.metrics.api_cache_failures += 1
+            self._failing[key] = f"{exc.__class__.__name__}: {exc}"
+            log.warning("api_cache_refresh_failed", key=key, error=str(exc), exc_info=True)
+            raise
+        self._failing.pop(key, None)
+        self._values[key] = (self.monotonic(), value)
+        return value
+
+    async def get(self, key: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+        hit = self._values.get(key)
+        age = None if hit is None else self.monotonic() - hit[0]
+        if hit is None or age is None or age > self.stale_s:
+            running = self._refreshing.get(key)
+            if running is not None:  # one is on its way: wait for it rather than start two
+                await asyncio.shield(running)
+                fresh = self._values.get(key)
+                if fresh is not None and self.monotonic() - fresh[0] <= self.stale_s:
+                    return fresh[1]
+            return await self._compute(key, compute)
+        if age > self.ttl_s and key not in self._refreshing:
 
             async def refresh() -> None:
                 try:
-                    self._values[key] = (time.monotonic(), await compute())
-                except Exception as exc:  # the stale value stays; the failure is seen
-                    self.metrics.errors["api_cache_refresh"] += 1
-                    log.warning("api_cache_refresh_failed", key=key, error=repr(exc))
+                    await self._compute(key, compute)
+                except Exception:  # reported: logged and counted by _compute; the next get retries
+                    return
                 finally:
                     self._refreshing.pop(key, None)
 
@@ -107,25 +151,86 @@ SCOPE_TTL_S = 5.0
 HOLDERS = web.AppKey("holders", LRUCache[str, bool])
 
 
+ERRORS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest,
+    401: web.HTTPUnauthorized,
+    403: web.HTTPForbidden,
+    404: web.HTTPNotFound,
+    503: web.HTTPServiceUnavailable,
+}
+
+
 def error(status: int, message: str) -> web.HTTPException:
-    cls = {
-        400: web.HTTPBadRequest,
-        401: web.HTTPUnauthorized,
-        403: web.HTTPForbidden,
-        404: web.HTTPNotFound,
-        503: web.HTTPServiceUnavailable,
-    }[status]
-    return cls(text=json.dumps({"error": message}), content_type="application/json")
+    return ERRORS[status](text=json.dumps({"error": message}), content_type="application/json")
+
+
+def json_error(status: int, message: str, headers: Any = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
 
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as JSON: the API's own (already JSON), aiohttp's (404 for an unknown
+    path, 405 for a method the path does not take, 413 for a body too large: turned into
+    JSON naming what was wrong), and a bug's (500; logged with its traceback)."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.content_type == "application/json" or exc.status not in (400, 401, 403, 404, 503):
+        if exc.content_type == "application/json" or exc.status < 400:
             raise
-        raise error(exc.status, exc.reason) from None
+        if exc.status == 404:
+            return json_error(404, f"no such endpoint: {request.path}")
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            return json_error(
+                405,
+                f"{request.method} is not allowed on {request.path}; it takes {allowed}",
+                {"Allow": ",".join(sorted(exc.allowed_methods))},
+            )
+        return json_error(exc.status, exc.reason)
+    except (LedgerError, SQLAlchemyError) as exc:
+        log.warning("api_ledger_unavailable", path=request.path, error=str(exc).splitlines()[0])
+        return json_error(503, f"the ledger did not answer: {str(exc).splitlines()[0]}")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("api_request_failed", path=request.path, method=request.method)
+        return json_error(500, "internal error: the server could not answer (it is logged)")
+
+
+def respond(model: BaseModel) -> web.Response:
+    """A response model as the JSON the OpenAPI document describes (aliases such as "10m")."""
+    return web.Response(text=model.model_dump_json(by_alias=True), content_type="application/json")
+
+
+def respond_document(model: type[BaseModel], doc: dict[str, Any]) -> web.Response:
+    """A document served exactly as the ledger built it, once it is checked against its response
+    model: a proof is read strictly by verify.py, so serializing it through the model (which
+    would add its optional keys as nulls) is not allowed to change it."""
+    model.model_validate(doc)
+    return web.json_response(doc)
+
+
+def csv_response(items: list[dict[str, Any]], columns: list[str], filename: str) -> web.Response:
+    """Rows as a CSV attachment, `columns` in order (the header even when there are no rows)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(items)
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def check_query(request: web.Request, allowed: frozenset[str]) -> None:
+    """A 400 naming any query parameter the route does not take (a client's `page` or
+    `pageSize`, silently ignored, would show page one as if it were the page asked for)."""
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) if allowed else "no query parameters"
+        raise error(400, f"unknown query parameter {unknown[0]!r}: this route takes {takes}")
 
 
 def context(request: web.Request) -> ApiContext:

@@ -3,26 +3,25 @@ CSV), transfers, payouts."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from datetime import UTC, datetime
-
 from aiohttp import web
 
-from poold.api import views
+from poold.api import models, views
 from poold.api.base import (
+    CACHE,
     HOLDERS,
     PAGES,
     context,
+    csv_response,
     error,
     now_of,
     page_of,
     read,
+    read_heavy,
     require,
+    respond,
+    respond_document,
 )
 from poold.ledger import journal, queries
-from poold.ledger.models import STATEMENT_AMOUNTS
 
 
 async def holder_name(request: web.Request) -> str:
@@ -41,7 +40,7 @@ async def holder_name(request: web.Request) -> str:
 async def holder(request: web.Request) -> web.Response:
     name = await holder_name(request)
     summary = await read(request, queries.holder_summary, name, now_of(request))
-    return web.json_response(views.holder(summary))
+    return respond(views.holder(summary))
 
 
 async def holder_statements(request: web.Request) -> web.Response:
@@ -55,9 +54,11 @@ async def holder_statements(request: web.Request) -> web.Response:
     pages = request.app[PAGES]
     body = pages.get(key)
     if body is None:
-        fleet = context(request).cfg.tokens.fleet_accounts
-        rows = await read(request, queries.statements, name, page, th, tuple(fleet))
-        body = json.dumps(views.listing([views.statement(r) for r in rows], page))
+        cfg = context(request).cfg
+        fleet = tuple(cfg.tokens.fleet_accounts)
+        rows = await read(request, queries.statements, name, page, th, fleet, cfg.pool.fee)
+        items = [views.statement(r) for r in rows]
+        body = models.StatementList(items=items, **vars(page)).model_dump_json(by_alias=True)
         pages[key] = body
     return web.Response(text=body, content_type="application/json")
 
@@ -73,7 +74,7 @@ async def holder_proof(request: web.Request) -> web.Response:
     found = await read(request, proof_for, name, int(raw))
     if found is None:
         raise error(404, f"no statement of {name!r} in a settled period starting {raw}")
-    return web.json_response(found)
+    return respond_document(models.Proof, found)
 
 
 async def statement_roots(request: web.Request) -> web.Response:
@@ -82,40 +83,79 @@ async def statement_roots(request: web.Request) -> web.Response:
 
     page = page_of(request)
     items = await read(request, roots, page.limit, page.offset)
-    return web.json_response(views.listing(items, page))
+    return respond(models.RootList.model_validate({"items": items, **vars(page)}))
 
 
 async def holder_payouts(request: web.Request) -> web.Response:
     page = page_of(request)
     name = await holder_name(request)
     rows = await read(request, queries.payouts, journal.holder(name), page)
-    return web.json_response(views.listing([views.payout(p) for p in rows], page))
+    return respond(models.MinerPayoutList(items=[views.payout(p) for p in rows], **vars(page)))
 
 
 async def holder_transfers(request: web.Request) -> web.Response:
     page = page_of(request)
     name = await holder_name(request)
     rows = await read(request, queries.holder_transfers, name, page)
-    return web.json_response(views.listing([views.transfer(t) for t in rows], page))
+    return respond(models.TransferList(items=[views.transfer(t) for t in rows], **vars(page)))
 
 
 async def holder_statements_csv(request: web.Request) -> web.Response:
     name = await holder_name(request)
-    th = context(request).cfg.tokens.th_per_token
-    fleet = tuple(context(request).cfg.tokens.fleet_accounts)
-    rows = await read(request, queries.statements, name, queries.Page(10**6, 0), th, fleet)
-    items = [views.statement_csv(r) for r in rows]
-    out = io.StringIO()
-    columns = ["date"]
-    for item in items or [dict.fromkeys(STATEMENT_AMOUNTS)]:
-        columns += [k for k in item if k not in columns]
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for item in items:
-        day = datetime.fromtimestamp(item["period_start"], UTC).date().isoformat()
-        writer.writerow({"date": day, **item})  # a period without rates leaves them empty
-    return web.Response(
-        text=out.getvalue(),
-        content_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}-statements.csv"'},
+    cfg = context(request).cfg
+    th, fleet = cfg.tokens.th_per_token, tuple(cfg.tokens.fleet_accounts)
+    everything = queries.Page(10**6, 0)
+    rows = await read(request, queries.statements, name, everything, th, fleet, cfg.pool.fee)
+    items = [views.statement_csv(r) for r in reversed(rows)]  # oldest first, like a ledger
+    return csv_response(items, views.STATEMENT_CSV_COLUMNS, f"{name}-statements.csv")
+
+
+def fleet_of(request: web.Request) -> tuple[str, ...]:
+    tokens = context(request).cfg.tokens
+    if not tokens.enabled or not tokens.fleet_accounts:
+        raise error(404, "this pool has no token fleet ([tokens] enabled, fleet_accounts)")
+    return tuple(tokens.fleet_accounts)
+
+
+def step_of(request: web.Request) -> str:
+    step = request.query.get("step", "1d")
+    if step not in queries.FLEET_STEPS:
+        raise error(400, f"step: expected one of {', '.join(queries.FLEET_STEPS)}, got {step!r}")
+    return step
+
+
+async def fleet_daily(request: web.Request) -> web.Response:
+    """The token fleet per UTC day (or hour) against the network's hashprice."""
+    page = page_of(request)
+    step = step_of(request)
+    fleet = fleet_of(request)
+    now = now_of(request)
+    rows = await request.app[CACHE].get(
+        f"fleet:{step}:{page.limit}:{page.offset}",
+        lambda: read_heavy(
+            request, queries.fleet_series, fleet, queries.FLEET_STEPS[step], page, now
+        ),
     )
+    return respond(
+        models.FleetDayList(
+            step=step,  # checked by step_of
+            fleet=list(fleet),
+            items=[views.fleet_period(p) for p in rows],
+            **vars(page),
+        )
+    )
+
+
+async def fleet_daily_csv(request: web.Request) -> web.Response:
+    step = step_of(request)
+    fleet = fleet_of(request)
+    rows = await read_heavy(
+        request,
+        queries.fleet_series,
+        fleet,
+        queries.FLEET_STEPS[step],
+        queries.Page(10**6, 0),
+        now_of(request),
+    )
+    items = [views.fleet_csv(p) for p in reversed(rows)]  # oldest first
+    return csv_response(items, views.FLEET_CSV_COLUMNS, f"fleet-{step}.csv")

@@ -1,18 +1,22 @@
-"""The API's request and response bodies as pydantic models: the OpenAPI document is generated
-from them (`poold.api.openapi`), request bodies are parsed with them (`base.body_of`), and the
-tests validate every response against the generated document. Data only: imports pydantic
-and the statement fields of the ledger's models.
+"""The API's request and response bodies as pydantic models: the one description of each
+response. The views (`poold.api.views`) build these objects, the handlers serialize them, the
+OpenAPI document is generated from them (`poold.api.openapi`), and request bodies are parsed
+with them (`base.body_of`): the JSON and its document cannot drift apart.
+
+Numbers: satoshis are integers; other exact values are text (an exact decimal where the
+value has one, else a fraction "n/d"); wherever the dashboard shows a number, a `display`
+beside it holds it formatted for people (`poold.api.display`: exact, or starting with "≈ "
+when rounded). Data only: imports pydantic and the statement fields of the ledger's models.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model, field_validator
-
-from poold.ledger.models import STATEMENT_AMOUNTS
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 HEX64 = r"^[0-9a-f]{64}$"
+EXACT = r"^-?\d+(\.\d+|/\d+)?$"
 
 
 class Model(BaseModel):
@@ -35,11 +39,19 @@ class Rates(Model):
     day: int = Field(alias="24h", ge=0)
 
 
+class RatesDisplay(Model):
+    """The same hashrates for people ('≈ 1.16 MH/s')."""
+
+    ten_minutes: str = Field(alias="10m")
+    hour: str = Field(alias="1h")
+    day: str = Field(alias="24h")
+
+
 class Exact(Model):
     """exact: the value as an exact decimal when it has one ('97000.5'), else an exact
-    fraction ('764/1220703125'); display: rounded, for people."""
+    fraction ('764/1220703125'); display: for people (starting with '≈ ' when rounded)."""
 
-    exact: str = Field(pattern=r"^-?\d+(\.\d+|/\d+)?$")
+    exact: str = Field(pattern=EXACT)
     display: str
 
 
@@ -48,21 +60,35 @@ class ShareCounts(Model):
     rejected: dict[str, int] = Field(description="by reason, every node, every restart")
 
 
+class PoolDisplay(Model):
+    shares_accepted: str
+    shares_rejected: str
+    fee: str
+
+
 class Pool(Model):
     hashrate_hs: Rates
+    hashrate_display: RatesDisplay
     workers_online: int = Field(ge=0)
     miners_online: int = Field(ge=0)
     blocks: dict[str, int] = Field(description="blocks by status")
     scheme: Literal["pplns", "fpps", "prop", "solo"]
     fee: str = Field(description="the pool fee as a fraction of the reward, exact")
     fee_percent: str = Field(description="the fee in percent, exact")
-    round_effort: str = Field(
-        description="the work since the last block's minute in network difficulties (1 = an "
-        "average round); resets at each block"
+    round_effort: Exact = Field(
+        description="the pool's work since the last block found (by share time) in network "
+        "difficulties: 1 = an average round; starts again from 0 at each block"
     )
-    pplns_window_fill: str
-    pplns_unallocated: str
+    pplns_window_fill: Exact = Field(description="how much of the PPLNS window work covers now")
+    pplns_unallocated: Exact = Field(description="the part of a block an unfilled window leaves")
     shares: ShareCounts
+    display: PoolDisplay
+
+
+class BlockDisplay(Model):
+    found: str
+    reward: str
+    confirmations: str
 
 
 class Block(Model):
@@ -74,9 +100,11 @@ class Block(Model):
     finder: str = Field(description="account.worker")
     confirmations: int = Field(description="-1: orphaned; 100 makes the coinbase spendable")
     effort: Exact | None = Field(
-        description="the block's round in network difficulties (1 = an average round), "
+        description="the block's own round in network difficulties (1 = an average round): "
+        "the pool's work from the previous block found to this one, ordered by share time; "
         "known once the block is settled"
     )
+    display: BlockDisplay
 
 
 class Page(Model):
@@ -84,15 +112,8 @@ class Page(Model):
     offset: int = Field(ge=0)
 
 
-def listing(item: type[BaseModel], name: str) -> type[BaseModel]:
-    model: type[BaseModel] = create_model(
-        name,
-        __base__=Model,
-        items=(list[item], ...),  # type: ignore[valid-type]
-        limit=(int, ...),
-        offset=(int, ...),
-    )
-    return model
+class BlockList(Page):
+    items: list[Block]
 
 
 class BalanceSat(Model):
@@ -100,63 +121,129 @@ class BalanceSat(Model):
     spendable: int = Sat("owed now: a payout may pay it")
 
 
+class MinerDisplay(Model):
+    immature: str
+    spendable: str
+    shares_accepted: str
+    shares_rejected: str
+
+
 class Miner(Model):
     account: str
     hashrate_hs: Rates
+    hashrate_display: RatesDisplay
     workers: dict[str, Rates] = Field(description="account.worker -> hashrate")
     shares_accepted: int = Field(ge=0)
     shares_rejected: dict[str, int] = Field(description="by reason, every node, every restart")
     balance_sat: BalanceSat
+    display: MinerDisplay
+
+
+class BestShare(Model):
+    hash: str = Field(pattern=HEX64, description="the share's header hash: the exact fact")
+    difficulty: str = Field(
+        description="its difficulty, 0xFFFF x 2**208 / hash, rounded down to 6 significant "
+        "digits (the exact quotient of a 256-bit division is a fraction of ~70 digits)"
+    )
+    display: str
+
+
+class WorkerDisplay(Model):
+    last_seen: str
 
 
 class Worker(Model):
     worker: str
     hashrate_hs: Rates
+    hashrate_display: RatesDisplay
     online: bool = Field(description="shares in the last 10 minutes")
     last_seen_ms: int | None = Field(description="its newest share (or connection) known")
-    best_difficulty: Exact | None = Field(description="its best share ever, as a difficulty")
+    best_share: BestShare | None = Field(description="its best share ever")
     user_agent: str | None = Field(description="what its miner software said at subscribe")
+    display: WorkerDisplay
 
 
 class WorkerList(Model):
     items: list[Worker]
 
 
+class LineDisplay(Model):
+    time: str
+    amount: str
+
+
 class Credit(Model):
+    """One line of the miner's account: a credit (positive) or a debit (negative)."""
+
     entry: int
-    reason: str = Field(description="the journal entry's kind (pplns_block, fpps_period, ...)")
-    reference: str = Field(description="a block hash or an FPPS period end: the proof's key")
+    reason: str = Field(
+        description="the journal entry's kind: pplns_block, prop_block, solo_block, "
+        "fpps_period, token_period (the holders' share taken from a fleet account), payout, "
+        "pplns_reversal, block_recredit"
+    )
+    reference: str = Field(description="a block hash, an FPPS period end, a token period "
+                           "start or a txid")  # fmt: skip
+    description: str = Field(description="the line in words")
     time_ms: int
     balance: Literal["immature", "spendable", "voided"]
     amount_sat: int = Sat("what the pool owes the miner more (negative: less)")
+    proof: bool = Field(description="a settlement with a Merkle-sum proof of this line")
+    display: LineDisplay
+
+
+class CreditList(Page):
+    items: list[Credit]
 
 
 class MinerPayout(Model):
     """A payout line, for a miner account or a token holder."""
 
     payout: int
-    status: str
+    status: str = Field(description="intent, sent, confirmed or failed")
     txid: str | None
+    confirmations: int
     time_ms: int
     amount_sat: int
     address: str
+    display: LineDisplay
 
 
-StatementTotals: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "StatementTotals", __base__=Model, **{f: (int, ...) for f in STATEMENT_AMOUNTS}
-)
+class MinerPayoutList(Page):
+    items: list[MinerPayout]
+
+
+class StatementAmounts(Model):
+    gross_sat: int = Sat("the holder's share of the period's pot")
+    electricity_sat: int = Sat("electricity for the hashrate delivered to the holder")
+    service_sat: int = Sat("the operator's service fee")
+    net_sat: int = Sat("gross - electricity - service")
+    debt_in_sat: int = Sat("debt carried in from the previous period")
+    paid_sat: int = Sat("credited to the holder (what a payout pays)")
+    debt_out_sat: int = Sat("debt carried into the next period")
+    written_off_sat: int = Sat("debt the operator wrote off (policy clamp)")
+
+
+class HolderDisplay(Model):
+    tokens: str
+    balance: str
+    credited: str
+    sent: str
+    costs: str
 
 
 class Holder(Model):
     holder: str
     tokens: str = Field(description="tokens held now, exact")
-    balance_sat: int
-    totals: StatementTotals
+    balance_sat: int = Sat("owed to the holder now (credited - sent)")
+    sent_sat: int = Sat("paid out on chain to date (payouts sent or confirmed)")
+    totals: StatementAmounts
+    display: HolderDisplay
 
 
 class PeriodTimes(Model):
     start: str
     end: str
+    display: str = Field(description="the period in UTC: '2027-01-15' or '… 00:01-00:02 UTC'")
 
 
 class DeliveredHashrate(Model):
@@ -165,7 +252,71 @@ class DeliveredHashrate(Model):
     delivery_ratio: Exact
 
 
-class _StatementBase(Model):
+class StatementBtc(Model):
+    """Each amount in BTC, exact (8 decimals)."""
+
+    gross_btc: str
+    electricity_btc: str
+    service_btc: str
+    net_btc: str
+    debt_in_btc: str
+    paid_btc: str
+    debt_out_btc: str
+    written_off_btc: str
+
+
+class StatementRates(Model):
+    """What the holder pays for: the period's published rates (absent for periods settled
+    before they were published)."""
+
+    w_per_th: Exact
+    usd_per_kwh: Exact
+    discount: Exact
+    service_usd_per_th_day: Exact
+
+
+class Benchmark(Model):
+    """The statement against plain hashprice: what the holder's nominal TH/s would have
+    earned at the network's hashprice over the period, and where the difference went.
+    hashprice_value + delivery_gap + pool_fee + luck_and_rounding = gross;
+    gross + costs = net (costs negative). Amounts in satoshis, exact."""
+
+    hashprice_sat_per_th_day: Exact = Field(
+        description="the network's hashprice, time-weighted over the period: subsidy + "
+        "average fees of the last blocks, over the difficulty (1e12 x 86400 / (D x 2**32) x "
+        "block value)"
+    )
+    covered_s: int = Field(description="seconds of the period with a record of the network")
+    hashprice_value_sat: Exact = Field(description="nominal TH·days x hashprice")
+    delivery_gap_sat: Exact = Field(
+        description="(delivered - nominal) TH·days x hashprice: what under-delivery cost"
+    )
+    pool_fee_sat: Exact = Field(description="- pool fee x the delivered work's value")
+    luck_and_rounding_sat: Exact = Field(
+        description="gross - the three above: block luck (PPLNS), the fees FPPS booked with "
+        "versus the network's average, and the pot's rounding to satoshis"
+    )
+    costs_sat: Exact = Field(description="- (electricity + service)")
+    costs_share_of_gross: Exact | None = Field(description="(electricity + service) / gross")
+    net_vs_hashprice_sat: Exact = Field(description="net - hashprice_value")
+    gross_vs_hashprice: Exact | None = Field(description="gross / hashprice_value")
+
+
+class StatementDisplay(Model):
+    gross: str
+    electricity: str
+    service: str
+    net: str
+    debt_in: str
+    paid: str
+    debt_out: str
+    written_off: str
+    btc_usd: str
+    period_pot: str
+    rates: str = Field(description="the rates in one line")
+
+
+class Statement(StatementAmounts):
     period_start: int
     period_end: int
     period: PeriodTimes
@@ -173,24 +324,31 @@ class _StatementBase(Model):
     ths_nominal: str
     ths_delivered: str
     hashrate: DeliveredHashrate
-    btc: dict[str, str] = Field(description="each amount in BTC, exact (8 decimals)")
+    btc: StatementBtc
     btc_usd: str
     btc_usd_decimal: Exact
-    hashprice_sat_per_th_day: str | None
-    rates: dict[str, Exact] = Field(
-        description="the period's w_per_th, usd_per_kwh, discount and service_usd_per_th_day "
-        "(empty for periods settled before they were published)"
+    hashprice_sat_per_th_day: str | None = Field(
+        description="what the fleet earned per delivered TH·day in the period (its own "
+        "hashprice; the network's is in `benchmark`)"
     )
+    rates: StatementRates | None
     electricity_kwh: Exact | None = Field(description="the energy behind the electricity cost")
     period_pot_sat: int
     operator_retained_sat: int
     blocks: list[str] = Field(description="the blocks whose rewards the period shared")
     fpps_periods: list[int] = Field(description="the FPPS bookings the period shared")
+    benchmark: Benchmark | None = Field(
+        description="null when the ledger has no record of the network for the period"
+    )
+    display: StatementDisplay
 
 
-Statement: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "Statement", __base__=_StatementBase, **{f: (int, ...) for f in STATEMENT_AMOUNTS}
-)
+class StatementList(Page):
+    items: list[Statement]
+
+
+class TransferDisplay(Model):
+    time: str
 
 
 class Transfer(Model):
@@ -200,6 +358,11 @@ class Transfer(Model):
     to: str | None
     amount: str
     balance_after: str
+    display: TransferDisplay
+
+
+class TransferList(Page):
+    items: list[Transfer]
 
 
 class ImportResult(Model):
@@ -208,12 +371,22 @@ class ImportResult(Model):
 
 
 class Point(Model):
-    t: int
+    t: int = Field(description="the point's start, unix seconds")
     hs: int
+
+
+class HashScale(Model):
+    """The unit a chart of these points reads best in: value / divisor, in unit."""
+
+    unit: str
+    divisor: int
 
 
 class Series(Model):
     window: Literal["1h", "24h", "7d", "30d"]
+    step_s: int = Field(description="seconds per point")
+    end: int = Field(description="the end of the newest point (it holds the minute so far)")
+    scale: HashScale
     points: list[Point]
 
 
@@ -240,6 +413,10 @@ class Root(Model):
     commitment: str = Field(pattern=HEX64)
     inputs: dict[str, Any] = Field(description="everything a holder needs to recompute a line")
     blocks: list[Anchor] = Field(description="accepted blocks whose coinbase carries it")
+
+
+class RootList(Page):
+    items: list[Root]
 
 
 class CreditRoot(Model):
@@ -280,6 +457,10 @@ class ProofPool(Model):
     anchor_interval_s: int | None = Field(description="its anchor-transaction cadence")
 
 
+class CreditRootList(Page):
+    items: list[CreditRoot]
+
+
 class ProofPeriod(Model):
     inputs: dict[str, Any]
     root: RootNode
@@ -315,6 +496,12 @@ class Proof(Model):
     pool: ProofPool | None = Field(description="the pool's anchoring identity")
 
 
+class NetworkDisplay(Model):
+    height: str
+    block_value: str
+    fees: str
+
+
 class Network(Model):
     height: int
     prev_hash: str = Field(pattern=HEX64)
@@ -323,8 +510,11 @@ class Network(Model):
     coinbase_value_sat: int
     fees_sat: int
     transactions: int
-    hashprice_sat_per_th_day: Exact
+    hashprice_sat_per_th_day: Exact = Field(
+        description="satoshis a TH/s earns a day at this template's value and difficulty"
+    )
     template_time: int
+    display: NetworkDisplay
 
 
 class PoolPayment(Model):
@@ -334,13 +524,75 @@ class PoolPayment(Model):
     time_ms: int
     total_sat: int
     outputs: int
+    display: LineDisplay
+
+
+class PoolPaymentList(Page):
+    items: list[PoolPayment]
+
+
+class DailyDisplay(Model):
+    credited: str
+    spendable: str
+    debited: str
+    paid_out: str
 
 
 class DailyEarning(Model):
     day: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
     day_start: int
-    credited_sat: int
-    spendable_sat: int
+    credited_sat: int = Sat("credits made that day (voided ones left out)")
+    spendable_sat: int = Sat("of those, what counts as spendable now")
+    debited_sat: int = Sat("debits other than payouts (e.g. holders' token periods), positive")
+    paid_out_sat: int = Sat("what payouts took from the account that day, positive")
+    display: DailyDisplay
+
+
+class DailyEarningList(Page):
+    items: list[DailyEarning]
+
+
+class FleetDayDisplay(Model):
+    period: str
+    delivered: str
+    hashprice: str
+    fpps_value: str
+    earned: str
+    earned_vs_value: str
+
+
+class FleetDay(Model):
+    """One UTC day (or hour) of the token fleet against the network's hashprice."""
+
+    start: int
+    end: int = Field(description="the period's end; for the period under way, now")
+    complete: bool = Field(description="false for the period under way (figures so far)")
+    delivered_th_per_s: Exact = Field(description="the fleet's measured hashrate")
+    hashprice_sat_per_th_day: Exact | None = Field(
+        description="the network's, time-weighted: subsidy + average fees over difficulty"
+    )
+    covered_s: int = Field(description="seconds of the period with a record of the network")
+    fpps_value_sat: Exact | None = Field(
+        description="delivered TH·days x hashprice: what the work was worth at the network's "
+        "hashprice (no pool fee), what a hashrate forward settles against"
+    )
+    earned_sat: int = Sat(
+        "what the fleet accounts were credited: FPPS bookings ending in the period and the "
+        "credits of blocks found in it (not voided)"
+    )
+    immature_sat: int = Sat("of earned, credits of blocks not yet matured")
+    earned_vs_value: Exact | None = Field(description="earned / fpps_value")
+    display: FleetDayDisplay
+
+
+class FleetDayList(Page):
+    step: Literal["1d", "1h"]
+    fleet: list[str] = Field(description="the fleet accounts ([tokens] fleet_accounts)")
+    items: list[FleetDay] = Field(description="newest first, from the period under way")
+
+
+class SettingsDisplay(Model):
+    effective_min_payout: str
 
 
 class PayoutSettings(Model):
@@ -348,6 +600,7 @@ class PayoutSettings(Model):
     address: str | None
     min_payout_sat: int | None
     effective_min_payout_sat: int
+    display: SettingsDisplay
 
 
 class Node(Model):
@@ -379,6 +632,15 @@ class TokenList(Model):
 class Revoked(Model):
     revoked: int
     scope: str
+
+
+class Health(Model):
+    status: Literal["ok"]
+
+
+class Ready(Model):
+    ready: bool
+    problems: dict[str, str] = Field(description="component -> what keeps it from serving")
 
 
 # Request bodies.
@@ -415,19 +677,3 @@ class TransferIn(Model):
 
 class TransfersIn(RootModel[list[TransferIn]]):
     pass
-
-
-Listings = {
-    name: listing(item, name)
-    for name, item in (
-        ("BlockList", Block),
-        ("CreditList", Credit),
-        ("MinerPayoutList", MinerPayout),
-        ("StatementList", Statement),
-        ("TransferList", Transfer),
-        ("RootList", Root),
-        ("CreditRootList", CreditRoot),
-        ("PoolPaymentList", PoolPayment),
-        ("DailyEarningList", DailyEarning),
-    )
-}

@@ -17,12 +17,16 @@ from poold.api.routes import ROUTES, Route
 
 REF = "#/components/schemas/{model}"
 ERRORS = {
-    400: "a malformed parameter or body (the message names it)",
+    400: "a malformed or unknown parameter, or a malformed body (the message names it)",
     401: "no valid token",
     403: "the token does not cover this resource",
     404: "no such resource",
-    503: "not available yet (no ledger, no job from bitcoind)",
+    405: "the path does not take this method (the Allow header says which it takes)",
+    500: "a bug: the server could not answer (it is logged)",
+    503: "not available yet or now (no ledger, it did not answer, no job from bitcoind)",
 }
+#: What any route may answer: an unknown query parameter, a bug, a ledger not answering.
+EVERY_ROUTE = (400, 500, 503)
 SECURITY: dict[str, list[dict[str, list[str]]] | None] = {
     "public": None,
     "miners": [{}, {"bearer": []}],  # a token only when [api] public_miners = false
@@ -59,7 +63,7 @@ def _operation(route: Route) -> dict[str, Any]:
                     "description": ERRORS[code],
                     "content": {"application/json": {"schema": _ref(m.Error)}},
                 }
-                for code in route.errors
+                for code in sorted({*route.errors, *EVERY_ROUTE})
             },
         },
     }

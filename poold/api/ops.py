@@ -8,23 +8,32 @@ import asyncio
 import json
 from pathlib import Path
 
+import structlog
 from aiohttp import web
 from sqlalchemy import text
 
+from poold.api import display, views
 from poold.api.base import (
     CACHE,
     context,
     error,
     read,
+    respond,
     scope_of_request,
 )
+from poold.api.models import Health, Ready
 from poold.ledger import queries
+
+log = structlog.get_logger(__name__)
 
 
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: block found / settled / confirmed / orphaned for anyone; FPPS
     bookings and token settlements for a holder or admin token; payouts (their txids link
-    addresses) for an admin token only. A comment line keeps idle connections alive."""
+    addresses) for an admin token only. Each event carries `summary` (the event in words,
+    times in UTC). A comment opens the stream at once, and a `heartbeat` event (the server's
+    time) follows every `keepalive_s` without another event: proxies keep the connection and
+    a page can tell a quiet stream from a dead one."""
     ctx = context(request)
     scope = await scope_of_request(request) if "Authorization" in request.headers else None
     visible = event_kinds_for(scope)
@@ -34,22 +43,32 @@ async def events(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
     try:
+        await resp.write(b": connected\n\n")
         while True:
             try:
                 event = await asyncio.wait_for(queue.get(), ctx.keepalive_s)
             except TimeoutError:
-                await resp.write(b": keep-alive\n\n")
+                await resp.write(sse(heartbeat(ctx.clock())))
                 continue
             if event is None:
                 break
             if event["type"] not in visible:
                 continue
-            await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+            await resp.write(sse({**event, "summary": views.event_summary(event)}))
     except ConnectionResetError:
-        pass
+        log.debug("events_client_gone")  # the client went away: nothing to answer
     finally:
         ctx.events.unsubscribe(queue)
     return resp
+
+
+def heartbeat(now_s: float) -> dict[str, object]:
+    ms = round(now_s * 1000)
+    return {"type": "heartbeat", "time_ms": ms, "summary": f"heartbeat {display.utc_ms(ms)}"}
+
+
+def sse(event: dict[str, object]) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
 PUBLIC_EVENTS = frozenset(
@@ -79,14 +98,14 @@ async def dashboard(_request: web.Request) -> web.Response:
 
 
 async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return respond(Health(status="ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
     ctx = context(request)
     problems = dict(ctx.readiness())
+    problems.update(request.app[CACHE].problems())
     if ctx.engine is not None:
-        import asyncio
 
         def ping() -> None:
             assert ctx.engine is not None
@@ -100,7 +119,9 @@ async def readyz(request: web.Request) -> web.Response:
         except Exception as exc:  # reported: readyz names it
             problems["database"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
     status = 503 if problems else 200
-    return web.json_response({"ready": not problems, "problems": problems}, status=status)
+    resp = respond(Ready(ready=not problems, problems=problems))
+    resp.set_status(status)
+    return resp
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from poold.api.base import (
     CACHE,
     body_of,
     context,
+    csv_response,
     engine_of,
     error,
     now_of,
@@ -20,6 +21,8 @@ from poold.api.base import (
     read,
     read_heavy,
     require,
+    respond,
+    respond_document,
 )
 from poold.ledger import queries
 from poold.ledger import worker as ledger_worker
@@ -32,15 +35,15 @@ async def pool(request: web.Request) -> web.Response:
     accepted, rejected = await request.app[CACHE].get(
         "counters", lambda: read(request, queries.share_counters)
     )
-    body = views.overview(overview)
-    body.update(
-        scheme=ctx.cfg.pool.scheme,
-        fee=str(ctx.cfg.pool.fee),
-        fee_percent=views.decimal_or_fraction(ctx.cfg.pool.fee * 100),
-        # From the ledger: every node, across restarts (rejects arrive within a minute).
-        shares={"accepted": accepted, "rejected": rejected},
+    return respond(
+        views.overview(
+            overview,
+            scheme=ctx.cfg.pool.scheme,
+            fee=ctx.cfg.pool.fee,
+            accepted=accepted,
+            rejected=rejected,
+        )
     )
-    return web.json_response(body)
 
 
 async def pool_overview(request: web.Request, now: int) -> queries.PoolOverview:
@@ -56,7 +59,7 @@ async def pool_overview(request: web.Request, now: int) -> queries.PoolOverview:
 async def pool_blocks(request: web.Request) -> web.Response:
     page = page_of(request)
     rows = await read(request, queries.blocks, page)
-    return web.json_response(views.listing([views.block(b) for b in rows], page))
+    return respond(models.BlockList(items=[views.block(b) for b in rows], **vars(page)))
 
 
 def window_param(request: web.Request) -> str:
@@ -72,7 +75,7 @@ async def pool_hashrate(request: web.Request) -> web.Response:
     points = await request.app[CACHE].get(
         f"series:{window}", lambda: read_heavy(request, queries.hashrate_series, now, window)
     )
-    return web.json_response({"window": window, "points": [views.point(p) for p in points]})
+    return respond(views.series(window, queries.SERIES[window][1], points))
 
 
 async def pool_nodes(request: web.Request) -> web.Response:
@@ -82,14 +85,14 @@ async def pool_nodes(request: web.Request) -> web.Response:
 
     wait_ms = int(context(request).cfg.ledger.node_wait_s * 1000)
     found = await read(request, nodes.overview, int(now_of(request) * 1000), wait_ms)
-    return web.json_response(found)
+    return respond(models.NodeList.model_validate(found))
 
 
 async def miner_hashrate(request: web.Request) -> web.Response:
     window = window_param(request)
     _, aid = await miner_id(request)
     points = await read(request, queries.hashrate_series, now_of(request), window, aid)
-    return web.json_response({"window": window, "points": [views.point(p) for p in points]})
+    return respond(views.series(window, queries.SERIES[window][1], points))
 
 
 async def miner_id(request: web.Request) -> tuple[str, int]:
@@ -104,31 +107,40 @@ async def miner_id(request: web.Request) -> tuple[str, int]:
 
 async def miner(request: web.Request) -> web.Response:
     name, aid = await miner_id(request)
-    body = views.miner(await read(request, queries.miner, name, aid, now_of(request)))
+    view = await read(request, queries.miner, name, aid, now_of(request))
     # Every node's rejects records, added up in the ledger (within a minute or so).
-    body["shares_rejected"] = await read(request, queries.account_rejects, name)
-    return web.json_response(body)
+    rejected = await read(request, queries.account_rejects, name)
+    return respond(views.miner(view, rejected))
 
 
 async def miner_credits(request: web.Request) -> web.Response:
     page = page_of(request)
     name, _ = await miner_id(request)
     rows = await read(request, queries.credits, name, page)
-    return web.json_response(views.listing([views.credit(c) for c in rows], page))
+    return respond(models.CreditList(items=[views.credit(c) for c in rows], **vars(page)))
+
+
+async def miner_credits_csv(request: web.Request) -> web.Response:
+    """Every line of the account as CSV, oldest first, with what is owed after each."""
+    name, _ = await miner_id(request)
+    rows = await read(request, queries.credits, name, queries.Page(10**7, 0))
+    items = views.credits_csv(rows)
+    return csv_response(items, views.CREDIT_CSV_COLUMNS, f"{name}-credits.csv")
 
 
 async def miner_payouts(request: web.Request) -> web.Response:
     page = page_of(request)
     name, _ = await miner_id(request)
     rows = await read(request, queries.payouts, name, page)
-    return web.json_response(views.listing([views.payout(p) for p in rows], page))
+    return respond(models.MinerPayoutList(items=[views.payout(p) for p in rows], **vars(page)))
 
 
 async def pool_payments(request: web.Request) -> web.Response:
     """Every payout run, newest first: txid, time, total, outputs (no addresses)."""
     page = page_of(request)
     rows = await read(request, queries.pool_payments, page)
-    return web.json_response(views.listing([views.pool_payment(r) for r in rows], page))
+    items = [views.pool_payment(r) for r in rows]
+    return respond(models.PoolPaymentList(items=items, **vars(page)))
 
 
 async def network(request: web.Request) -> web.Response:
@@ -136,7 +148,7 @@ async def network(request: web.Request) -> web.Response:
     found = context(request).network()
     if found is None:
         raise error(503, "no job from bitcoind yet")
-    return web.json_response(found)
+    return respond(found)
 
 
 async def worker_hashrate(request: web.Request) -> web.Response:
@@ -147,21 +159,21 @@ async def worker_hashrate(request: web.Request) -> web.Response:
     if wid is None:
         raise error(404, f"no worker {name!r} of this account")
     points = await read(request, queries.hashrate_series, now_of(request), window, aid, wid)
-    return web.json_response({"window": window, "points": [views.point(p) for p in points]})
+    return respond(views.series(window, queries.SERIES[window][1], points))
 
 
 async def miner_workers(request: web.Request) -> web.Response:
     """Every worker of the account: hashrate, online, last seen, best share, user agent."""
     _, aid = await miner_id(request)
     rows = await read(request, queries.workers, aid, now_of(request))
-    return web.json_response({"items": [views.worker(w) for w in rows]})
+    return respond(models.WorkerList(items=[views.worker(w) for w in rows]))
 
 
 async def miner_daily_earnings(request: web.Request) -> web.Response:
     page = page_of(request)
     name, _ = await miner_id(request)
     rows = await read(request, queries.daily_earnings, name, page)
-    return web.json_response(views.listing([views.daily(r) for r in rows], page))
+    return respond(models.DailyEarningList(items=[views.daily(r) for r in rows], **vars(page)))
 
 
 async def miner_proof(request: web.Request) -> web.Response:
@@ -178,7 +190,7 @@ async def miner_proof(request: web.Request) -> web.Response:
     found = await read(request, credit_proof, name, ref)
     if found is None:
         raise error(404, f"no credit line of {name!r} in a settlement {ref!r}")
-    return web.json_response(found)
+    return respond_document(models.Proof, found)
 
 
 async def credit_roots(request: web.Request) -> web.Response:
@@ -187,7 +199,7 @@ async def credit_roots(request: web.Request) -> web.Response:
 
     page = page_of(request)
     items = await read(request, chain, page.limit, page.offset)
-    return web.json_response(views.listing(items, page))
+    return respond(models.CreditRootList.model_validate({"items": items, **vars(page)}))
 
 
 async def miner_settings(request: web.Request) -> web.Response:
@@ -212,11 +224,4 @@ async def miner_settings(request: web.Request) -> web.Response:
         await asyncio.to_thread(set_account, engine, name, address=address, min_payout_sat=minimum)
     address, minimum = await read(request, queries.payout_setting, name)
     default = context(request).cfg.payouts.min_payout_sat
-    return web.json_response(
-        {
-            "account": name,
-            "address": address,
-            "min_payout_sat": minimum,
-            "effective_min_payout_sat": minimum if minimum is not None else default,
-        }
-    )
+    return respond(views.payout_settings(name, address, minimum, default))

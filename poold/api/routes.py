@@ -51,6 +51,7 @@ PAGE = (
     Param("offset", "query", {"type": "integer", "minimum": 0}),
 )
 WINDOW = (Param("window", "query", {"enum": ["1h", "24h", "7d", "30d"], "default": "24h"}),)
+STEP = (Param("step", "query", {"enum": ["1d", "1h"], "default": "1d"}, "a UTC day or hour"),)
 OWNER_ERRORS = (401, 403)
 MINER_ERRORS = (401, 404)  # 401 only when miners are not public
 
@@ -65,7 +66,7 @@ ROUTES: tuple[Route, ...] = (
     Route("get", "/api/v1/pool", pool.pool, "Pool overview", m.Pool),
     Route(
         "get", "/api/v1/pool/blocks", pool.pool_blocks, "Blocks found, newest first",
-        m.Listings["BlockList"], params=PAGE, errors=(400,),
+        m.BlockList, params=PAGE, errors=(400,),
     ),
     Route(
         "get", "/api/v1/pool/hashrate", pool.pool_hashrate, "Pool hashrate over time",
@@ -78,7 +79,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "get", "/api/v1/pool/payments", pool.pool_payments,
         "Every payout run, newest first (txid, time, total, outputs)",
-        m.Listings["PoolPaymentList"], params=PAGE, errors=(400,),
+        m.PoolPaymentList, params=PAGE, errors=(400,),
     ),
     Route(
         "get", "/api/v1/network", pool.network,
@@ -89,7 +90,7 @@ ROUTES: tuple[Route, ...] = (
         "get", "/api/v1/credits/roots", pool.credit_roots,
         "The chain of miner-credit commitments (every block split and FPPS booking), newest "
         "first, with each settlement's inputs and the blocks carrying it",
-        m.Listings["CreditRootList"], params=PAGE, errors=(400,),
+        m.CreditRootList, params=PAGE, errors=(400,),
     ),
     Route(
         "get", "/api/v1/miners/{account}", pool.miner, "A miner account", m.Miner,
@@ -112,19 +113,26 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, *MINER_ERRORS),
     ),
     Route(
-        "get", "/api/v1/miners/{account}/credits", pool.miner_credits, "Its credits",
-        m.Listings["CreditList"], access="miners", params=ACCOUNT + PAGE,
+        "get", "/api/v1/miners/{account}/credits", pool.miner_credits,
+        "Its credits and debits, newest first (every line of its account)",
+        m.CreditList, access="miners", params=ACCOUNT + PAGE,
         errors=(400, *MINER_ERRORS),
     ),
     Route(
+        "get", "/api/v1/miners/{account}/credits.csv", pool.miner_credits_csv,
+        "Every credit, debit and payout line as CSV, oldest first, exact, with what the pool "
+        "owes after each line", "text/csv", access="miners", params=ACCOUNT,
+        errors=MINER_ERRORS,
+    ),
+    Route(
         "get", "/api/v1/miners/{account}/payouts", pool.miner_payouts, "Its payouts",
-        m.Listings["MinerPayoutList"], access="miners", params=ACCOUNT + PAGE,
+        m.MinerPayoutList, access="miners", params=ACCOUNT + PAGE,
         errors=(400, *MINER_ERRORS),
     ),
     Route(
         "get", "/api/v1/miners/{account}/earnings/daily", pool.miner_daily_earnings,
-        "A miner's credits per UTC day, newest first", m.Listings["DailyEarningList"],
-        access="miners", params=ACCOUNT + PAGE, errors=(400, *MINER_ERRORS),
+        "A miner's account per UTC day, newest first: credited, debited, paid out",
+        m.DailyEarningList, access="miners", params=ACCOUNT + PAGE, errors=(400, *MINER_ERRORS),
     ),
     Route(
         "get", "/api/v1/miners/{account}/proofs/{reference}", pool.miner_proof,
@@ -153,23 +161,25 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "get", "/api/v1/holders/{holder}/statements", holders.holder_statements,
-        "Its daily statements, newest first", m.Listings["StatementList"], access="owner",
+        "Its statements (one a token period), newest first, each with its benchmark against "
+        "the network's hashprice", m.StatementList, access="owner",
         params=HOLDER + PAGE, errors=(400, *OWNER_ERRORS, 404),
     ),
     Route(
         "get", "/api/v1/holders/{holder}/statements.csv", holders.holder_statements_csv,
-        "All its statements as CSV (exact decimals)", "text/csv", access="owner",
+        "All its statements as CSV, oldest first: exact values, each displayed one's text "
+        "in a *_display column beside it", "text/csv", access="owner",
         params=HOLDER, errors=(*OWNER_ERRORS, 404),
     ),
     Route(
         "get", "/api/v1/holders/{holder}/transfers", holders.holder_transfers,
         "Its token movements, newest first, with the balance after each",
-        m.Listings["TransferList"], access="owner", params=HOLDER + PAGE,
+        m.TransferList, access="owner", params=HOLDER + PAGE,
         errors=(400, *OWNER_ERRORS, 404),
     ),
     Route(
         "get", "/api/v1/holders/{holder}/payouts", holders.holder_payouts, "Its payouts",
-        m.Listings["MinerPayoutList"], access="owner", params=HOLDER + PAGE,
+        m.MinerPayoutList, access="owner", params=HOLDER + PAGE,
         errors=(400, *OWNER_ERRORS, 404),
     ),
     Route(
@@ -180,9 +190,21 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, *OWNER_ERRORS, 404),
     ),
     Route(
+        "get", "/api/v1/fleet/daily", holders.fleet_daily,
+        "The token fleet per UTC day (or hour, step=1h), newest first: delivered TH/s, the "
+        "network's hashprice (subsidy + average fees over difficulty), the FPPS value of the "
+        "work at it, and what the fleet was credited: what a hashrate forward settles against",
+        m.FleetDayList, params=(*STEP, *PAGE), errors=(400, 404),
+    ),
+    Route(
+        "get", "/api/v1/fleet/daily.csv", holders.fleet_daily_csv,
+        "The same series as CSV, oldest first: exact values, display columns beside them",
+        "text/csv", params=STEP, errors=(400, 404),
+    ),
+    Route(
         "get", "/api/v1/statements/roots", holders.statement_roots,
         "The chain of statement commitments, newest first, with each period's inputs",
-        m.Listings["RootList"], params=PAGE, errors=(400,),
+        m.RootList, params=PAGE, errors=(400,),
     ),
     Route(
         "post", "/api/v1/admin/transfers", admin.admin_transfers,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from poold.bitcoind.client import Bitcoind
 from poold.bitcoind.rpc import RpcBitcoind
 from poold.bitcoind.simnet import SimNet
+from poold.chain.address import Network
 from poold.config import BitcoindConfig
 
 
@@ -18,7 +19,18 @@ def rpc_bitcoind(cfg: BitcoindConfig) -> RpcBitcoind:
     return RpcBitcoind(cfg.url, cfg.user, cfg.password, timeout_s=cfg.timeout_s)
 
 
-def make_bitcoind(cfg: BitcoindConfig, clock: Callable[[], float] = time.time) -> Bitcoind:
+def make_bitcoind(
+    cfg: BitcoindConfig,
+    clock: Callable[[], float] = time.time,
+    network: Network = Network.REGTEST,
+) -> Bitcoind:
+    """The block source `[bitcoind] kind` names; a simnet's wallet pays `network`'s
+    addresses (the pool's)."""
     if cfg.kind == "simnet":
-        return SimNet(difficulty=cfg.simnet_difficulty, tx_count=cfg.simnet_tx_count, clock=clock)
+        return SimNet(
+            difficulty=cfg.simnet_difficulty,
+            tx_count=cfg.simnet_tx_count,
+            clock=clock,
+            network=network,
+        )
     return rpc_bitcoind(cfg)

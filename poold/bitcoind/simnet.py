@@ -8,6 +8,11 @@ carries the BIP34 height and pays no more than subsidy + fees. Its wallet sends 
 transactions (`send_anchor`): they wait in its mempool, every template offers them, and the
 pool's next block mines them. The daemon runs on it with no node; tests use it where no real
 node is needed. Pure asyncio-free logic behind async methods.
+
+It is also a wallet (the `Wallet` protocol, as bitcoind's): `send_many` builds a real-format
+transaction paying each address (a synthetic input, as the simnet's other transactions have:
+its coins are not tracked), offers it in the next template for a new tip, and it is mined with
+the block built on that template; `wallet_tx` counts its confirmations from there.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
-from poold.bitcoind.client import BitcoindError
+from poold.bitcoind.client import BitcoindError, BitcoindRefused, WalletTx
+from poold.chain.address import Network, address_to_script
 from poold.chain.block import serialize_tx
 from poold.chain.merkle import merkle_root, sha256d
 from poold.chain.serialize import varint
@@ -68,6 +74,31 @@ class _Reader:
         return int.from_bytes(self.take(size), "little")
 
 
+@dataclass(slots=True)
+class SimSend:
+    """One wallet send: the comment it was made with, its transaction, and the block that
+    mined it (hash, height), once one has."""
+
+    comment: str
+    time_s: float
+    tx: SimTx
+    mined: tuple[bytes, int] | None = None
+
+
+#: The fee a wallet send pays: a flat part and one per output (satoshis).
+SEND_FEE_SAT, SEND_FEE_PER_OUTPUT_SAT = 200, 50
+
+
+def _wallet_tx(seed: int, outputs: list[tuple[int, bytes]], fee_sat: int) -> SimTx:
+    prevout = hashlib.sha256(b"simnet-wallet" + seed.to_bytes(8, "little")).digest()
+    body_in = b"\x01" + prevout + b"\x00\x00\x00\x00" + b"\x00" + b"\xfd\xff\xff\xff"
+    body_out = varint(len(outputs)) + b"".join(
+        struct.pack("<q", value) + varint(len(script)) + script for value, script in outputs
+    )
+    data = struct.pack("<I", 2) + body_in + body_out + b"\x00\x00\x00\x00"
+    return SimTx(data, sha256d(data), sha256d(data), fee_sat)
+
+
 def _make_tx(seed: int, *, witness: bool) -> SimTx:
     prevout = hashlib.sha256(b"simnet-prevout" + seed.to_bytes(8, "little")).digest()
     script_sig = b"" if witness else bytes([0x16, 0x00, 0x14]) + prevout[:20]
@@ -95,7 +126,10 @@ class SimNet:
         difficulty: Fraction,
         tx_count: int = 4,
         clock: Callable[[], float] = time.time,
+        network: Network = Network.REGTEST,
     ) -> None:
+        self.network = network  # the addresses its wallet pays
+        self.sends: dict[bytes, SimSend] = {}  # txid (internal order) -> the send
         self.bits = bits_from_target(target_from_difficulty(difficulty))
         self.target = target_from_bits(self.bits)
         self.tx_count = tx_count
@@ -126,7 +160,10 @@ class SimNet:
         if txs is None:
             seeds = range(self._tx_seed + 1, self._tx_seed + 1 + self.tx_count)
             self._tx_seed += self.tx_count
-            txs = tuple(_make_tx(s, witness=s % 2 == 0) for s in seeds)
+            # The wallet's sends not on the best chain yet come first: the next block mines
+            # them (a template already offered for this tip is not changed under a miner).
+            waiting = tuple(s.tx for s in self.sends.values() if not self._on_chain(s))
+            txs = waiting + tuple(_make_tx(s, witness=s % 2 == 0) for s in seeds)
             self._offered[self.tip.hash] = txs
         mined = {t for b in self.blocks for t in b.txids} if self._wallet else set()
         txs += tuple(t for t in self._wallet.values() if t.txid not in mined)
@@ -134,6 +171,42 @@ class SimNet:
         if txs not in variants:
             variants.append(txs)
         return txs
+
+    def _on_chain(self, send: SimSend) -> bool:
+        if send.mined is None:
+            return False
+        block_hash, height = send.mined
+        return height <= self.height and self.blocks[height].hash == block_hash
+
+    # -- the Wallet interface --------------------------------------------------------------------
+
+    async def send_many(self, outputs: Mapping[str, int], comment: str) -> str:
+        paid = []
+        for address, amount in outputs.items():
+            try:
+                script = address_to_script(address, self.network)
+            except ValueError as exc:
+                raise BitcoindRefused(f"simnet wallet: address {address!r}: {exc}") from None
+            if amount <= 0:
+                raise BitcoindRefused(f"simnet wallet: amount {amount} for {address!r}")
+            paid.append((amount, script))
+        fee = SEND_FEE_SAT + SEND_FEE_PER_OUTPUT_SAT * len(paid)
+        tx = _wallet_tx(len(self.sends) + 1, paid, fee)
+        self.sends[tx.txid] = SimSend(comment, self.clock(), tx)
+        return tx.txid[::-1].hex()
+
+    async def find_sent(self, comment: str, since_s: int) -> str | None:
+        for txid, send in self.sends.items():
+            if send.comment == comment and send.time_s >= since_s:
+                return txid[::-1].hex()
+        return None
+
+    async def wallet_tx(self, txid: str) -> WalletTx:
+        send = self.sends.get(bytes.fromhex(txid)[::-1])
+        if send is None:
+            raise BitcoindRefused(f"simnet wallet: no transaction {txid}")
+        depth = self.height - send.mined[1] + 1 if send.mined and self._on_chain(send) else 0
+        return WalletTx(txid, depth, send.tx.fee_sat)
 
     def template(self) -> dict[str, object]:
         txs = self._mempool()
@@ -325,6 +398,9 @@ class SimNet:
                 tuple(t.txid for t in txs),
             )
         )
+        for t in txs:  # the wallet's sends this block mined
+            if t.txid in self.sends:
+                self.sends[t.txid].mined = (block_hash, expected_height)
         return None
 
     @staticmethod

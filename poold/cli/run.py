@@ -33,6 +33,7 @@ from poold.cli import (
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
+    from accounting import StatementLine, TokenSettlement
     from poold.config import Config
     from poold.daemon import Daemon
 
@@ -350,14 +351,10 @@ async def _demo(cfg: Config, duration: float, miners: int) -> int:
             )
         seen_blocks = len(daemon.blocks)
         for start, settled in daemon.token_periods[seen_periods:]:
-            lines = ", ".join(
-                f"{h} net {line.net_sat} sat" for h, line in sorted(settled.lines.items())
-            )
-            print(
-                f"  token period {start} settled: pot {settled.holders_pot_sat} sat, "
-                f"delivery {float(settled.delivery_ratio):.2f} — {lines}",
-                flush=True,
-            )
+            print(_period_line(start, cfg.tokens.period_s, settled), flush=True)
+        if len(daemon.token_periods) > seen_periods:
+            for line in await _demo_payouts(daemon, cfg):
+                print(line, flush=True)
         seen_periods = len(daemon.token_periods)
         if m.anchors_sent > seen_anchors:
             print(
@@ -405,37 +402,116 @@ async def _demo(cfg: Config, duration: float, miners: int) -> int:
     return 0
 
 
+#: The demo's holders and the fleet's own account, with the regtest addresses they are paid
+#: at (`poold demo` pays them through the simnet's wallet after each token period).
+DEMO_ADDRESSES = {
+    "holder:alice": "bcrt1q5nmnplysa458yfr320cpdpeqn6kswh5q82cqz9",
+    "holder:bob": "bcrt1qy5vd63wq578rd2lju78lt490ym20t6s85s6s74",
+    "demo": "bcrt1qjc86a5wd6087ynqe5ceutuhau7lpr8ra0q3ufw",
+}
+#: BTC/USD of the simnet's coin: a TH/s earns about $0.05 a day at it (see demo.toml), times
+#: a cycle of 12 periods, one a minute: at once a dip in which costs exceed gross (holders
+#: carry debt into the next periods), then a recovery that pays it back.
+DEMO_PRICE = Fraction(1, 10**13)
+DEMO_CYCLE = ("1.00", "0.50", "0.45", "0.70", "0.90", "1.05", "1.20", "1.30", "1.20", "1.10",
+              "1.05", "1.00")  # fmt: skip
+DEMO_PERIODS = 1440  # prices for a day of one-minute periods
+
+
+def demo_price(i: int) -> Fraction:
+    """The BTC/USD of the demo's i-th token period."""
+    return DEMO_PRICE * Fraction(DEMO_CYCLE[i % len(DEMO_CYCLE)])
+
+
+def _period_line(start: int, length_s: int, settled: TokenSettlement) -> str:
+    """A settled token period in one line: the pot, the delivery, each holder's statement."""
+    from poold.api.display import percent, period, sat
+
+    def holder(name: str, x: StatementLine) -> str:
+        debt = f", debt carried {sat(x.debt_out_sat)}" if x.debt_out_sat else ""
+        costs = sat(x.electricity_sat + x.service_sat)
+        return f"{name} gross {sat(x.gross_sat)} - costs {costs} = net {sat(x.net_sat)}{debt}"
+
+    lines = "; ".join(holder(h, x) for h, x in sorted(settled.lines.items()))
+    return (
+        f"  token period {period(start, start + length_s)} settled: pot "
+        f"{sat(settled.holders_pot_sat)}, delivery {percent(settled.delivery_ratio)} — {lines}"
+    )
+
+
 def _demo_tokens(daemon: Daemon, cfg: Config) -> tuple[str, str]:
-    """Two holders minted at the current period's start, BTC/USD for the next hour of periods,
-    a read token for alice and a miner token for the demo's miner account."""
+    """Holders minted at the current period's start, or the next one's when less than half of
+    it is left (alice 700 tokens, bob 200; 100 move from
+    alice to bob 90 s in: 900 kH/s against a fleet of CPU miners), BTC/USD for a day of
+    periods, payout addresses, a read token for alice and a miner token for the demo's miner
+    account."""
     from poold.api.auth import create_token, scope_for
-    from poold.tokens.settle import period_of, set_price
+    from poold.ledger.payouts import set_account
+    from poold.tokens.settle import period_of, set_prices
     from poold.tokens.transfers import import_transfers, parse_records
 
     assert daemon.ledger is not None
-    start = period_of(int(time.time()), cfg.tokens)[0]
+    now = int(time.time())
+    start, end = period_of(now, cfg.tokens)
+    if end - now < cfg.tokens.period_s // 2:  # the first statement is of a period mined through
+        start = end
     import_transfers(
         daemon.ledger,
         parse_records(
             [
-                {"id": "demo:mint:alice", "ts": start, "to": "alice", "amount": "3"},
-                {"id": "demo:mint:bob", "ts": start, "to": "bob", "amount": "1"},
+                {"id": "demo:mint:alice", "ts": start, "to": "alice", "amount": "700"},
+                {"id": "demo:mint:bob", "ts": start, "to": "bob", "amount": "200"},
                 {
                     "id": "demo:alice->bob",
                     "ts": start + 90,
                     "from": "alice",
                     "to": "bob",
-                    "amount": "1",
+                    "amount": "100",
                 },
             ]
         ),
     )
-    for i in range(60):
-        set_price(daemon.ledger, start + i * cfg.tokens.period_s, Fraction(65000), cfg.tokens)
+    period = cfg.tokens.period_s
+    set_prices(
+        daemon.ledger,
+        [(start + i * period, demo_price(i)) for i in range(DEMO_PERIODS)],
+        cfg.tokens,
+    )
+    for account, address in DEMO_ADDRESSES.items():
+        set_account(daemon.ledger, account, address=address, min_payout_sat=None)
     return (
         create_token(daemon.ledger, "holder:alice"),
         create_token(daemon.ledger, scope_for("miner", "demo")),
     )
+
+
+async def _demo_payouts(daemon: Daemon, cfg: Config) -> list[str]:
+    """Pay what is owed (holders and the fleet's account) through the simnet's wallet, as
+    `poold payout --send` would through bitcoind's; lines saying what was sent."""
+    from poold.api.display import btc
+    from poold.bitcoind.simnet import SimNet
+    from poold.ledger.payouts import PayoutError, run_payouts
+
+    wallet = daemon.bitcoind
+    if daemon.ledger is None or not isinstance(wallet, SimNet):
+        return []
+    try:
+        report = await run_payouts(
+            daemon.ledger,
+            wallet,
+            network=cfg.pool.network,
+            min_payout_sat=cfg.payouts.min_payout_sat,
+            max_outputs=cfg.payouts.max_outputs,
+            confirmations=cfg.payouts.confirmations,
+            send=True,
+        )
+    except PayoutError as exc:  # the next period's run tries again
+        return [f"  payout failed: {exc}"]
+    lines = []
+    for (payout_id, txid, _total), batch in zip(report.sent, report.batches, strict=False):
+        paid = ", ".join(f"{btc(p.amount_sat)} to {p.account}" for p in batch)
+        lines.append(f"  payout {payout_id}: {paid}; txid {txid}")
+    return lines
 
 
 @app.command()

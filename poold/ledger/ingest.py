@@ -233,12 +233,31 @@ class _Names:
         return added
 
 
+def _block_times(conn: Connection, batch: ArrayBatch, blocks: list[BlockRecord]) -> list[int]:
+    """Where the batch's slices are cut: the times of the blocks found in its span, its own
+    block records and those other nodes' ingests have already brought to the ledger. (A block
+    of another node not in the ledger yet cuts nothing here: its slice counts in the round of
+    its last share; see `slices.window.round_effort`.)"""
+    if batch.ts_ms.shape[0] == 0:
+        return []
+    low, high = int(batch.ts_ms.min()), int(batch.ts_ms.max())
+    known = conn.execute(
+        select(Block.found_ms).where(Block.found_ms >= low, Block.found_ms < high)
+    ).scalars()
+    return sorted({int(t) for t in known} | {b.ts_ms for b in blocks if low <= b.ts_ms < high})
+
+
 def _write_slices(
-    conn: Connection, node_id: int, batch: ArrayBatch, group_ids: list[tuple[int, int]]
+    conn: Connection,
+    node_id: int,
+    batch: ArrayBatch,
+    group_ids: list[tuple[int, int]],
+    cuts: list[int],
 ) -> int:
-    """Aggregate the batch's shares into slices and bulk-insert them; returns the row count."""
+    """Aggregate the batch's shares into slices cut at `cuts` (block times, unix ms) and
+    bulk-insert them; returns the row count."""
     ids = np.array(group_ids, dtype=np.int64).reshape(-1, 2)
-    cols = slices_from_arrays(batch, ids[:, 0], ids[:, 1])
+    cols = slices_from_arrays(batch, ids[:, 0], ids[:, 1], cuts)
     if cols is None:  # a sort key wider than 64 bits: the plain loop
         by_name = dict(zip(batch.names, group_ids, strict=True))
         shares = [
@@ -252,7 +271,7 @@ def _write_slices(
                 strict=True,
             )
         ]
-        cols = SliceColumns.from_tuples(slices_from_tuples(shares, by_name))
+        cols = SliceColumns.from_tuples(slices_from_tuples(shares, by_name, cuts))
     if len(cols):
         # The credited difficulty is NULL (equal to the difficulty) unless a share was over
         # the network difficulty: never on mainnet, so those columns are sent only if needed.
@@ -405,7 +424,8 @@ def _ingest_batch(
             names |= {(i.account, i.worker) for i in infos}
             added = cache.resolve(conn, names)
             ids = {**cache.known, **added}  # (account, worker) -> (worker id, account id)
-            n_slices = _write_slices(conn, node_id, batch, [ids[t] for t in text])
+            cuts = _block_times(conn, batch, blocks)
+            n_slices = _write_slices(conn, node_id, batch, [ids[t] for t in text], cuts)
             fresh = [
                 b
                 for b in blocks

@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0012"
+SCHEMA_VERSION = "0014"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -288,6 +288,21 @@ class ChainFees(Base):
     height: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     block_hash: Mapped[str] = mapped_column(String(64))
     fees_sat: Mapped[int] = mapped_column(BigInteger)
+
+
+class NetworkSample(Base):
+    """The chain as the pool saw it from `t_s` (unix seconds) until the next sample: the
+    height and target bits of the block being mined and the mean fees of the last
+    `fee_blocks` blocks. Written by the ledger's leader when any of them changes; the
+    network's hashprice over any period follows from these (`ledger.network`)."""
+
+    __tablename__ = "network_samples"
+    t_s: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    height: Mapped[int] = mapped_column(Integer)
+    bits: Mapped[int] = mapped_column(BigInteger)
+    subsidy_sat: Mapped[int] = mapped_column(BigInteger)
+    avg_fees_sat: Mapped[str] = mapped_column(Text)  # exact decimal or fraction text
+    fee_blocks: Mapped[int] = mapped_column(Integer)
 
 
 class TokenTransfer(Base):

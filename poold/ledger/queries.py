@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
-from poold.chain.targets import difficulty_from_target, network_difficulty
+from accounting import StatementBenchmark, mean_hashprice, statement_benchmark
+from poold.chain.targets import network_difficulty
 from poold.ledger import journal
 from poold.ledger.models import (
     STATEMENT_AMOUNTS,
@@ -40,6 +41,7 @@ from poold.ledger.models import (
     TokenTransfer,
     Worker,
 )
+from poold.ledger.network import hashprices
 from poold.ledger.slices.exact import exact_sums
 
 WINDOWS = {"10m": 600, "1h": 3600, "24h": 86400}
@@ -139,7 +141,7 @@ class PoolOverview:
     workers_online: int
     miners_online: int
     blocks: dict[str, int]  # status -> count
-    round_effort: Fraction  # network difficulties since the last block (1 = an average round)
+    round_effort: Fraction  # network difficulties since the last block's time (1 = average)
     window_fill: Fraction  # share of the PPLNS window the newest work covers, in [0, 1]
 
 
@@ -163,12 +165,19 @@ def pool_overview(
     }
     online = [k for k, v in _sums(conn, end - WINDOWS["10m"]).items() if _rate(v, WINDOWS["10m"])]
     scores = {k: v / network_difficulty(int(k[1])) for k, v in minutes.items()}
-    # Effort: the work since the last block found in network difficulties; 1 = an average
-    # round. Like each block's own effort (and PROP's round), it counts whole minutes: the
-    # last block's minute belongs to that block's round, so effort starts again from 0 at
-    # each block. Window fill: how much of `factor` network difficulties the newest shares
-    # cover now (the rest would be unallocated).
+    # Effort: the work since the last block found, by share time, in network difficulties;
+    # 1 = an average round (as each block's own effort, `slices.window.round_effort`): the
+    # minutes after the block's from the minute sums, its own minute from its slices (ingest
+    # cuts them at the block's time). Window fill: how much of `factor` network difficulties
+    # the newest shares cover now (the rest would be unallocated).
     effort = sum((v for (t, _b), v in scores.items() if t > round_start), Fraction(0))
+    if last is not None:
+        tail = exact_sums(
+            conn,
+            [ShareSlice.bits],
+            [ShareSlice.slice_start == round_start, ShareSlice.last_ms > int(last)],
+        )
+        effort += sum((v / network_difficulty(int(k[0])) for k, v in tail.items()), Fraction(0))
     # The window walks back from now until it holds `factor`: what it covers is the smaller of
     # `factor` and all the work up to now.
     covered = sum((v for (t, _b), v in scores.items() if t <= end), Fraction(0))
@@ -233,7 +242,7 @@ class WorkerRow:
     name: str
     hashrate_hs: dict[str, int]  # window label -> H/s
     last_seen_ms: int | None  # its newest share the ledger holds (or worker record)
-    best_difficulty: Fraction | None  # its best share ever, as a difficulty
+    best_hash: int | None  # its best share ever: the smallest header hash
     user_agent: str | None
 
 
@@ -264,7 +273,7 @@ def workers(conn: Connection, aid: int, now: int) -> list[WorkerRow]:
                 name,
                 {k: rates.get(f"{account}.{name}", {}).get(k, 0) for k in WINDOWS},
                 max(last) if last else None,
-                None if best is None else difficulty_from_target(max(1, int(best, 16))),
+                None if best is None else int(best, 16),
                 agent,
             )
         )
@@ -337,6 +346,7 @@ class CreditRow:
     time_ms: int
     balance: str  # what the line counts as now: immature | spendable | voided
     amount_sat: int  # what the pool owes the miner more (negative: less)
+    height: int | None = None  # the block's, for a line that refers to a found block
 
 
 def credits(conn: Connection, name: str, page: Page) -> list[CreditRow]:
@@ -352,9 +362,11 @@ def credits(conn: Connection, name: str, page: Page) -> list[CreditRow]:
             JournalEntry.phase,
             resolution.phase,
             JournalLine.amount_sat,
+            Block.height,
         )
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
         .outerjoin(resolution, resolution.pending_id == JournalEntry.id)
+        .outerjoin(Block, Block.hash == JournalEntry.reference)
         .where(JournalLine.account == journal.miner(name))
         .order_by(JournalEntry.id.desc(), JournalLine.id.desc())
         .limit(page.limit)
@@ -362,8 +374,16 @@ def credits(conn: Connection, name: str, page: Page) -> list[CreditRow]:
     ).all()
     state = {"post": "spendable", "void": "voided", None: "immature"}
     return [
-        CreditRow(int(i), k, ref, int(t), "spendable" if phase == "posted" else state[res], -int(v))
-        for i, k, ref, t, phase, res, v in rows
+        CreditRow(
+            int(i),
+            k,
+            ref,
+            int(t),
+            "spendable" if phase == "posted" else state[res],
+            -int(v),
+            None if h is None else int(h),
+        )
+        for i, k, ref, t, phase, res, v, h in rows
     ]
 
 
@@ -375,9 +395,11 @@ class PayoutRow:
     time_ms: int
     amount_sat: int
     address: str
+    confirmations: int = 0
 
 
 def payouts(conn: Connection, name: str, page: Page) -> list[PayoutRow]:
+    """The payouts of a miner account or of `holder:<name>`, newest first."""
     rows = conn.execute(
         select(
             Payout.id,
@@ -386,6 +408,7 @@ def payouts(conn: Connection, name: str, page: Page) -> list[PayoutRow]:
             Payout.created_ms,
             PayoutItem.amount_sat,
             PayoutItem.address,
+            Payout.confirmations,
         )
         .join(PayoutItem, PayoutItem.payout_id == Payout.id)
         .where(PayoutItem.account == name)
@@ -393,7 +416,9 @@ def payouts(conn: Connection, name: str, page: Page) -> list[PayoutRow]:
         .limit(page.limit)
         .offset(page.offset)
     ).all()
-    return [PayoutRow(int(i), s, t, int(c), int(a), ad) for i, s, t, c, a, ad in rows]
+    return [
+        PayoutRow(int(i), s, t, int(c), int(a), ad, int(n or 0)) for i, s, t, c, a, ad, n in rows
+    ]
 
 
 def holder_known(conn: Connection, holder: str) -> bool:
@@ -422,6 +447,11 @@ class StatementRow:
     inputs: dict[str, Any] | None = None  # the period's published inputs (rates), if committed
     blocks: tuple[str, ...] = ()  # the fleet's blocks whose credits the period counted
     fpps_periods: tuple[int, ...] = ()  # ... and the FPPS bookings (their period ends)
+    # The network's hashprice over the period (time-weighted; None: no sample of it), the
+    # seconds of the period it covers, and the line against it.
+    network_hashprice: Fraction | None = None
+    covered_s: int = 0
+    benchmark: StatementBenchmark | None = None
 
 
 def _fleet_blocks(conn: Connection, start: int, end: int, miners: list[str]) -> tuple[str, ...]:
@@ -461,7 +491,10 @@ def statements(
     page: Page,
     th_per_token: Fraction,
     fleet: tuple[str, ...] = (),
+    pool_fee: Fraction = Fraction(0),
 ) -> list[StatementRow]:
+    """The holder's statements, newest first, each with what is behind it and its benchmark
+    against the network's hashprice (`accounting.statement_benchmark`, at `pool_fee`)."""
     rows = conn.execute(
         select(
             TokenPeriod.period_start,
@@ -485,6 +518,9 @@ def statements(
     ).all()
     miners = [journal.miner(a) for a in fleet]
     bookings = _fleet_bookings(conn, miners)  # once, not per period
+    samples = (
+        hashprices(conn, min(int(r[0]) for r in rows), max(int(r[1]) for r in rows)) if rows else []
+    )
     out: list[StatementRow] = []
     for (
         start,
@@ -505,6 +541,21 @@ def statements(
         hashprice = Fraction(int(earnings)) / (delivered * seconds / 86400) if delivered else None
         blocks = _fleet_blocks(conn, int(start), int(end), miners)
         fpps = tuple(b for b in bookings if int(start) < b <= int(end))
+        line = {f: int(v) for f, v in zip(STATEMENT_AMOUNTS, amounts, strict=True)}
+        network, covered = mean_hashprice(samples, int(start), int(end))
+        benchmark = (
+            None
+            if network is None
+            else statement_benchmark(
+                nominal_th_seconds=nominal * seconds,
+                delivery_ratio=Fraction(ratio_text),
+                hashprice_sat_per_th_day=network,
+                pool_fee=pool_fee,
+                gross_sat=line["gross_sat"],
+                electricity_sat=line["electricity_sat"],
+                service_sat=line["service_sat"],
+            )
+        )
         out.append(
             StatementRow(
                 int(start),
@@ -512,7 +563,7 @@ def statements(
                 Fraction(ts_text),
                 nominal,
                 nominal * Fraction(ratio_text),
-                {f: int(v) for f, v in zip(STATEMENT_AMOUNTS, amounts, strict=True)},
+                line,
                 Fraction(price),
                 hashprice,
                 Fraction(ratio_text),
@@ -521,6 +572,9 @@ def statements(
                 None if inputs_text is None else json.loads(inputs_text),
                 blocks,
                 fpps,
+                network,
+                covered,
+                benchmark,
             )
         )
     return out
@@ -532,6 +586,7 @@ class HolderSummary:
     tokens: Fraction  # held now
     totals: dict[str, int]  # STATEMENT_AMOUNTS summed over every settled period
     balance_sat: int  # owed to the holder now
+    sent_sat: int = 0  # paid out on chain (payouts sent or confirmed)
 
 
 def holder_summary(conn: Connection, holder: str, now: int) -> HolderSummary:
@@ -553,11 +608,20 @@ def holder_summary(conn: Connection, holder: str, now: int) -> HolderSummary:
             JournalLine.account == journal.holder(holder)
         )
     ).scalar()
+    sent = conn.execute(
+        select(func.coalesce(func.sum(PayoutItem.amount_sat), 0))
+        .join(Payout, Payout.id == PayoutItem.payout_id)
+        .where(
+            PayoutItem.account == journal.holder(holder),
+            Payout.status.in_(("sent", "confirmed")),
+        )
+    ).scalar()
     return HolderSummary(
         holder,
         Fraction(held),
         {f: int(v) for f, v in zip(STATEMENT_AMOUNTS, totals, strict=True)},
         -int(owed or 0),
+        int(sent or 0),
     )
 
 
@@ -694,32 +758,42 @@ class DailyEarning:
     day_start: int  # unix seconds, 00:00 UTC
     credited_sat: int  # credits posted or pending that day (voided ones left out)
     spendable_sat: int  # of those, what already counts as spendable
+    debited_sat: int = 0  # debits other than payouts (a fleet account's token periods), > 0
+    paid_out_sat: int = 0  # what payouts took from the account, > 0
 
 
 def daily_earnings(conn: Connection, name: str, page: Page) -> list[DailyEarning]:
-    """A miner's credits per UTC day, newest first (by when the crediting entry was made)."""
+    """A miner's account per UTC day, newest first (by when each entry was made): credits,
+    debits and payouts, so that credited - debited - paid out is the day's change of what the
+    pool owes it (voided credits left out)."""
     resolution = aliased(JournalEntry)
     rows = conn.execute(
         select(
-            JournalEntry.created_ms, JournalEntry.phase, resolution.phase, JournalLine.amount_sat
+            JournalEntry.created_ms,
+            JournalEntry.kind,
+            JournalEntry.phase,
+            resolution.phase,
+            JournalLine.amount_sat,
         )
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
         .outerjoin(resolution, resolution.pending_id == JournalEntry.id)
-        .where(
-            JournalLine.account == journal.miner(name),
-            JournalLine.amount_sat < 0,  # credits (what the pool owes more)
-        )
+        .where(JournalLine.account == journal.miner(name))
     ).all()
     days: dict[int, list[int]] = {}
-    for created, phase, res, amount in rows:
+    for created, kind, phase, res, amount in rows:
         if phase == "pending" and res == "void":
             continue
-        acc = days.setdefault(int(created) // 86_400_000 * 86_400, [0, 0])
-        acc[0] += -int(amount)
-        if phase == "posted" or res == "post":
-            acc[1] += -int(amount)
+        acc = days.setdefault(int(created) // 86_400_000 * 86_400, [0, 0, 0, 0])
+        if amount < 0:  # a credit: what the pool owes more
+            acc[0] += -int(amount)
+            if phase == "posted" or res == "post":
+                acc[1] += -int(amount)
+        elif kind == "payout":
+            acc[3] += int(amount)
+        else:
+            acc[2] += int(amount)
     ordered = sorted(days.items(), reverse=True)[page.offset : page.offset + page.limit]
-    return [DailyEarning(d, c, sp) for d, (c, sp) in ordered]
+    return [DailyEarning(d, c, sp, db, po) for d, (c, sp, db, po) in ordered]
 
 
 def payout_setting(conn: Connection, name: str) -> tuple[str | None, int | None]:
@@ -729,3 +803,132 @@ def payout_setting(conn: Connection, name: str) -> tuple[str | None, int | None]
         )
     ).first()
     return (None, None) if row is None else (row[0], row[1])
+
+
+#: Fleet series steps: label -> seconds.
+FLEET_STEPS = {"1d": 86_400, "1h": 3600}
+
+
+@dataclass(frozen=True)
+class FleetPeriod:
+    start: int  # unix seconds
+    end: int  # the period's end, or now for the period under way
+    complete: bool  # over: it ended before now
+    step: int  # the period's length (a day or an hour)
+    delivered_th_per_s: Fraction  # the fleet's measured hashrate over [start, end)
+    hashprice: Fraction | None  # the network's, time-weighted (None: no sample of it)
+    covered_s: int  # seconds of [start, end) the network's samples cover
+    earned_sat: int  # FPPS bookings ending in it and credits of blocks found in it
+    immature_sat: int  # of which block credits not matured yet
+
+    @property
+    def fpps_value(self) -> Fraction | None:
+        """Delivered TH·days x hashprice: the work's value at the network's hashprice."""
+        if self.hashprice is None:
+            return None
+        return self.delivered_th_per_s * (self.end - self.start) * self.hashprice / 86_400
+
+
+def fleet_series(
+    conn: Connection, fleet: tuple[str, ...], step: int, page: Page, now: int
+) -> list[FleetPeriod]:
+    """The token fleet per UTC day (or hour), newest first, from its first share to the
+    period under way: delivered TH/s (as token settlement measures it), the network's
+    hashprice, and what the fleet accounts were credited (FPPS bookings whose period ends in
+    it, credits of the blocks found in it; voided ones left out)."""
+    ids = [
+        int(i)
+        for i in conn.execute(select(Account.id).where(Account.name.in_(list(fleet)))).scalars()
+    ]
+    if not ids:
+        return []
+    first, last = conn.execute(
+        select(func.min(ShareSlice.slice_start), func.max(ShareSlice.slice_start)).where(
+            ShareSlice.account_id.in_(ids)
+        )
+    ).one()
+    if first is None:
+        return []
+    # Through the period under way, or the last share's if this clock is behind the ledger.
+    newest = max(now, int(last)) // step * step
+    oldest = int(first) // step * step
+    starts = list(range(newest, oldest - 1, -step))[page.offset : page.offset + page.limit]
+    if not starts:
+        return []
+    lo, hi = starts[-1], starts[0] + step
+    bucket = (ShareSlice.slice_start - ShareSlice.slice_start % step).label("bucket")
+    work = exact_sums(
+        conn,
+        [bucket],
+        [
+            ShareSlice.account_id.in_(ids),
+            ShareSlice.slice_start >= lo,
+            ShareSlice.slice_start < hi,
+        ],
+    )
+    earned, immature = _fleet_earnings(conn, [journal.miner(a) for a in fleet], lo, hi, step)
+    samples = hashprices(conn, lo, hi)
+    out = []
+    for start in starts:
+        # The period under way is measured so far; one after now (a clock behind the
+        # ledger's shares) in full.
+        end = start + step if now <= start else min(start + step, now)
+        done = work.get((start,), Fraction(0))
+        network, covered = mean_hashprice(samples, start, end)
+        out.append(
+            FleetPeriod(
+                start,
+                end,
+                start + step <= now,
+                step,
+                done * 2**32 / (end - start) / 10**12,
+                network,
+                covered,
+                earned.get(start, 0),
+                immature.get(start, 0),
+            )
+        )
+    return out
+
+
+def _fleet_earnings(
+    conn: Connection, miners: list[str], lo: int, hi: int, step: int
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Per period start in [lo, hi): what the fleet was credited, and of it what is still
+    immature (the token settlement's rule: FPPS by booking end, blocks by when found)."""
+    earned: dict[int, int] = {}
+    immature: dict[int, int] = {}
+    for reference, amount in conn.execute(
+        select(JournalEntry.reference, JournalLine.amount_sat)
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .where(
+            JournalEntry.kind == "fpps_period",
+            func.length(JournalEntry.reference) == len(str(hi)),
+            JournalEntry.reference > str(lo),
+            JournalEntry.reference <= str(hi),
+            JournalLine.account.in_(miners),
+        )
+    ):
+        end = int(reference)
+        start = (end - 1) // step * step  # a booking ending on a period's end is that period's
+        earned[start] = earned.get(start, 0) - int(amount)
+    resolution = aliased(JournalEntry)
+    for found_ms, amount, res in conn.execute(
+        select(Block.found_ms, JournalLine.amount_sat, resolution.phase)
+        .join(JournalEntry, JournalEntry.reference == Block.hash)
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .outerjoin(resolution, resolution.pending_id == JournalEntry.id)
+        .where(
+            JournalEntry.kind.in_(("pplns_block", "prop_block", "solo_block")),
+            Block.found_ms >= lo * 1000,
+            Block.found_ms < hi * 1000,
+            JournalLine.account.in_(miners),
+        )
+    ):
+        if res == "void":
+            continue
+        start = int(found_ms) // 1000 // step * step
+        earned[start] = earned.get(start, 0) - int(amount)
+        if res is None:
+            immature[start] = immature.get(start, 0) - int(amount)
+    return earned, immature

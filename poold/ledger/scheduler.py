@@ -5,7 +5,8 @@ Connects (retrying while the database cannot be reached) and registers this daem
 `ingest_interval_s` runs one pass: ingest this node's share log (closed minutes only) and
 renew its lease; then, only where the ledger's leadership is held (`ledger.leader`), settle
 the blocks, FPPS periods and token periods that every live node is ingested past
-(`nodes.gate`) and follow settled blocks on bitcoind. The CPU-heavy steps run in the ledger
+(`nodes.gate`), follow settled blocks on bitcoind and sample the network
+(`ledger.network`). The CPU-heavy steps run in the ledger
 process (`poold.ledger.worker`). Stratum and the share log never wait for any of it. Imports
 the ledger, the bitcoind client and the event hub; never Stratum.
 """
@@ -32,6 +33,7 @@ from poold.ledger.events import tail_journal
 from poold.ledger.fpps import book_with_bitcoind
 from poold.ledger.leader import Leadership
 from poold.ledger.maturity import follow_blocks
+from poold.ledger.network import ChainView, sample_network
 from poold.ledger.settle import BLOCK_KEYS
 from poold.ledger.worker import LedgerAccess, ProcessLedger, Worker
 from poold.metrics import Metrics
@@ -71,6 +73,7 @@ class LedgerScheduler:
         on_commitment: Callable[[bytes | None, bytes | None], None] = lambda _s, _c: None,
         access: LedgerAccess | None = None,
         anchor_wallet: AnchorWallet | None = None,
+        chain: ChainView = lambda: None,
     ) -> None:
         # How the ledger and its worker are opened: the ledger process by default.
         self.access: LedgerAccess = access if access is not None else ProcessLedger()
@@ -101,6 +104,7 @@ class LedgerScheduler:
         self.anchor_problem: str | None = None  # why the last anchor transaction was not sent
         self._anchor_refused_ms = 0  # when the wallet last refused to send one
         self._unavailable: set[str] = set()  # found blocks bitcoind would not give back
+        self.chain = chain  # the block the current job builds, for the network's samples
         self.leadership: Leadership | None = None
         self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
         self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
@@ -401,6 +405,16 @@ class LedgerScheduler:
                 "block_" + change.status, hash=change.block_hash, confirmations=change.confirmations
             )
         await self.anchor(ledger)
+        # The network as mined now (when it changed): the hashprice statements and the fleet's
+        # series are benchmarked against.
+        if await sample_network(
+            ledger,
+            self.bitcoind,
+            self.chain,
+            now_s=int(self.clock()),
+            fee_blocks=self.cfg.pool.fee_window_blocks,
+        ):
+            log.debug("network_sampled")
 
     async def anchor(self, ledger: Engine) -> None:
         """The anchoring pass (`ledger.anchors`): evidence of found blocks, anchor transactions."""

@@ -82,13 +82,20 @@ def settle_block(
             if conn.execute(select(Settlement.id).where(Settlement.key == key)).first():
                 return None
             block = conn.execute(
-                select(Block.reward_sat, Block.accepted, Block.found_ms, Account.name, Block.height)
+                select(
+                    Block.reward_sat,
+                    Block.accepted,
+                    Block.found_ms,
+                    Account.name,
+                    Block.height,
+                    Block.id,
+                )
                 .join(Account, Block.account_id == Account.id)
                 .where(Block.hash == block_hash)
             ).first()
             if block is None:
                 raise LedgerError(f"no block {block_hash} in the ledger")
-            reward_sat, accepted, found_ms, finder, height = block
+            reward_sat, accepted, found_ms, finder, height, block_id = block
             if not accepted:
                 raise LedgerError(f"block {block_hash} was rejected by bitcoind: nothing to settle")
             # First, before the window is read: what of each excluded node the ledger holds.
@@ -101,7 +108,7 @@ def settle_block(
                         f"the PROP round of {block_hash} is not known yet: block {waiting} "
                         "before it has no answer from bitcoind"
                     )
-            effort = round_effort(conn, found_ms)
+            effort = round_effort(conn, found_ms, block_id)
             conn.execute(
                 update(Block)
                 .where(Block.hash == block_hash)
@@ -117,7 +124,8 @@ def settle_block(
                     scores, total = {finder: Fraction(1)}, Fraction(1)
                 elif scheme == "prop":
                     split = prop_split(reward_sat, round_shares(conn, found_ms), pool_fee=pool_fee)
-                    scores, total = split.scores, effort  # the round counts whole
+                    # PROP's round counts whole minutes (its score total, for the proofs)
+                    scores, total = split.scores, sum(split.scores.values(), Fraction(0))
                 else:
                     split = pplns_split(
                         reward_sat, window(conn, found_ms, factor), factor=factor, pool_fee=pool_fee

@@ -21,10 +21,13 @@ from accounting import (
     fpps_share_value,
     hashprice,
     hashrate,
+    mean_hashprice,
     pplns_split,
     prop_split,
     solo_split,
+    statement_benchmark,
     token_settle,
+    value_at_hashprice,
 )
 
 V = dict[str, Any]
@@ -150,6 +153,41 @@ CASES: list[tuple[str, Callable[[V], Any], dict[str, tuple[Any, bool]]]] = [
             "network_difficulty": (Fraction("86388558925171.02"), False),
             "subsidy_sat": (312_500_000, True),
             "avg_fees_sat": (Fraction(1, 3), False),
+        },
+    ),
+    (
+        "mean_hashprice",
+        lambda v: mean_hashprice([(v["samples[0].t"], v["hashprice"]), (30, 5)], 0, v["end"]),
+        {"samples[0].t": (0, True), "hashprice": (Fraction(7, 3), False), "end": (60, True)},
+    ),
+    (
+        "statement_benchmark",
+        lambda v: statement_benchmark(
+            nominal_th_seconds=v["nominal_th_seconds"],
+            delivery_ratio=v["delivery_ratio"],
+            hashprice_sat_per_th_day=v["hashprice_sat_per_th_day"],
+            pool_fee=v["pool_fee"],
+            gross_sat=v["gross_sat"],
+            electricity_sat=v["electricity_sat"],
+            service_sat=v["service_sat"],
+        ),
+        {
+            "nominal_th_seconds": (Fraction(86_400 * 3, 2), False),
+            "delivery_ratio": (Fraction(9, 10), False),
+            "hashprice_sat_per_th_day": (Fraction(50_001, 2), False),
+            "pool_fee": (Fraction(1, 50), False),
+            "gross_sat": (30_000, True),
+            "electricity_sat": (9_000, True),
+            "service_sat": (1_000, True),
+        },
+    ),
+    (
+        "value_at_hashprice",
+        lambda v: value_at_hashprice(v["th_per_s"], v["seconds"], v["hashprice_sat_per_th_day"]),
+        {
+            "th_per_s": (Fraction(3, 2), False),
+            "seconds": (3600, True),
+            "hashprice_sat_per_th_day": (Fraction(50_001, 2), False),
         },
     ),
     (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from poold.shares.format import Rejects, WorkerInfo
 from poold.shares.log import ShareLog
 from poold.tokens.settle import set_price, settle_period
 from poold.tokens.transfers import import_transfers, parse_records
-from tests.helpers import make_config
+from tests.helpers import make_config, regtest_address
 from tests.ledger.test_settle import T0, mine
 from tests.tokens.test_periods import CFG, END, PRICE, START
 from tests.verifier import UNANCHORED
@@ -114,7 +115,9 @@ def populate(ledger: sa.Engine, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 async def api(ledger: sa.Engine, tmp_path: Path) -> AsyncIterator[Api]:
     tokens = populate(ledger, tmp_path)
-    cfg = make_config(tmp_path, tokens=CFG.model_dump(), api={"max_page": 50})
+    # The pool fee the blocks above were settled with.
+    pool = {"network": "regtest", "payout_address": regtest_address(), "fee": "0.01"}
+    cfg = make_config(tmp_path, tokens=CFG.model_dump(), api={"max_page": 50}, pool=pool)
     metrics = Metrics()
     ctx = ApiContext(cfg, metrics, ledger, clock=lambda: T0 / 1000 + 40 * 60)
     runner = web.AppRunner(make_app(ctx))
@@ -148,7 +151,7 @@ async def test_reads_match_the_document(api: Api) -> None:
     assert pool["blocks"] == {"confirmed": 2} and pool["scheme"] == "pplns"
     # The last block was found in the last minute of shares: the round starts again from 0
     # (the block's minute is its own round's), and the regtest-difficulty window is filled.
-    assert pool["round_effort"] == "0.000000" and pool["pplns_window_fill"] == "1.000000"
+    assert pool["round_effort"]["exact"] == "0" and pool["pplns_window_fill"]["exact"] == "1"
 
     status, listed = await api.get("/api/v1/pool/nodes")
     check("/api/v1/pool/nodes", "get", 200, listed)
@@ -182,8 +185,8 @@ async def test_reads_match_the_document(api: Api) -> None:
     assert day["period_start"] == START and day["btc_usd"] == str(PRICE)
     # Everything behind the line, exact beside rounded (issue 14's holder view).
     assert day["period"]["start"].startswith("2027-01-15T00:00:00")
-    assert day["btc_usd_decimal"] == {"exact": "65432.1", "display": "65432.10"}
-    assert day["btc"]["paid_sat"] == f"0.{day['paid_sat']:08d}"
+    assert day["btc_usd_decimal"] == {"exact": "65432.1", "display": "$65,432.10"}
+    assert day["btc"]["paid_btc"] == f"0.{day['paid_sat']:08d}"
     assert set(day["rates"]) == {"w_per_th", "usd_per_kwh", "discount", "service_usd_per_th_day"}
     assert day["rates"]["w_per_th"]["exact"] == "21.5"
     assert day["hashrate"]["delivered_th_per_s"]["display"].endswith("H/s")
@@ -211,7 +214,7 @@ async def test_reads_match_the_document(api: Api) -> None:
     assert status == 200
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 1 and int(rows[0]["paid_sat"]) == day["paid_sat"]
-    assert rows[0]["date"] == "2027-01-15"
+    assert rows[0]["period_display"] == "2027-01-15"
 
 
 async def test_tokens_scope_what_can_be_read(api: Api) -> None:
@@ -320,7 +323,6 @@ async def test_the_routes_miningcore_users_expect(api: Api, ledger: sa.Engine) -
     status, settings = await api.get(url, "m0")
     check(url.replace("m0", "{account}"), "get", 200, settings)
     assert settings["address"] is None and settings["effective_min_payout_sat"] == 100_000
-    from tests.helpers import regtest_address
 
     address = regtest_address(b"m0's wallet")
     async with api.session.put(
@@ -347,15 +349,26 @@ async def test_the_routes_miningcore_users_expect(api: Api, ledger: sa.Engine) -
             check(url.replace("m0", "{account}"), "put", 400, body)
 
     assert (await api.get("/api/v1/network"))[0] == 503  # no job: no daemon here
-    api.ctx.network = lambda: {
-        "height": 101, "prev_hash": "00" * 32, "bits": "207fffff",
-        "difficulty": {"exact": "1/2147483648", "display": "4.65661e-10"},
-        "coinbase_value_sat": 5_000_000_000, "fees_sat": 0, "transactions": 0,
-        "hashprice_sat_per_th_day": {"exact": "1", "display": "1.000"}, "template_time": 1,
-    }  # fmt: skip
+    from poold.api.views import network
+    from poold.bitcoind.simnet import SimNet
+    from poold.jobs.manager import CoinbaseSpec, JobManager
+    from poold.jobs.template import parse_template
+
+    # The demo's chain: difficulty 1/512, six transactions in each template.
+    net_ = SimNet(difficulty=Fraction(1, 512), tx_count=6, clock=lambda: 1_800_000_000)
+    job = JobManager(CoinbaseSpec(b"\x51", b"/t/", 4, 4)).new_job(
+        parse_template(net_.template()), 1_800_000_000
+    )
+    api.ctx.network = lambda: network(job)
     status, net = await api.get("/api/v1/network")
     check("/api/v1/network", "get", 200, net)
-    assert net["height"] == 101
+    assert net["height"] == 1 and net["display"]["block_value"] == "50.00003021 BTC"
+    # Exactly value x 1e12 x 86400 / (difficulty x 2**32), and shown as a number one can
+    # read (the float once printed 51498449392318726144.000, wrong past its 8th digit).
+    value = net["coinbase_value_sat"]
+    hashprice = Fraction(value * 10**12 * 86_400 * 512, 2**32)
+    assert Fraction(Decimal(net["hashprice_sat_per_th_day"]["exact"])) == hashprice
+    assert net["hashprice_sat_per_th_day"]["display"] == "≈ 51,498,444.20 sat/(H/s)/day"
 
 
 async def test_a_new_period_shows_up_at_once(api: Api, ledger: sa.Engine) -> None:
@@ -371,7 +384,6 @@ async def test_holders_are_paid_through_the_wallet(api: Api, ledger: sa.Engine) 
     from poold.chain.address import Network
     from poold.ledger.payouts import run_payouts, set_account
     from poold.ledger.settle import verify
-    from tests.helpers import regtest_address
     from tests.ledger.test_journal_properties import MemoryWallet
 
     _, alice = await api.get("/api/v1/holders/alice", "alice")
@@ -408,7 +420,12 @@ async def test_workers_block_effort_miner_proofs_and_the_credit_chain(api: Api) 
     check("/api/v1/miners/{account}/workers", "get", 200, listed)
     [rig] = listed["items"]
     assert (rig["worker"], rig["user_agent"]) == ("rig", "bosminer/23")  # the newest agent
-    assert rig["best_difficulty"]["exact"] == str(2**18)  # the best of the two records
+    # The best of the two records, by its hash; the 70-digit exact quotient is not shown.
+    assert rig["best_share"] == {
+        "hash": f"{BEST_HASH:064x}",
+        "difficulty": str(2**18),
+        "display": "≈ 262.14 k",
+    }
     assert rig["last_seen_ms"] == T0 + 36 * 60_000  # m0's newest share (every 4th minute)
 
     status, pool = await api.get("/api/v1/pool")

@@ -15,10 +15,11 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from accounting import token_settle
+from accounting import hashprice, mean_hashprice, token_settle
 from poold.api.auth import create_token
+from poold.chain.targets import network_difficulty
 from poold.ledger.db import make_engine
-from poold.ledger.models import JournalEntry, JournalLine
+from poold.ledger.models import JournalEntry, JournalLine, NetworkSample
 from poold.ledger.settle import verify
 from poold.shares.log import read_log
 from poold.tokens.settle import set_price
@@ -149,5 +150,25 @@ async def test_statements_through_the_daemon(
         assert Fraction(got["token_seconds"]) == line.token_seconds
         for field in ("gross_sat", "electricity_sat", "service_sat", "net_sat", "paid_sat"):
             assert got[field] == getattr(line, field), (holder, field)
+    # The daemon sampled the network as it mined (the simnet's bits, the height being mined,
+    # the mean fees of its blocks): each statement is benchmarked against that hashprice.
+    with check.connect() as conn:
+        samples = conn.execute(
+            sa.select(
+                NetworkSample.t_s, NetworkSample.bits, NetworkSample.subsidy_sat,
+                NetworkSample.avg_fees_sat,
+            ).order_by(NetworkSample.t_s)
+        ).all()  # fmt: skip
+    assert samples and {int(b) for _t, b, _s, _f in samples} == {rd.daemon.bitcoind.bits}
+    steps = [
+        (int(t), hashprice(network_difficulty(int(b)), int(sub), Fraction(f)))
+        for t, b, sub, f in samples
+    ]
+    mean, covered = mean_hashprice(steps, start, end)
+    for holder in want.lines:
+        [got] = api[holder]
+        bench = got["benchmark"]
+        assert covered > 0 and bench["covered_s"] == covered
+        assert Fraction(bench["hashprice_sat_per_th_day"]["exact"]) == mean
     assert verify(check) == []
     check.dispose()

@@ -1,6 +1,8 @@
 """The dashboard in a real headless Chromium (Debian's chromium + chromium-driver, installed by
-scripts/test): served by a running daemon whose miners are mining, its charts drawn from real
-data, a holder's statements looked up with their token. The screenshot is kept in artifacts/."""
+scripts/test), at a desktop's 1400 px and a phone's 390 px: served by a running daemon whose
+miners are mining, its charts drawn from real data, a miner and a holder looked up with their
+tokens. Every number on the page is the API's display text (exact, or marked "≈"); the
+screenshots are kept in artifacts/."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ import json
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.request import Request, urlopen
 
 import pytest
 import sqlalchemy as sa
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from poold.chain.address import Network
@@ -27,10 +31,12 @@ from tests.accounting.test_merkle_sum import END
 from tests.api.test_api import START, populate
 from tests.helpers import PATIENCE_S, regtest_address, wait_for
 from tests.ledger.test_journal_properties import MemoryWallet
+from tests.tokens.test_periods import CFG
 from tests.verifier import NOW, mine, verifier
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
+DESKTOP, PHONE = (1400, 1000), (390, 844)
 
 
 def anchor_status(engine: sa.Engine) -> list[str]:
@@ -108,16 +114,50 @@ def forged_proofs() -> list[tuple[str, str, float, list[str]]]:
     return checked
 
 
-def browser() -> webdriver.Chrome:
+def browser(size: tuple[int, int]) -> webdriver.Chrome:
+    """Headless Chromium with a viewport of `size` CSS pixels (a phone's through Chromium's
+    device emulation: a headless window is never narrower than 500 px)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     if chromium is None or driver is None:
         pytest.fail("chromium and chromedriver are needed: scripts/test installs them (apt)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=420,1400"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu"):
         opts.add_argument(arg)
+    width, height = size
+    if width < 500:
+        metrics = {"width": width, "height": height, "pixelRatio": 3.0, "touch": True}
+        opts.add_experimental_option("mobileEmulation", {"deviceMetrics": metrics})
+    else:
+        opts.add_argument(f"--window-size={width},{height}")
     return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+def texts(web: WebDriver, selector: str) -> list[list[str]]:
+    """The cells of each row a selector finds, as text."""
+    return [
+        [td.get_attribute("textContent") or "" for td in r.find_elements(By.TAG_NAME, "td")]
+        for r in web.find_elements(By.CSS_SELECTOR, selector)
+    ]
+
+
+def data(web: WebDriver, element_id: str, key: str) -> Any:
+    return json.loads(web.find_element(By.ID, element_id).get_attribute(f"data-{key}") or "null")
+
+
+OVERFLOWING = """
+return [...document.querySelectorAll(arguments[0])]
+  .filter((e) => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+  .map((e) => e.id || e.textContent.slice(0, 60));
+"""
+# Cells (of visible tables) whose right edge is past the viewport: what a phone would hide.
+OFF_SCREEN = """
+const right = window.innerWidth + 1;
+return [...document.querySelectorAll(arguments[0])]
+  .filter((td) => td.offsetParent !== null && td.getBoundingClientRect().right > right)
+  .map((td) => (td.dataset.label || "") + ": " + td.textContent);
+"""
 
 
 async def test_dashboard_in_chromium(
@@ -137,6 +177,8 @@ async def test_dashboard_in_chromium(
     cfg = config_factory(
         ledger={"url": url, "ingest_interval_s": 0.2, "ingest_open_minutes": True},
         api={"listen": "127.0.0.1:0"},
+        pool={"fee": "0.01"},
+        tokens=CFG.model_dump(mode="json"),
         anchors={"enabled": True, "interval_s": 60},
         # Easy enough that this test mines a block on the daemon's simnet in a few hundred
         # tries: the block that mines the anchor transaction.
@@ -153,6 +195,8 @@ async def test_dashboard_in_chromium(
     )
     d = rd.daemon
     await wait_for(lambda: d.ingested_shares == d.metrics.shares_accepted, "ingest")
+    # The leader samples the network (the statements' and the fleet's benchmark).
+    await wait_for(lambda: bool(_network_sampled(d)), "a network sample")
     # The chains' heads are anchored: by a block the miners found (its coinbase), or else by
     # the daemon's anchor transaction, which a block on its simnet then mines. The next pass
     # reads the evidence back, and every proof carries it.
@@ -161,117 +205,136 @@ async def test_dashboard_in_chromium(
         await mine(d.bitcoind)
     await wait_for(lambda: "mined" in anchor_status(engine), "an anchor's evidence")
     engine.dispose()
-    ahost, aport = rd.daemon.api_addresses[0]
     checks = await asyncio.to_thread(forged_proofs)  # it runs its own simnet loops
+    ahost, aport = d.api_addresses[0]
+    base = f"http://{ahost}:{aport}"
 
-    def drive() -> dict[str, Any]:
-        web = browser()
+    def api(path: str, token: str = "") -> Any:
+        req = Request(base + path)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        with urlopen(req, timeout=PATIENCE_S) as r:
+            return json.loads(r.read())
+
+    def open_page(web: WebDriver) -> WebDriverWait[WebDriver]:
+        web.get(base + "/")
+        wait = WebDriverWait(web, PATIENCE_S)
+        wait.until(lambda w: w.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"))
+        return wait
+
+    def look_up_holder(web: WebDriver, wait: WebDriverWait[WebDriver], token: str) -> None:
+        web.find_element(By.ID, "holder-name").clear()
+        web.find_element(By.ID, "holder-name").send_keys("alice")
+        web.find_element(By.ID, "holder-token").clear()
+        web.find_element(By.ID, "holder-token").send_keys(token)
+        web.find_element(By.CSS_SELECTOR, "#holder-form button").click()
+        wait.until(
+            lambda w: w.find_element(By.ID, "holder-stats").get_attribute("data-holder") == "alice"
+        )
+
+    def look_up_miner(
+        web: WebDriver, wait: WebDriverWait[WebDriver], name: str, token: str
+    ) -> None:
+        web.find_element(By.ID, "miner-account").clear()
+        web.find_element(By.ID, "miner-account").send_keys(name)
+        web.find_element(By.ID, "miner-token").clear()
+        web.find_element(By.ID, "miner-token").send_keys(token)
+        web.find_element(By.CSS_SELECTOR, "#miner-form button").click()
+        wait.until(
+            lambda w: w.find_element(By.ID, "miner-stats").get_attribute("data-account") == name
+        )
+
+    def desktop() -> dict[str, Any]:
+        web = browser(DESKTOP)
         try:
-            web.get(f"http://{ahost}:{aport}/")
-            wait = WebDriverWait(web, 20)
-            try:
-                wait.until(
-                    lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded")
-                )
-            except Exception:
-                print(
-                    "PAGE",
-                    web.find_element(By.ID, "pool-stats").text,
-                    web.get_log("browser") if hasattr(web, "get_log") else "",
-                )
-                raise
-            pool_chart = web.find_element(By.ID, "pool-hashrate")
-            blocks = web.find_elements(By.CSS_SELECTOR, "#pool-blocks tbody tr")
-            points_24h = pool_chart.get_attribute("data-points")
-            max_24h = pool_chart.get_attribute("data-max")
-            rows = [[td.text for td in b.find_elements(By.TAG_NAME, "td")] for b in blocks]
-            block_cells = next(r for r in rows if r[3] == "confirmed")  # a populated one
-            payments = [
-                [td.text for td in r.find_elements(By.TAG_NAME, "td")]
-                for r in web.find_elements(By.CSS_SELECTOR, "#pool-payments tbody tr")
-            ]
-            wait.until(lambda d: "hashprice" in d.find_element(By.ID, "network-stats").text)
-            network = web.find_element(By.ID, "network-stats").text
+            wait = open_page(web)
+            seen: dict[str, Any] = {}
+            wait.until(lambda w: "hashprice" in w.find_element(By.ID, "network-stats").text)
+            seen["network"] = web.find_element(By.ID, "network-stats").text
+            seen["network_api"] = api("/api/v1/network")
+            seen["stats_overflow"] = web.execute_script(OVERFLOWING, ".stat")
+            seen["pool_yticks"] = data(web, "pool-hashrate", "yticks")
+            seen["pool_xlabels"] = data(web, "pool-hashrate", "xlabels")
+            seen["pool_points"] = web.find_element(By.ID, "pool-hashrate").get_attribute(
+                "data-points"
+            )
+            seen["pool_series"] = api("/api/v1/pool/hashrate?window=24h")
+            seen["blocks"] = texts(web, "#pool-blocks tbody tr")
+            seen["blocks_api"] = api("/api/v1/pool/blocks?limit=10")
+            seen["payments"] = texts(web, "#pool-payments tbody tr")
+            wait.until(lambda w: w.find_elements(By.CSS_SELECTOR, "#fleet-table tbody tr"))
+            seen["fleet"] = texts(web, "#fleet-table tbody tr")
+            seen["fleet_api"] = api("/api/v1/fleet/daily?limit=30")
             # The ranges: 1 h is 60 one-minute points, 30 d 60 points of 12 h.
             ranges = {}
             for window in ("1h", "30d"):
                 web.find_element(By.CSS_SELECTOR, f'#pool-ranges [data-window="{window}"]').click()
                 wait.until(
-                    lambda d, w=window: (
-                        d.find_element(By.ID, "pool-hashrate").get_attribute("data-window") == w
+                    lambda w, x=window: (
+                        w.find_element(By.ID, "pool-hashrate").get_attribute("data-window") == x
                     )
                 )
-                ranges[window] = pool_chart.get_attribute("data-points")
-            # A phone's width: nothing scrolls sideways but the tables inside their boxes.
-            sideways = web.execute_script(
-                "return document.documentElement.scrollWidth - window.innerWidth"
-            )
-            web.find_element(By.ID, "miner-account").send_keys("acme")
-            web.find_element(By.CSS_SELECTOR, "#miner-form button").click()
-            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#miner-workers tbody tr"))
-            workers = [
-                [td.text for td in r.find_elements(By.TAG_NAME, "td")]
-                for r in web.find_elements(By.CSS_SELECTOR, "#miner-workers tbody tr")
-            ]
-            # A worker's own chart, then the miner's ranges redraw both charts.
+                ranges[window] = web.find_element(By.ID, "pool-hashrate").get_attribute(
+                    "data-points"
+                )
+            seen["ranges"] = ranges
+            # A miner: its workers, every line of its account (credits and debits), its
+            # payouts, its days, its settings (with its token), a credit verified.
+            look_up_miner(web, wait, "acme", "")
+            seen["workers"] = texts(web, "#miner-workers tbody tr")
             web.find_element(By.CSS_SELECTOR, "#miner-workers tbody button.worker").click()
             wait.until(
-                lambda d: d.find_element(By.ID, "worker-hashrate").get_attribute("data-worker")
+                lambda w: w.find_element(By.ID, "worker-hashrate").get_attribute("data-worker")
             )
-            worker_chart = web.find_element(By.ID, "worker-hashrate")
-            worker_24h = (
-                worker_chart.get_attribute("data-worker"),
-                worker_chart.get_attribute("data-window"),
-                worker_chart.get_attribute("data-points"),
+            seen["worker_points"] = web.find_element(By.ID, "worker-hashrate").get_attribute(
+                "data-points"
             )
-            web.find_element(By.CSS_SELECTOR, '#miner-ranges [data-window="1h"]').click()
-            wait.until(
-                lambda d: (
-                    d.find_element(By.ID, "worker-hashrate").get_attribute("data-window") == "1h"
-                )
-            )
-            miner_chart = web.find_element(By.ID, "miner-hashrate")
-            miner_1h = (
-                miner_chart.get_attribute("data-window"),
-                miner_chart.get_attribute("data-points"),
-                float(miner_chart.get_attribute("data-max") or 0),
-            )
-            worker_1h = worker_chart.get_attribute("data-points")
-            # m0 with its miner token: its credits, each verified in the browser.
-            web.find_element(By.ID, "miner-account").clear()
-            web.find_element(By.ID, "miner-account").send_keys("m0")
-            web.find_element(By.ID, "miner-token").send_keys(tokens["m0"])
-            web.find_element(By.CSS_SELECTOR, "#miner-form button").click()
-            wait.until(
-                lambda d: d.find_elements(By.CSS_SELECTOR, "#miner-credits tbody tr button.verify")
-            )
+            look_up_miner(web, wait, "m0", tokens["m0"])
+            wait.until(lambda w: "Paid to" in w.find_element(By.ID, "miner-settings").text)
+            seen["settings"] = web.find_element(By.ID, "miner-settings").text
+            seen["credits"] = texts(web, "#miner-credits tbody tr")
+            seen["credits_api"] = api("/api/v1/miners/m0/credits?limit=20")
+            seen["daily"] = texts(web, "#miner-daily tbody tr")
             web.find_element(By.CSS_SELECTOR, "#miner-credits tbody tr button.verify").click()
-            wait.until(lambda d: d.find_element(By.ID, "miner-verify").text.startswith(("v", "V")))
-            miner_verified = web.find_element(By.ID, "miner-verify").text
-            credit_ref = web.execute_script(
-                "return [...document.querySelectorAll('#miner-credits tbody tr')].length"
+            wait.until(lambda w: w.find_element(By.ID, "miner-verify").text.startswith(("v", "V")))
+            seen["miner_verified"] = web.find_element(By.ID, "miner-verify").text
+            web.find_element(By.ID, "miner-csv").click()
+            wait.until(lambda w: w.find_element(By.ID, "miner-csv").get_attribute("data-bytes"))
+            seen["miner_csv_bytes"] = int(
+                web.find_element(By.ID, "miner-csv").get_attribute("data-bytes") or 0
             )
-            web.find_element(By.ID, "holder-name").send_keys("alice")
-            web.find_element(By.ID, "holder-token").send_keys(tokens["alice"])
-            web.find_element(By.CSS_SELECTOR, "#holder-form button").click()
-            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#holder-table tbody tr"))
-            statement = [
-                td.text for td in web.find_elements(By.CSS_SELECTOR, "#holder-table tbody td")
-            ]
-            holder_payouts = [
-                [td.text for td in r.find_elements(By.TAG_NAME, "td")]
-                for r in web.find_elements(By.CSS_SELECTOR, "#holder-payouts tbody tr")
-            ]
-            holder_stats = web.find_element(By.ID, "holder-stats").text
-            earnings = web.find_element(By.ID, "holder-earnings")
-            web.find_element(By.CSS_SELECTOR, '#holder-ranges [data-days="7"]').click()
-            holder_days = earnings.get_attribute("data-days")
+            # Its payout settings, changed from the page with its token.
+            web.find_element(By.ID, "miner-address").clear()
+            web.find_element(By.ID, "miner-address").send_keys(regtest_address(b"m0 on the page"))
+            web.find_element(By.ID, "miner-minimum").clear()
+            web.find_element(By.ID, "miner-minimum").send_keys("5000")
+            web.find_element(By.CSS_SELECTOR, "#miner-settings-form button").click()
+            wait.until(lambda w: "5,000 sat" in w.find_element(By.ID, "miner-settings").text)
+            seen["settings_after"] = api("/api/v1/miners/m0/settings", tokens["m0"])
+            # The holder: what she holds, was credited, was sent, is owed, and each statement
+            # with everything behind it.
+            look_up_holder(web, wait, tokens["alice"])
+            seen["holder_stats"] = web.find_element(By.ID, "holder-stats").text
+            seen["reconcile"] = web.find_element(By.ID, "holder-reconcile").text
+            seen["rates"] = web.find_element(By.ID, "holder-rates").text
+            seen["statement"] = texts(web, "#holder-table tbody tr")[0]
+            seen["statement_api"] = api("/api/v1/holders/alice/statements", tokens["alice"])[
+                "items"
+            ][0]
+            seen["holder_payouts"] = texts(web, "#holder-payouts tbody tr")
+            seen["earnings_caption"] = web.find_element(By.ID, "holder-earnings-caption").text
+            web.find_element(By.CSS_SELECTOR, "#holder-table tbody tr td").click()
+            wait.until(lambda w: w.find_element(By.ID, "holder-detail").is_displayed())
+            seen["detail"] = web.find_element(By.ID, "holder-detail").text
+            web.find_element(By.CSS_SELECTOR, '#holder-ranges [data-count="7"]').click()
+            seen["holder_count"] = web.find_element(By.ID, "holder-earnings").get_attribute(
+                "data-count"
+            )
             # The verify button checks the statement's Merkle-sum proof in the browser.
             web.find_element(By.CSS_SELECTOR, "#holder-table tbody tr button.verify").click()
-            wait.until(lambda d: d.find_element(By.ID, "holder-verify").text.startswith(("v", "V")))
-            verified = web.find_element(By.ID, "holder-verify").text
-            # The same in-browser check on tampered proofs fails, naming why.
-            tampered = web.execute_async_script(
+            wait.until(lambda w: w.find_element(By.ID, "holder-verify").text.startswith(("v", "V")))
+            seen["verified"] = web.find_element(By.ID, "holder-verify").text
+            seen["tampered"] = web.execute_async_script(
                 """
                 const done = arguments[arguments.length - 1];
                 (async () => {
@@ -295,7 +358,7 @@ async def test_dashboard_in_chromium(
                 tokens["alice"],
             )
             # And a miner's credit proof, tampered: the credit, the score, the fee.
-            tampered_credit = web.execute_async_script(
+            seen["tampered_credit"] = web.execute_async_script(
                 """
                 const done = arguments[arguments.length - 1];
                 (async () => {
@@ -323,7 +386,7 @@ async def test_dashboard_in_chromium(
             )
             # Forged proofs made here, checked in the page: the page's verdict is verify.py's,
             # word for word.
-            forged = web.execute_async_script(
+            seen["forged"] = web.execute_async_script(
                 """
                 const done = arguments[arguments.length - 1];
                 (async () => {
@@ -339,66 +402,119 @@ async def test_dashboard_in_chromium(
                 [[text, now] for _name, text, now, _want in checks],
             )
             web.find_element(By.ID, "holder-csv").click()
-            wait.until(lambda d: d.find_element(By.ID, "holder-csv").get_attribute("data-bytes"))
-            csv_bytes = int(web.find_element(By.ID, "holder-csv").get_attribute("data-bytes") or 0)
+            wait.until(lambda w: w.find_element(By.ID, "holder-csv").get_attribute("data-bytes"))
+            seen["csv_bytes"] = int(
+                web.find_element(By.ID, "holder-csv").get_attribute("data-bytes") or 0
+            )
+            # The live feed: a heartbeat in UTC while nothing happens.
+            WebDriverWait(web, PATIENCE_S).until(
+                lambda w: "heartbeat" in w.find_element(By.ID, "live-status").text
+            )
+            seen["live"] = web.find_element(By.ID, "live-status").text
+            seen["sideways"] = web.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth"
+            )
+            seen["stats_overflow_after"] = web.execute_script(OVERFLOWING, ".stat")
             ARTIFACTS.mkdir(exist_ok=True)
-            web.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+            web.save_screenshot(str(ARTIFACTS / "dashboard-desktop.png"))
             # A wrong token shows the API's message, not a broken page.
-            web.find_element(By.ID, "holder-token").clear()
-            web.find_element(By.ID, "holder-token").send_keys(tokens["bob"])
-            web.find_element(By.CSS_SELECTOR, "#holder-form button").click()
-            wait.until(lambda d: d.find_element(By.ID, "holder-error").text)
-            return {
-                "points": points_24h,
-                "max": max_24h,
-                "block_cells": block_cells,
-                "network": network,
-                "ranges": ranges,
-                "sideways": sideways,
-                "blocks": len(blocks),
-                "workers": workers,
-                "worker_24h": worker_24h,
-                "worker_1h": worker_1h,
-                "miner_1h": miner_1h,
-                "holder_days": holder_days,
-                "statement": statement,
-                "earnings_points": earnings.get_attribute("data-points"),
-                "error": web.find_element(By.ID, "holder-error").text,
-                "verified": verified,
-                "csv_bytes": csv_bytes,
-                "stats_after_error": web.find_element(By.ID, "holder-stats").text,
-                "tampered": tampered,
-                "payments": payments,
-                "holder_payouts": holder_payouts,
-                "holder_stats": holder_stats,
-                "tampered_credit": tampered_credit,
-                "miner_verified": miner_verified,
-                "credit_rows": credit_ref,
-                "forged": forged,
-            }
+            look_up_error(web, wait, tokens["bob"])
+            seen["error"] = web.find_element(By.ID, "holder-error").text
+            seen["stats_after_error"] = web.find_element(By.ID, "holder-stats").text
+            return seen
         finally:
             web.quit()
 
-    seen = await asyncio.to_thread(drive)
+    def look_up_error(web: WebDriver, wait: WebDriverWait[WebDriver], token: str) -> None:
+        web.find_element(By.ID, "holder-token").clear()
+        web.find_element(By.ID, "holder-token").send_keys(token)
+        web.find_element(By.CSS_SELECTOR, "#holder-form button").click()
+        wait.until(lambda w: w.find_element(By.ID, "holder-error").text)
+
+    def phone() -> dict[str, Any]:
+        web = browser(PHONE)
+        try:
+            wait = open_page(web)
+            seen: dict[str, Any] = {"width": web.execute_script("return window.innerWidth")}
+            look_up_miner(web, wait, "m0", tokens["m0"])
+            look_up_holder(web, wait, tokens["alice"])
+            seen["sideways"] = web.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth"
+            )
+            seen["off_screen"] = web.execute_script(OFF_SCREEN, "td")
+            seen["stats_overflow"] = web.execute_script(OVERFLOWING, ".stat")
+            # Each statement is a card: its money lines labelled, on screen.
+            seen["card"] = web.execute_script(
+                "return [...document.querySelectorAll('#holder-table tbody tr:first-child td')]"
+                ".map((td) => [td.dataset.label, td.textContent, "
+                "td.getBoundingClientRect().right <= window.innerWidth])"
+            )
+            ARTIFACTS.mkdir(exist_ok=True)
+            web.save_screenshot(str(ARTIFACTS / "dashboard-phone.png"))
+            return seen
+        finally:
+            web.quit()
+
+    seen = await asyncio.to_thread(desktop)
+    small = await asyncio.to_thread(phone)
     await rd.shutdown()
-    assert seen["points"] == "48" and float(seen["max"] or 0) > 1  # the miners' hashrate, drawn
-    assert seen["blocks"] >= 2  # the two populated; a block the daemon finds itself may join
-    assert seen["ranges"] == {"1h": "60", "30d": "60"} and seen["sideways"] <= 0
-    assert "height" in seen["network"] and "sat/TH/day" in seen["network"]
-    _height, found, short_hash, status, confirmations, effort, reward, _ = seen["block_cells"]
-    assert found[:2] == "20" and short_hash.endswith("…") and reward.startswith("50.0")
-    assert status == "confirmed" and confirmations == "100 / 100"
-    assert effort.endswith("%") and float(effort[:-1]) > 0  # the block's round, settled
-    workers = sorted(seen["workers"])
-    assert [w[0] for w in workers] == ["rig0", "rig1"]
-    for _name, _m10, _h1, _h24, last_seen, best, agent in workers:
-        assert last_seen[:2] == "20" and best != "—" and agent == "poold-sim/0.1"
-    assert seen["worker_24h"] == ("rig0", "24h", "48") and seen["worker_1h"] == "60"
-    assert seen["miner_1h"][:2] == ("1h", "60") and seen["miner_1h"][2] > 1
-    assert seen["holder_days"] == "7"
-    assert seen["statement"][0] == "2027-01-15" and seen["earnings_points"] == "1"
-    assert "does not give access" in seen["error"]
-    assert seen["csv_bytes"] > 100 and seen["stats_after_error"] == ""  # no stale numbers
+
+    # 1. Every number right or marked rounded, and inside its card.
+    net = seen["network_api"]
+    assert f"hashprice\n{net['hashprice_sat_per_th_day']['display']}" in seen["network"]
+    assert f"difficulty\n{net['difficulty']['display']}" in seen["network"]
+    assert seen["stats_overflow"] == [] and seen["stats_overflow_after"] == []
+    # 2. Each block's own effort, as the API computed it, on its row.
+    for row, block in zip(seen["blocks"], seen["blocks_api"]["items"], strict=True):
+        assert row[0] == str(block["height"]) and row[6] == block["display"]["reward"]
+        if block["effort"] is not None:
+            assert row[5] == block["effort"]["display"]
+    # A populated (confirmed) block: blocks the daemon finds itself may join, still pending.
+    confirmed = next(r for r in seen["blocks"] if r[3] == "confirmed")
+    _height, found, short_hash, status, confirmations, effort, reward, _ = confirmed
+    assert found.endswith(" UTC") and short_hash.endswith("…") and reward.startswith("50.0")
+    assert status == "confirmed" and confirmations == "100 / 100" and effort.endswith("%")
+    # 3. A miner follows its money: debits shown (m0 is a fleet account: the holders' share
+    # of the token period is taken from it), payouts and days listed, settings read and set.
+    api_lines = seen["credits_api"]["items"]
+    assert [r[1] for r in seen["credits"]] == [c["description"] for c in api_lines]
+    assert [r[2] for r in seen["credits"]] == [c["display"]["amount"] for c in api_lines]
+    assert any(c["amount_sat"] < 0 and c["reason"] == "token_period" for c in api_lines)
+    assert seen["daily"] and seen["daily"][0][0].count("-") == 2
+    assert (
+        seen["settings"].startswith("Paid to — (no address") and "100,000 sat" in seen["settings"]
+    )
+    assert (seen["settings_after"]["min_payout_sat"], seen["settings_after"]["address"]) == (
+        5000,
+        regtest_address(b"m0 on the page"),
+    )
+    assert seen["miner_verified"].startswith("verified: this credit")
+    assert seen["miner_csv_bytes"] > 100
+    # 4. The holder sees what she pays for and when: rates, periods with their times, a
+    # chart that says what its points are, the benchmark, and every satoshi reconciled.
+    day = seen["statement_api"]
+    assert seen["statement"][0] == "2027-01-15" == day["period"]["display"]
+    assert seen["statement"][1:8] == [
+        day["display"][k]
+        for k in ("gross", "electricity", "service", "net", "debt_in", "paid", "debt_out")
+    ]
+    assert seen["statement"][8] == day["benchmark"]["gross_vs_hashprice"]["display"]
+    assert seen["rates"] == f"Rates of 2027-01-15: {day['display']['rates']}"
+    assert "21.5 W/TH" in seen["rates"] and "$0.05/kWh" in seen["rates"]
+    assert "10.00 %" in seen["rates"] and "$0.01/TH/day" in seen["rates"]
+    assert seen["earnings_caption"].startswith("net per statement period (1 day each), in sat")
+    for words in ("network hashprice", "your tokens at plain hashprice", "the pool fee",
+                  day["benchmark"]["hashprice_value_sat"]["display"], "21.5 W/TH",
+                  day["electricity_kwh"]["display"], day["display"]["btc_usd"]):  # fmt: skip
+        assert words in seen["detail"], (words, seen["detail"])
+    assert seen["reconcile"].endswith("✓"), seen["reconcile"]
+    assert f"sent on chain\n{paid.amount_sat:,} sat" in seen["holder_stats"]
+    [payout] = seen["holder_payouts"]  # sent, amount, status, confirmations, txid
+    assert payout[1] == f"{paid.amount_sat:,} sat" and len(payout[4]) == 64
+    [payment] = seen["payments"]  # sent (UTC), total (BTC), outputs, status, txid
+    assert payment[2:5] == ["1", "sent", payout[4]]
+    assert payment[1] == f"{paid.amount_sat // 10**8}.{paid.amount_sat % 10**8:08d} BTC"
+    assert seen["holder_count"] == "7"
     assert seen["verified"].startswith("verified: the statement of 2027-01-15"), seen["verified"]
     # It says what the anchor establishes (the simnet's work: nothing) and whose code ran.
     assert "\nproof of work trivial (test chain)" in seen["verified"], seen["verified"]
@@ -416,18 +532,47 @@ async def test_dashboard_in_chromium(
         "the period's commitment is not H(root, sums, inputs, previous)",
         "the line does not climb to the period's root",
     ], seen["tampered"]
-    [payment] = seen["payments"]  # sent (UTC), total (BTC), outputs, status, txid
-    assert payment[2:4] == ["1", "sent"] and len(payment[4]) == 64
-    assert payment[1] == f"{paid.amount_sat // 10**8}.{paid.amount_sat % 10**8:08d}"
-    [payout] = seen["holder_payouts"]  # sent, amount (sat), status, txid
-    assert payout[1].replace(",", "") == str(paid.amount_sat) and payout[3] == payment[4]
-    assert f"sent on chain\n{paid.amount_sat:,} sat" in seen["holder_stats"], seen["holder_stats"]
-    assert seen["miner_verified"].startswith("verified: this credit"), seen["miner_verified"]
-    assert seen["credit_rows"] >= 1
     assert [m.split(" (")[0] for m in seen["tampered_credit"]] == [
         "passed",
         "the line does not climb to the period's root",
         "the line does not climb to the period's root",
         "the period's commitment is not H(root, sums, inputs, previous)",
     ], seen["tampered_credit"]
-    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+    assert seen["csv_bytes"] > 100
+    assert "does not give access" in seen["error"] and seen["stats_after_error"] == ""
+    # The fleet against hashprice, as the API says.
+    fleet = seen["fleet_api"]["items"]
+    assert [r[0] for r in seen["fleet"]] == [x["display"]["period"] for x in fleet]
+    assert seen["fleet"][0][2] == fleet[0]["hashprice_sat_per_th_day"]["display"]
+    # 6. Charts: round ticks up the y axis, five UTC labels along x, the last at the series'
+    # end (the newest point's end: now), not at the last point's start.
+    assert len(seen["pool_yticks"]) >= 3 and all(t.endswith("H/s") for t in seen["pool_yticks"])
+    end = seen["pool_series"]["end"]
+    from datetime import UTC, datetime
+
+    assert seen["pool_xlabels"][-1] == datetime.fromtimestamp(end, UTC).strftime("%H:%M")
+    assert len(seen["pool_xlabels"]) == 5 and seen["pool_points"] == "48"
+    assert seen["ranges"] == {"1h": "60", "30d": "60"} and seen["worker_points"] == "48"
+    assert [w[0] for w in sorted(seen["workers"])] == ["rig0", "rig1"]
+    # 8. The live feed: a heartbeat in UTC.
+    assert seen["live"].startswith("live · heartbeat 20") and seen["live"].endswith(" UTC")
+    assert seen["sideways"] <= 0
+    # 7. A phone: nothing scrolls sideways, no cell is off screen, the statement is a card.
+    assert small["width"] <= 400
+    assert small["sideways"] <= 0 and small["off_screen"] == [], small["off_screen"][:5]
+    assert small["stats_overflow"] == []
+    labels = [label for label, _text, _on in small["card"]]
+    assert labels[:8] == ["period (UTC)", "gross", "electricity", "service", "net", "debt in",
+                          "credited", "debt out"]  # fmt: skip
+    assert all(on for _l, _t, on in small["card"])
+    for name in ("desktop", "phone"):
+        assert (ARTIFACTS / f"dashboard-{name}.png").stat().st_size > 10_000
+
+
+def _network_sampled(daemon: Any) -> int:
+    from sqlalchemy import func, select
+
+    from poold.ledger.models import NetworkSample
+
+    with daemon.ledger.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(NetworkSample)).scalar_one())

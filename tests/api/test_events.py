@@ -24,7 +24,10 @@ from tests.helpers import PATIENCE_S, make_config
 from tests.ledger.test_settle import mine
 
 
-async def read_events(resp: aiohttp.ClientResponse, n: int) -> list[dict[str, Any]]:
+async def read_events(
+    resp: aiohttp.ClientResponse, n: int, *, heartbeats: bool = False
+) -> list[dict[str, Any]]:
+    """The next n events (heartbeats skipped unless asked for)."""
     out: list[dict[str, Any]] = []
     kind = None
     while len(out) < n:
@@ -33,8 +36,9 @@ async def read_events(resp: aiohttp.ClientResponse, n: int) -> list[dict[str, An
             kind = line[7:]
         elif line.startswith("data: "):
             event = json.loads(line[6:])
-            assert event["type"] == kind
-            out.append(event)
+            assert event["type"] == kind and event["summary"]
+            if heartbeats or kind != "heartbeat":
+                out.append(event)
     return out
 
 
@@ -50,18 +54,31 @@ async def test_journal_postings_become_events(ledger: sa.Engine, tmp_path: Path)
     try:
         async with aiohttp.ClientSession() as s, s.get(f"http://{host}:{port}/api/v1/events") as r:
             assert r.headers["Content-Type"] == "text/event-stream"
-            assert await asyncio.wait_for(r.content.readline(), PATIENCE_S) == b": keep-alive\n"
+            # Bytes at once (the stream is open), then a heartbeat a page can see while
+            # nothing happens: the server's time, in UTC.
+            assert await asyncio.wait_for(r.content.readline(), PATIENCE_S) == b": connected\n"
+            [beat] = await read_events(r, 1, heartbeats=True)
+            assert beat["type"] == "heartbeat" and beat["summary"].endswith(" UTC")
             mine(tmp_path / "log", 40, {30: True, 39: True})
             await asyncio.to_thread(ingest, ledger, tmp_path / "log", 0)
             await asyncio.to_thread(settle_pending, ledger, pool_fee=Fraction(1, 100))
             settled = await read_events(r, 2)
             assert [e["type"] for e in settled] == ["block_settled", "block_settled"]
+            assert (
+                settled[0]["summary"].startswith("20")
+                and " UTC · block settled " in (settled[0]["summary"])
+            )
             block_hash, entry = _pending(ledger)[0]
             await asyncio.to_thread(_apply, ledger, block_hash, entry, -1)
             [orphaned] = await read_events(r, 1)
             assert orphaned["type"] == "block_orphaned" and orphaned["reference"] == block_hash
-            hub.publish({"type": "block_found", "height": 7})
-            assert (await read_events(r, 1))[0]["height"] == 7
+            hub.publish(
+                {"type": "block_found", "height": 7, "accepted": True, "finder": "a.w",
+                 "time_ms": 1_800_000_000_000}
+            )  # fmt: skip
+            [found] = await read_events(r, 1)
+            assert found["height"] == 7
+            assert found["summary"] == "2027-01-15 08:00:00 UTC · block 7 found by a.w, accepted"
             hub.close()  # shutdown ends the stream
             assert (await asyncio.wait_for(r.content.read(), PATIENCE_S)).strip() == b""
     finally:

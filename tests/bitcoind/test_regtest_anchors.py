@@ -62,7 +62,7 @@ async def verify_py(
         [sys.executable, str(ROOT / "verify.py"), str(path), *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=PATIENCE_S,
     )
 
 

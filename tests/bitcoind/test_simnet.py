@@ -6,6 +6,7 @@ from fractions import Fraction
 
 import pytest
 
+from poold.bitcoind.client import BitcoindRefused
 from poold.bitcoind.simnet import SimNet
 from poold.chain.subsidy import subsidy_sat
 from poold.jobs.coinbase import build_coinbase
@@ -119,3 +120,46 @@ async def test_reorg_and_readopt() -> None:
     assert await net.block_confirmations(built.hash[::-1].hex()) == -1
     assert net.readopt() == [] and net.reorg(0) == []
     assert len(net.reorg(99)) == 4  # everything but the genesis block
+
+
+async def test_the_wallet_pays_through_the_next_block() -> None:
+    """A send is a real transaction: offered in the template for the next tip, mined by the
+    block built on it (which pays its fee to the coinbase), confirmed from there on; a reorg
+    that takes its block away puts it back in the next template."""
+    from poold.bitcoind.simnet import SEND_FEE_PER_OUTPUT_SAT, SEND_FEE_SAT
+    from poold.chain.address import Network, address_to_script
+    from tests.helpers import regtest_address
+
+    net, job = setup()
+    alice, bob = regtest_address(b"alice"), regtest_address(b"bob")
+    txid = await net.send_many({alice: 12_345, bob: 678}, "poold-payout:1")
+    assert await net.find_sent("poold-payout:1", 0) == txid
+    assert await net.find_sent("poold-payout:2", 0) is None
+    assert (await net.wallet_tx(txid)).confirmations == 0
+    # The template offered before the send is not changed under the miner: its block mines
+    # nothing of the wallet; the next template carries the send.
+    header, _ = solve(job)
+    assert await net.submit_block(job.block(header, EN1, EN2).hex()) is None
+    assert (await net.wallet_tx(txid)).confirmations == 0
+    template = net.template()
+    [sent] = [t for t in template["transactions"] if t["txid"] == txid]  # type: ignore[union-attr]
+    data = bytes.fromhex(sent["data"])
+    for address, amount in ((alice, 12_345), (bob, 678)):
+        assert (
+            amount.to_bytes(8, "little") + bytes([22]) + address_to_script(address, Network.REGTEST)
+            in data
+        )
+    fee = SEND_FEE_SAT + 2 * SEND_FEE_PER_OUTPUT_SAT
+    assert sent["fee"] == fee
+    job = JobManager(CoinbaseSpec(PAYOUT, b"/t/", 4, 4)).new_job(parse_template(template), NOW)
+    header, _ = solve(job)
+    assert await net.submit_block(job.block(header, EN1, EN2).hex()) is None
+    tx = await net.wallet_tx(txid)
+    assert (tx.confirmations, tx.fee_sat) == (1, fee)
+    net.mine_external_block()
+    assert (await net.wallet_tx(txid)).confirmations == 2
+    net.reorg(2)
+    assert (await net.wallet_tx(txid)).confirmations == 0
+    assert txid in [t["txid"] for t in net.template()["transactions"]]  # type: ignore[union-attr]
+    with pytest.raises(BitcoindRefused, match="address 'bc1qnope'"):
+        await net.send_many({"bc1qnope": 1}, "x")

@@ -1,4 +1,8 @@
-"""Shares -> share slices: one row per (worker, minute, network bits) of a batch, exactly.
+"""Shares -> share slices: one row per (worker, minute, network bits) of a batch, exactly, cut
+at block times: given the times of found blocks (`cuts`, unix ms), a slice holds only shares
+on one side of each, those at or before a cut apart from those after it. So every slice lies
+within one round (the work between two blocks), and a block's effort can be summed from whole
+slices (`slices.window.round_effort`) although slices are per minute.
 
 `slices_from_arrays` is ingest's path (NumPy sort keys and one Numba pass over a batch read by
 `shares.scan`); `slices_from_tuples` is the plain loop it must equal (the oracle in the tests,
@@ -91,18 +95,29 @@ class SliceColumns:
         )
 
 
+def rounds_of(ts_ms: I64, cuts: Sequence[int]) -> I64:
+    """Per share, how many cuts lie strictly before it: shares with equal counts are in the
+    same round (a share at a cut's very millisecond belongs before it: the block's share)."""
+    if not len(cuts):
+        return np.zeros(ts_ms.shape[0], np.int64)
+    return np.searchsorted(np.sort(np.asarray(cuts, np.int64)), ts_ms, side="left").astype(np.int64)
+
+
 def slices_from_tuples(
-    shares: Sequence[ShareTuple], ids: Mapping[tuple[bytes, bytes], tuple[int, int]]
+    shares: Sequence[ShareTuple],
+    ids: Mapping[tuple[bytes, bytes], tuple[int, int]],
+    cuts: Sequence[int] = (),
 ) -> list[SliceTuple]:
     """The reference: `ids` maps (account, worker) bytes to (worker id, account id)."""
-    diff: dict[tuple[int, int, int], Fraction] = {}
-    credit: dict[tuple[int, int, int], Fraction] = {}
-    over: set[tuple[int, int, int]] = set()
-    rest: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}  # aid, count, first, last
+    diff: dict[tuple[int, int, int, int], Fraction] = {}
+    credit: dict[tuple[int, int, int, int], Fraction] = {}
+    over: set[tuple[int, int, int, int]] = set()
+    rest: dict[tuple[int, int, int, int], tuple[int, int, int, int]] = {}  # aid, n, first, last
     nets: dict[int, Fraction] = {}
+    ordered = sorted(cuts)
     for ts, bits, num, den, account, worker in shares:
         wid, aid = ids[(account, worker)]
-        key = (wid, ts // 60_000 * SLICE_S, bits)
+        key = (wid, ts // 60_000 * SLICE_S, sum(1 for c in ordered if c < ts), bits)
         if bits not in nets:
             nets[bits] = network_difficulty(bits)
         sd = Fraction(num, den)
@@ -116,16 +131,15 @@ def slices_from_tuples(
         else:
             diff[key], credit[key] = sd, min(sd, nets[bits])
             rest[key] = (aid, 1, ts, ts)
-    out: list[SliceTuple] = []
+    out: list[tuple[tuple[int, int, int, int], SliceTuple]] = []
     for key, (aid, n, first, last) in rest.items():
-        wid, start, bits = key
+        wid, start, _round, bits = key
         c = credit[key]
         c_num, c_den = (c.numerator, c.denominator) if key in over else (None, None)
         d = diff[key]
-        out.append(
-            (aid, wid, start, bits, d.numerator, d.denominator, n, first, last, c_num, c_den)
-        )
-    return sorted(out, key=lambda r: (r[1], r[2], r[3]))
+        row = (aid, wid, start, bits, d.numerator, d.denominator, n, first, last, c_num, c_den)
+        out.append((key, row))
+    return [row for _key, row in sorted(out)]  # worker, minute, round, bits
 
 
 @nb.njit(cache=True, nogil=True)
@@ -158,9 +172,12 @@ def _ranks(values: I64) -> tuple[I64, I64]:
     return uniq, rank.astype(np.int64)
 
 
-def slices_from_arrays(batch: ArrayBatch, wid_of: I64, aid_of: I64) -> SliceColumns | None:
-    """Slices of an array batch (`wid_of[g]`, `aid_of[g]`: ids of name group g), sorted by
-    (worker id, start, bits); None when the sort key would not fit 64 bits."""
+def slices_from_arrays(
+    batch: ArrayBatch, wid_of: I64, aid_of: I64, cuts: Sequence[int] = ()
+) -> SliceColumns | None:
+    """Slices of an array batch (`wid_of[g]`, `aid_of[g]`: ids of name group g) cut at `cuts`,
+    sorted like the reference (worker, minute, round, bits); None when the sort key would not
+    fit 64 bits."""
     empty = np.empty(0, np.int64)
     if batch.ts_ms.shape[0] == 0:
         return SliceColumns(empty, empty, empty, empty, [], [], empty, empty, empty, [], [])
@@ -171,10 +188,13 @@ def slices_from_arrays(batch: ArrayBatch, wid_of: I64, aid_of: I64) -> SliceColu
     m_span = int(minute.max()) - m0 + 1
     bits, b_rank = _ranks(batch.bits)
     dens, d_rank = _ranks(batch.diff_den.view(np.int64))
+    rounds = rounds_of(batch.ts_ms, cuts)
+    n_rounds = int(rounds.max()) + 1 if rounds.shape[0] else 1
     sizes = (len(wids), m_span, len(bits), len(dens))
-    if math.prod(sizes) >= 1 << 62:
+    if math.prod(sizes) * n_rounds >= 1 << 62:
         return None
-    key = ((w_rank * m_span + (minute - m0)) * sizes[2] + b_rank) * sizes[3] + d_rank
+    minute_round = (minute - m0) * n_rounds + rounds
+    key = ((w_rank * m_span * n_rounds + minute_round) * sizes[2] + b_rank) * sizes[3] + d_rank
     uniq, group = np.unique(key, return_inverse=True)
     lo, hi, count, first, last = _accumulate(
         group.astype(np.int64), batch.diff_num, batch.ts_ms, len(uniq)
@@ -183,8 +203,8 @@ def slices_from_arrays(batch: ArrayBatch, wid_of: I64, aid_of: I64) -> SliceColu
     rest = uniq // sizes[3]
     b_idx = rest % sizes[2]
     rest //= sizes[2]
-    m_idx = rest % m_span
-    w_idx = rest // m_span
+    m_idx = rest % (m_span * n_rounds) // n_rounds
+    w_idx = rest // (m_span * n_rounds)
     nums = [(h << 32) + lo_ for h, lo_ in zip(hi.tolist(), lo.tolist(), strict=True)]
     den_of = dens.view(np.uint64)[d_idx].tolist()
     credit_num, credit_den = _credited(batch, bits, b_rank, dens, d_rank, group, len(uniq), b_idx)
@@ -204,7 +224,7 @@ def slices_from_arrays(batch: ArrayBatch, wid_of: I64, aid_of: I64) -> SliceColu
         credit_den,
     )
     if len(dens) > 1 or any(d != 1 for d in den_of):
-        cols = _merge_scales(cols)
+        cols = _merge_scales(cols, cuts)
     return cols
 
 
@@ -248,14 +268,18 @@ def _credited(
     return c_num, c_den
 
 
-def _merge_scales(cols: SliceColumns) -> SliceColumns:
-    """Merge rows of one (worker, start, bits) with different denominators, and reduce."""
-    diff: dict[tuple[int, int, int], Fraction] = {}
-    credit: dict[tuple[int, int, int], Fraction] = {}
-    over: set[tuple[int, int, int]] = set()  # slices with a share over the network difficulty
-    rest: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}  # aid, count, first, last
-    for aid, wid, start, bits, num, den, n, first, last, c_num, c_den in cols.tuples():
-        key = (wid, start, bits)
+def _merge_scales(cols: SliceColumns, cuts: Sequence[int] = ()) -> SliceColumns:
+    """Merge rows of one (worker, start, round, bits) with different denominators, and
+    reduce."""
+    diff: dict[tuple[int, int, int, int], Fraction] = {}
+    credit: dict[tuple[int, int, int, int], Fraction] = {}
+    over: set[tuple[int, int, int, int]] = set()  # slices with a share over the network diff.
+    rest: dict[tuple[int, int, int, int], tuple[int, int, int, int]] = {}  # aid, n, first, last
+    rounds = rounds_of(cols.first_ms, cuts).tolist()
+    for i, (aid, wid, start, bits, num, den, n, first, last, c_num, c_den) in enumerate(
+        cols.tuples()
+    ):
+        key = (wid, start, rounds[i], bits)
         part = Fraction(num, den)
         cred = part if c_num is None or c_den is None else Fraction(c_num, c_den)
         if c_num is not None:
@@ -274,7 +298,7 @@ def _merge_scales(cols: SliceColumns) -> SliceColumns:
         c = credit[k]
         c_num, c_den = (c.numerator, c.denominator) if k in over else (None, None)
         rows.append(
-            (aid, k[0], k[1], k[2], diff[k].numerator, diff[k].denominator, n, first, last,
+            (aid, k[0], k[1], k[3], diff[k].numerator, diff[k].denominator, n, first, last,
              c_num, c_den)
         )  # fmt: skip
     return SliceColumns.from_tuples(rows)

@@ -11,8 +11,10 @@ that minute is the edge; the minutes after it count in full, so they are read as
 sums over the fewest aligned day/hour/10-minute blocks; a ragged 10-minute block at either
 end is summed from at most five minutes of its slices (added, or subtracted from the whole
 block's sum: `sums.cover`); only the edge minute's slices come back one by one.
-`round_shares` is PROP's input, summed the same way: the minutes since the previous block. Imports
-the ledger models, the slice sums and difficulty math only.
+`round_shares` is PROP's input, summed the same way: the minutes since the previous block.
+`round_effort` (a block's effort, shown on the pool page) is finer: the work between the
+previous block's time and this one's, by share time. Imports the ledger models, the slice
+sums and difficulty math only.
 """
 
 from __future__ import annotations
@@ -163,36 +165,71 @@ def round_shares(conn: Connection, found_ms: int) -> list[Share]:
     return [(names[a], full[(bits, a)], _NETS[bits]) for bits, a in sorted(full) if full[(bits, a)]]
 
 
-def round_effort(conn: Connection, found_ms: int) -> Fraction:
-    """The block's round (PROP's: minutes after the previous accepted block's minute through
-    its own) in network difficulties, from the pool's own sums (account 0) over the fewest
-    aligned blocks: a few rows per hour, day or 10 minutes, and the ragged minutes' pool rows.
+def previous_block_ms(conn: Connection, found_ms: int, block_id: int | None = None) -> int | None:
+    """When the accepted block before this one was found: the newest found earlier (one found
+    in the same millisecond counts as earlier when its id is smaller). None: the first."""
+    earlier = Block.found_ms < found_ms
+    if block_id is not None:
+        earlier = or_(earlier, and_(Block.found_ms == found_ms, Block.id < block_id))
+    prev = conn.execute(
+        select(func.max(Block.found_ms)).where(Block.accepted.is_(True), earlier)
+    ).scalar()
+    return None if prev is None else int(prev)
+
+
+def work_between(conn: Connection, after_ms: int | None, through_ms: int) -> Fraction:
+    """The pool's work in network difficulties from shares in (after_ms, through_ms], by
+    share time: the whole minutes between from the pool's sums (a few rows per hour, day or
+    10 minutes), the two edge minutes from their slices. Ingest cuts slices at block times,
+    so an edge minute's slices fall on one side of each block; a slice a block did not cut
+    (another node's, ingested before that block reached the ledger) counts by its last share.
     Folds new slices first, like `window`."""
     fold(conn)
-    last = minute_of(found_ms)
-    after = round_start(conn, found_ms)
-    if after is None:
+    last = minute_of(through_ms)
+    if after_ms is None:
         oldest = _oldest_minute(conn, last)
         if oldest is None:
             return Fraction(0)
-        after = oldest - 60
-    runs = blocks(after, last)
-    if not runs:
-        return Fraction(0)
-    work = sums(
-        conn,
-        [SliceSum.bits],
-        [
-            SliceSum.account_id == POOL,
-            or_(
-                *(
-                    and_(SliceSum.span == span, SliceSum.start.between(first, final))
-                    for span, first, final in runs
-                )
-            ),
-        ],
-    )
-    return sum((v / _NETS[int(k[0])] for k, v in work.items()), Fraction(0))
+        first, edge = oldest - 60, None
+    else:
+        first = edge = minute_of(after_ms)
+    total = Fraction(0)
+    runs = blocks(first, last - 60) if last - 60 > first else []
+    if runs:
+        work = sums(
+            conn,
+            [SliceSum.bits],
+            [
+                SliceSum.account_id == POOL,
+                or_(
+                    *(
+                        and_(SliceSum.span == span, SliceSum.start.between(lo, hi))
+                        for span, lo, hi in runs
+                    )
+                ),
+            ],
+        )
+        total += sum((v / _NETS[int(k[0])] for k, v in work.items()), Fraction(0))
+    edges = [(last, ShareSlice.last_ms <= through_ms)]
+    if edge is not None:
+        edges = (
+            [(edge, and_(ShareSlice.last_ms > after_ms, ShareSlice.last_ms <= through_ms))]
+            if edge == last
+            else [(edge, ShareSlice.last_ms > after_ms), *edges]
+        )
+    for minute, cond in edges:
+        part = exact_sums(conn, [ShareSlice.bits], [ShareSlice.slice_start == minute, cond])
+        total += sum((v / _NETS[int(k[0])] for k, v in part.items()), Fraction(0))
+    return total
+
+
+def round_effort(conn: Connection, found_ms: int, block_id: int | None = None) -> Fraction:
+    """The block's effort: the pool's work from the previous accepted block to this one, by
+    share time (`work_between`), in network difficulties (1 = an average round). Blocks found
+    in the same minute each get their own. With several daemons, shares are ordered by the
+    clock of the daemon that took them: a share taken within one clock skew of a block may
+    count in the neighbouring round (the efforts still add up to all the work)."""
+    return work_between(conn, previous_block_ms(conn, found_ms, block_id), found_ms)
 
 
 def _sums_after(conn: Connection, after: int, last: int) -> dict[tuple[Any, ...], Fraction]:

@@ -50,20 +50,31 @@ def as_batch(rows: list[tuple[int, int, int, int, int]], groups_per_name: int) -
     )
 
 
+cuts = st.lists(st.integers(1_800_000_000_000, 1_800_000_600_000), max_size=4)
+
+
 @settings(max_examples=200, deadline=None)
-@given(shares, st.integers(1, 3))
-def test_array_slicing_equals_the_loop(rows: list[tuple[int, int, int, int, int]], k: int) -> None:
+@given(shares, st.integers(1, 3), cuts)
+def test_array_slicing_equals_the_loop(
+    rows: list[tuple[int, int, int, int, int]], k: int, blocks: list[int]
+) -> None:
     """Same rows (ids, minute, bits, exact reduced difficulty, count, first/last ms), whatever
-    the denominators, the 64-bit numerators, or how many groups one name has."""
+    the denominators, the 64-bit numerators, how many groups one name has, or where blocks
+    were found; and no slice holds shares from both sides of a block's time."""
     ids = {n: (10 + 3 * i, 100 + i // 2) for i, n in enumerate(NAMES)}
     batch = as_batch(rows, k)
     wid = np.array([ids[n][0] for n in batch.names], np.int64)
     aid = np.array([ids[n][1] for n in batch.names], np.int64)
-    got = slices_from_arrays(batch, wid, aid)
+    got = slices_from_arrays(batch, wid, aid, blocks)
     assert got is not None
-    want = slices_from_tuples([(t, b, x, d, *NAMES[g]) for t, b, x, d, g in rows], ids)
+    want = slices_from_tuples([(t, b, x, d, *NAMES[g]) for t, b, x, d, g in rows], ids, blocks)
     assert got.tuples() == want
     assert sum(r[6] for r in want) == len(rows)
+    for *_key, first, last, _cn, _cd in want:
+        assert all(last <= cut or first > cut for cut in blocks)
+    if not blocks:  # without blocks: one row per (worker, minute, bits), as before
+        keys = [(r[1], r[2], r[3]) for r in want]
+        assert len(keys) == len(set(keys))
 
 
 def test_a_key_too_wide_for_64_bits_is_left_to_the_loop() -> None:
