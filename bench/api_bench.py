@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from fractions import Fraction
 from pathlib import Path
 
 import aiohttp
@@ -29,115 +30,112 @@ sys.path.insert(0, str(ROOT / "bench"))
 from stratum_bench import PY, free_port, poold_config, raise_nofile, stop, wait_port  # noqa: E402
 
 from poold.api.auth import create_token  # noqa: E402
-from poold.ledger.db import bulk_insert, make_engine, migrate  # noqa: E402
-from poold.ledger.models import (  # noqa: E402
-    Account,
-    JournalEntry,
-    ShareSlice,
-    TokenPeriod,
-    TokenStatement,
-    TokenTransfer,
-    Worker,
-)
-from poold.ledger.slices.sums import fold  # noqa: E402
+from poold.chain.subsidy import subsidy_sat  # noqa: E402
+from poold.config import TokensConfig  # noqa: E402
+from poold.ledger.db import make_engine, migrate  # noqa: E402
+from poold.ledger.fpps import book_fpps  # noqa: E402
+from poold.ledger.ingest import ingest  # noqa: E402
+from poold.shares.format import encode_share  # noqa: E402
+from poold.shares.log import ShareLog  # noqa: E402
+from poold.tokens.settle import set_prices, settle_due  # noqa: E402
+from poold.tokens.transfers import Transfer, import_transfers  # noqa: E402
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DAY = 86400
+BITS = 0x17034219
+TOKENS = TokensConfig(
+    enabled=True,
+    th_per_token=Fraction(1),
+    w_per_th=Fraction(15),
+    usd_per_kwh=Fraction(4, 100),
+    service_usd_per_th_day=Fraction(5, 1000),
+    fleet_accounts=("fleet",),
+)
 
 
-def populate(engine: sa.Engine, workers: int, now: int) -> None:
-    """One holder with 365 daily statements; `workers` workers with a slice per minute for
-    the last 24 h."""
-    first = now // DAY * DAY - 365 * DAY
-    with engine.begin() as conn:
-        conn.execute(
-            sa.insert(TokenTransfer).values(
-                ext_id="mint", ts=first, sender=None, receiver="h0", amount="100", digest="x"
-            )
-        )
-        ids = (
-            conn.execute(
-                sa.insert(JournalEntry).returning(JournalEntry.id),
-                [
-                    {"kind": "token_period", "reference": str(first + d * DAY), "created_ms": 0}
-                    for d in range(365)
-                ],
-            )
-            .scalars()
-            .all()
-        )
-        conn.execute(
-            sa.insert(TokenPeriod),
-            [
-                {
-                    "period_start": first + d * DAY,
-                    "period_end": first + (d + 1) * DAY,
-                    "entry_id": ids[d],
-                    "btc_usd": "65000",
-                    "delivered_ths": "100",
-                    "nominal_th_s": "8640000",
-                    "delivery_ratio": "1",
-                    "earnings_sat": 5_000_000,
-                    "holders_pot_sat": 5_000_000,
-                    "operator_retained_sat": 0,
-                }
-                for d in range(365)
-            ],
-        )
-        conn.execute(
-            sa.insert(TokenStatement),
-            [
-                {
-                    "holder": "h0",
-                    "period_start": first + d * DAY,
-                    "token_seconds": "8640000",
-                    "gross_sat": 5_000_000,
-                    "electricity_sat": 1_000_000,
-                    "service_sat": 10_000,
-                    "net_sat": 3_990_000,
-                    "debt_in_sat": 0,
-                    "paid_sat": 3_990_000,
-                    "debt_out_sat": 0,
-                    "written_off_sat": 0,
-                }
-                for d in range(365)
-            ],
-        )
-        conn.execute(
-            sa.insert(Account), [{"id": a + 1, "name": f"acct{a}"} for a in range(workers // 4)]
-        )
-        conn.execute(
-            sa.insert(Worker),
-            [
-                {"id": w + 1, "account_id": w // 4 + 1, "name": f"rig{w % 4}"}
-                for w in range(workers)
-            ],
-        )
+def populate(engine: sa.Engine, workers: int, now: int, log_dir: Path) -> int:
+    """A year of one holder's daily statements and a day of `workers` workers' slices, each
+    through the production entry points: the holder's tokens as the importer takes them;
+    shares (the fleet's one every ten minutes for a year, each worker's one a minute for the
+    last 24 h) through a real share log and `ingest`, a day at a time; each day's earnings an
+    FPPS booking (`book_fpps`); prices; then `settle_due` posts the 365 periods through the
+    journal. Returns the shares written."""
+    today = now // DAY * DAY
+    first = today - 365 * DAY
     end = now // 60 * 60
-    for m in range(1440):
-        t = end - (m + 1) * 60
-        with engine.begin() as conn:
-            bulk_insert(
-                conn,
-                ShareSlice.__table__,  # type: ignore[arg-type]
-                [
-                    {
-                        "node_id": 9,
-                        "account_id": w // 4 + 1,
-                        "worker_id": w + 1,
-                        "slice_start": t,
-                        "bits": 0x17034219,
-                        "diff_num": str(65536 * 6),
-                        "diff_den": "1",
-                        "shares": 6,
-                        "first_ms": t * 1000,
-                        "last_ms": t * 1000,
-                    }
-                    for w in range(workers)
-                ],
-            )
+    mint = Transfer("mint", first, None, "h0", Fraction(100))
+    assert import_transfers(engine, [mint])
+    set_prices(engine, [(first + d * DAY, Fraction(65000)) for d in range(365)], TOKENS)
+    # 100 TH/s of work: a ten-minute share of that difficulty.
+    fleet_work = 100 * 10**12 * 600 // 2**32
+    log = ShareLog(log_dir, node_id=9)
+    written = 0
+    day = first
+    while day < end:
+        log.open()
+        payloads = []
+        for m in range(day // 60, min(day + DAY, end) // 60):
+            t = m * 60
+            if t < today and t % 600 == 0:
+                payloads.append(
+                    encode_share(
+                        t * 1000 + 1,
+                        9,
+                        "fleet",
+                        "rig",
+                        f"{m:x}",
+                        900_000,
+                        BITS,
+                        fleet_work,
+                        1,
+                        bytes(4),
+                        m.to_bytes(4, "big"),
+                        t,
+                        m,
+                        0x20000000,
+                        False,
+                    )
+                )
+            if t >= end - DAY:
+                for w in range(workers):
+                    payloads.append(
+                        encode_share(
+                            t * 1000 + 2,
+                            9,
+                            f"acct{w // 4}",
+                            f"rig{w % 4}",
+                            f"{m:x}",
+                            900_000,
+                            BITS,
+                            65536 * 6,
+                            1,
+                            w.to_bytes(4, "big"),
+                            m.to_bytes(4, "big"),
+                            t,
+                            w,
+                            0x20000000,
+                            False,
+                        )
+                    )
+        log.append_payloads(payloads)
+        written += len(payloads)
+        through = min(day + DAY, end) * 1000
+        log.append({"t": "beat", "ts": through, "node": 9, "through": through})
+        log.close()
+        ingest(engine, log_dir, 9)
+        book_fpps(
+            engine,
+            period_end_s=min(day + DAY, end),
+            subsidy_sat=subsidy_sat(900_000),
+            avg_fees_sat=Fraction(4_000_000),
+            pool_fee=Fraction(2, 100),
+        )
+        day += DAY
+    settled = [r for r in settle_due(engine, TOKENS, now=now) if r.settled is not None]
+    assert len(settled) == 365, [r.waiting for r in settle_due(engine, TOKENS, now=now)]
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
+    return written
 
 
 async def measure(base: str, token: str, duration: float) -> dict[str, object]:
@@ -184,15 +182,13 @@ def main() -> None:
     try:
         engine = make_engine(url)
         migrate(engine)
-        t = time.perf_counter()
-        populate(engine, args.workers, int(time.time()))
-        with engine.begin() as conn:
-            fold(conn)  # the slices went in by COPY: count them into the sums, as ingest would
-        load_s = time.perf_counter() - t
-        token = create_token(engine, "admin")
-        engine.dispose()
         with tempfile.TemporaryDirectory() as td:
             tmp = Path(td)
+            t = time.perf_counter()
+            shares = populate(engine, args.workers, int(time.time()), tmp / "history")
+            load_s = time.perf_counter() - t
+            token = create_token(engine, "admin")
+            engine.dispose()
             port, api_port = free_port(), free_port()
             # The Stratum benchmark's daemon, plus a PostgreSQL ledger and the API.
             cfg = poold_config(tmp, port)
@@ -247,6 +243,7 @@ def main() -> None:
     report = {
         "workers_with_a_day_of_slices": args.workers,
         "slices": args.workers * 1440,
+        "shares_loaded": shares,
         "load_s": round(load_s, 1),
         "stratum_while_measuring": stratum,
         "api": api,
