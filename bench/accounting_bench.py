@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from common import RUNS, machine, median_of
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,13 +39,10 @@ from accounting import (  # noqa: E402
 DAY = 86_400
 
 
-def timed(fn, repeat: int = 5) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best * 1000, out
+def timed(fn, repeat: int = RUNS) -> tuple[float, object]:
+    """The median CPU time of this process over `repeat` runs, in ms, and the last result."""
+    median_s, _times, out = median_of(fn, repeat, clock=time.process_time)
+    return median_s * 1000, out
 
 
 def make_shares(n: int, n_acc: int, seed: int = 1):
@@ -132,7 +131,8 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=50_000)
     a = ap.parse_args()
     n, n_acc = a.shares, a.accounts
-    res: dict[str, object] = {"shares": n, "accounts": n_acc, "jit": jit_times()}
+    res: dict[str, object] = {"machine": machine(), "shares": n, "accounts": n_acc}
+    res["jit"] = jit_times()
     ts, acct, work, epoch = make_shares(n, n_acc)
     accounts = [f"acct{i:05d}" for i in range(n_acc)]
     # Network difficulty per epoch chosen so a factor-2 window covers ~80% of day two's work.
@@ -145,12 +145,26 @@ def main() -> None:
             reward, acct, work, epoch, nets, accounts, factor=2, pool_fee="0.02"
         )
 
+    def run_numpy():
+        return pplns_numpy(acct, work, epoch, nets, n_acc)
+
     run_pplns()  # JIT warm-up
-    ms, r = timed(run_pplns)
+    run_numpy()
+    # A/B/A/B: the exact split and the float window alternate, so a change in the machine's
+    # load hits both; CPU time of this process, the median of RUNS runs each.
+    exact_s: list[float] = []
+    float_s: list[float] = []
+    r = None
+    for _ in range(RUNS):
+        _m, (t_exact,), r = median_of(run_pplns, 1, clock=time.process_time)
+        _m, (t_float,), _ = median_of(run_numpy, 1, clock=time.process_time)
+        exact_s.append(t_exact)
+        float_s.append(t_float)
+    ms, ms_np = statistics.median(exact_s) * 1000, statistics.median(float_s) * 1000
     res["pplns_walk_split_ms"] = round(ms, 2)
     res["pplns_shares_used"] = r.shares_used  # type: ignore[union-attr]
-    ms_np, _ = timed(lambda: pplns_numpy(acct, work, epoch, nets, n_acc))
     res["pplns_walk_numpy_ms"] = round(ms_np, 2)
+    res["pplns_exact_vs_float_numpy"] = round(ms_np / ms, 2)
     t = time.perf_counter()
     pplns_python(acct, work, epoch, nets)
     res["pplns_walk_python_ms"] = round((time.perf_counter() - t) * 1000, 1)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 import sqlalchemy as sa
+from common import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -174,6 +175,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument("--ingest-interval", type=float, default=5, help="the daemon's ledger passes")
     args = ap.parse_args()
+    figures = machine()
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(PG)
     with admin.begin() as conn:
@@ -241,6 +243,7 @@ def main() -> None:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
     report = {
+        "machine": figures,
         "workers_with_a_day_of_slices": args.workers,
         "slices": args.workers * 1440,
         "shares_loaded": shares,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -19,6 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import sqlalchemy as sa
+from common import RUNS, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,8 +68,9 @@ def write_log(path: Path, n: int, workers: int = 10_000) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shares", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=RUNS, help="fresh ledgers per backend; median")
     a = ap.parse_args()
-    out: dict[str, object] = {"shares": a.shares}
+    out: dict[str, object] = {"machine": machine(), "shares": a.shares, "runs": a.runs}
     with tempfile.TemporaryDirectory() as td:
         log = Path(td) / "log"
         write_log(log, a.shares)
@@ -81,31 +84,40 @@ def main() -> None:
         migrate(warm_db)
         ingest(warm_db, warm, 0)
         out["kernel_load_s"] = round(time.perf_counter() - t, 2)
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(PG)
-        with admin.begin() as c:
-            c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            for name, url in (
-                ("sqlite", f"sqlite:///{td}/ledger.db"),
-                ("postgresql", f"{PG}?options=-csearch_path%3D{schema}"),
-            ):
-                eng = make_engine(url)
-                migrate(eng)
-                t = time.perf_counter()
-                r = ingest(eng, log, 0)
-                dt = time.perf_counter() - t
-                with eng.connect() as c:
-                    rows = c.execute(sa.select(sa.func.count()).select_from(ShareSlice)).scalar()
-                out[name] = {
-                    "shares_per_s": round(r.shares / dt),
-                    "seconds": round(dt, 2),
-                    "slice_rows": rows,
-                }
-                eng.dispose()
-        finally:
-            with admin.begin() as c:
-                c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        for name in ("sqlite", "postgresql"):
+            seconds, rows = [], 0
+            for run in range(a.runs):
+                schema = f"bench_{uuid.uuid4().hex[:8]}"
+                admin = sa.create_engine(PG)
+                with admin.begin() as c:
+                    c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+                url = (
+                    f"sqlite:///{td}/ledger{run}.db"
+                    if name == "sqlite"
+                    else f"{PG}?options=-csearch_path%3D{schema}"
+                )
+                try:
+                    eng = make_engine(url)
+                    migrate(eng)
+                    t = time.perf_counter()
+                    ingest(eng, log, 0)
+                    seconds.append(time.perf_counter() - t)
+                    with eng.connect() as c:
+                        rows = c.execute(
+                            sa.select(sa.func.count()).select_from(ShareSlice)
+                        ).scalar_one()
+                    eng.dispose()
+                finally:
+                    with admin.begin() as c:
+                        c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+                    admin.dispose()
+            dt = statistics.median(seconds)
+            out[name] = {
+                "shares_per_s": round(a.shares / dt),
+                "seconds_median": round(dt, 2),
+                "seconds_each": [round(x, 2) for x in seconds],
+                "slice_rows": rows,
+            }
     res = ROOT / "bench" / "results" / "ingest.json"
     res.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

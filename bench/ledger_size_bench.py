@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from common import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -129,6 +130,7 @@ def main() -> None:
             segment_path(log_dir, seq).unlink()
         print(f"hour {hour + 1}: {shares} shares", file=sys.stderr, flush=True)
     report = {
+        "machine": machine(),
         "backend": args.backend,
         "workers": args.workers,
         "share_interval_s": args.interval,

@@ -3,23 +3,27 @@ period's inputs from the ledger, settle exactly, post the journal entry and N st
 The Numba kernels are loaded first (`warm_up_s`), as the daemon's ledger process has them.
 
 .venv/bin/python bench/token_settle_bench.py [--holders 100000] [--transfers 100000]
-    [--backend postgresql|sqlite]
+    [--backend postgresql|sqlite] [--runs 5]
+
+Each run settles a fresh ledger; the report gives the median settle time and every run's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
+import statistics
 import sys
 import tempfile
 import time
 import uuid
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+from common import RUNS, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -127,33 +131,9 @@ def populate(
     return start
 
 
-def machine() -> dict[str, object]:
-    """What the numbers were measured on: cores, CPU model, load average at the start."""
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown",
-    )
-    return {"cores": os.cpu_count(), "cpu": model, "load_at_start": os.getloadavg()[0]}
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--holders", type=int, default=100_000)
-    ap.add_argument("--transfers", type=int, default=100_000)
-    ap.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
-    args = ap.parse_args()
-    cfg = TokensConfig(
-        enabled=True,
-        th_per_token=Fraction(1),
-        w_per_th=Fraction(15),
-        usd_per_kwh=Fraction(4, 100),
-        service_usd_per_th_day=Fraction(5, 1000),
-        fleet_accounts=("fleet",),
-    )
+def one_run(args: argparse.Namespace, cfg: TokensConfig) -> dict[str, Any]:
+    """A fresh ledger (its own schema): load a day with real earnings, settle it, settle it
+    again (nothing to do), drop it."""
     schema = None
     if args.backend == "postgresql":
         schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -164,15 +144,6 @@ def main() -> None:
     else:
         engine = make_engine(f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}")
     try:
-        # The daemon's ledger process has the Numba kernels loaded long before a day is
-        # settled: load them here too (a ten-holder period on a scratch ledger), timed apart.
-        t = time.perf_counter()
-        warm = make_engine(f"sqlite:///{Path(tempfile.mkdtemp()) / 'warm.db'}")
-        migrate(warm)
-        warm_start = populate(warm, 10, 10, cfg, Path(tempfile.mkdtemp()) / "warm-log")
-        assert settle_period(warm, cfg, warm_start, now=warm_start + 10 * DAY).settled
-        warm.dispose()
-        warm_s = time.perf_counter() - t
         migrate(engine)
         t = time.perf_counter()
         start = populate(
@@ -186,29 +157,68 @@ def main() -> None:
         again = time.perf_counter()
         assert settle_period(engine, cfg, start, now=start + 10 * DAY).settled is None
         again_s = time.perf_counter() - again
-        report = {
-            "backend": args.backend,
-            "holders": args.holders,
-            "transfers_in_period": args.transfers,
-            "load_s": round(load_s, 1),
-            "warm_up_s": round(warm_s, 2),
-            "settle_s": round(settle_s, 3),
-            "second_run_s": round(again_s, 3),
-            "statements": len(result.settled.lines),
-            "fleet_earnings_sat": result.settled.holders_pot_sat
-            + result.settled.operator_retained_sat,
-            "holders_pot_sat": result.settled.holders_pot_sat,
-            "operator_retained_sat": result.settled.operator_retained_sat,
-            "delivery_ratio": str(result.settled.delivery_ratio),
-            "paid_sat": sum(line.paid_sat for line in result.settled.lines.values()),
-            "electricity_sat": sum(line.electricity_sat for line in result.settled.lines.values()),
-            "machine": machine(),
+        settled = result.settled
+        return {
+            "load_s": load_s,
+            "settle_s": settle_s,
+            "second_run_s": again_s,
+            "figures": {
+                "statements": len(settled.lines),
+                "fleet_earnings_sat": settled.holders_pot_sat + settled.operator_retained_sat,
+                "holders_pot_sat": settled.holders_pot_sat,
+                "operator_retained_sat": settled.operator_retained_sat,
+                "delivery_ratio": str(settled.delivery_ratio),
+                "paid_sat": sum(line.paid_sat for line in settled.lines.values()),
+                "electricity_sat": sum(line.electricity_sat for line in settled.lines.values()),
+            },
         }
     finally:
         engine.dispose()
         if schema is not None:
             with admin.begin() as conn:
                 conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            admin.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--holders", type=int, default=100_000)
+    ap.add_argument("--transfers", type=int, default=100_000)
+    ap.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    ap.add_argument("--runs", type=int, default=RUNS, help="fresh ledgers settled; median")
+    args = ap.parse_args()
+    cfg = TokensConfig(
+        enabled=True,
+        th_per_token=Fraction(1),
+        w_per_th=Fraction(15),
+        usd_per_kwh=Fraction(4, 100),
+        service_usd_per_th_day=Fraction(5, 1000),
+        fleet_accounts=("fleet",),
+    )
+    figures = machine()
+    # The daemon's ledger process has the Numba kernels loaded long before a day is settled:
+    # load them here too (a ten-holder period on a scratch ledger), timed apart.
+    t = time.perf_counter()
+    warm = make_engine(f"sqlite:///{Path(tempfile.mkdtemp()) / 'warm.db'}")
+    migrate(warm)
+    warm_start = populate(warm, 10, 10, cfg, Path(tempfile.mkdtemp()) / "warm-log")
+    assert settle_period(warm, cfg, warm_start, now=warm_start + 10 * DAY).settled
+    warm.dispose()
+    warm_s = time.perf_counter() - t
+    runs = [one_run(args, cfg) for _ in range(args.runs)]
+    report = {
+        "machine": figures,
+        "backend": args.backend,
+        "holders": args.holders,
+        "transfers_in_period": args.transfers,
+        "runs": args.runs,
+        "settle_s_median": round(statistics.median(r["settle_s"] for r in runs), 3),
+        "settle_s_each": [round(r["settle_s"], 3) for r in runs],
+        "load_s_median": round(statistics.median(r["load_s"] for r in runs), 1),
+        "warm_up_s": round(warm_s, 2),
+        "second_run_s_max": round(max(r["second_run_s"] for r in runs), 3),
+        **runs[-1]["figures"],
+    }
     print(json.dumps(report, indent=2))
     (ROOT / "bench" / "results" / f"token_settle_{args.backend}.json").write_text(
         json.dumps(report, indent=2) + "\n"

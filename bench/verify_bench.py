@@ -28,6 +28,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import sqlalchemy as sa
+from common import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -123,6 +124,7 @@ def main() -> None:
     ap.add_argument("--anchors", type=int, default=50, help="coinbase anchors (plus 1 transaction)")
     ap.add_argument("--runs", type=int, default=7)
     args = ap.parse_args()
+    figures = machine()
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(f"sqlite:///{tmp}/ledger.db")
         migrate(engine)
@@ -160,10 +162,11 @@ def main() -> None:
             inside.append(time.perf_counter() - t)
     anchors = doc["anchors"]
     result = {
+        "machine": figures,
         "workload": (
             f"a miner's credit proof with {len(anchors)} anchors ({args.anchors - 1} coinbases, "
             "1 anchor transaction) from credit_proof; python verify.py proof.json, a fresh "
-            f"interpreter each of {args.runs} runs; shared, loaded 2-core machine"
+            f"interpreter each of {args.runs} runs"
         ),
         "anchors": len(anchors),
         "kinds": sorted({a["type"] for a in anchors}),
