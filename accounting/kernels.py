@@ -102,6 +102,35 @@ def token_seconds(src: I64, dst: I64, moved: I64, ts: I64) -> None:
 
 
 @nb.njit(cache=True, nogil=True)
+def mul_div_small(v: I64, c: int, d: int) -> tuple[I64, I64]:
+    """`mul_div` in constant time per element when every quotient is small: needs
+    0 <= c < d < 2**60, 0 <= v < 2**62 and floor(c * v[i] / d) < 2**53 for every i.
+
+    A float64 estimate of the quotient is off by at most 4 (four roundings of relative size
+    2**-53 on a value below 2**53), so c * v - q_est * d lies within 6 d of the true remainder
+    and fits int64; it is computed in wrapping 64-bit arithmetic (exact modulo 2**64, hence
+    exact), then the estimate is corrected by whole steps of d."""
+    n = v.shape[0]
+    q = np.empty(n, dtype=np.int64)
+    r = np.empty(n, dtype=np.int64)
+    fc = float(c)
+    fd = float(d)
+    for i in range(n):
+        x = int(v[i])
+        qi = int(fc * float(x) / fd)
+        ri = c * x - qi * d  # compiled: wraps in both products, the difference is exact
+        while ri < 0:
+            ri += d
+            qi -= 1
+        while ri >= d:
+            ri -= d
+            qi += 1
+        q[i] = qi
+        r[i] = ri
+    return q, r
+
+
+@nb.njit(cache=True, nogil=True)
 def mul_div(v: I64, c: int, d: int) -> tuple[I64, I64]:
     """Exact q[i] = floor(c * v[i] / d) and r[i] = c * v[i] mod d without 128-bit integers.
 

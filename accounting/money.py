@@ -121,7 +121,7 @@ def largest_remainder(
     return floors
 
 
-def _by_key(items: list[int], keys: list[str], last: int | None) -> list[int]:
+def _by_key(items: list[int], keys: Sequence[str], last: int | None) -> list[int]:
     """Order tied claimants: smaller key first, `last` after everyone (a C-level string sort
     for large tie groups: 100,000 holders with equal token-seconds are common)."""
     if len(items) <= 64:
@@ -138,13 +138,27 @@ def largest_remainder_arrays(
     total: int,
     floors: npt.NDArray[np.int64],
     rems: npt.NDArray[np.int64],
-    keys: list[str],
+    keys: Sequence[str],
     *,
     last: int | None = None,
 ) -> list[int]:
     """Largest remainder when floors and remainders (over one denominator) are int64 arrays:
     the left-over satoshis go to the largest remainders, ties to the smaller key, `last` loses
     ties. Only the tie group at the cut-off is sorted in Python."""
+    result: list[int] = largest_remainder_array(total, floors, rems, keys, last=last).tolist()
+    return result
+
+
+def largest_remainder_array(
+    total: int,
+    floors: npt.NDArray[np.int64],
+    rems: npt.NDArray[np.int64],
+    keys: Sequence[str],
+    *,
+    last: int | None = None,
+) -> npt.NDArray[np.int64]:
+    """`largest_remainder_arrays` that keeps the result an int64 array (`keys` is read only
+    for the tie group at the cut-off, so it may be a lazy sequence)."""
     left = total - int(floors.sum())
     out = floors.copy()
     if left:
@@ -154,8 +168,7 @@ def largest_remainder_arrays(
         tied = _by_key(tied, keys, last)
         out[above] += 1
         out[tied[: left - above.size]] += 1
-    result: list[int] = out.tolist()
-    return result
+    return out
 
 
 def largest_remainder_int(

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 import numpy.typing as npt
 
-from accounting.kernels import SAFE_WORK, mul_div, walk_window
+from accounting.kernels import SAFE_WORK, mul_div, mul_div_small, walk_window
 from accounting.money import (
-    largest_remainder_arrays,
+    largest_remainder_array,
     largest_remainder_int,
     parse_shares,
     positive,
@@ -30,11 +30,53 @@ from accounting.money import (
 
 I64 = npt.NDArray[np.int64]
 LIMB = 1 << 62  # bound for the int64 fast split (mul_div's precondition)
+SMALL_D = 1 << 60  # mul_div_small's bounds: divisor below 2**60, quotients below 2**53
+SMALL_Q = 1 << 53
+
+
+class _Credits(Mapping[str, int]):
+    """Each account's satoshis held as two arrays (account index, amount); the dict a reader
+    sees is built the first time it is read, so a caller that only needs the arrays (or one
+    account) does not pay 50,000 dict insertions."""
+
+    def __init__(self, accounts: Sequence[str], ids: I64, sat: I64) -> None:
+        self._accounts, self.ids, self.sat = accounts, ids, sat
+
+    @functools.cached_property
+    def _dict(self) -> dict[str, int]:
+        names = map(self._accounts.__getitem__, self.ids.tolist())
+        return dict(zip(names, self.sat.tolist(), strict=True))
+
+    def __getitem__(self, key: str) -> int:
+        return self._dict[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def __repr__(self) -> str:
+        return repr(self._dict)
+
+
+class _NamesAt(Sequence[str]):
+    """names[i] = accounts[ids[i]], and "" (the unallocated claimant) at len(ids): read only
+    for the tie group at the cut-off."""
+
+    def __init__(self, accounts: Sequence[str], ids: I64) -> None:
+        self._accounts, self._ids = accounts, ids
+
+    def __len__(self) -> int:
+        return int(self._ids.shape[0]) + 1
+
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]
+        return "" if i == self._ids.shape[0] else self._accounts[int(self._ids[i])]
 
 
 @dataclass(frozen=True)
 class PplnsResult:
-    credits: dict[str, int]
+    credits: Mapping[str, int]
     pool_fee_sat: int
     unallocated_sat: int
     shares_used: int
@@ -224,7 +266,8 @@ def _split_one_epoch(
     common = math.lcm(den, extra.denominator, unallocated.denominator)
     if common >= LIMB:
         return None
-    q, r_den = mul_div(vals, cr, den)
+    small = den < SMALL_D and cr * vmax // den < SMALL_Q
+    q, r_den = (mul_div_small if small else mul_div)(vals, cr, den)
     floors = q + cq * vals
     rems = r_den * (common // den)
     if crossing >= 0:
@@ -235,22 +278,21 @@ def _split_one_epoch(
     un_floor = unallocated.numerator // unallocated.denominator
     floors = np.append(floors, un_floor)
     rems = np.append(rems, int((unallocated - un_floor) * common))
-    keys = list(map(accounts.__getitem__, ids.tolist()))
-    keys.append("")
-    split = largest_remainder_arrays(dist, floors, rems, keys, last=len(keys) - 1)
-    un_sat = split.pop()
-    keys.pop()
+    n_ids = ids.shape[0]
+    split = largest_remainder_array(dist, floors, rems, _NamesAt(accounts, ids), last=n_ids)
+    un_sat = int(split[n_ids])
+    credits = _Credits(accounts, ids, split[:n_ids])
+    if int(split.sum()) + fee_sat != reward:  # pragma: no cover - an invariant, not a branch
+        raise AssertionError("PPLNS split does not conserve satoshis")
 
     def scores() -> dict[str, Fraction]:
+        keys = map(accounts.__getitem__, ids.tolist())
         out = {k: Fraction(int(v)) / net for k, v in zip(keys, vals.tolist(), strict=True)}
         if partial is not None:
             out[accounts[partial[0]]] += partial[1]
         return out
 
-    result = PplnsResult(dict(zip(keys, split, strict=True)), fee_sat, un_sat, used, scores)
-    if result.total_sat != reward:  # pragma: no cover - an invariant, not a branch
-        raise AssertionError("PPLNS split does not conserve satoshis")
-    return result
+    return PplnsResult(credits, fee_sat, un_sat, used, scores)
 
 
 def _walk_python(

@@ -131,7 +131,7 @@ def settle_block(
                         reward_sat, window(conn, found_ms, factor), factor=factor, pool_fee=pool_fee
                     )
                     scores, total = split.scores, factor
-                credits = split.credits
+                credits = dict(split.credits)
                 fee_sat, unallocated_sat = split.pool_fee_sat, split.unallocated_sat
                 commit_credits(
                     conn,

@@ -121,3 +121,42 @@ def test_mul_div_is_exact(args) -> None:
     q, r = mul_div(arr(vs), c, d)
     for v, qi, ri in zip(vs, q.tolist(), r.tolist(), strict=True):
         assert (qi, ri) == divmod(c * v, d)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 2**60 - 1).flatmap(
+        lambda d: st.tuples(
+            st.just(d),
+            st.integers(0, d - 1),
+            st.lists(st.integers(0, 2**62 - 1), min_size=1, max_size=20),
+        )
+    )
+)
+def test_mul_div_small_is_exact_where_quotients_are_small(args) -> None:
+    """The constant-time kernel agrees with Python's divmod on every input inside its
+    precondition (quotients below 2**53), including the edges where the float estimate is
+    off: remainders next to 0 and to d, d near 2**60."""
+    from accounting.kernels import mul_div_small
+
+    d, c, vs = args
+    vs = [v for v in vs if c * v // d < 2**53] or [0]
+    q, r = mul_div_small(arr(vs), c, d)
+    for v, qi, ri in zip(vs, q.tolist(), r.tolist(), strict=True):
+        assert (qi, ri) == divmod(c * v, d)
+
+
+@pytest.mark.parametrize(
+    ("c", "d", "v"),
+    [
+        (2**60 - 2, 2**60 - 1, (2**53 - 1)),  # a quotient just below 2**53, q = v - 1
+        (1, 2**60 - 1, 2**62 - 1),  # the largest v
+        (3, 7, 0),
+        ((2**59 + 1), 2**60 - 3, 2**53 + 12345),
+    ],
+)
+def test_mul_div_small_edges(c: int, d: int, v: int) -> None:
+    from accounting.kernels import mul_div_small
+
+    q, r = mul_div_small(arr([v]), c, d)
+    assert (int(q[0]), int(r[0])) == divmod(c * v, d)
