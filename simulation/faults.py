@@ -384,6 +384,7 @@ class _Miner:
         self.sent: dict[int, ShareKey] = {}  # request id -> share key
         self.work: dict[int, bytes] = {}  # request id -> the header hash it submits
         self.last_nonce: int | None = None
+        self.last_ntime = ""  # the ntime (hex) the last submit named
         self.en1 = ""
 
 
@@ -485,7 +486,10 @@ class Simulation:
         daemon.submitter.abandon()
         self.bitcoind.waiting.clear()  # its answers go to a process that is gone
         logged = {str(r["hash"]) for _p, r in read_log(self.log_dir) if r.get("t") == "block"}
-        self.unrecorded |= self._ours_on_chain() - logged
+        # Blocks the node took, on its best chain or on a branch a reorg set aside (which may
+        # come back): their records died with the process.
+        ours = {b.hash[::-1].hex() for b in self.net.known_blocks() if not b.external}
+        self.unrecorded |= ours - logged
         if self.rng.random() < 0.5:
             with segment_path(self.log_dir, daemon.sharelog.position.segment).open("ab") as fh:
                 fh.write(self.rng.randbytes(self.rng.randint(1, 40)))
@@ -531,18 +535,23 @@ class Simulation:
         rng = self.rng
         job_id, ntime = m.job
         for _ in range(rng.randint(1, 8)):
-            nonce = rng.getrandbits(32)
+            nonce, when = rng.getrandbits(32), ntime
             if m.last_nonce is not None and rng.random() < 0.1:  # a retransmit: a duplicate
                 nonce = m.last_nonce
+                # Now and then with the ntime it named then, under the newest job: the same
+                # work again if that job's header is the old one's (a new job of one template).
+                if m.last_ntime and rng.random() < 0.5:
+                    when = m.last_ntime
             jid = job_id if rng.random() > 0.05 else "ffff"  # a stale job id
             worker = rng.choice(m.workers) if m.workers else "nobody.w"
-            key = (m.en1, jid, int(ntime, 16), nonce, int(self.now * 1000))
-            req = self._send(m, "mining.submit", [worker, jid, "00000000", ntime, f"{nonce:08x}"])
+            key = (m.en1, jid, int(when, 16), nonce, int(self.now * 1000))
+            req = self._send(m, "mining.submit", [worker, jid, "00000000", when, f"{nonce:08x}"])
             m.sent[req] = key
             params = m.notified.get(jid)
             if params is not None:
+                params = [*params[:7], when, params[8]]
                 m.work[req] = header_hash(params, bytes.fromhex(m.en1), bytes(4), nonce)
-            m.last_nonce = nonce
+            m.last_nonce, m.last_ntime = nonce, when
 
     def _read_replies(self) -> None:
         """What each miner's socket holds: replies to its requests, notifies, its extranonce."""
@@ -775,7 +784,8 @@ class Simulation:
         if on_chain - accepted != self.unrecorded & on_chain:
             problems.append(
                 f"{len(on_chain - accepted)} blocks on the chain are not accepted in the ledger "
-                f"({report.unrecorded} expected: held in memory at a kill -9)"
+                f"({report.unrecorded} expected: held in memory at a kill -9), e.g. "
+                f"{min((on_chain - accepted) ^ (self.unrecorded & on_chain), default='-')}"
             )
         prefix = f"{self.scheme}:"
         settled = Counter(k.split(":", 1)[1] for k in settlements if k.startswith(prefix))

@@ -423,6 +423,11 @@ class SimNet:
                 r.take(r.varint())
         return version + body + r.take(4)
 
+    def known_blocks(self) -> list[SimBlock]:
+        """Every block the node holds: the best chain and the branches reorgs took off it
+        (which `readopt` may bring back)."""
+        return [*self.blocks, *(b for branch in self._stale for b in branch)]
+
     def reorg(self, depth: int) -> list[SimBlock]:
         """Another chain overtakes: the newest `depth` blocks leave the best chain and
         `depth + 1` foreign blocks replace them. Returns what left (`readopt` may bring it
