@@ -164,7 +164,7 @@ def balances_at(conn: Connection, t: int) -> dict[str, int | Fraction]:
         select(TokenTransfer.sender, TokenTransfer.receiver, TokenTransfer.amount).where(
             TokenTransfer.ts < t
         )
-    ):
+    ).all():
         a = exact(amount)
         if sender is not None:
             out[sender] = out.get(sender, 0) - a
