@@ -28,6 +28,8 @@ log = structlog.get_logger(__name__)
 
 #: The error a miner gets instead of `true` when its share could not be recorded.
 NOT_RECORDED = "share not recorded (pool storage error): not credited"
+#: The error instead of `true` while the stream lags past `[stream] max_lag_s`.
+NOT_SHIPPED = "share not recorded (pool replication behind): not credited"
 #: Workers whose best share and agent one writer remembers (and worker records it holds).
 MAX_WORKERS = 200_000
 REJECTS_EVERY_MS = 60_000
@@ -70,6 +72,10 @@ class ShareWriter:
         # Rejected shares per account and reason already written to the log; when next due.
         self._rejects_written: dict[str, dict[str, int]] = {}
         self._rejects_due_ms = 0
+        # Why shares must be refused right now (the daemon wires the stream's lag bound):
+        # None lets them through. Asked once per batch.
+        self.refusal: Callable[[], str | None] = lambda: None
+        self.refused_batches = 0
 
     def share_accepted(self, share: AcceptedShare) -> None:
         self._batch.append(share)
@@ -143,6 +149,12 @@ class ShareWriter:
     def flush(self, beat: tuple[int, bool] | None = None) -> None:
         """Encode the batch into the share log and write it (from here it survives kill -9)."""
         batch, self._batch = self._batch, []
+        if batch and self.refusal() is not None:
+            # Neither credited nor lost: the miner is told, nothing of them is logged.
+            for share in batch:
+                share.session.revoke(share, NOT_SHIPPED)
+            self.refused_batches += 1
+            batch = []
         encoded, batch = self._encode(batch) if batch else ([], batch)
         minute = self._minute_ms
         if batch and int(batch[-1].time * 1000) // 60_000 * 60_000 > minute:
