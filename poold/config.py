@@ -362,6 +362,11 @@ class ShareLogConfig(_Section):
     segment_bytes: int = Field(64 << 20, ge=4096)
     fsync_interval_ms: float = Field(5.0, gt=0, le=1000)
     retention_hours: float = Field(168.0, gt=0)
+    reply_after: Literal["write", "fsync"] = Field(
+        "write",
+        description='when a share is answered true: "write" (in the kernel: survives kill -9) '
+        'or "fsync" (after the group commit\'s fdatasync covered it: survives a power cut)',
+    )
 
 
 class StreamSection(_Section):

@@ -142,6 +142,9 @@ class Daemon:
             clock=clock,
             on_found=self.feed.refresh.set,
         )
+        if cfg.sharelog.reply_after == "fsync":  # true only once fdatasync covers the share
+            self.writer.reply_after_fsync = True
+            self.sharelog.on_synced = self.writer.on_synced
         # No heartbeat may promise a time past a found block whose record is not written.
         self.writer.unrecorded_since = self.submitter.oldest_unrecorded_ms
         anchor_wallet = None
@@ -231,7 +234,7 @@ class Daemon:
             sink=self.writer,
             metrics=self.metrics,
             extranonces=ExtranoncePool(st.node_id),
-            before_reply=self.writer.flush,
+            before_reply=self.writer.before_reply,
             clock=clock,
         )
         self.address: tuple[str, int] | None = None
