@@ -363,7 +363,7 @@ class ShareLogConfig(_Section):
     fsync_interval_ms: float = Field(5.0, gt=0, le=1000)
     retention_hours: float = Field(168.0, gt=0)
     reply_after: Literal["write", "fsync"] = Field(
-        "write",
+        "fsync",
         description='when a share is answered true: "write" (in the kernel: survives kill -9) '
         'or "fsync" (after the group commit\'s fdatasync covered it: survives a power cut)',
     )

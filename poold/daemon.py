@@ -9,7 +9,8 @@ log -> last ingest -> close the bitcoind client. Nothing else in poold construct
 holds global state.
 
 What the world gives the daemon is injected here and only here: the clock, the share log's
-disk (`FileOps`), bitcoind, and how the ledger and its worker are opened (`LedgerAccess`). The
+disk (`FileOps`), bitcoind, how the ledger and its worker are opened (`LedgerAccess`) and how
+the share stream is reached (`stream_connect`). The
 fault simulator builds its daemons through this same class with its own clock, disk, database
 and bitcoind, so the wiring it tests is the wiring that runs in production.
 """
@@ -23,7 +24,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,7 @@ class Daemon:
         ledger_access: LedgerAccess | None = None,
         reuse_port: bool = False,
         metrics_dir: Path | None = None,
+        stream_connect: Callable[[StreamConfig], Awaitable[tuple[Any, Any]]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
@@ -176,7 +178,10 @@ class Daemon:
                 st.node_id,
                 lambda: self.sharelog.log_id,
                 written=lambda: self.sharelog.position,
+                durable=lambda: self.sharelog.synced,
+                ingested=lambda: self.scheduler.ingest_position,
                 clock=clock,
+                connector=stream_connect,
             )
             if stream is not None
             else None
@@ -203,6 +208,7 @@ class Daemon:
             anchor_wallet=anchor_wallet,
             chain=self._mined_now,
         )
+        self.scheduler.durable_until = lambda: self.sharelog.synced
         self.server = StratumServer(
             limits=ServerLimits(
                 max_connections=st.max_connections,

@@ -71,6 +71,8 @@ class FileOps(Protocol):
     def fdatasync(self, fd: int, /) -> None: ...
     def fsync(self, fd: int, /) -> None: ...
     def ftruncate(self, fd: int, length: int, /) -> None: ...
+    def open(self, path: str, flags: int, mode: int, /) -> int: ...
+    def fsync_dir(self, directory: Path, /) -> None: ...
 
 
 class _Os:
@@ -78,6 +80,11 @@ class _Os:
     fdatasync = staticmethod(os.fdatasync)
     fsync = staticmethod(os.fsync)
     ftruncate = staticmethod(os.ftruncate)
+    open = staticmethod(os.open)
+
+    @staticmethod
+    def fsync_dir(directory: Path) -> None:
+        fsync_dir(directory)
 
 
 OS_FILE_OPS: FileOps = _Os()
@@ -308,9 +315,23 @@ class ShareLog:
                 good = _valid_length(path)
                 if good != path.stat().st_size:
                     os.truncate(path, good)
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = self.ops.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._size = os.fstat(self._fd).st_size
-            fsync_dir(self.directory)
+            self.ops.fsync_dir(self.directory)
+            # What an earlier process wrote and the kernel still holds is made durable before
+            # anything is read past it (ingest and the stream read only up to `synced`); if
+            # that fsync fails, nothing of this segment counts as synced until one succeeds
+            # (and writes are refused meanwhile, as after any fsync error).
+            self.synced = LogPosition(self._seq, 0)
+            self._dirty = True
+            try:
+                self.ops.fsync(self._fd)
+            except OSError as exc:
+                self.sync_errors += 1
+                self.sync_error = f"fsync failed: {exc.strerror or exc} (errno {exc.errno})"
+            else:
+                self._dirty = False
+                self.synced = LogPosition(self._seq, self._size)
         except OSError as exc:
             raise ShareLogError(f"cannot open share log in {self.directory}: {exc}") from exc
 
@@ -482,14 +503,14 @@ class ShareLog:
             self.ops.fsync(self._fd)
             self.synced = LogPosition(self._seq, self._size)
             path = segment_path(self.directory, self._seq + 1)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = self.ops.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.close(self._fd)
             self._fd = fd
             self._dirty = False
             self._seq += 1
             self._size = 0
             self.sync_error = None
-        fsync_dir(self.directory)
+        self.ops.fsync_dir(self.directory)
         if self.on_synced is not None:
             self.on_synced(self.synced)
 

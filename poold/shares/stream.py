@@ -30,7 +30,7 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,17 +188,24 @@ def _save_shipped(directory: Path, pos: LogPosition, firsts: dict[int, int]) -> 
     os.replace(tmp, directory / "SHIPPED")
 
 
-def next_chunk(directory: Path, pos: LogPosition) -> tuple[LogPosition, bytes, LogPosition]:
+def next_chunk(
+    directory: Path, pos: LogPosition, until: LogPosition | None = None
+) -> tuple[LogPosition, bytes, LogPosition]:
     """(where the chunk starts, its bytes: whole frames, where the next one starts); empty
-    bytes when nothing new is written. Moves to the next segment once this one is done."""
+    bytes when nothing new is written (or fsynced: nothing past `until`). Moves to the next
+    segment once this one is done."""
     segs = list_segments(directory)
     for seq in segs:
         if seq < pos.segment:
             continue
+        if until is not None and seq > until.segment:
+            break
         start = pos.offset if seq == pos.segment else 0
         with open(segment_path(directory, seq), "rb") as fh:
             fh.seek(start)
             data = fh.read(CHUNK_BYTES + 1024)
+        if until is not None and seq == until.segment:
+            data = data[: max(0, until.offset - start)]
         end = 0
         for _s, e, _p in frames(data):
             if e > CHUNK_BYTES and end:
@@ -234,11 +241,21 @@ class StreamShipper:
         log_id: Callable[[], str | None],
         *,
         written: Callable[[], LogPosition] | None = None,
+        durable: Callable[[], LogPosition] | None = None,
+        ingested: Callable[[], LogPosition | None] | None = None,
         clock: Callable[[], float] = time.time,
+        connector: Callable[[StreamConfig], Awaitable[tuple[Any, Any]]] | None = None,
     ) -> None:
         self.cfg, self.directory, self.node_id, self.log_id = cfg, directory, node_id, log_id
         self.clock = clock
         self.written = written
+        # How far the log is fsynced: nothing past it is shipped (a power cut could take it
+        # back, and the stream would then hold records the log lost). None: no bound.
+        self.durable = durable
+        # The ledger's checkpoint in this log: a stream that lost everything is re-filled
+        # from that segment on (what is before it is in the ledger already).
+        self.ingested = ingested
+        self.connector = connector if connector is not None else _connection
         saved = _load_shipped(directory)
         self.shipped = saved.pos
         self._firsts = dict(saved.firsts)
@@ -251,7 +268,9 @@ class StreamShipper:
         self.duplicates = 0  # duplicate answers checked against what the stream stores
         self.bytes_shipped = 0
         self.durability: Durability | None = None
-        self.caught_up_at = clock()  # the last time the stream stored all that was written
+        # The last time the stream stored all that was written then; -inf until a round saw
+        # it so (a log left behind by an earlier run waited for as long as it is unknown).
+        self.caught_up_at = float("-inf")
         # (when, how far the log was written then), oldest first: once SHIPPED passes a
         # sample's position, everything written by its time is stored.
         self._samples: deque[tuple[float, tuple[int, int]]] = deque()
@@ -290,7 +309,7 @@ class StreamShipper:
         if self._nc is not None and not self._nc.is_connected:
             await self._drop()  # the server went away (and may be back): connect again
         if self._js is None:
-            self._nc, self._js = await _connection(self.cfg)
+            self._nc, self._js = await self.connector(self.cfg)
             self._next_verify = 0.0
         if self.clock() >= self._next_verify:
             try:
@@ -341,7 +360,11 @@ class StreamShipper:
             return
         if stored is None:
             segs = await asyncio.to_thread(list_segments, self.directory)
-            back = LogPosition(segs[0] if segs else 1, 0)
+            first = segs[0] if segs else 1
+            checkpoint = self.ingested() if self.ingested is not None else None
+            if checkpoint is not None:
+                first = max(first, checkpoint.segment)
+            back = LogPosition(first, 0)
             if _key(back) >= _key(self.shipped):
                 return  # nothing shipped that the stream should hold
             self._firsts = {}
@@ -362,6 +385,9 @@ class StreamShipper:
         )
         self.rewinds += 1
         self.shipped = back
+        # What the stream lacks now is as old as unknown: the lag bound holds until re-filled.
+        self.caught_up_at = float("-inf")
+        self._samples.clear()
         await asyncio.to_thread(_save_shipped, self.directory, back, dict(self._firsts))
 
     async def _confirm_stored(
@@ -391,7 +417,10 @@ class StreamShipper:
         while True:
             began = self.clock()
             self._sample()
-            start, data, after = await asyncio.to_thread(next_chunk, self.directory, self.shipped)
+            until = self.durable() if self.durable is not None else None
+            start, data, after = await asyncio.to_thread(
+                next_chunk, self.directory, self.shipped, until
+            )
             if not data:
                 if after != self.shipped:
                     self.shipped = after
@@ -499,7 +528,7 @@ class StreamShipper:
         await self._drop()
 
 
-def _write_chunk(directory: Path, node_id: int, headers: dict[str, str], data: bytes) -> bool:
+def write_chunk(directory: Path, node_id: int, headers: dict[str, str], data: bytes) -> bool:
     """Put one chunk where it lies in the node's log; False when it was there already."""
     seq, offset = int(headers["segment"]), int(headers["offset"])
     if not (directory / "LOG_ID").exists():
@@ -558,7 +587,7 @@ async def mirror(
                 for msg in msgs:
                     read += 1
                     headers = dict(msg.headers or {})
-                    if await asyncio.to_thread(_write_chunk, directory, node_id, headers, msg.data):
+                    if await asyncio.to_thread(write_chunk, directory, node_id, headers, msg.data):
                         added += 1
                     await msg.ack()
         finally:

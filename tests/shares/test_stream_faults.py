@@ -250,3 +250,54 @@ async def test_down_at_start_then_an_outage_past_the_lag_bound_then_the_host_los
     await mirror(cfg, config.stratum.node_id, mirrored)
     kept = {r["nonce"] for _p, r in read_log(mirrored) if r["t"] == "share"}
     assert shipped_before <= kept  # lost at most what was answered within the lag bound
+
+
+async def test_purge_drops_whole_ingested_segments_and_the_mirror_starts_at_one(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Retention follows the checkpoint: segments below it leave the stream whole, and a
+    mirror built after the purge starts at a segment's first byte (no gap)."""
+    log = tmp_path / "log"
+    new_log(log, 5)
+    cfg = cfg_for(nats_server)
+    shipper = StreamShipper(cfg, log, 5, lambda: "L5")
+    for batch in range(6):  # segments of 4 KiB: several of them
+        small = ShareLog(log, segment_bytes=4096, node_id=5)
+        small.open()
+        for n in range(80):
+            small.append({"t": "beat", "ts": batch * 1000 + n, "node": 5, "through": 0})
+            small.flush()
+        small.close()
+        await shipper.ship_once()
+    segments = sorted(log_bytes(log))
+    assert len(segments) >= 4
+    keep = segments[2]
+    assert await shipper.purge_below(keep) == keep - segments[0]
+    await shipper.close()
+    expect = {s: b for s, b in log_bytes(log).items() if s >= keep}
+    assert await rebuilt(cfg, 5, tmp_path) == expect
+    # Reopened from SHIPPED (a restart): the purge point of the next segment is known.
+    again = StreamShipper(cfg, log, 5, lambda: "L5")
+    await again.ship_once()
+    assert await again.purge_below(keep + 1) == 1
+    await again.close()
+    assert sorted(await rebuilt(cfg, 5, tmp_path)) == [s for s in segments if s > keep]
+
+
+async def test_a_stream_keeping_fewer_replicas_than_the_minimum_is_not_shipped_to(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    new_log(log, 6)
+    write(log, 6, shares("fay", 0, 1, 5))
+    cfg = cfg_for(nats_server, min_replicas=3)
+    shipper = StreamShipper(cfg, log, 6, lambda: "L6")
+    with capture_logs() as events:
+        assert not await shipper.step()
+    await shipper.close()
+    assert shipper.durability is not None and shipper.durability.replicas == 1
+    assert shipper.durability.storage == "file"
+    assert "min_replicas = 3" in (shipper.problem or "")
+    assert shipper.shipped.offset == 0 and shipper.bytes_shipped == 0
+    said = [e for e in events if e["event"] == "stream_durability"]
+    assert said and said[0]["replicas"] == 1 and said[0]["min_replicas"] == 3
