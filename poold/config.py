@@ -362,6 +362,11 @@ class ShareLogConfig(_Section):
     segment_bytes: int = Field(64 << 20, ge=4096)
     fsync_interval_ms: float = Field(5.0, gt=0, le=1000)
     retention_hours: float = Field(168.0, gt=0)
+    reply_after: Literal["write", "fsync"] = Field(
+        "fsync",
+        description='when a share is answered true: "write" (in the kernel: survives kill -9) '
+        'or "fsync" (after the group commit\'s fdatasync covered it: survives a power cut)',
+    )
 
 
 class StreamSection(_Section):
@@ -374,6 +379,28 @@ class StreamSection(_Section):
     subject: str = Field("poold.shares", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
     replicas: int = Field(1, ge=1, le=5, description="copies JetStream keeps of each message")
     timeout_s: float = Field(5.0, gt=0, le=300, description="wait this long for an ack")
+    min_replicas: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="ship only to a file-backed stream keeping at least this many replicas "
+        "(read at start and at every check; a stream keeping fewer counts as unreachable)",
+    )
+    verify_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="check the stream's tail against SHIPPED this often"
+    )
+    max_lag_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="the most a share may wait unshipped: past it shares get error 20 "
+        '(on_lag = "refuse") or the host-loss promise is suspended ("warn")',
+    )
+    on_lag: Literal["refuse", "warn"] = Field(
+        "refuse",
+        description='past max_lag_s: "refuse" shares (neither credited nor lost) or "warn" '
+        "(keep answering true; a lost host then loses what was not shipped)",
+    )
     mirror_path: Path = Field(
         Path("var/stream-mirror"),
         description="where the leader rebuilds the logs of nodes whose host is gone",

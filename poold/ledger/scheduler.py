@@ -89,6 +89,9 @@ class LedgerScheduler:
         self.log_id = log_id  # this node's share log identity (known once the log is open)
         self.host = host  # where this daemon runs, as other daemons see it
         self.stream = stream  # where lapsed nodes' records are read from (None: nowhere)
+        # How far this node's log is fsynced (the daemon wires the share log's): ingest reads
+        # no further, so a power cut can never take back a record the ledger holds.
+        self.durable_until: Callable[[], LogPosition | None] = lambda: None
         # Told the latest statement and credit commitments each pass.
         self.on_commitment = on_commitment
         anchors = cfg.anchors
@@ -244,6 +247,7 @@ class LedgerScheduler:
             self.cfg.sharelog.path,
             self.cfg.stratum.node_id,
             closed_only=not (final or self.cfg.ledger.ingest_open_minutes),
+            until=None if final else self.durable_until(),
         )
         self.ingested_shares += result.shares
         self.ingest_position = result.position

@@ -45,6 +45,7 @@ from poold.ledger.ingest import IngestResult, ingest
 from poold.ledger.queries import MinuteCache, PoolOverview
 from poold.ledger.queries import pool_overview as queries_pool_overview
 from poold.ledger.settle import Settled, settle_pending
+from poold.shares.log import LogPosition
 from poold.tokens.settle import PeriodResult, settle_due
 
 T = TypeVar("T")
@@ -80,10 +81,17 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _ingest(sharelog: str, node_id: int, closed_only: bool) -> IngestResult:
+def _ingest(
+    sharelog: str, node_id: int, closed_only: bool, until: LogPosition | None = None
+) -> IngestResult:
     assert _engine is not None
     return ingest(
-        _engine, Path(sharelog), node_id, before_commit=_before_commit, closed_only=closed_only
+        _engine,
+        Path(sharelog),
+        node_id,
+        before_commit=_before_commit,
+        closed_only=closed_only,
+        until=until,
     )
 
 
@@ -142,7 +150,12 @@ class Worker(Protocol):
     async def start(self) -> None: ...
 
     async def ingest(
-        self, sharelog: Path, node_id: int, *, closed_only: bool = False
+        self,
+        sharelog: Path,
+        node_id: int,
+        *,
+        closed_only: bool = False,
+        until: LogPosition | None = None,
     ) -> IngestResult: ...
 
     async def settle_blocks(
@@ -194,7 +207,12 @@ class InlineWorker:
         return None
 
     async def ingest(
-        self, sharelog: Path, node_id: int, *, closed_only: bool = False
+        self,
+        sharelog: Path,
+        node_id: int,
+        *,
+        closed_only: bool = False,
+        until: LogPosition | None = None,
     ) -> IngestResult:
         return ingest(
             self.engine,
@@ -202,6 +220,7 @@ class InlineWorker:
             node_id,
             before_commit=self.before_commit,
             closed_only=closed_only,
+            until=until,
         )
 
     async def settle_blocks(
@@ -289,9 +308,14 @@ class LedgerWorker:
         self.pid = await self._call(_ready)
 
     async def ingest(
-        self, sharelog: Path, node_id: int, *, closed_only: bool = False
+        self,
+        sharelog: Path,
+        node_id: int,
+        *,
+        closed_only: bool = False,
+        until: LogPosition | None = None,
     ) -> IngestResult:
-        return await self._call(_ingest, str(sharelog), node_id, closed_only)
+        return await self._call(_ingest, str(sharelog), node_id, closed_only, until)
 
     async def settle_blocks(
         self,

@@ -13,7 +13,9 @@ share log and its format, and the session's share type; never the ledger or the 
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from collections import deque
 from collections.abc import Callable
 
 import orjson
@@ -22,12 +24,14 @@ import structlog
 from poold.metrics import Metrics
 from poold.shares.accepted import AcceptedShare
 from poold.shares.format import Beat, BlockRecord, Rejects, WorkerInfo, encode_share
-from poold.shares.log import ShareLog, ShareLogError
+from poold.shares.log import LogPosition, ShareLog, ShareLogError
 
 log = structlog.get_logger(__name__)
 
 #: The error a miner gets instead of `true` when its share could not be recorded.
 NOT_RECORDED = "share not recorded (pool storage error): not credited"
+#: The error instead of `true` while the stream lags past `[stream] max_lag_s`.
+NOT_SHIPPED = "share not recorded (pool replication behind): not credited"
 #: Workers whose best share and agent one writer remembers (and worker records it holds).
 MAX_WORKERS = 200_000
 REJECTS_EVERY_MS = 60_000
@@ -70,6 +74,15 @@ class ShareWriter:
         # Rejected shares per account and reason already written to the log; when next due.
         self._rejects_written: dict[str, dict[str, int]] = {}
         self._rejects_due_ms = 0
+        # Why shares must be refused right now (the daemon wires the stream's lag bound):
+        # None lets them through. Asked once per batch.
+        self.refusal: Callable[[], str | None] = lambda: None
+        self.refused_batches = 0
+        # `[sharelog] reply_after = "fsync"`: replies wait for the fsync covering their
+        # batch; (log position the batch ends at, the send), oldest first.
+        self.reply_after_fsync = False
+        self._held_replies: deque[tuple[tuple[int, int], Callable[[], None]]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def share_accepted(self, share: AcceptedShare) -> None:
         self._batch.append(share)
@@ -143,6 +156,12 @@ class ShareWriter:
     def flush(self, beat: tuple[int, bool] | None = None) -> None:
         """Encode the batch into the share log and write it (from here it survives kill -9)."""
         batch, self._batch = self._batch, []
+        if batch and self.refusal() is not None:
+            # Neither credited nor lost: the miner is told, nothing of them is logged.
+            for share in batch:
+                share.session.revoke(share, NOT_SHIPPED)
+            self.refused_batches += 1
+            batch = []
         encoded, batch = self._encode(batch) if batch else ([], batch)
         minute = self._minute_ms
         if batch and int(batch[-1].time * 1000) // 60_000 * 60_000 > minute:
@@ -183,6 +202,43 @@ class ShareWriter:
             log.warning("sharelog_recovered", after=self.failing)
             self.failing = None
             self.metrics.sharelog_ok = 1
+
+    def before_reply(self) -> Callable[[Callable[[], None]], None] | None:
+        """The server's hook before it sends a loop iteration's replies: the batch is written
+        (`flush`); in the fsync mode the server is handed where to leave the send, which
+        runs once the group commit's fdatasync covers the batch."""
+        self.flush()
+        if not self.reply_after_fsync:
+            return None
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._after_sync
+
+    def _after_sync(self, send: Callable[[], None]) -> None:
+        pos = self.sharelog.position
+        key = (pos.segment, pos.offset)
+        synced = self.sharelog.synced
+        if not self._held_replies and (synced.segment, synced.offset) >= key:
+            send()
+            return
+        self._held_replies.append((key, send))
+        self.sharelog.request_sync()
+
+    def on_synced(self, pos: LogPosition) -> None:
+        """The share log's fsync covered `pos` (called from the syncing thread)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._release, (pos.segment, pos.offset))
+
+    def _release(self, key: tuple[int, int]) -> None:
+        held = self._held_replies
+        while held and held[0][0] <= key:
+            held.popleft()[1]()
+
+    @property
+    def replies_waiting(self) -> int:
+        """Reply batches waiting for an fsync (the fsync mode)."""
+        return len(self._held_replies)
 
     def _encode(self, batch: list[AcceptedShare]) -> tuple[list[bytes], list[AcceptedShare]]:
         """The batch's records, and the shares they are (a share that cannot be encoded is a
