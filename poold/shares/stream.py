@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import structlog
 
+from poold.config import redact_url
 from poold.shares.log import (
     LogPosition,
     frames,
@@ -64,7 +65,8 @@ async def connect(cfg: StreamConfig) -> tuple[Any, Any]:
             cfg.url, connect_timeout=cfg.timeout_s, max_reconnect_attempts=-1, allow_reconnect=True
         )
     except Exception as exc:  # nats raises its own and OSError kinds
-        raise StreamError(f"cannot connect to the stream at {cfg.url}: {exc!r}") from None
+        shown = redact_url(cfg.url)
+        raise StreamError(f"cannot connect to the stream at {shown}: {exc!r}") from None
     js = nc.jetstream(timeout=cfg.timeout_s)
     try:
         await js.add_stream(
