@@ -23,10 +23,11 @@ poold and does no I/O (standard library only).
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hashlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import accumulate, pairwise
@@ -298,3 +299,42 @@ def stream_root(leaves: Iterator[Leaf]) -> WorkNode:
         _lv, left = stack.pop()
         node = parent(left, node)
     return node
+
+
+# -- the published sample ---------------------------------------------------------------------
+
+
+def node_text(node: WorkNode) -> str:
+    """A node as a work proof carries it: its 112 packed bytes in base64."""
+    return base64.b64encode(node.pack()).decode()
+
+
+def sample_document(
+    levels: list[list[WorkNode]],
+    leaves: Sequence[Leaf],
+    beacon: bytes,
+    k: int,
+    evidence: Callable[[int], tuple[Mapping[str, object], Mapping[str, object]]],
+) -> dict[str, object]:
+    """The sample a work proof publishes: the k drawn leaves (with replacement, in draw order)
+    with their jobs and share fields (`evidence(index)` gives both, as the proof format writes
+    them) and every sibling their paths need, each once (`nodes`: [level, index, node])."""
+    root = levels[-1][0]
+    n = len(leaves)
+    samples: list[dict[str, object]] = []
+    needed: set[tuple[int, int]] = set()
+    for r in draws(beacon, root, k):
+        i = locate(levels, r)
+        lf = leaves[i]
+        job, share = evidence(i)
+        samples.append(
+            {
+                "index": i,
+                "leaf": {"hash": lf.hash.hex(), "weight": lf.weight, "tag": lf.tag.hex()},
+                "job": dict(job),
+                "share": dict(share),
+            }
+        )
+        needed.update((lv, s) for lv, s, _left in path_positions(i, n))
+    nodes = [[lv, s, node_text(levels[lv][s])] for lv, s in sorted(needed)]
+    return {"root": node_text(root), "leaves": n, "k": k, "samples": samples, "nodes": nodes}
