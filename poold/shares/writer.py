@@ -174,6 +174,7 @@ class ShareWriter:
         encoded, batch = self._encode(batch) if batch else ([], batch)
         new_jobs = self._new_jobs(batch) if batch else []
         minute = self._minute_ms
+        lead = 0  # heartbeats before the batch's first share
         if batch and int(batch[-1].time * 1000) // 60_000 * 60_000 > minute:
             # A share of a new minute: a heartbeat right before it closes the minutes before
             # (ingest writes closed minutes only, so no minute is written twice). Once a
@@ -183,17 +184,17 @@ class ShareWriter:
                 ts = int(share.time * 1000)
                 if ts // 60_000 * 60_000 > minute:
                     minute = ts // 60_000 * 60_000
+                    if not merged:
+                        lead = 1
                     merged.append(self._beat(ts, self._through(minute)))
                 merged.append(payload)
             encoded = merged
-        # Jobs before their first shares; a finding share, then its block; worker records
-        # after the shares they describe.
-        payloads = (
-            [orjson.dumps(self._job_record(j, t).to_json()) for j, t in new_jobs]
-            + encoded
-            + [p for _found, p in self._held]
-            + self._info
-        )
+        if new_jobs:
+            # Jobs before their first shares (after a heartbeat that opens the batch).
+            jobs = [orjson.dumps(self._job_record(j, t).to_json()) for j, t in new_jobs]
+            encoded = encoded[:lead] + jobs + encoded[lead:]
+        # A finding share, then its block; worker records after the shares they describe.
+        payloads = encoded + [p for _found, p in self._held] + self._info
         if beat is not None:
             payloads.append(self._beat(beat[0], self._through(beat[0]), beat[1]))
             minute = max(minute, beat[0] // 60_000 * 60_000)

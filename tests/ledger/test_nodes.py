@@ -371,6 +371,7 @@ def test_the_writer_beats_before_each_new_minute_and_holds_at_unrecorded_blocks(
     kinds = [(r["t"], r.get("through")) for r in records]
     assert kinds == [
         ("beat", minute),  # the first share of the run starts a minute
+        ("job", None),  # its job, logged once before its first share
         ("share", None),
         ("share", None),
         ("beat", minute + MIN),  # before the first share of the next minute
