@@ -179,7 +179,7 @@ class ShareWriter:
             # A share of a new minute: a heartbeat right before it closes the minutes before
             # (ingest writes closed minutes only, so no minute is written twice). Once a
             # minute, so a plain loop.
-            merged = []
+            merged: list[bytes] = []
             for payload, share in zip(encoded, batch, strict=True):
                 ts = int(share.time * 1000)
                 if ts // 60_000 * 60_000 > minute:
