@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from accounting import reference
 from poold.ledger import journal, nodes
-from poold.ledger.db import make_engine, migrate
+from poold.ledger.db import fence_set, make_engine, migrate
 from poold.ledger.ingest import ingest
 from poold.ledger.leader import Leadership
 from poold.ledger.models import (
@@ -95,10 +95,24 @@ class _Node:
         self.lagging_until = -1  # writes, but no ingest
         self.stopped_until = -1  # cleanly stopped until this step
         self.lost = False
-        self.leadership = Leadership(sim.engine)
+        self.runs = 0
+        self.leadership = self._leadership()
         self.mined = 0
 
+    def _leadership(self) -> Leadership:
+        """A new process's view of the lease (each start is a new holder), on the run's clock."""
+        self.runs += 1
+        now_s = lambda: self.sim.now / 1000  # noqa: E731
+        return Leadership(
+            self.sim.engine,
+            holder=f"sim node {self.node_id} run {self.runs}",
+            lease_s=LEASE_MS / 1000,
+            clock=now_s,
+            monotonic=now_s,
+        )
+
     def start(self, now: int) -> None:
+        self.leadership = self._leadership()
         self.log = ShareLog(self.dir, node_id=self.node_id)
         self.log.open()
         self.minute = 0
@@ -170,7 +184,8 @@ class _Node:
         else:
             self.log.abandon()
         self.log = None
-        self.leadership.release()
+        if final:
+            self.leadership.release()  # a kill -9 leaves its lease to end by itself
 
     def ledger_pass(self, step: int, now: int) -> None:
         """What the daemon's ledger scheduler does in one pass."""
@@ -179,25 +194,26 @@ class _Node:
         if step > self.lagging_until:
             ingest(engine, self.dir, self.node_id, closed_only=True)
         nodes.renew(engine, self.node_id, self.log.log_id, now_ms=now, lease_ms=LEASE_MS)
-        was = self.leadership.held
         if not self.leadership.hold():
             return
-        if not was:
+        if self.leadership.taken:
             self.sim.report.leaders += 1
         with engine.connect() as conn:
             gate = self.sim.gate(conn, now)
-        settle_pending(
-            engine,
-            pool_fee=FEE,
-            scheme=self.sim.scheme,
-            found_before_ms=gate.minute_ms(),
-            excluded_nodes=gate.excluded_nodes,
-        )
+        with fence_set(self.leadership.fence()):
+            settle_pending(
+                engine,
+                pool_fee=FEE,
+                scheme=self.sim.scheme,
+                found_before_ms=gate.minute_ms(),
+                excluded_nodes=gate.excluded_nodes,
+            )
 
 
 class NodesSimulation:
     def __init__(self, seed: int, root: Path, *, n_nodes: int = 3, steps: int = 200) -> None:
         self.seed, self.root, self.steps = seed, root, steps
+        self.now = T0
         self.rng = random.Random(seed)
         self.report = NodesReport(seed, n_nodes)
         self.scheme = self.rng.choice(("pplns", "prop"))
@@ -244,6 +260,7 @@ class NodesSimulation:
             node.start(now)
         for step in range(self.steps):
             now += self.rng.randint(1, 5) * 1000
+            self.now = now
             self.report.steps += 1
             for node in self.rng.sample(self.nodes, len(self.nodes)):
                 if node.lost:
@@ -265,6 +282,7 @@ class NodesSimulation:
             node.paused_until = node.lagging_until = -1
         for _ in range(3):
             now += WAIT_MS // 2 + 60_000
+            self.now = now
             for node in self.nodes:
                 if node.lost:
                     continue

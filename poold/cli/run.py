@@ -495,6 +495,7 @@ async def _demo_payouts(daemon: Daemon, cfg: Config) -> list[str]:
     wallet = daemon.bitcoind
     if daemon.ledger is None or not isinstance(wallet, SimNet):
         return []
+    leadership = daemon.scheduler.leadership
     try:
         report = await run_payouts(
             daemon.ledger,
@@ -504,6 +505,10 @@ async def _demo_payouts(daemon: Daemon, cfg: Config) -> list[str]:
             max_outputs=cfg.payouts.max_outputs,
             confirmations=cfg.payouts.confirmations,
             send=True,
+            # As the leader: its intents carry its epoch, and it sends only while it leads.
+            fence=None if leadership is None else leadership.fence(),
+            lease_ms=int(cfg.ledger.node_lease_s * 1000),
+            leading=lambda: leadership is None or leadership.leading(),
         )
     except PayoutError as exc:  # the next period's run tries again
         return [f"  payout failed: {exc}"]
