@@ -93,7 +93,7 @@ def _own_threads() -> ThreadPoolExecutor:
     return executor
 
 
-async def _leave_stuck_threads(executor: ThreadPoolExecutor, code: int, wait_s: float = 5) -> None:
+async def _leave_stuck_threads(executor: ThreadPoolExecutor, code: int, wait_s: float = 1) -> None:
     """Exit now if a worker thread is still stuck in a call to a database that stopped
     answering: Python would wait for it forever at exit. By now the share log is flushed and
     closed; the thread's transaction rolls back and its work is redone at the next start."""

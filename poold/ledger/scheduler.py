@@ -574,20 +574,27 @@ class LedgerScheduler:
             log.info(a.event, txid=a.txid, block=a.block_hash, height=a.height)
 
     async def close(self, wait_s: float) -> None:
-        """One last pass, so everything answered `true` reaches the ledger now; bounded, since
-        the next start ingests whatever this one could not."""
+        """One last pass, so everything answered `true` reaches the ledger now; the last
+        ingest, the lease's release and the ledger process's end share `wait_s`, since the
+        next start ingests whatever this one could not (a stalled database delays the stop by
+        `wait_s` at most)."""
         if self.ledger is None or self.worker is None:
             return
+        deadline = time.monotonic() + wait_s
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         try:
-            await asyncio.wait_for(self.ingest(final=True), wait_s)
+            await asyncio.wait_for(self.ingest(final=True), left())
         except (LedgerError, TimeoutError) as exc:
             log.warning("ledger_ingest_failed", error=str(exc) or "timed out")
         if self.leadership is not None:
             # The next leader need not wait for the lease to end; bounded, as a stalled
             # database must not hold the stop (the lease then ends by itself).
             with contextlib.suppress(TimeoutError):
-                await self.bounded(self.leadership.release, min(1.0, wait_s))
-        if not await self.worker.stop(wait_s):
+                await self.bounded(self.leadership.release, min(1.0, max(0.1, left())))
+        if not await self.worker.stop(left()):
             log.warning("ledger_worker_killed", waited_s=wait_s)
         self.ledger.dispose()
         if self.leadership is not None and self.leadership.engine is not self.ledger:
