@@ -143,6 +143,7 @@ class LedgerScheduler:
         self.bounded: Bounded[Any] = in_daemon_thread  # the fault simulator runs these inline
         self.monotonic: Callable[[], float] = time.monotonic  # the leader's own deadline
         self._leading = False  # as last logged
+        metrics.leading = lambda: self.leadership is not None and self.leadership.leading()
         self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
         self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
         self.ledger: Engine | None = None
