@@ -566,7 +566,8 @@ def sim_cmd(
     """The seeded fault simulator: the share path under full disks, short writes, fsync errors,
     database cuts and kill -9, checked against every durability invariant after each run;
     with --nodes N, N daemons on one ledger under lagging, stopped, killed and lost nodes,
-    every block checked against the rule over the final ledger.
+    silent partitions and deposed leaders resuming, every block checked against the rule over
+    the final ledger and no write accepted from a deposed leadership epoch.
     Exit 1 naming each failing seed (`poold sim --seed N` replays one exactly)."""
     import logging
 
@@ -580,6 +581,7 @@ def sim_cmd(
     chosen = [seed] if seed is not None else list(range(first, first + seeds))
     failed = []
     faults: dict[str, int] = {}
+    fenced = [0, 0]  # writes of a deposed epoch: refused, accepted (must stay 0)
     kinds = NODE_FAULTS if nodes > 1 else FAULTS
     for n in chosen:
         report: SimReport | NodesReport = (
@@ -587,6 +589,9 @@ def sim_cmd(
         )
         for kind, count in report.faults.items():
             faults[kind] = faults.get(kind, 0) + count
+        if isinstance(report, NodesReport):
+            fenced[0] += report.refused
+            fenced[1] += report.deposed_accepted
         if seed is not None or not report.ok:
             typer.echo(report.summary())
         if not report.ok:
@@ -594,6 +599,11 @@ def sim_cmd(
     typer.echo(
         f"{len(chosen)} seeds, {steps} steps each, fault kinds {', '.join(kinds)}; injected: "
         + ", ".join(f"{k} {v}" for k, v in sorted(faults.items()))
+        + (
+            f"; writes from a deposed epoch: {fenced[0]} refused, {fenced[1]} accepted"
+            if nodes > 1
+            else ""
+        )
         + f"; failing seeds: {failed or 'none'}"
     )
     if failed:
