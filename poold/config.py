@@ -282,7 +282,8 @@ class LedgerConfig(_Section):
         30.0,
         ge=1,
         le=3600,
-        description="a daemon's registration lasts this long unless a ledger pass renews it",
+        description="a daemon's registration, and the leader's lease, last this long unless "
+        "renewed; another daemon takes over within twice this after the leader is cut off",
     )
     node_wait_s: float = Field(
         600.0,

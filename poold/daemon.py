@@ -560,6 +560,14 @@ class Daemon:
                 self.sharelog.close()
                 raise
         wait_s = self.cfg.ledger.shutdown_wait_s
+        # One budget for the whole stop, from the moment it is asked for: the pass in
+        # progress, the last ingest, the stream's last records and the ledger process share
+        # `shutdown_wait_s`, so a stalled database can delay the exit by that much and no more.
+        deadline: list[float] = []
+
+        def left() -> float:
+            return max(0.0, deadline[0] - time.monotonic()) if deadline else wait_s
+
         try:
             async with asyncio.TaskGroup() as tg:
                 poller = tg.create_task(self.feed.run())
@@ -593,6 +601,7 @@ class Daemon:
                         else None
                     )
                     await stopped
+                    deadline.append(time.monotonic() + wait_s)
                     await self.server.stop(reconnect=True)
                     self.events.close()  # ends every event stream, so cleanup is quick
                     for runner in runners:
@@ -602,7 +611,7 @@ class Daemon:
                     if ledger is not None:
                         # A pass in progress may finish; one stuck on the database is left
                         # (its transaction rolls back; the shares are in the share log).
-                        done, _ = await asyncio.wait({ledger}, timeout=wait_s)
+                        done, _ = await asyncio.wait({ledger}, timeout=left())
                         if not done:
                             log.warning("ledger_pass_abandoned", waited_s=wait_s)
                             ledger.cancel()
@@ -624,11 +633,11 @@ class Daemon:
             self.sharelog.close()
             if self.shipper is not None:  # the final heartbeat too, so others need not wait
                 try:
-                    await asyncio.wait_for(self.shipper.ship_once(), wait_s)
+                    await asyncio.wait_for(self.shipper.ship_once(), left())
                 except Exception as exc:  # the stream catches up from the log at next start
                     self.metrics.errors["stream_final_ship"] += 1
                     log.warning("stream_final_ship_failed", error=repr(exc))
                 await self.shipper.close()
-            await self.scheduler.close(wait_s)
+            await self.scheduler.close(left())
             await self.bitcoind.close()
             log.info("daemon_stopped", **self.metrics.snapshot())

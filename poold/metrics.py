@@ -15,7 +15,7 @@ import bisect
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,9 @@ class Metrics:
         self.anchor_failures = 0  # anchor transactions the wallet refused or could not send
         self.api_cache_failures = 0  # API cache refreshes that failed (logged, in /readyz)
         self.leader = 0  # 1 while this daemon holds the ledger's leadership
+        # Asked at each scrape when set (the scheduler's `leading()`): a leader whose lease ran
+        # out while its loop was stopped or stuck is never shown leading.
+        self.leading: Callable[[], bool] | None = None
         # Every node of the ledger (as the leader last read them): id -> (status, seconds
         # its ingested shares lag behind now).
         self.nodes: dict[int, tuple[str, float]] = {}
@@ -158,6 +161,8 @@ class Metrics:
 
     def snapshot_state(self) -> dict[str, Any]:
         """What another worker's /metrics adds to its own (see the module docstring)."""
+        if self.leading is not None:
+            self.leader = int(self.leading())
         return {
             **{k: getattr(self, k) for k in (*self._SUMMED, *self._MAXED)},
             "sharelog_ok": self.sharelog_ok,
@@ -177,6 +182,8 @@ class Metrics:
         """A copy of these metrics with other workers' states added."""
         out = Metrics()
         out.__dict__.update({k: v for k, v in self.__dict__.items()})
+        if self.leading is not None:  # this worker's leadership as of now, then the others'
+            out.leader, out.leading = int(self.leading()), None
         out.shares_rejected = Counter(self.shares_rejected)
         out.settlement_runs = Counter(self.settlement_runs)
         out.errors = Counter(self.errors)
@@ -294,7 +301,9 @@ class _Families(Collector):
             runs.add_metric([kind], m.settlement_runs[kind])
         yield runs
         yield GaugeMetricFamily(
-            "poold_leader", "1 while this daemon holds the ledger's leadership", value=m.leader
+            "poold_leader",
+            "1 while this daemon holds the ledger's leadership",
+            value=int(m.leading()) if m.leading is not None else m.leader,
         )
         lag = GaugeMetricFamily(
             "poold_node_ingest_lag_seconds",

@@ -505,6 +505,12 @@ class InlineExecutor(ThreadPoolExecutor):
         return done
 
 
+async def run_inline(fn: Callable[[], Any], _timeout_s: float) -> Any:
+    """The scheduler's bounded call, run at once in this thread (the simulation's database
+    answers or fails at once; its stalls move the clock)."""
+    return fn()
+
+
 class SimKilled(Exception):
     """The daemon died right here (raised from a fault point; the run goes on as a restart)."""
 
@@ -762,6 +768,9 @@ class Simulation:
             ledger_access=InlineLedger(self.db.open),
             stream_connect=self.stream.connect,
         )
+        # The lease's renewals run inline (a seed replays exactly) on the run's clock.
+        daemon.scheduler.bounded = run_inline
+        daemon.scheduler.monotonic = lambda: self.now
         daemon.open_sharelog()
         for m in self.miners:
             m.conn, m.transport, m.workers, m.job, m.sent = None, None, [], None, {}

@@ -36,8 +36,10 @@ from sqlalchemy.engine import Connection, Engine
 from poold.config import TokensConfig
 from poold.ledger.db import (
     DEFAULT_TIMEOUTS,
+    Fence,
     LedgerError,
     Timeouts,
+    fence_set,
     ledger_entry,
     open_ledger,
 )
@@ -100,22 +102,25 @@ def _settle_blocks(
     scheme: str,
     found_before_ms: int | None = None,
     excluded_nodes: tuple[int, ...] = (),
+    fence: Fence | None = None,
 ) -> list[Settled]:
     assert _engine is not None
-    return settle_pending(
-        _engine,
-        pool_fee=pool_fee,
-        scheme=scheme,
-        found_before_ms=found_before_ms,
-        excluded_nodes=excluded_nodes,
-    )
+    with fence_set(fence):
+        return settle_pending(
+            _engine,
+            pool_fee=pool_fee,
+            scheme=scheme,
+            found_before_ms=found_before_ms,
+            excluded_nodes=excluded_nodes,
+        )
 
 
 def _settle_tokens(
-    cfg: TokensConfig, through_ms: int | None, now: float | None = None
+    cfg: TokensConfig, through_ms: int | None, now: float | None = None, fence: Fence | None = None
 ) -> list[PeriodResult]:
     assert _engine is not None
-    return settle_due(_engine, cfg, through_ms=through_ms, now=now)
+    with fence_set(fence):
+        return settle_due(_engine, cfg, through_ms=through_ms, now=now)
 
 
 def _read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -164,10 +169,15 @@ class Worker(Protocol):
         scheme: str,
         found_before_ms: int | None = None,
         excluded_nodes: tuple[int, ...] = (),
+        fence: Fence | None = None,
     ) -> list[Settled]: ...
 
     async def settle_tokens(
-        self, cfg: TokensConfig, through_ms: int | None = None, now: float | None = None
+        self,
+        cfg: TokensConfig,
+        through_ms: int | None = None,
+        now: float | None = None,
+        fence: Fence | None = None,
     ) -> list[PeriodResult]: ...
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T: ...
@@ -229,19 +239,26 @@ class InlineWorker:
         scheme: str,
         found_before_ms: int | None = None,
         excluded_nodes: tuple[int, ...] = (),
+        fence: Fence | None = None,
     ) -> list[Settled]:
-        return settle_pending(
-            self.engine,
-            pool_fee=pool_fee,
-            scheme=scheme,
-            found_before_ms=found_before_ms,
-            excluded_nodes=excluded_nodes,
-        )
+        with fence_set(fence):
+            return settle_pending(
+                self.engine,
+                pool_fee=pool_fee,
+                scheme=scheme,
+                found_before_ms=found_before_ms,
+                excluded_nodes=excluded_nodes,
+            )
 
     async def settle_tokens(
-        self, cfg: TokensConfig, through_ms: int | None = None, now: float | None = None
+        self,
+        cfg: TokensConfig,
+        through_ms: int | None = None,
+        now: float | None = None,
+        fence: Fence | None = None,
     ) -> list[PeriodResult]:
-        return settle_due(self.engine, cfg, through_ms=through_ms, now=now)
+        with fence_set(fence):
+            return settle_due(self.engine, cfg, through_ms=through_ms, now=now)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         engine = self.engine
@@ -323,14 +340,21 @@ class LedgerWorker:
         scheme: str,
         found_before_ms: int | None = None,
         excluded_nodes: tuple[int, ...] = (),
+        fence: Fence | None = None,
     ) -> list[Settled]:
-        return await self._call(_settle_blocks, pool_fee, scheme, found_before_ms, excluded_nodes)
+        return await self._call(
+            _settle_blocks, pool_fee, scheme, found_before_ms, excluded_nodes, fence
+        )
 
     async def settle_tokens(
-        self, cfg: TokensConfig, through_ms: int | None = None, now: float | None = None
+        self,
+        cfg: TokensConfig,
+        through_ms: int | None = None,
+        now: float | None = None,
+        fence: Fence | None = None,
     ) -> list[PeriodResult]:
         """Settle every due token period; `now` is the daemon's clock (unix seconds)."""
-        return await self._call(_settle_tokens, cfg, through_ms, now)
+        return await self._call(_settle_tokens, cfg, through_ms, now, fence)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(conn, *args)` on a ledger connection in the worker (`fn` importable by name).

@@ -25,6 +25,7 @@ CONVERT_THEMSELVES = {
     "poold.ledger.db.migrate",  # LedgerError naming the migration
     "poold.ledger.db.check_schema",  # LedgerError naming the schema
     "poold.ledger.events.tail_journal",  # logs and retries, never raises
+    "poold.ledger.db.fenced",  # a transaction, used inside the entry points
 }
 
 
