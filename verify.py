@@ -50,6 +50,13 @@ proof's anchors is the one forgery a verifier cannot see: --require-anchor makes
 anchored yet" a failure, and so does a period that ended more than --anchor-grace ago
 (default: twice the pool's anchor cadence the proof states, at most two days).
 
+A work proof ("kind": "work", /api/v1/tokens/periods/<period start>/work-proof) shows the
+delivered hashrate of a period: its k sampled shares are rebuilt into their headers and
+checked against their weight's target, the pool's coinbase script and a recent link of the
+statement chain, the tips of the period and the committed work tree (sorted: left max below
+right min at every node), the draws against a beacon block after the anchor; the statement's
+delivered TH·s must equal the root's work (docs/reference/proof-format.md, "Work proofs").
+
 Exit 0 and "ok" when every check passes; exit 1 and one line "FAILED: <what and where>" for
 the first that fails or any input that cannot be read; exit 2 for a wrong command line.
 """
@@ -123,6 +130,10 @@ STATEMENT_INPUTS: dict[str, tuple[object, tuple[int | None, int | None], bool]] 
     "earnings_sat": ("int", _NONNEG, False),
     "holders_pot_sat": ("int", _NONNEG, False),
     "negative_policy": (("carry", "clamp"), _NONNEG, False),
+    # The work proof's commitment (periods settled since the proof of delivered hashrate).
+    "work_root": ("hex32", _NONNEG, True),
+    "work": ("int", _NONNEG, True),
+    "work_leaves": ("int", _NONNEG, True),
 }
 BLOCK_INPUTS: dict[str, tuple[object, tuple[int | None, int | None], bool]] = {
     "block_hash": ("hex32", _NONNEG, False),
@@ -482,7 +493,11 @@ def _anchor(v: object, where: str) -> Anchor:
 
 def parse(raw: bytes) -> Proof:
     """The one reader of a proof: every field to its exact type, or Failed naming it."""
-    doc = load_json(raw)
+    return parse_doc(load_json(raw))
+
+
+def parse_doc(doc: object) -> Proof:
+    """A statement or credit proof from its JSON (`load_json`)."""
     if isinstance(doc, _Obj) and doc.get("version") == 1 and type(doc.get("version")) is int:
         raise Failed(
             "this is a version 1 proof: its anchors carry no evidence; fetch the proof again "
@@ -499,7 +514,7 @@ def parse(raw: bytes) -> Proof:
         raise Failed(f"version must be {VERSION}, not {_what(doc['version'])}")
     kind = doc["kind"]
     if kind not in ("statement", "credit"):
-        raise Failed(f'kind must be "statement" or "credit", not {_what(kind)}')
+        raise Failed(f'kind must be "statement", "credit" or "work", not {_what(kind)}')
     name_key = "holder" if kind == "statement" else "account"
     fields = ("version", "kind", name_key, "salt", "line", "path", "period", "chain", "anchors",
               "cut", "pool")  # fmt: skip
@@ -963,6 +978,422 @@ def check_anchor(a: Anchor, p: Proof, known: dict[bytes, int]) -> AnchorFact:
     return AnchorFact(a, known[a.commitment], work, tx.txid[::-1].hex())
 
 
+# -- a work proof ("kind": "work"): the delivered hashrate -----------------------------------------
+#
+# A Merkle-sum tree over the period's accepted shares sorted by header hash; each node is
+# (hash, work, lo, hi) packed in 112 bytes (base64 in the proof), a leaf H(0x10 || hash ||
+# weight || tag) with lo = hi = its hash, a parent H(0x11 || left || right). The sample: draw
+# i is H(0x12 || beacon || root || i) mod the root's work, the beacon the hash of the block
+# `depth` blocks after the block anchoring the period's commitment (which commits to the work
+# root through the published inputs).
+
+MAX_SAMPLES = 10_000
+MAX_HEADERS = 100_000
+MAX_WORK_NODES = 64 * MAX_SAMPLES
+MAX_FLEET_TAGS = 100_000
+#: How many periods before P a share's coinbase may carry the head of: a job carries the
+#: chain's head when it is made, which during P is P-1's commitment (or P-2's, before P-1
+#: is settled); three leaves a margin for a late settlement.
+MAX_LINKS_BACK = 3
+MAX_JOB_BYTES = 10_000
+MTP_SLACK_S = 7200  # a block's time may run this far ahead of the clock
+DIFF1 = 0xFFFF * 2**208
+TH = 10**12
+WORK_NODE_BYTES = 112
+GENESIS_LINK = bytes(32)  # the "previous commitment" of a chain's first period
+_B64 = re.compile(r"[A-Za-z0-9+/]{149}[AQgw]==")  # 112 bytes, canonical (the padding bits 0)
+
+
+@dataclass(frozen=True)
+class WorkNode:
+    hash: bytes
+    work: int
+    lo: bytes
+    hi: bytes
+
+    def pack(self) -> bytes:
+        return self.hash + self.work.to_bytes(16, "big") + self.lo + self.hi
+
+
+@dataclass(frozen=True)
+class WorkSample:
+    where: str
+    index: int
+    hash: bytes  # big-endian
+    weight: int
+    tag: bytes
+    job_key: str
+    prev_hash: bytes
+    version: int
+    bits: int
+    coinb1: bytes
+    coinb2: bytes
+    branch: tuple[bytes, ...]
+    en1: bytes
+    en2: bytes
+    ntime: int
+    nonce: int
+    share_version: int
+
+
+@dataclass(frozen=True)
+class WorkProof:
+    pool: Pool
+    inputs: dict[str, object]
+    inputs_json: _Obj
+    root: Node  # the statements' root
+    previous: bytes
+    commitment: bytes
+    links: tuple[Link, ...]
+    work_root: WorkNode
+    leaves: int
+    k: int
+    depth: int
+    headers: tuple[bytes, ...]
+    tips: tuple[int, int]
+    anchor: Anchor
+    anchor_at: int
+    fleet_tags: frozenset[bytes]
+    nodes: dict[tuple[int, int], WorkNode]
+    samples: tuple[WorkSample, ...]
+
+    slot = "statement"
+
+
+def _packed_node(v: object, where: str) -> WorkNode:
+    if type(v) is not str or not _B64.fullmatch(v):
+        raise Failed(f"{where} must be a packed node: {WORK_NODE_BYTES} bytes in base64")
+    raw = base64.b64decode(v, validate=True)
+    if len(raw) != WORK_NODE_BYTES:
+        raise Failed(f"{where} must be a packed node: {WORK_NODE_BYTES} bytes in base64")
+    node = WorkNode(raw[:32], int.from_bytes(raw[32:48], "big"), raw[48:80], raw[80:])
+    if node.lo > node.hi:
+        raise Failed(f"{where}: its smallest hash is above its largest")
+    return node
+
+
+def _link(item: object, where: str) -> Link:
+    o = _obj(item, where, ("period_start", "root", "inputs_digest", "previous", "commitment"))
+    return Link(
+        str(_whole(o["period_start"], f"{where}.period_start", 0)),
+        _node(o["root"], f"{where}.root", len(SUMMED)),
+        _hex(o["inputs_digest"], f"{where}.inputs_digest", 32),
+        _hex(o["previous"], f"{where}.previous", 32),
+        _hex(o["commitment"], f"{where}.commitment", 32),
+    )
+
+
+def _sample(v: object, where: str) -> WorkSample:
+    o = _obj(v, where, ("index", "leaf", "job", "share"))
+    leaf = _obj(o["leaf"], f"{where}.leaf", ("hash", "weight", "tag"))
+    job = _obj(o["job"], f"{where}.job", ("key", "prev_hash", "version", "bits", "coinb1",
+                                           "coinb2", "branch"))  # fmt: skip
+    share = _obj(o["share"], f"{where}.share", ("en1", "en2", "ntime", "nonce", "version"))
+    branch = _list(job["branch"], f"{where}.job.branch", MAX_BRANCH)
+    u32 = (0, 2**32 - 1)
+    return WorkSample(
+        where=where,
+        index=_whole(o["index"], f"{where}.index", 0, 2**64),
+        hash=_hex(leaf["hash"], f"{where}.leaf.hash", 32),
+        weight=_whole(leaf["weight"], f"{where}.leaf.weight", 1, 2**128 - 1),
+        tag=_hex(leaf["tag"], f"{where}.leaf.tag", 32),
+        job_key=_plain(job["key"], f"{where}.job.key"),
+        prev_hash=_hex(job["prev_hash"], f"{where}.job.prev_hash", 32),
+        version=_whole(job["version"], f"{where}.job.version", *u32),
+        bits=_whole(job["bits"], f"{where}.job.bits", *u32),
+        coinb1=_hex(job["coinb1"], f"{where}.job.coinb1", most=MAX_JOB_BYTES),
+        coinb2=_hex(job["coinb2"], f"{where}.job.coinb2", most=MAX_JOB_BYTES),
+        branch=tuple(_hex(b, f"{where}.job.branch[{i}]", 32) for i, b in enumerate(branch)),
+        en1=_hex(share["en1"], f"{where}.share.en1", most=32),
+        en2=_hex(share["en2"], f"{where}.share.en2", most=32),
+        ntime=_whole(share["ntime"], f"{where}.share.ntime", *u32),
+        nonce=_whole(share["nonce"], f"{where}.share.nonce", *u32),
+        share_version=_whole(share["version"], f"{where}.share.version", *u32),
+    )
+
+
+def parse_work(doc: _Obj) -> WorkProof:
+    """The work proof, every field to its exact type, or Failed naming it."""
+    keys = ("version", "kind", "pool", "period", "links", "work", "headers", "tips", "anchor",
+            "fleet_tags", "nodes", "samples")  # fmt: skip
+    doc = _obj(doc, "the proof", keys)
+    p = _obj(doc["pool"], "pool", ("coinbase_scripts", "anchor_scripts", "anchor_interval_s"))
+    pool = Pool(
+        _scripts(p["coinbase_scripts"], "pool.coinbase_scripts"),
+        _scripts(p["anchor_scripts"], "pool.anchor_scripts"),
+        _maybe(p["anchor_interval_s"], lambda v: _whole(v, "pool.anchor_interval_s", 60, 86400)),
+    )
+    period = _obj(doc["period"], "period", ("inputs", "root", "previous", "commitment"))
+    inputs_json, inputs = _inputs(period["inputs"], "statement")
+    for key in ("work_root", "work", "work_leaves"):
+        if key not in inputs:
+            raise Failed(f"period.inputs lacks {key!r}: the period committed to no work root")
+    links = tuple(
+        _link(item, f"links[{i}]")
+        for i, item in enumerate(_list(doc["links"], "links", MAX_LINKS_BACK))
+    )
+    w = _obj(doc["work"], "work", ("root", "leaves", "k", "depth"))
+    headers = tuple(
+        _hex(h, f"headers[{i}]", 80)
+        for i, h in enumerate(_list(doc["headers"], "headers", MAX_HEADERS))
+    )
+    tips = _list(doc["tips"], "tips", 2)
+    if len(tips) != 2:
+        raise Failed("tips must be [first, last]: the headers the period's shares build on")
+    a = _obj(doc["anchor"], "anchor", ("at", "evidence"))
+    tags = _list(doc["fleet_tags"], "fleet_tags", MAX_FLEET_TAGS)
+    nodes: dict[tuple[int, int], WorkNode] = {}
+    for i, item in enumerate(_list(doc["nodes"], "nodes", MAX_WORK_NODES)):
+        where = f"nodes[{i}]"
+        entry = _list(item, where, 3)
+        if len(entry) != 3:
+            raise Failed(f"{where} must be [level, index, packed node]")
+        at = (_whole(entry[0], f"{where}[0]", 0, 63), _whole(entry[1], f"{where}[1]", 0, 2**64))
+        if at in nodes:
+            raise Failed(f"{where} repeats the node at level {at[0]}, index {at[1]}")
+        nodes[at] = _packed_node(entry[2], f"{where}[2]")
+    samples = tuple(
+        _sample(s, f"samples[{i}]")
+        for i, s in enumerate(_list(doc["samples"], "samples", MAX_SAMPLES))
+    )
+    return WorkProof(
+        pool=pool,
+        inputs=inputs,
+        inputs_json=inputs_json,
+        root=_node(period["root"], "period.root", len(SUMMED)),
+        previous=_hex(period["previous"], "period.previous", 32),
+        commitment=_hex(period["commitment"], "period.commitment", 32),
+        links=links,
+        work_root=_packed_node(w["root"], "work.root"),
+        leaves=_whole(w["leaves"], "work.leaves", 0, 2**64),
+        k=_whole(w["k"], "work.k", 1, MAX_SAMPLES),
+        depth=_whole(w["depth"], "work.depth", 1, 1000),
+        headers=headers,
+        tips=(
+            _whole(tips[0], "tips[0]", 0, MAX_HEADERS),
+            _whole(tips[1], "tips[1]", 0, MAX_HEADERS),
+        ),
+        anchor=_anchor(a["evidence"], "anchor.evidence"),
+        anchor_at=_whole(a["at"], "anchor.at", 0, MAX_HEADERS),
+        fleet_tags=frozenset(_hex(t, f"fleet_tags[{i}]", 32) for i, t in enumerate(tags)),
+        nodes=nodes,
+        samples=samples,
+    )
+
+
+def work_parent(left: WorkNode, right: WorkNode) -> WorkNode:
+    return WorkNode(
+        sha(b"\x11", left.pack(), right.pack()), left.work + right.work, left.lo, right.hi
+    )
+
+
+def work_leaf(s: WorkSample) -> WorkNode:
+    return WorkNode(
+        sha(b"\x10", s.hash, s.weight.to_bytes(16, "big"), s.tag), s.weight, s.hash, s.hash
+    )
+
+
+def level_widths(n: int) -> list[int]:
+    widths = [max(n, 1)]
+    while widths[-1] > 1:
+        widths.append((widths[-1] + 1) // 2)
+    return widths
+
+
+def work_draw(beacon: bytes, root: bytes, i: int, total: int) -> int:
+    return int.from_bytes(sha(b"\x12", beacon, root, i.to_bytes(8, "big")), "big") % total
+
+
+def climb_work(p: WorkProof, s: WorkSample, r: int) -> None:
+    """The sample's path: every sibling there, `left.max < right.min` at each node, the climb
+    reaching the root, and the draw inside the leaf's cumulative range."""
+    node, index, before = work_leaf(s), s.index, 0
+    where = f"{s.where} (share {s.hash.hex()[:16]}…)"
+    if index >= p.leaves:
+        raise Failed(f"{where}: leaf {index} lies beyond the tree's {p.leaves} leaves")
+    for level, width in enumerate(level_widths(p.leaves)[:-1]):
+        sib_at = index ^ 1
+        if sib_at < width:
+            sib = p.nodes.get((level, sib_at))
+            if sib is None:
+                raise Failed(f"{where}: the proof lacks its sibling at level {level}")
+            left, right = (sib, node) if sib_at < index else (node, sib)
+            if not left.hi < right.lo:
+                raise Failed(
+                    f"{where}: the tree's order breaks at level {level + 1} (left max not below "
+                    "right min): a share counted twice or out of place"
+                )
+            if sib_at < index:
+                before += sib.work
+            node = work_parent(left, right)
+        index //= 2
+    if node != p.work_root:
+        raise Failed(f"{where}: its path does not climb to the committed work root")
+    if not before <= r < before + s.weight:
+        raise Failed(f"{where}: the draw {r} does not fall in this leaf's range")
+
+
+def check_share(p: WorkProof, s: WorkSample, allowed: set[bytes], tips: dict[bytes, int]) -> None:
+    """Rebuild the sampled share's header and bind it to this pool, this time and its weight."""
+    where = f"{s.where} (share {s.hash.hex()[:16]}…, job {s.job_key})"
+    coinbase = s.coinb1 + s.en1 + s.en2 + s.coinb2
+    try:
+        tx = parse_tx(coinbase)
+    except ValueError as exc:
+        raise Failed(f"{where}: its coinbase is not a transaction: {exc}") from None
+    if not tx.is_coinbase:
+        raise Failed(f"{where}: its coinbase has no null prevout")
+    header = (
+        s.share_version.to_bytes(4, "little") + s.prev_hash + fold(tx.txid, 0, s.branch)
+        + s.ntime.to_bytes(4, "little") + s.bits.to_bytes(4, "little")
+        + s.nonce.to_bytes(4, "little")
+    )  # fmt: skip
+    if sha256d(header)[::-1] != s.hash:
+        raise Failed(f"{where}: its rebuilt header does not hash to the leaf's hash")
+    target = min(DIFF1 * 2**32 // s.weight, 2**256 - 1)
+    if int.from_bytes(s.hash, "big") > target:
+        raise Failed(f"{where}: its hash misses the target of its weight {s.weight} (forged work)")
+    if s.tag not in p.fleet_tags:
+        raise Failed(f"{where}: its account tag is not one of the fleet's")
+    if not {script for _v, script in tx.outputs} & p.pool.coinbase_scripts:
+        raise Failed(f"{where}: its coinbase pays none of the pool's scripts (another pool's work)")
+    try:
+        slots = carried(tx, "statement")
+    except ValueError as exc:
+        raise Failed(f"{where}: its coinbase {exc}") from None
+    if allowed:
+        if len(slots) != 1 or slots[0] not in allowed:
+            raise Failed(
+                f"{where}: its coinbase carries no commitment of the {len(allowed)} period(s) "
+                "just before this one (work done before the period, or for another chain)"
+            )
+    elif slots and slots[0] is not None:
+        raise Failed(f"{where}: its coinbase carries a commitment, but this chain has none yet")
+    if s.prev_hash not in tips:
+        raise Failed(
+            f"{where}: it builds on {s.prev_hash[::-1].hex()[:16]}…, not on a block of the "
+            "period's chain (work from another time)"
+        )
+
+
+def header_time(h: bytes) -> int:
+    return int.from_bytes(h[68:72], "little")
+
+
+def check_headers(p: WorkProof) -> tuple[int, bytes]:
+    """The header chain: linked, each meeting its own target; the tips inside the period, the
+    anchor after them and the beacon `depth` blocks after the anchor. Returns (work, beacon)."""
+    hs = p.headers
+    first, last = p.tips
+    if not first <= last < p.anchor_at or p.anchor_at + p.depth >= len(hs):
+        raise Failed(
+            f"the headers must run tips {first}..{last}, then the anchor at {p.anchor_at}, "
+            f"then {p.depth} more to the beacon; the proof has {len(hs)} headers"
+        )
+    work = 0
+    for i, h in enumerate(hs):
+        digest = sha256d(h)
+        try:
+            target = target_of(int.from_bytes(h[72:76], "little"))
+        except ValueError as exc:
+            raise Failed(f"headers[{i}]: {exc}") from None
+        if int.from_bytes(digest, "little") > target:
+            raise Failed(f"headers[{i}] misses its own target (no proof of work)")
+        if i and h[4:36] != sha256d(hs[i - 1]):
+            raise Failed(f"headers[{i}] does not build on headers[{i - 1}]")
+        work += 2**256 // (target + 1)
+    start, end = p.inputs["period_start"], p.inputs["period_end"]
+    assert isinstance(start, int) and isinstance(end, int)
+    for i in range(first + 1, last + 1):
+        if not start - MTP_SLACK_S <= header_time(hs[i]) <= end + MTP_SLACK_S:
+            raise Failed(f"headers[{i}], a tip of the period's shares, is not from the period")
+    if header_time(hs[p.anchor_at]) < start:
+        raise Failed("the anchoring block is older than the period")
+    if p.anchor.header != hs[p.anchor_at]:
+        raise Failed(f"the anchor's header is not headers[{p.anchor_at}]")
+    return work, sha256d(hs[p.anchor_at + p.depth])
+
+
+@dataclass
+class WorkVerdict:
+    proof: WorkProof
+    lines: list[str]
+
+
+def verify_work(p: WorkProof, opts: Options | None = None) -> WorkVerdict:
+    """Every check of a work proof; Failed (naming the share) at the first that fails."""
+    opts = opts or Options()
+    if link_commitment(p.root, inputs_digest(p.inputs_json), p.previous) != p.commitment:
+        raise Failed("the period's commitment is not H(root, sums, inputs, previous)")
+    if p.inputs["work_root"] != p.work_root.hash.hex():
+        raise Failed("the work root is not the one the period's inputs commit to")
+    if p.inputs["work"] != p.work_root.work or p.inputs["work_leaves"] != p.leaves:
+        raise Failed("the work root's work or leaf count is not what the period's inputs say")
+    prev = GENESIS_LINK
+    for link in p.links:
+        if link_commitment(link.root, link.inputs_digest, link.previous) != link.commitment:
+            raise Failed(f"the commitment of the period starting {link.label} does not hash right")
+        if prev != GENESIS_LINK and link.previous != prev:
+            raise Failed(f"the links break at the period starting {link.label}")
+        prev = link.commitment
+    if p.links and p.links[-1].commitment != p.previous:
+        raise Failed("the links do not lead to this period's previous commitment")
+    if not p.links and p.previous != GENESIS_LINK:
+        raise Failed("the proof gives none of the links before this period")
+    allowed = {link.commitment for link in p.links}
+    fact = check_anchor(p.anchor, p, {p.commitment: 0})  # type: ignore[arg-type]
+    chain_work, beacon = check_headers(p)
+    tips = {sha256d(p.headers[i]): i for i in range(p.tips[0], p.tips[1] + 1)}
+    total = p.work_root.work
+    if total == 0:
+        raise Failed("the work root commits to no work: nothing was delivered")
+    if len(p.samples) != p.k:
+        raise Failed(f"the proof has {len(p.samples)} samples for k = {p.k} draws")
+    for i, s in enumerate(p.samples):
+        r = work_draw(beacon, p.work_root.hash, i, total)
+        climb_work(p, s, r)
+        check_share(p, s, allowed, tips)
+    start, end = p.inputs["period_start"], p.inputs["period_end"]
+    delivered = p.inputs["delivered_th_per_s"]
+    assert isinstance(start, int) and isinstance(end, int) and isinstance(delivered, Fraction)
+    th_s = Fraction(total, TH)
+    claimed = delivered * (end - start)
+    if claimed != th_s:
+        ratio = f" ({float(claimed / th_s):.2%} of it)" if th_s else ""
+        raise Failed(
+            f"the statement's delivered TH·s, {float(claimed):.6g}, is not the work the root "
+            f"commits, {float(th_s):.6g} TH·s{ratio}: delivery is misstated"
+        )
+    real = 0.01 ** (1 / p.k)
+    lines = [
+        f"ok: {p.k}/{p.k} valid: with 99 % confidence at least {100 * real:.1f} % of the "
+        f"committed work is real ({total} hashes, {float(th_s):.6g} TH·s in {p.leaves} shares)",
+        "delivered: the statement's delivered TH·s equals the root's work exactly",
+    ]
+    where = f"block {p.anchor.block} (height {p.anchor.height})"
+    after = {sha256d(h)[::-1].hex() for h in p.headers[p.anchor_at + p.depth :]}
+    if opts.blocks & after:
+        lines.append(
+            f"beacon: {p.depth} block(s) after the anchor in {where}; the block you gave "
+            "(--block) is at or after the beacon, so the beacon is on your chain"
+        )
+    elif fact.work >= opts.min_work:
+        lines.append(
+            f"beacon: {p.depth} block(s) after the anchor in {where}; its header's proof of "
+            f"work is 2^{math.log2(fact.work):.1f} hashes (--block or --node tie it to a chain)"
+        )
+    else:
+        lines.append(
+            "proof of work trivial (test chain): the beacon can be re-rolled for free, so the "
+            f"sample shows nothing until --block names a block on the chain: anchor {where}"
+        )
+    lines.append(
+        f"note: the anchor is taken as the first to carry this commitment; the headers carry "
+        f"2^{math.log2(chain_work):.1f} hashes of work"
+    )
+    return WorkVerdict(p, lines)
+
+
 # -- a bitcoind the user trusts (--node) -----------------------------------------------------------
 
 
@@ -1282,8 +1713,13 @@ def verify(p: Proof, opts: Options | None = None) -> Verdict:
     return Verdict(p, facts, lines)
 
 
-def check(raw: bytes, opts: Options | None = None) -> Verdict:
-    return verify(parse(raw), opts)
+def check(raw: bytes, opts: Options | None = None) -> Verdict | WorkVerdict:
+    doc = load_json(raw)
+    if isinstance(doc, _Obj) and doc.get("kind") == "work" and doc.get("version") == VERSION:
+        if type(doc.get("version")) is not int:
+            raise Failed(f"version must be {VERSION}, not {_what(doc['version'])}")
+        return verify_work(parse_work(doc), opts)
+    return verify(parse_doc(doc), opts)
 
 
 def _work(text: str) -> int:

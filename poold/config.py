@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from fractions import Fraction
@@ -532,26 +533,64 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
 REDACTED = "***"
 
 
-def _redact_url(url: str) -> str:
-    """`scheme://user:password@host/...` -> the same with the password replaced."""
+#: Query parameters whose value is a secret (`?password=`, `?sslpassword=`, `?token=`...).
+_SECRET_PARAM = re.compile(r"pass|pwd|token|secret|credential|auth|key$", re.IGNORECASE)
+#: Schemes whose bare userinfo (`scheme://name@host`) is a role name, not a credential.
+_ROLE_SCHEMES = ("postgresql", "postgres", "sqlite", "mysql")
+#: Config keys whose whole value is a secret.
+_SECRET_KEY = re.compile(r"password|passwd|token|secret", re.IGNORECASE)
+
+
+def _redact_one(url: str) -> str:
     scheme, sep, rest = url.partition("://")
-    creds, at, tail = rest.rpartition("@")
-    if not sep or not at or ":" not in creds:
+    if not sep:
         return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:{REDACTED}@{tail}"
+    head, q, query = rest.partition("?")
+    query, hash_, fragment = query.partition("#")
+    authority, slash, path = head.partition("/")
+    creds, at, host = authority.rpartition("@")
+    if at:
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":" + REDACTED
+        elif not scheme.lower().startswith(_ROLE_SCHEMES):
+            creds = REDACTED  # nats://token@host: the name is the credential
+        authority = f"{creds}@{host}"
+    if q:
+        params = []
+        for part in query.split("&"):
+            name, eq, _value = part.partition("=")
+            params.append(f"{name}={REDACTED}" if eq and _SECRET_PARAM.search(name) else part)
+        query = "&".join(params)
+    return f"{scheme}://{authority}{slash}{path}{q}{query}{hash_}{fragment}"
+
+
+def redact_url(url: str) -> str:
+    """A URL with every credential replaced by `***`: the password of `user:password@`, a
+    bare token (`nats://token@host`; a database's role name stays), and every query parameter
+    that names a secret (`?password=`, `?sslpassword=`, `?token=`). A list of URLs
+    (`nats://a,nats://b`) is redacted part by part."""
+    return ",".join(_redact_one(part) for part in url.split(","))
+
+
+def _redact_tree(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _redact_tree(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(v, key) for v in value]
+    if isinstance(value, str) and value:
+        if _SECRET_KEY.search(key):
+            return REDACTED
+        if "://" in value:
+            return redact_url(value)
+    return value
 
 
 def redacted(cfg: Config) -> dict[str, Any]:
-    """The configuration as JSON-ready data with every secret hidden: the bitcoind password and
-    the password in any URL (bitcoind, ledger), whether from the file or a POOLD__ variable."""
-    data = cfg.model_dump(mode="json")
-    node, ledger = data["bitcoind"], data["ledger"]
-    if node["password"]:
-        node["password"] = REDACTED
-    node["url"] = _redact_url(node["url"])
-    ledger["url"] = _redact_url(ledger["url"])
-    return data
+    """The configuration as JSON-ready data with every secret hidden, whether from the file or
+    a POOLD__ variable: every key that names a secret (the bitcoind password), and every
+    credential in every URL-shaped value (`redact_url`: the ledger, bitcoind, the stream)."""
+    result: dict[str, Any] = _redact_tree(cfg.model_dump(mode="json"))
+    return result
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:

@@ -382,6 +382,9 @@ class SimDatabase:
         self.cuts = 0
         self.slow = 0
         self.races = 0
+        # The walk (`walk_at`): cut exactly the n-th statement from now, for n = 1, 2, ...
+        self.cut_at = 0
+        self.counted = 0
 
     def open(self, url: str, migrate_schema: bool, timeouts: Timeouts) -> Engine:
         """How a daemon of the run opens its ledger: the real `open_ledger`, then the hook."""
@@ -389,7 +392,21 @@ class SimDatabase:
         event.listen(engine, "before_cursor_execute", self._before)
         return engine
 
+    def walk_at(self, n: int) -> None:
+        """Cut the `n`-th statement from now (and only that one); 0 disarms."""
+        self.cut_at, self.counted = n, 0
+
+    @property
+    def walked(self) -> bool:
+        """Whether the armed cut happened (False: the work ended before its n-th statement)."""
+        return self.cut_at == 0 or self.counted >= self.cut_at
+
     def _before(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if self.cut_at:
+            self.counted += 1
+            if self.counted == self.cut_at:
+                self.cuts += 1
+                raise OperationalError("statement", {}, ConnectionError("simulated cut (walk)"))
         if (
             self.race_rate
             and statement.lstrip()[:6].upper() == "INSERT"
@@ -546,6 +563,7 @@ class SimReport:
     reply_after: str = "fsync"
     power_lost: int = 0  # acknowledged shares a power cut took (only with reply_after "write")
     host_lost: int = 0  # acknowledged shares a host lost at the end would have lost
+    walked: int = 0  # the walk: the longest pass (statements) cut at each of its statements
     faults: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
@@ -645,7 +663,7 @@ def _share_key(r: Mapping[str, object]) -> ShareKey:
 
 
 class Simulation:
-    def __init__(self, seed: int, directory: Path, *, steps: int) -> None:
+    def __init__(self, seed: int, directory: Path, *, steps: int, walk: bool = False) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.steps = steps
@@ -659,6 +677,15 @@ class Simulation:
         self.report.reply_after = self.reply_after
         self.stream = SimStream(rng)
         self.restarted = False  # the stream came back this step (the shipper checks it)
+        # The walk: every ledger pass has exactly one statement cut, the first pass its first,
+        # the next its second, and so on until a pass ends before its cut (then from 1 again),
+        # so every statement of every entry point a pass reaches is cut once in turn: each
+        # must end as a LedgerError (and a retry), never as a raw driver error.
+        self.walking = walk
+        self._walk_n = 1
+        if walk:
+            for kind in ("db_cut", "db_slow", "db_race", "kill9"):
+                self.rates[kind] = 0.0
         self.net = SimNet(difficulty=Fraction(1, 2**26), tx_count=2, clock=lambda: self.now)
         self.bitcoind = SimBitcoind(self.net, self)
         self.orphan_depth = rng.randint(1, 3)
@@ -890,7 +917,18 @@ class Simulation:
 
     async def _ledger_pass(self) -> None:
         scheduler = self.daemon.scheduler
-        await scheduler.step()
+        if self.walking:
+            self.db.walk_at(self._walk_n)
+        try:
+            await scheduler.step()
+        finally:
+            if self.walking:
+                if self.db.walked:
+                    self.report.walked = max(self.report.walked, self._walk_n)
+                    self._walk_n += 1
+                else:
+                    self._walk_n = 1
+                self.db.walk_at(0)
         if scheduler.problem is not None and scheduler.problem.startswith("ledger pass crashed"):
             # A fault must end as a LedgerError or BitcoindError and a retry, never as a bug.
             self.report.problems.append(scheduler.problem)
@@ -1030,7 +1068,7 @@ class Simulation:
                     f"{(times[-1] - times[0]) / 1000:.1f} s, more than max_lag_s {MAX_LAG_S:g}"
                 )
 
-    async def _payouts(self, engine: Engine) -> None:
+    async def _payouts(self, engine: Engine, *, walk: bool = False) -> None:
         """Every block of ours on the chain matures; then payout runs under wallet and database
         faults (each ends as `poold payout` would: an error, or killed), then clean ones."""
         # Deep enough that every block we ever found could have matured, even one from a
@@ -1047,6 +1085,8 @@ class Simulation:
         for _ in range(3):
             await self._ledger_pass()
         rng = self.rng
+        if walk:
+            await self._walk_payouts(engine)
         self.wallet.fault_rate = self.rates["wallet_fault"] * 10
         self.db.cut_rate = rng.choice((0.0, 0.02))
         self.db.race_rate = rng.choice((0.0, 0.1)) if self.rates["db_race"] else 0.0
@@ -1073,6 +1113,29 @@ class Simulation:
                 send=True,
             )
 
+    async def _walk_payouts(self, engine: Engine) -> None:
+        """A payout run with its n-th statement cut, for n = 1, 2, ... until one completes:
+        each must end as a PayoutError or LedgerError (the next run reconciles what it left)."""
+        for n in range(1, 10_000):
+            self.db.walk_at(n)
+            try:
+                await run_payouts(
+                    engine,
+                    self.wallet,
+                    network=Network.REGTEST,
+                    min_payout_sat=1,
+                    max_outputs=2,
+                    send=True,
+                )
+            except (PayoutError, LedgerError):
+                pass  # converted: what a cut must become
+            finally:
+                walked = self.db.walked
+                self.db.walk_at(0)
+            self._clear_lease(engine)
+            if not walked:
+                return
+
     @staticmethod
     def _clear_lease(engine: Engine) -> None:
         with contextlib.suppress(OperationalError), engine.begin() as conn:
@@ -1082,6 +1145,7 @@ class Simulation:
         disk, report, daemon = self.disk, self.report, self.daemon
         disk.full, disk.short_next, disk.fsync_fails = False, 0, 0
         self.db.cut_rate = self.db.slow_rate = self.db.race_rate = 0.0
+        walking, self.walking = self.walking, False
         self.bitcoind.error_rate = self.bitcoind.late_rate = 0.0
         self.bitcoind.release_answers(every=True)
         await daemon.submitter.drain(10)
@@ -1104,7 +1168,7 @@ class Simulation:
         self._host_lost(engine, healed=True)
         for _ in range(4):
             await self._ledger_pass()
-        await self._payouts(engine)
+        await self._payouts(engine, walk=walking)
         daemon.sharelog.close()
         report.faults = (
             disk.faults
@@ -1232,7 +1296,7 @@ class Simulation:
             problems.append(f"paid more than earned: {spendable}")
 
 
-async def _run(seed: int, directory: Path, steps: int) -> SimReport:
+async def _run(seed: int, directory: Path, steps: int, walk: bool = False) -> SimReport:
     asyncio.get_running_loop().set_default_executor(InlineExecutor())
     # The ledger draws each miner's proof salt from `secrets`, and the credit commitment in
     # every new coinbase depends on them, so they decide which shares are blocks: a seed
@@ -1241,7 +1305,7 @@ async def _run(seed: int, directory: Path, steps: int) -> SimReport:
     real = secrets.token_bytes
     secrets.token_bytes = salts.randbytes  # type: ignore[assignment]
     try:
-        sim = Simulation(seed, directory, steps=steps)
+        sim = Simulation(seed, directory, steps=steps, walk=walk)
         try:
             return await sim.run()
         except Exception as exc:  # reported: a crash is the seed's finding, named with it
@@ -1251,12 +1315,15 @@ async def _run(seed: int, directory: Path, steps: int) -> SimReport:
         secrets.token_bytes = real
 
 
-def simulate(seed: int, *, steps: int = 400, directory: Path | None = None) -> SimReport:
-    """Run one seed; the same seed always draws the same run."""
+def simulate(
+    seed: int, *, steps: int = 400, directory: Path | None = None, walk: bool = False
+) -> SimReport:
+    """Run one seed; the same seed always draws the same run. `walk`: cut each ledger pass
+    at its next statement in turn instead of at random (see `Simulation`)."""
     if directory is not None:
-        return asyncio.run(_run(seed, directory, steps))
+        return asyncio.run(_run(seed, directory, steps, walk))
     with tempfile.TemporaryDirectory(prefix=f"poold-sim-{seed}-") as tmp:
-        return asyncio.run(_run(seed, Path(tmp), steps))
+        return asyncio.run(_run(seed, Path(tmp), steps, walk))
 
 
 def simulate_many(seeds: range, *, steps: int = 400) -> Iterator[SimReport]:

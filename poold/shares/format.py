@@ -3,16 +3,19 @@ record, and where each field lies (offsets derived from the struct, for the Numb
 
 Framing per record: u32 length, u32 crc32(payload), payload (at most `MAX_RECORD` bytes).
 A payload starting with 0x01 is a binary share record: the fixed part `SHARE` (fields in
-`SHARE_FIELDS` order), then four u8 lengths and the variable fields en2, job, account, worker.
-A payload starting with `{` is a JSON object: a block record (`"t": "block"`), a worker record
-(`"t": "worker"`: user agent and best share), rejected-share counts (`"t": "rejects"`), a
-heartbeat
-(`"t": "beat"`: every share and block before `through` is written before it), or a rare event.
+`SHARE_FIELDS` order), then four u8 lengths and the variable fields en2, job, account, worker,
+then (flag bit 1, `FLAG_HASH`) the share's 32-byte header hash; records written before
+header hashes lack it and still read. A payload starting with `{` is a JSON object: a job
+record (`"t": "job"`: what rebuilds a share's header, `JobRecord`), a block record (`"t":
+"block"`), a worker record (`"t": "worker"`: user agent and best share), rejected-share
+counts (`"t": "rejects"`), a heartbeat (`"t": "beat"`: every share and block before
+`through` is written before it), or a rare event.
 Imports only the standard library and orjson.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,10 +25,13 @@ import orjson
 FRAME = struct.Struct("<II")  # length, crc32 of the payload
 MAX_RECORD = 1 << 20
 SHARE_TAG = 0x01
+FLAG_BLOCK = 0x01  # the share found a block
+FLAG_HASH = 0x02  # the record ends with the share's 32-byte header hash
+HASH_SIZE = 32
 #: The fixed part of a binary share record, field by field (name, struct code).
 SHARE_LAYOUT: tuple[tuple[str, str], ...] = (
     ("tag", "B"),
-    ("flags", "B"),  # bit 0: the share found a block
+    ("flags", "B"),  # bit 0: the share found a block; bit 1: its header hash follows
     ("node", "B"),
     ("ts_ms", "Q"),
     ("height", "I"),
@@ -71,6 +77,9 @@ class ShareRecord:
     nonce: int
     version: int
     block: bool
+    #: The header's sha256d as computed (internal byte order); None in records written
+    #: before share records carried it.
+    hash: bytes | None = None
 
     def encode(self) -> bytes:
         return encode_share(
@@ -89,11 +98,12 @@ class ShareRecord:
             self.nonce,
             self.version,
             self.block,
+            self.hash or b"",
         )
 
     def as_dict(self) -> dict[str, object]:
         """The JSON-shaped view readers and tools use (`"t": "share"`, hex for bytes)."""
-        return {
+        out: dict[str, object] = {
             "t": "share",
             "ts": self.ts_ms,
             "node": self.node,
@@ -111,6 +121,121 @@ class ShareRecord:
             "version": self.version,
             "block": self.block,
         }
+        if self.hash is not None:
+            out["hash"] = self.hash[::-1].hex()  # as block hashes are shown: big-endian
+        return out
+
+
+def _sha256d(data: bytes) -> bytes:
+    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+
+
+def _hex_field(rec: dict[str, Any], key: str, size: int | None = None) -> bytes:
+    v = rec.get(key)
+    try:
+        out = bytes.fromhex(v) if isinstance(v, str) else None
+    except ValueError:
+        out = None
+    if out is None or (size is not None and len(out) != size):
+        want = f"{size} bytes of hex" if size is not None else "hex"
+        raise RecordError(f"job record: {key!r} is {v!r}, not {want}")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job as the shares of it need it to be rebuilt into their 80-byte headers: written
+    once by a node before the first share of the job it logs. `key` is the job's id: its
+    8-byte key in hex (node id, the share log's start number, a counter: `jobs.manager`),
+    unique across restarts and nodes, which the shares of the job name. `prev_hash` is in
+    header byte order; `branch` the coinbase's merkle branch (internal byte order)."""
+
+    ts_ms: int
+    node: int
+    key: str
+    height: int
+    prev_hash: bytes
+    version: int
+    bits: int
+    ntime: int
+    coinb1: bytes
+    coinb2: bytes
+    branch: tuple[bytes, ...]
+
+    def merkle_root(self, en1: bytes, en2: bytes) -> bytes:
+        h = _sha256d(self.coinb1 + en1 + en2 + self.coinb2)
+        for step in self.branch:
+            h = _sha256d(h + step)
+        return h
+
+    def header(self, en1: bytes, en2: bytes, ntime: int, nonce: int, version: int) -> bytes:
+        """The 80-byte header of a share of this job (`version` with its rolled bits)."""
+        return (
+            struct.pack("<I", version)
+            + self.prev_hash
+            + self.merkle_root(en1, en2)
+            + struct.pack("<III", ntime, self.bits, nonce)
+        )
+
+    def share_header(self, share: ShareRecord) -> bytes:
+        """The header `share` (a share of this job) was hashed from."""
+        if share.job != self.key:
+            raise ValueError(f"share of job {share.job!r} is not of job {self.key!r}")
+        return self.header(share.en1, share.en2, share.ntime, share.nonce, share.version)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "t": "job",
+            "ts": self.ts_ms,
+            "node": self.node,
+            "key": self.key,
+            "height": self.height,
+            "prev_hash": self.prev_hash.hex(),
+            "version": self.version,
+            "bits": self.bits,
+            "ntime": self.ntime,
+            "coinb1": self.coinb1.hex(),
+            "coinb2": self.coinb2.hex(),
+            "branch": [h.hex() for h in self.branch],
+        }
+
+    @classmethod
+    def from_json(cls, rec: dict[str, Any]) -> JobRecord:
+        """Read a job record, naming the first field that is missing or of the wrong type."""
+        ints = []
+        for name, top in (
+            ("ts", 1 << 64),
+            ("node", 256),
+            ("height", 1 << 32),
+            ("version", 1 << 32),
+            ("bits", 1 << 32),
+            ("ntime", 1 << 32),
+        ):
+            v = rec.get(name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < top:
+                raise RecordError(f"job record: {name!r} is {v!r}, not a whole number < {top}")
+            ints.append(v)
+        key = rec.get("key")
+        if not isinstance(key, str) or not key:
+            raise RecordError(f"job record: 'key' is {key!r}")
+        branch = rec.get("branch")
+        if not isinstance(branch, list):
+            raise RecordError(f"job record: 'branch' is {branch!r}, not a list")
+        steps = tuple(_hex_field({"branch": h}, "branch", 32) for h in branch)
+        ts, node, height, version, bits, ntime = ints
+        return cls(
+            ts,
+            node,
+            key,
+            height,
+            _hex_field(rec, "prev_hash", 32),
+            version,
+            bits,
+            ntime,
+            _hex_field(rec, "coinb1"),
+            _hex_field(rec, "coinb2"),
+            steps,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,14 +426,18 @@ def encode_share(
     nonce: int,
     version: int,
     block: bool,
+    header_hash: bytes = b"",
 ) -> bytes:
     """The binary payload of one accepted share, positional (the daemon's hot path); the
-    fields are `ShareRecord`'s, in its order."""
+    fields are `ShareRecord`'s, in its order. `header_hash`: the header's sha256d (32 bytes,
+    as computed), or empty for a record without it."""
+    if header_hash and len(header_hash) != HASH_SIZE:
+        raise ValueError(f"a header hash is {HASH_SIZE} bytes, got {len(header_hash)}")
     a, w, j = account.encode(), worker.encode(), job.encode()
     return (
         SHARE_HEAD.pack(
             SHARE_TAG,
-            1 if block else 0,
+            (FLAG_BLOCK if block else 0) | (FLAG_HASH if header_hash else 0),
             node,
             ts_ms,
             height,
@@ -328,6 +457,7 @@ def encode_share(
         + j
         + a
         + w
+        + header_hash
     )
 
 
@@ -345,6 +475,10 @@ def decode_share(payload: bytes) -> ShareRecord:
     for n in lengths:
         fields.append(payload[pos : pos + n])
         pos += n
+    header_hash = None
+    if flags & FLAG_HASH:
+        header_hash = payload[pos : pos + HASH_SIZE]
+        pos += HASH_SIZE
     if pos != len(payload):
         raise RecordError("share record length mismatch")
     en2, job, acct, worker = fields
@@ -364,7 +498,8 @@ def decode_share(payload: bytes) -> ShareRecord:
             ntime,
             nonce,
             version,
-            bool(flags & 1),
+            bool(flags & FLAG_BLOCK),
+            header_hash,
         )
     except UnicodeDecodeError as exc:
         raise RecordError(f"share record name is not UTF-8: {exc}") from None
@@ -380,6 +515,13 @@ def decode_payload(payload: bytes) -> dict[str, object] | None:
         return record if isinstance(record, dict) else None
     if payload[:1] == bytes((SHARE_TAG,)):
         return decode_share(payload).as_dict()
+    return None
+
+
+def share_header_hash(payload: bytes) -> bytes | None:
+    """The header hash a binary share payload ends with, or None (a record without one)."""
+    if payload[FIELD_AT["flags"]] & FLAG_HASH:
+        return payload[-HASH_SIZE:]
     return None
 
 

@@ -282,6 +282,9 @@ class ShareLog:
         self.ops = ops
         self.segment_bytes = segment_bytes
         self.retention_s = retention_s
+        # The oldest segment something beside the consumers still needs (the work-proof
+        # leaves of a period whose sample is not cut: `shares.leaves.LeafKeeper.hold`).
+        self.hold: Callable[[], int | None] | None = None
         self._pending = bytearray()
         self._fd = -1
         self._seq = 0
@@ -527,9 +530,13 @@ class ShareLog:
     def prune(self, keep_from: int | None, now: float | None = None) -> list[Path]:
         """Delete closed segments older than the retention period that every consumer is
         past: `keep_from` is the oldest segment still needed (the ingest checkpoint's); None
-        (not known yet) deletes nothing. Returns what was removed."""
+        (not known yet) deletes nothing. Nothing from the segment `hold` names on is deleted
+        either. Returns what was removed."""
         if keep_from is None:
             return []
+        held = self.hold() if self.hold is not None else None
+        if held is not None:
+            keep_from = min(keep_from, held)
         cutoff = (time.time() if now is None else now) - self.retention_s
         return prune_segments(
             self.directory, below_segment=min(keep_from, self._seq), older_than=cutoff

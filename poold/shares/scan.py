@@ -25,7 +25,9 @@ import numpy.typing as npt
 from poold.shares.format import (
     FIELD_AT,
     FIELD_SIZE,
+    FLAG_HASH,
     FRAME,
+    HASH_SIZE,
     MAX_RECORD,
     SHARE,
     SHARE_TAG,
@@ -73,6 +75,9 @@ LAYOUT = np.array(
         FIELD_SIZE["diff_num"],
         FIELD_AT["diff_den"],
         FIELD_SIZE["diff_den"],
+        FIELD_AT["flags"],
+        FLAG_HASH,
+        HASH_SIZE,
     ],
     dtype=np.int64,
 )
@@ -140,10 +145,12 @@ def walk(
     over 1 MiB or a CRC mismatch), where `log.frames` stops too. A share record whose
     lengths do not add up is an "other" record: the Python decoder rejects it loudly.
     `layout` is `LAYOUT`: frame size, largest record, share tag, fixed part, then offset and
-    width of ts_ms, bits, diff_num and diff_den."""
+    width of ts_ms, bits, diff_num and diff_den, then the flags' offset, the header-hash flag
+    and the hash's size (a record with the flag ends with the hash, after the names)."""
     fsize, max_record, tag, head = layout[0], layout[1], layout[2], layout[3]
     ts_at, ts_w, bits_at, bits_w = layout[4], layout[5], layout[6], layout[7]
     num_at, num_w, den_at, den_w = layout[8], layout[9], layout[10], layout[11]
+    flags_at, hash_flag, hash_size = layout[12], layout[13], layout[14]
     n = shares = others = 0
     pos = 0
     end = data.shape[0]
@@ -168,7 +175,8 @@ def walk(
             a = h + 4 + int(data[h]) + int(data[h + 1])  # int(): no uint8 arithmetic
             b = a + int(data[h + 2])
             e = b + int(data[h + 3])
-            if e == stop:
+            tail = hash_size if int(data[start + flags_at]) & hash_flag else 0
+            if e + tail == stop:
                 good = True
                 ts[shares] = np.int64(_u(data, start + ts_at, ts_w))
                 bits[shares] = np.int64(_u(data, start + bits_at, bits_w))

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 import structlog
 
+from poold.config import redact_url
 from poold.shares.log import (
     LogPosition,
     frames,
@@ -106,7 +107,8 @@ async def _connection(cfg: StreamConfig) -> tuple[Any, Any]:
             cfg.timeout_s * 2,
         )
     except Exception as exc:  # nats raises its own and OSError kinds
-        raise StreamError(f"cannot connect to the stream at {cfg.url}: {exc!r}") from None
+        shown = redact_url(cfg.url)
+        raise StreamError(f"cannot connect to the stream at {shown}: {exc!r}") from None
     return nc, nc.jetstream(timeout=cfg.timeout_s)
 
 

@@ -7,7 +7,10 @@ minute, one whenever the daemon calls `beat` (every second, so an idle node stil
 advances), a final one at a clean stop. A worker record (`format.WorkerInfo`: user agent,
 best share) follows a worker's first share in this process and every share that beats its
 best or comes with another agent: a handful per worker, whatever its share rate. At most once
-a minute, a rejects record carries the shares rejected since the last one. Imports the
+a minute, a rejects record carries the shares rejected since the last one. Every job is
+written once (`format.JobRecord`), in the same write as and before its first share here, and
+every share record carries its header hash: any accepted share can be rebuilt into its
+80-byte header from the log alone (the work proof samples them). Imports the
 share log and its format, and the session's share type; never the ledger or the API.
 """
 
@@ -21,9 +24,10 @@ from collections.abc import Callable
 import orjson
 import structlog
 
+from poold.jobs.job import Job
 from poold.metrics import Metrics
 from poold.shares.accepted import AcceptedShare
-from poold.shares.format import Beat, BlockRecord, Rejects, WorkerInfo, encode_share
+from poold.shares.format import Beat, BlockRecord, JobRecord, Rejects, WorkerInfo, encode_share
 from poold.shares.log import LogPosition, ShareLog, ShareLogError
 
 log = structlog.get_logger(__name__)
@@ -35,6 +39,9 @@ NOT_SHIPPED = "share not recorded (pool replication behind): not credited"
 #: Workers whose best share and agent one writer remembers (and worker records it holds).
 MAX_WORKERS = 200_000
 REJECTS_EVERY_MS = 60_000
+#: Job keys one writer remembers as logged (a forgotten one is logged again: readers keep
+#: the first record of a key, and every record of a key is the same job).
+MAX_LOGGED_JOBS = 4096
 
 
 class ShareWriter:
@@ -83,6 +90,8 @@ class ShareWriter:
         self.reply_after_fsync = False
         self._held_replies: deque[tuple[tuple[int, int], Callable[[], None]]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Job keys whose record is in the log (or in the write being made).
+        self._jobs_logged: set[str] = set()
 
     def share_accepted(self, share: AcceptedShare) -> None:
         self._batch.append(share)
@@ -163,6 +172,7 @@ class ShareWriter:
             self.refused_batches += 1
             batch = []
         encoded, batch = self._encode(batch) if batch else ([], batch)
+        new_jobs = self._new_jobs(batch) if batch else []
         minute = self._minute_ms
         if batch and int(batch[-1].time * 1000) // 60_000 * 60_000 > minute:
             # A share of a new minute: a heartbeat right before it closes the minutes before
@@ -176,8 +186,14 @@ class ShareWriter:
                     merged.append(self._beat(ts, self._through(minute)))
                 merged.append(payload)
             encoded = merged
-        # A finding share, then its block; worker records after the shares they describe.
-        payloads = encoded + [p for _found, p in self._held] + self._info
+        # Jobs before their first shares; a finding share, then its block; worker records
+        # after the shares they describe.
+        payloads = (
+            [orjson.dumps(self._job_record(j, t).to_json()) for j, t in new_jobs]
+            + encoded
+            + [p for _found, p in self._held]
+            + self._info
+        )
         if beat is not None:
             payloads.append(self._beat(beat[0], self._through(beat[0]), beat[1]))
             minute = max(minute, beat[0] // 60_000 * 60_000)
@@ -187,6 +203,7 @@ class ShareWriter:
             self.sharelog.append_payloads(payloads)
             self.sharelog.flush()
         except ShareLogError as exc:
+            self._jobs_logged.difference_update(j.job_id for j, _t in new_jobs)
             for share in batch:
                 share.session.revoke(share, NOT_RECORDED)
             if self.failing is None:
@@ -240,6 +257,40 @@ class ShareWriter:
         """Reply batches waiting for an fsync (the fsync mode)."""
         return len(self._held_replies)
 
+    def _new_jobs(self, batch: list[AcceptedShare]) -> list[tuple[Job, float]]:
+        """The jobs of `batch` whose record is not in the log yet, in order, with the time of
+        their first share here (marked logged)."""
+        logged: set[str] = self._jobs_logged
+        new: list[tuple[Job, float]] = []
+        last = None
+        for s in batch:
+            job = s.job
+            if job is last:
+                continue
+            last = job
+            if job.job_id not in logged:
+                if len(logged) >= MAX_LOGGED_JOBS:
+                    logged.clear()
+                logged.add(job.job_id)
+                new.append((job, s.time))
+        return new
+
+    def _job_record(self, job: Job, first: float) -> JobRecord:
+        t, cb = job.template, job.coinbase
+        return JobRecord(
+            int(first * 1000),
+            self.node_id,
+            job.job_id,
+            job.height,
+            t.prev_hash,
+            t.version,
+            job.bits,
+            job.ntime,
+            cb.coinb1,
+            cb.coinb2,
+            job.branch,
+        )
+
     def _encode(self, batch: list[AcceptedShare]) -> tuple[list[bytes], list[AcceptedShare]]:
         """The batch's records, and the shares they are (a share that cannot be encoded is a
         bug: it is logged and answered with an error, and the others are kept)."""
@@ -277,4 +328,5 @@ def _encode(s: AcceptedShare, node: int) -> bytes:
         s.nonce,
         s.verdict.version,
         s.verdict.is_block,
+        s.verdict.hash_int.to_bytes(32, "little"),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,10 +15,12 @@ from poold.shares.format import (
     SHARE,
     SHARE_FIELDS,
     BlockRecord,
+    JobRecord,
     RecordError,
     ShareRecord,
     decode_payload,
     decode_share,
+    share_header_hash,
     share_tuple,
 )
 from poold.shares.scan import LAYOUT
@@ -40,6 +43,7 @@ records = st.builds(
     nonce=st.integers(0, 2**32 - 1),
     version=st.integers(0, 2**32 - 1),
     block=st.booleans(),
+    hash=st.one_of(st.none(), st.binary(min_size=32, max_size=32)),
 )
 
 
@@ -61,6 +65,9 @@ def test_share_record_round_trips_and_its_fields_are_where_the_layout_says(
         at, size = FIELD_AT[name], FIELD_SIZE[name]
         assert int.from_bytes(payload[at : at + size], "little") == getattr(rec, name)
     assert decode_payload(payload) == rec.as_dict()
+    assert share_header_hash(payload) == rec.hash
+    if rec.hash is not None:
+        assert rec.as_dict()["hash"] == rec.hash[::-1].hex()
 
 
 def test_offsets_follow_the_struct_and_the_kernel_reads_them() -> None:
@@ -114,3 +121,45 @@ def test_block_record_round_trips_and_names_a_bad_field() -> None:
     ]:
         with pytest.raises(RecordError, match=needle):
             BlockRecord.from_json({**js, key: value})
+
+
+def test_a_share_record_from_before_header_hashes_still_reads() -> None:
+    """A record as main wrote it (no flag bit 1, nothing after the names) decodes with no
+    hash; the same share with its hash is 32 bytes longer and decodes with it."""
+    old = bytes.fromhex(
+        "0100000100000000000000010000000200000003000000000000000400000000000000"
+        "00000000010000000000000000000000000100016a77"
+    )
+    rec = decode_share(old)
+    assert (rec.account, rec.worker, rec.job, rec.nonce, rec.hash) == ("", "w", "j", 1, None)
+    new = ShareRecord(**{**_fields(rec), "hash": bytes(range(32))}).encode()
+    assert len(new) == len(old) + 32 and new[1] & 2
+    assert decode_share(new).hash == bytes(range(32))
+
+
+def _fields(rec: ShareRecord) -> dict[str, object]:
+    return {name: getattr(rec, name) for name in ShareRecord.__slots__}
+
+
+def test_job_record_rebuilds_the_header_and_names_a_bad_field() -> None:
+    job = JobRecord(
+        1_800_000_000_000,
+        2,
+        "0200000100000007",
+        101,
+        bytes(range(32)),
+        0x20000000,
+        0x207FFFFF,
+        0x6543A1B2,
+        b"\x01\x02",
+        b"\x03",
+        (bytes(32), b"\xff" * 32),
+    )
+    assert JobRecord.from_json(orjson.loads(orjson.dumps(job.to_json()))) == job
+    header = job.header(b"\xaa" * 4, b"\xbb" * 4, 5, 6, 0x20002000)
+    assert len(header) == 80 and header[4:36] == bytes(range(32))
+    assert header[:4] == (0x20002000).to_bytes(4, "little")
+    assert header[68:80] == struct.pack("<III", 5, 0x207FFFFF, 6)
+    for key, bad in (("branch", ["00"]), ("prev_hash", "zz"), ("node", 256), ("bits", -1)):
+        with pytest.raises(RecordError, match=key):
+            JobRecord.from_json({**job.to_json(), key: bad})

@@ -177,6 +177,7 @@ def test_read_batch_reads_what_scan_from_reads(
                 i,
                 2,
                 False,
+                i.to_bytes(32, "big") if i % 2 else b"",  # with and without header hashes
             )
         )
         if i % 7 == 0:

@@ -200,3 +200,24 @@ def test_cli_replays_a_seed_and_fails_loudly() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("seed 3: 120 steps") and "failing seeds: none" in out.stdout
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_a_cut_at_every_statement_ends_as_a_ledger_error(seed: int) -> None:
+    """The walk: each ledger pass and payout run has its n-th statement cut, n = 1, 2, ... in
+    turn, so every statement of every entry point a pass reaches fails once. Each must end as
+    a LedgerError and a retry (a raw driver error is a crashed pass, a problem), and the run
+    must still keep every promise."""
+    report = sim.simulate(seed, steps=200, walk=True)
+    assert report.ok, report.summary()
+    assert report.walked > 20 and report.faults["db_cut"] > 40, report.summary()
+
+
+def test_the_walk_finds_an_entry_point_that_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 5 brought back: the scheduler's commitments read without its conversion (as it
+    leaked `OperationalError` from `tokens.proofs.latest_commitment`)."""
+    from poold.ledger import scheduler
+
+    monkeypatch.setattr(scheduler, "_latest_commitments", scheduler._latest_commitments.__wrapped__)
+    report = sim.simulate(0, steps=120, walk=True)
+    assert any("ledger pass crashed" in p for p in report.problems), report.summary()

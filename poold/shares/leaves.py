@@ -1,0 +1,375 @@
+"""Work-proof leaves per token period, in files beside the share log (never ledger rows).
+
+Right after a period closes (a heartbeat of this log promises every share before its end is
+written), `LeafKeeper.build_due` scans the log once from where the period's records begin and
+writes `work/leaves-<period start>.bin`: the fleet's accepted shares of the period that
+carry their header hash, sorted by header hash, each with what rebuilds its header (its job's
+index in the file's job table, extranonces, ntime, nonce, version). Jobs logged shortly
+before a period (their shares may fall in it) are carried to the next build in
+`work/jobs-carry.json`. The keeper's state (`work/STATE.json`: where the next scan starts,
+and the first segment of every period built but whose sample is not cut yet) gives the share
+log's retention a hold (`hold()`): no segment of a period whose sample is not cut is ever
+pruned, and the leaf file stays until `cut`.
+
+File layout: magic `POLDLEAF`, version u8, node u8, start u64, end u64, then three sections
+each `u32 count` + items — accounts (u16 length + UTF-8), jobs (u32 length + JSON of a job
+record), leaves (`LEAF` records, 87 bytes each: hash (32, big-endian), weight (16, big-endian
+expected hashes: difficulty x 2**32), account u16, job u32, en1 (4), en2 length u8, en2 (16,
+zero-padded), ntime, nonce, version u32). Imports the share log, its format and NumPy; never
+the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from poold.shares.format import (
+    FIELD_AT,
+    SHARE_TAG,
+    Beat,
+    JobRecord,
+    ShareRecord,
+    decode_share,
+    share_header_hash,
+    share_tuple,
+)
+from poold.shares.log import frames, fsync_dir, list_segments, segment_path
+
+MAGIC = b"POLDLEAF"
+VERSION = 1
+HEAD = struct.Struct("<8sBBQQ")
+LEAF = np.dtype(
+    [
+        ("hash", "S32"),
+        ("weight", "S16"),
+        ("account", "<u2"),
+        ("job", "<u4"),
+        ("en1", "S4"),
+        ("en2_len", "u1"),
+        ("en2", "S16"),
+        ("ntime", "<u4"),
+        ("nonce", "<u4"),
+        ("version", "<u4"),
+    ]
+)
+assert LEAF.itemsize == 87
+#: Jobs logged this long before a period ends are carried to the next period's build.
+JOB_CARRY_MS = 3_600_000
+_TS = FIELD_AT["ts_ms"]
+
+
+class LeafError(ValueError):
+    """A leaf file that does not read, or a period that cannot be built."""
+
+
+def weight_of(diff_num: int, diff_den: int) -> int:
+    """difficulty x 2**32: whole for every difficulty poold credits (see `jobs`/`chain`)."""
+    w, rest = divmod(diff_num << 32, diff_den)
+    if rest or w <= 0:
+        raise LeafError(f"difficulty {diff_num}/{diff_den} x 2**32 is not a whole number")
+    return w
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodLeaves:
+    """A period's leaf file as read back: the fleet accounts it names, its job table, and
+    its leaves (a NumPy array of `LEAF`, sorted by hash)."""
+
+    node: int
+    start: int
+    end: int
+    accounts: tuple[str, ...]
+    jobs: tuple[JobRecord, ...]
+    leaves: npt.NDArray[np.void]
+
+    def weight(self, i: int) -> int:
+        return int.from_bytes(bytes(self.leaves[i]["weight"]).ljust(16, b"\0"), "big")
+
+    def hash(self, i: int) -> bytes:
+        return bytes(self.leaves[i]["hash"]).ljust(32, b"\0")
+
+    def evidence(self, i: int) -> tuple[dict[str, object], dict[str, object]]:
+        """The job and share fields of leaf `i`, as a work proof writes them."""
+        row = self.leaves[i]
+        job = self.jobs[int(row["job"])]
+        en2 = bytes(row["en2"]).ljust(16, b"\0")[: int(row["en2_len"])]
+        return (
+            {
+                "key": job.key,
+                "prev_hash": job.prev_hash.hex(),
+                "version": job.version,
+                "bits": job.bits,
+                "coinb1": job.coinb1.hex(),
+                "coinb2": job.coinb2.hex(),
+                "branch": [h.hex() for h in job.branch],
+            },
+            {
+                "en1": bytes(row["en1"]).ljust(4, b"\0").hex(),
+                "en2": en2.hex(),
+                "ntime": int(row["ntime"]),
+                "nonce": int(row["nonce"]),
+                "version": int(row["version"]),
+            },
+        )
+
+
+def write_leaves(
+    path: Path,
+    node: int,
+    start: int,
+    end: int,
+    accounts: list[str],
+    jobs: list[JobRecord],
+    leaves: npt.NDArray[np.void],
+) -> None:
+    """Write a leaf file atomically (temp file, fsync, rename)."""
+    order = np.argsort(leaves["hash"], kind="stable")
+    leaves = leaves[order]
+    hashes = leaves["hash"]
+    if len(hashes) > 1 and not bool(np.all(hashes[1:] > hashes[:-1])):
+        raise LeafError(f"period {start}: a share's header hash is in the log twice")
+    parts = [HEAD.pack(MAGIC, VERSION, node, start, end), struct.pack("<I", len(accounts))]
+    for a in accounts:
+        raw = a.encode()
+        parts.append(struct.pack("<H", len(raw)) + raw)
+    parts.append(struct.pack("<I", len(jobs)))
+    for j in jobs:
+        raw = orjson.dumps(j.to_json())
+        parts.append(struct.pack("<I", len(raw)) + raw)
+    parts.append(struct.pack("<I", len(leaves)))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(b"".join(parts))
+        fh.write(leaves.tobytes())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def read_leaves(path: Path) -> PeriodLeaves:
+    data = path.read_bytes()
+    try:
+        magic, version, node, start, end = HEAD.unpack_from(data)
+        if magic != MAGIC or version != VERSION:
+            raise LeafError(f"{path} is not a version {VERSION} leaf file")
+        pos = HEAD.size
+        (n,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        accounts = []
+        for _ in range(n):
+            (size,) = struct.unpack_from("<H", data, pos)
+            accounts.append(data[pos + 2 : pos + 2 + size].decode())
+            pos += 2 + size
+        (n,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        jobs = []
+        for _ in range(n):
+            (size,) = struct.unpack_from("<I", data, pos)
+            jobs.append(JobRecord.from_json(orjson.loads(data[pos + 4 : pos + 4 + size])))
+            pos += 4 + size
+        (n,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+    except (struct.error, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+        raise LeafError(f"{path} does not read: {exc}") from None
+    if len(data) - pos != n * LEAF.itemsize:
+        raise LeafError(f"{path} holds {len(data) - pos} bytes of leaves, not {n} leaves")
+    leaves = np.frombuffer(data, dtype=LEAF, count=n, offset=pos)
+    return PeriodLeaves(node, start, end, tuple(accounts), tuple(jobs), leaves)
+
+
+@dataclass(slots=True)
+class _Scan:
+    rows: list[tuple[ShareRecord, str]]
+    jobs: dict[str, JobRecord]
+    next_from: int | None  # the first segment holding a record of a later period
+    complete: bool  # a heartbeat promised every share before the period's end is read
+    unprovable: int  # fleet shares without a header hash (logged before hashes)
+    missing_job: int
+
+
+def _scan(
+    directory: Path,
+    from_segment: int,
+    start_ms: int,
+    end_ms: int,
+    fleet: frozenset[str],
+    jobs: dict[str, JobRecord],
+) -> _Scan:
+    rows: list[tuple[ShareRecord, str]] = []
+    out = _Scan(rows, dict(jobs), None, False, 0, 0)
+    for seq in list_segments(directory):
+        if seq < from_segment:
+            continue
+        for _start, _end, payload in frames(segment_path(directory, seq).read_bytes()):
+            if payload[:1] == bytes((SHARE_TAG,)):
+                ts = int.from_bytes(payload[_TS : _TS + 8], "little")
+                if ts >= end_ms and out.next_from is None:
+                    out.next_from = seq
+                if not start_ms <= ts < end_ms:
+                    continue
+                account = share_tuple(payload)[4].decode()
+                if account not in fleet:
+                    continue
+                if share_header_hash(payload) is None:
+                    out.unprovable += 1
+                    continue
+                share = decode_share(payload)
+                if share.job not in out.jobs:
+                    out.missing_job += 1
+                    continue
+                assert share.hash is not None
+                rows.append((share, account))
+            elif payload.startswith(b'{"t":"job"'):
+                job = JobRecord.from_json(orjson.loads(payload))
+                out.jobs.setdefault(job.key, job)
+            elif payload.startswith(b'{"t":"beat"'):
+                beat = Beat.from_json(orjson.loads(payload))
+                if beat.through_ms >= end_ms:
+                    out.complete = True
+                    if out.next_from is None:
+                        out.next_from = seq
+                    return out
+    return out
+
+
+def _rows(scan: _Scan, accounts: list[str], job_list: list[JobRecord]) -> npt.NDArray[np.void]:
+    acct_at = {a: i for i, a in enumerate(accounts)}
+    job_at: dict[str, int] = {}
+    arr = np.zeros(len(scan.rows), dtype=LEAF)
+    for i, (s, account) in enumerate(scan.rows):
+        key = s.job
+        if key not in job_at:
+            job_at[key] = len(job_list)
+            job_list.append(scan.jobs[key])
+        assert s.hash is not None
+        arr[i] = (
+            s.hash[::-1],  # big-endian: byte order is numeric order
+            weight_of(s.diff_num, s.diff_den).to_bytes(16, "big"),
+            acct_at[account],
+            job_at[key],
+            s.en1,
+            len(s.en2),
+            s.en2,
+            s.ntime,
+            s.nonce,
+            s.version,
+        )
+    return arr
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    start: int
+    path: Path
+    leaves: int
+    unprovable: int
+    missing_job: int
+
+
+class LeafKeeper:
+    """Builds each period's leaf file once it has closed, and holds the share log's segments
+    (and the file) until the period's sample is cut."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        node: int,
+        fleet: tuple[str, ...],
+        period_of: Callable[[int], tuple[int, int]],
+    ) -> None:
+        self.log_dir = log_dir
+        self.dir = log_dir / "work"
+        self.node = node
+        self.fleet = frozenset(fleet)
+        self.period_of = period_of
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._state_path = self.dir / "STATE.json"
+        self._carry_path = self.dir / "jobs-carry.json"
+        state = json.loads(self._state_path.read_text()) if self._state_path.exists() else {}
+        self.next_start: int | None = state.get("next_start")
+        self.scan_from: int = int(state.get("scan_from", 1))
+        self.held: dict[int, int] = {int(k): int(v) for k, v in state.get("held", {}).items()}
+
+    def path(self, start: int) -> Path:
+        return self.dir / f"leaves-{start}.bin"
+
+    def _save(self) -> None:
+        state = {"next_start": self.next_start, "scan_from": self.scan_from,
+                 "held": {str(k): v for k, v in self.held.items()}}  # fmt: skip
+        tmp = self._state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self._state_path)
+
+    def _carried(self) -> dict[str, JobRecord]:
+        if not self._carry_path.exists():
+            return {}
+        return {
+            j.key: j
+            for j in (JobRecord.from_json(r) for r in json.loads(self._carry_path.read_text()))
+        }
+
+    def hold(self) -> int:
+        """The oldest segment still needed: the next period's scan, or a period built whose
+        sample is not cut yet (the share log's retention prunes nothing from here on)."""
+        return min([self.scan_from, *self.held.values()])
+
+    def build_due(self, now: float) -> list[Built]:
+        """Build every closed period's leaf file not built yet, oldest first; stops at a
+        period whose records are not all in the log (no heartbeat past its end yet)."""
+        out: list[Built] = []
+        if self.next_start is None:
+            segs = list_segments(self.log_dir)
+            first = _first_ts(self.log_dir, segs[0]) if segs else None
+            if first is None:
+                return out
+            self.next_start = self.period_of(first // 1000)[0]
+            self._save()
+        while True:
+            start, end = self.period_of(self.next_start)
+            if now < end:
+                return out
+            scan = _scan(
+                self.log_dir, self.scan_from, start * 1000, end * 1000, self.fleet, self._carried()
+            )
+            if not scan.complete:
+                return out
+            accounts = sorted(self.fleet)
+            jobs: list[JobRecord] = []
+            arr = _rows(scan, accounts, jobs)
+            write_leaves(self.path(start), self.node, start, end, accounts, jobs, arr)
+            late = [j.to_json() for j in scan.jobs.values() if j.ts_ms >= end * 1000 - JOB_CARRY_MS]
+            self._carry_path.write_text(json.dumps(late))
+            self.held[start] = self.scan_from
+            self.scan_from = scan.next_from if scan.next_from is not None else self.scan_from
+            self.next_start = end
+            self._save()
+            out.append(Built(start, self.path(start), len(arr), scan.unprovable, scan.missing_job))
+
+    def cut(self, start: int) -> None:
+        """The period's sample is cut (published): release its segments and its leaf file."""
+        if self.held.pop(start, None) is not None:
+            self._save()
+        self.path(start).unlink(missing_ok=True)
+
+    def built(self) -> Iterator[int]:
+        return iter(sorted(self.held))
+
+
+def _first_ts(directory: Path, seq: int) -> int | None:
+    for _start, _end, payload in frames(segment_path(directory, seq).read_bytes()):
+        if payload[:1] == bytes((SHARE_TAG,)):
+            return int.from_bytes(payload[_TS : _TS + 8], "little")
+    return None
+
+
+__all__ = ["LEAF", "Built", "LeafError", "LeafKeeper", "PeriodLeaves", "read_leaves"]
