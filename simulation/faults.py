@@ -112,11 +112,12 @@ class SimDisk:
     followed by ENOSPC, fdatasync errors, and power cuts.
 
     For a power cut it keeps what a disk keeps: per file, the length its last fsync covered;
-    per directory, the names its last fsync covered. `power_cut` throws the rest away: a
-    segment whose directory entry was never synced is gone, every segment is cut back to its
-    synced length, and the first sector past it may survive torn (a prefix of what was
-    written, its end overwritten). (The log's identity files are written by rename with an
-    fsync before and after; they are not cut.)"""
+    per directory, the names its last fsync covered, and what a rename replaced until the
+    directory is fsynced after it. `power_cut` throws the rest away: a rename not yet synced
+    is undone (the old file is back, or the name is gone), a file whose directory entry was
+    never synced is gone, every file is cut back to its synced length, and for a segment the
+    first sector past it may survive torn (a prefix of what was written, its end
+    overwritten). Faults (full disk, short writes, fsync errors) hit the segments only."""
 
     SECTOR = 512
 
@@ -128,6 +129,11 @@ class SimDisk:
         self._paths: dict[int, str] = {}  # fd -> the file it writes
         self.durable: dict[str, int] = {}  # file -> bytes an fsync covered
         self.entries: dict[str, set[str]] = {}  # directory -> names an fsync covered
+        # directory -> {name replaced by a rename: its old bytes (None: it did not exist)}
+        self.renamed: dict[str, dict[str, bytes | None]] = {}
+
+    def _faulty(self, fd: int) -> bool:
+        return Path(self._paths.get(fd, "shares-")).name.startswith("shares-")
 
     def open(self, path: str, flags: int, mode: int) -> int:
         fd = os.open(path, flags, mode)
@@ -135,6 +141,8 @@ class SimDisk:
         return fd
 
     def write(self, fd: int, data: bytes | bytearray | memoryview) -> int:
+        if not self._faulty(fd):
+            return os.write(fd, data)
         if self.short_next:
             n = os.write(fd, bytes(data[: self.short_next]))
             self.short_next, self.full = 0, True
@@ -146,7 +154,7 @@ class SimDisk:
         return os.write(fd, data)
 
     def fdatasync(self, fd: int) -> None:
-        if self.fsync_fails:
+        if self.fsync_fails and self._faulty(fd):
             self.fsync_fails -= 1
             self.faults["fsync_error"] += 1
             raise OSError(errno.EIO, "Input/output error")
@@ -167,14 +175,31 @@ class SimDisk:
     def fsync_dir(self, directory: Path) -> None:
         fsync_dir(directory)
         self.entries[str(directory)] = set(os.listdir(directory))
+        self.renamed.pop(str(directory), None)
+
+    def replace(self, src: Path, dst: Path) -> None:
+        pending = self.renamed.setdefault(str(dst.parent), {})
+        if dst.name not in pending:  # the bytes a power cut brings back
+            pending[dst.name] = dst.read_bytes() if dst.exists() else None
+        os.replace(src, dst)
+        if str(src) in self.durable:
+            self.durable[str(dst)] = self.durable.pop(str(src))
 
     def power_cut(self, rng: random.Random, directory: Path) -> int:
         """The power goes: what `directory`'s segments keep (see the class). Returns the
         bytes lost."""
         self.faults["power_cut"] += 1
+        for name, old in self.renamed.pop(str(directory), {}).items():
+            path = directory / name
+            if old is None:
+                path.unlink(missing_ok=True)
+            else:  # the file the rename replaced, as it was (it was synced: whole)
+                path.write_bytes(old)
+                self.durable[str(path)] = len(old)
         names = self.entries.get(str(directory), set())
+        known = {Path(p).name for p in self.durable} | {Path(p).name for p in self._paths.values()}
         lost = 0
-        for path in sorted(directory.glob("shares-*.log")):
+        for path in sorted(p for p in directory.iterdir() if p.name in known and p.is_file()):
             size = path.stat().st_size
             if path.name not in names:
                 path.unlink()
@@ -184,7 +209,8 @@ class SimDisk:
             if keep == size:
                 continue
             torn = b""
-            if rng.random() < 0.5:  # the sector being written when the power went
+            segment = path.name.startswith("shares-")
+            if segment and rng.random() < 0.5:  # the sector being written when the power went
                 room = min(self.SECTOR - keep % self.SECTOR, size - keep)
                 with path.open("rb") as fh:
                     fh.seek(keep)

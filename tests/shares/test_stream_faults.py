@@ -301,3 +301,29 @@ async def test_a_stream_keeping_fewer_replicas_than_the_minimum_is_not_shipped_t
     assert shipper.shipped.offset == 0 and shipper.bytes_shipped == 0
     said = [e for e in events if e["event"] == "stream_durability"]
     assert said and said[0]["replicas"] == 1 and said[0]["min_replicas"] == 3
+
+
+@pytest.mark.parametrize("on_lag", ["refuse", "warn"])
+def test_past_the_lag_bound_shares_are_refused_or_the_promise_is_said_suspended(
+    config_factory: Any, on_lag: str
+) -> None:
+    from poold.daemon import Daemon
+
+    cfg = config_factory(stream={"url": "nats://127.0.0.1:9", "on_lag": on_lag, "max_lag_s": 1.0})
+    daemon = Daemon(cfg)
+    assert daemon.shipper is not None
+    lag = [0.5]
+    daemon.shipper.lag_s = lambda now=None: lag[0]  # type: ignore[method-assign]
+    with capture_logs() as events:
+        assert daemon.writer.refusal() is None
+        lag[0] = 3.0
+        answers = [daemon.writer.refusal() for _ in range(3)]
+        lag[0] = 0.2
+        assert daemon.writer.refusal() is None
+    names = [e["event"] for e in events]
+    if on_lag == "refuse":
+        assert all(a is not None and "max_lag_s" in a for a in answers)
+        assert names == ["stream_lag_exceeded", "stream_lag_recovered"]
+    else:
+        assert answers == [None, None, None]
+        assert names == ["stream_host_loss_promise_suspended", "stream_lag_recovered"]

@@ -165,10 +165,30 @@ def test_a_power_cut_keeps_only_what_was_fsynced(tmp_path: Path) -> None:
 
     assert [r["n"] for _p, r in read_log(tmp_path)] == list(range(10))
     # A new segment's entry that no directory fsync covered does not survive.
+    import os
+
     stray = tmp_path / "shares-0000000009.log"
-    stray.write_bytes(b"x" * 100)
+    fd = disk.open(str(stray), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"x" * 100)
+    disk.fsync(fd)
+    os.close(fd)
     disk.power_cut(random.Random(2), tmp_path)
     assert not stray.exists()
+    # A rename whose directory was not fsynced after it is undone: the old STARTS is back.
+    starts = (tmp_path / "STARTS").read_bytes()
+    fd = disk.open(str(tmp_path / "STARTS.tmp"), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"99\n")
+    disk.fsync(fd)
+    os.close(fd)
+    disk.replace(tmp_path / "STARTS.tmp", tmp_path / "STARTS")
+    disk.power_cut(random.Random(3), tmp_path)
+    assert (tmp_path / "STARTS").read_bytes() == starts
+    # The log's own writes of it (write, fsync, rename, directory fsync) survive a cut.
+    again = ShareLog(tmp_path, ops=disk)
+    again.open()
+    again.abandon()
+    disk.power_cut(random.Random(4), tmp_path)
+    assert (tmp_path / "STARTS").read_bytes() == str(int(starts) + 1).encode() + b"\n"
 
 
 def test_cli_replays_a_seed_and_fails_loudly() -> None:
