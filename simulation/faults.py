@@ -670,6 +670,9 @@ class _Miner:
         self.work: dict[int, bytes] = {}  # request id -> the header hash it submits
         self.last_nonce: int | None = None
         self.last_ntime = ""  # the ntime (hex) the last submit named
+        # Per extranonce1, the last share answered true: its work is sent again under a newer
+        # job of the same template (see `Simulation._submit`).
+        self.last_acked: dict[str, ShareKey] = {}
         self.en1 = ""
 
 
@@ -791,7 +794,7 @@ class Simulation:
         daemon.open_sharelog()
         for m in self.miners:
             m.conn, m.transport, m.workers, m.job, m.sent = None, None, [], None, {}
-            m.notified, m.work = {}, {}
+            m.work = {}  # (the notifies of the last run stay known: see `_submit`)
         return daemon
 
     def _kill9(self, *, power: bool = False) -> None:
@@ -871,9 +874,28 @@ class Simulation:
             return
         rng = self.rng
         job_id, ntime = m.job
-        for _ in range(rng.randint(1, 8)):
+        # Work answered true, sent again under the newest job when that job was built from
+        # the same template (a refresh, or the next run's first job after a restart): a
+        # miner that resends after a new job. Under the new job it is new work only if the
+        # header differs, so a job must differ from its template's other jobs in its
+        # coinbase, or the same work is valid twice. Drawn by design in every run (the
+        # last share answered true is kept per extranonce1 and retried until answered),
+        # not left to a lucky draw of retransmits: faults refuse many shares (a full disk,
+        # the bound on the stream's lag) and restarts change the extranonce1 and the jobs.
+        old = m.last_acked.get(m.en1)
+        was = m.notified.get(old[1]) if old is not None else None
+        resend = (
+            old is not None
+            and was is not None
+            and old[1] != job_id
+            and was[1] == m.notified[job_id][1]  # the same previous block
+            and rng.random() < 0.5
+        )
+        for n in range(rng.randint(1, 8)):
             nonce, when = rng.getrandbits(32), ntime
-            if m.last_nonce is not None and rng.random() < 0.1:  # a retransmit: a duplicate
+            if n == 0 and resend and old is not None:
+                nonce, when = old[3], f"{old[2]:08x}"
+            elif m.last_nonce is not None and rng.random() < 0.1:  # a retransmit: a duplicate
                 nonce = m.last_nonce
                 # Now and then with the ntime it named then, under the newest job: the same
                 # work again if that job's header is the old one's (a new job of one template).
@@ -919,6 +941,7 @@ class Simulation:
                     continue
                 if result is True:
                     self.acked.add(key)
+                    m.last_acked[key[0]] = key
                     self.report.acked += 1
                     if work is not None:
                         self.acked_work[work] += 1

@@ -111,8 +111,11 @@ def test_it_finds_the_same_work_credited_for_two_jobs(monkeypatch: pytest.Monkey
         return real(**kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(job_manager, "build_coinbase", keyless)
-    reports = [sim.simulate(s, steps=300) for s in CI_SEEDS]
-    assert any("the same work was answered true" in " ".join(r.problems) for r in reports)
+    # Miners resend work answered true under the next job of its template in every run, so
+    # most seeds must find it, whatever faults they draw (not one lucky seed of many).
+    reports = [sim.simulate(s, steps=300) for s in range(4)]
+    found = ["the same work was answered true" in " ".join(r.problems) for r in reports]
+    assert sum(found) >= 3, [r.summary() for r in reports]
 
 
 def test_it_finds_a_true_sent_before_the_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
