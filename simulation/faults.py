@@ -102,7 +102,8 @@ ShareKey = tuple[str, str, int, int, int]
 NODE_ID = 0
 MAX_LAG_S = 8.0  # the sim's [stream] max_lag_s
 #: Chance that a block submission's answer is lost after the node took the block, in every
-#: run: a handful per run, so reading "unknown" as "refused" is found by design.
+#: run: a handful per run (and always for the first block the node takes), so reading
+#: "unknown" as "refused" is found by design.
 LOST_SUBMIT_ANSWER = 0.15
 START_S = 1_800_000_000.0
 
@@ -454,6 +455,7 @@ class SimBitcoind:
         self.late_rate = 0.0
         self.errors = 0
         self.late = 0
+        self.lost_one = False  # the answer for a block the node took was lost once
         # Answers the run releases later, each when the clock passes its time.
         self.waiting: list[tuple[float, asyncio.Future[None]]] = []
 
@@ -474,8 +476,12 @@ class SimBitcoind:
             delay_s = self.sim.rng.choice((5.0, 30.0, 90.0, 200.0))
             self.waiting.append((self.sim.now + delay_s, answer))
             await answer  # the node has the block; its answer comes that much later
-        if self.sim.rng.random() < LOST_SUBMIT_ANSWER:
+        lost = self.sim.rng.random() < LOST_SUBMIT_ANSWER
+        if reason is None and not self.lost_one:
+            lost = True  # the first block the node takes in a run: by design, not by a draw
+        if lost:
             # In every run, whatever its mix: the node took the block, its answer was lost.
+            self.lost_one = self.lost_one or reason is None
             self.errors += 1
             raise BitcoindError("simulated RPC failure after the node took the block")
         self._trouble()  # the node took it, and then the answer was lost
@@ -701,6 +707,7 @@ class Simulation:
         self.report.reply_after = self.reply_after
         self.stream = SimStream(rng)
         self.restarted = False  # the stream came back this step (the shipper checks it)
+        self.gap_found = False  # `_check_stream_gaps` found one (reported once)
         # The walk: every ledger pass has one statement cut, the first one it reaches that no
         # earlier pass had cut (by its SQL), so every distinct statement of every entry point
         # the passes reach is cut once, in order, whatever each pass's length; a pass that
@@ -1046,6 +1053,7 @@ class Simulation:
                     self.daemon.sharelog.sync()
             if rng.random() < 0.7:
                 await self._ship()
+            self._check_stream_gaps()
             if rng.random() < 0.02:
                 self.net.mine_external_block()
             if rng.random() < rates["kill9"] / 2:
@@ -1060,6 +1068,27 @@ class Simulation:
         assert shipper is not None
         await shipper.step()
         self.restarted = False
+
+    def _check_stream_gaps(self) -> None:
+        """After every step, not only when the host is lost at the end: could a mirror
+        rebuild the node's log from what the stream holds now (as `write_chunk` does, each
+        segment from its first byte, no gap)? A gap (a chunk SHIPPED passed but the stream
+        never stored) may otherwise leave the stream with its segment, purged once
+        ingested, before the run ends. Reported once."""
+        if self.gap_found:
+            return
+        sizes: dict[int, int] = {}
+        for m in self.stream.node_messages(f"{self.cfg.stream.subject}.{NODE_ID}"):
+            segment, offset = int(m.headers["segment"]), int(m.headers["offset"])
+            size = sizes.get(segment, 0)
+            if offset > size:
+                self.gap_found = True
+                self.report.problems.append(
+                    f"the stream cannot rebuild the log: at step {self.report.steps} it lacks "
+                    f"segment {segment} from offset {size} (the next message starts at {offset})"
+                )
+                return
+            sizes[segment] = max(size, int(m.headers["end"]))
 
     def _logged_keys(self) -> set[ShareKey]:
         return {_share_key(r) for _p, r in read_log(self.log_dir) if r.get("t") == "share"}

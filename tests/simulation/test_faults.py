@@ -78,8 +78,11 @@ def test_it_finds_a_lost_submit_answer_read_as_a_refusal(monkeypatch: pytest.Mon
         return (False, reason) if outcome is None else (outcome, reason)
 
     monkeypatch.setattr(submitter, "submit_outcome", pessimist)
-    reports = [sim.simulate(s, steps=300) for s in range(8)]
-    assert any("not accepted in the ledger" in " ".join(r.problems) for r in reports)
+    # The answer for the first block the node takes is lost in every run (and a share of
+    # the rest): most seeds must find it, not one lucky seed.
+    reports = [sim.simulate(s, steps=300) for s in range(4)]
+    found = ["not accepted in the ledger" in " ".join(r.problems) for r in reports]
+    assert sum(found) >= 3, [r.summary() for r in reports]
 
 
 def test_it_finds_replies_sent_before_the_share_log_write(monkeypatch: pytest.MonkeyPatch) -> None:
