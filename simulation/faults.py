@@ -20,10 +20,11 @@ of them blocks; reconnects; more worker names than allowed), the chain's own blo
 reorgs, and the faults, each at its own rate. After the run every fault is healed and the
 ledger is brought up to date; then the invariants are checked: every share answered `true` is
 in the log and in the ledger exactly once, no share is in the log twice, every block record is
-in the ledger once, every accepted block is settled once, every block of ours on the final
-chain is credited and every one off it (at depth) is reversed, no payout is sent twice and no
-account is paid more than it earned, the journal balances (`verify`), `replay` agrees with the
-ledger, and no session, address or job registry holds more than its bound. A failing seed
+in the ledger once, the stream holds the log without a gap (checked after every step),
+every accepted block is settled once, every block of ours on the final chain is credited and
+every one off it (at depth) is reversed, no payout is sent twice and no account is paid more
+than it earned, the journal balances (`verify`), `replay` agrees with the ledger, and no
+session, address or job registry holds more than its bound. A failing seed
 prints itself and replays exactly (`poold sim --seed N`). Never imported by the daemon.
 """
 
