@@ -27,6 +27,7 @@ from bench.stratum_bench import free_port, loadgen, raise_nofile, stop, wait_por
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 OUT = ROOT / "bench" / "results" / "durability.json"
+OPEN_RATE = 5000  # shares/s offered in the open-loop comparison
 
 
 def config(tmp: Path, port: int, reply_after: str, extra: str = "", node_id: int = 1) -> Path:
@@ -72,16 +73,23 @@ def start(cfg: Path, port: int, cpu: int | None, log: Path) -> subprocess.Popen[
 def fsync_part(tmp: Path, runs: int, duration: float) -> dict[str, Any]:
     """The two reply modes, alternated so both meet the same machine."""
     per: dict[str, list[dict[str, Any]]] = {"write": [], "fsync": []}
+    opened: dict[str, list[dict[str, Any]]] = {"write": [], "fsync": []}
     for _ in range(runs):
         for mode in ("write", "fsync"):
             port = free_port()
             proc = start(config(tmp, port, mode), port, 0, tmp / "poold.log")
             try:
                 r = loadgen(port, proc.pid, connections=1000, mode="closed", duration=duration)
+                # Open loop at a rate both modes sustain: the reply latency a miner sees.
+                o = loadgen(
+                    port, proc.pid, connections=1000, mode="open", rate=OPEN_RATE,
+                    duration=duration,
+                )  # fmt: skip
             finally:
                 stop(proc)
-            print(mode, r, flush=True)
+            print(mode, r, o, flush=True)
             per[mode].append(r)
+            opened[mode].append(o)
     out: dict[str, Any] = {}
     for mode, rs in per.items():
         out[mode] = {
@@ -89,6 +97,12 @@ def fsync_part(tmp: Path, runs: int, duration: float) -> dict[str, Any]:
             "latency_ms_p50": statistics.median(r["latency_ms_p50"] for r in rs),
             "latency_ms_p99": statistics.median(r["latency_ms_p99"] for r in rs),
             "runs": rs,
+        }
+    for mode, rs in opened.items():
+        out[f"{mode}_open_{OPEN_RATE}"] = {
+            "accepted_per_s": statistics.median(r["accepted_per_s"] for r in rs),
+            "latency_ms_p50": statistics.median(r["latency_ms_p50"] for r in rs),
+            "latency_ms_p99": statistics.median(r["latency_ms_p99"] for r in rs),
         }
     w, f = out["write"], out["fsync"]
     out["fsync_vs_write_throughput"] = round(f["accepted_per_s"] / w["accepted_per_s"], 3)

@@ -213,9 +213,6 @@ class Daemon:
         self._lag_over = False  # the stream lags past [stream] max_lag_s (said once)
         if self.shipper is not None:
             self.writer.refusal = self._stream_refusal
-        # The oldest share-log segment something still needs besides ingest (a pending proof
-        # of delivered hashrate): neither the local log nor the stream drops it or later ones.
-        self.retention_hold: Callable[[], int | None] = lambda: None
         self.scheduler = LedgerScheduler(
             cfg,
             self.bitcoind,
@@ -411,7 +408,8 @@ class Daemon:
         if self.shipper is None or position is None:
             return
         below = position.segment
-        hold = self.retention_hold()
+        # A pending work proof's segments stay in the stream too (`ShareLog.hold`).
+        hold = self.sharelog.hold() if self.sharelog.hold is not None else None
         if hold is not None:
             below = min(below, hold)
         try:
@@ -435,11 +433,7 @@ class Daemon:
             await self.build_leaves(now)
         if prune and position is not None:
             # Only below the segment ingest has reached: never a record not in the ledger.
-            keep = position.segment
-            hold = self.retention_hold()
-            if hold is not None:
-                keep = min(keep, hold)
-            for path in self.sharelog.prune(keep, now):
+            for path in self.sharelog.prune(position.segment, now):
                 log.info("sharelog_segment_removed", path=str(path))
             await self.purge_stream()
         self._stream_metrics(now)

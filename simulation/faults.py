@@ -20,10 +20,11 @@ of them blocks; reconnects; more worker names than allowed), the chain's own blo
 reorgs, and the faults, each at its own rate. After the run every fault is healed and the
 ledger is brought up to date; then the invariants are checked: every share answered `true` is
 in the log and in the ledger exactly once, no share is in the log twice, every block record is
-in the ledger once, every accepted block is settled once, every block of ours on the final
-chain is credited and every one off it (at depth) is reversed, no payout is sent twice and no
-account is paid more than it earned, the journal balances (`verify`), `replay` agrees with the
-ledger, and no session, address or job registry holds more than its bound. A failing seed
+in the ledger once, the stream holds the log without a gap (checked after every step),
+every accepted block is settled once, every block of ours on the final chain is credited and
+every one off it (at depth) is reversed, no payout is sent twice and no account is paid more
+than it earned, the journal balances (`verify`), `replay` agrees with the ledger, and no
+session, address or job registry holds more than its bound. A failing seed
 prints itself and replays exactly (`poold sim --seed N`). Never imported by the daemon.
 """
 
@@ -102,7 +103,8 @@ ShareKey = tuple[str, str, int, int, int]
 NODE_ID = 0
 MAX_LAG_S = 8.0  # the sim's [stream] max_lag_s
 #: Chance that a block submission's answer is lost after the node took the block, in every
-#: run: a handful per run, so reading "unknown" as "refused" is found by design.
+#: run: a handful per run (and always for the first block the node takes), so reading
+#: "unknown" as "refused" is found by design.
 LOST_SUBMIT_ANSWER = 0.15
 START_S = 1_800_000_000.0
 
@@ -112,11 +114,12 @@ class SimDisk:
     followed by ENOSPC, fdatasync errors, and power cuts.
 
     For a power cut it keeps what a disk keeps: per file, the length its last fsync covered;
-    per directory, the names its last fsync covered. `power_cut` throws the rest away: a
-    segment whose directory entry was never synced is gone, every segment is cut back to its
-    synced length, and the first sector past it may survive torn (a prefix of what was
-    written, its end overwritten). (The log's identity files are written by rename with an
-    fsync before and after; they are not cut.)"""
+    per directory, the names its last fsync covered, and what a rename replaced until the
+    directory is fsynced after it. `power_cut` throws the rest away: a rename not yet synced
+    is undone (the old file is back, or the name is gone), a file whose directory entry was
+    never synced is gone, every file is cut back to its synced length, and for a segment the
+    first sector past it may survive torn (a prefix of what was written, its end
+    overwritten). Faults (full disk, short writes, fsync errors) hit the segments only."""
 
     SECTOR = 512
 
@@ -128,6 +131,11 @@ class SimDisk:
         self._paths: dict[int, str] = {}  # fd -> the file it writes
         self.durable: dict[str, int] = {}  # file -> bytes an fsync covered
         self.entries: dict[str, set[str]] = {}  # directory -> names an fsync covered
+        # directory -> {name replaced by a rename: its old bytes (None: it did not exist)}
+        self.renamed: dict[str, dict[str, bytes | None]] = {}
+
+    def _faulty(self, fd: int) -> bool:
+        return Path(self._paths.get(fd, "shares-")).name.startswith("shares-")
 
     def open(self, path: str, flags: int, mode: int) -> int:
         fd = os.open(path, flags, mode)
@@ -135,6 +143,8 @@ class SimDisk:
         return fd
 
     def write(self, fd: int, data: bytes | bytearray | memoryview) -> int:
+        if not self._faulty(fd):
+            return os.write(fd, data)
         if self.short_next:
             n = os.write(fd, bytes(data[: self.short_next]))
             self.short_next, self.full = 0, True
@@ -146,7 +156,7 @@ class SimDisk:
         return os.write(fd, data)
 
     def fdatasync(self, fd: int) -> None:
-        if self.fsync_fails:
+        if self.fsync_fails and self._faulty(fd):
             self.fsync_fails -= 1
             self.faults["fsync_error"] += 1
             raise OSError(errno.EIO, "Input/output error")
@@ -167,14 +177,31 @@ class SimDisk:
     def fsync_dir(self, directory: Path) -> None:
         fsync_dir(directory)
         self.entries[str(directory)] = set(os.listdir(directory))
+        self.renamed.pop(str(directory), None)
+
+    def replace(self, src: Path, dst: Path) -> None:
+        pending = self.renamed.setdefault(str(dst.parent), {})
+        if dst.name not in pending:  # the bytes a power cut brings back
+            pending[dst.name] = dst.read_bytes() if dst.exists() else None
+        os.replace(src, dst)
+        if str(src) in self.durable:
+            self.durable[str(dst)] = self.durable.pop(str(src))
 
     def power_cut(self, rng: random.Random, directory: Path) -> int:
         """The power goes: what `directory`'s segments keep (see the class). Returns the
         bytes lost."""
         self.faults["power_cut"] += 1
+        for name, old in self.renamed.pop(str(directory), {}).items():
+            path = directory / name
+            if old is None:
+                path.unlink(missing_ok=True)
+            else:  # the file the rename replaced, as it was (it was synced: whole)
+                path.write_bytes(old)
+                self.durable[str(path)] = len(old)
         names = self.entries.get(str(directory), set())
+        known = {Path(p).name for p in self.durable} | {Path(p).name for p in self._paths.values()}
         lost = 0
-        for path in sorted(directory.glob("shares-*.log")):
+        for path in sorted(p for p in directory.iterdir() if p.name in known and p.is_file()):
             size = path.stat().st_size
             if path.name not in names:
                 path.unlink()
@@ -184,7 +211,8 @@ class SimDisk:
             if keep == size:
                 continue
             torn = b""
-            if rng.random() < 0.5:  # the sector being written when the power went
+            segment = path.name.startswith("shares-")
+            if segment and rng.random() < 0.5:  # the sector being written when the power went
                 room = min(self.SECTOR - keep % self.SECTOR, size - keep)
                 with path.open("rb") as fh:
                     fh.seek(keep)
@@ -428,6 +456,7 @@ class SimBitcoind:
         self.late_rate = 0.0
         self.errors = 0
         self.late = 0
+        self.lost_one = False  # the answer for a block the node took was lost once
         # Answers the run releases later, each when the clock passes its time.
         self.waiting: list[tuple[float, asyncio.Future[None]]] = []
 
@@ -448,8 +477,12 @@ class SimBitcoind:
             delay_s = self.sim.rng.choice((5.0, 30.0, 90.0, 200.0))
             self.waiting.append((self.sim.now + delay_s, answer))
             await answer  # the node has the block; its answer comes that much later
-        if self.sim.rng.random() < LOST_SUBMIT_ANSWER:
+        lost = self.sim.rng.random() < LOST_SUBMIT_ANSWER
+        if reason is None and not self.lost_one:
+            lost = True  # the first block the node takes in a run: by design, not by a draw
+        if lost:
             # In every run, whatever its mix: the node took the block, its answer was lost.
+            self.lost_one = self.lost_one or reason is None
             self.errors += 1
             raise BitcoindError("simulated RPC failure after the node took the block")
         self._trouble()  # the node took it, and then the answer was lost
@@ -650,6 +683,9 @@ class _Miner:
         self.work: dict[int, bytes] = {}  # request id -> the header hash it submits
         self.last_nonce: int | None = None
         self.last_ntime = ""  # the ntime (hex) the last submit named
+        # Per extranonce1, the last share answered true: its work is sent again under a newer
+        # job of the same template (see `Simulation._submit`).
+        self.last_acked: dict[str, ShareKey] = {}
         self.en1 = ""
 
 
@@ -678,6 +714,8 @@ class Simulation:
         self.report.reply_after = self.reply_after
         self.stream = SimStream(rng)
         self.restarted = False  # the stream came back this step (the shipper checks it)
+        self.gap_found = False  # `_check_stream_gaps` found one (reported once)
+        self.refilling = False  # an earlier run's shipper was re-filling the stream when killed
         # The walk: every ledger pass has one statement cut, the first one it reaches that no
         # earlier pass had cut (by its SQL), so every distinct statement of every entry point
         # the passes reach is cut once, in order, whatever each pass's length; a pass that
@@ -774,7 +812,7 @@ class Simulation:
         daemon.open_sharelog()
         for m in self.miners:
             m.conn, m.transport, m.workers, m.job, m.sent = None, None, [], None, {}
-            m.notified, m.work = {}, {}
+            m.work = {}  # (the notifies of the last run stay known: see `_submit`)
         return daemon
 
     def _kill9(self, *, power: bool = False) -> None:
@@ -787,6 +825,13 @@ class Simulation:
         are counted)."""
         self.report.kills += 1
         daemon = self.daemon
+        # A re-fill still under way (the stream lost what it had stored: the lag bound does
+        # not cover that) goes on in the next run, whose shipper has not rewound itself.
+        shipper = daemon.shipper
+        assert shipper is not None
+        self.refilling = (shipper.rewinds > 0 or self.refilling) and (
+            shipper.caught_up_at == float("-inf")
+        )
         daemon.sharelog.abandon()
         daemon.scheduler.abandon()
         daemon.submitter.abandon()
@@ -854,9 +899,28 @@ class Simulation:
             return
         rng = self.rng
         job_id, ntime = m.job
-        for _ in range(rng.randint(1, 8)):
+        # Work answered true, sent again under the newest job when that job was built from
+        # the same template (a refresh, or the next run's first job after a restart): a
+        # miner that resends after a new job. Under the new job it is new work only if the
+        # header differs, so a job must differ from its template's other jobs in its
+        # coinbase, or the same work is valid twice. Drawn by design in every run (the
+        # last share answered true is kept per extranonce1 and retried until answered),
+        # not left to a lucky draw of retransmits: faults refuse many shares (a full disk,
+        # the bound on the stream's lag) and restarts change the extranonce1 and the jobs.
+        old = m.last_acked.get(m.en1)
+        was = m.notified.get(old[1]) if old is not None else None
+        resend = (
+            old is not None
+            and was is not None
+            and old[1] != job_id
+            and was[1] == m.notified[job_id][1]  # the same previous block
+            and rng.random() < 0.5
+        )
+        for n in range(rng.randint(1, 8)):
             nonce, when = rng.getrandbits(32), ntime
-            if m.last_nonce is not None and rng.random() < 0.1:  # a retransmit: a duplicate
+            if n == 0 and resend and old is not None:
+                nonce, when = old[3], f"{old[2]:08x}"
+            elif m.last_nonce is not None and rng.random() < 0.1:  # a retransmit: a duplicate
                 nonce = m.last_nonce
                 # Now and then with the ntime it named then, under the newest job: the same
                 # work again if that job's header is the old one's (a new job of one template).
@@ -902,6 +966,7 @@ class Simulation:
                     continue
                 if result is True:
                     self.acked.add(key)
+                    m.last_acked[key[0]] = key
                     self.report.acked += 1
                     if work is not None:
                         self.acked_work[work] += 1
@@ -1006,6 +1071,7 @@ class Simulation:
                     self.daemon.sharelog.sync()
             if rng.random() < 0.7:
                 await self._ship()
+            self._check_stream_gaps()
             if rng.random() < 0.02:
                 self.net.mine_external_block()
             if rng.random() < rates["kill9"] / 2:
@@ -1020,6 +1086,27 @@ class Simulation:
         assert shipper is not None
         await shipper.step()
         self.restarted = False
+
+    def _check_stream_gaps(self) -> None:
+        """After every step, not only when the host is lost at the end: could a mirror
+        rebuild the node's log from what the stream holds now (as `write_chunk` does, each
+        segment from its first byte, no gap)? A gap (a chunk SHIPPED passed but the stream
+        never stored) may otherwise leave the stream with its segment, purged once
+        ingested, before the run ends. Reported once."""
+        if self.gap_found:
+            return
+        sizes: dict[int, int] = {}
+        for m in self.stream.node_messages(f"{self.cfg.stream.subject}.{NODE_ID}"):
+            segment, offset = int(m.headers["segment"]), int(m.headers["offset"])
+            size = sizes.get(segment, 0)
+            if offset > size:
+                self.gap_found = True
+                self.report.problems.append(
+                    f"the stream cannot rebuild the log: at step {self.report.steps} it lacks "
+                    f"segment {segment} from offset {size} (the next message starts at {offset})"
+                )
+                return
+            sizes[segment] = max(size, int(m.headers["end"]))
 
     def _logged_keys(self) -> set[ShareKey]:
         return {_share_key(r) for _p, r in read_log(self.log_dir) if r.get("t") == "share"}
@@ -1063,7 +1150,8 @@ class Simulation:
         self.report.host_lost = len(lost)
         shipper = self.daemon.shipper
         assert shipper is not None
-        if lost and not (shipper.rewinds and shipper.caught_up_at == float("-inf")):
+        refilling = shipper.rewinds > 0 or self.refilling
+        if lost and not (refilling and shipper.caught_up_at == float("-inf")):
             times = sorted(k[4] for k in lost)
             if times[-1] - times[0] > MAX_LAG_S * 1000:
                 problems.append(

@@ -73,6 +73,7 @@ class FileOps(Protocol):
     def ftruncate(self, fd: int, length: int, /) -> None: ...
     def open(self, path: str, flags: int, mode: int, /) -> int: ...
     def fsync_dir(self, directory: Path, /) -> None: ...
+    def replace(self, src: Path, dst: Path, /) -> None: ...
 
 
 class _Os:
@@ -81,6 +82,7 @@ class _Os:
     fsync = staticmethod(os.fsync)
     ftruncate = staticmethod(os.ftruncate)
     open = staticmethod(os.open)
+    replace = staticmethod(os.replace)
 
     @staticmethod
     def fsync_dir(directory: Path) -> None:
@@ -203,14 +205,28 @@ def read_log(directory: Path) -> Iterator[tuple[LogPosition, dict[str, object]]]
             yield LogPosition(seq, offset), record
 
 
-def log_identity(directory: Path, node_id: int) -> str:
+def write_durably(path: Path, data: bytes, ops: FileOps = OS_FILE_OPS) -> None:
+    """Replace `path` with `data` so that a power cut leaves the old or the new file, whole:
+    a temporary file written and fsynced, renamed over it, the directory fsynced."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = ops.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[ops.write(fd, view) :]
+        ops.fsync(fd)
+    finally:
+        os.close(fd)
+    ops.replace(tmp, path)
+    ops.fsync_dir(path.parent)
+
+
+def log_identity(directory: Path, node_id: int, ops: FileOps = OS_FILE_OPS) -> str:
     """The log's id, created with `node_id` on first use; a log of another node is refused."""
     path = directory / "LOG_ID"
     if not path.exists():
-        tmp = directory / "LOG_ID.tmp"
-        tmp.write_bytes(orjson.dumps({"log_id": uuid.uuid4().hex, "node_id": node_id}))
-        os.replace(tmp, path)
-        fsync_dir(directory)
+        ident = orjson.dumps({"log_id": uuid.uuid4().hex, "node_id": node_id})
+        write_durably(path, ident, ops)
     try:
         data = orjson.loads(path.read_bytes())
         log_id, owner = str(data["log_id"]), int(data["node_id"])
@@ -224,7 +240,7 @@ def log_identity(directory: Path, node_id: int) -> str:
     return log_id
 
 
-def next_start(directory: Path) -> int:
+def next_start(directory: Path, ops: FileOps = OS_FILE_OPS) -> int:
     """This opening's number (1, 2, ...), counted in `STARTS` and durable before it is used:
     with the node id it makes job keys unique across restarts (`jobs.manager`), so work done
     for a job before a crash can never be submitted again against a job after it."""
@@ -233,13 +249,7 @@ def next_start(directory: Path) -> int:
         last = int(path.read_text().strip() or "0") if path.exists() else 0
     except ValueError:
         raise ShareLogError(f"{path} does not hold a number: restore it or move the log") from None
-    tmp = directory / "STARTS.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(f"{last + 1}\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(directory)
+    write_durably(path, f"{last + 1}\n".encode(), ops)
     return last + 1
 
 
@@ -306,8 +316,8 @@ class ShareLog:
             self._take_lock()
             try:
                 if self.node_id is not None:
-                    self.log_id = log_identity(self.directory, self.node_id)
-                self.start_number = next_start(self.directory)
+                    self.log_id = log_identity(self.directory, self.node_id, self.ops)
+                self.start_number = next_start(self.directory, self.ops)
             except ShareLogError:
                 self._release_lock()
                 raise

@@ -367,9 +367,15 @@ class StreamShipper:
             if checkpoint is not None:
                 first = max(first, checkpoint.segment)
             back = LogPosition(first, 0)
-            if _key(back) >= _key(self.shipped):
-                return  # nothing shipped that the stream should hold
             self._firsts = {}
+            if _key(back) >= _key(self.shipped):
+                # Nothing shipped that the stream should hold. Shipping goes on from the
+                # first segment still needed, at its first byte: from the middle of an
+                # ingested segment (the stream lost its start) no mirror could rebuild it.
+                if _key(back) > _key(self.shipped):
+                    self.shipped = back
+                    await asyncio.to_thread(_save_shipped, self.directory, back, {})
+                return
         else:
             back = stored
             self._firsts = {
@@ -393,12 +399,24 @@ class StreamShipper:
         await asyncio.to_thread(_save_shipped, self.directory, back, dict(self._firsts))
 
     async def _confirm_stored(
-        self, js: Any, seq: int, headers: dict[str, str], data: bytes
+        self, js: Any, seq: int, headers: dict[str, str], data: bytes, after: LogPosition
     ) -> None:
-        """A duplicate answer: the stream must store exactly these bytes at `seq`."""
+        """A duplicate answer: the stream must store exactly these bytes at `seq`. A message
+        purged since (its id still remembered) is no loss when the ledger has ingested past
+        it; otherwise shipping stops here and says why."""
+        from nats.js.errors import NotFoundError
+
         self.duplicates += 1
         try:
             stored = await js.get_msg(self.cfg.stream, seq=seq)
+        except NotFoundError:
+            checkpoint = self.ingested() if self.ingested is not None else None
+            if checkpoint is not None and _key(checkpoint) >= _key(after):
+                return
+            raise StreamError(
+                f"the stream answered a duplicate for {headers['Nats-Msg-Id']} but holds no "
+                f"message {seq}: not shipped"
+            ) from None
         except Exception as exc:
             raise StreamError(
                 f"the stream answered a duplicate for {headers['Nats-Msg-Id']} but its message "
@@ -446,7 +464,7 @@ class StreamShipper:
                     f"the stream did not take node {self.node_id}'s records: {exc!r}"
                 ) from None
             if ack.duplicate:
-                await self._confirm_stored(js, ack.seq, headers, data)
+                await self._confirm_stored(js, ack.seq, headers, data, after)
             if start.offset == 0 and start.segment not in self._firsts:
                 self._firsts[start.segment] = int(ack.seq)
             self._advance(after)

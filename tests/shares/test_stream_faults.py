@@ -301,3 +301,73 @@ async def test_a_stream_keeping_fewer_replicas_than_the_minimum_is_not_shipped_t
     assert shipper.shipped.offset == 0 and shipper.bytes_shipped == 0
     said = [e for e in events if e["event"] == "stream_durability"]
     assert said and said[0]["replicas"] == 1 and said[0]["min_replicas"] == 3
+
+
+@pytest.mark.parametrize("on_lag", ["refuse", "warn"])
+def test_past_the_lag_bound_shares_are_refused_or_the_promise_is_said_suspended(
+    config_factory: Any, on_lag: str
+) -> None:
+    from poold.daemon import Daemon
+
+    cfg = config_factory(stream={"url": "nats://127.0.0.1:9", "on_lag": on_lag, "max_lag_s": 1.0})
+    daemon = Daemon(cfg)
+    assert daemon.shipper is not None
+    lag = [0.5]
+    daemon.shipper.lag_s = lambda now=None: lag[0]  # type: ignore[method-assign]
+    with capture_logs() as events:
+        assert daemon.writer.refusal() is None
+        lag[0] = 3.0
+        answers = [daemon.writer.refusal() for _ in range(3)]
+        lag[0] = 0.2
+        assert daemon.writer.refusal() is None
+    names = [e["event"] for e in events]
+    if on_lag == "refuse":
+        assert all(a is not None and "max_lag_s" in a for a in answers)
+        assert names == ["stream_lag_exceeded", "stream_lag_recovered"]
+    else:
+        assert answers == [None, None, None]
+        assert names == ["stream_host_loss_promise_suspended", "stream_lag_recovered"]
+
+
+async def test_a_stream_that_lost_all_of_a_log_the_ledger_ingested_past_is_refilled_whole(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The stream lost every message of this log (an unsynced tail that was all of it) while
+    the ledger ingested past what was shipped: shipping goes on from the first segment the
+    ledger still needs, at its first byte — never from the middle of a segment, which no
+    mirror can rebuild (found by the fault simulator, seed 23)."""
+    from poold.shares.log import LogPosition
+
+    log = tmp_path / "log"
+    new_log(log, 6)
+    cfg = cfg_for(nats_server)
+
+    def beats(batch: int) -> None:
+        small = ShareLog(log, segment_bytes=4096, node_id=6)
+        small.open()
+        for n in range(80):
+            small.append({"t": "beat", "ts": batch * 1000 + n, "node": 6, "through": 0})
+            small.flush()
+        small.close()
+
+    beats(0)
+    shipper = StreamShipper(cfg, log, 6, lambda: "L6")
+    await shipper.ship_once()  # a chunk of the first segment (or more)
+    await shipper.close()
+    import nats
+
+    nc = await nats.connect(nats_server.url)
+    await nc.jetstream().purge_stream(cfg.stream)  # the stream lost all it held of the log
+    await nc.close()
+    for batch in range(1, 4):
+        beats(batch)
+    segments = sorted(log_bytes(log))
+    assert len(segments) >= 4
+    needed = segments[2]
+    checkpoint = LogPosition(needed, 100)  # the ledger has everything before this
+    again = StreamShipper(cfg, log, 6, lambda: "L6", ingested=lambda: checkpoint)  # a restart
+    await again.ship_once()
+    await again.close()
+    assert await rebuilt(cfg, 6, tmp_path) == {
+        s: b for s, b in log_bytes(log).items() if s >= needed
+    }

@@ -78,8 +78,11 @@ def test_it_finds_a_lost_submit_answer_read_as_a_refusal(monkeypatch: pytest.Mon
         return (False, reason) if outcome is None else (outcome, reason)
 
     monkeypatch.setattr(submitter, "submit_outcome", pessimist)
-    reports = [sim.simulate(s, steps=300) for s in range(8)]
-    assert any("not accepted in the ledger" in " ".join(r.problems) for r in reports)
+    # The answer for the first block the node takes is lost in every run (and a share of
+    # the rest): most seeds must find it, not one lucky seed.
+    reports = [sim.simulate(s, steps=300) for s in range(4)]
+    found = ["not accepted in the ledger" in " ".join(r.problems) for r in reports]
+    assert sum(found) >= 3, [r.summary() for r in reports]
 
 
 def test_it_finds_replies_sent_before_the_share_log_write(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,8 +114,11 @@ def test_it_finds_the_same_work_credited_for_two_jobs(monkeypatch: pytest.Monkey
         return real(**kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(job_manager, "build_coinbase", keyless)
-    reports = [sim.simulate(s, steps=300) for s in CI_SEEDS]
-    assert any("the same work was answered true" in " ".join(r.problems) for r in reports)
+    # Miners resend work answered true under the next job of its template in every run, so
+    # most seeds must find it, whatever faults they draw (not one lucky seed of many).
+    reports = [sim.simulate(s, steps=300) for s in range(4)]
+    found = ["the same work was answered true" in " ".join(r.problems) for r in reports]
+    assert sum(found) >= 3, [r.summary() for r in reports]
 
 
 def test_it_finds_a_true_sent_before_the_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,10 +171,30 @@ def test_a_power_cut_keeps_only_what_was_fsynced(tmp_path: Path) -> None:
 
     assert [r["n"] for _p, r in read_log(tmp_path)] == list(range(10))
     # A new segment's entry that no directory fsync covered does not survive.
+    import os
+
     stray = tmp_path / "shares-0000000009.log"
-    stray.write_bytes(b"x" * 100)
+    fd = disk.open(str(stray), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"x" * 100)
+    disk.fsync(fd)
+    os.close(fd)
     disk.power_cut(random.Random(2), tmp_path)
     assert not stray.exists()
+    # A rename whose directory was not fsynced after it is undone: the old STARTS is back.
+    starts = (tmp_path / "STARTS").read_bytes()
+    fd = disk.open(str(tmp_path / "STARTS.tmp"), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"99\n")
+    disk.fsync(fd)
+    os.close(fd)
+    disk.replace(tmp_path / "STARTS.tmp", tmp_path / "STARTS")
+    disk.power_cut(random.Random(3), tmp_path)
+    assert (tmp_path / "STARTS").read_bytes() == starts
+    # The log's own writes of it (write, fsync, rename, directory fsync) survive a cut.
+    again = ShareLog(tmp_path, ops=disk)
+    again.open()
+    again.abandon()
+    disk.power_cut(random.Random(4), tmp_path)
+    assert (tmp_path / "STARTS").read_bytes() == str(int(starts) + 1).encode() + b"\n"
 
 
 def test_cli_replays_a_seed_and_fails_loudly() -> None:
