@@ -101,6 +101,9 @@ SCHEMES = ("pplns", "prop", "solo")
 ShareKey = tuple[str, str, int, int, int]
 NODE_ID = 0
 MAX_LAG_S = 8.0  # the sim's [stream] max_lag_s
+#: Chance that a block submission's answer is lost after the node took the block, in every
+#: run: a handful per run, so reading "unknown" as "refused" is found by design.
+LOST_SUBMIT_ANSWER = 0.15
 START_S = 1_800_000_000.0
 
 
@@ -385,6 +388,11 @@ class SimDatabase:
         # The walk (`walk_at`): cut exactly the n-th statement from now, for n = 1, 2, ...
         self.cut_at = 0
         self.counted = 0
+        # The ledger passes' walk (`walk_new`): cut the first statement whose text was not cut
+        # before, so each distinct statement is cut once, in the order passes reach them.
+        self.cut_new = False
+        self.new_cut = False  # the armed cut happened
+        self.walk_cut: set[str] = set()
 
     def open(self, url: str, migrate_schema: bool, timeouts: Timeouts) -> Engine:
         """How a daemon of the run opens its ledger: the real `open_ledger`, then the hook."""
@@ -396,12 +404,21 @@ class SimDatabase:
         """Cut the `n`-th statement from now (and only that one); 0 disarms."""
         self.cut_at, self.counted = n, 0
 
+    def walk_new(self, armed: bool) -> None:
+        """Arm (or disarm) a cut of the next statement not cut before."""
+        self.cut_new, self.new_cut = armed, False
+
     @property
     def walked(self) -> bool:
         """Whether the armed cut happened (False: the work ended before its n-th statement)."""
         return self.cut_at == 0 or self.counted >= self.cut_at
 
     def _before(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if self.cut_new and statement not in self.walk_cut:
+            self.walk_cut.add(statement)
+            self.cut_new, self.new_cut = False, True
+            self.cuts += 1
+            raise OperationalError("statement", {}, ConnectionError("simulated cut (walk)"))
         if self.cut_at:
             self.counted += 1
             if self.counted == self.cut_at:
@@ -457,6 +474,10 @@ class SimBitcoind:
             delay_s = self.sim.rng.choice((5.0, 30.0, 90.0, 200.0))
             self.waiting.append((self.sim.now + delay_s, answer))
             await answer  # the node has the block; its answer comes that much later
+        if self.sim.rng.random() < LOST_SUBMIT_ANSWER:
+            # In every run, whatever its mix: the node took the block, its answer was lost.
+            self.errors += 1
+            raise BitcoindError("simulated RPC failure after the node took the block")
         self._trouble()  # the node took it, and then the answer was lost
         return reason
 
@@ -563,7 +584,7 @@ class SimReport:
     reply_after: str = "fsync"
     power_lost: int = 0  # acknowledged shares a power cut took (only with reply_after "write")
     host_lost: int = 0  # acknowledged shares a host lost at the end would have lost
-    walked: int = 0  # the walk: the longest pass (statements) cut at each of its statements
+    walked: int = 0  # the walk: the most distinct ledger-pass statements cut in one sweep
     faults: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
@@ -677,14 +698,14 @@ class Simulation:
         self.report.reply_after = self.reply_after
         self.stream = SimStream(rng)
         self.restarted = False  # the stream came back this step (the shipper checks it)
-        # The walk: every ledger pass has exactly one statement cut, the first pass its first,
-        # the next its second, and so on until a pass ends before its cut (then from 1 again),
-        # so every statement of every entry point a pass reaches is cut once in turn: each
-        # must end as a LedgerError (and a retry), never as a raw driver error.
+        # The walk: every ledger pass has one statement cut, the first one it reaches that no
+        # earlier pass had cut (by its SQL), so every distinct statement of every entry point
+        # the passes reach is cut once, in order, whatever each pass's length; a pass that
+        # reaches nothing new starts the sweep again. Each cut must end as a LedgerError (and
+        # a retry), never as a raw driver error.
         self.walking = walk
-        self._walk_n = 1
         if walk:
-            for kind in ("db_cut", "db_slow", "db_race", "kill9"):
+            for kind in ("db_cut", "db_slow", "db_race", "kill9", "power_cut"):
                 self.rates[kind] = 0.0
         self.net = SimNet(difficulty=Fraction(1, 2**26), tx_count=2, clock=lambda: self.now)
         self.bitcoind = SimBitcoind(self.net, self)
@@ -917,18 +938,17 @@ class Simulation:
 
     async def _ledger_pass(self) -> None:
         scheduler = self.daemon.scheduler
+        db = self.db
         if self.walking:
-            self.db.walk_at(self._walk_n)
+            db.walk_new(True)
         try:
             await scheduler.step()
         finally:
             if self.walking:
-                if self.db.walked:
-                    self.report.walked = max(self.report.walked, self._walk_n)
-                    self._walk_n += 1
-                else:
-                    self._walk_n = 1
-                self.db.walk_at(0)
+                self.report.walked = max(self.report.walked, len(db.walk_cut))
+                if not db.new_cut:
+                    db.walk_cut.clear()  # nothing new in this pass: sweep again
+                db.walk_new(False)
         if scheduler.problem is not None and scheduler.problem.startswith("ledger pass crashed"):
             # A fault must end as a LedgerError or BitcoindError and a retry, never as a bug.
             self.report.problems.append(scheduler.problem)
