@@ -367,9 +367,16 @@ class StreamShipper:
             if checkpoint is not None:
                 first = max(first, checkpoint.segment)
             back = LogPosition(first, 0)
-            if _key(back) >= _key(self.shipped):
+            if _key(back) == _key(self.shipped):
                 return  # nothing shipped that the stream should hold
             self._firsts = {}
+            if _key(back) > _key(self.shipped):
+                # Everything before `back` is in the ledger: ship from the first byte of the
+                # checkpoint's segment (a mirror needs each segment from its first byte).
+                log.info("stream_starts_at_checkpoint", stream=self.cfg.stream, segment=first)
+                self.shipped = back
+                await asyncio.to_thread(_save_shipped, self.directory, back, {})
+                return
         else:
             back = stored
             self._firsts = {
