@@ -327,3 +327,28 @@ def test_past_the_lag_bound_shares_are_refused_or_the_promise_is_said_suspended(
     else:
         assert answers == [None, None, None]
         assert names == ["stream_host_loss_promise_suspended", "stream_lag_recovered"]
+
+
+async def test_an_empty_stream_starts_at_the_checkpoint_segment_from_its_first_byte(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The stream holds nothing of the log and the ledger has ingested into segment 3: what
+    is before it need not be shipped, and segment 3 is shipped from its first byte (a mirror
+    cannot rebuild a segment whose start is missing; found by the simulator, seed 23)."""
+    from poold.shares.log import LogPosition
+
+    log = tmp_path / "log"
+    small = ShareLog(log, segment_bytes=4096, node_id=8)
+    small.open()
+    for n in range(300):
+        small.append({"t": "beat", "ts": n, "node": 8, "through": 0})
+        small.flush()
+    small.close()
+    segments = sorted(log_bytes(log))
+    assert len(segments) >= 4
+    cfg = cfg_for(nats_server)
+    shipper = StreamShipper(cfg, log, 8, lambda: "L8", ingested=lambda: LogPosition(3, 100))
+    await shipper.ship_once()
+    await shipper.close()
+    got = await rebuilt(cfg, 8, tmp_path)
+    assert got == {s: b for s, b in log_bytes(log).items() if s >= 3}
