@@ -367,14 +367,15 @@ class StreamShipper:
             if checkpoint is not None:
                 first = max(first, checkpoint.segment)
             back = LogPosition(first, 0)
+            if _key(back) == _key(self.shipped):
+                return  # nothing shipped that the stream should hold
             self._firsts = {}
-            if _key(back) >= _key(self.shipped):
-                # Nothing shipped that the stream should hold. Shipping goes on from the
-                # first segment still needed, at its first byte: from the middle of an
-                # ingested segment (the stream lost its start) no mirror could rebuild it.
-                if _key(back) > _key(self.shipped):
-                    self.shipped = back
-                    await asyncio.to_thread(_save_shipped, self.directory, back, {})
+            if _key(back) > _key(self.shipped):
+                # Everything before `back` is in the ledger: ship from the first byte of the
+                # checkpoint's segment (a mirror needs each segment from its first byte).
+                log.info("stream_starts_at_checkpoint", stream=self.cfg.stream, segment=first)
+                self.shipped = back
+                await asyncio.to_thread(_save_shipped, self.directory, back, {})
                 return
         else:
             back = stored
