@@ -365,7 +365,9 @@ class _SimJs:
     async def purge_stream(self, name: str, seq: int, subject: str) -> bool:
         self._check()
         self._stream()
-        for n in [n for n, m in self.s.msgs.items() if m.subject == subject and n < seq]:
+        # As nats-server does: a bound of 1 or less is no bound (every message of the subject).
+        bound = seq if seq > 1 else self.s.last_seq + 1
+        for n in [n for n, m in self.s.msgs.items() if m.subject == subject and n < bound]:
             del self.s.msgs[n]
         return True
 
@@ -1050,6 +1052,8 @@ class Simulation:
             await self.daemon.feed.poll_once()  # a new tip or a refresh: a new job
             if rng.random() < 0.3:
                 await self.daemon.housekeep(self.now, prune=False)  # the second's heartbeat
+                # The stream's retention, as often (no draw of its own: seeds replay as before).
+                await self.daemon.purge_stream()
             if rng.random() < 0.25:  # a ledger pass, the daemon's: ingest, lead, follow
                 await self._ledger_pass()
             for m in rng.sample(self.miners, rng.randint(1, len(self.miners))):

@@ -482,10 +482,14 @@ class StreamShipper:
         seq = self._firsts.get(segment)
         if seq is None:
             return 0
-        try:
-            await self._js.purge_stream(self.cfg.stream, seq=seq, subject=self.subject)
-        except Exception as exc:
-            raise StreamError(f"cannot purge stream {self.cfg.stream}: {exc!r}") from None
+        # Nothing lies below the stream's first message, and a purge "below sequence 1" is
+        # taken by the server as a purge without a bound: every message of this node would go
+        # (the first node to ship to a new stream lost its whole log at its first purge).
+        if seq > 1:
+            try:
+                await self._js.purge_stream(self.cfg.stream, seq=seq, subject=self.subject)
+            except Exception as exc:
+                raise StreamError(f"cannot purge stream {self.cfg.stream}: {exc!r}") from None
         gone = [s for s in self._firsts if s < segment]
         for s in gone:
             del self._firsts[s]

@@ -396,3 +396,26 @@ async def test_an_empty_stream_starts_at_the_checkpoint_segment_from_its_first_b
     await shipper.close()
     got = await rebuilt(cfg, 8, tmp_path)
     assert got == {s: b for s, b in log_bytes(log).items() if s >= 3}
+
+
+async def test_the_first_log_shipped_to_a_new_stream_outlives_a_purge_below_its_first_segment(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The first node to ship to a new stream owns its message 1. Its ledger checkpoint in
+    segment 1 purges below that message: nothing is below it, and nothing may go (a purge
+    "below sequence 1" is one without a bound to the server: the whole log went, and a
+    mirror met "lacks node 1's records of segment 1 from offset 0" after its host was lost)."""
+    from poold.shares.log import LogPosition
+
+    log = tmp_path / "log"
+    new_log(log, 1)
+    write(log, 1, shares("alice", 0, 1, 5))
+    cfg = cfg_for(nats_server)
+    shipper = StreamShipper(cfg, log, 1, lambda: "L1", ingested=lambda: LogPosition(1, 50))
+    await shipper.ship_once()
+    assert shipper._firsts == {1: 1}  # the stream's first message is this log's first byte
+    assert await shipper.purge_below(1) == 0
+    write(log, 1, shares("alice", 2, 3, 5))  # acknowledged after the purge
+    await shipper.ship_once()
+    await shipper.close()
+    assert await rebuilt(cfg, 1, tmp_path) == log_bytes(log)
