@@ -195,6 +195,8 @@ class Daemon:
             anchor_wallet=anchor_wallet,
             chain=self._mined_now,
         )
+        if self.leaves is not None:
+            self.scheduler.on_work_cut = self.leaves.cut
         self.server = StratumServer(
             limits=ServerLimits(
                 max_connections=st.max_connections,

@@ -104,10 +104,13 @@ def _settle_blocks(
 
 
 def _settle_tokens(
-    cfg: TokensConfig, through_ms: int | None, now: float | None = None
+    cfg: TokensConfig,
+    through_ms: int | None,
+    now: float | None = None,
+    work_dirs: tuple[Path, ...] = (),
 ) -> list[PeriodResult]:
     assert _engine is not None
-    return settle_due(_engine, cfg, through_ms=through_ms, now=now)
+    return settle_due(_engine, cfg, through_ms=through_ms, now=now, work_dirs=work_dirs)
 
 
 def _read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -154,7 +157,11 @@ class Worker(Protocol):
     ) -> list[Settled]: ...
 
     async def settle_tokens(
-        self, cfg: TokensConfig, through_ms: int | None = None, now: float | None = None
+        self,
+        cfg: TokensConfig,
+        through_ms: int | None = None,
+        now: float | None = None,
+        work_dirs: tuple[Path, ...] = (),
     ) -> list[PeriodResult]: ...
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T: ...
@@ -220,9 +227,13 @@ class InlineWorker:
         )
 
     async def settle_tokens(
-        self, cfg: TokensConfig, through_ms: int | None = None, now: float | None = None
+        self,
+        cfg: TokensConfig,
+        through_ms: int | None = None,
+        now: float | None = None,
+        work_dirs: tuple[Path, ...] = (),
     ) -> list[PeriodResult]:
-        return settle_due(self.engine, cfg, through_ms=through_ms, now=now)
+        return settle_due(self.engine, cfg, through_ms=through_ms, now=now, work_dirs=work_dirs)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         engine = self.engine
@@ -303,10 +314,14 @@ class LedgerWorker:
         return await self._call(_settle_blocks, pool_fee, scheme, found_before_ms, excluded_nodes)
 
     async def settle_tokens(
-        self, cfg: TokensConfig, through_ms: int | None = None, now: float | None = None
+        self,
+        cfg: TokensConfig,
+        through_ms: int | None = None,
+        now: float | None = None,
+        work_dirs: tuple[Path, ...] = (),
     ) -> list[PeriodResult]:
         """Settle every due token period; `now` is the daemon's clock (unix seconds)."""
-        return await self._call(_settle_tokens, cfg, through_ms, now)
+        return await self._call(_settle_tokens, cfg, through_ms, now, work_dirs)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(conn, *args)` on a ledger connection in the worker (`fn` importable by name).
