@@ -243,7 +243,8 @@ def test_a_short_delivery_is_made_good_once_from_the_operator(ledger: sa.Engine)
     assert settle_period(ledger, cfg, START, now=END + 500).settled is None
     assert balances(ledger)["operator:make_good"] == total
     assert verify(ledger) == []
-    doc = proof_for(ledger.connect(), "bob", START)
+    with ledger.connect() as conn:
+        doc = proof_for(conn, "bob", START)
     assert doc is not None
     lines = check(complete(json.loads(json.dumps(doc))), **UNANCHORED).lines
     assert any(f"worth {total} sat" in x and f"part is {total // 3} sat" in x for x in lines)
