@@ -25,11 +25,12 @@ from accounting.fpps import (
 )
 from accounting.hashrate import hashprice, hashrate, hashrate_windows
 from accounting.money import largest_remainder
-from accounting.pplns import PplnsResult, pplns_split, pplns_split_arrays
+from accounting.pplns import AccountNames, PplnsResult, pplns_split, pplns_split_arrays
 from accounting.prop import prop_split, solo_split
 from accounting.tokens import StatementLine, TokenSettlement, token_settle
 
 __all__ = [
+    "AccountNames",
     "FppsResult",
     "PplnsResult",
     "StatementBenchmark",

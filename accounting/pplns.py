@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -32,6 +32,25 @@ I64 = npt.NDArray[np.int64]
 LIMB = 1 << 62  # bound for the int64 fast split (mul_div's precondition)
 SMALL_D = 1 << 60  # mul_div_small's bounds: divisor below 2**60, quotients below 2**53
 SMALL_Q = 1 << 53
+
+
+class AccountNames(tuple[str, ...]):
+    """Account names in id order, checked unique once, when built: the table a split's
+    `account_idx` points into. Build it once per account table and pass it to every split
+    (a plain sequence is checked again on each call: 50,000 names cost about 2 ms)."""
+
+    __slots__ = ()
+
+    def __new__(cls, names: Iterable[str]) -> AccountNames:
+        table = super().__new__(cls, names)
+        if len(set(table)) != len(table):
+            raise ValueError("accounts must be unique")
+        return table
+
+    @classmethod
+    def of_dict(cls, ids: dict[str, int]) -> AccountNames:
+        """The names of an {account: id} dict built in id order (unique by construction)."""
+        return super().__new__(cls, ids)
 
 
 class _Credits(Mapping[str, int]):
@@ -146,7 +165,7 @@ def split_parsed(
         np.array(work, dtype=np.int64),
         np.array(epoch_of, dtype=np.int64),
         epoch_net,
-        list(accounts),
+        AccountNames.of_dict(accounts),
         factor=factor,
         pool_fee=pool_fee,
     )
@@ -175,7 +194,7 @@ def pplns_split_arrays(
     if not (account_idx.shape[0] == n == epoch_idx.shape[0]):
         raise ValueError("account_idx, work and epoch_idx must have the same length")
     nets = [positive(w, f"epoch_net_work[{i}]") for i, w in enumerate(epoch_net_work)]
-    if len(set(accounts)) != len(accounts):
+    if not isinstance(accounts, AccountNames) and len(set(accounts)) != len(accounts):
         raise ValueError("accounts must be unique")
 
     fee_sat = reward * fee.numerator // fee.denominator

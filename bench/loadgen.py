@@ -6,7 +6,9 @@ at difficulty 2**-32 nearly every nonce qualifies). Modes:
   open:   a fixed total rate spread over all connections, whatever the replies do;
   idle:   connect, subscribe, authorize, then only wait (for RSS per idle connection).
 With --tls every connection speaks TLS (stratum+ssl), the certificate unchecked.
-Prints one JSON object with counts, rate and latency percentiles.
+Prints one JSON object with counts, rate and latency percentiles; with --server-pid also the
+server's CPU seconds (process and children, from /proc) over exactly the measured window, and
+the µs of server CPU per accepted share.
 """
 
 from __future__ import annotations
@@ -128,6 +130,24 @@ def pct(lat: list[float], q: float) -> float:
     return round(s[min(len(s) - 1, int(q * len(s)))] * 1000, 3)
 
 
+def server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its descendants (threads are included)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except FileNotFoundError:
+            continue
+    return total
+
+
 async def main(a: argparse.Namespace) -> dict:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -181,10 +201,12 @@ async def main(a: argparse.Namespace) -> dict:
     await asyncio.sleep(a.warmup)
     stats.measuring = True
     cpu0 = time.process_time()
+    srv0 = server_cpu_s(a.server_pid) if a.server_pid else 0.0
     start = time.perf_counter()
     await asyncio.sleep(a.duration)
     stats.measuring = False
     elapsed = time.perf_counter() - start
+    srv = server_cpu_s(a.server_pid) - srv0 if a.server_pid else 0.0
     cpu = time.process_time() - cpu0
     if not closed:
         pacer.cancel()
@@ -201,6 +223,16 @@ async def main(a: argparse.Namespace) -> dict:
         "loadgen_cpu": round(cpu / elapsed, 2),
         "connect_s": round(connect_s, 2),
         "closed_connections": stats.errors,
+        **(
+            {
+                "server_cpu_s": round(srv, 3),
+                "server_cpu_us_per_share": round(srv * 1e6 / stats.accepted, 2)
+                if stats.accepted
+                else None,
+            }
+            if a.server_pid
+            else {}
+        ),
     }
 
 
@@ -215,6 +247,7 @@ if __name__ == "__main__":
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--cpu", type=int, default=None)
     ap.add_argument("--tls", action="store_true", help="connect with TLS (stratum+ssl)")
+    ap.add_argument("--server-pid", type=int, default=0, help="report this process's CPU use")
     args = ap.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})

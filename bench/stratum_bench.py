@@ -149,6 +149,8 @@ def loadgen(
         str(duration),
         "--warmup",
         str(warmup),
+        "--server-pid",
+        str(server_pid),
     ]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]

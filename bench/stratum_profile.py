@@ -6,6 +6,7 @@ gives at the measured rate. Writes bench/results/stratum_profile.json.
 
     .venv/bin/pip install py-spy   # once: a sampling profiler, not a dependency of poold
     .venv/bin/python bench/stratum_profile.py [--duration 20] [--connections 1000]
+    .venv/bin/python bench/stratum_profile.py --server baseline   # the minimal server, alike
 """
 
 from __future__ import annotations
@@ -58,12 +59,22 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument(
+        "--server",
+        choices=("poold", "baseline"),
+        default="poold",
+        help="profile poold, or the minimal server the same way (for a side-by-side)",
+    )
     args = ap.parse_args()
     spy = find_py_spy()
-    report: dict[str, object] = {"machine": machine(), "connections": args.connections}
+    report: dict[str, object] = {
+        "machine": machine(),
+        "server": args.server,
+        "connections": args.connections,
+    }
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
-        server, port = start_server("poold", tmp, cpu=0)
+        server, port = start_server(args.server, tmp, cpu=0)
         raw = tmp / "samples.txt"
         try:
             # Sample for the load's whole measured window (warm-up excluded by starting late).
@@ -116,7 +127,8 @@ def main() -> None:
         for s, n in stages.most_common()
     }
     print(json.dumps(report, indent=2))
-    out = ROOT / "bench" / "results" / "stratum_profile.json"
+    name = "stratum_profile" if args.server == "poold" else "stratum_profile_baseline"
+    out = ROOT / "bench" / "results" / f"{name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from fractions import Fraction
@@ -281,7 +282,8 @@ class LedgerConfig(_Section):
         30.0,
         ge=1,
         le=3600,
-        description="a daemon's registration lasts this long unless a ledger pass renews it",
+        description="a daemon's registration, and the leader's lease, last this long unless "
+        "renewed; another daemon takes over within twice this after the leader is cut off",
     )
     node_wait_s: float = Field(
         600.0,
@@ -381,6 +383,11 @@ class ShareLogConfig(_Section):
     segment_bytes: int = Field(64 << 20, ge=4096)
     fsync_interval_ms: float = Field(5.0, gt=0, le=1000)
     retention_hours: float = Field(168.0, gt=0)
+    reply_after: Literal["write", "fsync"] = Field(
+        "fsync",
+        description='when a share is answered true: "write" (in the kernel: survives kill -9) '
+        'or "fsync" (after the group commit\'s fdatasync covered it: survives a power cut)',
+    )
 
 
 class StreamSection(_Section):
@@ -393,6 +400,28 @@ class StreamSection(_Section):
     subject: str = Field("poold.shares", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
     replicas: int = Field(1, ge=1, le=5, description="copies JetStream keeps of each message")
     timeout_s: float = Field(5.0, gt=0, le=300, description="wait this long for an ack")
+    min_replicas: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="ship only to a file-backed stream keeping at least this many replicas "
+        "(read at start and at every check; a stream keeping fewer counts as unreachable)",
+    )
+    verify_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="check the stream's tail against SHIPPED this often"
+    )
+    max_lag_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="the most a share may wait unshipped: past it shares get error 20 "
+        '(on_lag = "refuse") or the host-loss promise is suspended ("warn")',
+    )
+    on_lag: Literal["refuse", "warn"] = Field(
+        "refuse",
+        description='past max_lag_s: "refuse" shares (neither credited nor lost) or "warn" '
+        "(keep answering true; a lost host then loses what was not shipped)",
+    )
     mirror_path: Path = Field(
         Path("var/stream-mirror"),
         description="where the leader rebuilds the logs of nodes whose host is gone",
@@ -524,26 +553,64 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
 REDACTED = "***"
 
 
-def _redact_url(url: str) -> str:
-    """`scheme://user:password@host/...` -> the same with the password replaced."""
+#: Query parameters whose value is a secret (`?password=`, `?sslpassword=`, `?token=`...).
+_SECRET_PARAM = re.compile(r"pass|pwd|token|secret|credential|auth|key$", re.IGNORECASE)
+#: Schemes whose bare userinfo (`scheme://name@host`) is a role name, not a credential.
+_ROLE_SCHEMES = ("postgresql", "postgres", "sqlite", "mysql")
+#: Config keys whose whole value is a secret.
+_SECRET_KEY = re.compile(r"password|passwd|token|secret", re.IGNORECASE)
+
+
+def _redact_one(url: str) -> str:
     scheme, sep, rest = url.partition("://")
-    creds, at, tail = rest.rpartition("@")
-    if not sep or not at or ":" not in creds:
+    if not sep:
         return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:{REDACTED}@{tail}"
+    head, q, query = rest.partition("?")
+    query, hash_, fragment = query.partition("#")
+    authority, slash, path = head.partition("/")
+    creds, at, host = authority.rpartition("@")
+    if at:
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":" + REDACTED
+        elif not scheme.lower().startswith(_ROLE_SCHEMES):
+            creds = REDACTED  # nats://token@host: the name is the credential
+        authority = f"{creds}@{host}"
+    if q:
+        params = []
+        for part in query.split("&"):
+            name, eq, _value = part.partition("=")
+            params.append(f"{name}={REDACTED}" if eq and _SECRET_PARAM.search(name) else part)
+        query = "&".join(params)
+    return f"{scheme}://{authority}{slash}{path}{q}{query}{hash_}{fragment}"
+
+
+def redact_url(url: str) -> str:
+    """A URL with every credential replaced by `***`: the password of `user:password@`, a
+    bare token (`nats://token@host`; a database's role name stays), and every query parameter
+    that names a secret (`?password=`, `?sslpassword=`, `?token=`). A list of URLs
+    (`nats://a,nats://b`) is redacted part by part."""
+    return ",".join(_redact_one(part) for part in url.split(","))
+
+
+def _redact_tree(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _redact_tree(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(v, key) for v in value]
+    if isinstance(value, str) and value:
+        if _SECRET_KEY.search(key):
+            return REDACTED
+        if "://" in value:
+            return redact_url(value)
+    return value
 
 
 def redacted(cfg: Config) -> dict[str, Any]:
-    """The configuration as JSON-ready data with every secret hidden: the bitcoind password and
-    the password in any URL (bitcoind, ledger), whether from the file or a POOLD__ variable."""
-    data = cfg.model_dump(mode="json")
-    node, ledger = data["bitcoind"], data["ledger"]
-    if node["password"]:
-        node["password"] = REDACTED
-    node["url"] = _redact_url(node["url"])
-    ledger["url"] = _redact_url(ledger["url"])
-    return data
+    """The configuration as JSON-ready data with every secret hidden, whether from the file or
+    a POOLD__ variable: every key that names a secret (the bitcoind password), and every
+    credential in every URL-shaped value (`redact_url`: the ledger, bitcoind, the stream)."""
+    result: dict[str, Any] = _redact_tree(cfg.model_dump(mode="json"))
+    return result
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:

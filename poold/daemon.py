@@ -9,7 +9,8 @@ log -> last ingest -> close the bitcoind client. Nothing else in poold construct
 holds global state.
 
 What the world gives the daemon is injected here and only here: the clock, the share log's
-disk (`FileOps`), bitcoind, and how the ledger and its worker are opened (`LedgerAccess`). The
+disk (`FileOps`), bitcoind, how the ledger and its worker are opened (`LedgerAccess`) and how
+the share stream is reached (`stream_connect`). The
 fault simulator builds its daemons through this same class with its own clock, disk, database
 and bitcoind, so the wiring it tests is the wiring that runs in production.
 """
@@ -23,7 +24,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ from poold.ledger.worker import LedgerAccess
 from poold.metrics import Metrics
 from poold.shares.leaves import LeafKeeper
 from poold.shares.log import OS_FILE_OPS, FileOps, ShareLog, ShareLogError
-from poold.shares.stream import StreamConfig, StreamShipper
+from poold.shares.stream import StreamConfig, StreamError, StreamShipper
 from poold.shares.writer import ShareWriter
 from poold.stratum.extranonce import EXTRANONCE1_SIZE, ExtranoncePool
 from poold.stratum.server import ServerLimits, StratumServer
@@ -65,14 +66,22 @@ class StartupError(RuntimeError):
     """The daemon must not serve: the message says why and what to change."""
 
 
+GC_YOUNG_THRESHOLD = 20_000
+
+
 def _freeze_startup_heap() -> None:
     """Move everything built so far (modules, config, engine) out of the cyclic collector.
 
     Those objects live as long as the process; with them in the oldest generation every full
     collection walked them all (~60 ms on the Stratum loop: a latency spike and ~2 us a share).
+    The youngest generation is collected every `GC_YOUNG_THRESHOLD` net allocations instead of
+    700: a share's objects die by reference count (the hot path makes no cycles), so the
+    collector mostly walked the duplicate-key tuples each share leaves on its job.
     """
     gc.collect()
     gc.freeze()
+    _young, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 class Daemon:
@@ -86,6 +95,7 @@ class Daemon:
         ledger_access: LedgerAccess | None = None,
         reuse_port: bool = False,
         metrics_dir: Path | None = None,
+        stream_connect: Callable[[StreamConfig], Awaitable[tuple[Any, Any]]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
@@ -143,6 +153,9 @@ class Daemon:
             clock=clock,
             on_found=self.feed.refresh.set,
         )
+        if cfg.sharelog.reply_after == "fsync":  # true only once fdatasync covers the share
+            self.writer.reply_after_fsync = True
+            self.sharelog.on_synced = self.writer.on_synced
         # No heartbeat may promise a time past a found block whose record is not written.
         self.writer.unrecorded_since = self.submitter.oldest_unrecorded_ms
         # The work proof's leaves of each token period, beside the share log; retention
@@ -170,15 +183,39 @@ class Daemon:
             anchor_wallet = self.bitcoind
         sc = cfg.stream
         stream = (
-            StreamConfig(sc.url, sc.stream, sc.subject, sc.replicas, sc.timeout_s)
+            StreamConfig(
+                sc.url,
+                sc.stream,
+                sc.subject,
+                sc.replicas,
+                sc.timeout_s,
+                min_replicas=sc.min_replicas,
+                verify_interval_s=sc.verify_interval_s,
+            )
             if sc.url
             else None
         )
         self.shipper = (
-            StreamShipper(stream, cfg.sharelog.path, st.node_id, lambda: self.sharelog.log_id)
+            StreamShipper(
+                stream,
+                cfg.sharelog.path,
+                st.node_id,
+                lambda: self.sharelog.log_id,
+                written=lambda: self.sharelog.position,
+                durable=lambda: self.sharelog.synced,
+                ingested=lambda: self.scheduler.ingest_position,
+                clock=clock,
+                connector=stream_connect,
+            )
             if stream is not None
             else None
         )
+        self._lag_over = False  # the stream lags past [stream] max_lag_s (said once)
+        if self.shipper is not None:
+            self.writer.refusal = self._stream_refusal
+        # The oldest share-log segment something still needs besides ingest (a pending proof
+        # of delivered hashrate): neither the local log nor the stream drops it or later ones.
+        self.retention_hold: Callable[[], int | None] = lambda: None
         self.scheduler = LedgerScheduler(
             cfg,
             self.bitcoind,
@@ -195,6 +232,7 @@ class Daemon:
             anchor_wallet=anchor_wallet,
             chain=self._mined_now,
         )
+        self.scheduler.durable_until = lambda: self.sharelog.synced
         if self.leaves is not None:
             self.scheduler.on_work_cut = self.leaves.cut
         self.server = StratumServer(
@@ -228,7 +266,7 @@ class Daemon:
             sink=self.writer,
             metrics=self.metrics,
             extranonces=ExtranoncePool(st.node_id),
-            before_reply=self.writer.flush,
+            before_reply=self.writer.before_reply,
             clock=clock,
         )
         self.address: tuple[str, int] | None = None
@@ -319,6 +357,71 @@ class Daemon:
 
     # -- loops -----------------------------------------------------------------------------------
 
+    def _stream_refusal(self) -> str | None:
+        """The share writer asks before each batch: past `[stream] max_lag_s` the shares are
+        refused (or, with `on_lag = "warn"`, kept and the suspended promise said once)."""
+        assert self.shipper is not None
+        sc = self.cfg.stream
+        lag = self.shipper.lag_s()
+        if lag <= sc.max_lag_s:
+            if self._lag_over:
+                self._lag_over = False
+                log.warning("stream_lag_recovered", lag_s=round(lag, 3))
+            return None
+        why = (
+            f"the stream has not stored this node's records for {lag:.1f} s "
+            f"(over [stream] max_lag_s = {sc.max_lag_s:g})"
+        )
+        if not self._lag_over:
+            self._lag_over = True
+            if sc.on_lag == "refuse":
+                log.error("stream_lag_exceeded", lag_s=round(lag, 3), shares="refused (error 20)")
+            else:
+                log.error(
+                    "stream_host_loss_promise_suspended",
+                    lag_s=round(lag, 3),
+                    why="[stream] on_lag = warn: shares are answered true but a lost host "
+                    "loses those not shipped",
+                )
+        return why if sc.on_lag == "refuse" else None
+
+    def _stream_metrics(self, now: float) -> None:
+        shipper, m = self.shipper, self.metrics
+        if shipper is None:
+            return
+        m.stream_ok = int(shipper.problem is None)
+        m.stream_shipped = (shipper.shipped.segment, shipper.shipped.offset)
+        m.stream_lag_s = shipper.lag_s(now)
+        written = self.sharelog.position
+        m.stream_lag_bytes = max(
+            0,
+            (written.segment - shipper.shipped.segment) * self.cfg.sharelog.segment_bytes
+            + written.offset
+            - shipper.shipped.offset,
+        )
+        m.stream_failures = shipper.failures
+        m.stream_outages = shipper.outages
+        m.stream_rewinds = shipper.rewinds
+        m.stream_refused_batches = self.writer.refused_batches
+        if shipper.durability is not None:
+            m.stream_replicas = shipper.durability.replicas
+
+    async def purge_stream(self) -> None:
+        """Drop the stream's whole segments this node's ingest has passed (and no proof
+        holds); a failure is said and tried again at the next round."""
+        position = self.scheduler.ingest_position
+        if self.shipper is None or position is None:
+            return
+        below = position.segment
+        hold = self.retention_hold()
+        if hold is not None:
+            below = min(below, hold)
+        try:
+            await self.shipper.purge_below(below)
+        except StreamError as exc:
+            self.metrics.errors["stream_purge"] += 1
+            log.warning("stream_purge_failed", error=str(exc))
+
     async def housekeep(self, now: float, *, prune: bool) -> None:
         """One round of the daemon's once-a-second chores (`prune`: also delete old share-log
         segments that every consumer has passed)."""
@@ -334,8 +437,14 @@ class Daemon:
             await self.build_leaves(now)
         if prune and position is not None:
             # Only below the segment ingest has reached: never a record not in the ledger.
-            for path in self.sharelog.prune(position.segment, now):
+            keep = position.segment
+            hold = self.retention_hold()
+            if hold is not None:
+                keep = min(keep, hold)
+            for path in self.sharelog.prune(keep, now):
                 log.info("sharelog_segment_removed", path=str(path))
+            await self.purge_stream()
+        self._stream_metrics(now)
 
     async def build_leaves(self, now: float) -> None:
         """Write the leaf file of every token period that closed (off the event loop)."""
@@ -398,7 +507,9 @@ class Daemon:
         if self.clock() - self.feed.bitcoind_seen > limit:
             problems["bitcoind"] = f"no answer from bitcoind for over {limit:.0f} s"
         if self.shipper is not None and self.shipper.problem is not None:
-            problems["stream"] = self.shipper.problem
+            problems["stream"] = f"the stream is unreachable: {self.shipper.problem}"
+        if self._lag_over and self.cfg.stream.on_lag == "refuse":
+            problems["stream_lag"] = "shares are refused: the stream lags past [stream] max_lag_s"
         problems.update(self.scheduler.readiness())
         return problems
 
@@ -451,6 +562,14 @@ class Daemon:
                 self.sharelog.close()
                 raise
         wait_s = self.cfg.ledger.shutdown_wait_s
+        # One budget for the whole stop, from the moment it is asked for: the pass in
+        # progress, the last ingest, the stream's last records and the ledger process share
+        # `shutdown_wait_s`, so a stalled database can delay the exit by that much and no more.
+        deadline: list[float] = []
+
+        def left() -> float:
+            return max(0.0, deadline[0] - time.monotonic()) if deadline else wait_s
+
         try:
             async with asyncio.TaskGroup() as tg:
                 poller = tg.create_task(self.feed.run())
@@ -484,6 +603,7 @@ class Daemon:
                         else None
                     )
                     await stopped
+                    deadline.append(time.monotonic() + wait_s)
                     await self.server.stop(reconnect=True)
                     self.events.close()  # ends every event stream, so cleanup is quick
                     for runner in runners:
@@ -493,7 +613,7 @@ class Daemon:
                     if ledger is not None:
                         # A pass in progress may finish; one stuck on the database is left
                         # (its transaction rolls back; the shares are in the share log).
-                        done, _ = await asyncio.wait({ledger}, timeout=wait_s)
+                        done, _ = await asyncio.wait({ledger}, timeout=left())
                         if not done:
                             log.warning("ledger_pass_abandoned", waited_s=wait_s)
                             ledger.cancel()
@@ -515,11 +635,11 @@ class Daemon:
             self.sharelog.close()
             if self.shipper is not None:  # the final heartbeat too, so others need not wait
                 try:
-                    await asyncio.wait_for(self.shipper.ship_once(), wait_s)
+                    await asyncio.wait_for(self.shipper.ship_once(), left())
                 except Exception as exc:  # the stream catches up from the log at next start
                     self.metrics.errors["stream_final_ship"] += 1
                     log.warning("stream_final_ship_failed", error=repr(exc))
                 await self.shipper.close()
-            await self.scheduler.close(wait_s)
+            await self.scheduler.close(left())
             await self.bitcoind.close()
             log.info("daemon_stopped", **self.metrics.snapshot())

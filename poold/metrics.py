@@ -15,7 +15,7 @@ import bisect
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,9 @@ class Metrics:
         self.anchor_failures = 0  # anchor transactions the wallet refused or could not send
         self.api_cache_failures = 0  # API cache refreshes that failed (logged, in /readyz)
         self.leader = 0  # 1 while this daemon holds the ledger's leadership
+        # Asked at each scrape when set (the scheduler's `leading()`): a leader whose lease ran
+        # out while its loop was stopped or stuck is never shown leading.
+        self.leading: Callable[[], bool] | None = None
         # Every node of the ledger (as the leader last read them): id -> (status, seconds
         # its ingested shares lag behind now).
         self.nodes: dict[int, tuple[str, float]] = {}
@@ -99,6 +102,16 @@ class Metrics:
         # Seconds this node's ingested shares lag behind now, at each ledger pass.
         self.ingest_lag = Histogram(LAG_BOUNDS)
         self.payouts: dict[str, int] = {}  # by status, read from the ledger at scrape time
+        # The share stream (when [stream] url is set; stream_ok -1: no stream).
+        self.stream_ok = -1  # 1 reachable and checked, 0 unreachable
+        self.stream_shipped = (0, 0)  # (segment, offset) the stream stores up to
+        self.stream_lag_s = 0.0  # how long the oldest record the stream lacks has waited
+        self.stream_lag_bytes = 0
+        self.stream_failures = 0  # shipping rounds that failed
+        self.stream_outages = 0
+        self.stream_rewinds = 0  # the stream held less than SHIPPED: re-filled from the log
+        self.stream_refused_batches = 0  # share batches refused past [stream] max_lag_s
+        self.stream_replicas = 0  # replicas the stream reports keeping
         self.hashrate_hs: dict[str, int] = {}  # by window, from the cached pool overview
 
     MAX_ACCOUNTS = 100_000
@@ -148,6 +161,8 @@ class Metrics:
 
     def snapshot_state(self) -> dict[str, Any]:
         """What another worker's /metrics adds to its own (see the module docstring)."""
+        if self.leading is not None:
+            self.leader = int(self.leading())
         return {
             **{k: getattr(self, k) for k in (*self._SUMMED, *self._MAXED)},
             "sharelog_ok": self.sharelog_ok,
@@ -167,6 +182,8 @@ class Metrics:
         """A copy of these metrics with other workers' states added."""
         out = Metrics()
         out.__dict__.update({k: v for k, v in self.__dict__.items()})
+        if self.leading is not None:  # this worker's leadership as of now, then the others'
+            out.leader, out.leading = int(self.leading()), None
         out.shares_rejected = Counter(self.shares_rejected)
         out.settlement_runs = Counter(self.settlement_runs)
         out.errors = Counter(self.errors)
@@ -284,7 +301,9 @@ class _Families(Collector):
             runs.add_metric([kind], m.settlement_runs[kind])
         yield runs
         yield GaugeMetricFamily(
-            "poold_leader", "1 while this daemon holds the ledger's leadership", value=m.leader
+            "poold_leader",
+            "1 while this daemon holds the ledger's leadership",
+            value=int(m.leading()) if m.leading is not None else m.leader,
         )
         lag = GaugeMetricFamily(
             "poold_node_ingest_lag_seconds",
@@ -307,6 +326,51 @@ class _Families(Collector):
             "1 while the next token period waits (for a price, a block, a node)",
             value=m.token_periods_waiting,
         )
+        if m.stream_ok >= 0:
+            yield GaugeMetricFamily(
+                "poold_stream_ok",
+                "1 while the share stream is reachable and checked",
+                value=m.stream_ok,
+            )
+            shipped = GaugeMetricFamily(
+                "poold_stream_shipped",
+                "How far the stream stores this node's share log",
+                labels=["part"],
+            )
+            shipped.add_metric(["segment"], m.stream_shipped[0])
+            shipped.add_metric(["offset"], m.stream_shipped[1])
+            yield shipped
+            yield GaugeMetricFamily(
+                "poold_stream_lag_seconds",
+                "How long the oldest record the stream does not store yet has waited",
+                value=m.stream_lag_s,
+            )
+            yield GaugeMetricFamily(
+                "poold_stream_lag_bytes",
+                "Share-log bytes written but not stored by the stream",
+                value=m.stream_lag_bytes,
+            )
+            yield CounterMetricFamily(
+                "poold_stream_failures", "Shipping rounds that failed", value=m.stream_failures
+            )
+            yield CounterMetricFamily(
+                "poold_stream_outages", "Stream outages (one event each)", value=m.stream_outages
+            )
+            yield CounterMetricFamily(
+                "poold_stream_rewinds",
+                "Times the stream held less than shipped and was re-filled from the log",
+                value=m.stream_rewinds,
+            )
+            yield CounterMetricFamily(
+                "poold_stream_refused_batches",
+                "Share batches refused (error 20) while the stream lagged past max_lag_s",
+                value=m.stream_refused_batches,
+            )
+            yield GaugeMetricFamily(
+                "poold_stream_replicas",
+                "Replicas the stream reports keeping",
+                value=m.stream_replicas,
+            )
         if m.hashrate_hs:
             hs = GaugeMetricFamily(
                 "poold_hashrate_hs", "Pool hashrate by window (H/s)", labels=["window"]

@@ -31,8 +31,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from accounting import reference
-from poold.ledger import journal, nodes
-from poold.ledger.db import make_engine, migrate
+from poold.ledger import journal, leader, nodes
+from poold.ledger.db import Deposed, Fence, fence_set, make_engine, migrate
 from poold.ledger.ingest import ingest
 from poold.ledger.leader import Leadership
 from poold.ledger.models import (
@@ -53,7 +53,16 @@ BITS = 0x207FFFFF  # regtest: a window is a few shares
 REWARD = 5_000_000_000
 FEE = Fraction(1, 100)
 LEASE_MS, WAIT_MS = 20_000, 90_000
-NODE_FAULTS = ("lag", "pause", "leader_kill", "clean_stop", "host_lost", "in_flight")
+NODE_FAULTS = (
+    "lag",
+    "pause",
+    "leader_kill",
+    "clean_stop",
+    "host_lost",
+    "in_flight",
+    "partition",
+    "deposed_resume",
+)
 
 
 @dataclass
@@ -65,6 +74,8 @@ class NodesReport:
     blocks: int = 0
     settled: int = 0
     leaders: int = 0  # leadership changes
+    refused: int = 0  # writes of a deposed epoch refused (as they must be)
+    deposed_accepted: int = 0  # writes of a deposed epoch that went through (must be 0)
     faults: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
@@ -78,7 +89,8 @@ class NodesReport:
         return (
             f"seed {self.seed}: {self.nodes} nodes, {self.steps} steps, {self.shares} shares, "
             f"{self.blocks} blocks ({self.settled} settled), {self.leaders} leadership "
-            f"changes, faults: {faults} — {verdict}"
+            f"changes, {self.refused} deposed writes refused, {self.deposed_accepted} "
+            f"accepted, faults: {faults} — {verdict}"
         )
 
 
@@ -95,10 +107,28 @@ class _Node:
         self.lagging_until = -1  # writes, but no ingest
         self.stopped_until = -1  # cleanly stopped until this step
         self.lost = False
-        self.leadership = Leadership(sim.engine)
+        # A pass cut off after it read and before it wrote (a silent partition, a pause), as
+        # (fence, gate), resumed at `suspended_until`.
+        self.suspended: tuple[Fence | None, nodes.Gate] | None = None
+        self.suspended_until = -1
+        self.runs = 0
+        self.leadership = self._leadership()
         self.mined = 0
 
+    def _leadership(self) -> Leadership:
+        """A new process's view of the lease (each start is a new holder), on the run's clock."""
+        self.runs += 1
+        now_s = lambda: self.sim.now / 1000  # noqa: E731
+        return Leadership(
+            self.sim.engine,
+            holder=f"sim node {self.node_id} run {self.runs}",
+            lease_s=LEASE_MS / 1000,
+            clock=now_s,
+            monotonic=now_s,
+        )
+
     def start(self, now: int) -> None:
+        self.leadership = self._leadership()
         self.log = ShareLog(self.dir, node_id=self.node_id)
         self.log.open()
         self.minute = 0
@@ -170,7 +200,9 @@ class _Node:
         else:
             self.log.abandon()
         self.log = None
-        self.leadership.release()
+        self.suspended, self.suspended_until = None, -1  # a pass in flight dies with it
+        if final:
+            self.leadership.release()  # a kill -9 leaves its lease to end by itself
 
     def ledger_pass(self, step: int, now: int) -> None:
         """What the daemon's ledger scheduler does in one pass."""
@@ -179,25 +211,64 @@ class _Node:
         if step > self.lagging_until:
             ingest(engine, self.dir, self.node_id, closed_only=True)
         nodes.renew(engine, self.node_id, self.log.log_id, now_ms=now, lease_ms=LEASE_MS)
-        was = self.leadership.held
         if not self.leadership.hold():
             return
-        if not was:
+        if self.leadership.taken:
             self.sim.report.leaders += 1
+            # The worst moment for a cut-off leader to come back: right after another took
+            # over, before the new leader has written anything.
+            self.sim.heal_now(self)
         with engine.connect() as conn:
             gate = self.sim.gate(conn, now)
-        settle_pending(
-            engine,
-            pool_fee=FEE,
-            scheme=self.sim.scheme,
-            found_before_ms=gate.minute_ms(),
-            excluded_nodes=gate.excluded_nodes,
-        )
+        fence = self.leadership.fence()
+        cut = self.sim.cut_mid_pass(step, self, gate)
+        if cut:
+            self.suspended = (fence, gate)  # it read; its write waits on the cut-off link
+            self.suspended_until = step + cut
+            return
+        self.settle(fence, gate)
+
+    def resume(self) -> None:
+        """The suspended pass goes on where it stopped: its write, with the fence it read under
+        (another daemon may have taken over meanwhile: then the write must be refused)."""
+        assert self.suspended is not None
+        fence, gate = self.suspended
+        self.suspended, self.suspended_until = None, -1
+        if fence is not None and (leader.current(self.sim.engine) or (0,))[0] != fence.epoch:
+            self.sim.report.faults["deposed_resume"] += 1
+        self.settle(fence, gate)
+
+    def settle(self, fence: Fence | None, gate: nodes.Gate) -> None:
+        """The leader's writes under `fence`: refused whole when its epoch is over; one that
+        goes through from an epoch that is over is the finding this checks for."""
+        engine = self.sim.engine
+        try:
+            with fence_set(fence):
+                settled = settle_pending(
+                    engine,
+                    pool_fee=FEE,
+                    scheme=self.sim.scheme,
+                    found_before_ms=gate.minute_ms(),
+                    excluded_nodes=gate.excluded_nodes,
+                )
+        except Deposed:
+            self.sim.report.refused += 1
+            self.leadership.step_down()
+            return
+        epoch = (leader.current(engine) or (0,))[0]
+        if fence is not None and settled and epoch != fence.epoch:
+            self.sim.report.deposed_accepted += len(settled)
+            self.sim.report.problems.append(
+                f"node {self.node_id} settled {len(settled)} blocks with epoch {fence.epoch} "
+                f"while epoch {epoch} leads"
+            )
 
 
 class NodesSimulation:
     def __init__(self, seed: int, root: Path, *, n_nodes: int = 3, steps: int = 200) -> None:
         self.seed, self.root, self.steps = seed, root, steps
+        self.now = T0
+        self.ending = False
         self.rng = random.Random(seed)
         self.report = NodesReport(seed, n_nodes)
         self.scheme = self.rng.choice(("pplns", "prop"))
@@ -212,6 +283,41 @@ class NodesSimulation:
         self.gate: Callable[[Connection, int], nodes.Gate] = lambda conn, now: nodes.gate(
             conn, now_ms=now, wait_ms=WAIT_MS
         )
+
+    def cut_mid_pass(self, step: int, node: _Node, gate: nodes.Gate) -> int:
+        """Whether this pass is cut off after its reads, and for how many steps: a silent
+        partition (the database link stays open and passes nothing: no renewal, no write) or
+        a leader paused past its lease so that another takes over before it resumes. Only
+        passes that have something to write are cut (the others would show nothing)."""
+        rng, r = self.rng, self.rates
+        if self.ending:
+            return 0
+        with self.engine.connect() as conn:
+            settled = set(conn.execute(select(Settlement.key)).scalars())
+            due = conn.execute(
+                select(Block.hash).where(
+                    Block.accepted.is_(True), Block.found_ms < gate.minute_ms()
+                )
+            ).scalars()
+            if all(f"{self.scheme}:{h}" in settled for h in due):
+                return 0
+        # Passes with work are few (a block every few dozen steps): cut them often.
+        if rng.random() < r["partition"] * 8:
+            self.report.faults["partition"] += 1
+            return rng.randint(1, 12)  # 1-60 s: shorter and longer than the lease
+        if node.leadership.leading() and rng.random() < r["deposed_resume"] * 8:
+            node.paused_until = step + LEASE_MS // 1000 + 1  # steps of 1-5 s: past the lease
+            return node.paused_until - step + 1
+        return 0
+
+    def heal_now(self, new_leader: _Node) -> None:
+        """Some suspended passes of other nodes resume at once (their link comes back)."""
+        for n in self.nodes:
+            if n is new_leader or n.suspended is None or n.log is None or n.lost:
+                continue
+            if self.rng.random() < 0.5:
+                n.paused_until = -1
+                n.resume()
 
     def _draw_faults(self, step: int, node: _Node, now: int) -> None:
         rng, r = self.rng, self.rates
@@ -244,6 +350,7 @@ class NodesSimulation:
             node.start(now)
         for step in range(self.steps):
             now += self.rng.randint(1, 5) * 1000
+            self.now = now
             self.report.steps += 1
             for node in self.rng.sample(self.nodes, len(self.nodes)):
                 if node.lost:
@@ -256,15 +363,25 @@ class NodesSimulation:
                 if step <= node.paused_until:
                     continue
                 node.write(step, now, self.rng)
+                if node.suspended is not None:
+                    if step < node.suspended_until:
+                        continue  # its link is still silent: shares logged, nothing else
+                    node.resume()
                 node.ledger_pass(step, now)
                 if node.log is not None:
                     self._draw_faults(step, node, now)
+                self._one_leader(now)
         # The end: every node that is not lost runs until the last minute is closed and
         # settled; the lost one is waited for node_wait_s, then left out.
+        self.ending = True  # every fault healed from here on
         for node in self.nodes:
             node.paused_until = node.lagging_until = -1
+            if node.suspended is not None and not node.lost and node.log is not None:
+                node.resume()
+            node.suspended = None
         for _ in range(3):
             now += WAIT_MS // 2 + 60_000
+            self.now = now
             for node in self.nodes:
                 if node.lost:
                     continue
@@ -286,6 +403,16 @@ class NodesSimulation:
                 node.stop(now, final=True)
         self.engine.dispose()
         return self.report
+
+    def _one_leader(self, now: int) -> None:
+        """Never two running daemons that believe they lead at once."""
+        leading = [
+            n.node_id
+            for n in self.nodes
+            if n.log is not None and not n.lost and n.leadership.leading()
+        ]
+        if len(leading) > 1:
+            self.report.problems.append(f"nodes {leading} all lead at {now}")
 
     # -- the promises ------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import bech32m
@@ -60,12 +61,21 @@ from poold.daemon import Daemon
 from poold.ledger import journal
 from poold.ledger.db import LedgerError, Timeouts, open_ledger
 from poold.ledger.maturity import COINBASE_MATURITY_BLOCKS
-from poold.ledger.models import Block, LedgerLock, Payout, PayoutItem, Settlement, ShareSlice
+from poold.ledger.models import (
+    Block,
+    IngestCheckpoint,
+    LedgerLock,
+    Payout,
+    PayoutItem,
+    Settlement,
+    ShareSlice,
+)
 from poold.ledger.payouts import PayoutError, owed, run_payouts
 from poold.ledger.replay import replay
 from poold.ledger.settle import balances, verify
 from poold.ledger.worker import InlineLedger
-from poold.shares.log import ShareLogError, read_log, segment_path
+from poold.shares.log import ShareLogError, fsync_dir, read_log, segment_path
+from poold.shares.stream import StreamError, write_chunk
 from poold.stratum.server import MinerConnection
 
 #: Fault kinds a run may draw (each seed draws its own mix and rates).
@@ -81,24 +91,49 @@ FAULTS = (
     "late_answer",
     "reorg",
     "wallet_fault",
+    "power_cut",
+    "stream_down",
+    "stream_empty",
+    "dup_answer",
     "inflate_delivery",
 )
 SCHEMES = ("pplns", "prop", "solo")
 #: One submission as the log records it: (extranonce1 hex, job id, ntime, nonce, time in ms).
 ShareKey = tuple[str, str, int, int, int]
 NODE_ID = 0
+MAX_LAG_S = 8.0  # the sim's [stream] max_lag_s
+#: Chance that a block submission's answer is lost after the node took the block, in every
+#: run: a handful per run, so reading "unknown" as "refused" is found by design.
+LOST_SUBMIT_ANSWER = 0.15
 START_S = 1_800_000_000.0
 
 
 class SimDisk:
     """The share log's syscalls with faults: a full disk (until freed), a short write that is
-    followed by ENOSPC, fdatasync errors."""
+    followed by ENOSPC, fdatasync errors, and power cuts.
+
+    For a power cut it keeps what a disk keeps: per file, the length its last fsync covered;
+    per directory, the names its last fsync covered. `power_cut` throws the rest away: a
+    segment whose directory entry was never synced is gone, every segment is cut back to its
+    synced length, and the first sector past it may survive torn (a prefix of what was
+    written, its end overwritten). (The log's identity files are written by rename with an
+    fsync before and after; they are not cut.)"""
+
+    SECTOR = 512
 
     def __init__(self) -> None:
         self.full = False
         self.short_next = 0  # write this many bytes of the next write, then the disk is full
         self.fsync_fails = 0
         self.faults: Counter[str] = Counter()
+        self._paths: dict[int, str] = {}  # fd -> the file it writes
+        self.durable: dict[str, int] = {}  # file -> bytes an fsync covered
+        self.entries: dict[str, set[str]] = {}  # directory -> names an fsync covered
+
+    def open(self, path: str, flags: int, mode: int) -> int:
+        fd = os.open(path, flags, mode)
+        self._paths[fd] = path
+        return fd
 
     def write(self, fd: int, data: bytes | bytearray | memoryview) -> int:
         if self.short_next:
@@ -117,12 +152,195 @@ class SimDisk:
             self.faults["fsync_error"] += 1
             raise OSError(errno.EIO, "Input/output error")
         os.fdatasync(fd)
+        path = self._paths.get(fd)
+        if path is not None:
+            self.durable[path] = os.fstat(fd).st_size
 
     def fsync(self, fd: int) -> None:
         self.fdatasync(fd)
 
     def ftruncate(self, fd: int, length: int) -> None:
         os.ftruncate(fd, length)
+        path = self._paths.get(fd)
+        if path is not None and self.durable.get(path, 0) > length:
+            self.durable[path] = length
+
+    def fsync_dir(self, directory: Path) -> None:
+        fsync_dir(directory)
+        self.entries[str(directory)] = set(os.listdir(directory))
+
+    def power_cut(self, rng: random.Random, directory: Path) -> int:
+        """The power goes: what `directory`'s segments keep (see the class). Returns the
+        bytes lost."""
+        self.faults["power_cut"] += 1
+        names = self.entries.get(str(directory), set())
+        lost = 0
+        for path in sorted(directory.glob("shares-*.log")):
+            size = path.stat().st_size
+            if path.name not in names:
+                path.unlink()
+                lost += size
+                continue
+            keep = min(self.durable.get(str(path), 0), size)
+            if keep == size:
+                continue
+            torn = b""
+            if rng.random() < 0.5:  # the sector being written when the power went
+                room = min(self.SECTOR - keep % self.SECTOR, size - keep)
+                with path.open("rb") as fh:
+                    fh.seek(keep)
+                    torn = fh.read(rng.randint(1, room))
+                cut = rng.randint(0, len(torn))
+                torn = torn[:cut] + rng.randbytes(len(torn) - cut)
+            os.truncate(path, keep)
+            if torn:
+                with path.open("ab") as fh:
+                    fh.write(torn)
+            lost += size - keep - len(torn)
+        self._paths.clear()  # the process died with the power
+        return lost
+
+
+@dataclass
+class _StoredMsg:
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+
+class SimStream:
+    """A JetStream server in memory, reached through the shipper's injected connector, with
+    the faults a real one has: an outage (every connection fails; a restart may lose the
+    tail it had not synced), a restart on an empty store (the stream is gone), and a
+    `duplicate` answer for a publish it did not store (answered with another message's
+    sequence). Sequences restart at 1 for a stream created anew, as JetStream's do."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.up = True
+        self.generation = 0  # a restart ends every connection of the one before
+        self.config: Any = None  # the stream's config once created (None: no stream)
+        self.msgs: dict[int, _StoredMsg] = {}
+        self.last_seq = 0
+        self.dup_rate = 0.0  # chance a publish is answered duplicate without being stored
+        self.faults: Counter[str] = Counter()
+
+    async def connect(self, cfg: Any) -> tuple[Any, Any]:
+        if not self.up:
+            raise StreamError(f"cannot connect to the stream at {cfg.url}: sim outage")
+        conn = _SimNats(self, self.generation)
+        return conn, _SimJs(self, conn)
+
+    def outage(self) -> None:
+        self.up = False
+        self.generation += 1
+        self.faults["stream_down"] += 1
+
+    def restart(self, *, empty: bool) -> None:
+        """Back up: on an empty store, or on its store less a tail it had not synced."""
+        self.up = True
+        self.generation += 1
+        if empty:
+            self.faults["stream_empty"] += 1
+            self.config, self.msgs, self.last_seq = None, {}, 0
+            return
+        for _ in range(self.rng.randint(0, 2)):
+            if self.last_seq in self.msgs:
+                del self.msgs[self.last_seq]
+                self.last_seq -= 1
+                self.faults["stream_tail_lost"] += 1
+
+    def node_messages(self, subject: str) -> list[_StoredMsg]:
+        return [m for _seq, m in sorted(self.msgs.items()) if m.subject == subject]
+
+
+class _SimNats:
+    def __init__(self, stream: SimStream, generation: int) -> None:
+        self.stream, self.generation = stream, generation
+
+    @property
+    def is_connected(self) -> bool:
+        return self.stream.up and self.stream.generation == self.generation
+
+    async def close(self) -> None:
+        return None
+
+
+class _SimJs:
+    def __init__(self, stream: SimStream, conn: _SimNats) -> None:
+        self.s, self.conn = stream, conn
+
+    def _check(self) -> None:
+        if not self.conn.is_connected:
+            raise ConnectionError("nats: connection closed (sim)")
+
+    def _stream(self) -> None:
+        from nats.js.errors import NotFoundError
+
+        if self.s.config is None:
+            raise NotFoundError()
+
+    async def stream_info(self, name: str, subjects_filter: str | None = None) -> Any:
+        self._check()
+        self._stream()
+        return SimpleNamespace(config=self.s.config, cluster=None)
+
+    async def add_stream(self, config: Any) -> Any:
+        self._check()
+        self.s.config = config
+        return SimpleNamespace(config=config, cluster=None)
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: dict[str, str],
+        timeout: float,  # noqa: ASYNC109 (nats-py's signature)
+    ) -> Any:
+        from nats.js.api import PubAck
+
+        self._check()
+        self._stream()
+        s = self.s
+        msg_id = headers["Nats-Msg-Id"]
+        for seq, m in s.msgs.items():
+            if m.headers.get("Nats-Msg-Id") == msg_id:
+                return PubAck(stream="sim", seq=seq, duplicate=True)
+        if s.msgs and s.rng.random() < s.dup_rate:  # the answer, not the store
+            s.faults["dup_answer"] += 1
+            return PubAck(stream="sim", seq=s.rng.choice(list(s.msgs)), duplicate=True)
+        s.last_seq += 1
+        s.msgs[s.last_seq] = _StoredMsg(subject, bytes(data), dict(headers))
+        return PubAck(stream="sim", seq=s.last_seq)
+
+    async def get_msg(self, name: str, seq: int) -> Any:
+        from nats.js.errors import NotFoundError
+
+        self._check()
+        self._stream()
+        m = self.s.msgs.get(seq)
+        if m is None:
+            raise NotFoundError()
+        return SimpleNamespace(data=m.data, headers=m.headers, seq=seq)
+
+    async def get_last_msg(self, name: str, subject: str) -> Any:
+        from nats.js.errors import NotFoundError
+
+        self._check()
+        self._stream()
+        for seq in sorted(self.s.msgs, reverse=True):
+            m = self.s.msgs[seq]
+            if m.subject == subject:
+                return SimpleNamespace(data=m.data, headers=m.headers, seq=seq)
+        raise NotFoundError()
+
+    async def purge_stream(self, name: str, seq: int, subject: str) -> bool:
+        self._check()
+        self._stream()
+        for n in [n for n, m in self.s.msgs.items() if m.subject == subject and n < seq]:
+            del self.s.msgs[n]
+        return True
 
 
 class SimDatabase:
@@ -142,6 +360,14 @@ class SimDatabase:
         self.cuts = 0
         self.slow = 0
         self.races = 0
+        # The walk (`walk_at`): cut exactly the n-th statement from now, for n = 1, 2, ...
+        self.cut_at = 0
+        self.counted = 0
+        # The ledger passes' walk (`walk_new`): cut the first statement whose text was not cut
+        # before, so each distinct statement is cut once, in the order passes reach them.
+        self.cut_new = False
+        self.new_cut = False  # the armed cut happened
+        self.walk_cut: set[str] = set()
 
     def open(self, url: str, migrate_schema: bool, timeouts: Timeouts) -> Engine:
         """How a daemon of the run opens its ledger: the real `open_ledger`, then the hook."""
@@ -149,7 +375,30 @@ class SimDatabase:
         event.listen(engine, "before_cursor_execute", self._before)
         return engine
 
+    def walk_at(self, n: int) -> None:
+        """Cut the `n`-th statement from now (and only that one); 0 disarms."""
+        self.cut_at, self.counted = n, 0
+
+    def walk_new(self, armed: bool) -> None:
+        """Arm (or disarm) a cut of the next statement not cut before."""
+        self.cut_new, self.new_cut = armed, False
+
+    @property
+    def walked(self) -> bool:
+        """Whether the armed cut happened (False: the work ended before its n-th statement)."""
+        return self.cut_at == 0 or self.counted >= self.cut_at
+
     def _before(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if self.cut_new and statement not in self.walk_cut:
+            self.walk_cut.add(statement)
+            self.cut_new, self.new_cut = False, True
+            self.cuts += 1
+            raise OperationalError("statement", {}, ConnectionError("simulated cut (walk)"))
+        if self.cut_at:
+            self.counted += 1
+            if self.counted == self.cut_at:
+                self.cuts += 1
+                raise OperationalError("statement", {}, ConnectionError("simulated cut (walk)"))
         if (
             self.race_rate
             and statement.lstrip()[:6].upper() == "INSERT"
@@ -200,6 +449,10 @@ class SimBitcoind:
             delay_s = self.sim.rng.choice((5.0, 30.0, 90.0, 200.0))
             self.waiting.append((self.sim.now + delay_s, answer))
             await answer  # the node has the block; its answer comes that much later
+        if self.sim.rng.random() < LOST_SUBMIT_ANSWER:
+            # In every run, whatever its mix: the node took the block, its answer was lost.
+            self.errors += 1
+            raise BitcoindError("simulated RPC failure after the node took the block")
         self._trouble()  # the node took it, and then the answer was lost
         return reason
 
@@ -253,6 +506,12 @@ class InlineExecutor(ThreadPoolExecutor):
         return done
 
 
+async def run_inline(fn: Callable[[], Any], _timeout_s: float) -> Any:
+    """The scheduler's bounded call, run at once in this thread (the simulation's database
+    answers or fails at once; its stalls move the clock)."""
+    return fn()
+
+
 class SimKilled(Exception):
     """The daemon died right here (raised from a fault point; the run goes on as a restart)."""
 
@@ -303,6 +562,10 @@ class SimReport:
     kills: int = 0
     paid_sat: int = 0
     unrecorded: int = 0  # blocks on the chain whose record died in memory at a kill -9
+    reply_after: str = "fsync"
+    power_lost: int = 0  # acknowledged shares a power cut took (only with reply_after "write")
+    host_lost: int = 0  # acknowledged shares a host lost at the end would have lost
+    walked: int = 0  # the walk: the most distinct ledger-pass statements cut in one sweep
     # "operator inflates delivery": caught by the root check / by the sample (the sample
     # misses a 1/21 fake share of the work with probability 0.76 % at k = 100).
     inflation_caught: int = 0
@@ -321,7 +584,9 @@ class SimReport:
             f"seed {self.seed}: {self.steps} steps, {self.scheme}, {self.acked} acknowledged, "
             f"{self.refused} refused, {self.logged} logged, {self.in_ledger} in the ledger, "
             f"{self.blocks} blocks ({self.settled} settled, {self.unrecorded} lost in memory "
-            f"at a kill -9), {self.paid_sat} sat paid, faults: {faults} — {verdict}"
+            f"at a kill -9), {self.paid_sat} sat paid, replies after {self.reply_after} "
+            f"({self.power_lost} lost to power cuts, {self.host_lost} to a host lost during "
+            f"an outage), faults: {faults} — {verdict}"
         )
 
 
@@ -393,8 +658,18 @@ class _Miner:
         self.en1 = ""
 
 
+def _share_key(r: Mapping[str, object]) -> ShareKey:
+    return (
+        str(r["en1"]),
+        str(r["job"]),
+        int(str(r["ntime"])),
+        int(str(r["nonce"])),
+        int(str(r["ts"])),
+    )
+
+
 class Simulation:
-    def __init__(self, seed: int, directory: Path, *, steps: int) -> None:
+    def __init__(self, seed: int, directory: Path, *, steps: int, walk: bool = False) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.steps = steps
@@ -410,6 +685,19 @@ class Simulation:
         }
         # Drawn apart, so the seeds' other faults stay what they were before this kind.
         self.rates["inflate_delivery"] = random.Random(f"inflate {seed}").choice((0.0, 1.0))
+        self.reply_after = rng.choice(("fsync", "write"))
+        self.report.reply_after = self.reply_after
+        self.stream = SimStream(rng)
+        self.restarted = False  # the stream came back this step (the shipper checks it)
+        # The walk: every ledger pass has one statement cut, the first one it reaches that no
+        # earlier pass had cut (by its SQL), so every distinct statement of every entry point
+        # the passes reach is cut once, in order, whatever each pass's length; a pass that
+        # reaches nothing new starts the sweep again. Each cut must end as a LedgerError (and
+        # a retry), never as a raw driver error.
+        self.walking = walk
+        if walk:
+            for kind in ("db_cut", "db_slow", "db_race", "kill9", "power_cut"):
+                self.rates[kind] = 0.0
         self.net = SimNet(difficulty=Fraction(1, 2**26), tx_count=2, clock=lambda: self.now)
         self.bitcoind = SimBitcoind(self.net, self)
         self.orphan_depth = rng.randint(1, 3)
@@ -421,6 +709,7 @@ class Simulation:
         self.cfg = self._config()
         self.acked: set[ShareKey] = set()
         self.acked_work: Counter[bytes] = Counter()  # header hash of each share answered true
+        self.work_of: dict[ShareKey, bytes] = {}  # share answered true -> its header hash
         self.unrecorded: set[str] = set()  # our blocks on the chain whose record died at a kill
         self.miners = [_Miner(f"m{i}", i) for i in range(rng.randint(2, 5))]
         self.wallet = SimWallet(rng)
@@ -457,7 +746,17 @@ class Simulation:
                     # not a timer, decide (as for the daemon).
                     "ingest_interval_s": 1,
                 },
-                "sharelog": {"path": str(self.log_dir), "segment_bytes": 8192},
+                "sharelog": {
+                    "path": str(self.log_dir),
+                    "segment_bytes": 8192,
+                    "reply_after": self.reply_after,
+                },
+                "stream": {
+                    "url": "nats://sim.invalid:4222",
+                    "max_lag_s": MAX_LAG_S,
+                    "verify_interval_s": 30,
+                    "mirror_path": str(self.directory / "stream-mirror"),
+                },
                 "api": {"listen": ""},
                 "log": {"level": "error", "format": "json"},
             },
@@ -478,30 +777,51 @@ class Simulation:
             clock=lambda: self.now,
             disk=self.disk,
             ledger_access=InlineLedger(self.db.open),
+            stream_connect=self.stream.connect,
         )
+        # The lease's renewals run inline (a seed replays exactly) on the run's clock.
+        daemon.scheduler.bounded = run_inline
+        daemon.scheduler.monotonic = lambda: self.now
         daemon.open_sharelog()
         for m in self.miners:
             m.conn, m.transport, m.workers, m.job, m.sent = None, None, [], None, {}
             m.notified, m.work = {}, {}
         return daemon
 
-    def _kill9(self) -> None:
+    def _kill9(self, *, power: bool = False) -> None:
         """Everything in memory is gone: unflushed records, unsent replies, submissions in
         flight. A write that was under way may leave a torn frame at the end of the segment.
         The kernel frees what the process held (the share log's lock, the ledger's
-        connections and leadership)."""
+        connections and leadership). With `power`, the host lost power: the disk keeps only
+        what was fsynced (`SimDisk.power_cut`); with `reply_after = "fsync"` no share
+        answered true may be lost, with "write" those lost leave the acknowledged set (and
+        are counted)."""
         self.report.kills += 1
         daemon = self.daemon
         daemon.sharelog.abandon()
         daemon.scheduler.abandon()
         daemon.submitter.abandon()
         self.bitcoind.waiting.clear()  # its answers go to a process that is gone
+        if power:
+            self.disk.power_cut(self.rng, self.log_dir)
+            lost = self.acked - self._logged_keys()
+            if lost and self.reply_after == "fsync":
+                self.report.problems.append(
+                    f"a power cut lost {len(lost)} shares answered true after their fsync, "
+                    f"e.g. {min(lost)}"
+                )
+            for key in lost:
+                self.acked.discard(key)
+                work = self.work_of.pop(key, None)
+                if work is not None:
+                    self.acked_work[work] -= 1
+            self.report.power_lost += len(lost)
         logged = {str(r["hash"]) for _p, r in read_log(self.log_dir) if r.get("t") == "block"}
         # Blocks the node took, on its best chain or on a branch a reorg set aside (which may
         # come back): their records died with the process.
         ours = {b.hash[::-1].hex() for b in self.net.known_blocks() if not b.external}
         self.unrecorded |= ours - logged
-        if self.rng.random() < 0.5:
+        if not power and self.rng.random() < 0.5:
             with segment_path(self.log_dir, daemon.sharelog.position.segment).open("ab") as fh:
                 fh.write(self.rng.randbytes(self.rng.randint(1, 40)))
         self.daemon = self._start_daemon()
@@ -596,6 +916,7 @@ class Simulation:
                     self.report.acked += 1
                     if work is not None:
                         self.acked_work[work] += 1
+                        self.work_of[key] = work
                 elif msg.get("error") and msg["error"][0] == 20:
                     self.report.refused += 1
             if t.closing:
@@ -611,7 +932,17 @@ class Simulation:
 
     async def _ledger_pass(self) -> None:
         scheduler = self.daemon.scheduler
-        await scheduler.step()
+        db = self.db
+        if self.walking:
+            db.walk_new(True)
+        try:
+            await scheduler.step()
+        finally:
+            if self.walking:
+                self.report.walked = max(self.report.walked, len(db.walk_cut))
+                if not db.new_cut:
+                    db.walk_cut.clear()  # nothing new in this pass: sweep again
+                db.walk_new(False)
         if scheduler.problem is not None and scheduler.problem.startswith("ledger pass crashed"):
             # A fault must end as a LedgerError or BitcoindError and a retry, never as a bug.
             self.report.problems.append(scheduler.problem)
@@ -636,6 +967,18 @@ class Simulation:
             btc.error_rate = 0.0 if btc.error_rate else rng.choice((0.1, 0.5))
         if rng.random() < rates["late_answer"] * 3:
             btc.late_rate = 0.0 if btc.late_rate else rng.choice((0.3, 1.0))
+        stream = self.stream
+        if rng.random() < rates["stream_down"]:
+            if stream.up:
+                stream.outage()
+            else:
+                stream.restart(empty=False)
+                self.restarted = True
+        elif rng.random() < rates["stream_empty"]:
+            stream.restart(empty=True)  # up again (or still) on a store that was lost
+            self.restarted = True
+        if rng.random() < rates["dup_answer"] * 3:
+            stream.dup_rate = 0.0 if stream.dup_rate else rng.choice((0.1, 0.5))
         if rng.random() < rates["reorg"]:
             self.reorgs += 1
             if not (rng.random() < 0.4 and self.net.readopt()):
@@ -648,6 +991,8 @@ class Simulation:
             self.report.steps = step + 1
             self.now += rng.uniform(0.05, 3.0)
             await self._faults()
+            if self.restarted:  # the daemon sees a restarted stream before new shares
+                await self._ship()
             await self.daemon.feed.poll_once()  # a new tip or a refresh: a new job
             if rng.random() < 0.3:
                 await self.daemon.housekeep(self.now, prune=False)  # the second's heartbeat
@@ -660,6 +1005,9 @@ class Simulation:
             if rng.random() < rates["kill9"]:
                 self._kill9()  # between accepting and answering: nothing was acknowledged
                 continue
+            if rng.random() < rates["power_cut"]:
+                self._kill9(power=True)  # written, maybe not synced, not answered
+                continue
             await self._loop_turn()  # the writer flushes, then the replies go out
             self._read_replies()
             self.bitcoind.release_answers()
@@ -667,13 +1015,74 @@ class Simulation:
             if rng.random() < 0.5:
                 with contextlib.suppress(ShareLogError):  # the group-commit thread retries
                     self.daemon.sharelog.sync()
+            if rng.random() < 0.7:
+                await self._ship()
             if rng.random() < 0.02:
                 self.net.mine_external_block()
             if rng.random() < rates["kill9"] / 2:
                 self._kill9()  # after answering: what was acknowledged must survive
+            elif rng.random() < rates["power_cut"] / 2:
+                self._kill9(power=True)  # after answering: fsync mode must lose nothing
         return await self._finish()
 
-    async def _payouts(self, engine: Engine) -> None:
+    async def _ship(self) -> None:
+        """One round of the daemon's shipper (its loop's timer is the simulation's)."""
+        shipper = self.daemon.shipper
+        assert shipper is not None
+        await shipper.step()
+        self.restarted = False
+
+    def _logged_keys(self) -> set[ShareKey]:
+        return {_share_key(r) for _p, r in read_log(self.log_dir) if r.get("t") == "share"}
+
+    def _host_lost(self, engine: Engine, *, healed: bool) -> None:
+        """The host is lost now: what reaches the ledger is what it ingested and what the
+        stream holds. Lost acknowledged shares must all lie within one `max_lag_s` (the
+        last before the stream stopped storing), and none once the stream is healed and
+        caught up."""
+        with engine.connect() as conn:
+            cp = conn.execute(
+                select(IngestCheckpoint.segment, IngestCheckpoint.offset).where(
+                    IngestCheckpoint.node_id == NODE_ID
+                )
+            ).first()
+        checkpoint = (0, 0) if cp is None else (int(cp[0]), int(cp[1]))
+        ingested = {
+            _share_key(r)
+            for pos, r in read_log(self.log_dir)
+            if r.get("t") == "share" and (pos.segment, pos.offset) < checkpoint
+        }
+        target = self.directory / f"host-lost-{int(healed)}"
+        subject = f"{self.cfg.stream.subject}.{NODE_ID}"
+        problems = self.report.problems
+        try:
+            for m in self.stream.node_messages(subject):
+                write_chunk(target, NODE_ID, m.headers, m.data)
+        except StreamError as exc:
+            problems.append(f"the stream cannot rebuild the log: {exc}")
+            return
+        mirrored = {
+            _share_key(r)
+            for _p, r in (read_log(target) if target.exists() else iter(()))
+            if r.get("t") == "share"
+        }
+        lost = self.acked - ingested - mirrored
+        if healed:
+            if lost:
+                problems.append(f"a caught-up stream lacks {len(lost)} acknowledged shares")
+            return
+        self.report.host_lost = len(lost)
+        shipper = self.daemon.shipper
+        assert shipper is not None
+        if lost and not (shipper.rewinds and shipper.caught_up_at == float("-inf")):
+            times = sorted(k[4] for k in lost)
+            if times[-1] - times[0] > MAX_LAG_S * 1000:
+                problems.append(
+                    f"a host lost now loses {len(lost)} acknowledged shares answered over "
+                    f"{(times[-1] - times[0]) / 1000:.1f} s, more than max_lag_s {MAX_LAG_S:g}"
+                )
+
+    async def _payouts(self, engine: Engine, *, walk: bool = False) -> None:
         """Every block of ours on the chain matures; then payout runs under wallet and database
         faults (each ends as `poold payout` would: an error, or killed), then clean ones."""
         # Deep enough that every block we ever found could have matured, even one from a
@@ -690,6 +1099,8 @@ class Simulation:
         for _ in range(3):
             await self._ledger_pass()
         rng = self.rng
+        if walk:
+            await self._walk_payouts(engine)
         self.wallet.fault_rate = self.rates["wallet_fault"] * 10
         self.db.cut_rate = rng.choice((0.0, 0.02))
         self.db.race_rate = rng.choice((0.0, 0.1)) if self.rates["db_race"] else 0.0
@@ -716,6 +1127,29 @@ class Simulation:
                 send=True,
             )
 
+    async def _walk_payouts(self, engine: Engine) -> None:
+        """A payout run with its n-th statement cut, for n = 1, 2, ... until one completes:
+        each must end as a PayoutError or LedgerError (the next run reconciles what it left)."""
+        for n in range(1, 10_000):
+            self.db.walk_at(n)
+            try:
+                await run_payouts(
+                    engine,
+                    self.wallet,
+                    network=Network.REGTEST,
+                    min_payout_sat=1,
+                    max_outputs=2,
+                    send=True,
+                )
+            except (PayoutError, LedgerError):
+                pass  # converted: what a cut must become
+            finally:
+                walked = self.db.walked
+                self.db.walk_at(0)
+            self._clear_lease(engine)
+            if not walked:
+                return
+
     @staticmethod
     def _clear_lease(engine: Engine) -> None:
         with contextlib.suppress(OperationalError), engine.begin() as conn:
@@ -725,6 +1159,7 @@ class Simulation:
         disk, report, daemon = self.disk, self.report, self.daemon
         disk.full, disk.short_next, disk.fsync_fails = False, 0, 0
         self.db.cut_rate = self.db.slow_rate = self.db.race_rate = 0.0
+        walking, self.walking = self.walking, False
         self.bitcoind.error_rate = self.bitcoind.late_rate = 0.0
         self.bitcoind.release_answers(every=True)
         await daemon.submitter.drain(10)
@@ -734,22 +1169,36 @@ class Simulation:
         daemon.writer.flush()
         self.now += 120  # every minute closed
         await daemon.housekeep(self.now, prune=False)  # a heartbeat past them
+        # The host is lost as things stand (the stream maybe down: a host lost during an
+        # outage), then again once the stream is back and caught up.
+        engine = self.db.open(str(self.cfg.ledger.url), False, Timeouts())
+        self._host_lost(engine, healed=False)
+        if not self.stream.up:
+            self.stream.restart(empty=False)
+        self.stream.dup_rate = 0.0
+        daemon.sharelog.sync()
+        for _ in range(3):
+            await self._ship()
+        self._host_lost(engine, healed=True)
         for _ in range(4):
             await self._ledger_pass()
-        engine = self.db.open(str(self.cfg.ledger.url), False, Timeouts())
-        await self._payouts(engine)
+        await self._payouts(engine, walk=walking)
         daemon.sharelog.close()
-        report.faults = disk.faults + Counter(
-            {
-                "db_cut": self.db.cuts,
-                "kill9": report.kills,
-                "bitcoind_error": self.bitcoind.errors,
-                "late_answer": self.bitcoind.late,
-                "reorg": self.reorgs,
-                "db_slow": self.db.slow,
-                "db_race": self.db.races,
-                "wallet_fault": self.wallet.faults,
-            }
+        report.faults = (
+            disk.faults
+            + Counter(
+                {
+                    "db_cut": self.db.cuts,
+                    "kill9": report.kills,
+                    "bitcoind_error": self.bitcoind.errors,
+                    "late_answer": self.bitcoind.late,
+                    "reorg": self.reorgs,
+                    "db_slow": self.db.slow,
+                    "db_race": self.db.races,
+                    "wallet_fault": self.wallet.faults,
+                }
+            )
+            + self.stream.faults
         )
         self._check(engine)
         daemon.scheduler.abandon()
@@ -923,7 +1372,7 @@ class Simulation:
             problems.append(f"paid more than earned: {spendable}")
 
 
-async def _run(seed: int, directory: Path, steps: int) -> SimReport:
+async def _run(seed: int, directory: Path, steps: int, walk: bool = False) -> SimReport:
     asyncio.get_running_loop().set_default_executor(InlineExecutor())
     # The ledger draws each miner's proof salt from `secrets`, and the credit commitment in
     # every new coinbase depends on them, so they decide which shares are blocks: a seed
@@ -932,7 +1381,7 @@ async def _run(seed: int, directory: Path, steps: int) -> SimReport:
     real = secrets.token_bytes
     secrets.token_bytes = salts.randbytes  # type: ignore[assignment]
     try:
-        sim = Simulation(seed, directory, steps=steps)
+        sim = Simulation(seed, directory, steps=steps, walk=walk)
         try:
             return await sim.run()
         except Exception as exc:  # reported: a crash is the seed's finding, named with it
@@ -942,12 +1391,15 @@ async def _run(seed: int, directory: Path, steps: int) -> SimReport:
         secrets.token_bytes = real
 
 
-def simulate(seed: int, *, steps: int = 400, directory: Path | None = None) -> SimReport:
-    """Run one seed; the same seed always draws the same run."""
+def simulate(
+    seed: int, *, steps: int = 400, directory: Path | None = None, walk: bool = False
+) -> SimReport:
+    """Run one seed; the same seed always draws the same run. `walk`: cut each ledger pass
+    at its next statement in turn instead of at random (see `Simulation`)."""
     if directory is not None:
-        return asyncio.run(_run(seed, directory, steps))
+        return asyncio.run(_run(seed, directory, steps, walk))
     with tempfile.TemporaryDirectory(prefix=f"poold-sim-{seed}-") as tmp:
-        return asyncio.run(_run(seed, Path(tmp), steps))
+        return asyncio.run(_run(seed, Path(tmp), steps, walk))
 
 
 def simulate_many(seeds: range, *, steps: int = 400) -> Iterator[SimReport]:

@@ -182,18 +182,46 @@ def test_config_dump_hides_secrets(tmp_path: Path) -> None:
         '[bitcoind]\nkind = "rpc"\nurl = "http://rpc:hunter2@127.0.0.1:8332"\npassword = "s3cret"\n'
         f'[pool]\nnetwork = "regtest"\npayout_address = "{regtest_address()}"\n'
     )
-    env = {**os.environ, "POOLD__LEDGER__URL": "postgresql://poold:pgpass@127.0.0.1/test"}
+    env = {
+        **os.environ,
+        "POOLD__LEDGER__URL": "postgresql://poold:pgpass@127.0.0.1/test?password=qpass&x=1",
+        "POOLD__STREAM__URL": "nats://natsuser:natspass@127.0.0.1:4222,nats://natstok@h:4223",
+    }
     cmd = [sys.executable, "-m", "poold", "config", "dump", str(cfg)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert out.returncode == 0
-    for secret in ("hunter2", "s3cret", "pgpass"):
+    secrets = ("hunter2", "s3cret", "pgpass", "qpass", "natspass", "natstok")
+    for secret in secrets:
         assert secret not in out.stdout
     data = json.loads(out.stdout)
     assert data["bitcoind"]["password"] == "***"
     assert data["bitcoind"]["url"] == "http://rpc:***@127.0.0.1:8332"
-    assert data["ledger"]["url"] == "postgresql://poold:***@127.0.0.1/test"
+    assert data["ledger"]["url"] == "postgresql://poold:***@127.0.0.1/test?password=***&x=1"
+    assert data["stream"]["url"] == "nats://natsuser:***@127.0.0.1:4222,nats://***@h:4223"
     shown = subprocess.run([*cmd, "--show-secrets"], capture_output=True, text=True, env=env)
-    assert "s3cret" in shown.stdout and "pgpass" in shown.stdout
+    assert all(secret in shown.stdout for secret in secrets)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+psycopg://h/db?sslmode=require&password=pw",
+            "postgresql+psycopg://h/db?sslmode=require&password=***",
+        ),
+        ("postgresql://role@h/db", "postgresql://role@h/db"),  # a role name is no secret
+        ("postgresql://u:p@ss@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("nats://tok@h:4222", "nats://***@h:4222"),
+        ("tls://u:pw@h:4222", "tls://u:***@h:4222"),
+        ("http://h:8332/?token=t&a=b#frag", "http://h:8332/?token=***&a=b#frag"),
+        ("sqlite:///var/ledger.db", "sqlite:///var/ledger.db"),
+        ("sqlite:////srv/a@b/ledger.db", "sqlite:////srv/a@b/ledger.db"),
+    ],
+)
+def test_redact_url_hides_every_credential(url: str, shown: str) -> None:
+    from poold.config import redact_url
+
+    assert redact_url(url) == shown
 
 
 def test_example_states_the_true_defaults() -> None:

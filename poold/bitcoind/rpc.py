@@ -15,6 +15,7 @@ import orjson
 from poold.bitcoind.client import BitcoindError, BitcoindRefused, WalletTx
 from poold.chain.block import serialize_tx
 from poold.chain.subsidy import subsidy_sat
+from poold.config import redact_url
 
 SAT = Decimal(100_000_000)
 LIST_PAGE = 200
@@ -42,6 +43,7 @@ def sat_of(amount: object) -> int:
 class RpcBitcoind:
     def __init__(self, url: str, user: str, password: str, *, timeout_s: float = 10.0) -> None:
         self.url = url
+        self.shown_url = redact_url(url)  # for messages: no credentials
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._headers = {"Content-Type": "application/json", "Authorization": f"Basic {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -60,21 +62,21 @@ class RpcBitcoind:
                 raw = await resp.read()
                 if resp.status == 401:
                     raise BitcoindError(
-                        f"bitcoind at {self.url} refused the RPC user/password (401)"
+                        f"bitcoind at {self.shown_url} refused the RPC user/password (401)"
                     )
                 try:
                     reply = json.loads(raw, parse_float=Decimal) if exact else orjson.loads(raw)
                 except (orjson.JSONDecodeError, ValueError):
                     raise BitcoindError(
-                        f"bitcoind at {self.url} answered {method} with HTTP {resp.status}, "
+                        f"bitcoind at {self.shown_url} answered {method} with HTTP {resp.status}, "
                         "not JSON"
                     ) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise BitcoindError(
-                f"bitcoind at {self.url} unreachable for {method}: {exc!r}"
+                f"bitcoind at {self.shown_url} unreachable for {method}: {exc!r}"
             ) from exc
         if not isinstance(reply, dict):
-            raise BitcoindError(f"bitcoind at {self.url} sent a malformed reply to {method}")
+            raise BitcoindError(f"bitcoind at {self.shown_url} sent a malformed reply to {method}")
         err = reply.get("error")
         if err:
             msg = err.get("message") if isinstance(err, dict) else err

@@ -93,7 +93,7 @@ def _own_threads() -> ThreadPoolExecutor:
     return executor
 
 
-async def _leave_stuck_threads(executor: ThreadPoolExecutor, code: int, wait_s: float = 5) -> None:
+async def _leave_stuck_threads(executor: ThreadPoolExecutor, code: int, wait_s: float = 1) -> None:
     """Exit now if a worker thread is still stuck in a call to a database that stopped
     answering: Python would wait for it forever at exit. By now the share log is flushed and
     closed; the thread's transaction rolls back and its work is redone at the next start."""
@@ -495,6 +495,7 @@ async def _demo_payouts(daemon: Daemon, cfg: Config) -> list[str]:
     wallet = daemon.bitcoind
     if daemon.ledger is None or not isinstance(wallet, SimNet):
         return []
+    leadership = daemon.scheduler.leadership
     try:
         report = await run_payouts(
             daemon.ledger,
@@ -504,6 +505,10 @@ async def _demo_payouts(daemon: Daemon, cfg: Config) -> list[str]:
             max_outputs=cfg.payouts.max_outputs,
             confirmations=cfg.payouts.confirmations,
             send=True,
+            # As the leader: its intents carry its epoch, and it sends only while it leads.
+            fence=None if leadership is None else leadership.fence(),
+            lease_ms=int(cfg.ledger.node_lease_s * 1000),
+            leading=lambda: leadership is None or leadership.leading(),
         )
     except PayoutError as exc:  # the next period's run tries again
         return [f"  payout failed: {exc}"]
@@ -561,7 +566,8 @@ def sim_cmd(
     """The seeded fault simulator: the share path under full disks, short writes, fsync errors,
     database cuts and kill -9, checked against every durability invariant after each run;
     with --nodes N, N daemons on one ledger under lagging, stopped, killed and lost nodes,
-    every block checked against the rule over the final ledger.
+    silent partitions and deposed leaders resuming, every block checked against the rule over
+    the final ledger and no write accepted from a deposed leadership epoch.
     Exit 1 naming each failing seed (`poold sim --seed N` replays one exactly)."""
     import logging
 
@@ -575,6 +581,7 @@ def sim_cmd(
     chosen = [seed] if seed is not None else list(range(first, first + seeds))
     failed = []
     faults: dict[str, int] = {}
+    fenced = [0, 0]  # writes of a deposed epoch: refused, accepted (must stay 0)
     kinds = NODE_FAULTS if nodes > 1 else FAULTS
     for n in chosen:
         report: SimReport | NodesReport = (
@@ -582,6 +589,9 @@ def sim_cmd(
         )
         for kind, count in report.faults.items():
             faults[kind] = faults.get(kind, 0) + count
+        if isinstance(report, NodesReport):
+            fenced[0] += report.refused
+            fenced[1] += report.deposed_accepted
         if seed is not None or not report.ok:
             typer.echo(report.summary())
         if not report.ok:
@@ -589,6 +599,11 @@ def sim_cmd(
     typer.echo(
         f"{len(chosen)} seeds, {steps} steps each, fault kinds {', '.join(kinds)}; injected: "
         + ", ".join(f"{k} {v}" for k, v in sorted(faults.items()))
+        + (
+            f"; writes from a deposed epoch: {fenced[0]} refused, {fenced[1]} accepted"
+            if nodes > 1
+            else ""
+        )
         + f"; failing seeds: {failed or 'none'}"
     )
     if failed:

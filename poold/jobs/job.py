@@ -80,12 +80,22 @@ class Job:
             h = sha(sha(h + step).digest()).digest()
         return h
 
+    def header_middle(self, extranonce1: bytes, extranonce2: bytes) -> bytes:
+        """Header bytes 4..68 (previous block hash, merkle root): all a coinbase's extranonces
+        decide. A miner rolls nonce, time and version far more often than its extranonce2,
+        so a session keeps the last one instead of folding the branch for every share."""
+        return self._prev_hash + self.merkle_root(extranonce1, extranonce2)
+
     def header(
         self, extranonce1: bytes, extranonce2: bytes, ntime: int, nonce: int, version: int
     ) -> bytes:
         """The 80-byte block header a miner hashed for these submit fields."""
-        root = self.merkle_root(extranonce1, extranonce2)
-        return _pack_u32(version) + self._prev_hash + root + _pack_tail(ntime, self.bits, nonce)
+        middle = self.header_middle(extranonce1, extranonce2)
+        return _pack_u32(version) + middle + _pack_tail(ntime, self.bits, nonce)
+
+    def header_from(self, middle: bytes, ntime: int, nonce: int, version: int) -> bytes:
+        """The header from `header_middle`'s bytes and the submit's time, nonce and version."""
+        return _pack_u32(version) + middle + _pack_tail(ntime, self.bits, nonce)
 
     def block(self, header: bytes, extranonce1: bytes, extranonce2: bytes) -> bytes:
         """Full serialized block for `submitblock`."""

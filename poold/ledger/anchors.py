@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 from poold.bitcoind.client import AnchorWallet, Bitcoind, BitcoindError
 from poold.chain.block import merkle_branch, parse_block, parse_tx
 from poold.jobs.coinbase import read_commitments, statement_script
-from poold.ledger.db import ledger_entry_async
+from poold.ledger.db import fenced, ledger_entry_async
 from poold.ledger.models import Block, ChainAnchor, ChainView, CreditRoot, StatementRoot
 
 log = structlog.get_logger(__name__)
@@ -120,7 +120,7 @@ def _see(
     engine: Engine, best_hash: str, best_height: int, now_ms: int, policy: AnchorPolicy
 ) -> None:
     """Record the best block, and the pool's scripts (added to those it used before)."""
-    with engine.begin() as conn:
+    with fenced(engine) as conn:
         row = conn.execute(
             select(ChainView.coinbase_scripts, ChainView.anchor_scripts).where(ChainView.id == 1)
         ).first()
@@ -161,7 +161,7 @@ def _uncaptured(engine: Engine) -> list[tuple[str, int, str | None, str | None]]
 
 
 def _insert(engine: Engine, **values: object) -> None:
-    with engine.begin() as conn:
+    with fenced(engine) as conn:
         conn.execute(insert(ChainAnchor).values(**values))
 
 
@@ -185,7 +185,7 @@ def _followed(engine: Engine, min_height: int) -> list[tuple[int, str, str, str,
 
 
 def _update(engine: Engine, anchor_id: int, **values: object) -> None:
-    with engine.begin() as conn:
+    with fenced(engine) as conn:
         conn.execute(update(ChainAnchor).where(ChainAnchor.id == anchor_id).values(**values))
 
 

@@ -8,11 +8,12 @@ public ledger entry point that takes an Engine is wrapped in `ledger_entry` (or
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import functools
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -21,13 +22,16 @@ import numpy as np
 import psycopg
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Table, create_engine, event, inspect, select, text
+from sqlalchemy import Table, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from poold.config import redact_url
 from poold.ledger.models import SCHEMA_VERSION, SchemaVersion
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The lease row's name (`models.LeaderLease`).
+LEADER_ROW = "leader"
 
 
 class LedgerError(RuntimeError):
@@ -45,10 +49,15 @@ class Timeouts:
     error the caller retries instead of a hang (PostgreSQL; SQLite waits `connect_s` for a lock).
 
     connect_s: to open a connection; also the TCP timeouts (unacknowledged data, keepalive
-    probes) that notice a vanished server. statement_s: any one statement, server-side."""
+    probes) that notice a vanished server. statement_s: any one statement, server-side.
+    idle_s: a session idle inside a transaction this long is ended by the server, and the
+    server's own keepalive probes notice a vanished client within about as long: a client
+    cut off mid-transaction (a half-open socket) cannot keep its row locks — the leader's
+    lease row among them — for longer (None: the server's defaults)."""
 
     connect_s: float = 10.0
     statement_s: float = 300.0
+    idle_s: float | None = None
 
 
 DEFAULT_TIMEOUTS = Timeouts()
@@ -59,6 +68,10 @@ R = TypeVar("R")
 #: What a database outage, a timeout or a lost connection raises below SQLAlchemy too (COPY
 #: goes to psycopg directly).
 DATABASE_ERRORS = (SQLAlchemyError, psycopg.Error, sqlite3.Error)
+
+
+#: Set on every function `ledger_entry` wrapped.
+CONVERTS = "converts_database_errors"
 
 
 def _failed(fn: Callable[..., Any], exc: BaseException) -> LedgerError:
@@ -76,6 +89,7 @@ def ledger_entry(fn: Callable[P, R]) -> Callable[P, R]:
         except DATABASE_ERRORS as exc:
             raise _failed(fn, exc) from exc
 
+    setattr(wrapper, CONVERTS, True)  # tests look for it
     return wrapper
 
 
@@ -89,7 +103,62 @@ def ledger_entry_async(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
         except DATABASE_ERRORS as exc:
             raise _failed(fn, exc) from exc
 
+    setattr(wrapper, CONVERTS, True)  # tests look for it
     return wrapper
+
+
+class Deposed(LedgerError):
+    """A leader write refused: another daemon took the leadership (a newer epoch) since this
+    one's pass began. Nothing of the write was kept; the writer steps down at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The leadership epoch a leader's writes are made under (`ledger.leader`)."""
+
+    epoch: int
+
+
+#: The fence of the leader's work in progress: every `fenced` transaction checks it.
+FENCE: contextvars.ContextVar[Fence | None] = contextvars.ContextVar("poold_fence", default=None)
+
+
+def check_fence(conn: Connection, fence: Fence) -> None:
+    """Raise `Deposed` unless the lease row still carries `fence`'s epoch. On PostgreSQL the
+    update locks the row until this transaction ends, so a takeover (which updates that row)
+    waits for the commit: the write lands wholly before the new epoch or not at all."""
+    from poold.ledger.models import LeaderLease
+
+    kept = conn.execute(
+        update(LeaderLease)
+        .where(LeaderLease.name == LEADER_ROW, LeaderLease.epoch == fence.epoch)
+        .values(epoch=LeaderLease.epoch)
+    ).rowcount
+    if not kept:
+        raise Deposed(
+            f"leadership epoch {fence.epoch} is over (another daemon leads now): write refused"
+        )
+
+
+@contextlib.contextmanager
+def fenced(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()` for a leader write: when a fence is set (`FENCE`, by the leader's
+    pass), the epoch is checked last, just before the commit, in the same transaction."""
+    with engine.begin() as conn:
+        yield conn
+        fence = FENCE.get()
+        if fence is not None:
+            check_fence(conn, fence)
+
+
+@contextlib.contextmanager
+def fence_set(fence: Fence | None) -> Iterator[None]:
+    """Run the block's leader writes under `fence` (None: unfenced, as `poold settle`)."""
+    token = FENCE.set(fence)
+    try:
+        yield
+    finally:
+        FENCE.reset(token)
 
 
 def unique_violation(exc: Exception) -> bool:
@@ -115,15 +184,6 @@ def insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> No
         conn.execute(sqlite.insert(table).on_conflict_do_nothing(), rows)
 
 
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
-    return url
-
-
 def make_engine(url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Engine:
     """An engine that has connected once (so a bad URL fails here, clearly); a server that
     cannot be reached raises `LedgerUnreachable`."""
@@ -145,7 +205,7 @@ def make_engine(url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Engine:
         # pre_ping: after a database outage, stale pooled connections are replaced, not used.
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except (SQLAlchemyError, ValueError, TypeError) as exc:
-        raise LedgerError(f"ledger url {_safe(url)!r} is not usable: {exc}") from None
+        raise LedgerError(f"ledger url {redact_url(url)!r} is not usable: {exc}") from None
     if engine.dialect.name == "sqlite":
         db = engine.url.database
         if db and db != ":memory:":
@@ -162,10 +222,21 @@ def make_engine(url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Engine:
     elif engine.dialect.name == "postgresql":
         statement_ms = max(1, round(timeouts.statement_s * 1000))
 
+        settings = [f"SET statement_timeout = {statement_ms}"]
+        if timeouts.idle_s is not None:
+            idle_s = max(1, round(timeouts.idle_s))
+            settings += [
+                f"SET idle_in_transaction_session_timeout = {idle_s * 1000}",
+                f"SET tcp_keepalives_idle = {max(1, idle_s // 2)}",
+                f"SET tcp_keepalives_interval = {max(1, idle_s // 6)}",
+                "SET tcp_keepalives_count = 3",
+            ]
+
         @event.listens_for(engine, "connect")
         def _bounds(conn, _record):  # type: ignore[no-untyped-def]
             with conn.cursor() as cur:
-                cur.execute(f"SET statement_timeout = {statement_ms}")
+                for setting in settings:
+                    cur.execute(setting)
             conn.commit()
 
     try:
@@ -173,7 +244,7 @@ def make_engine(url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Engine:
             pass
     except SQLAlchemyError as exc:
         raise LedgerUnreachable(
-            f"cannot connect to the ledger at {_safe(url)}: {exc.__class__.__name__}: "
+            f"cannot connect to the ledger at {redact_url(url)}: {exc.__class__.__name__}: "
             f"{str(exc.orig if hasattr(exc, 'orig') else exc).strip().splitlines()[0]}"
         ) from None
     return engine

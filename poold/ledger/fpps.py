@@ -32,7 +32,7 @@ from poold.chain.subsidy import subsidy_sat
 from poold.chain.targets import network_difficulty
 from poold.ledger import journal
 from poold.ledger.credit_proofs import commit_credits, exact
-from poold.ledger.db import ledger_entry, ledger_entry_async, unique_violation
+from poold.ledger.db import fenced, ledger_entry, ledger_entry_async, unique_violation
 from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
     Account,
@@ -62,7 +62,7 @@ def _recorded_heights(engine: Engine, since: int) -> set[int]:
 
 def _record_fees(engine: Engine, rows: list[dict[str, object]]) -> None:
     try:
-        with engine.begin() as conn:
+        with fenced(engine) as conn:
             conn.execute(insert(ChainFees), rows)
     except IntegrityError as exc:
         if not unique_violation(exc):
@@ -152,7 +152,7 @@ def book_fpps(
     booked or there is nothing to book (nothing is written then)."""
     key = f"fpps:{period_end_s}"
     try:
-        with engine.begin() as conn:
+        with fenced(engine) as conn:
             if conn.execute(select(Settlement.id).where(Settlement.key == key)).first():
                 return None
             rows, cursors = _unbooked(conn)

@@ -322,14 +322,16 @@ def ingest(
     batch_records: int = 100_000,
     before_commit: Callable[[], None] | None = None,
     closed_only: bool = False,
+    until: LogPosition | None = None,
 ) -> IngestResult:
     """Ingest everything new in `sharelog` for `node_id` (with `closed_only`, everything up to
-    the newest closed minute); safe to run again at any time."""
+    the newest closed minute; never past `until`, the writer's fsynced position, when given);
+    safe to run again at any time."""
     total = IngestResult(0, 0, 0, 0, LogPosition(0, 0))
     cache = _Names()
     while True:
         done = _ingest_batch(
-            engine, sharelog, node_id, batch_records, before_commit, cache, closed_only
+            engine, sharelog, node_id, batch_records, before_commit, cache, closed_only, until
         )
         total = IngestResult(
             total.records + done.records,
@@ -362,6 +364,7 @@ def _ingest_batch(
     before_commit: Callable[[], None] | None,
     cache: _Names,
     closed_only: bool,
+    until: LogPosition | None = None,
 ) -> IngestResult:
     try:
         with engine.begin() as conn:
@@ -389,7 +392,7 @@ def _ingest_batch(
                 except ShareLogGap as exc:
                     raise LedgerError(f"{exc}; nothing was ingested") from None
             try:
-                batch = read_arrays(sharelog, start, batch_records)
+                batch = read_arrays(sharelog, start, batch_records, until)
                 text = [(a.decode(), w.decode()) for a, w in batch.names]
             except ValueError as exc:  # a CRC-valid record that does not decode: a writer bug
                 raise LedgerError(

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from poold.bitcoind.client import Bitcoind
 from poold.ledger import journal
-from poold.ledger.db import LedgerError, ledger_entry_async
+from poold.ledger.db import LedgerError, fenced, ledger_entry_async
 from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import Block, JournalLine, Settlement
 from poold.ledger.settle import BLOCK_KEYS
@@ -54,7 +54,7 @@ def _record(
     """`write` the journal step and the block's new status in one transaction; False when
     the step was taken already (its key exists)."""
     try:
-        with engine.begin() as conn:
+        with fenced(engine) as conn:
             write(conn)
             conn.execute(
                 update(Block)
@@ -108,7 +108,7 @@ def _unknown(engine: Engine) -> list[tuple[str, int]]:
 
 def _resolve(engine: Engine, block_hash: str, accepted: bool, confirmations: int) -> bool:
     """An unknown block found on the chain (settled by the next settlement pass) or given up."""
-    with engine.begin() as conn:
+    with fenced(engine) as conn:
         done = conn.execute(
             update(Block)
             .where(Block.hash == block_hash, Block.status == "unknown")
@@ -185,7 +185,7 @@ def _restore(
 
 
 def _set_confirmations(engine: Engine, block_hash: str, confirmations: int) -> None:
-    with engine.begin() as conn:
+    with fenced(engine) as conn:
         conn.execute(
             update(Block).where(Block.hash == block_hash).values(confirmations=confirmations)
         )

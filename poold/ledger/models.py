@@ -241,6 +241,8 @@ class Payout(Base):
     fee_sat: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), nullable=True)
     confirmations: Mapped[int] = mapped_column(Integer, default=0)
+    # The leadership epoch that wrote the intent (None: `poold payout`, outside leadership).
+    epoch: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
 
@@ -252,6 +254,19 @@ class PayoutItem(Base):
     account: Mapped[str] = mapped_column(String(64))
     address: Mapped[str] = mapped_column(String(100))
     amount_sat: Mapped[int] = mapped_column(BigInteger)
+
+
+class LeaderLease(Base):
+    """The ledger's one leader (`ledger.leader`): who holds the lease, until when, and the
+    epoch, raised by one at every change of holder. Every leader write checks the epoch in its
+    own transaction (`db.fenced`)."""
+
+    __tablename__ = "leader_lease"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    holder: Mapped[str] = mapped_column(String(200))  # node id, host, pid and a random tag
+    lease_until_ms: Mapped[int] = mapped_column(BigInteger)
+    since_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class LedgerLock(Base):

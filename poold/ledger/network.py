@@ -19,7 +19,7 @@ from accounting import hashprice
 from poold.bitcoind.client import Bitcoind
 from poold.chain.subsidy import subsidy_sat
 from poold.chain.targets import network_difficulty
-from poold.ledger.db import ledger_entry, ledger_entry_async, unique_violation
+from poold.ledger.db import fenced, ledger_entry, ledger_entry_async, unique_violation
 from poold.ledger.fpps import average_fees, update_chain_fees
 from poold.ledger.models import NetworkSample
 
@@ -40,7 +40,7 @@ def record_sample(
     subsidy = subsidy_sat(height)
     fees = _exact_text(Fraction(avg_fees_sat))
     try:
-        with engine.begin() as conn:
+        with fenced(engine) as conn:
             newest = conn.execute(
                 select(
                     NetworkSample.height,

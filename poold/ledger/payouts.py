@@ -24,6 +24,7 @@ import os
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, insert, select, update
@@ -33,7 +34,14 @@ from sqlalchemy.exc import IntegrityError
 from poold.bitcoind.client import BitcoindError, BitcoindRefused, Wallet, WalletTx
 from poold.chain.address import Network, address_to_script
 from poold.ledger import journal
-from poold.ledger.db import LedgerError, ledger_entry, ledger_entry_async
+from poold.ledger.db import (
+    Fence,
+    LedgerError,
+    fence_set,
+    fenced,
+    ledger_entry,
+    ledger_entry_async,
+)
 from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
     JournalLine,
@@ -233,8 +241,8 @@ def release(engine: Engine, name: str) -> None:
 # --- writes ------------------------------------------------------------------------------
 
 
-def _write_intent(engine: Engine, batch: list[Payment]) -> int:
-    with engine.begin() as conn:
+def _write_intent(engine: Engine, batch: list[Payment], fence: Fence | None = None) -> int:
+    with fence_set(fence), fenced(engine) as conn:
         payout_id = conn.execute(
             insert(Payout)
             .values(
@@ -242,6 +250,7 @@ def _write_intent(engine: Engine, batch: list[Payment]) -> int:
                 created_ms=int(time.time() * 1000),
                 total_sat=sum(p.amount_sat for p in batch),
                 confirmations=0,
+                epoch=None if fence is None else fence.epoch,
             )
             .returning(Payout.id)
         ).scalar_one()
@@ -260,10 +269,10 @@ def _write_intent(engine: Engine, batch: list[Payment]) -> int:
     return int(payout_id)
 
 
-def _record_sent(engine: Engine, payout_id: int, tx: WalletTx) -> bool:
+def _record_sent(engine: Engine, payout_id: int, tx: WalletTx, fence: Fence | None = None) -> bool:
     """Txid, fee and the journal entry, in one transaction; False if already recorded."""
     try:
-        with engine.begin() as conn:
+        with fence_set(fence), fenced(engine) as conn:
             status, total = conn.execute(
                 select(Payout.status, Payout.total_sat).where(Payout.id == payout_id)
             ).one()
@@ -297,17 +306,19 @@ def _record_sent(engine: Engine, payout_id: int, tx: WalletTx) -> bool:
         return False
 
 
-def _set_status(engine: Engine, payout_id: int, status: str, **values: object) -> None:
-    with engine.begin() as conn:
+def _set_status(
+    engine: Engine, payout_id: int, status: str, fence: Fence | None = None, **values: object
+) -> None:
+    with fence_set(fence), fenced(engine) as conn:
         conn.execute(update(Payout).where(Payout.id == payout_id).values(status=status, **values))
 
 
-def _open_payouts(engine: Engine) -> list[tuple[int, str, str | None, int]]:
+def _open_payouts(engine: Engine) -> list[tuple[int, str, str | None, int, int | None]]:
     with engine.connect() as conn:
         return [
-            (int(i), s, t, int(c))
-            for i, s, t, c in conn.execute(
-                select(Payout.id, Payout.status, Payout.txid, Payout.created_ms)
+            (int(i), s, t, int(c), None if e is None else int(e))
+            for i, s, t, c, e in conn.execute(
+                select(Payout.id, Payout.status, Payout.txid, Payout.created_ms, Payout.epoch)
                 .where(Payout.status.in_(("intent", "sent")))
                 .order_by(Payout.id)
             )
@@ -316,11 +327,31 @@ def _open_payouts(engine: Engine) -> list[tuple[int, str, str | None, int]]:
 
 @ledger_entry_async
 async def reconcile(
-    engine: Engine, wallet: Wallet, *, confirmations: int = 1
+    engine: Engine,
+    wallet: Wallet,
+    *,
+    confirmations: int = 1,
+    fence: Fence | None = None,
+    lease_ms: int = 0,
 ) -> list[tuple[int, str]]:
-    """Settle what earlier runs left open; returns (payout id, new status) for each change."""
+    """Settle what earlier runs left open; returns (payout id, new status) for each change.
+
+    Under a fence, an intent written in an older leadership epoch is looked up only once that
+    leader cannot be sending any more: its lease (at most `lease_ms` from the intent) is over,
+    and so is the wallet call it may have started just before (bounded by another lease)."""
     changes: list[tuple[int, str]] = []
-    for payout_id, status, txid, created_ms in await asyncio.to_thread(_open_payouts, engine):
+    now_ms = int(time.time() * 1000)
+    for payout_id, status, txid, created_ms, epoch in await asyncio.to_thread(
+        _open_payouts, engine
+    ):
+        if (
+            status == "intent"
+            and fence is not None
+            and epoch is not None
+            and epoch != fence.epoch
+            and now_ms < created_ms + 2 * lease_ms
+        ):
+            continue  # its leader may still be sending: the next run looks again
         if status == "intent":
             found = await wallet.find_sent(COMMENT.format(payout_id), created_ms // 1000 - 60)
             if found is None:
@@ -329,25 +360,31 @@ async def reconcile(
                     engine,
                     payout_id,
                     "failed",
+                    fence,
                     reason="the wallet has no send for it: it was never paid",
                 )
                 changes.append((payout_id, "failed"))
             else:
                 tx = await wallet.wallet_tx(found)
-                if await asyncio.to_thread(_record_sent, engine, payout_id, tx):
+                if await asyncio.to_thread(_record_sent, engine, payout_id, tx, fence):
                     changes.append((payout_id, "sent"))
             continue
         assert txid is not None
         tx = await wallet.wallet_tx(txid)
         if tx.confirmations >= confirmations:
             await asyncio.to_thread(
-                _set_status, engine, payout_id, "confirmed", confirmations=tx.confirmations
+                _set_status, engine, payout_id, "confirmed", fence, confirmations=tx.confirmations
             )
             changes.append((payout_id, "confirmed"))
         elif tx.confirmations < 0:
             # Never re-paid automatically: the operator decides (the wallet may still mine it).
             await asyncio.to_thread(
-                _set_status, engine, payout_id, "conflicted", reason="the wallet reports a conflict"
+                _set_status,
+                engine,
+                payout_id,
+                "conflicted",
+                fence,
+                reason="the wallet reports a conflict",
             )
             changes.append((payout_id, "conflicted"))
     return changes
@@ -363,8 +400,15 @@ async def run_payouts(
     max_outputs: int,
     send: bool,
     confirmations: int = 1,
+    fence: Fence | None = None,
+    lease_ms: int = 0,
+    leading: Callable[[], bool] = lambda: True,
 ) -> PayoutReport:
-    """Reconcile, plan, and (with `send`) pay. A dry run writes nothing."""
+    """Reconcile, plan, and (with `send`) pay. A dry run writes nothing.
+
+    The daemon's leader passes its `fence` (each intent is committed with its epoch, every
+    write checks it), its lease and `leading`, asked just before each wallet call: a leader
+    that stepped down sends nothing more."""
     report = PayoutReport()
     if not send:
         report.batches, report.skipped = await asyncio.to_thread(
@@ -373,19 +417,28 @@ async def run_payouts(
         return report
     await asyncio.to_thread(acquire, engine, "payouts")
     try:
-        report.reconciled = await reconcile(engine, wallet, confirmations=confirmations)
+        report.reconciled = await reconcile(
+            engine, wallet, confirmations=confirmations, fence=fence, lease_ms=lease_ms
+        )
         report.batches, report.skipped = await asyncio.to_thread(
             plan, engine, network=network, min_payout_sat=min_payout_sat, max_outputs=max_outputs
         )
         for batch in report.batches:
-            payout_id = await asyncio.to_thread(_write_intent, engine, batch)
+            payout_id = await asyncio.to_thread(_write_intent, engine, batch, fence)
+            if not leading():
+                raise PayoutError(
+                    f"payout {payout_id}: this daemon no longer leads, nothing sent; the intent "
+                    "is reconciled by the next leader"
+                )
             outputs: dict[str, int] = defaultdict(int)
             for p in batch:
                 outputs[p.address] += p.amount_sat
             try:
                 txid = await wallet.send_many(dict(outputs), COMMENT.format(payout_id))
             except BitcoindRefused as exc:
-                await asyncio.to_thread(_set_status, engine, payout_id, "failed", reason=str(exc))
+                await asyncio.to_thread(
+                    _set_status, engine, payout_id, "failed", fence, reason=str(exc)
+                )
                 raise PayoutError(
                     f"payout {payout_id} refused by the wallet, nothing paid: {exc}"
                 ) from None
@@ -401,7 +454,7 @@ async def run_payouts(
                     f"payout {payout_id} was sent as {txid} but not recorded yet ({exc}); "
                     "the next run records it"
                 ) from None
-            await asyncio.to_thread(_record_sent, engine, payout_id, tx)
+            await asyncio.to_thread(_record_sent, engine, payout_id, tx, fence)
             report.sent.append((payout_id, txid, sum(p.amount_sat for p in batch)))
     except LedgerError as exc:
         raise PayoutError(str(exc)) from None

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -29,10 +31,10 @@ from poold.events import EventHub
 from poold.ledger import nodes
 from poold.ledger.anchors import AnchorPolicy, run_anchors
 from poold.ledger.credit_proofs import latest_credit_commitment
-from poold.ledger.db import LedgerError, Timeouts, ledger_entry
+from poold.ledger.db import Deposed, Fence, LedgerError, Timeouts, fence_set, ledger_entry
 from poold.ledger.events import tail_journal
 from poold.ledger.fpps import book_with_bitcoind
-from poold.ledger.leader import Leadership
+from poold.ledger.leader import Leadership, holder_name
 from poold.ledger.maturity import follow_blocks
 from poold.ledger.network import ChainView, sample_network
 from poold.ledger.settle import BLOCK_KEYS
@@ -48,6 +50,38 @@ log = structlog.get_logger(__name__)
 ANCHOR_RETRY_MS = 60_000
 #: Runs a read query in the ledger process: offload(fn, *args).
 Offload = Callable[..., Awaitable[Any]]
+T = TypeVar("T")
+#: Runs a blocking call with a client-side bound: bounded(fn, timeout_s) -> fn() or TimeoutError.
+Bounded = Callable[[Callable[[], T], float], Awaitable[T]]
+
+
+async def in_daemon_thread(fn: Callable[[], T], timeout_s: float) -> T:
+    """`fn()` on a thread of its own, awaited at most `timeout_s` (then TimeoutError). A call
+    stuck on a half-open socket is left behind on a daemon thread: it holds neither the loop
+    nor the process's exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, exc: BaseException | None) -> None:
+        if done.done():
+            return
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def call() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = fn()
+        except BaseException as exc:  # reported: handed to the awaiting task, which raises it
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=call, name="poold-bounded", daemon=True).start()
+    return await asyncio.wait_for(asyncio.shield(done), timeout_s)
 
 
 @ledger_entry
@@ -90,6 +124,9 @@ class LedgerScheduler:
         self.log_id = log_id  # this node's share log identity (known once the log is open)
         self.host = host  # where this daemon runs, as other daemons see it
         self.stream = stream  # where lapsed nodes' records are read from (None: nowhere)
+        # How far this node's log is fsynced (the daemon wires the share log's): ingest reads
+        # no further, so a power cut can never take back a record the ledger holds.
+        self.durable_until: Callable[[], LogPosition | None] = lambda: None
         # Told the latest statement and credit commitments each pass.
         self.on_commitment = on_commitment
         anchors = cfg.anchors
@@ -107,6 +144,10 @@ class LedgerScheduler:
         self._unavailable: set[str] = set()  # found blocks bitcoind would not give back
         self.chain = chain  # the block the current job builds, for the network's samples
         self.leadership: Leadership | None = None
+        self.bounded: Bounded[Any] = in_daemon_thread  # the fault simulator runs these inline
+        self.monotonic: Callable[[], float] = time.monotonic  # the leader's own deadline
+        self._leading = False  # as last logged
+        metrics.leading = lambda: self.leadership is not None and self.leadership.leading()
         self.gate: nodes.Gate | None = None  # how far settlement may go (the leader's view)
         self._said: tuple[list[str], list[str]] = ([], [])  # the gate's last logged notes
         self.ledger: Engine | None = None
@@ -162,7 +203,32 @@ class LedgerScheduler:
     @property
     def _timeouts(self) -> Timeouts:
         cfg = self.cfg.ledger
-        return Timeouts(connect_s=cfg.connect_timeout_s, statement_s=cfg.statement_timeout_s)
+        # A session idle inside a transaction for a whole lease is ended by the server: a
+        # leader's write cut off mid-transaction cannot hold the lease row past its lease.
+        return Timeouts(
+            connect_s=cfg.connect_timeout_s,
+            statement_s=cfg.statement_timeout_s,
+            idle_s=cfg.node_lease_s,
+        )
+
+    @property
+    def _lease_timeouts(self) -> Timeouts:
+        """The lease session's bounds: a renewal is over (done or failed) well within a lease."""
+        cfg = self.cfg.ledger
+        lease = cfg.node_lease_s
+        return Timeouts(
+            connect_s=min(cfg.connect_timeout_s, max(1.0, lease / 3)),
+            statement_s=max(0.5, lease / 4),
+            idle_s=max(1.0, lease / 4),
+        )
+
+    def _lease_engine(self, engine: Engine) -> Engine:
+        db = engine.url.database
+        if engine.dialect.name == "sqlite" and (not db or db == ":memory:"):
+            return engine  # one process, one database: the engine itself
+        return self.access.open(
+            self.cfg.ledger.url, migrate_schema=False, timeouts=self._lease_timeouts
+        )
 
     def _open_ledger(self) -> Engine:
         cfg = self.cfg.ledger
@@ -183,8 +249,20 @@ class LedgerScheduler:
             await worker.stop(0)
             engine.dispose()
             raise
+        try:
+            lease_engine = await asyncio.to_thread(self._lease_engine, engine)
+        except LedgerError:
+            await worker.stop(0)
+            engine.dispose()
+            raise
         self.ledger, self.worker = engine, worker
-        self.leadership = Leadership(engine)
+        self.leadership = Leadership(
+            lease_engine,
+            holder=holder_name(self.cfg.stratum.node_id),
+            lease_s=self.cfg.ledger.node_lease_s,
+            clock=self.clock,
+            monotonic=self.monotonic,
+        )
         self.on_connect(engine, worker.read)
         self.problem = None
         log.info("ledger_connected")
@@ -196,6 +274,7 @@ class LedgerScheduler:
         interval = self.cfg.ledger.ingest_interval_s
         backoff = 1.0
         tailer: asyncio.Task[None] | None = None
+        keeper = asyncio.create_task(self.keep_lease(stopping))
         try:
             while not stopping.is_set():
                 wait_s = interval if self.ledger is not None else backoff
@@ -209,8 +288,54 @@ class LedgerScheduler:
                 elif tailer is None and self.events_wanted:
                     tailer = asyncio.create_task(tail_journal(self.ledger, self.events))
         finally:
+            keeper.cancel()
             if tailer is not None:
                 tailer.cancel()
+
+    async def keep_lease(self, stopping: asyncio.Event) -> None:
+        """Between passes too: renew the leader's lease a few times per lease, and notice at
+        once when this daemon stops leading (its deadline passed without a renewal), so the
+        metric and the log never show a leader that no longer leads."""
+        lease = self.cfg.ledger.node_lease_s
+        while not stopping.is_set():
+            leadership = self.leadership
+            if leadership is not None:
+                if leadership.epoch is not None:
+                    await self.renew_lease()
+                self._note_leadership()
+                until = leadership.deadline - self.monotonic()
+                wait_s = min(lease / 4, max(0.05, until)) if leadership.epoch else lease / 4
+            else:
+                wait_s = lease / 4
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), wait_s)
+
+    async def renew_lease(self) -> bool:
+        """Renew (or take) the lease with a client-side bound; one renewal at a time (one
+        stuck on a half-open socket is given up after a lease). Returns whether this daemon
+        leads now."""
+        leadership = self.leadership
+        if leadership is None:
+            return False
+        lease = self.cfg.ledger.node_lease_s
+        since = leadership.in_flight_since
+        if since is not None and self.monotonic() - since < lease:
+            return leadership.leading()  # the last one is still waiting on the database
+        with contextlib.suppress(TimeoutError):
+            await self.bounded(leadership.hold, max(0.5, lease / 3))
+        return leadership.leading()
+
+    def _note_leadership(self) -> None:
+        """Log and count a change of leadership, once, with its epoch."""
+        leadership = self.leadership
+        leading = leadership is not None and leadership.leading()
+        self.metrics.leader = int(leading)
+        if leading != self._leading:
+            self._leading = leading
+            epoch = None if leadership is None else leadership.epoch
+            log.info("ledger_leadership", held=leading, epoch=epoch)
+        if not leading:
+            self.gate = None
 
     async def step(self) -> None:
         """One ledger step as the daemon runs it: connect if not connected (a node id that
@@ -229,6 +354,13 @@ class LedgerScheduler:
             return
         try:
             await self.run_pass()
+            self.problem = None
+        except Deposed as exc:
+            # Another daemon took over while this pass ran: its write was refused whole.
+            if self.leadership is not None:
+                self.leadership.step_down()
+            log.warning("ledger_deposed", error=str(exc))
+            self._note_leadership()
             self.problem = None
         except (LedgerError, BitcoindError) as exc:
             # Shares stay in the share log and blocks stay pending; the next pass retries.
@@ -253,6 +385,7 @@ class LedgerScheduler:
             self.cfg.sharelog.path,
             self.cfg.stratum.node_id,
             closed_only=not (final or self.cfg.ledger.ingest_open_minutes),
+            until=None if final else self.durable_until(),
         )
         self.ingested_shares += result.shares
         self.ingest_position = result.position
@@ -312,15 +445,15 @@ class LedgerScheduler:
                 now_ms=self._now_ms(),
                 lease_ms=self._lease_ms,
             )
-        was = self.leadership.held
-        leader = await asyncio.to_thread(self.leadership.hold)
-        self.metrics.leader = int(leader)
-        if leader != was:
-            log.info("ledger_leadership", held=leader)
-        if not leader:
-            self.gate = None
+        await self.renew_lease()
+        self._note_leadership()
+        if not self.leadership.leading():
             return
-        await self._lead(self.ledger, self.worker)
+        # Every write of this pass is checked against the epoch it began in: a takeover
+        # meanwhile refuses it (`Deposed`), whatever step it is in.
+        fence = self.leadership.fence()
+        with fence_set(fence):
+            await self._lead(self.ledger, self.worker)
 
     @ledger_entry
     def _read_gate(self, ledger: Engine) -> nodes.Gate:
@@ -375,7 +508,7 @@ class LedgerScheduler:
         scheme = self.cfg.pool.scheme
         if scheme in BLOCK_KEYS:
             settled = await worker.settle_blocks(
-                self.cfg.pool.fee, scheme, gate.minute_ms(), gate.excluded_nodes
+                self.cfg.pool.fee, scheme, gate.minute_ms(), gate.excluded_nodes, self._fence()
             )
             for s in settled:
                 self.metrics.settlement_runs["block"] += 1
@@ -391,7 +524,7 @@ class LedgerScheduler:
             await self.book_fpps(ledger, gate.through_ms)
         if self.cfg.tokens.enabled:
             periods = await worker.settle_tokens(
-                self.cfg.tokens, gate.through_ms, self.clock(), self.work_dirs
+                self.cfg.tokens, gate.through_ms, self.clock(), self._fence(), self.work_dirs
             )
             for period in periods:
                 if period.settled is not None:
@@ -428,6 +561,9 @@ class LedgerScheduler:
             fee_blocks=self.cfg.pool.fee_window_blocks,
         ):
             log.debug("network_sampled")
+
+    def _fence(self) -> Fence | None:
+        return None if self.leadership is None else self.leadership.fence()
 
     async def cut_work_samples(self, ledger: Engine) -> None:
         """Publish the work-proof sample of every period whose beacon block is mined."""
@@ -472,26 +608,39 @@ class LedgerScheduler:
             log.info(a.event, txid=a.txid, block=a.block_hash, height=a.height)
 
     async def close(self, wait_s: float) -> None:
-        """One last pass, so everything answered `true` reaches the ledger now; bounded, since
-        the next start ingests whatever this one could not."""
+        """One last pass, so everything answered `true` reaches the ledger now; the last
+        ingest, the lease's release and the ledger process's end share `wait_s`, since the
+        next start ingests whatever this one could not (a stalled database delays the stop by
+        `wait_s` at most)."""
         if self.ledger is None or self.worker is None:
             return
+        deadline = time.monotonic() + wait_s
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         try:
-            await asyncio.wait_for(self.ingest(final=True), wait_s)
+            await asyncio.wait_for(self.ingest(final=True), left())
         except (LedgerError, TimeoutError) as exc:
             log.warning("ledger_ingest_failed", error=str(exc) or "timed out")
         if self.leadership is not None:
-            await asyncio.to_thread(self.leadership.release)  # the next leader need not wait
-        if not await self.worker.stop(wait_s):
+            # The next leader need not wait for the lease to end; bounded, as a stalled
+            # database must not hold the stop (the lease then ends by itself).
+            with contextlib.suppress(TimeoutError):
+                await self.bounded(self.leadership.release, min(1.0, max(0.1, left())))
+        if not await self.worker.stop(left()):
             log.warning("ledger_worker_killed", waited_s=wait_s)
         self.ledger.dispose()
+        if self.leadership is not None and self.leadership.engine is not self.ledger:
+            self.leadership.engine.dispose()
 
     def abandon(self) -> None:
         """What the kernel does for a process killed with kill -9: its leadership and its
         database connections are gone, with no last pass (the fault simulator's kill; a real
         crash needs no call)."""
-        if self.leadership is not None:
-            self.leadership.release()
         if self.ledger is not None:
             self.ledger.dispose()
+        if self.leadership is not None and self.leadership.engine is not self.ledger:
+            self.leadership.engine.dispose()
+        # Its lease is not given up: it ends by itself, as after a real crash.
         self.ledger = self.worker = self.leadership = None

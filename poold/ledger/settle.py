@@ -27,7 +27,7 @@ from sqlalchemy.orm import aliased
 from accounting import pplns_split, prop_split, solo_split
 from poold.ledger import credit_proofs, journal
 from poold.ledger.credit_proofs import block_lines, commit_credits, exact
-from poold.ledger.db import LedgerError, ledger_entry
+from poold.ledger.db import LedgerError, fenced, ledger_entry
 from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
     Account,
@@ -78,7 +78,7 @@ def settle_block(
     matures the same way."""
     key = f"{BLOCK_KEYS[scheme]}{block_hash}"
     try:
-        with engine.begin() as conn:
+        with fenced(engine) as conn:
             if conn.execute(select(Settlement.id).where(Settlement.key == key)).first():
                 return None
             block = conn.execute(

@@ -36,8 +36,10 @@ from sqlalchemy.engine import Connection, Engine
 from poold.config import TokensConfig
 from poold.ledger.db import (
     DEFAULT_TIMEOUTS,
+    Fence,
     LedgerError,
     Timeouts,
+    fence_set,
     ledger_entry,
     open_ledger,
 )
@@ -45,6 +47,7 @@ from poold.ledger.ingest import IngestResult, ingest
 from poold.ledger.queries import MinuteCache, PoolOverview
 from poold.ledger.queries import pool_overview as queries_pool_overview
 from poold.ledger.settle import Settled, settle_pending
+from poold.shares.log import LogPosition
 from poold.tokens.settle import PeriodResult, settle_due
 
 T = TypeVar("T")
@@ -80,10 +83,17 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _ingest(sharelog: str, node_id: int, closed_only: bool) -> IngestResult:
+def _ingest(
+    sharelog: str, node_id: int, closed_only: bool, until: LogPosition | None = None
+) -> IngestResult:
     assert _engine is not None
     return ingest(
-        _engine, Path(sharelog), node_id, before_commit=_before_commit, closed_only=closed_only
+        _engine,
+        Path(sharelog),
+        node_id,
+        before_commit=_before_commit,
+        closed_only=closed_only,
+        until=until,
     )
 
 
@@ -92,25 +102,29 @@ def _settle_blocks(
     scheme: str,
     found_before_ms: int | None = None,
     excluded_nodes: tuple[int, ...] = (),
+    fence: Fence | None = None,
 ) -> list[Settled]:
     assert _engine is not None
-    return settle_pending(
-        _engine,
-        pool_fee=pool_fee,
-        scheme=scheme,
-        found_before_ms=found_before_ms,
-        excluded_nodes=excluded_nodes,
-    )
+    with fence_set(fence):
+        return settle_pending(
+            _engine,
+            pool_fee=pool_fee,
+            scheme=scheme,
+            found_before_ms=found_before_ms,
+            excluded_nodes=excluded_nodes,
+        )
 
 
 def _settle_tokens(
     cfg: TokensConfig,
     through_ms: int | None,
     now: float | None = None,
+    fence: Fence | None = None,
     work_dirs: tuple[Path, ...] = (),
 ) -> list[PeriodResult]:
     assert _engine is not None
-    return settle_due(_engine, cfg, through_ms=through_ms, now=now, work_dirs=work_dirs)
+    with fence_set(fence):
+        return settle_due(_engine, cfg, through_ms=through_ms, now=now, work_dirs=work_dirs)
 
 
 def _read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -145,7 +159,12 @@ class Worker(Protocol):
     async def start(self) -> None: ...
 
     async def ingest(
-        self, sharelog: Path, node_id: int, *, closed_only: bool = False
+        self,
+        sharelog: Path,
+        node_id: int,
+        *,
+        closed_only: bool = False,
+        until: LogPosition | None = None,
     ) -> IngestResult: ...
 
     async def settle_blocks(
@@ -154,6 +173,7 @@ class Worker(Protocol):
         scheme: str,
         found_before_ms: int | None = None,
         excluded_nodes: tuple[int, ...] = (),
+        fence: Fence | None = None,
     ) -> list[Settled]: ...
 
     async def settle_tokens(
@@ -161,6 +181,7 @@ class Worker(Protocol):
         cfg: TokensConfig,
         through_ms: int | None = None,
         now: float | None = None,
+        fence: Fence | None = None,
         work_dirs: tuple[Path, ...] = (),
     ) -> list[PeriodResult]: ...
 
@@ -201,7 +222,12 @@ class InlineWorker:
         return None
 
     async def ingest(
-        self, sharelog: Path, node_id: int, *, closed_only: bool = False
+        self,
+        sharelog: Path,
+        node_id: int,
+        *,
+        closed_only: bool = False,
+        until: LogPosition | None = None,
     ) -> IngestResult:
         return ingest(
             self.engine,
@@ -209,6 +235,7 @@ class InlineWorker:
             node_id,
             before_commit=self.before_commit,
             closed_only=closed_only,
+            until=until,
         )
 
     async def settle_blocks(
@@ -217,23 +244,27 @@ class InlineWorker:
         scheme: str,
         found_before_ms: int | None = None,
         excluded_nodes: tuple[int, ...] = (),
+        fence: Fence | None = None,
     ) -> list[Settled]:
-        return settle_pending(
-            self.engine,
-            pool_fee=pool_fee,
-            scheme=scheme,
-            found_before_ms=found_before_ms,
-            excluded_nodes=excluded_nodes,
-        )
+        with fence_set(fence):
+            return settle_pending(
+                self.engine,
+                pool_fee=pool_fee,
+                scheme=scheme,
+                found_before_ms=found_before_ms,
+                excluded_nodes=excluded_nodes,
+            )
 
     async def settle_tokens(
         self,
         cfg: TokensConfig,
         through_ms: int | None = None,
         now: float | None = None,
+        fence: Fence | None = None,
         work_dirs: tuple[Path, ...] = (),
     ) -> list[PeriodResult]:
-        return settle_due(self.engine, cfg, through_ms=through_ms, now=now, work_dirs=work_dirs)
+        with fence_set(fence):
+            return settle_due(self.engine, cfg, through_ms=through_ms, now=now, work_dirs=work_dirs)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         engine = self.engine
@@ -300,9 +331,14 @@ class LedgerWorker:
         self.pid = await self._call(_ready)
 
     async def ingest(
-        self, sharelog: Path, node_id: int, *, closed_only: bool = False
+        self,
+        sharelog: Path,
+        node_id: int,
+        *,
+        closed_only: bool = False,
+        until: LogPosition | None = None,
     ) -> IngestResult:
-        return await self._call(_ingest, str(sharelog), node_id, closed_only)
+        return await self._call(_ingest, str(sharelog), node_id, closed_only, until)
 
     async def settle_blocks(
         self,
@@ -310,18 +346,22 @@ class LedgerWorker:
         scheme: str,
         found_before_ms: int | None = None,
         excluded_nodes: tuple[int, ...] = (),
+        fence: Fence | None = None,
     ) -> list[Settled]:
-        return await self._call(_settle_blocks, pool_fee, scheme, found_before_ms, excluded_nodes)
+        return await self._call(
+            _settle_blocks, pool_fee, scheme, found_before_ms, excluded_nodes, fence
+        )
 
     async def settle_tokens(
         self,
         cfg: TokensConfig,
         through_ms: int | None = None,
         now: float | None = None,
+        fence: Fence | None = None,
         work_dirs: tuple[Path, ...] = (),
     ) -> list[PeriodResult]:
         """Settle every due token period; `now` is the daemon's clock (unix seconds)."""
-        return await self._call(_settle_tokens, cfg, through_ms, now, work_dirs)
+        return await self._call(_settle_tokens, cfg, through_ms, now, fence, work_dirs)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(conn, *args)` on a ledger connection in the worker (`fn` importable by name).

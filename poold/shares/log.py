@@ -1,10 +1,12 @@
 """The durable, append-only share log: every accepted share and found block, in rotating segments.
 
 Durability contract: `flush()` hands records to the kernel with one write() (they survive kill -9
-of the daemon from that moment); `sync()` fsyncs them (they survive power loss). A group-commit
-thread (`start_group_commit`) calls `sync()` every few milliseconds, off the event loop and
-without waking it. The daemon calls `flush()` before it sends the `true` replies for the shares
-in the batch.
+of the daemon from that moment); `sync()` fsyncs them (they survive power loss) and reports the
+position it covered (`synced`, and `on_synced` from the syncing thread). A group-commit thread
+(`start_group_commit`) calls `sync()` every few milliseconds, off the event loop and without
+waking it; `request_sync()` makes it sync now (the `reply_after = "fsync"` mode, where replies
+wait for the fsync that covers their shares). The daemon calls `flush()` before it sends the
+`true` replies for the shares in the batch.
 
 The record format (framing, the binary share record, the block record) is `shares.format`:
 binary share records are ~80 bytes instead of ~250 of JSON (shares are the volume). Readers
@@ -69,6 +71,8 @@ class FileOps(Protocol):
     def fdatasync(self, fd: int, /) -> None: ...
     def fsync(self, fd: int, /) -> None: ...
     def ftruncate(self, fd: int, length: int, /) -> None: ...
+    def open(self, path: str, flags: int, mode: int, /) -> int: ...
+    def fsync_dir(self, directory: Path, /) -> None: ...
 
 
 class _Os:
@@ -76,6 +80,11 @@ class _Os:
     fdatasync = staticmethod(os.fdatasync)
     fsync = staticmethod(os.fsync)
     ftruncate = staticmethod(os.ftruncate)
+    open = staticmethod(os.open)
+
+    @staticmethod
+    def fsync_dir(directory: Path) -> None:
+        fsync_dir(directory)
 
 
 OS_FILE_OPS: FileOps = _Os()
@@ -274,6 +283,11 @@ class ShareLog:
         self._dirty = False
         self._committer: threading.Thread | None = None
         self._stop_commit = threading.Event()
+        self._wake = threading.Event()  # request_sync(): the committer syncs now
+        # Everything before this position is fsynced; told to `on_synced` (from the thread
+        # that synced) after each fsync that succeeded.
+        self.synced = LogPosition(0, 0)
+        self.on_synced: Callable[[LogPosition], None] | None = None
         self.records_appended = 0
         self.bytes_written = 0
         self.syncs = 0
@@ -304,9 +318,23 @@ class ShareLog:
                 good = _valid_length(path)
                 if good != path.stat().st_size:
                     os.truncate(path, good)
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = self.ops.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._size = os.fstat(self._fd).st_size
-            fsync_dir(self.directory)
+            self.ops.fsync_dir(self.directory)
+            # What an earlier process wrote and the kernel still holds is made durable before
+            # anything is read past it (ingest and the stream read only up to `synced`); if
+            # that fsync fails, nothing of this segment counts as synced until one succeeds
+            # (and writes are refused meanwhile, as after any fsync error).
+            self.synced = LogPosition(self._seq, 0)
+            self._dirty = True
+            try:
+                self.ops.fsync(self._fd)
+            except OSError as exc:
+                self.sync_errors += 1
+                self.sync_error = f"fsync failed: {exc.strerror or exc} (errno {exc.errno})"
+            else:
+                self._dirty = False
+                self.synced = LogPosition(self._seq, self._size)
         except OSError as exc:
             raise ShareLogError(f"cannot open share log in {self.directory}: {exc}") from exc
 
@@ -328,7 +356,11 @@ class ShareLog:
         """fsync flushed records every `interval_s` from a background thread."""
 
         def run() -> None:
-            while not self._stop_commit.wait(interval_s):
+            while not self._stop_commit.is_set():
+                self._wake.wait(interval_s)
+                self._wake.clear()
+                if self._stop_commit.is_set():
+                    break
                 # An fsync error must not end this thread: it is kept in `sync_error` (writes
                 # are refused meanwhile) and the fsync is tried again next interval.
                 with contextlib.suppress(ShareLogError):
@@ -342,6 +374,7 @@ class ShareLog:
         """Stop group commit, flush, fsync and close. Safe to call twice."""
         if self._committer is not None:
             self._stop_commit.set()
+            self._wake.set()
             self._committer.join()
             self._committer = None
         if self._fd < 0:
@@ -434,6 +467,10 @@ class ShareLog:
                 self.sync_error = f"cannot start a new segment: {exc}"
                 self.sync_errors += 1
 
+    def request_sync(self) -> None:
+        """Ask the group-commit thread to fsync now, not at its next interval."""
+        self._wake.set()
+
     def _cut_tail(self) -> None:
         """Cut the segment back to the end of its last whole record (after a failed write)."""
         self.ops.ftruncate(self._fd, self._size)
@@ -446,6 +483,8 @@ class ShareLog:
         with self._lock:
             if not self._dirty or self._fd < 0:
                 return False
+            # Written before this fsync (the loop thread counts a write after it is made).
+            covers = LogPosition(self._seq, self._size)
             try:
                 self.ops.fdatasync(self._fd)  # data and the size that finds it; not the mtime
             except OSError as exc:
@@ -455,22 +494,28 @@ class ShareLog:
             self._dirty = False
             self.sync_error = None
             self.syncs += 1
-            return True
+            self.synced = covers
+        if self.on_synced is not None:
+            self.on_synced(covers)
+        return True
 
     def _rotate(self) -> None:
         """Start the next segment: the old one is fsynced first, and nothing changes unless
         both that and opening the new one succeed."""
         with self._lock:
             self.ops.fsync(self._fd)
+            self.synced = LogPosition(self._seq, self._size)
             path = segment_path(self.directory, self._seq + 1)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = self.ops.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.close(self._fd)
             self._fd = fd
             self._dirty = False
             self._seq += 1
             self._size = 0
             self.sync_error = None
-        fsync_dir(self.directory)
+        self.ops.fsync_dir(self.directory)
+        if self.on_synced is not None:
+            self.on_synced(self.synced)
 
     def prune(self, keep_from: int | None, now: float | None = None) -> list[Path]:
         """Delete closed segments older than the retention period that every consumer is

@@ -296,14 +296,19 @@ class _Columns:
         return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
 
 
-def read_arrays(directory: Path, start: LogPosition, limit: int) -> ArrayBatch:
-    """Up to `limit` intact records after `start` (see `reference.read_batch`), as columns."""
+def read_arrays(
+    directory: Path, start: LogPosition, limit: int, until: LogPosition | None = None
+) -> ArrayBatch:
+    """Up to `limit` intact records after `start` (see `reference.read_batch`), as columns;
+    none past `until` (what the writer has fsynced: a power cut cannot take it back)."""
     cols = _Columns()
     n = 0
     last = start
     for seq in list_segments(directory):
         if seq < start.segment or n >= limit:
             continue
+        if until is not None and seq > until.segment:
+            break
         offset = start.offset if seq == start.segment else 0
         with open(segment_path(directory, seq), "rb") as fh:
             grow = 1
@@ -312,6 +317,8 @@ def read_arrays(directory: Path, start: LogPosition, limit: int) -> ArrayBatch:
                 want = max(_CHUNK_MIN, min((limit - n) * 192, _CHUNK_MAX)) * grow
                 fh.seek(offset)
                 raw = fh.read(want)
+                if until is not None and seq == until.segment:
+                    raw = raw[: max(0, until.offset - offset)]
                 got, stop, status = cols.walk(raw, limit - n, seq, offset)
                 n += got
                 offset += stop

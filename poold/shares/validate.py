@@ -58,8 +58,12 @@ def validate_share(
     version_mask: int,
     share_target: int,
     now: int,
+    middle: bytes | None = None,
 ) -> Accepted | Rejected:
-    """Judge one `mining.submit`. On acceptance the duplicate key is recorded on the job."""
+    """Judge one `mining.submit`. On acceptance the duplicate key is recorded on the job.
+
+    `middle` is `job.header_middle(extranonce1, extranonce2)` when the caller kept it from an
+    earlier share (same job and extranonces); None computes it."""
     if job is None:
         return Rejected(Reject.STALE, "job not found")
     if len(extranonce2) != job.extranonce2_size:
@@ -76,7 +80,9 @@ def validate_share(
         if version_bits & ~version_mask:
             return Rejected(Reject.OTHER, "version bits outside the negotiated mask")
         version = (version & ~version_mask) | version_bits
-    header = job.header(extranonce1, extranonce2, ntime, nonce, version)
+    if middle is None:
+        middle = job.header_middle(extranonce1, extranonce2)
+    header = job.header_from(middle, ntime, nonce, version)
     hash_int = int.from_bytes(sha256d(header), "little")
     if hash_int > share_target:
         return Rejected(Reject.LOW_DIFFICULTY, "low difficulty share")

@@ -16,7 +16,9 @@ share log and its format, and the session's share type; never the ledger or the 
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from collections import deque
 from collections.abc import Callable
 
 import orjson
@@ -26,12 +28,14 @@ from poold.jobs.job import Job
 from poold.metrics import Metrics
 from poold.shares.accepted import AcceptedShare
 from poold.shares.format import Beat, BlockRecord, JobRecord, Rejects, WorkerInfo, encode_share
-from poold.shares.log import ShareLog, ShareLogError
+from poold.shares.log import LogPosition, ShareLog, ShareLogError
 
 log = structlog.get_logger(__name__)
 
 #: The error a miner gets instead of `true` when its share could not be recorded.
 NOT_RECORDED = "share not recorded (pool storage error): not credited"
+#: The error instead of `true` while the stream lags past `[stream] max_lag_s`.
+NOT_SHIPPED = "share not recorded (pool replication behind): not credited"
 #: Workers whose best share and agent one writer remembers (and worker records it holds).
 MAX_WORKERS = 200_000
 REJECTS_EVERY_MS = 60_000
@@ -77,6 +81,15 @@ class ShareWriter:
         # Rejected shares per account and reason already written to the log; when next due.
         self._rejects_written: dict[str, dict[str, int]] = {}
         self._rejects_due_ms = 0
+        # Why shares must be refused right now (the daemon wires the stream's lag bound):
+        # None lets them through. Asked once per batch.
+        self.refusal: Callable[[], str | None] = lambda: None
+        self.refused_batches = 0
+        # `[sharelog] reply_after = "fsync"`: replies wait for the fsync covering their
+        # batch; (log position the batch ends at, the send), oldest first.
+        self.reply_after_fsync = False
+        self._held_replies: deque[tuple[tuple[int, int], Callable[[], None]]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Job keys whose record is in the log (or in the write being made).
         self._jobs_logged: set[str] = set()
 
@@ -152,29 +165,36 @@ class ShareWriter:
     def flush(self, beat: tuple[int, bool] | None = None) -> None:
         """Encode the batch into the share log and write it (from here it survives kill -9)."""
         batch, self._batch = self._batch, []
+        if batch and self.refusal() is not None:
+            # Neither credited nor lost: the miner is told, nothing of them is logged.
+            for share in batch:
+                share.session.revoke(share, NOT_SHIPPED)
+            self.refused_batches += 1
+            batch = []
         encoded, batch = self._encode(batch) if batch else ([], batch)
         new_jobs = self._new_jobs(batch) if batch else []
         minute = self._minute_ms
+        lead = 0  # heartbeats before the batch's first share
         if batch and int(batch[-1].time * 1000) // 60_000 * 60_000 > minute:
             # A share of a new minute: a heartbeat right before it closes the minutes before
             # (ingest writes closed minutes only, so no minute is written twice). Once a
             # minute, so a plain loop.
-            merged = []
+            merged: list[bytes] = []
             for payload, share in zip(encoded, batch, strict=True):
                 ts = int(share.time * 1000)
                 if ts // 60_000 * 60_000 > minute:
                     minute = ts // 60_000 * 60_000
+                    if not merged:
+                        lead = 1
                     merged.append(self._beat(ts, self._through(minute)))
                 merged.append(payload)
             encoded = merged
-        # Jobs before their first shares; a finding share, then its block; worker records
-        # after the shares they describe.
-        payloads = (
-            [orjson.dumps(self._job_record(j, t).to_json()) for j, t in new_jobs]
-            + encoded
-            + [p for _found, p in self._held]
-            + self._info
-        )
+        if new_jobs:
+            # Jobs before their first shares (after a heartbeat that opens the batch).
+            jobs = [orjson.dumps(self._job_record(j, t).to_json()) for j, t in new_jobs]
+            encoded = encoded[:lead] + jobs + encoded[lead:]
+        # A finding share, then its block; worker records after the shares they describe.
+        payloads = encoded + [p for _found, p in self._held] + self._info
         if beat is not None:
             payloads.append(self._beat(beat[0], self._through(beat[0]), beat[1]))
             minute = max(minute, beat[0] // 60_000 * 60_000)
@@ -200,6 +220,43 @@ class ShareWriter:
             log.warning("sharelog_recovered", after=self.failing)
             self.failing = None
             self.metrics.sharelog_ok = 1
+
+    def before_reply(self) -> Callable[[Callable[[], None]], None] | None:
+        """The server's hook before it sends a loop iteration's replies: the batch is written
+        (`flush`); in the fsync mode the server is handed where to leave the send, which
+        runs once the group commit's fdatasync covers the batch."""
+        self.flush()
+        if not self.reply_after_fsync:
+            return None
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._after_sync
+
+    def _after_sync(self, send: Callable[[], None]) -> None:
+        pos = self.sharelog.position
+        key = (pos.segment, pos.offset)
+        synced = self.sharelog.synced
+        if not self._held_replies and (synced.segment, synced.offset) >= key:
+            send()
+            return
+        self._held_replies.append((key, send))
+        self.sharelog.request_sync()
+
+    def on_synced(self, pos: LogPosition) -> None:
+        """The share log's fsync covered `pos` (called from the syncing thread)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._release, (pos.segment, pos.offset))
+
+    def _release(self, key: tuple[int, int]) -> None:
+        held = self._held_replies
+        while held and held[0][0] <= key:
+            held.popleft()[1]()
+
+    @property
+    def replies_waiting(self) -> int:
+        """Reply batches waiting for an fsync (the fsync mode)."""
+        return len(self._held_replies)
 
     def _new_jobs(self, batch: list[AcceptedShare]) -> list[tuple[Job, float]]:
         """The jobs of `batch` whose record is not in the log yet, in order, with the time of

@@ -226,7 +226,7 @@ class StratumServer:
         sink: ShareSink,
         metrics: Metrics,
         extranonces: ExtranoncePool,
-        before_reply: Callable[[], None],
+        before_reply: Callable[[], Callable[[Callable[[], None]], None] | None],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.limits = limits
@@ -291,8 +291,13 @@ class StratumServer:
 
     def _send_queued(self) -> None:
         self._flush_scheduled = False
-        self.before_reply()  # one write() covers every share accepted this iteration
+        # One write() covers every share accepted this iteration. A hook handed back: the
+        # replies are held until it sends them (after the fsync that covers the shares).
+        hold = self.before_reply()
         out, self._out = self._out, []
+        if hold is not None:
+            hold(self._held_send(out))
+            return
         now = time.perf_counter()
         latency = self.metrics.reply_latency
         for conn in out:
@@ -312,6 +317,34 @@ class StratumServer:
                 box.clear()
             if conn.close_after:
                 t.close()
+
+    def _held_send(self, out: list[MinerConnection]) -> Callable[[], None]:
+        """Take the connections' replies now (later ones are not covered) to send later."""
+        taken = []
+        for conn in out:
+            conn.queued = False
+            session = conn.session
+            if session is not None and session.outbox:
+                taken.append((conn, b"".join(session.outbox), conn.close_after))
+                session.outbox.clear()
+            elif conn.close_after:
+                taken.append((conn, b"", True))
+
+        def send() -> None:
+            now = time.perf_counter()
+            for conn, data, close in taken:
+                if conn.received_at:
+                    self.metrics.reply_latency.observe(now - conn.received_at)
+                    conn.received_at = 0.0
+                t = conn.transport
+                if t is None or t.is_closing():
+                    continue
+                if data:
+                    t.write(data)
+                if close:
+                    t.close()
+
+        return send
 
     async def start(
         self, host: str, port: int, *, reuse_port: bool = False, tls: ssl.SSLContext | None = None

@@ -89,6 +89,7 @@ class Session:
         "_history_len",
         "_job_diffs",
         "_junk",
+        "_middle",
         "accepted",
         "agent",
         "ban",
@@ -149,6 +150,9 @@ class Session:
         # oldest first, at most two: shares in flight at the previous difficulty stay valid.
         self._job_diffs: dict[str, tuple[tuple[Fraction, int], ...]] = {}
         self._junk = 0
+        # (job id, extranonce1, extranonce2, header middle) of the last share: the next share
+        # of the same job and extranonces skips the merkle fold (job ids are never reused).
+        self._middle: tuple[str, bytes, bytes, bytes] = ("", b"", b"", b"")
         # Validity of the last `invalid_window` judged shares as bits (1 = invalid), newest lowest.
         self._history = 0
         self._history_len = 0
@@ -342,16 +346,24 @@ class Session:
             credited, easiest = diffs[0]
         else:
             easiest = max(diffs[0][1], diffs[1][1])
+        en1, en2 = self.extranonce1, ev.extranonce2
+        kept = self._middle
+        if kept[0] == job_id and kept[2] == en2 and kept[1] == en1:
+            middle = kept[3]
+        else:
+            middle = job.header_middle(en1, en2)
+            self._middle = (job_id, en1, en2, middle)
         verdict = validate_share(  # positional: this is the per-share hot path
             job,
-            self.extranonce1,
-            ev.extranonce2,
+            en1,
+            en2,
             ev.ntime,
             ev.nonce,
             ev.version_bits,
             self.version_mask,
             easiest,
             int(now),
+            middle,
         )
         if isinstance(verdict, Rejected):
             self._reject(ev.req_id, verdict, names[0])

@@ -35,7 +35,7 @@ from accounting import TokenSettlement, mean_hashprice, token_settle
 from accounting.money import largest_remainder
 from poold.config import TokensConfig
 from poold.ledger import journal
-from poold.ledger.db import bulk_insert_tuples, ledger_entry
+from poold.ledger.db import bulk_insert_tuples, fenced, ledger_entry
 from poold.ledger.journal import AlreadyPosted, post
 from poold.ledger.models import (
     STATEMENT_AMOUNTS,
@@ -73,7 +73,7 @@ def set_price(engine: Engine, period_start: int, btc_usd: Fraction, cfg: TokensC
 @ledger_entry
 def set_prices(engine: Engine, prices: list[tuple[int, Fraction]], cfg: TokensConfig) -> None:
     """Several periods' rates in one transaction: all are entered, or none."""
-    with engine.begin() as conn:
+    with fenced(engine) as conn:
         for period_start, btc_usd in prices:
             if period_of(period_start, cfg)[0] != period_start:
                 raise TokenError(f"period_start {period_start} is not the start of a period")
@@ -285,7 +285,7 @@ def settle_period(
         )
     key = f"tokens:{start}"
     try:
-        with engine.begin() as conn:
+        with fenced(engine) as conn:
             if conn.execute(select(Settlement.id).where(Settlement.key == key)).first():
                 return PeriodResult(start, None)
             try:

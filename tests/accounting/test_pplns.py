@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accounting import pplns_split, pplns_split_arrays, reference
+from accounting import AccountNames, pplns_split, pplns_split_arrays, reference
 from accounting.money import largest_remainder
 from tests.accounting.strategies import factors, fees, rewards, share_lists
 
@@ -184,3 +184,19 @@ def test_one_share_crossing_a_tiny_window_of_a_huge_block() -> None:
     )
     assert (got.credits, got.pool_fee_sat, got.unallocated_sat) == (credits, fee, unallocated)
     assert got.credits == {"a": 5_000_000_000}
+
+
+def test_account_table_checked_once_and_never_skipped_for_a_plain_list() -> None:
+    """A split maps ids to names: two ids with one name would merge their credits (and lose
+    satoshis from the mapping), so duplicates are refused as a table or as a plain list."""
+    acct = np.array([0, 1, 0], dtype=np.int64)
+    work = np.array([1, 1, 1], dtype=np.int64)
+    epoch = np.zeros(3, dtype=np.int64)
+    with pytest.raises(ValueError, match="unique"):
+        AccountNames(["a", "b", "a"])
+    with pytest.raises(ValueError, match="unique"):
+        pplns_split_arrays(1000, acct, work, epoch, [3], ["a", "a"], factor=1)
+    table = AccountNames(["a", "b"])
+    as_table = pplns_split_arrays(1000, acct, work, epoch, [3], table, factor=1)
+    as_list = pplns_split_arrays(1000, acct, work, epoch, [3], ["a", "b"], factor=1)
+    assert dict(as_table.credits) == dict(as_list.credits) == {"a": 667, "b": 333}

@@ -39,7 +39,9 @@ async def test_blocks_found_through_poold_are_accepted(
         miners=2,
         duration_s=PATIENCE_S,
         account="regtest",
-        until=lambda _s: any(b.accepted for b in rd.daemon.blocks),
+        # A block can be accepted before any share's reply arrives (replies wait for the
+        # fsync that covers their shares): wait for both.
+        until=lambda s: s.accepted > 0 and any(b.accepted for b in rd.daemon.blocks),
     )
     assert stats.accepted > 0
     accepted = [b for b in rd.daemon.blocks if b.accepted]

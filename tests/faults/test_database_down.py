@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from poold.ledger.db import make_engine
+from poold.ledger.ingest import ingest
 from poold.shares.log import read_log
 from simulation.fleet import FleetStats, run_fleet
 from tests.e2e.test_durability import write_config
@@ -79,7 +80,9 @@ async def pg_behind_proxy() -> AsyncIterator[tuple[CuttableProxy, str, str]]:
             await proxy.close()
 
 
-async def start(tmp_path: Path, url: str, *, shutdown_wait_s: float = 2) -> Poold:
+async def start(
+    tmp_path: Path, url: str, *, shutdown_wait_s: float = 2, statement_timeout_s: float = 300
+) -> Poold:
     cfg = write_config(
         tmp_path,
         extra="",
@@ -89,6 +92,7 @@ async def start(tmp_path: Path, url: str, *, shutdown_wait_s: float = 2) -> Pool
         + f'\n[ledger]\nurl = "{url}"\ningest_interval_s = 0.3\n'
         + "ingest_open_minutes = true\nauto_migrate = true\n"
         f"connect_timeout_s = 2\nshutdown_wait_s = {shutdown_wait_s}\n"
+        f"statement_timeout_s = {statement_timeout_s}\n"
         '\n[api]\nlisten = "127.0.0.1:0"\n'
     )
     proc = await asyncio.create_subprocess_exec(
@@ -135,8 +139,12 @@ async def test_starts_while_the_database_is_down(
 async def test_sigterm_while_the_database_hangs(
     tmp_path: Path, pg_behind_proxy: tuple[CuttableProxy, str, str]
 ) -> None:
-    proxy, url, _direct = pg_behind_proxy
-    poold = await start(tmp_path, url)
+    """The stalled-but-acknowledging database of issue 26 (a SIGSTOPped server, a stuck
+    middlebox): the stop shares one `shutdown_wait_s` budget (it took three of them, one per
+    step, and longer), and nothing acknowledged is lost: the next ingest has it all."""
+    proxy, url, direct = pg_behind_proxy
+    wait_s = 8
+    poold = await start(tmp_path, url, shutdown_wait_s=wait_s, statement_timeout_s=wait_s)
     port = (await poold.event("stratum_listening"))["port"]
     await poold.event("ledger_connected")
     stats = FleetStats()
@@ -153,10 +161,18 @@ async def test_sigterm_while_the_database_hangs(
     code = await asyncio.wait_for(poold.stop(), PATIENCE_S)
     took = time.monotonic() - began
     assert code == 0, poold.events[-5:]
-    assert took < 25, f"SIGTERM took {took:.1f} s"
+    # One budget, not one per step (bench/failover_bench.py measures it: wait_s + ~0.2 s).
+    assert took < 2 * wait_s, f"SIGTERM took {took:.1f} s with shutdown_wait_s = {wait_s}"
     logged = {
         (r["job"], r["en1"], r["en2"], r["ntime"], r["nonce"])
         for _pos, r in read_log(tmp_path / "sharelog")
         if r["t"] == "share"
     }
     assert stats.accepted_keys and set(stats.accepted_keys) <= logged
+    proxy.cut()  # the stalled sessions end (their transactions roll back, nothing half-kept)
+    engine = make_engine(direct)
+    try:
+        ingest(engine, tmp_path / "sharelog", 0)
+        assert ledger_totals(engine) == log_totals(tmp_path / "sharelog")
+    finally:
+        engine.dispose()

@@ -323,27 +323,38 @@ def test_closed_minute_ingest_writes_each_minute_once(ledger_url: str, tmp_path:
     engine.dispose()
 
 
-@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)
 def test_one_leader_at_a_time_and_the_next_takes_over(ledger_url: str) -> None:
-    from poold.ledger.db import make_engine
+    """One lease row: one holder at a time; a holder that stops renewing (kill -9, a silent
+    partition) loses it when its lease ends, and the next takes it with the epoch raised; a
+    clean release hands it over at once."""
+    from poold.ledger.db import make_engine, migrate
+    from poold.ledger.leader import current
 
+    now = [1000.0]
     engines = [make_engine(ledger_url) for _ in range(3)]
-    leaders = [Leadership(e) for e in engines]
+    migrate(engines[0])
+    leaders = [
+        Leadership(e, holder=f"d{i}", lease_s=10, clock=lambda: now[0], monotonic=lambda: now[0])
+        for i, e in enumerate(engines)
+    ]
     try:
         assert [x.hold() for x in leaders] == [True, False, False]
-        assert [x.hold() for x in leaders] == [True, False, False]  # held, and kept
-        # The leader's session dies (as with kill -9): the server frees the lock.
-        assert leaders[0]._conn is not None
-        leaders[0]._conn.connection.dbapi_connection.close()  # type: ignore[union-attr]
-        assert leaders[0].hold() is False or leaders[0].held  # may retake at once
-        holders = [x.hold() for x in leaders]
-        assert sum(holders) == 1
-        for x in leaders:
-            x.release()
-        assert leaders[2].hold() is True
+        assert leaders[0].epoch == 1 and leaders[0].taken
+        now[0] += 5
+        assert [x.hold() for x in leaders] == [True, False, False]  # renewed, same epoch
+        assert leaders[0].epoch == 1 and not leaders[0].taken
+        # Leader 0 goes silent: it stops leading by itself before its lease ends...
+        now[0] += 8.5
+        assert not leaders[0].leading()
+        assert [x.hold() for x in leaders[1:]] == [False, False]  # ...and others wait for it
+        now[0] += 2
+        assert [x.hold() for x in leaders[1:]] == [True, False]
+        assert leaders[1].epoch == 2 and current(engines[0])[:2] == (2, "d1")  # type: ignore[index]
+        # The old leader comes back: it is told, and never leads with its old epoch again.
+        assert leaders[0].hold() is False and leaders[0].epoch is None
+        leaders[1].release()
+        assert leaders[2].hold() is True and leaders[2].epoch == 3
     finally:
-        for x in leaders:
-            x.release()
         for e in engines:
             e.dispose()
 
@@ -371,6 +382,7 @@ def test_the_writer_beats_before_each_new_minute_and_holds_at_unrecorded_blocks(
     kinds = [(r["t"], r.get("through")) for r in records]
     assert kinds == [
         ("beat", minute),  # the first share of the run starts a minute
+        ("job", None),  # its job, logged once before its first share
         ("share", None),
         ("share", None),
         ("beat", minute + MIN),  # before the first share of the next minute

@@ -169,3 +169,28 @@ def test_real_full_disk_then_freed(small_fs: Path) -> None:
 
 def test_default_ops_are_os() -> None:
     assert OS_FILE_OPS.write is os.write and OS_FILE_OPS.fdatasync is os.fdatasync
+
+
+def test_ingest_and_the_stream_read_nothing_past_the_fsync(tmp_path: Path) -> None:
+    """What a power cut can take back (written, not fsynced) is never ingested or shipped:
+    otherwise the ledger would hold shares the log lost, at offsets the log then reuses."""
+    from poold.ledger.db import make_engine, migrate
+    from poold.ledger.ingest import ingest
+    from poold.shares.stream import next_chunk
+    from tests.ledger.test_nodes import MIN, T0, shares, write
+
+    log_dir = tmp_path / "log"
+    write(log_dir, 1, [*shares("ann", 0, 1, 5), ("beat", T0 + 2 * MIN, T0 + 2 * MIN)])
+    sl = ShareLog(log_dir, node_id=None)
+    sl.open()  # fsyncs what an earlier process left: all of it counts as synced
+    synced = sl.synced
+    assert synced == sl.position
+    sl.close()
+    write(log_dir, 1, [*shares("ann", 2, 3, 5), ("beat", T0 + 4 * MIN, T0 + 4 * MIN)])
+    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    migrate(engine)
+    assert ingest(engine, log_dir, 1, until=synced).shares == 10
+    _start, data, after = next_chunk(log_dir, synced.__class__(1, 0), synced)
+    assert after == synced and len(data) == synced.offset
+    assert ingest(engine, log_dir, 1).shares == 10  # the rest, once it counts
+    engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from poold.shares.log import ShareLog, read_log
 from poold.shares.writer import NOT_RECORDED, ShareWriter
 from poold.stratum import protocol as p
 from simulation.faults import SimDisk
-from tests.helpers import StratumClient
+from tests.helpers import StratumClient, wait_for
 from tests.stratum.test_server import current_job, submit_params
 from tests.stratum.test_session import NOW, jobs, make_session
 
@@ -74,3 +75,51 @@ async def test_full_disk_answers_errors_then_recovers(
     logged = [r["nonce"] for _pos, r in read_log(daemon.cfg.sharelog.path) if r["t"] == "share"]
     assert logged == [1, 3]
     assert daemon.metrics.shares_accepted == 2
+
+
+class GatedDisk(SimDisk):
+    """fdatasync waits until the test lets it through (the committer thread blocks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.gate = threading.Event()
+        self.syncs = 0
+
+    def fdatasync(self, fd: int) -> None:
+        self.gate.wait()
+        super().fdatasync(fd)
+        self.syncs += 1
+
+
+async def test_fsync_mode_answers_only_after_the_fsync_covering_the_share(
+    start_daemon: Any, config_factory: Any
+) -> None:
+    """`[sharelog] reply_after = "fsync"`: the share is written, but its `true` waits for
+    the group commit's fdatasync (a power cut before it loses the share, not a promise)."""
+    disk = GatedDisk()
+    disk.gate.set()
+    rd = await start_daemon(config_factory(sharelog={"reply_after": "fsync"}), disk=disk)
+    daemon = rd.daemon
+    c = await StratumClient.connect(rd.address)
+    await c.handshake("acct.w1")
+    _diff, params = await current_job(c)
+    disk.gate.clear()  # fsyncs stall from here
+    reply = asyncio.ensure_future(
+        c.request("mining.submit", submit_params("acct.w1", params, bytes(4), 7))
+    )
+    await wait_for(lambda: daemon.writer.replies_waiting == 1, "the reply waits for an fsync")
+    logged = [r["nonce"] for _p, r in read_log(daemon.cfg.sharelog.path) if r["t"] == "share"]
+    assert logged == [7] and not reply.done()  # written, not yet answered
+    written = daemon.sharelog.position
+    synced = disk.syncs
+    disk.gate.set()
+    assert (await reply)["result"] is True
+    covered = daemon.sharelog.synced
+    assert disk.syncs > synced and (covered.segment, covered.offset) >= (
+        written.segment,
+        written.offset,
+    )
+    await c.close()
+    await rd.shutdown()

@@ -72,3 +72,29 @@ def test_cli_runs_the_several_daemons_sim() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "seed 6: 3 nodes" in out.stdout and "failing seeds: none" in out.stdout
+
+
+def test_no_write_from_a_deposed_epoch_is_accepted() -> None:
+    """Silent partitions and leaders paused mid-pass, resumed right after another took over:
+    their writes are refused, none accepted, and never two daemons lead at once."""
+    reports = [simulate_nodes(seed, steps=200) for seed in range(4)]
+    assert all(r.ok for r in reports), [r.summary() for r in reports if not r.ok]
+    assert sum(r.refused for r in reports) > 0
+    assert sum(r.deposed_accepted for r in reports) == 0
+
+
+def test_it_finds_a_deposed_leaders_write_without_the_fence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 26's defect put back: leader writes that do not check their epoch."""
+    from poold.ledger import db
+
+    monkeypatch.setattr(db, "check_fence", lambda conn, fence: None)
+    found = []
+    for seed in range(8):
+        report = simulate_nodes(seed, steps=200)
+        if report.deposed_accepted:
+            found.append(seed)
+            assert "while epoch" in " ".join(report.problems)
+            break
+    assert found

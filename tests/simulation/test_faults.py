@@ -115,6 +115,62 @@ def test_it_finds_the_same_work_credited_for_two_jobs(monkeypatch: pytest.Monkey
     assert any("the same work was answered true" in " ".join(r.problems) for r in reports)
 
 
+def test_it_finds_a_true_sent_before_the_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`reply_after = "fsync"` taken away: replies leave after the write, before the fsync,
+    and a power cut (the disk keeps only what was fsynced) loses shares answered true."""
+    from poold.shares.writer import ShareWriter
+
+    def early(self: ShareWriter) -> None:
+        self.flush()
+
+    monkeypatch.setattr(ShareWriter, "before_reply", early)
+    reports = [sim.simulate(s, steps=300) for s in range(2, 6)]
+    assert any("a power cut lost" in " ".join(r.problems) for r in reports)
+
+
+def test_it_finds_a_duplicate_answer_taken_on_trust(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stream's `duplicate` answer believed without reading what it stores: SHIPPED
+    passes bytes the stream never stored, and the lost host's log cannot be rebuilt."""
+    from poold.shares.stream import StreamShipper
+
+    async def trusting(self: StreamShipper, *_args: object) -> None:
+        return None
+
+    monkeypatch.setattr(StreamShipper, "_confirm_stored", trusting)
+    reports = [sim.simulate(s, steps=300) for s in range(2)]
+    assert any("the stream cannot rebuild the log" in " ".join(r.problems) for r in reports)
+
+
+def test_a_power_cut_keeps_only_what_was_fsynced(tmp_path: Path) -> None:
+    """The simulator's disk: a segment is cut back to its last fsync (a torn sector may
+    follow, which the log cuts at open), and a segment whose name was never synced is gone."""
+    import random
+
+    disk = sim.SimDisk()
+    log = ShareLog(tmp_path, segment_bytes=1 << 20, ops=disk)
+    log.open()
+    for n in range(10):
+        log.append({"n": n})
+    log.flush()
+    log.sync()
+    for n in range(10, 20):
+        log.append({"n": n})
+    log.flush()  # written, not synced
+    log.abandon()
+    disk.power_cut(random.Random(1), tmp_path)
+    again = ShareLog(tmp_path, ops=disk)
+    again.open()
+    again.close()
+    from poold.shares.log import read_log
+
+    assert [r["n"] for _p, r in read_log(tmp_path)] == list(range(10))
+    # A new segment's entry that no directory fsync covered does not survive.
+    stray = tmp_path / "shares-0000000009.log"
+    stray.write_bytes(b"x" * 100)
+    disk.power_cut(random.Random(2), tmp_path)
+    assert not stray.exists()
+
+
 def test_cli_replays_a_seed_and_fails_loudly() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "poold", "sim", "--seed", "3", "--steps", "120"],
@@ -139,3 +195,24 @@ def test_it_catches_an_operator_inflating_delivery() -> None:
         assert r.inflation_caught + r.inflation_escaped_sample == 2  # two forgeries a run
         assert r.inflation_caught >= 1  # the claim over the root, always
     assert sum(r.inflation_escaped_sample for r in with_fault) <= len(with_fault) // 2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_a_cut_at_every_statement_ends_as_a_ledger_error(seed: int) -> None:
+    """The walk: each ledger pass and payout run has its n-th statement cut, n = 1, 2, ... in
+    turn, so every statement of every entry point a pass reaches fails once. Each must end as
+    a LedgerError and a retry (a raw driver error is a crashed pass, a problem), and the run
+    must still keep every promise."""
+    report = sim.simulate(seed, steps=200, walk=True)
+    assert report.ok, report.summary()
+    assert report.walked > 20 and report.faults["db_cut"] > 40, report.summary()
+
+
+def test_the_walk_finds_an_entry_point_that_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 5 brought back: the scheduler's commitments read without its conversion (as it
+    leaked `OperationalError` from `tokens.proofs.latest_commitment`)."""
+    from poold.ledger import scheduler
+
+    monkeypatch.setattr(scheduler, "_latest_commitments", scheduler._latest_commitments.__wrapped__)
+    report = sim.simulate(0, steps=120, walk=True)
+    assert any("ledger pass crashed" in p for p in report.problems), report.summary()

@@ -159,3 +159,40 @@ def test_set_extranonce_only_when_subscribed(jobs: JobManager) -> None:
     assert s.set_extranonce(b"\x07\x00\x00\x99")
     msg = out(s)[0]
     assert msg["method"] == "mining.set_extranonce" and msg["params"] == ["07000099", 4]
+
+
+def test_kept_header_middle_follows_job_and_extranonces(jobs: JobManager) -> None:
+    """A session keeps the last share's prev-hash + merkle root; every share's header must
+    still be the one its own job and extranonces give (a stale root would credit work done
+    on another coinbase)."""
+    sink = Sink()
+    s = make_session(jobs, sink)
+    s.handle(p.ExtranonceSubscribe(0), NOW)
+    s.handle(p.Subscribe(1, "t", None), NOW)
+    s.handle(p.Authorize(2, "acct.w", ""), NOW)
+    s.handle(p.SuggestDifficulty(3, Fraction(1, 2**32)), NOW)
+    first = jobs.current()
+    assert first is not None
+    # Same template, another job: another key in the coinbase, so another merkle root.
+    second = jobs.new_job(first.template, NOW + 1)
+    steps = [
+        (first, bytes(4)),
+        (first, bytes(4)),  # kept middle
+        (first, b"\x00\x00\x00\x01"),  # another extranonce2
+        (second, b"\x00\x00\x00\x01"),  # another job, same extranonce2
+        ("new en1", b"\x00\x00\x00\x01"),  # the session moved to another extranonce1
+        (second, b"\x00\x00\x00\x01"),
+        (first, b"\x00\x00\x00\x01"),
+    ]
+    rid = 10
+    for job, en2 in steps:
+        if job == "new en1":
+            assert s.set_extranonce(b"\xaa\xbb\xcc\xdd")
+            continue
+        assert isinstance(job, Job)
+        rid += 1
+        s.submit(p.Submit(rid, "acct.w", job.job_id, en2, job.ntime, rid, None), NOW + 2)
+        share = sink.shares[-1]
+        assert share.req_id == rid, out(s)
+        assert share.verdict.header == job.header(s.extranonce1, en2, job.ntime, rid, job.version)
+    assert len(sink.shares) == 6

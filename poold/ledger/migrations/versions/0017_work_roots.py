@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0014"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
@@ -35,4 +35,4 @@ def downgrade() -> None:
     op.drop_table("work_roots")
     with op.batch_alter_table("token_statements") as batch:
         batch.drop_column("make_good_sat")
-    op.execute(sa.text("UPDATE poold_schema SET version = '0014'"))
+    op.execute(sa.text("UPDATE poold_schema SET version = '0016'"))
