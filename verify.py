@@ -1024,6 +1024,7 @@ MTP_SLACK_S = 7200  # a block's time may run this far ahead of the clock
 DIFF1 = 0xFFFF * 2**208
 TH = 10**12
 WORK_NODE_BYTES = 112
+VERSION_ROLLING_MASK = 0x1FFFE000  # BIP310: the bits a miner may roll (poold's default mask)
 GENESIS_LINK = bytes(32)  # the "previous commitment" of a chain's first period
 _B64 = re.compile(r"[A-Za-z0-9+/]{149}[AQgw]==")  # 112 bytes, canonical (the padding bits 0)
 
@@ -1267,6 +1268,11 @@ def check_share(p: WorkProof, s: WorkSample, allowed: set[bytes], tips: dict[byt
         raise Failed(f"{where}: its coinbase is not a transaction: {exc}") from None
     if not tx.is_coinbase:
         raise Failed(f"{where}: its coinbase has no null prevout")
+    if (s.share_version ^ s.version) & ~VERSION_ROLLING_MASK:
+        raise Failed(f"{where}: its version differs from its job's outside the rolling bits")
+    key = bytes.fromhex(s.job_key) if re.fullmatch(r"(?:[0-9a-f]{2})+", s.job_key) else b""
+    if not key or key not in tx.inputs[0][1]:
+        raise Failed(f"{where}: its coinbase does not carry its job's key")
     header = (
         s.share_version.to_bytes(4, "little") + s.prev_hash + fold(tx.txid, 0, s.branch)
         + s.ntime.to_bytes(4, "little") + s.bits.to_bytes(4, "little")
