@@ -216,6 +216,8 @@ class Daemon:
         # The oldest share-log segment something still needs besides ingest (a pending proof
         # of delivered hashrate): neither the local log nor the stream drops it or later ones.
         self.retention_hold: Callable[[], int | None] = lambda: None
+        if self.leaves is not None:  # a period's segments stay until its sample is cut
+            self.retention_hold = self.leaves.hold
         self.scheduler = LedgerScheduler(
             cfg,
             self.bitcoind,
@@ -449,7 +451,9 @@ class Daemon:
     async def build_leaves(self, now: float) -> None:
         """Write the leaf file of every token period that closed (off the event loop)."""
         assert self.leaves is not None
-        self._leaves_due = now + 10.0
+        # Each second (the daemon's clock): a period is built in the first round after the
+        # heartbeat that closes it; a round with nothing due returns at once.
+        self._leaves_due = now + 1.0
         try:
             built = await asyncio.to_thread(self.leaves.build_due, now)
         except (OSError, ValueError) as exc:  # said, and tried again in a minute

@@ -128,6 +128,28 @@ async def test_work_proof_through_the_daemon(
     assert lines[0].startswith("ok: 12/12 valid: with 99 % confidence at least")
     assert lines[1] == "delivered: the statement's delivered TH·s equals the root's work exactly"
     assert "re-rolled for free" in lines[2]  # the simnet's blocks cost nothing
+    # The holder's statement: flagged (the tokens promise far more than the fleet delivered),
+    # pointing at the work proof; the CSV says the same.
+    from poold.api.auth import create_token
+
+    admin = create_token(engine, "admin")
+    base = f"http://{ahost}:{aport}/api/v1/holders/alice/statements"
+
+    def get(url: str) -> bytes:
+        from urllib.request import Request
+
+        req = Request(url, headers={"Authorization": f"Bearer {admin}"})
+        with urlopen(req, timeout=PATIENCE_S) as r:
+            return bytes(r.read())
+
+    [statement] = json.loads(await asyncio.to_thread(get, base))["items"]
+    assert statement["delivery_flagged"] is True and statement["make_good_sat"] == 0
+    assert statement["work_proof"] == f"/api/v1/tokens/periods/{start}/work-proof"
+    import csv
+
+    text = (await asyncio.to_thread(get, base + ".csv")).decode()
+    [row] = list(csv.DictReader(text.splitlines()))
+    assert row["delivery_flagged"] == "yes" and row["work_proof"] == statement["work_proof"]
     await wait_for(lambda: not leaf_file.exists(), "the cut to release the leaf file")
     assert start not in d.leaves.held
     await rd.shutdown()
