@@ -61,7 +61,7 @@ async def test_work_proof_through_the_daemon(
     d = rd.daemon
     engine = d.ledger
     import_transfers(
-        engine, parse_records([{"id": "m", "ts": start, "to": "alice", "amount": "5"}])
+        engine, parse_records([{"id": "m", "ts": start, "to": "alice", "amount": "5000000000"}])
     )
     set_price(engine, start, Fraction(65000), cfg.tokens)
     net = d.bitcoind
