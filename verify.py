@@ -134,6 +134,11 @@ STATEMENT_INPUTS: dict[str, tuple[object, tuple[int | None, int | None], bool]] 
     "work_root": ("hex32", _NONNEG, True),
     "work": ("int", _NONNEG, True),
     "work_leaves": ("int", _NONNEG, True),
+    # A make-good: the period's shortfall under the threshold, valued at the network's
+    # hashprice and split among holders by token-seconds (`[tokens] make_good`).
+    "delivery_threshold": ("exact", (0, 1), True),
+    "make_good_sat": ("int", _NONNEG, True),
+    "network_hashprice": ("exact", _NONNEG, True),
 }
 BLOCK_INPUTS: dict[str, tuple[object, tuple[int | None, int | None], bool]] = {
     "block_hash": ("hex32", _NONNEG, False),
@@ -725,6 +730,25 @@ def check_rules(p: Proof) -> None:
     for name, value in want.items():
         if line[name] != value:
             raise Failed(f"{name} is {line[name]}, the rules give {value}")
+    if "make_good_sat" in x:
+        threshold = F(x.get("delivery_threshold", "0"))  # type: ignore[arg-type]
+        if ratio >= threshold:
+            raise Failed(f"a make-good is posted, but delivery {float(ratio):.2%} is not under "
+                         f"the threshold {float(threshold):.2%}")  # fmt: skip
+        value = (nominal - delivered) * F(x.get("network_hashprice", "0")) / 86400  # type: ignore[arg-type]
+        if floor(value) != x["make_good_sat"]:
+            raise Failed(f"the make-good is {x['make_good_sat']} sat; the shortfall's value at "
+                         f"the network's hashprice is {floor(value)}")  # fmt: skip
+
+
+def make_good_share(p: Proof) -> tuple[int, int] | None:
+    """The make-good total and this holder's share of it by token-seconds (floor; the
+    largest remainder may give one satoshi more), or None when the period has none."""
+    x = p.inputs
+    if "make_good_sat" not in x or not p.root.sums[0]:
+        return None
+    total = int(x["make_good_sat"])  # type: ignore[call-overload]
+    return total, total * int(p.line["atom_seconds"]) // p.root.sums[0]  # type: ignore[call-overload]
 
 
 def check_credit(p: Proof) -> None:
@@ -1000,6 +1024,7 @@ MTP_SLACK_S = 7200  # a block's time may run this far ahead of the clock
 DIFF1 = 0xFFFF * 2**208
 TH = 10**12
 WORK_NODE_BYTES = 112
+VERSION_ROLLING_MASK = 0x1FFFE000  # BIP310: the bits a miner may roll (poold's default mask)
 GENESIS_LINK = bytes(32)  # the "previous commitment" of a chain's first period
 _B64 = re.compile(r"[A-Za-z0-9+/]{149}[AQgw]==")  # 112 bytes, canonical (the padding bits 0)
 
@@ -1243,6 +1268,11 @@ def check_share(p: WorkProof, s: WorkSample, allowed: set[bytes], tips: dict[byt
         raise Failed(f"{where}: its coinbase is not a transaction: {exc}") from None
     if not tx.is_coinbase:
         raise Failed(f"{where}: its coinbase has no null prevout")
+    if (s.share_version ^ s.version) & ~VERSION_ROLLING_MASK:
+        raise Failed(f"{where}: its version differs from its job's outside the rolling bits")
+    key = bytes.fromhex(s.job_key) if re.fullmatch(r"(?:[0-9a-f]{2})+", s.job_key) else b""
+    if not key or key not in tx.inputs[0][1]:
+        raise Failed(f"{where}: its coinbase does not carry its job's key")
     header = (
         s.share_version.to_bytes(4, "little") + s.prev_hash + fold(tx.txid, 0, s.branch)
         + s.ntime.to_bytes(4, "little") + s.bits.to_bytes(4, "little")
@@ -1627,6 +1657,13 @@ def verify(p: Proof, opts: Options | None = None) -> Verdict:
         f"ok: {what} is in the committed root {p.commitment.hex()[:16]}… and follows from its "
         f"inputs; the chain runs {len(p.chain)} link(s) on to head {p.head.hex()[:16]}…"
     ]
+    shared = make_good_share(p) if p.kind == "statement" else None
+    if shared is not None:
+        lines.append(
+            f"make-good: delivery was under the threshold; the shortfall is worth {shared[0]} "
+            f"sat at the network's hashprice, and this holder's part is {shared[1]} sat (or "
+            "1 more by the largest remainder), posted from the operator's account"
+        )
     rpc = Rpc(opts.node) if opts.node else None
     scan = None
     if rpc is not None:

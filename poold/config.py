@@ -316,6 +316,25 @@ class TokensConfig(_Section):
     settle_delay_s: int = Field(
         300, ge=0, le=86400, description="wait this long after a period ends (late shares)"
     )
+    work_proof: bool = Field(
+        True,
+        description="commit each period's shares (a work-proof tree whose root rides the "
+        "statement chain) and publish a sample of them drawn by a block after the anchor",
+    )
+    work_proof_k: int = Field(
+        100, ge=1, le=10_000, description="shares sampled per period (95 catch a 5 % inflation)"
+    )
+    beacon_depth: int = Field(
+        6, ge=1, le=1000, description="the beacon block: this many blocks after the anchor"
+    )
+    delivery_threshold: Rate = Field(
+        Fraction(95, 100), description="a statement delivered under this ratio is flagged"
+    )
+    make_good: bool = Field(
+        False,
+        description="post the shortfall under delivery_threshold to holders from the operator's "
+        "account (valued at the period's network hashprice)",
+    )
 
     @model_validator(mode="after")
     def _fleet(self) -> TokensConfig:

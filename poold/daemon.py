@@ -230,6 +230,8 @@ class Daemon:
             chain=self._mined_now,
         )
         self.scheduler.durable_until = lambda: self.sharelog.synced
+        if self.leaves is not None:
+            self.scheduler.on_work_cut = self.leaves.cut
         self.server = StratumServer(
             limits=ServerLimits(
                 max_connections=st.max_connections,
@@ -441,7 +443,9 @@ class Daemon:
     async def build_leaves(self, now: float) -> None:
         """Write the leaf file of every token period that closed (off the event loop)."""
         assert self.leaves is not None
-        self._leaves_due = now + 10.0
+        # Each second (the daemon's clock): a period is built in the first round after the
+        # heartbeat that closes it; a round with nothing due returns at once.
+        self._leaves_due = now + 1.0
         try:
             built = await asyncio.to_thread(self.leaves.build_due, now)
         except (OSError, ValueError) as exc:  # said, and tried again in a minute

@@ -96,6 +96,7 @@ FAULTS = (
     "stream_down",
     "stream_empty",
     "dup_answer",
+    "inflate_delivery",
 )
 SCHEMES = ("pplns", "prop", "solo")
 #: One submission as the log records it: (extranonce1 hex, job id, ntime, nonce, time in ms).
@@ -600,6 +601,10 @@ class SimReport:
     power_lost: int = 0  # acknowledged shares a power cut took (only with reply_after "write")
     host_lost: int = 0  # acknowledged shares a host lost at the end would have lost
     walked: int = 0  # the walk: the most distinct ledger-pass statements cut in one sweep
+    # "operator inflates delivery": caught by the root check / by the sample (the sample
+    # misses a 1/21 fake share of the work with probability 0.76 % at k = 100).
+    inflation_caught: int = 0
+    inflation_escaped_sample: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
@@ -711,7 +716,13 @@ class Simulation:
         self.scheme = rng.choice(SCHEMES)
         self.report = SimReport(seed, self.scheme)
         # Each seed its own mix: some runs are calm, some are storms.
-        self.rates = {kind: rng.choice((0.0, 0.01, 0.03, 0.08)) for kind in FAULTS}
+        self.rates = {
+            kind: rng.choice((0.0, 0.01, 0.03, 0.08))
+            for kind in FAULTS
+            if kind != "inflate_delivery"
+        }
+        # Drawn apart, so the seeds' other faults stay what they were before this kind.
+        self.rates["inflate_delivery"] = random.Random(f"inflate {seed}").choice((0.0, 1.0))
         self.reply_after = rng.choice(("fsync", "write"))
         self.report.reply_after = self.reply_after
         self.stream = SimStream(rng)
@@ -1286,6 +1297,66 @@ class Simulation:
         engine.dispose()
         return report
 
+    def _check_inflation(self) -> None:
+        """The fault "operator inflates delivery", both ways it can be done: claiming 5 % more
+        TH*s than the committed work root (caught by the root check every time: verify.py's
+        rule that delivered TH*s equals the root's work), and padding the tree with fake
+        shares until the claim matches (1/21 of the work fake, leaves whose header the pool
+        cannot produce: caught by the beacon's k draws with probability 1 - (20/21)^k). The
+        tree is the run's own leaf file."""
+        from accounting import work_proof as wp
+        from poold.shares.leaves import LeafError, LeafKeeper, read_leaves
+
+        # One period: from before the first share to the last heartbeat's promise (a block
+        # whose record died at a kill -9 may hold it back).
+        through = max(
+            (int(str(r["through"])) for _p, r in read_log(self.log_dir) if r.get("t") == "beat"),
+            default=0,
+        )
+        p0, p1 = int(START_S) - 60, min(int(self.now) - 60, through // 1000)
+        if p1 <= p0:
+            return
+        fleet = tuple(m.address for m in self.miners)
+        keeper = LeafKeeper(
+            self.log_dir, NODE_ID, fleet, lambda t: (p0, p1) if t < p1 else (p1, p1 + 10**9)
+        )
+        try:
+            built = keeper.build_due(self.now)
+        except LeafError as exc:
+            self.report.problems.append(f"the run's leaf file cannot be built: {exc}")
+            return
+        if not built or not built[0].leaves:
+            return
+        self.report.faults["inflate_delivery"] += 1
+        leaves_file = read_leaves(built[0].path)
+        tag = wp.account_tag(b"sim", "fleet")
+        honest = [
+            wp.Leaf(leaves_file.hash(i), leaves_file.weight(i), tag)
+            for i in range(len(leaves_file.leaves))
+        ]
+        root = wp.stream_root(iter(honest))
+        claimed = root.work * 21 // 20
+        if claimed == root.work:
+            self.report.problems.append("an inflated delivery equals the committed work")
+        else:
+            self.report.inflation_caught += 1
+        rng = random.Random(self.seed)
+        fake: list[wp.Leaf] = []
+        per = max(1, root.work // (20 * 50))
+        while sum(f.weight for f in fake) * 20 < root.work:
+            fake.append(wp.Leaf(rng.randbytes(32), per, tag))  # no header of this pool behind it
+        padded = sorted(honest + fake, key=lambda lf: lf.hash)
+        levels = wp.build_unchecked(padded)
+        beacon = hashlib.sha256(b"sim beacon %d" % self.seed).digest()
+        drawn = [
+            padded[wp.locate(levels, r)] for r in wp.draws(beacon, levels[-1][0], wp.DEFAULT_K)
+        ]
+        forged = {f.hash for f in fake}  # a leaf the pool cannot rebuild counts as forged
+        if any(lf.hash in forged or not wp.meets_weight(lf.hash, lf.weight) for lf in drawn):
+            self.report.inflation_caught += 1
+        else:
+            self.report.inflation_escaped_sample += 1
+
     def _check(self, engine: Engine) -> None:
         report, problems = self.report, self.report.problems
         shares = [r for _pos, r in read_log(self.log_dir) if r.get("t") == "share"]
@@ -1345,6 +1416,8 @@ class Simulation:
             elif h not in on_chain and deep and (credited or status == "pending"):
                 problems.append(f"block {h[:16]} left the chain but is still {status}")
         self._check_payouts(engine)
+        if self.rates["inflate_delivery"]:
+            self._check_inflation()
         jobs = len(self.daemon.jobs)
         if jobs > 64:
             problems.append(f"the job registry holds {jobs} jobs")

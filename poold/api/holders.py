@@ -57,7 +57,7 @@ async def holder_statements(request: web.Request) -> web.Response:
         cfg = context(request).cfg
         fleet = tuple(cfg.tokens.fleet_accounts)
         rows = await read(request, queries.statements, name, page, th, fleet, cfg.pool.fee)
-        items = [views.statement(r) for r in rows]
+        items = [views.statement(r, cfg.tokens.delivery_threshold) for r in rows]
         body = models.StatementList(items=items, **vars(page)).model_dump_json(by_alias=True)
         pages[key] = body
     return web.Response(text=body, content_type="application/json")
@@ -75,6 +75,21 @@ async def holder_proof(request: web.Request) -> web.Response:
     if found is None:
         raise error(404, f"no statement of {name!r} in a settled period starting {raw}")
     return respond_document(models.Proof, found)
+
+
+async def work_proof(request: web.Request) -> web.Response:
+    """A period's proof of delivered hashrate (public: it names no worker)."""
+    from poold.tokens.work import proof_of
+
+    raw = request.match_info["period_start"]
+    if not raw.isdigit():
+        raise error(400, f"period_start must be unix seconds, got {raw!r}")
+    found = await read(request, proof_of, int(raw))
+    if found is None:
+        raise error(404, f"no settled period starting {raw} has a work root")
+    if isinstance(found, str):
+        raise error(404, f"the work proof of the period starting {raw} is not cut yet: {found}")
+    return respond_document(models.WorkProof, found)
 
 
 async def statement_roots(request: web.Request) -> web.Response:
@@ -106,7 +121,8 @@ async def holder_statements_csv(request: web.Request) -> web.Response:
     th, fleet = cfg.tokens.th_per_token, tuple(cfg.tokens.fleet_accounts)
     everything = queries.Page(10**6, 0)
     rows = await read(request, queries.statements, name, everything, th, fleet, cfg.pool.fee)
-    items = [views.statement_csv(r) for r in reversed(rows)]  # oldest first, like a ledger
+    threshold = cfg.tokens.delivery_threshold  # oldest first, like a ledger:
+    items = [views.statement_csv(r, threshold) for r in reversed(rows)]
     return csv_response(items, views.STATEMENT_CSV_COLUMNS, f"{name}-statements.csv")
 
 

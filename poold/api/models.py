@@ -340,6 +340,18 @@ class Statement(StatementAmounts):
     benchmark: Benchmark | None = Field(
         description="null when the ledger has no record of the network for the period"
     )
+    make_good_sat: int = Field(
+        description="the holder's part of the period's make-good: the shortfall under the "
+        "delivery threshold at the network's hashprice, paid by the operator ([tokens] make_good)"
+    )
+    delivery_flagged: bool = Field(
+        description="the delivery ratio is under the pool's threshold ([tokens] "
+        "delivery_threshold, 95 % by default)"
+    )
+    work_proof: str | None = Field(
+        description="where the period's proof of delivered hashrate is published (null: the "
+        "period committed no work root)"
+    )
     display: StatementDisplay
 
 
@@ -494,6 +506,26 @@ class Proof(Model):
     )
     cut: ProofCut
     pool: ProofPool | None = Field(description="the pool's anchoring identity")
+
+
+class WorkProof(Model):
+    """A token period's proof of delivered hashrate: the k shares drawn by the beacon block
+    after the anchor, each with its path in the work tree, its job and share fields (no worker
+    names: accounts are salted tags), the headers from the period's tips to the beacon, the
+    anchor's evidence and the links before the period: what verify.py checks."""
+
+    version: Literal[2]
+    kind: Literal["work"]
+    pool: ProofPool | None
+    period: ProofPeriod
+    links: list[dict[str, Any]]
+    work: dict[str, Any] = Field(description="root (packed, base64), leaves, k, depth")
+    headers: list[str]
+    tips: list[int]
+    anchor: dict[str, Any]
+    fleet_tags: list[str]
+    nodes: list[list[Any]]
+    samples: list[dict[str, Any]]
 
 
 class NetworkDisplay(Model):

@@ -202,6 +202,14 @@ ROUTES: tuple[Route, ...] = (
         "text/csv", params=STEP, errors=(400, 404),
     ),
     Route(
+        "get", "/api/v1/tokens/periods/{period_start}/work-proof", holders.work_proof,
+        "The period's proof of delivered hashrate: k shares drawn by a block mined after the "
+        "anchor, with their paths, jobs and headers (no worker names); check it with verify.py",
+        m.WorkProof,
+        params=(Param("period_start", "path", {"type": "integer", "minimum": 0}),),
+        errors=(400, 404),
+    ),
+    Route(
         "get", "/api/v1/statements/roots", holders.statement_roots,
         "The chain of statement commitments, newest first, with each period's inputs",
         m.RootList, params=PAGE, errors=(400,),

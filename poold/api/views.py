@@ -226,7 +226,11 @@ def electricity_kwh(s: StatementRow) -> Fraction | None:
     return Fraction(inputs["w_per_th"]) * th_hours / 1000
 
 
-def statement(s: StatementRow) -> m.Statement:
+#: Where a period's proof of delivered hashrate is published.
+WORK_PROOF_PATH = "/api/v1/tokens/periods/{start}/work-proof"
+
+
+def statement(s: StatementRow, threshold: Fraction = Fraction(95, 100)) -> m.Statement:
     """One statement line with everything behind it: the period's times, the holder's nominal
     and delivered hashrate and the delivery ratio, the rates and the energy behind the costs,
     the period's pot and what the operator kept, the blocks and FPPS bookings it counted, the
@@ -271,6 +275,13 @@ def statement(s: StatementRow) -> m.Statement:
         blocks=list(s.blocks),
         fpps_periods=list(s.fpps_periods),
         benchmark=benchmark(s),
+        make_good_sat=s.make_good_sat,
+        delivery_flagged=s.delivery_ratio < threshold,
+        work_proof=(
+            WORK_PROOF_PATH.format(start=s.period_start)
+            if "work_root" in (s.inputs or {})
+            else None
+        ),
         display=m.StatementDisplay(
             **{f.removesuffix("_sat"): d.sat(v) for f, v in a.items()},
             btc_usd=d.usd(s.btc_usd),
@@ -304,6 +315,9 @@ STATEMENT_CSV_COLUMNS = [
     "delivered_display",
     "delivery_ratio",
     "delivery_display",
+    "delivery_flagged",
+    "make_good_sat",
+    "work_proof",
     *STATEMENT_AMOUNTS,
     "paid_btc",
     "btc_usd",
@@ -416,10 +430,10 @@ def fleet_csv(p: FleetPeriod) -> dict[str, Any]:
     }
 
 
-def statement_csv(s: StatementRow) -> dict[str, Any]:
+def statement_csv(s: StatementRow, threshold: Fraction = Fraction(95, 100)) -> dict[str, Any]:
     """A CSV row (`STATEMENT_CSV_COLUMNS`): every value exact (integers, exact decimals or
     fractions), each displayed quantity's text in a `*_display` column beside it."""
-    full = statement(s)
+    full = statement(s, threshold)
     h = full.hashrate
     kwh = full.electricity_kwh
     row: dict[str, Any] = {
@@ -433,6 +447,9 @@ def statement_csv(s: StatementRow) -> dict[str, Any]:
         "delivered_display": h.delivered_th_per_s.display,
         "delivery_ratio": h.delivery_ratio.exact,
         "delivery_display": h.delivery_ratio.display,
+        "delivery_flagged": "yes" if full.delivery_flagged else "no",
+        "make_good_sat": s.make_good_sat,
+        "work_proof": full.work_proof or "",
         **s.amounts,
         "paid_btc": d.btc_amount(s.amounts["paid_sat"]),
         "btc_usd": full.btc_usd_decimal.exact,

@@ -41,7 +41,7 @@ from poold.ledger.models import JournalEntry, JournalLine, Settlement
 
 Phase = Literal["posted", "pending"]
 POOL_BUCKETS = frozenset({"fee", "unallocated", "blocks", "wallet", "txfees", "fpps_paid"})
-OPERATOR_BUCKETS = frozenset({"retained", "electricity", "service", "written_off"})
+OPERATOR_BUCKETS = frozenset({"retained", "electricity", "service", "written_off", "make_good"})
 
 
 class JournalError(ValueError):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = "0016"
+SCHEMA_VERSION = "0017"
 
 
 class ExactInt(TypeDecorator[int]):
@@ -395,6 +395,9 @@ class TokenStatement(Base):
     paid_sat: Mapped[int] = mapped_column(BigInteger)
     debt_out_sat: Mapped[int] = mapped_column(BigInteger)
     written_off_sat: Mapped[int] = mapped_column(BigInteger)
+    # The holder's part of the period's make-good (`[tokens] make_good`): the shortfall under
+    # the delivery threshold valued at the network's hashprice, posted from the operator.
+    make_good_sat: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class HolderSalt(Base):
@@ -416,6 +419,21 @@ class StatementRoot(Base):
     inputs: Mapped[str] = mapped_column(Text)
     previous: Mapped[str] = mapped_column(String(64))
     commitment: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class WorkRoot(Base):
+    """A token period's work-proof commitment: the root of the Merkle-sum tree over the fleet's
+    shares of the period (hash, exact work in hashes, leaves), the salt of its account tags,
+    and, once the beacon block is mined, the published sample (`proof`, JSON) and its beacon."""
+
+    __tablename__ = "work_roots"
+    period_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(Text)  # the packed root node, base64
+    work: Mapped[str] = mapped_column(Text)  # whole hashes, as text (beyond 64 bits)
+    leaves: Mapped[int] = mapped_column(BigInteger)
+    salt: Mapped[str] = mapped_column(String(32))
+    beacon_block: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    proof: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ApiToken(Base):

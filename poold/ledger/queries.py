@@ -452,6 +452,7 @@ class StatementRow:
     network_hashprice: Fraction | None = None
     covered_s: int = 0
     benchmark: StatementBenchmark | None = None
+    make_good_sat: int = 0  # the holder's part of the period's make-good
 
 
 def _fleet_blocks(conn: Connection, start: int, end: int, miners: list[str]) -> tuple[str, ...]:
@@ -507,6 +508,7 @@ def statements(
             TokenPeriod.operator_retained_sat,
             StatementRoot.inputs,
             TokenStatement.token_seconds,
+            TokenStatement.make_good_sat,
             *(getattr(TokenStatement, f) for f in STATEMENT_AMOUNTS),
         )
         .join(TokenPeriod, TokenPeriod.period_start == TokenStatement.period_start)
@@ -533,6 +535,7 @@ def statements(
         retained,
         inputs_text,
         ts_text,
+        make_good,
         *amounts,
     ) in rows:
         seconds = int(end) - int(start)
@@ -575,6 +578,7 @@ def statements(
                 network,
                 covered,
                 benchmark,
+                int(make_good or 0),
             )
         )
     return out

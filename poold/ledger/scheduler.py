@@ -18,6 +18,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -157,6 +158,14 @@ class LedgerScheduler:
         self.token_periods: list[tuple[int, TokenSettlement]] = []  # settled by this process
         self._fpps_booked = 0  # period end of the last FPPS booking made by this process
         self._token_wait: str | None = None  # what the next token period waits for (logged once)
+        # The work-proof leaf directories (this node's, beside its share log), and who is
+        # told a period's sample is cut (the daemon's leaf keeper releases its hold).
+        tokens = cfg.tokens
+        self.work_dirs: tuple[Path, ...] = (
+            (cfg.sharelog.path / "work",) if tokens.enabled and tokens.work_proof else ()
+        )
+        self.on_work_cut: Callable[[int], None] = lambda _start: None
+        self._work_wait: dict[int, str] = {}
 
     def readiness(self) -> dict[str, str]:
         problems = {}
@@ -515,7 +524,7 @@ class LedgerScheduler:
             await self.book_fpps(ledger, gate.through_ms)
         if self.cfg.tokens.enabled:
             periods = await worker.settle_tokens(
-                self.cfg.tokens, gate.through_ms, self.clock(), self._fence()
+                self.cfg.tokens, gate.through_ms, self.clock(), self._fence(), self.work_dirs
             )
             for period in periods:
                 if period.settled is not None:
@@ -540,6 +549,8 @@ class LedgerScheduler:
                 "block_" + change.status, hash=change.block_hash, confirmations=change.confirmations
             )
         await self.anchor(ledger)
+        if self.work_dirs:
+            await self.cut_work_samples(ledger)
         # The network as mined now (when it changed): the hashprice statements and the fleet's
         # series are benchmarked against.
         if await sample_network(
@@ -553,6 +564,24 @@ class LedgerScheduler:
 
     def _fence(self) -> Fence | None:
         return None if self.leadership is None else self.leadership.fence()
+
+    async def cut_work_samples(self, ledger: Engine) -> None:
+        """Publish the work-proof sample of every period whose beacon block is mined."""
+        from poold.tokens.work import build_proofs
+
+        try:
+            done = await build_proofs(ledger, self.bitcoind, self.cfg.tokens, self.work_dirs)
+        except (BitcoindError, OSError, ValueError) as exc:  # logged; the next pass tries again
+            log.error("work_proof_failed", error=str(exc))
+            return
+        for start, why in done:
+            if not why:
+                log.info("work_proof_published", period_start=start)
+                self._work_wait.pop(start, None)
+                self.on_work_cut(start)
+            elif self._work_wait.get(start) != why:
+                log.info("work_proof_waiting", period_start=start, why=why)
+                self._work_wait[start] = why
 
     async def anchor(self, ledger: Engine) -> None:
         """The anchoring pass (`ledger.anchors`): evidence of found blocks, anchor transactions."""

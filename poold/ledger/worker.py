@@ -116,11 +116,15 @@ def _settle_blocks(
 
 
 def _settle_tokens(
-    cfg: TokensConfig, through_ms: int | None, now: float | None = None, fence: Fence | None = None
+    cfg: TokensConfig,
+    through_ms: int | None,
+    now: float | None = None,
+    fence: Fence | None = None,
+    work_dirs: tuple[Path, ...] = (),
 ) -> list[PeriodResult]:
     assert _engine is not None
     with fence_set(fence):
-        return settle_due(_engine, cfg, through_ms=through_ms, now=now)
+        return settle_due(_engine, cfg, through_ms=through_ms, now=now, work_dirs=work_dirs)
 
 
 def _read(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -178,6 +182,7 @@ class Worker(Protocol):
         through_ms: int | None = None,
         now: float | None = None,
         fence: Fence | None = None,
+        work_dirs: tuple[Path, ...] = (),
     ) -> list[PeriodResult]: ...
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T: ...
@@ -256,9 +261,10 @@ class InlineWorker:
         through_ms: int | None = None,
         now: float | None = None,
         fence: Fence | None = None,
+        work_dirs: tuple[Path, ...] = (),
     ) -> list[PeriodResult]:
         with fence_set(fence):
-            return settle_due(self.engine, cfg, through_ms=through_ms, now=now)
+            return settle_due(self.engine, cfg, through_ms=through_ms, now=now, work_dirs=work_dirs)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         engine = self.engine
@@ -352,9 +358,10 @@ class LedgerWorker:
         through_ms: int | None = None,
         now: float | None = None,
         fence: Fence | None = None,
+        work_dirs: tuple[Path, ...] = (),
     ) -> list[PeriodResult]:
         """Settle every due token period; `now` is the daemon's clock (unix seconds)."""
-        return await self._call(_settle_tokens, cfg, through_ms, now, fence)
+        return await self._call(_settle_tokens, cfg, through_ms, now, fence, work_dirs)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(conn, *args)` on a ledger connection in the worker (`fn` importable by name).

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from accounting import TokenSettlement, token_settle
+from accounting import TokenSettlement, mean_hashprice, token_settle
+from accounting.money import largest_remainder
 from poold.config import TokensConfig
 from poold.ledger import journal
 from poold.ledger.db import bulk_insert_tuples, fenced, ledger_entry
@@ -48,10 +50,12 @@ from poold.ledger.models import (
     TokenStatement,
     TokenTransfer,
 )
+from poold.ledger.network import hashprices
 from poold.ledger.settle import BLOCK_KEYS, CREDIT_KINDS
 from poold.ledger.slices.exact import exact_sums
 from poold.tokens.proofs import commit_period, published_inputs
 from poold.tokens.transfers import TokenError, balances_at, transfers_between
+from poold.tokens.work import WorkWait, commit_work
 
 
 def period_of(t: int, cfg: TokensConfig) -> tuple[int, int]:
@@ -258,10 +262,12 @@ def settle_period(
     *,
     now: float | None = None,
     through_ms: int | None = None,
+    work_dirs: Sequence[Path] = (),
 ) -> PeriodResult:
     """Settle the period starting at `period_start` once; a second call changes nothing.
     With `through_ms` (the daemon's gate: every node's shares before it are ingested) a
-    period ending after it waits."""
+    period ending after it waits. With `work_dirs` (and `work_proof` on) the period's
+    work-proof root over their leaf files goes into its published inputs; it waits for them."""
     start, end = period_of(period_start, cfg)
     if start != period_start:
         raise TokenError(f"{period_start} is not the start of a period")
@@ -284,7 +290,8 @@ def settle_period(
                 return PeriodResult(start, None)
             try:
                 inputs = gather(conn, cfg, start, end)
-            except _Wait as wait:
+                work = commit_work(conn, start, work_dirs) if work_dirs and cfg.work_proof else {}
+            except (_Wait, WorkWait) as wait:
                 return PeriodResult(start, None, str(wait))
             result = compute(inputs, cfg, start, end)
             entry_id = _post(conn, start, key, inputs, result)
@@ -336,10 +343,60 @@ def settle_period(
                 earnings_sat=sum(inputs.earnings.values()),
                 holders_pot_sat=result.holders_pot_sat,
             )
+            published.update(work)
+            shortfall = _make_good(conn, cfg, start, end, key, inputs, result)
+            if shortfall is not None:
+                published.update(shortfall[0])
             commit_period(conn, start, published, result)
             return PeriodResult(start, result)
     except AlreadyPosted:
         return PeriodResult(start, None)  # another process settled it first
+
+
+def _make_good(
+    conn: Connection,
+    cfg: TokensConfig,
+    start: int,
+    end: int,
+    key: str,
+    inputs: PeriodInputs,
+    result: TokenSettlement,
+) -> tuple[dict[str, object], dict[str, int]] | None:
+    """The make-good of a period delivered under the threshold (`[tokens] make_good`): the
+    shortfall TH*s (nominal - delivered) valued at the period's network hashprice (subsidy +
+    average fees over difficulty, time-weighted), floored to the satoshi, no pool fee, split
+    by token-seconds with the largest remainder and posted once (key `make_good:<start>`) from
+    the operator's account, which may go negative. Returns the published inputs it adds and
+    each holder's part (also written on their statements); None when none is due."""
+    if not cfg.make_good or not result.lines or result.delivery_ratio >= cfg.delivery_threshold:
+        return None
+    hashprice, covered = mean_hashprice(hashprices(conn, start, end), start, end)
+    if hashprice is None or covered == 0:
+        raise _Wait(f"no network sample for the period starting {start}: its make-good is "
+                    "valued at the network's hashprice")  # fmt: skip
+    shortfall = result.nominal_th_seconds - inputs.delivered_th_per_s * (end - start)
+    value = shortfall * hashprice / 86400
+    total = value.numerator // value.denominator
+    seconds = {h: line.token_seconds for h, line in result.lines.items()}
+    held = sum(seconds.values(), Fraction(0))
+    parts = largest_remainder(total, {h: total * ts / held for h, ts in seconds.items()})
+    if total:
+        lines = [(journal.holder(h), -v) for h, v in sorted(parts.items()) if v]
+        lines.append((journal.operator("make_good"), total))
+        post(conn, kind="token_make_good", reference=str(start), key=f"make_good:{start}",
+             lines=lines)  # fmt: skip
+    for h, v in parts.items():
+        if v:
+            conn.execute(
+                update(TokenStatement)
+                .where(TokenStatement.holder == h, TokenStatement.period_start == start)
+                .values(make_good_sat=v)
+            )
+    return {
+        "delivery_threshold": str(cfg.delivery_threshold),
+        "make_good_sat": total,
+        "network_hashprice": str(hashprice),
+    }, parts
 
 
 def _post(
@@ -367,7 +424,12 @@ def _post(
 
 @ledger_entry
 def settle_due(
-    engine: Engine, cfg: TokensConfig, *, now: float | None = None, through_ms: int | None = None
+    engine: Engine,
+    cfg: TokensConfig,
+    *,
+    now: float | None = None,
+    through_ms: int | None = None,
+    work_dirs: Sequence[Path] = (),
 ) -> list[PeriodResult]:
     """Settle every period that is due, oldest first, from the one after the last settled (or
     the first with a transfer); stops at the first that has to wait, and returns it last."""
@@ -383,7 +445,9 @@ def settle_due(
         return []
     out = []
     while start + cfg.period_s + cfg.settle_delay_s <= now:
-        result = settle_period(engine, cfg, start, now=now, through_ms=through_ms)
+        result = settle_period(
+            engine, cfg, start, now=now, through_ms=through_ms, work_dirs=work_dirs
+        )
         out.append(result)
         if result.waiting is not None:
             break

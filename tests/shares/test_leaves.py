@@ -121,6 +121,7 @@ async def test_the_daemon_builds_leaves_and_holds_its_log(
     rd = await start_daemon(cfg)
     daemon = rd.daemon
     assert daemon.leaves is not None and daemon.sharelog.hold == daemon.leaves.hold
+    assert daemon.sharelog.hold is not None and daemon.sharelog.hold() == daemon.leaves.hold()
     c = await StratumClient.connect(rd.address)
     await c.handshake("acct.w1")
     _diff, params = await current_job(c)

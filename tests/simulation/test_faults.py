@@ -208,6 +208,21 @@ def test_cli_replays_a_seed_and_fails_loudly() -> None:
     assert out.stdout.startswith("seed 3: 120 steps") and "failing seeds: none" in out.stdout
 
 
+def test_it_catches_an_operator_inflating_delivery() -> None:
+    """The fault "operator inflates delivery" on the run's own committed shares: a claim 5 %
+    over the work root is caught every time; a tree padded with 1/21 of fake work is caught
+    by the beacon's 100 draws (escape 0.76 %)."""
+    with_fault = [
+        r for r in (sim.simulate(s, steps=150) for s in range(6)) if r.faults["inflate_delivery"]
+    ]
+    assert with_fault, "no seed drew the fault"
+    for r in with_fault:
+        assert r.ok, r.summary()
+        assert r.inflation_caught + r.inflation_escaped_sample == 2  # two forgeries a run
+        assert r.inflation_caught >= 1  # the claim over the root, always
+    assert sum(r.inflation_escaped_sample for r in with_fault) <= len(with_fault) // 2
+
+
 @pytest.mark.parametrize("seed", [0, 1, 7])
 def test_a_cut_at_every_statement_ends_as_a_ledger_error(seed: int) -> None:
     """The walk: each ledger pass and payout run has its n-th statement cut, n = 1, 2, ... in

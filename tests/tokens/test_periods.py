@@ -186,3 +186,65 @@ def test_each_settled_period_commits_its_statements_in_a_chain(
     assert [link["commitment"] for link in proof["chain"]] == [chain[0]["commitment"]]
     check(proof, **UNANCHORED)
     assert "salt" not in str(chain)
+
+
+def test_a_short_delivery_is_made_good_once_from_the_operator(ledger: sa.Engine) -> None:
+    """Tokens promise more than the fleet delivered (under 95 %): with `make_good` the
+    shortfall TH*s at the period's network hashprice is posted to the holders by token-seconds
+    (largest remainder) from the operator's account, once; the statements show each part, the
+    published inputs commit the total, and each holder's proof says it."""
+    import json
+
+    from accounting import hashprice
+    from accounting.money import largest_remainder
+    from poold.chain.targets import network_difficulty
+    from poold.ledger.models import StatementRoot
+    from poold.ledger.network import record_sample
+    from poold.tokens.proofs import proof_for
+    from tests.verifier import UNANCHORED, check, complete
+
+    with ledger.begin() as conn:  # one minute of work: far below what the tokens promise
+        conn.execute(sa.insert(Account).values(id=1, name="m0"))
+        conn.execute(sa.insert(Worker).values(id=1, account_id=1, name="rig"))
+        conn.execute(
+            sa.insert(ShareSlice).values(
+                node_id=0, account_id=1, worker_id=1, slice_start=START + 600, bits=0x1D00FFFF,
+                diff_num=10**15, diff_den=1, shares=1, first_ms=0, last_ms=0,
+            )
+        )  # fmt: skip
+    record_sample(ledger, t_s=START - 60, height=840_000, bits=0x17034219,
+                  avg_fees_sat=Fraction(2_500_000), fee_blocks=144)  # fmt: skip
+    cfg = CFG.model_copy(update={"th_per_token": Fraction(10**8), "make_good": True})
+    transfers = [
+        {"id": "a", "ts": START - 1, "to": "alice", "amount": "2"},
+        {"id": "b", "ts": START - 1, "to": "bob", "amount": "1"},
+    ]
+    import_transfers(ledger, parse_records(transfers))
+    set_price(ledger, START, PRICE, cfg)
+    done = settle_period(ledger, cfg, START, now=END + 400).settled
+    assert done is not None and done.delivery_ratio < Fraction(95, 100)
+    hp = hashprice(network_difficulty(0x17034219), 312_500_000, 2_500_000)
+    value = (done.nominal_th_seconds - done.delivered_th_seconds) * hp / 86400
+    total = value.numerator // value.denominator
+    assert total > 0
+    parts = largest_remainder(
+        total, {"alice": total * Fraction(2, 3), "bob": total * Fraction(1, 3)}
+    )
+    with ledger.connect() as conn:
+        got = dict(
+            conn.execute(sa.select(TokenStatement.holder, TokenStatement.make_good_sat)).all()
+        )
+        inputs = json.loads(conn.execute(sa.select(StatementRoot.inputs)).scalar_one())
+    assert got == parts and inputs["make_good_sat"] == total
+    b = balances(ledger)
+    assert b["operator:make_good"] == total  # a debit: the operator owes it
+    assert b["holder:alice"] <= -parts["alice"] and b["holder:bob"] <= -parts["bob"]
+    # Once: settling again changes nothing.
+    assert settle_period(ledger, cfg, START, now=END + 500).settled is None
+    assert balances(ledger)["operator:make_good"] == total
+    assert verify(ledger) == []
+    with ledger.connect() as conn:
+        doc = proof_for(conn, "bob", START)
+    assert doc is not None
+    lines = check(complete(json.loads(json.dumps(doc))), **UNANCHORED).lines
+    assert any(f"worth {total} sat" in x and f"part is {total // 3} sat" in x for x in lines)

@@ -1,0 +1,156 @@
+"""The proof of delivered hashrate through the whole daemon on the simnet: a simulated fleet
+mines one token period; the daemon writes the period's leaf file, settles the period with
+the work root in its published inputs (its work equal to the statement's delivered TH·s),
+anchors the commitment, and once the beacon block after the anchor is mined publishes the
+sample on the public route; `verify.py` says ok; the leaf file is released with the cut."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+from urllib.request import urlopen
+
+import pytest
+import sqlalchemy as sa
+
+from poold.ledger.db import make_engine
+from poold.ledger.models import StatementRoot, TokenPeriod, WorkRoot
+from poold.shares.log import read_log
+from poold.tokens.settle import set_price
+from poold.tokens.transfers import import_transfers, parse_records
+from tests.helpers import PATIENCE_S, FakeClock, wait_for
+from tests.verifier import check, mine
+
+pytestmark = pytest.mark.slow
+
+TOKENS = {
+    "enabled": True,
+    "th_per_token": "1/1000000000",
+    "fleet_accounts": ["fleet"],
+    "period_s": 60,
+    "settle_delay_s": 2,
+    "work_proof_k": 12,
+    "beacon_depth": 2,
+}
+
+
+async def test_work_proof_through_the_daemon(
+    start_daemon: Any, config_factory: Any, tmp_path: Path
+) -> None:
+    cfg = config_factory(
+        pool={"scheme": "fpps", "fpps_period_s": 5},  # no block to wait to mature
+        ledger={
+            "url": f"sqlite:///{tmp_path / 'l.db'}",
+            "ingest_interval_s": 0.3,
+            "ingest_open_minutes": True,
+            "auto_migrate": True,
+        },
+        tokens=TOKENS,
+        anchors={"enabled": True, "interval_s": 60},
+        api={"listen": "127.0.0.1:0"},
+        bitcoind={"simnet_difficulty": "1/65536"},  # the fleet finds few blocks: we mine
+    )
+    start = 1_800_000_000 // 60 * 60
+    end = start + 60
+    clock = FakeClock(start)
+    rd = await start_daemon(cfg, clock=clock)
+    d = rd.daemon
+    engine = d.ledger
+    import_transfers(
+        engine, parse_records([{"id": "m", "ts": start, "to": "alice", "amount": "5000000000"}])
+    )
+    set_price(engine, start, Fraction(65000), cfg.tokens)
+    net = d.bitcoind
+    await mine(net)  # a block before the period: the first tip its shares build on
+    host, port = rd.address
+    fleet = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "poold", "simulate", "--url", f"stratum+tcp://{host}:{port}",
+        "--miners", "2", "--duration", str(PATIENCE_S), "--account", "fleet",
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    metrics = d.metrics
+    for second in range(start + 1, end + cfg.tokens.settle_delay_s + 2):
+        seen = metrics.shares_accepted
+        await wait_for(lambda seen=seen: metrics.shares_accepted > seen, "a share this second")
+        if second == start + 30:
+            await mine(net)  # a block in the period: a second tip
+        clock.now_s = second
+    fleet.terminate()
+    await fleet.wait()
+    await wait_for(lambda: d.token_periods, "the daemon to settle the period")
+    check_engine = make_engine(cfg.ledger.url)
+    with check_engine.connect() as conn:
+        inputs = json.loads(conn.execute(sa.select(StatementRoot.inputs)).scalar_one())
+        delivered = Fraction(conn.execute(sa.select(TokenPeriod.delivered_th_per_s)).scalar_one())
+    # The root's work is the fleet's work of the period straight from the share log.
+    work = sum(
+        int(r["diff_num"]) * 2**32 // int(r["diff_den"])
+        for _p, r in read_log(cfg.sharelog.path)
+        if r["t"] == "share" and r["account"] == "fleet" and start <= int(r["ts"]) // 1000 < end
+    )
+    assert work > 0 and inputs["work"] == work
+    assert delivered * (end - start) == Fraction(work, 10**12)
+    leaf_file = cfg.sharelog.path / "work" / f"leaves-{start}.bin"
+    assert leaf_file.exists() and d.leaves is not None and start in d.leaves.held
+
+    def published() -> bool:
+        with check_engine.connect() as conn:
+            row = conn.execute(sa.select(WorkRoot.proof)).scalar_one()
+        return row is not None
+
+    mined = 0
+
+    async def anchor_and_beacon() -> bool:
+        """Mine a block (the anchor transaction's, then the beacon's) and move the clock on,
+        until the proof is published."""
+        nonlocal mined
+        if published():
+            return True
+        if mined < 12:
+            await mine(net)
+            mined += 1
+        clock.advance(30)  # anchor transactions are due at most once a minute
+        return False
+
+    await wait_for(anchor_and_beacon, "the work proof to be published", every_s=0.3)
+    ahost, aport = d.api_addresses[0]
+    url = f"http://{ahost}:{aport}/api/v1/tokens/periods/{start}/work-proof"
+    raw = await asyncio.to_thread(lambda: urlopen(url, timeout=PATIENCE_S).read())
+    doc = json.loads(raw)
+    workers = {str(r["worker"]) for _p, r in read_log(cfg.sharelog.path) if r["t"] == "share"}
+    text = raw.decode()
+    assert workers and not any(f'"{w}"' in text for w in workers | {"fleet"})  # tags, no names
+    lines = check(doc, now=end).lines
+    assert lines[0].startswith("ok: 12/12 valid: with 99 % confidence at least")
+    assert lines[1] == "delivered: the statement's delivered TH·s equals the root's work exactly"
+    assert "re-rolled for free" in lines[2]  # the simnet's blocks cost nothing
+    # The holder's statement: flagged (the tokens promise far more than the fleet delivered),
+    # pointing at the work proof; the CSV says the same.
+    from poold.api.auth import create_token
+
+    admin = create_token(engine, "admin")
+    base = f"http://{ahost}:{aport}/api/v1/holders/alice/statements"
+
+    def get(url: str) -> bytes:
+        from urllib.request import Request
+
+        req = Request(url, headers={"Authorization": f"Bearer {admin}"})
+        with urlopen(req, timeout=PATIENCE_S) as r:
+            return bytes(r.read())
+
+    [statement] = json.loads(await asyncio.to_thread(get, base))["items"]
+    assert statement["delivery_flagged"] is True and statement["make_good_sat"] == 0
+    assert statement["work_proof"] == f"/api/v1/tokens/periods/{start}/work-proof"
+    import csv
+
+    text = (await asyncio.to_thread(get, base + ".csv")).decode()
+    [row] = list(csv.DictReader(text.splitlines()))
+    assert row["delivery_flagged"] == "yes" and row["work_proof"] == statement["work_proof"]
+    await wait_for(lambda: not leaf_file.exists(), "the cut to release the leaf file")
+    assert start not in d.leaves.held
+    await rd.shutdown()
+    check_engine.dispose()
