@@ -60,7 +60,9 @@ def test_it_finds_an_exclusion_not_recorded(
     """A block settled without a lapsed node that later comes back: unless the settlement
     records what it counted of that node, it no longer equals the rule over the ledger."""
     monkeypatch.setattr(settle, "_record_exclusion", lambda *_args: None)
-    assert first_failing(tmp_path, range(12), lambda _sim: None) is not None
+    # Since leadership became a lease (one notion with a node's liveness) a node lapses and
+    # comes back after a settlement without it in fewer seeds: the first is seed 40.
+    assert first_failing(tmp_path, range(48), lambda _sim: None) is not None
 
 
 def test_cli_runs_the_several_daemons_sim() -> None:
