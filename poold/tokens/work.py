@@ -10,6 +10,7 @@ ledger's tables; the bitcoind client only through the `Bitcoind` protocol.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import heapq
 import json
@@ -176,7 +177,9 @@ async def build_proofs(
     """Cut the sample of every period whose beacon block is mined: returns (period start,
     why it waits, or "" when its proof was published)."""
     out = []
-    for p in _pending(engine):
+    # Ledger reads and writes and the tree build run in a thread: a stalled database or a
+    # large period must not stop the daemon's event loop (Stratum shares the loop).
+    for p in await asyncio.to_thread(_pending, engine):
         if p.anchor_height is None:
             out.append((p.start, "its commitment is not anchored on chain yet"))
             continue
@@ -192,8 +195,8 @@ async def build_proofs(
         except WorkWait as wait:
             out.append((p.start, str(wait)))
             continue
-        doc = _document(engine, cfg, p, files, headers, best)
-        _store(engine, p.start, doc)
+        doc = await asyncio.to_thread(_document, engine, cfg, p, files, headers, best)
+        await asyncio.to_thread(_store, engine, p.start, doc)
         out.append((p.start, ""))
     return out
 
