@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from poold.config import Config
 from poold.daemon import Daemon
@@ -25,6 +26,15 @@ class RunningDaemon:
     async def shutdown(self) -> None:
         self.stop.set()
         await asyncio.wait_for(self.task, PATIENCE_S)
+
+
+@pytest.fixture(autouse=True)
+def _structlog_restored() -> Any:
+    """Each test starts from the logging setup the last left: a test (or an in-process
+    `poold sim`) that quiets structlog must not hide the events a later test captures."""
+    before = structlog.get_config()
+    yield
+    structlog.configure(**before)
 
 
 @pytest.fixture

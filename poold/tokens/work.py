@@ -27,7 +27,7 @@ from accounting import work_proof as wp
 from poold.bitcoind.client import Bitcoind
 from poold.config import TokensConfig
 from poold.ledger.anchors import proof_cut
-from poold.ledger.db import ledger_entry
+from poold.ledger.db import ledger_entry, ledger_entry_async
 from poold.ledger.models import ChainAnchor, StatementRoot, WorkRoot
 from poold.shares.leaves import PeriodLeaves, read_leaves
 
@@ -171,6 +171,7 @@ def wp_sha256d(data: bytes) -> bytes:
     return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
+@ledger_entry_async
 async def build_proofs(
     engine: Engine, bitcoind: Bitcoind, cfg: TokensConfig, dirs: Sequence[Path]
 ) -> list[tuple[int, str]]:

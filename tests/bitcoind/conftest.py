@@ -41,7 +41,9 @@ class Bitcoind:
     proc: subprocess.Popen[bytes]
 
     def rpc(self) -> RpcBitcoind:
-        return RpcBitcoind(self.url, self.user, self.password, timeout_s=30)
+        # A test's own calls (mining 100 blocks on a busy machine) wait as long as the suite
+        # does: a slow node is not a failure here; the daemon's client keeps its own timeout.
+        return RpcBitcoind(self.url, self.user, self.password, timeout_s=PATIENCE_S)
 
 
 @pytest.fixture(scope="session")

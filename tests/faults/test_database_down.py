@@ -129,7 +129,7 @@ async def test_starts_while_the_database_is_down(
         body = await resp.json()
     assert resp.status == 503 and "not connected" in body["problems"]["ledger"]
     proxy.restore()
-    await poold.event("ledger_connected", timeout_s=60)
+    await poold.event("ledger_connected")
     assert await poold.stop() == 0
     engine = make_engine(direct)
     assert ledger_totals(engine) == log_totals(tmp_path / "sharelog")

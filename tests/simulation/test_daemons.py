@@ -15,7 +15,12 @@ from poold.ledger import nodes, settle
 from simulation.daemons import NODE_FAULTS, NodesSimulation, simulate_nodes
 from tests.helpers import PATIENCE_S
 
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> None:
+    """The runs log thousands of provoked faults: keep only the verdicts (restored after)."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
 
 
 @pytest.mark.parametrize("seed", range(16))
