@@ -16,7 +16,6 @@ from simulation.daemons import NODE_FAULTS, NodesSimulation, simulate_nodes
 from tests.helpers import PATIENCE_S
 
 
-
 @pytest.fixture(autouse=True)
 def _quiet() -> None:
     """The runs log thousands of provoked faults: keep only the verdicts (restored after)."""
