@@ -920,7 +920,7 @@ def pold_commitments(script: bytes) -> tuple[bytes, bytes | None] | None:
         return script[6:38], None
     if len(script) == 70 and script[1] == 68 and script[2:6] == MAGIC:
         return script[6:38], script[38:70]
-    raise ValueError('it has a malformed "pold" output')
+    raise ValueError('has a malformed "pold" output')
 
 
 def carried(tx: Tx, slot: str) -> list[bytes | None]:
@@ -1250,6 +1250,10 @@ def climb_work(p: WorkProof, s: WorkSample, r: int) -> None:
                 )
             if sib_at < index:
                 before += sib.work
+            if left.work + right.work >= 2**128:
+                raise Failed(
+                    f"{where}: the work above level {level} does not fit a node (over 2^128 hashes)"
+                )
             node = work_parent(left, right)
         index //= 2
     if node != p.work_root:

@@ -7,9 +7,12 @@ screenshots are kept in artifacts/."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
+import math
 import shutil
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
@@ -97,6 +100,7 @@ def forged_proofs() -> list[tuple[str, str, float, list[str]]]:
     edit("a zero price", lambda d: d["period"]["inputs"].update(btc_usd="0"))
     edit("a zero denominator", lambda d: d["period"]["inputs"].update(btc_usd="1/0"))
     edit("version 1", lambda d: d.update(version=1))
+    docs += make_good_docs() + work_docs()
     out = [(name, json.dumps(d), now) for name, d, now in docs]
     raw = json.dumps(genuine)
     out.append(
@@ -112,6 +116,69 @@ def forged_proofs() -> list[tuple[str, str, float, list[str]]]:
             want = [f"FAILED: {exc}"]
         checked.append((name, text, now, want))
     return checked
+
+
+def make_good_docs() -> list[tuple[str, Any, float]]:
+    """A statement proof of a period delivered under the threshold and made good (its inputs
+    carry the make-good and the network's hashprice), and the same with the total off by one."""
+    from tests.accounting.test_merkle_sum import START as P_START
+    from tests.accounting.test_merkle_sum import documents, settle
+
+    lines, inputs = settle({"alice": 2 * 10**6, "bob": 10**6}, delivered_th_per_s=Fraction(1, 10))
+    atoms = sum(int(line["atom_seconds"]) for line in lines.values())
+    nominal = Fraction(atoms, int(str(inputs["atoms_per_token"]))) * Fraction(
+        str(inputs["th_per_token"])
+    )
+    delivered = Fraction(str(inputs["delivered_th_per_s"])) * (END - P_START)
+    assert delivered < nominal * Fraction(95, 100)
+    hashprice = Fraction(823975142816162109375, 16)
+    total = math.floor((nominal - delivered) * hashprice / 86400)
+    made_good = {"delivery_threshold": "19/20", "network_hashprice": str(hashprice)}
+    genuine = documents(lines, {**inputs, **made_good, "make_good_sat": total})["alice"]
+    off = documents(lines, {**inputs, **made_good, "make_good_sat": total + 1})["alice"]
+    return [("made good", genuine, NOW), ("made good, one sat more", off, NOW)]
+
+
+def work_docs() -> list[tuple[str, Any, float]]:
+    """A genuine work proof (real shares on the simnet), each forgery it exists to stop, and
+    edits of the genuine one (a node of 2^128 - 1 hashes among them)."""
+    from tests.test_verify_work import _genuine
+    from tests.work_scenario import work_doc
+
+    genuine = json.loads(_genuine())
+    out: list[tuple[str, Any, float]] = [("work: genuine", genuine, NOW)]
+    for kind in ("other pool", "old tip", "stale link", "low difficulty", "duplicate", "inflated"):
+        out.append((f"work: {kind}", asyncio.run(work_doc(kind)), NOW))
+
+    def edit(name: str, change: Any) -> None:
+        d = copy.deepcopy(genuine)
+        change(d)
+        out.append((f"work: {name}", d, NOW))
+
+    def heavy(d: dict[str, Any]) -> None:
+        raw = bytearray(base64.b64decode(d["nodes"][0][2]))
+        raw[32:48] = (2**128 - 1).to_bytes(16, "big")
+        d["nodes"][0][2] = base64.b64encode(bytes(raw)).decode()
+
+    def doubled(d: dict[str, Any]) -> None:
+        d["samples"][3]["leaf"]["weight"] *= 2
+
+    def nonce(d: dict[str, Any]) -> None:
+        d["samples"][0]["share"]["nonce"] ^= 1
+
+    edit("a doubled weight", doubled)
+    edit("a node dropped", lambda d: d["nodes"].pop(0))
+    edit("samples reversed", lambda d: d["samples"].reverse())
+    edit("a sample dropped", lambda d: d["samples"].pop())
+    edit("links dropped", lambda d: d["links"].clear())
+    edit("a header repeated", lambda d: d["headers"].__setitem__(1, d["headers"][0]))
+    edit("a foreign tag", lambda d: d["fleet_tags"].__setitem__(0, "00" * 32))
+    edit("another nonce", nonce)
+    edit("a work of 2^128 - 1", heavy)
+    edit("a node given twice", lambda d: d["nodes"].append(d["nodes"][0]))
+    edit("a string weight", lambda d: d["samples"][0]["leaf"].update(weight="5"))
+    edit("tips out of order", lambda d: d["tips"].__setitem__(1, 4))
+    return out
 
 
 def browser(size: tuple[int, int]) -> webdriver.Chrome:
@@ -521,11 +588,16 @@ async def test_dashboard_in_chromium(
     assert "\nanchored" not in seen["verified"]
     assert "code the pool serves" in seen["verified"] and "verify.py" in seen["verified"]
     assert "\nproof of work trivial (test chain)" in seen["miner_verified"]
-    passing = {"genuine", "past 2^53", "a rebuilt tree anchored in a made-up block"}
+    passing = {"genuine", "past 2^53", "a rebuilt tree anchored in a made-up block", "made good",
+               "work: genuine"}  # fmt: skip
     for (name, _text, _now, want), got in zip(checks, seen["forged"], strict=True):
         assert got == want, (name, got, want)  # the page's verdict is verify.py's
         assert got[0].startswith("ok:" if name in passing else "FAILED: "), (name, got)
         assert not any(x.startswith("anchored") for x in got)  # the simnet's work, trivial
+    verdicts = {c[0]: got for c, got in zip(checks, seen["forged"], strict=True)}
+    assert verdicts["work: genuine"][0].startswith("ok: 10/10 valid: with 99 % confidence")
+    assert any(x.startswith("make-good: ") for x in verdicts["made good"])
+    assert "over 2^128 hashes" in verdicts["work: a work of 2^128 - 1"][0]
     assert [m.split(" (")[0] for m in seen["tampered"]] == [
         "the line does not climb to the period's root",
         "the line does not climb to the period's root",

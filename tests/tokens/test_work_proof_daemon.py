@@ -150,7 +150,50 @@ async def test_work_proof_through_the_daemon(
     text = (await asyncio.to_thread(get, base + ".csv")).decode()
     [row] = list(csv.DictReader(text.splitlines()))
     assert row["delivery_flagged"] == "yes" and row["work_proof"] == statement["work_proof"]
+    # The dashboard: the holder's statement row checks its statement proof and its work proof
+    # in the browser (the work proof's verdict is verify.py's), and the row's detail says both.
+    seen = await asyncio.to_thread(_in_the_page, f"http://{ahost}:{aport}", admin)
+    assert seen["statement"].startswith("verified: the statement of"), seen
+    assert seen["work"].splitlines()[:3] == lines[:3], seen
+    assert "work proof\na published sample of the period's shares" in seen["detail"], seen
+    assert "delivery under the threshold\nyes" in seen["detail"], seen
     await wait_for(lambda: not leaf_file.exists(), "the cut to release the leaf file")
     assert start not in d.leaves.held
     await rd.shutdown()
     check_engine.dispose()
+
+
+def _in_the_page(base: str, token: str) -> dict[str, str]:
+    """Look alice up in headless Chromium, press her row's "verify" then "work" buttons and
+    open the row's detail; the verdicts and the detail as the page shows them."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.api.test_dashboard import DESKTOP, browser
+
+    web = browser(DESKTOP)
+    try:
+        web.get(base + "/")
+        wait = WebDriverWait(web, PATIENCE_S)
+        wait.until(lambda w: w.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"))
+        web.find_element(By.ID, "holder-name").send_keys("alice")
+        web.find_element(By.ID, "holder-token").send_keys(token)
+        web.find_element(By.CSS_SELECTOR, "#holder-form button").click()
+        row = "#holder-table tbody tr"
+        wait.until(lambda w: w.find_elements(By.CSS_SELECTOR, f"{row} button.work"))
+        seen = {}
+        for button, key in (("button.verify:not(.work)", "statement"), ("button.work", "work")):
+            web.find_element(By.CSS_SELECTOR, f"{row} {button}").click()
+            wait.until(
+                lambda w: (
+                    w.find_element(By.ID, "holder-verify").get_attribute("class") in ("ok", "error")
+                )
+            )
+            seen[key] = web.find_element(By.ID, "holder-verify").text
+            web.execute_script("document.getElementById('holder-verify').className = ''")
+        web.find_element(By.CSS_SELECTOR, f"{row} td").click()
+        wait.until(lambda w: w.find_element(By.ID, "holder-detail").is_displayed())
+        seen["detail"] = web.find_element(By.ID, "holder-detail").text
+        return seen
+    finally:
+        web.quit()
