@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import structlog
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
@@ -55,7 +56,9 @@ from poold.ledger.settle import BLOCK_KEYS, CREDIT_KINDS
 from poold.ledger.slices.exact import exact_sums
 from poold.tokens.proofs import commit_period, published_inputs
 from poold.tokens.transfers import TokenError, balances_at, transfers_between
-from poold.tokens.work import WorkWait, commit_work
+from poold.tokens.work import WorkMismatch, WorkWait, commit_work
+
+log = structlog.get_logger(__name__)
 
 
 def period_of(t: int, cfg: TokensConfig) -> tuple[int, int]:
@@ -290,7 +293,13 @@ def settle_period(
                 return PeriodResult(start, None)
             try:
                 inputs = gather(conn, cfg, start, end)
-                work = commit_work(conn, start, work_dirs) if work_dirs and cfg.work_proof else {}
+                work = {}
+                if work_dirs and cfg.work_proof:
+                    claimed = (end, inputs.delivered_th_per_s)
+                    try:
+                        work = commit_work(conn, start, work_dirs, claimed)
+                    except WorkMismatch as why:  # settled without a work root, said loudly
+                        log.warning("work_proof_skipped", period_start=start, reason=str(why))
             except (_Wait, WorkWait) as wait:
                 return PeriodResult(start, None, str(wait))
             result = compute(inputs, cfg, start, end)

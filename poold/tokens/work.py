@@ -17,6 +17,7 @@ import json
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from poold.bitcoind.client import Bitcoind
 from poold.config import TokensConfig
 from poold.ledger.anchors import proof_cut
 from poold.ledger.db import ledger_entry, ledger_entry_async
-from poold.ledger.models import ChainAnchor, StatementRoot, WorkRoot
+from poold.ledger.models import ChainAnchor, ShareSlice, StatementRoot, WorkRoot
 from poold.shares.leaves import PeriodLeaves, read_leaves
 
 #: How many periods back a share's coinbase may carry the chain's head from (verify.py's
@@ -68,13 +69,34 @@ def node_text(node: wp.WorkNode) -> str:
     return base64.b64encode(node.pack()).decode()
 
 
-def commit_work(conn: Connection, start: int, dirs: Sequence[Path]) -> dict[str, object]:
+class WorkMismatch(Exception):
+    """The leaf files do not hold the work the statement will claim: no root is committed
+    (a proof over them would call an honest statement misstated); the message says why."""
+
+
+def commit_work(
+    conn: Connection,
+    start: int,
+    dirs: Sequence[Path],
+    claimed: tuple[int, Fraction] | None = None,
+) -> dict[str, object]:
     """The period's work root, recorded (with a fresh tag salt) in the caller's transaction;
-    what goes into its published inputs. WorkWait while a leaf file is missing."""
+    what goes into its published inputs. WorkWait while a leaf file is missing; WorkMismatch
+    (nothing recorded) when `claimed` (the period's end and the delivered TH/s its statement
+    claims) is not the root's work: shares from nodes whose leaf files are not in `dirs`."""
     files = leaf_files(dirs, start)
     salt = secrets.token_bytes(16)
     root = wp.stream_root(lf for lf, _n, _i in merged(files, salt))
     n = sum(len(f.leaves) for f in files)
+    if claimed is not None and Fraction(root.work, 10**12) != claimed[1] * (claimed[0] - start):
+        in_period = (ShareSlice.slice_start >= start, ShareSlice.slice_start < claimed[0])
+        nodes = conn.execute(select(ShareSlice.node_id).distinct().where(*in_period)).scalars()
+        raise WorkMismatch(
+            f"the leaf files hold {Fraction(root.work, 10**12)} TH·s of the fleet's work, the "
+            f"statement claims {claimed[1] * (claimed[0] - start)}; the period's shares came "
+            f"from node(s) {sorted(nodes)}: a work root over several nodes' leaf files is not "
+            "built yet"
+        )
     conn.execute(
         insert(WorkRoot).values(
             period_start=start, root=node_text(root), work=str(root.work), leaves=n, salt=salt.hex()

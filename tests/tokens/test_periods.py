@@ -4,6 +4,7 @@ journal, happens once, and freezes what it used."""
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -248,3 +249,42 @@ def test_a_short_delivery_is_made_good_once_from_the_operator(ledger: sa.Engine)
     assert doc is not None
     lines = check(complete(json.loads(json.dumps(doc))), **UNANCHORED).lines
     assert any(f"worth {total} sat" in x and f"part is {total // 3} sat" in x for x in lines)
+
+
+def test_a_work_root_missing_other_nodes_work_is_not_committed(
+    ledger: sa.Engine, tmp_path: Path
+) -> None:
+    """The fleet's shares of the period came from nodes 0 and 1, but this node's leaf file
+    holds node 0's only: a root over it would make the statement's honest delivery look
+    misstated, so the period settles without a work root and the log says why."""
+    import numpy as np
+    from structlog.testing import capture_logs
+
+    from poold.ledger.models import StatementRoot, WorkRoot
+    from poold.shares.leaves import LEAF, write_leaves
+
+    with ledger.begin() as conn:
+        conn.execute(sa.insert(Account).values(id=1, name="m0"))
+        conn.execute(sa.insert(Worker).values(id=1, account_id=1, name="rig"))
+        for node in (0, 1):
+            conn.execute(
+                sa.insert(ShareSlice).values(
+                    node_id=node, account_id=1, worker_id=1, slice_start=START + 60,
+                    bits=0x1D00FFFF, diff_num=1000, diff_den=1, shares=1, first_ms=0, last_ms=0,
+                )
+            )  # fmt: skip
+    work = tmp_path / "work"
+    work.mkdir()
+    write_leaves(work / f"leaves-{START}.bin", 0, START, END, [], [], np.zeros(0, LEAF))
+    alice = {"id": "a", "ts": START - 1, "to": "alice", "amount": "1"}
+    import_transfers(ledger, parse_records([alice]))
+    set_price(ledger, START, PRICE, CFG)
+    with capture_logs() as events:
+        done = settle_period(ledger, CFG, START, now=END + 400, work_dirs=[work]).settled
+    assert done is not None
+    [skipped] = [e for e in events if e["event"] == "work_proof_skipped"]
+    assert "node(s) [0, 1]" in skipped["reason"] and "the leaf files hold 0 TH" in skipped["reason"]
+    with ledger.connect() as conn:
+        inputs = json.loads(conn.execute(sa.select(StatementRoot.inputs)).scalar_one())
+        assert conn.execute(sa.select(sa.func.count()).select_from(WorkRoot)).scalar_one() == 0
+    assert "work_root" not in inputs and verify(ledger) == []
