@@ -69,6 +69,13 @@ def test_leaf_files_per_period_and_the_retention_hold(jobs: Any, tmp_path: Path)
     assert (leaves.start, leaves.end, leaves.accounts) == (a, a + PERIOD, ("fleet",))
     hashes = [leaves.hash(i) for i in range(len(leaves.leaves))]
     assert hashes == sorted(hashes) and len(set(hashes)) == 40
+    # The committed root from the files' columns is the object tree's, over one or two files.
+    from poold.tokens.work import columns_root, merged
+
+    salt, earlier = b"\x05" * 16, read_leaves(keeper.path(a - PERIOD))
+    for files in ([leaves], [leaves, earlier], [earlier, leaves]):
+        want = wp.stream_root(lf for lf, _n, _i in merged(files, salt))
+        assert columns_root(files, salt) == want and want.work > 0
     logged = {ps.hash[::-1]: ps.share for ps in proven_shares(tmp_path)}
     for i, h in enumerate(hashes):
         job_doc, share = leaves.evidence(i)
