@@ -6,7 +6,7 @@ work proof is and how long verify.py takes on it.
 1. Commitment cost. A share log of N shares (binary records with header hashes, a job record
    every 1,000 shares, heartbeats) is turned into the period's leaf file by the production
    keeper (`shares.leaves.LeafKeeper.build_due`), then into the work root the settlement
-   commits (`tokens.work.merged` + `accounting.work_proof.stream_root`). CPU seconds per
+   commits (`tokens.work.columns_root`, what `commit_work` calls). CPU seconds per
    share, and what 30,000 shares/s costs as a share of one core.
 2. Storage: bytes per share of the leaf file, and what header hashes and job records add to
    the share log, per million shares.
@@ -44,7 +44,7 @@ from accounting import work_proof as wp  # noqa: E402
 from poold.shares.format import Beat, JobRecord, encode_share  # noqa: E402
 from poold.shares.leaves import LeafKeeper  # noqa: E402
 from poold.shares.log import ShareLog  # noqa: E402
-from poold.tokens.work import merged  # noqa: E402
+from poold.tokens.work import columns_root, merged  # noqa: E402
 
 PERIOD = 86400
 T0 = 1_800_000_000 // PERIOD * PERIOD
@@ -93,8 +93,9 @@ def commitment(n: int, directory: Path) -> dict[str, object]:
     from poold.shares.leaves import read_leaves
 
     files = [read_leaves(built.path)]
-    root = wp.stream_root(lf for lf, _n, _i in merged(files, b"salt" * 4))
+    root = columns_root(files, b"salt" * 4)
     c2, w2 = cpu(), time.perf_counter()
+    assert root == wp.stream_root(lf for lf, _n, _i in merged(files, b"salt" * 4))
     assert built.leaves == n and root.work == n * 65536 * 2**32
     per_share = (c2 - c0) / n
     return {

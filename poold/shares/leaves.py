@@ -27,6 +27,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,10 @@ import orjson
 
 from poold.shares.format import (
     FIELD_AT,
+    FIELD_SIZE,
+    FLAG_HASH,
+    FRAME,
+    SHARE,
     SHARE_TAG,
     Beat,
     JobRecord,
@@ -43,6 +48,10 @@ from poold.shares.format import (
     share_tuple,
 )
 from poold.shares.log import frames, fsync_dir, list_segments, segment_path
+from poold.shares.scan import _CRC, LAYOUT, walk
+
+U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
 
 MAGIC = b"POLDLEAF"
 VERSION = 1
@@ -132,10 +141,10 @@ def write_leaves(
     leaves: npt.NDArray[np.void],
 ) -> None:
     """Write a leaf file atomically (temp file, fsync, rename)."""
-    order = np.argsort(leaves["hash"], kind="stable")
-    leaves = leaves[order]
-    hashes = leaves["hash"]
-    if len(hashes) > 1 and not bool(np.all(hashes[1:] > hashes[:-1])):
+    keys = np.ascontiguousarray(leaves["hash"]).view(">u8").reshape(-1, 4)
+    order = np.lexsort((keys[:, 3], keys[:, 2], keys[:, 1], keys[:, 0]))  # byte order
+    leaves, keys = leaves[order], keys[order]
+    if len(keys) > 1 and not bool(np.all(np.any(keys[1:] != keys[:-1], axis=1))):
         raise LeafError(f"period {start}: a share's header hash is in the log twice")
     parts = [HEAD.pack(MAGIC, VERSION, node, start, end), struct.pack("<I", len(accounts))]
     for a in accounts:
@@ -267,6 +276,172 @@ def _rows(scan: _Scan, accounts: list[str], job_list: list[JobRecord]) -> npt.ND
     return arr
 
 
+# -- the scan as arrays: what `_scan` + `_rows` give (their oracle in the tests), with the
+# frame walk in ingest's Numba kernel and each field gathered for all shares at once.
+
+_HEAD = SHARE.size  # the fixed part; four u8 lengths follow (en2, job, account, worker)
+_FIXED = {name: (FIELD_AT[name], FIELD_SIZE[name]) for name in FIELD_SIZE}
+
+
+def _gather(data: U8, at: I64, width: int) -> U8:
+    """`width` bytes from each offset in `at` (n x width)."""
+    if not len(at):
+        return np.zeros((0, width), np.uint8)
+    out: U8 = data[at[:, None] + np.arange(width)]
+    return out
+
+
+def _uint(data: U8, at: I64, name: str) -> npt.NDArray[np.uint64]:
+    off, width = _FIXED[name]
+    raw = _gather(data, at + off, width)
+    return np.ascontiguousarray(raw).view(f"<u{width}").ravel().astype(np.uint64)
+
+
+def _ranges(data: U8, at: I64, length: npt.NDArray[np.int64], width: int) -> U8:
+    """Each share's bytes [at, at + length) in `width` zero-padded columns (length <= width
+    is the caller's; longer ranges are cut to `width`)."""
+    out = _gather(data, at, width) if width else np.zeros((len(at), 0), np.uint8)
+    out[np.arange(width)[None, :] >= length[:, None]] = 0
+    return out
+
+
+def _texts(rows: U8, length: npt.NDArray[np.int64]) -> tuple[list[str], npt.NDArray[np.intp]]:
+    """The distinct texts of fixed-width rows (with their lengths) and each row's index."""
+    if not len(rows):
+        return [], np.zeros(0, np.intp)
+    # Shares come in runs of one name (one job): only each run's first row is decoded.
+    keyed = np.hstack([rows, length[:, None].astype(np.uint8)])
+    change = np.r_[False, np.any(keyed[1:] != keyed[:-1], axis=1)]
+    starts = np.flatnonzero(change | (np.arange(len(keyed)) == 0))
+    index: dict[str, int] = {}
+    of_run = np.array(
+        [index.setdefault(bytes(rows[i, : int(length[i])]).decode(), len(index))
+         for i in starts.tolist()],
+        dtype=np.intp,
+    )  # fmt: skip
+    return list(index), of_run[np.cumsum(change)]
+
+
+def _scan_arrays(
+    directory: Path,
+    from_segment: int,
+    start_ms: int,
+    end_ms: int,
+    accounts: list[str],
+    carried: dict[str, JobRecord],
+) -> tuple[_Scan, npt.NDArray[np.void], list[JobRecord]]:
+    """`_scan` then `_rows`, as arrays: (the scan's jobs, next segment, completeness and
+    counts, with no rows), the period's leaves in log order and the file's job table."""
+    fleet_at = {a: i for i, a in enumerate(accounts)}
+    out = _Scan([], dict(carried), None, False, 0, 0)
+    known: dict[str, tuple[int, int]] = {k: (-1, -1) for k in carried}  # first (seq, offset)
+    parts: list[dict[str, Any]] = []
+    for seq in list_segments(directory):
+        if seq < from_segment:
+            continue
+        raw = segment_path(directory, seq).read_bytes()
+        data = np.frombuffer(raw, dtype=np.uint8)
+        room = len(raw) // FRAME.size + 1
+        ts, bits, at, split, end, o_at, o_end, s_at = (np.empty(room, np.int64) for _ in range(8))
+        num, den, hsh = (np.empty(room, np.uint64) for _ in range(3))
+        _n, k, m, _stop, _status = walk(
+            data, room, _CRC, ts, bits, num, den, at, split, end, hsh, o_at, o_end, LAYOUT, s_at
+        )
+        cut = k  # shares before the beat that completes the period
+        for j in range(m):
+            payload = raw[o_at[j] : o_end[j]]
+            if payload[:1] == bytes((SHARE_TAG,)):
+                raise LeafError(f"segment {seq}, offset {int(o_at[j]) - FRAME.size}: a share "
+                                "record whose lengths do not add up")  # fmt: skip
+            if payload.startswith(b'{"t":"job"'):
+                job = JobRecord.from_json(orjson.loads(payload))
+                if job.key not in known:
+                    known[job.key] = (seq, int(o_at[j]))
+                out.jobs.setdefault(job.key, job)
+            elif payload.startswith(b'{"t":"beat"'):
+                beat = Beat.from_json(orjson.loads(payload))
+                if beat.through_ms >= end_ms:
+                    cut = int(np.searchsorted(s_at[:k], o_at[j]))
+                    out.complete = True
+                    break
+        ts_k, s_k = ts[:cut], s_at[:cut]
+        if out.next_from is None and (bool(np.any(ts_k >= end_ms)) or out.complete):
+            out.next_from = seq
+        inside = np.flatnonzero((ts_k >= start_ms) & (ts_k < end_ms))
+        if len(inside):
+            a, b, st = at[inside], split[inside], s_k[inside]
+            names, which = _texts(_ranges(data, a, b - a, int((b - a).max())), b - a)
+            index = np.array([fleet_at.get(x, -1) for x in names], dtype=np.int64)[which]
+            mine = index >= 0
+            flags = data[st[mine] + FIELD_AT["flags"]]
+            proven = (flags & FLAG_HASH) != 0
+            out.unprovable += int(np.count_nonzero(~proven))
+            keep = inside[mine][proven]
+            parts.append({"seq": seq, "data": data, "rows": keep, "account": index[mine][proven],
+                          "num": num[keep], "den": den[keep], "end": end[keep],
+                          "start": s_at[keep]})  # fmt: skip
+        if out.complete:
+            break
+    return _assemble(parts, out, known)
+
+
+def _assemble(
+    parts: list[dict[str, Any]], out: _Scan, known: dict[str, tuple[int, int]]
+) -> tuple[_Scan, npt.NDArray[np.void], list[JobRecord]]:
+    chunks: list[npt.NDArray[np.void]] = []
+    job_list: list[JobRecord] = []
+    job_at: dict[str, int] = {}
+    for p in parts:
+        data, st = p["data"], p["start"]
+        if not len(st):
+            continue
+        head = st + _HEAD
+        lens = _gather(data, head, 4).astype(np.int64)
+        en2_len, job_len = lens[:, 0], lens[:, 1]
+        job_rows = _ranges(data, head + 4 + en2_len, job_len, int(job_len.max()))
+        keys, which = _texts(job_rows, job_len)
+        seen = [known.get(key, (1 << 62, 0)) for key in keys]
+        # A share's job must be logged before it (or carried in): else it is missing.
+        where = np.array([s for s, _o in seen], np.int64)[which]
+        off = np.array([o for _s, o in seen], np.int64)[which]
+        ok = (where < p["seq"]) | ((where == p["seq"]) & (off < st))
+        out.missing_job += int(np.count_nonzero(~ok))
+        sel = np.flatnonzero(ok)
+        if not len(sel):
+            continue
+        st, which, en2_len = st[sel], which[sel], en2_len[sel]
+        head = st + _HEAD
+        key_index = np.empty(len(keys), np.int64)
+        for key in (keys[i] for i in dict.fromkeys(which.tolist())):  # the file's job table:
+            # jobs in the order the period's shares first use them
+            if key not in job_at:
+                job_at[key] = len(job_list)
+                job_list.append(out.jobs[key])
+        for i, key in enumerate(keys):
+            key_index[i] = job_at.get(key, -1)
+        pairs = np.stack([p["num"][sel], p["den"][sel]], axis=1)
+        change = np.r_[False, np.any(pairs[1:] != pairs[:-1], axis=1)]
+        firsts = np.flatnonzero(change | (np.arange(len(pairs)) == 0))
+        weights = np.frombuffer(  # a share's difficulty changes rarely: once per run
+            b"".join(weight_of(int(n), int(d)).to_bytes(16, "big")
+                     for n, d in pairs[firsts].tolist()),
+            np.uint8,
+        ).reshape(-1, 16)[np.cumsum(change)]  # fmt: skip
+        arr = np.zeros(len(st), dtype=LEAF)
+        arr["hash"] = _gather(data, p["end"][sel], 32)[:, ::-1].copy().view("S32").ravel()
+        arr["weight"] = np.ascontiguousarray(weights).view("S16").ravel()
+        arr["account"] = p["account"][sel]
+        arr["job"] = key_index[which]
+        arr["en1"] = _gather(data, st + FIELD_AT["en1"], 4).copy().view("S4").ravel()
+        arr["en2_len"] = en2_len
+        arr["en2"] = _ranges(data, head + 4, en2_len, 16).copy().view("S16").ravel()
+        for name in ("ntime", "nonce", "version"):
+            arr[name] = _uint(data, st, name)
+        chunks.append(arr)
+    leaves = np.concatenate(chunks) if chunks else np.zeros(0, dtype=LEAF)
+    return out, leaves, job_list
+
+
 @dataclass(frozen=True, slots=True)
 class Built:
     start: int
@@ -338,14 +513,12 @@ class LeafKeeper:
             start, end = self.period_of(self.next_start)
             if now < end:
                 return out
-            scan = _scan(
-                self.log_dir, self.scan_from, start * 1000, end * 1000, self.fleet, self._carried()
+            accounts = sorted(self.fleet)
+            scan, arr, jobs = _scan_arrays(
+                self.log_dir, self.scan_from, start * 1000, end * 1000, accounts, self._carried()
             )
             if not scan.complete:
                 return out
-            accounts = sorted(self.fleet)
-            jobs: list[JobRecord] = []
-            arr = _rows(scan, accounts, jobs)
             write_leaves(self.path(start), self.node, start, end, accounts, jobs, arr)
             late = [j.to_json() for j in scan.jobs.values() if j.ts_ms >= end * 1000 - JOB_CARRY_MS]
             self._carry_path.write_text(json.dumps(late))

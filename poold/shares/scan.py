@@ -136,9 +136,11 @@ def walk(
     other_at: I64,
     other_end: I64,
     layout: I64,
+    share_at: I64,
 ) -> tuple[int, int, int, int, int]:
     """Walk intact frames of `data` from 0, at most `limit` records, filling one row of the
-    share columns per binary share and one (payload start, end) per other record.
+    share columns per binary share (and its payload's start in `share_at`) and one (payload
+    start, end) per other record.
 
     Returns (records, shares, others, end of the last intact record, status): status LIMIT,
     INCOMPLETE (the next frame runs past `data`: torn, or not read yet) or CORRUPT (a length
@@ -191,6 +193,7 @@ def walk(
                     if k == b - 1:
                         x = (x ^ np.uint64(0x1FF)) * np.uint64(1099511628211)
                 name_hash[shares] = x ^ np.uint64(b - a)
+                share_at[shares] = start
                 shares += 1
         if not good:
             other_at[others] = start
@@ -254,10 +257,10 @@ class _Columns:
         walk status)."""
         data = np.frombuffer(raw, dtype=np.uint8)
         room = max(0, min(limit, len(raw) // FRAME.size + 1))
-        ts, bits, at, split, end, o_at, o_end = (np.empty(room, np.int64) for _ in range(7))
+        ts, bits, at, split, end, o_at, o_end, s_at = (np.empty(room, np.int64) for _ in range(8))
         num, den, hsh = (np.empty(room, np.uint64) for _ in range(3))
         got, k, m, stop, status = walk(
-            data, room, _CRC, ts, bits, num, den, at, split, end, hsh, o_at, o_end, LAYOUT
+            data, room, _CRC, ts, bits, num, den, at, split, end, hsh, o_at, o_end, LAYOUT, s_at
         )
         for j in range(m):
             try:

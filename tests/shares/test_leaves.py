@@ -29,6 +29,26 @@ def period_of(t: int) -> tuple[int, int]:
     return start, start + PERIOD
 
 
+def same_as_the_reference(keeper: LeafKeeper, start: int) -> None:
+    """The array scan the keeper runs gives what the object scan (its oracle) gives."""
+    from poold.shares.leaves import _rows, _scan, _scan_arrays
+
+    s, e = period_of(start)
+    accounts, carried = sorted(keeper.fleet), keeper._carried()
+    ref = _scan(keeper.log_dir, keeper.scan_from, s * 1000, e * 1000, keeper.fleet, carried)
+    ref_jobs: list[Any] = []
+    ref_rows = _rows(ref, accounts, ref_jobs)
+    got, rows, got_jobs = _scan_arrays(
+        keeper.log_dir, keeper.scan_from, s * 1000, e * 1000, accounts, carried
+    )
+    assert len(rows) == len(ref_rows) and rows.tobytes() == ref_rows.tobytes()
+    assert [j.key for j in got_jobs] == [j.key for j in ref_jobs]
+    assert (got.next_from, got.complete, got.unprovable, got.missing_job) == (
+        ref.next_from, ref.complete, ref.unprovable, ref.missing_job
+    )  # fmt: skip
+    assert got.jobs.keys() == ref.jobs.keys()
+
+
 def test_leaf_files_per_period_and_the_retention_hold(jobs: Any, tmp_path: Path) -> None:
     log = ShareLog(tmp_path, segment_bytes=1024, retention_s=0)
     log.open()
@@ -59,10 +79,13 @@ def test_leaf_files_per_period_and_the_retention_hold(jobs: Any, tmp_path: Path)
     keeper = LeafKeeper(tmp_path, 3, ("fleet",), period_of)
     log.hold = keeper.hold
     # The period before A is closed (a heartbeat past its end); A waits for one past its own.
+    same_as_the_reference(keeper, a - PERIOD)
+    same_as_the_reference(keeper, a)  # not complete yet
     (before,) = keeper.build_due(a + PERIOD + 5)
     assert (before.start, before.leaves) == (a - PERIOD, 3)
     submit("fleet.w", a + PERIOD + 1, 5)  # B, same job: its record lies in an earlier period
     writer.beat(int((a + PERIOD + 2) * 1000))
+    same_as_the_reference(keeper, a)
     (built,) = keeper.build_due(a + PERIOD + 5)
     assert (built.start, built.leaves) == (a, 40)
     leaves = read_leaves(keeper.path(a))
@@ -103,6 +126,7 @@ def test_leaf_files_per_period_and_the_retention_hold(jobs: Any, tmp_path: Path)
     assert list_segments(tmp_path)[0] == keeper.hold() > first_of_a
     # B closes later, and its shares' job comes from the carried job records.
     writer.beat(int((a + 2 * PERIOD + 1) * 1000))
+    same_as_the_reference(keeper, a + PERIOD)
     (b,) = keeper.build_due(a + 2 * PERIOD + 5)
     in_b = [  # the job's record was pruned with A's segments: the carried copy serves
         r
