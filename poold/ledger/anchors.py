@@ -396,19 +396,37 @@ def _carried(ev: Evidence) -> list[tuple[bytes | None, bytes | None]]:
 # -- what a proof carries ----------------------------------------------------------------------
 
 
-def proof_anchors(conn: Connection, slot: str, chain: Sequence[str]) -> list[dict[str, object]]:
+def anchored_cut(conn: Connection, slot: str, chain: Sequence[str]) -> dict[str, object]:
+    """A proof's anchors, cut and pool (`proof_cut`): only anchors at or below the best block
+    the cut names (an anchor recorded after the last look at the chain waits for the next
+    proof: a verifier refuses an anchor above the cut)."""
+    cut = proof_cut(conn, chain[-1])
+    where = cut["cut"]
+    assert isinstance(where, dict)
+    best = where["best_height"]
+    anchors = proof_anchors(conn, slot, chain, None if best is None else int(best))
+    return {"anchors": anchors, **cut}
+
+
+def proof_anchors(
+    conn: Connection, slot: str, chain: Sequence[str], up_to: int | None = None
+) -> list[dict[str, object]]:
     """The mined anchors whose `slot` ("statement" or "credit") carries one of `chain`'s
-    commitments, with their evidence: at most MAX_PROOF_ANCHORS, the earliest (they prove
-    the most), always including the earliest of each kind; in height order."""
+    commitments (in blocks at or below height `up_to`), with their evidence: at most
+    MAX_PROOF_ANCHORS, the earliest (they prove the most), always including the earliest of
+    each kind; in height order."""
     column = ChainAnchor.statement if slot == "statement" else ChainAnchor.credit
     a = ChainAnchor
+    below = () if up_to is None else (a.height <= up_to,)
     fields = (a.kind, a.block_hash, a.height, a.header, a.tx, a.tx_index, a.branch, column, a.id)
     rows: list[Any] = []
     for kind in ("coinbase", "transaction"):
         for i in range(0, len(chain), _CHUNK):
             rows += conn.execute(
                 select(*fields)
-                .where(column.in_(chain[i : i + _CHUNK]), a.status == "mined", a.kind == kind)
+                .where(
+                    column.in_(chain[i : i + _CHUNK]), a.status == "mined", a.kind == kind, *below
+                )
                 .order_by(a.height, a.id)
                 .limit(MAX_PROOF_ANCHORS)
             ).all()

@@ -32,7 +32,7 @@ from accounting.merkle_sum import (
     proof_document,
 )
 from poold.ledger import journal
-from poold.ledger.anchors import proof_anchors, proof_cut
+from poold.ledger.anchors import anchored_cut
 from poold.ledger.commitments import anchors_by_commitment, link
 from poold.ledger.models import Block, CreditRoot, HolderSalt, JournalLine, Settlement
 
@@ -173,8 +173,7 @@ def credit_proof(conn: Connection, account: str, reference: str) -> dict[str, ob
         layout,
     )
     chain = [root.commitment, *(r.commitment for r in later)]
-    doc["anchors"] = proof_anchors(conn, "credit", chain)
-    doc.update(proof_cut(conn, chain[-1]))
+    doc.update(anchored_cut(conn, "credit", chain))
     return doc
 
 

@@ -30,7 +30,7 @@ from accounting.merkle_sum import (
     salted_id,
 )
 from poold.config import TokensConfig
-from poold.ledger.anchors import proof_anchors, proof_cut
+from poold.ledger.anchors import anchored_cut
 from poold.ledger.commitments import anchors_by_commitment, link
 from poold.ledger.db import bulk_insert_tuples
 from poold.ledger.models import Block, HolderSalt, StatementRoot, TokenStatement
@@ -190,6 +190,5 @@ def proof_for(conn: Connection, holder: str, period_start: int) -> dict[str, obj
     )
     # The anchors of this commitment or a later one, with the evidence that checks them.
     chain = [root.commitment, *(r.commitment for r in later_rows)]
-    doc["anchors"] = proof_anchors(conn, "statement", chain)
-    doc.update(proof_cut(conn, chain[-1]))
+    doc.update(anchored_cut(conn, "statement", chain))
     return doc

@@ -147,7 +147,9 @@ async def test_three_daemons_one_cut_one_killed(bitcoind: Bitcoind, tmp_path: Pa
         try:
             for d in daemons:
                 await d.start()
-                await wait_until(lambda d=d: d.saw("stratum_listening"), 60, f"node {d.node_id}")
+                await wait_until(
+                    lambda d=d: d.saw("stratum_listening"), PATIENCE_S, f"node {d.node_id}"
+                )
             for d, account in zip(daemons, ("alice", "bob", "carol"), strict=True):
                 miners.append(
                     await asyncio.create_subprocess_exec(
@@ -167,7 +169,7 @@ async def test_three_daemons_one_cut_one_killed(bitcoind: Bitcoind, tmp_path: Pa
                         stderr=asyncio.subprocess.DEVNULL,
                     )
                 )
-            await wait_until(lambda: any(d.leads() for d in daemons), 30, "a leader")
+            await wait_until(lambda: any(d.leads() for d in daemons), PATIENCE_S, "a leader")
             leader = next(d for d in daemons if d.leads())
             cut = next(d for d in daemons if d is not leader)
             # Cut one daemon off for longer than its lease (but not past node_wait_s).
@@ -175,7 +177,7 @@ async def test_three_daemons_one_cut_one_killed(bitcoind: Bitcoind, tmp_path: Pa
             assert cut.proc is not None
             cut.proc.send_signal(signal.SIGSTOP)
             await wait_until(
-                lambda: leader.saw("settlement_waits_for_node"), 20, "the leader to wait"
+                lambda: leader.saw("settlement_waits_for_node"), PATIENCE_S, "the leader to wait"
             )
             cut.proc.send_signal(signal.SIGCONT)
             await asyncio.sleep(3)
@@ -185,7 +187,7 @@ async def test_three_daemons_one_cut_one_killed(bitcoind: Bitcoind, tmp_path: Pa
             killed_at = time.monotonic()
             await leader.proc.wait()
             survivors = [d for d in daemons if d is not leader]
-            await wait_until(lambda: any(d.leads() for d in survivors), 15, "a new leader")
+            await wait_until(lambda: any(d.leads() for d in survivors), PATIENCE_S, "a new leader")
             handover_s = time.monotonic() - killed_at
             assert handover_s < 10
             for m in miners:
@@ -207,7 +209,7 @@ async def test_three_daemons_one_cut_one_killed(bitcoind: Bitcoind, tmp_path: Pa
                     keys = set(conn.execute(sa.select(Settlement.key)).scalars())
                 return bool(accepted) and all(f"pplns:{h}" in keys for h in accepted)
 
-            await wait_until(all_settled, 150, "every accepted block settled")
+            await wait_until(all_settled, PATIENCE_S, "every accepted block settled")
             new_leader = next(d for d in survivors if d.leads())
             assert new_leader.saw("ledger_ingested_from_stream", node=leader.node_id)
             assert new_leader.saw("settlement_excludes_node")
@@ -353,7 +355,9 @@ async def test_three_daemons_through_partitions_and_a_paused_leader(
         try:
             for d in daemons:
                 await d.start()
-                await wait_until(lambda d=d: d.saw("api_listening"), 60, f"node {d.node_id}")
+                await wait_until(
+                    lambda d=d: d.saw("api_listening"), PATIENCE_S, f"node {d.node_id}"
+                )
             for d, account in zip(daemons, ("alice", "bob", "carol"), strict=True):
                 miners.append(
                     await asyncio.create_subprocess_exec(
@@ -363,7 +367,7 @@ async def test_three_daemons_through_partitions_and_a_paused_leader(
                         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
                     )
                 )  # fmt: skip
-            await wait_until(lambda: leading_now(daemons) is not None, 30, "a leader")
+            await wait_until(lambda: leading_now(daemons) is not None, PATIENCE_S, "a leader")
             sampler.start()
             for fault in ("black hole", "reset", "pause"):
                 await asyncio.sleep(3)  # blocks found, settled by the leader
@@ -411,7 +415,7 @@ async def test_three_daemons_through_partitions_and_a_paused_leader(
                     keys = set(conn.execute(sa.select(Settlement.key)).scalars())
                 return bool(accepted) and all(f"pplns:{h}" in keys for h in accepted)
 
-            await wait_until(all_settled, 150, "every accepted block settled")
+            await wait_until(all_settled, PATIENCE_S, "every accepted block settled")
         finally:
             await sampler.stop()
             for m in miners:

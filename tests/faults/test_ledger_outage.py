@@ -6,6 +6,7 @@ daemon, after which Stratum kept accepting against a closed share log.)"""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -49,6 +50,12 @@ def _cut_first_call(proxy: CuttableProxy, fn: Callable[..., Any], hit: asyncio.E
     return wrapped
 
 
+# A connection SQLAlchemy's pool dropped while the proxy cut it mid-reply is left for the
+# garbage collector, and psycopg warns when it is collected (it may be in a later test): not
+# one poold holds. Collected at the end of each run below, and that one warning let through.
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in.*BaseConnection.__del__:pytest.PytestUnraisableExceptionWarning"
+)
 @pytest.mark.parametrize("step", STEPS)
 async def test_database_cut_at_each_step(
     step: str,
@@ -120,6 +127,7 @@ async def test_database_cut_at_each_step(
         shares = conn.execute(sa.text("SELECT sum(shares) FROM share_slices")).scalar()
     engine.dispose()
     assert shares == 15  # every acknowledged share, once
+    gc.collect()  # what the cut left behind is collected here, not in another test
 
 
 def test_entry_points_convert_database_errors() -> None:

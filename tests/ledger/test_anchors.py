@@ -127,6 +127,17 @@ def test_anchor_transactions_and_coinbases_reach_the_proofs(
         net.readopt()
         assert sorted(await run(NOW_MS + 4000)) == ["anchor_mined", "anchor_restored"]
         assert len(proof(ledger, last)["anchors"]) == 2
+        # An anchor recorded after the leader's last look at the chain waits for the next
+        # proof: a cut naming best block 0 carries no anchor at height 1 (a verifier refuses
+        # an anchor above the cut).
+        with ledger.begin() as conn:
+            conn.execute(sa.update(ChainView).values(best_height=0))
+        doc = proof(ledger, last)
+        assert doc["anchors"] == [] and doc["cut"]["best_height"] == 0
+        assert check(doc, min_work=1).lines[-1].startswith("not anchored on chain yet")
+        with ledger.begin() as conn:
+            conn.execute(sa.update(ChainView).values(best_height=1))
+        assert len(proof(ledger, last)["anchors"]) == 2
         # A new head waits for the interval since the last anchor transaction.
         mine_log(tmp_path / "log2", 3, {1: True})
         ingest(ledger, tmp_path / "log2", 1)
