@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numba as nb
 import numpy as np
 import numpy.typing as npt
 import orjson
@@ -142,7 +143,10 @@ def write_leaves(
 ) -> None:
     """Write a leaf file atomically (temp file, fsync, rename)."""
     keys = np.ascontiguousarray(leaves["hash"]).view(">u8").reshape(-1, 4)
-    order = np.lexsort((keys[:, 3], keys[:, 2], keys[:, 1], keys[:, 0]))  # byte order
+    order = np.argsort(keys[:, 0], kind="stable")  # byte order: the first 8 bytes decide,
+    head = keys[order, 0]
+    if len(head) > 1 and bool(np.any(head[1:] == head[:-1])):  # unless two share them
+        order = np.lexsort((keys[:, 3], keys[:, 2], keys[:, 1], keys[:, 0]))
     leaves, keys = leaves[order], keys[order]
     if len(keys) > 1 and not bool(np.all(np.any(keys[1:] != keys[:-1], axis=1))):
         raise LeafError(f"period {start}: a share's header hash is in the log twice")
@@ -283,11 +287,19 @@ _HEAD = SHARE.size  # the fixed part; four u8 lengths follow (en2, job, account,
 _FIXED = {name: (FIELD_AT[name], FIELD_SIZE[name]) for name in FIELD_SIZE}
 
 
+@nb.njit(cache=True, nogil=True)
+def _take(data: U8, at: I64, width: int) -> U8:
+    out = np.empty((at.shape[0], width), np.uint8)
+    for i in range(at.shape[0]):
+        a = at[i]
+        for j in range(width):
+            out[i, j] = data[a + j]
+    return out
+
+
 def _gather(data: U8, at: I64, width: int) -> U8:
     """`width` bytes from each offset in `at` (n x width)."""
-    if not len(at):
-        return np.zeros((0, width), np.uint8)
-    out: U8 = data[at[:, None] + np.arange(width)]
+    out: U8 = _take(data, np.ascontiguousarray(at, dtype=np.int64), width)
     return out
 
 

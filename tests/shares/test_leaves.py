@@ -166,3 +166,22 @@ async def test_the_daemon_builds_leaves_and_holds_its_log(
     built = sorted(daemon.leaves.dir.glob("leaves-*.bin"))
     assert built and sum(len(read_leaves(p).leaves) for p in built) == ok == 12
     await rd.shutdown()
+
+
+def test_leaves_are_written_in_byte_order_even_past_the_first_eight_bytes(tmp_path: Path) -> None:
+    """Hashes sharing their first 8 bytes (small hashes start with zeros) are still ordered
+    by every byte, and a hash twice is refused."""
+    import numpy as np
+    import pytest
+
+    from poold.shares.leaves import LEAF, LeafError, write_leaves
+
+    hashes = [bytes(8) + bytes([9]) + bytes(23), bytes(8) + bytes([3]) + bytes(23), b"\x01" * 32]
+    arr = np.zeros(3, dtype=LEAF)
+    arr["hash"] = hashes
+    write_leaves(tmp_path / "a.bin", 0, 0, 60, [], [], arr)
+    got = read_leaves(tmp_path / "a.bin")
+    assert [got.hash(i) for i in range(3)] == sorted(hashes)
+    arr["hash"] = [hashes[0], hashes[1], hashes[0]]
+    with pytest.raises(LeafError, match="in the log twice"):
+        write_leaves(tmp_path / "b.bin", 0, 0, 60, [], [], arr)
