@@ -49,7 +49,7 @@ from poold.shares.format import (
     share_tuple,
 )
 from poold.shares.log import frames, fsync_dir, list_segments, segment_path
-from poold.shares.scan import _CRC, LAYOUT, walk
+from poold.shares.scan import _CRC, LAYOUT, LIMIT, walk
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
@@ -285,6 +285,8 @@ def _rows(scan: _Scan, accounts: list[str], job_list: list[JobRecord]) -> npt.ND
 
 _HEAD = SHARE.size  # the fixed part; four u8 lengths follow (en2, job, account, worker)
 _FIXED = {name: (FIELD_AT[name], FIELD_SIZE[name]) for name in FIELD_SIZE}
+#: Records walked at a time: the walk's columns stay a few tens of MB for any segment size.
+_ROUND = 1 << 18
 
 
 @nb.njit(cache=True, nogil=True)
@@ -353,45 +355,54 @@ def _scan_arrays(
             continue
         raw = segment_path(directory, seq).read_bytes()
         data = np.frombuffer(raw, dtype=np.uint8)
-        room = len(raw) // FRAME.size + 1
-        ts, bits, at, split, end, o_at, o_end, s_at = (np.empty(room, np.int64) for _ in range(8))
-        num, den, hsh = (np.empty(room, np.uint64) for _ in range(3))
-        _n, k, m, _stop, _status = walk(
-            data, room, _CRC, ts, bits, num, den, at, split, end, hsh, o_at, o_end, LAYOUT, s_at
-        )
-        cut = k  # shares before the beat that completes the period
-        for j in range(m):
-            payload = raw[o_at[j] : o_end[j]]
-            if payload[:1] == bytes((SHARE_TAG,)):
-                raise LeafError(f"segment {seq}, offset {int(o_at[j]) - FRAME.size}: a share "
-                                "record whose lengths do not add up")  # fmt: skip
-            if payload.startswith(b'{"t":"job"'):
-                job = JobRecord.from_json(orjson.loads(payload))
-                if job.key not in known:
-                    known[job.key] = (seq, int(o_at[j]))
-                out.jobs.setdefault(job.key, job)
-            elif payload.startswith(b'{"t":"beat"'):
-                beat = Beat.from_json(orjson.loads(payload))
-                if beat.through_ms >= end_ms:
-                    cut = int(np.searchsorted(s_at[:k], o_at[j]))
-                    out.complete = True
-                    break
-        ts_k, s_k = ts[:cut], s_at[:cut]
-        if out.next_from is None and (bool(np.any(ts_k >= end_ms)) or out.complete):
-            out.next_from = seq
-        inside = np.flatnonzero((ts_k >= start_ms) & (ts_k < end_ms))
-        if len(inside):
-            a, b, st = at[inside], split[inside], s_k[inside]
-            names, which = _texts(_ranges(data, a, b - a, int((b - a).max())), b - a)
-            index = np.array([fleet_at.get(x, -1) for x in names], dtype=np.int64)[which]
-            mine = index >= 0
-            flags = data[st[mine] + FIELD_AT["flags"]]
-            proven = (flags & FLAG_HASH) != 0
-            out.unprovable += int(np.count_nonzero(~proven))
-            keep = inside[mine][proven]
-            parts.append({"seq": seq, "data": data, "rows": keep, "account": index[mine][proven],
-                          "num": num[keep], "den": den[keep], "end": end[keep],
-                          "start": s_at[keep]})  # fmt: skip
+        pos = 0
+        while not out.complete:  # the walk's columns are bounded: a segment in rounds
+            view = data[pos:]
+            room = min(len(view) // FRAME.size + 1, _ROUND)
+            cols = [np.empty(room, np.int64) for _ in range(8)]
+            num, den, hsh = (np.empty(room, np.uint64) for _ in range(3))
+            ts, bits, at, split, end, o_at, o_end, s_at = cols
+            _n, k, m, stop, status = walk(
+                view, room, _CRC, ts, bits, num, den, at, split, end, hsh, o_at, o_end, LAYOUT,
+                s_at,
+            )  # fmt: skip
+            for col in (at, split, end, o_at, o_end, s_at):
+                col += pos  # offsets in the segment
+            cut = k  # shares before the beat that completes the period
+            for j in range(m):
+                payload = raw[o_at[j] : o_end[j]]
+                if payload[:1] == bytes((SHARE_TAG,)):
+                    raise LeafError(f"segment {seq}, offset {int(o_at[j]) - FRAME.size}: a "
+                                    "share record whose lengths do not add up")  # fmt: skip
+                if payload.startswith(b'{"t":"job"'):
+                    job = JobRecord.from_json(orjson.loads(payload))
+                    if job.key not in known:
+                        known[job.key] = (seq, int(o_at[j]))
+                    out.jobs.setdefault(job.key, job)
+                elif payload.startswith(b'{"t":"beat"'):
+                    beat = Beat.from_json(orjson.loads(payload))
+                    if beat.through_ms >= end_ms:
+                        cut = int(np.searchsorted(s_at[:k], o_at[j]))
+                        out.complete = True
+                        break
+            ts_k, s_k = ts[:cut], s_at[:cut]
+            if out.next_from is None and (bool(np.any(ts_k >= end_ms)) or out.complete):
+                out.next_from = seq
+            inside = np.flatnonzero((ts_k >= start_ms) & (ts_k < end_ms))
+            if len(inside):
+                a, b, st = at[inside], split[inside], s_k[inside]
+                names, which = _texts(_ranges(data, a, b - a, int((b - a).max())), b - a)
+                index = np.array([fleet_at.get(x, -1) for x in names], dtype=np.int64)[which]
+                mine = index >= 0
+                proven = (data[st[mine] + FIELD_AT["flags"]] & FLAG_HASH) != 0
+                out.unprovable += int(np.count_nonzero(~proven))
+                keep = inside[mine][proven]
+                parts.append({"seq": seq, "data": data, "account": index[mine][proven],
+                              "num": num[keep], "den": den[keep], "end": end[keep],
+                              "start": s_at[keep]})  # fmt: skip
+            pos += stop
+            if status != LIMIT:
+                break
         if out.complete:
             break
     return _assemble(parts, out, known)
