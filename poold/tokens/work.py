@@ -119,11 +119,16 @@ def commit_work(
     if claimed is not None and Fraction(root.work, 10**12) != claimed[1] * (claimed[0] - start):
         in_period = (ShareSlice.slice_start >= start, ShareSlice.slice_start < claimed[0])
         nodes = conn.execute(select(ShareSlice.node_id).distinct().where(*in_period)).scalars()
+        shown = sorted(nodes)
+        why = (
+            "a work root over several nodes' leaf files is not built yet"
+            if len(shown) > 1
+            else "the leaf file lacks shares it could not prove (see work_leaves_built)"
+        )
         raise WorkMismatch(
             f"the leaf files hold {Fraction(root.work, 10**12)} TH·s of the fleet's work, the "
             f"statement claims {claimed[1] * (claimed[0] - start)}; the period's shares came "
-            f"from node(s) {sorted(nodes)}: a work root over several nodes' leaf files is not "
-            "built yet"
+            f"from node(s) {shown}: {why}"
         )
     conn.execute(
         insert(WorkRoot).values(
