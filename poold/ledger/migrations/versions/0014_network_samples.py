@@ -27,4 +27,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("network_samples")
-    op.execute(sa.text("UPDATE poold_schema SET version = '0011'"))
+    op.execute(sa.text("UPDATE poold_schema SET version = '0012'"))
