@@ -163,7 +163,9 @@ def pool_overview(
         label: _rate(sum((v for (t, _b), v in minutes.items() if t >= end - s), Fraction(0)), s)
         for label, s in WINDOWS.items()
     }
-    online = [k for k, v in _sums(conn, end - WINDOWS["10m"]).items() if _rate(v, WINDOWS["10m"])]
+    # Online: a share in the last 10 minutes (a worker below 1 H/s, at a test chain's tiny
+    # difficulties, is online too: its rate rounds to 0, its shares do not).
+    online = [k for k, v in _sums(conn, end - WINDOWS["10m"]).items() if v > 0]
     scores = {k: v / network_difficulty(int(k[1])) for k, v in minutes.items()}
     # Effort: the work since the last block found, by share time, in network difficulties;
     # 1 = an average round (as each block's own effort, `slices.window.round_effort`): the

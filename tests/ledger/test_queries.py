@@ -108,3 +108,23 @@ def test_queries_return_rows_and_import_no_presentation_or_tokens() -> None:
         and not t.id.isupper()
     ]
     assert mutable_globals == []
+
+
+def test_a_worker_below_one_hash_a_second_is_online(ledger: sa.Engine) -> None:
+    """Ten shares of difficulty 2**-32 in the last minute: under 1 H/s over 10 minutes (the
+    rate rounds to 0), but the worker submitted shares, so it is online."""
+    from poold.ledger.queries import MinuteCache, pool_overview
+
+    now = 1_800_000_000
+    with ledger.begin() as conn:
+        conn.execute(sa.insert(Account).values(id=1, name="m0"))
+        conn.execute(sa.insert(Worker).values(id=1, account_id=1, name="rig"))
+        conn.execute(
+            sa.insert(ShareSlice).values(
+                node_id=0, account_id=1, worker_id=1, slice_start=now // 60 * 60 - 60,
+                bits=0x207FFFFF, diff_num=10, diff_den=2**32, shares=10, first_ms=0, last_ms=0,
+            )
+        )  # fmt: skip
+    with ledger.connect() as conn:
+        overview = pool_overview(conn, now, MinuteCache())
+    assert (overview.workers_online, overview.miners_online) == (1, 1)
