@@ -25,7 +25,7 @@ def reference(conn: Connection, now: int, factor: Fraction) -> PoolOverview:
     """The overview as it was computed before: one scan per window, per worker, and a scan of
     everything after the last block for the effort."""
     rates = hashrates(conn, now)
-    online = [k for k, v in rates.workers.items() if v.get("10m")]
+    online = [k for k, v in rates.workers.items() if "10m" in v]  # any share in 10 min
     blocks = conn.execute(sa.select(Block.status, sa.func.count()).group_by(Block.status)).all()
     last = conn.execute(
         sa.select(sa.func.max(Block.found_ms)).where(Block.accepted.is_(True))
