@@ -85,5 +85,9 @@ class JobFeed:
         while True:
             ok = await self.poll_once()
             backoff = self.cfg.poll_interval_s if ok else min(backoff * 2, 10.0)
+            # `asyncio.timeout`, not `wait_for`: on Python 3.11 a cancel that lands as the wait
+            # times out can come back as TimeoutError, which this loop would swallow and poll
+            # on for ever (a daemon stop hung on it).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.refresh.wait(), backoff)
+                async with asyncio.timeout(backoff):
+                    await self.refresh.wait()
