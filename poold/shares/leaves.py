@@ -319,21 +319,25 @@ def _ranges(data: U8, at: I64, length: npt.NDArray[np.int64], width: int) -> U8:
     return out
 
 
+def _runs(rows: npt.NDArray[Any]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Runs of equal consecutive rows: the first row of each run, and each row's run."""
+    change = np.r_[False, np.any(rows[1:] != rows[:-1], axis=1)]
+    return np.flatnonzero(change | (np.arange(len(rows)) == 0)), np.cumsum(change)
+
+
 def _texts(rows: U8, length: npt.NDArray[np.int64]) -> tuple[list[str], npt.NDArray[np.intp]]:
     """The distinct texts of fixed-width rows (with their lengths) and each row's index."""
     if not len(rows):
         return [], np.zeros(0, np.intp)
     # Shares come in runs of one name (one job): only each run's first row is decoded.
-    keyed = np.hstack([rows, length[:, None].astype(np.uint8)])
-    change = np.r_[False, np.any(keyed[1:] != keyed[:-1], axis=1)]
-    starts = np.flatnonzero(change | (np.arange(len(keyed)) == 0))
+    starts, run_of = _runs(np.hstack([rows, length[:, None].astype(np.uint8)]))
     index: dict[str, int] = {}
     of_run = np.array(
         [index.setdefault(bytes(rows[i, : int(length[i])]).decode(), len(index))
          for i in starts.tolist()],
         dtype=np.intp,
     )  # fmt: skip
-    return list(index), of_run[np.cumsum(change)]
+    return list(index), of_run[run_of]
 
 
 def _scan_arrays(
@@ -443,13 +447,12 @@ def _assemble(
         for i, key in enumerate(keys):
             key_index[i] = job_at.get(key, -1)
         pairs = np.stack([p["num"][sel], p["den"][sel]], axis=1)
-        change = np.r_[False, np.any(pairs[1:] != pairs[:-1], axis=1)]
-        firsts = np.flatnonzero(change | (np.arange(len(pairs)) == 0))
+        firsts, run_of = _runs(pairs)
         weights = np.frombuffer(  # a share's difficulty changes rarely: once per run
             b"".join(weight_of(int(n), int(d)).to_bytes(16, "big")
                      for n, d in pairs[firsts].tolist()),
             np.uint8,
-        ).reshape(-1, 16)[np.cumsum(change)]  # fmt: skip
+        ).reshape(-1, 16)[run_of]  # fmt: skip
         arr = np.zeros(len(st), dtype=LEAF)
         arr["hash"] = _gather(data, p["end"][sel], 32)[:, ::-1].copy().view("S32").ravel()
         arr["weight"] = np.ascontiguousarray(weights).view("S16").ravel()
