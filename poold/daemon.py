@@ -162,7 +162,7 @@ class Daemon:
         # keeps every segment of a period whose sample is not cut yet.
         self.leaves: LeafKeeper | None = None
         self._leaves_due = 0.0
-        if cfg.tokens.enabled:
+        if cfg.tokens.enabled and cfg.tokens.work_proof:
             from poold.tokens.settle import period_of
 
             tokens = cfg.tokens
@@ -231,7 +231,9 @@ class Daemon:
         )
         self.scheduler.durable_until = lambda: self.sharelog.synced
         if self.leaves is not None:
-            self.scheduler.on_work_cut = self.leaves.cut
+            leaves = self.leaves
+            self.scheduler.on_work_cut = leaves.cut
+            self.scheduler.work_held = lambda: list(leaves.built())
         self.server = StratumServer(
             limits=ServerLimits(
                 max_connections=st.max_connections,

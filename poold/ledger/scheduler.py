@@ -40,6 +40,7 @@ from poold.ledger.network import ChainView, sample_network
 from poold.ledger.settle import BLOCK_KEYS
 from poold.ledger.worker import LedgerAccess, ProcessLedger, Worker
 from poold.metrics import Metrics
+from poold.shares.leaves import LeafKeeper
 from poold.shares.log import LogPosition
 from poold.shares.stream import StreamConfig, StreamError, mirror
 from poold.tokens.proofs import latest_commitment
@@ -158,13 +159,20 @@ class LedgerScheduler:
         self.token_periods: list[tuple[int, TokenSettlement]] = []  # settled by this process
         self._fpps_booked = 0  # period end of the last FPPS booking made by this process
         self._token_wait: str | None = None  # what the next token period waits for (logged once)
-        # The work-proof leaf directories (this node's, beside its share log), and who is
-        # told a period's sample is cut (the daemon's leaf keeper releases its hold).
+        # The work-proof leaf directories by node: this node's, beside its share log, and
+        # (while leading, with a stream) every other node's in the mirror of its log; who is
+        # told a period's leaves are no longer needed (the daemon's leaf keeper releases its
+        # hold) and which periods it holds.
         tokens = cfg.tokens
-        self.work_dirs: tuple[Path, ...] = (
-            (cfg.sharelog.path / "work",) if tokens.enabled and tokens.work_proof else ()
+        self.work_dirs: dict[int, Path] = (
+            {cfg.stratum.node_id: cfg.sharelog.path / "work"}
+            if tokens.enabled and tokens.work_proof
+            else {}
         )
         self.on_work_cut: Callable[[int], None] = lambda _start: None
+        self.work_held: Callable[[], list[int]] = list
+        self._mirror_keepers: dict[int, LeafKeeper] = {}
+        self._mirror_problem: dict[int, str] = {}
         self._work_wait: dict[int, str] = {}
 
     def readiness(self) -> dict[str, str]:
@@ -432,6 +440,7 @@ class LedgerScheduler:
         await self.ingest()
         if self.ledger is None or self.worker is None or self.leadership is None:
             return
+        await self.release_work(self.ledger)
         latest = await asyncio.to_thread(_latest_commitments, self.ledger)
         statement, credit = (None if c is None else bytes.fromhex(c) for c in latest)
         self.on_commitment(statement, credit)
@@ -523,8 +532,14 @@ class LedgerScheduler:
         if scheme == "fpps":
             await self.book_fpps(ledger, gate.through_ms)
         if self.cfg.tokens.enabled:
+            if self.work_dirs:
+                await self.follow_work()
             periods = await worker.settle_tokens(
-                self.cfg.tokens, gate.through_ms, self.clock(), self._fence(), self.work_dirs
+                self.cfg.tokens,
+                gate.through_ms,
+                self.clock(),
+                self._fence(),
+                tuple(self.work_dirs.items()),
             )
             for period in periods:
                 if period.settled is not None:
@@ -570,7 +585,9 @@ class LedgerScheduler:
         from poold.tokens.work import build_proofs
 
         try:
-            done = await build_proofs(ledger, self.bitcoind, self.cfg.tokens, self.work_dirs)
+            done = await build_proofs(
+                ledger, self.bitcoind, self.cfg.tokens, tuple(self.work_dirs.items())
+            )
         except (BitcoindError, OSError, ValueError) as exc:  # logged; the next pass tries again
             log.error("work_proof_failed", error=str(exc))
             return
@@ -578,10 +595,79 @@ class LedgerScheduler:
             if not why:
                 log.info("work_proof_published", period_start=start)
                 self._work_wait.pop(start, None)
-                self.on_work_cut(start)
+                self._cut_work(start)
             elif self._work_wait.get(start) != why:
                 log.info("work_proof_waiting", period_start=start, why=why)
                 self._work_wait[start] = why
+
+    def _cut_work(self, start: int) -> None:
+        """A period's leaves are no longer needed: this node's and every mirrored node's."""
+        self.on_work_cut(start)
+        for keeper in self._mirror_keepers.values():
+            keeper.cut(start)
+
+    async def release_work(self, ledger: Engine) -> None:
+        """Release the leaves of every held period that no longer needs them (settled, its
+        sample published or no work root made): on every node, leading or not, so that no
+        node's share-log retention waits for ever on a period it holds."""
+        from poold.tokens.work import released
+
+        held = sorted(
+            {*self.work_held(), *(s for k in self._mirror_keepers.values() for s in k.built())}
+        )
+        if not held:
+            return
+        for start in await asyncio.to_thread(released, ledger, held):
+            self._cut_work(start)
+
+    async def follow_work(self) -> None:
+        """The leader's copy of every other node's work-proof leaves: each node's share log
+        mirrored from the stream (`[stream] mirror_path`/node-<id>, read on from where the
+        last pass stopped) and the leaf file of each period it closed built there, as the
+        node builds its own. A node whose log cannot be mirrored (no stream, or the stream
+        lacks its records) is left out: a period with its fleet shares settles without a
+        work root, said loudly (`tokens.work.commit_work`)."""
+        from poold.tokens.settle import period_of
+
+        if self.stream is None:
+            return
+        own = self.cfg.stratum.node_id
+        tokens = self.cfg.tokens
+        for node_id, (status, _lag) in sorted(self.metrics.nodes.items()):
+            if node_id == own:
+                continue
+            directory = self.cfg.stream.mirror_path / f"node-{node_id}"
+            try:
+                await mirror(self.stream, node_id, directory)
+                keeper = self._mirror_keepers.get(node_id)
+                if keeper is None and directory.exists():
+                    keeper = self._mirror_keepers[node_id] = LeafKeeper(
+                        directory,
+                        node_id,
+                        tokens.fleet_accounts,
+                        lambda t: period_of(t, tokens),
+                    )
+                if keeper is None:
+                    continue
+                closed = status in ("stopped", "excluded")
+                built = await asyncio.to_thread(keeper.build_due, self.clock(), closed=closed)
+            except (StreamError, OSError, ValueError) as exc:
+                self.work_dirs.pop(node_id, None)
+                if self._mirror_problem.get(node_id) != str(exc):
+                    log.error("work_mirror_failed", node=node_id, error=str(exc))
+                self._mirror_problem[node_id] = str(exc)
+                continue
+            self._mirror_problem.pop(node_id, None)
+            self.work_dirs[node_id] = keeper.dir
+            for b in built:
+                log.info(
+                    "work_leaves_built",
+                    node=node_id,
+                    period_start=b.start,
+                    leaves=b.leaves,
+                    unprovable=b.unprovable or None,
+                    missing_job=b.missing_job or None,
+                )
 
     async def anchor(self, ledger: Engine) -> None:
         """The anchoring pass (`ledger.anchors`): evidence of found blocks, anchor transactions."""

@@ -120,7 +120,7 @@ def _settle_tokens(
     through_ms: int | None,
     now: float | None = None,
     fence: Fence | None = None,
-    work_dirs: tuple[Path, ...] = (),
+    work_dirs: tuple[tuple[int, Path], ...] = (),
 ) -> list[PeriodResult]:
     assert _engine is not None
     with fence_set(fence):
@@ -182,7 +182,7 @@ class Worker(Protocol):
         through_ms: int | None = None,
         now: float | None = None,
         fence: Fence | None = None,
-        work_dirs: tuple[Path, ...] = (),
+        work_dirs: tuple[tuple[int, Path], ...] = (),
     ) -> list[PeriodResult]: ...
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T: ...
@@ -261,7 +261,7 @@ class InlineWorker:
         through_ms: int | None = None,
         now: float | None = None,
         fence: Fence | None = None,
-        work_dirs: tuple[Path, ...] = (),
+        work_dirs: tuple[tuple[int, Path], ...] = (),
     ) -> list[PeriodResult]:
         with fence_set(fence):
             return settle_due(self.engine, cfg, through_ms=through_ms, now=now, work_dirs=work_dirs)
@@ -358,7 +358,7 @@ class LedgerWorker:
         through_ms: int | None = None,
         now: float | None = None,
         fence: Fence | None = None,
-        work_dirs: tuple[Path, ...] = (),
+        work_dirs: tuple[tuple[int, Path], ...] = (),
     ) -> list[PeriodResult]:
         """Settle every due token period; `now` is the daemon's clock (unix seconds)."""
         return await self._call(_settle_tokens, cfg, through_ms, now, fence, work_dirs)

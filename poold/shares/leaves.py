@@ -524,9 +524,12 @@ class LeafKeeper:
         sample is not cut yet (the share log's retention prunes nothing from here on)."""
         return min([self.scan_from, *self.held.values()])
 
-    def build_due(self, now: float) -> list[Built]:
+    def build_due(self, now: float, *, closed: bool = False) -> list[Built]:
         """Build every closed period's leaf file not built yet, oldest first; stops at a
-        period whose records are not all in the log (no heartbeat past its end yet)."""
+        period whose records are not all in the log (no heartbeat past its end yet). With
+        `closed` the log gets no more records (a mirrored node that stopped or was
+        excluded): a period it did not pass is built from what the log holds, if it holds
+        shares of it, and the keeper stops there."""
         out: list[Built] = []
         if self.next_start is None:
             segs = list_segments(self.log_dir)
@@ -543,7 +546,7 @@ class LeafKeeper:
             scan, arr, jobs = _scan_arrays(
                 self.log_dir, self.scan_from, start * 1000, end * 1000, accounts, self._carried()
             )
-            if not scan.complete:
+            if not scan.complete and (not closed or len(arr) == 0):
                 return out
             write_leaves(self.path(start), self.node, start, end, accounts, jobs, arr)
             late = [j.to_json() for j in scan.jobs.values() if j.ts_ms >= end * 1000 - JOB_CARRY_MS]

@@ -17,7 +17,8 @@ connects again itself, one JSON event per outage.
 `lag_s` is how long the oldest record not yet stored by the stream has waited; past
 `[stream] max_lag_s` the share writer refuses shares (`lag_gate`). `purge_below` drops
 whole segments every consumer has ingested. `mirror` rebuilds a node's log from the stream
-into a directory, at the same segments and offsets: ingest reads a mirror exactly as it
+into a directory, at the same segments and offsets (reading on from the stream sequence it
+last read through, kept in the directory's `MIRRORED`): ingest reads a mirror exactly as it
 reads the node's own log, and its checkpoint (a log position) means the same in both, so
 records ingested from either are ingested once. Imports nats-py, the share log and its
 format; never the ledger.
@@ -574,12 +575,22 @@ def write_chunk(directory: Path, node_id: int, headers: dict[str, str], data: by
     return True
 
 
+MIRRORED = "MIRRORED"  # in a mirror directory: the stream sequence read through
+
+
+def _mirrored_seq(directory: Path) -> int:
+    path = directory / MIRRORED
+    return int(path.read_text()) if path.exists() else 0
+
+
 async def mirror(
     cfg: StreamConfig, node_id: int, directory: Path, *, js: Any = None
 ) -> tuple[int, int]:
     """Rebuild node `node_id`'s share log in `directory` from the stream (what is there
-    already is kept; only newer chunks are added). Returns (messages read, chunks added)."""
-    from nats.js.api import ConsumerConfig, DeliverPolicy
+    already is kept; only newer chunks are added). Reads on from the stream sequence the
+    last call read through (`MIRRORED`): a mirror followed every pass reads each message
+    once. Returns (messages read, chunks added)."""
+    from nats.js.errors import NotFoundError
 
     nc = None
     if js is None:
@@ -588,44 +599,81 @@ async def mirror(
     try:
         subject = f"{cfg.subject}.{node_id}"
         try:
-            info = await js.stream_info(cfg.stream, subjects_filter=subject)
-            want = int((info.state.subjects or {}).get(subject, 0))
+            last = int((await js.get_last_msg(cfg.stream, subject)).seq)
+        except NotFoundError:
+            return 0, 0  # nothing of this node in the stream
         except Exception as exc:
             raise StreamError(f"cannot read stream {cfg.stream}: {exc!r}") from None
-        if want == 0:
-            return 0, 0
-        sub = await js.pull_subscribe(
-            subject,
-            durable=None,
-            stream=cfg.stream,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-        )
+        after = _mirrored_seq(directory)
+        if after >= last:
+            if after == last:
+                return 0, 0
+            after = 0  # the stream was made anew (its sequences restarted): read it all
         try:
-            while read < want:
-                try:
-                    msgs = await sub.fetch(256, timeout=cfg.timeout_s)
-                except Exception as exc:
-                    raise StreamError(
-                        f"the stream stopped answering while node {node_id}'s log was read "
-                        f"({read} of {want} messages): {exc!r}"
-                    ) from None
-                for msg in msgs:
-                    read += 1
-                    headers = dict(msg.headers or {})
-                    if await asyncio.to_thread(write_chunk, directory, node_id, headers, msg.data):
-                        added += 1
-                    await msg.ack()
-        finally:
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:  # the server drops the consumer with the connection
-                log.debug("stream_unsubscribe_failed", error=repr(exc))
-        if added:
-            await asyncio.to_thread(fsync_dir, directory)
+            touched = await _mirror_from(cfg, js, node_id, directory, subject, after, last)
+        except StreamError:
+            if after == 0:
+                raise
+            # A gap after a stream was re-created and re-filled (new sequences for bytes
+            # this mirror lacks): read the whole stream once.
+            touched = await _mirror_from(cfg, js, node_id, directory, subject, 0, last)
+        read, added = touched.pop(-1), len(touched)
+        await asyncio.to_thread(_note_mirrored, directory, set(touched), last)
     finally:
         if nc is not None:
             await _close_quietly(nc, "mirror_close")
     return read, added
+
+
+def _note_mirrored(directory: Path, segments: set[int], seq: int) -> None:
+    """Every chunk read is on disk (synced with its directory) before the sequence is."""
+    for segment in sorted(segments):
+        with open(segment_path(directory, segment), "rb") as fh:
+            os.fsync(fh.fileno())
+    fsync_dir(directory)
+    tmp = directory / (MIRRORED + ".tmp")
+    tmp.write_text(str(seq))
+    os.replace(tmp, directory / MIRRORED)
+    fsync_dir(directory)
+
+
+async def _mirror_from(
+    cfg: StreamConfig, js: Any, node_id: int, directory: Path, subject: str, after: int, last: int
+) -> list[int]:
+    """Read the node's messages from stream sequence `after + 1` through `last`: the segment
+    of each chunk added, then the number of messages read."""
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    policy = (
+        ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        if after == 0
+        else ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
+    )
+    read, touched = 0, []
+    seq = after
+    sub = await js.pull_subscribe(subject, durable=None, stream=cfg.stream, config=policy)
+    try:
+        while seq < last:
+            try:
+                msgs = await sub.fetch(256, timeout=cfg.timeout_s)
+            except Exception as exc:
+                raise StreamError(
+                    f"the stream stopped answering while node {node_id}'s log was read "
+                    f"({read} messages, through sequence {seq} of {last}): {exc!r}"
+                ) from None
+            for msg in msgs:
+                read += 1
+                seq = max(seq, int(msg.metadata.sequence.stream))
+                headers = dict(msg.headers or {})
+                if await asyncio.to_thread(write_chunk, directory, node_id, headers, msg.data):
+                    touched.append(int(headers["segment"]))
+                await msg.ack()
+    finally:
+        try:
+            await sub.unsubscribe()
+        except Exception as exc:  # the server drops the consumer with the connection
+            log.debug("stream_unsubscribe_failed", error=repr(exc))
+    return [*touched, read]
 
 
 async def _close_quietly(nc: Any, what: str) -> None:

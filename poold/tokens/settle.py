@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 import structlog
 from sqlalchemy import delete, func, insert, or_, select, update
@@ -56,7 +55,7 @@ from poold.ledger.settle import BLOCK_KEYS, CREDIT_KINDS
 from poold.ledger.slices.exact import exact_sums
 from poold.tokens.proofs import commit_period, published_inputs
 from poold.tokens.transfers import TokenError, balances_at, transfers_between
-from poold.tokens.work import WorkMismatch, WorkWait, commit_work
+from poold.tokens.work import WorkDirs, WorkMismatch, WorkWait, commit_work
 
 log = structlog.get_logger(__name__)
 
@@ -265,12 +264,13 @@ def settle_period(
     *,
     now: float | None = None,
     through_ms: int | None = None,
-    work_dirs: Sequence[Path] = (),
+    work_dirs: WorkDirs = (),
 ) -> PeriodResult:
     """Settle the period starting at `period_start` once; a second call changes nothing.
     With `through_ms` (the daemon's gate: every node's shares before it are ingested) a
     period ending after it waits. With `work_dirs` (and `work_proof` on) the period's
-    work-proof root over their leaf files goes into its published inputs; it waits for them."""
+    work-proof root over every node's leaf file goes into its published inputs; it waits for
+    them."""
     start, end = period_of(period_start, cfg)
     if start != period_start:
         raise TokenError(f"{period_start} is not the start of a period")
@@ -295,9 +295,11 @@ def settle_period(
                 inputs = gather(conn, cfg, start, end)
                 work = {}
                 if work_dirs and cfg.work_proof:
-                    claimed = (end, inputs.delivered_th_per_s)
+                    delivered = inputs.delivered_th_per_s
                     try:
-                        work = commit_work(conn, start, work_dirs, claimed)
+                        work = commit_work(
+                            conn, start, end, work_dirs, cfg.fleet_accounts, delivered
+                        )
                     except WorkMismatch as why:  # settled without a work root, said loudly
                         log.warning("work_proof_skipped", period_start=start, reason=str(why))
             except (_Wait, WorkWait) as wait:
@@ -438,7 +440,7 @@ def settle_due(
     *,
     now: float | None = None,
     through_ms: int | None = None,
-    work_dirs: Sequence[Path] = (),
+    work_dirs: WorkDirs = (),
 ) -> list[PeriodResult]:
     """Settle every period that is due, oldest first, from the one after the last settled (or
     the first with a transfer); stops at the first that has to wait, and returns it last."""

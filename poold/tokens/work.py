@@ -32,7 +32,14 @@ from poold.bitcoind.client import Bitcoind
 from poold.config import TokensConfig
 from poold.ledger.anchors import proof_cut
 from poold.ledger.db import ledger_entry, ledger_entry_async
-from poold.ledger.models import ChainAnchor, ShareSlice, StatementRoot, WorkRoot
+from poold.ledger.models import (
+    Account,
+    ChainAnchor,
+    ShareSlice,
+    StatementRoot,
+    TokenPeriod,
+    WorkRoot,
+)
 from poold.shares.leaves import PeriodLeaves, read_leaves
 
 #: How many periods back a share's coinbase may carry the chain's head from (verify.py's
@@ -46,13 +53,54 @@ class WorkWait(Exception):
     """The period's work proof cannot be made yet; the message says what it waits for."""
 
 
-def leaf_files(dirs: Sequence[Path], start: int) -> list[PeriodLeaves]:
-    """The period's leaf file in every work directory; WorkWait naming a missing one."""
+class WorkMismatch(Exception):
+    """The leaf files do not hold the work the statement will claim: no root is committed
+    (a proof over them would call an honest statement misstated); the message says why."""
+
+
+#: Where each node's work-proof leaf files are: (node id, directory) — a node's own beside
+#: its share log, another node's in the leader's mirror of that node's log.
+WorkDirs = Sequence[tuple[int, Path]]
+
+
+def period_nodes(conn: Connection, start: int, end: int, fleet: Sequence[str]) -> list[int]:
+    """The nodes with fleet shares in the ledger in [start, end): whose leaves the root
+    covers."""
+    rows = conn.execute(
+        select(ShareSlice.node_id)
+        .distinct()
+        .join(Account, Account.id == ShareSlice.account_id)
+        .where(
+            ShareSlice.slice_start >= start,
+            ShareSlice.slice_start < end,
+            Account.name.in_(list(fleet)),
+        )
+    ).scalars()
+    return sorted(int(n) for n in rows)
+
+
+def leaf_files(
+    conn: Connection, dirs: WorkDirs, start: int, end: int, fleet: Sequence[str]
+) -> list[PeriodLeaves]:
+    """The period's leaf file of every node with shares in it. WorkWait naming a file not
+    built yet; WorkMismatch naming a node whose leaves do not reach this daemon."""
+    where = dict(dirs)
+    nodes = period_nodes(conn, start, end, fleet)
+    lacking = [n for n in nodes if n not in where]
+    if lacking:
+        raise WorkMismatch(
+            f"the leaves of node(s) {lacking} do not reach this daemon (their logs are "
+            "mirrored from the [stream]; with no stream, or a mirror that failed, they cannot "
+            "be committed)"
+        )
     out = []
-    for d in dirs:
-        path = d / f"leaves-{start}.bin"
+    for n in nodes:
+        path = where[n] / f"leaves-{start}.bin"
         if not path.exists():
-            raise WorkWait(f"the work-proof leaves of the period starting {start} are not in {d}")
+            raise WorkWait(
+                f"the work-proof leaves of node {n} for the period starting {start} are not "
+                f"in {where[n]} yet"
+            )
         out.append(read_leaves(path))
     return out
 
@@ -97,38 +145,29 @@ def node_text(node: wp.WorkNode) -> str:
     return base64.b64encode(node.pack()).decode()
 
 
-class WorkMismatch(Exception):
-    """The leaf files do not hold the work the statement will claim: no root is committed
-    (a proof over them would call an honest statement misstated); the message says why."""
-
-
 def commit_work(
     conn: Connection,
     start: int,
-    dirs: Sequence[Path],
-    claimed: tuple[int, Fraction] | None = None,
+    end: int,
+    dirs: WorkDirs,
+    fleet: Sequence[str],
+    delivered: Fraction | None = None,
 ) -> dict[str, object]:
-    """The period's work root, recorded (with a fresh tag salt) in the caller's transaction;
-    what goes into its published inputs. WorkWait while a leaf file is missing; WorkMismatch
-    (nothing recorded) when `claimed` (the period's end and the delivered TH/s its statement
-    claims) is not the root's work: shares from nodes whose leaf files are not in `dirs`."""
-    files = leaf_files(dirs, start)
+    """The period's work root over every node's leaf file, recorded (with a fresh tag salt)
+    in the caller's transaction; what goes into its published inputs. WorkWait while a leaf
+    file is missing; WorkMismatch (nothing recorded) when a node's leaves cannot reach this
+    daemon, or when the root's work is not what the statement claims (`delivered` TH/s over
+    the period): a leaf file lacks shares it could not prove."""
+    files = leaf_files(conn, dirs, start, end, fleet)
     salt = secrets.token_bytes(16)
     root = columns_root(files, salt)
     n = sum(len(f.leaves) for f in files)
-    if claimed is not None and Fraction(root.work, 10**12) != claimed[1] * (claimed[0] - start):
-        in_period = (ShareSlice.slice_start >= start, ShareSlice.slice_start < claimed[0])
-        nodes = conn.execute(select(ShareSlice.node_id).distinct().where(*in_period)).scalars()
-        shown = sorted(nodes)
-        why = (
-            "a work root over several nodes' leaf files is not built yet"
-            if len(shown) > 1
-            else "the leaf file lacks shares it could not prove (see work_leaves_built)"
-        )
+    if delivered is not None and Fraction(root.work, 10**12) != delivered * (end - start):
         raise WorkMismatch(
             f"the leaf files hold {Fraction(root.work, 10**12)} TH·s of the fleet's work, the "
-            f"statement claims {claimed[1] * (claimed[0] - start)}; the period's shares came "
-            f"from node(s) {shown}: {why}"
+            f"statement claims {delivered * (end - start)}; the period's fleet shares came "
+            f"from node(s) {period_nodes(conn, start, end, fleet)}: a leaf file lacks shares "
+            "it could not prove (see work_leaves_built)"
         )
     conn.execute(
         insert(WorkRoot).values(
@@ -228,7 +267,7 @@ def wp_sha256d(data: bytes) -> bytes:
 
 @ledger_entry_async
 async def build_proofs(
-    engine: Engine, bitcoind: Bitcoind, cfg: TokensConfig, dirs: Sequence[Path]
+    engine: Engine, bitcoind: Bitcoind, cfg: TokensConfig, dirs: WorkDirs
 ) -> list[tuple[int, str]]:
     """Cut the sample of every period whose beacon block is mined: returns (period start,
     why it waits, or "" when its proof was published)."""
@@ -240,7 +279,7 @@ async def build_proofs(
             out.append((p.start, "its commitment is not anchored on chain yet"))
             continue
         try:
-            files = leaf_files(dirs, p.start)
+            files = await asyncio.to_thread(_files, engine, dirs, p.start, cfg.fleet_accounts)
             tip = await bitcoind.tip_height()
             if tip < p.anchor_height + cfg.beacon_depth:
                 raise WorkWait(
@@ -248,13 +287,22 @@ async def build_proofs(
                 )
             tips = {job.prev_hash for f in files for job in f.jobs}
             headers, best = await _headers(bitcoind, p.anchor_height + cfg.beacon_depth, tips)
-        except WorkWait as wait:
+        except (WorkWait, WorkMismatch) as wait:
             out.append((p.start, str(wait)))
             continue
         doc = await asyncio.to_thread(_document, engine, cfg, p, files, headers, best)
         await asyncio.to_thread(_store, engine, p.start, doc)
         out.append((p.start, ""))
     return out
+
+
+@ledger_entry
+def _files(engine: Engine, dirs: WorkDirs, start: int, fleet: Sequence[str]) -> list[PeriodLeaves]:
+    with engine.connect() as conn:
+        end = conn.execute(
+            select(TokenPeriod.period_end).where(TokenPeriod.period_start == start)
+        ).scalar_one()
+        return leaf_files(conn, dirs, start, int(end), fleet)
 
 
 @ledger_entry
@@ -334,6 +382,21 @@ def _document(
         "samples": sample["samples"],
         "_beacon": beacon[::-1].hex(),
     }
+
+
+@ledger_entry
+def released(engine: Engine, starts: Sequence[int]) -> list[int]:
+    """Of these periods, those whose leaves are no longer needed: settled, and either their
+    sample is published or they have no work root (work proofs off, or skipped)."""
+    if not starts:
+        return []
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(TokenPeriod.period_start, WorkRoot.proof.is_not(None), WorkRoot.period_start)
+            .outerjoin(WorkRoot, WorkRoot.period_start == TokenPeriod.period_start)
+            .where(TokenPeriod.period_start.in_(list(starts)))
+        ).all()
+    return sorted(int(start) for start, published, rooted in rows if published or rooted is None)
 
 
 def proof_of(conn: Connection, start: int) -> dict[str, object] | str | None:

@@ -251,12 +251,20 @@ def test_a_short_delivery_is_made_good_once_from_the_operator(ledger: sa.Engine)
     assert any(f"worth {total} sat" in x and f"part is {total // 3} sat" in x for x in lines)
 
 
+@pytest.mark.parametrize(
+    ("nodes", "why"),
+    [
+        ((0,), "the leaves of node(s) [1] do not reach this daemon"),
+        ((0, 1), "the leaf files hold 0 TH·s of the fleet's work, the statement claims"),
+    ],
+)
 def test_a_work_root_missing_other_nodes_work_is_not_committed(
-    ledger: sa.Engine, tmp_path: Path
+    ledger: sa.Engine, tmp_path: Path, nodes: tuple[int, ...], why: str
 ) -> None:
-    """The fleet's shares of the period came from nodes 0 and 1, but this node's leaf file
-    holds node 0's only: a root over it would make the statement's honest delivery look
-    misstated, so the period settles without a work root and the log says why."""
+    """The fleet's shares of the period came from nodes 0 and 1, but node 1's leaves do not
+    reach the leader, or the leaf files lack the shares: a root over them would make the
+    statement's honest delivery look misstated, so the period settles without a work root
+    and the log says why."""
     import numpy as np
     from structlog.testing import capture_logs
 
@@ -273,18 +281,26 @@ def test_a_work_root_missing_other_nodes_work_is_not_committed(
                     bits=0x1D00FFFF, diff_num=1000, diff_den=1, shares=1, first_ms=0, last_ms=0,
                 )
             )  # fmt: skip
-    work = tmp_path / "work"
-    work.mkdir()
-    write_leaves(work / f"leaves-{START}.bin", 0, START, END, [], [], np.zeros(0, LEAF))
+    dirs = []
+    for node in nodes:
+        work = tmp_path / f"work{node}"
+        work.mkdir()
+        write_leaves(work / f"leaves-{START}.bin", node, START, END, [], [], np.zeros(0, LEAF))
+        dirs.append((node, work))
     alice = {"id": "a", "ts": START - 1, "to": "alice", "amount": "1"}
     import_transfers(ledger, parse_records([alice]))
     set_price(ledger, START, PRICE, CFG)
     with capture_logs() as events:
-        done = settle_period(ledger, CFG, START, now=END + 400, work_dirs=[work]).settled
+        done = settle_period(ledger, CFG, START, now=END + 400, work_dirs=dirs).settled
     assert done is not None
     [skipped] = [e for e in events if e["event"] == "work_proof_skipped"]
-    assert "node(s) [0, 1]" in skipped["reason"] and "the leaf files hold 0 TH" in skipped["reason"]
+    assert why in skipped["reason"], skipped
     with ledger.connect() as conn:
         inputs = json.loads(conn.execute(sa.select(StatementRoot.inputs)).scalar_one())
         assert conn.execute(sa.select(sa.func.count()).select_from(WorkRoot)).scalar_one() == 0
     assert "work_root" not in inputs and verify(ledger) == []
+    # No root, no sample to wait for: the leaves are released at once (an unsettled period's
+    # are not), so no node's share-log retention waits on this period.
+    from poold.tokens.work import released
+
+    assert released(ledger, [START, END]) == [START]

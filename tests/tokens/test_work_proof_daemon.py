@@ -36,12 +36,18 @@ TOKENS = {
     "work_proof_k": 12,
     "beacon_depth": 2,
 }
+#: One share difficulty, no vardiff: the test's clock is fake and jumps, so vardiff would
+#: read the fleet's real-time shares as a flood and raise the difficulty until shares come
+#: rarely (on a busy machine, too rarely for the test). 2^-24: about 256 hashes a share, one
+#: share in 256 a block of the simnet's 2^-16.
+PINNED = {k: "1/16777216" for k in ("start_difficulty", "min_difficulty", "max_difficulty")}
 
 
 async def test_work_proof_through_the_daemon(
     start_daemon: Any, config_factory: Any, tmp_path: Path
 ) -> None:
     cfg = config_factory(
+        stratum=PINNED,
         pool={"scheme": "fpps", "fpps_period_s": 5},  # no block to wait to mature
         ledger={
             "url": f"sqlite:///{tmp_path / 'l.db'}",
