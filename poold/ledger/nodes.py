@@ -114,6 +114,14 @@ def registered_log(conn: Connection, node_id: int) -> str | None:
     return found
 
 
+def ingested_segment(conn: Connection, node_id: int) -> int | None:
+    """The segment of the node's share log its ingest checkpoint is in (None: none yet)."""
+    seg = conn.execute(
+        select(IngestCheckpoint.segment).where(IngestCheckpoint.node_id == node_id)
+    ).scalar()
+    return None if seg is None else int(seg)
+
+
 def states(conn: Connection, *, now_ms: int, wait_ms: int) -> list[NodeState]:
     """Every registered node with its watermark and status, by node id."""
     rows = conn.execute(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -41,7 +42,7 @@ from poold.ledger.settle import BLOCK_KEYS
 from poold.ledger.worker import LedgerAccess, ProcessLedger, Worker
 from poold.metrics import Metrics
 from poold.shares.leaves import LeafKeeper
-from poold.shares.log import LogPosition
+from poold.shares.log import LogPosition, prune_segments
 from poold.shares.stream import StreamConfig, StreamError, mirror
 from poold.tokens.proofs import latest_commitment
 
@@ -475,6 +476,14 @@ class LedgerScheduler:
         }
         return nodes.gate_of(listed, now_ms=now, wait_ms=wait)
 
+    @ledger_entry
+    def _ingested_segment(self, ledger: Engine | None, node_id: int) -> int | None:
+        """The segment a node's ingest checkpoint is in (None: nothing of it ingested)."""
+        if ledger is None:
+            return None
+        with ledger.connect() as conn:
+            return nodes.ingested_segment(conn, node_id)
+
     async def _ingest_from_stream(self, worker: Worker, stream: StreamConfig) -> None:
         """Rebuild each lapsed node's share log from the stream and ingest it: what its host
         shipped before it was lost counts, once (the mirror has the log's positions)."""
@@ -659,6 +668,13 @@ class LedgerScheduler:
                 continue
             self._mirror_problem.pop(node_id, None)
             self.work_dirs[node_id] = keeper.dir
+            # The mirror keeps what the leaves or the node's ingest still need, no more.
+            ingested = await asyncio.to_thread(self._ingested_segment, self.ledger, node_id)
+            if ingested is not None:
+                below = min(keeper.hold(), ingested)
+                await asyncio.to_thread(
+                    prune_segments, directory, below_segment=below, older_than=math.inf
+                )
             for b in built:
                 log.info(
                     "work_leaves_built",
