@@ -43,7 +43,7 @@ from poold.ledger.worker import LedgerAccess, ProcessLedger, Worker
 from poold.metrics import Metrics
 from poold.shares.leaves import LeafKeeper
 from poold.shares.log import LogPosition, prune_segments
-from poold.shares.stream import StreamConfig, StreamError, mirror
+from poold.shares.stream import StreamConfig, StreamError, StreamGap, mirror
 from poold.tokens.proofs import latest_commitment
 
 log = structlog.get_logger(__name__)
@@ -634,8 +634,9 @@ class LedgerScheduler:
         mirrored from the stream (`[stream] mirror_path`/node-<id>, read on from where the
         last pass stopped) and the leaf file of each period it closed built there, as the
         node builds its own. A node whose log cannot be mirrored (no stream, or the stream
-        lacks its records) is left out: a period with its fleet shares settles without a
-        work root, said loudly (`tokens.work.commit_work`)."""
+        no longer holds its records) is left out: a period with its fleet shares settles
+        without a work root, said loudly (`tokens.work.commit_work`); while the stream
+        cannot be reached, a period waits for the node's leaf file."""
         from poold.tokens.settle import period_of
 
         if self.stream is None:
@@ -661,7 +662,12 @@ class LedgerScheduler:
                 closed = status in ("stopped", "excluded")
                 built = await asyncio.to_thread(keeper.build_due, self.clock(), closed=closed)
             except (StreamError, OSError, ValueError) as exc:
-                self.work_dirs.pop(node_id, None)
+                # Records the stream no longer holds: that node's leaves cannot be built
+                # (its periods settle without a root). Anything else passes: they wait.
+                if isinstance(exc, StreamGap):
+                    self.work_dirs.pop(node_id, None)
+                else:
+                    self.work_dirs.setdefault(node_id, directory / "work")
                 if self._mirror_problem.get(node_id) != str(exc):
                     log.error("work_mirror_failed", node=node_id, error=str(exc))
                 self._mirror_problem[node_id] = str(exc)

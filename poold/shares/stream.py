@@ -57,6 +57,10 @@ class StreamError(RuntimeError):
     """The stream cannot be reached or refused a message; the message says which."""
 
 
+class StreamGap(StreamError):
+    """The stream no longer holds records a mirror needs: that log cannot be rebuilt."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
     url: str
@@ -566,7 +570,7 @@ def write_chunk(directory: Path, node_id: int, headers: dict[str, str], data: by
     if offset + len(data) <= size:
         return False  # a chunk sent twice
     if offset > size:
-        raise StreamError(
+        raise StreamGap(
             f"the stream lacks node {node_id}'s records of segment {seq} from offset {size} "
             f"(the next message starts at {offset}): its log cannot be rebuilt"
         )

@@ -71,6 +71,50 @@ async def test_the_mirror_is_the_log_byte_for_byte(
     assert segment_path(tmp_path / "mirror", 1).read_bytes() == segment_path(log, 1).read_bytes()
 
 
+async def test_a_followed_mirror_reads_each_message_once_and_names_a_gap(
+    stream_cfg: StreamConfig, tmp_path: Path
+) -> None:
+    """The leader mirrors every node on every pass: each call reads on from the sequence
+    the last one read through (`MIRRORED`), and a record the mirror needs that the stream no
+    longer holds is a `StreamGap` (that log cannot be rebuilt), not a passing failure."""
+    from poold.shares.stream import MIRRORED, StreamGap
+
+    log, out = tmp_path / "log", tmp_path / "mirror"
+    sl = ShareLog(log, segment_bytes=4096, node_id=3)
+    sl.open()
+    sl.close()
+    write(log, 3, shares("alice", 0, 10, 5))
+    shipper = StreamShipper(stream_cfg, log, 3, lambda: "the-log")
+    await shipper.ship_once()
+    first, added = await mirror(stream_cfg, 3, out)
+    assert first >= 1 and added >= 1
+    seen = int((out / MIRRORED).read_text())
+    assert await mirror(stream_cfg, 3, out) == (0, 0)  # nothing new: nothing read
+    write(log, 3, shares("alice", 10, 20, 5))
+    await shipper.ship_once()
+    await shipper.close()
+    read, added = await mirror(stream_cfg, 3, out)
+    assert read == added >= 1 and int((out / MIRRORED).read_text()) > seen
+    assert segment_path(out, 1).read_bytes() == segment_path(log, 1).read_bytes()
+    # A mirror that lost its tail, reading on from where it stopped: the next chunk does not
+    # join what it holds, so the whole stream is read once more and joins again.
+    data = segment_path(out, 1).read_bytes()
+    segment_path(out, 1).write_bytes(data[: len(data) // 2])
+    (out / MIRRORED).write_text(str(seen + 1))
+    write(log, 3, shares("alice", 20, 25, 5))
+    again = StreamShipper(stream_cfg, log, 3, lambda: "the-log")
+    await again.ship_once()
+    await again.close()
+    await mirror(stream_cfg, 3, out)
+    assert segment_path(out, 1).read_bytes() == segment_path(log, 1).read_bytes()
+    # Records gone from the stream (a node's log mirrored only from a later segment on):
+    # the mirror cannot be joined, and says so with its own exception.
+    with pytest.raises(StreamGap, match="the stream lacks node 3's records"):
+        from poold.shares.stream import write_chunk
+
+        write_chunk(tmp_path / "gap", 3, {"segment": "1", "offset": "100"}, b"x")
+
+
 async def test_records_ingested_from_the_log_and_then_the_stream_count_once(
     stream_cfg: StreamConfig, tmp_path: Path
 ) -> None:
