@@ -90,7 +90,10 @@ async def test_plain_and_tls_miners_share_one_pool(
     start_daemon: Any, tmp_path: Path, cert: tuple[Path, Path]
 ) -> None:
     crt, _key = cert
-    cfg = tls_config(tmp_path, cert)
+    # One share difficulty: no vardiff retarget to race the miners' shares in flight (on a
+    # busy machine a share solved before a retarget arrived after it, as low difficulty).
+    one = "1/4294967296"
+    cfg = tls_config(tmp_path, cert, start_difficulty=one, min_difficulty=one, max_difficulty=one)
     rd = await start_daemon(cfg)
     host, port = rd.address
     assert rd.daemon.tls_address is not None

@@ -19,14 +19,14 @@ import sqlalchemy as sa
 
 from poold.bitcoind.make import make_bitcoind
 from poold.ledger.db import make_engine
-from poold.ledger.models import StatementRoot, TokenPeriod, WorkRoot
+from poold.ledger.models import StatementRoot, TokenPeriod
 from poold.shares.log import read_log
 from poold.tokens.settle import set_price
 from poold.tokens.transfers import import_transfers, parse_records
 from tests.helpers import PATIENCE_S, FakeClock, wait_for
 from tests.ledger.conftest import PG_URL, fresh_pg_schema
 from tests.shares.test_stream import NATS_URL, drop, stream_config
-from tests.tokens.test_work_proof_daemon import PINNED, TOKENS
+from tests.tokens.test_work_proof_daemon import PINNED, TOKENS, publish
 from tests.verifier import check, mine
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ async def test_one_work_root_over_two_nodes(
 
     stream = stream_config()
     start = 1_800_000_000 // 60 * 60
-    end = start + 60
+    end = start + int(TOKENS["period_s"])
     clock = FakeClock(start)
     with fresh_pg_schema() as schema:
         url = f"{PG_URL}?options=-csearch_path%3D{schema}"
@@ -151,25 +151,7 @@ async def test_one_work_root_over_two_nodes(
                 == cfgs[0].stream.mirror_path / f"node-{other.cfg.stratum.node_id}" / "work"
             )
 
-            def published() -> bool:
-                with check_engine.connect() as conn:
-                    return conn.execute(sa.select(WorkRoot.proof)).scalar_one() is not None
-
-            mined = 0
-
-            async def anchor_and_beacon() -> bool:
-                nonlocal mined
-                if published():
-                    return True
-                if mined < 12:
-                    await mine(net)
-                    mined += 1
-                clock.advance(30)  # anchor transactions are due at most once a minute
-                return False
-
-            await wait_for(anchor_and_beacon, "the work proof to be published", every_s=0.3)
-            with check_engine.connect() as conn:
-                doc = json.loads(conn.execute(sa.select(WorkRoot.proof)).scalar_one())
+            doc = await publish(check_engine, net, clock, start)
             lines = check(doc, now=end).lines
             assert lines[0].startswith("ok: 12/12 valid: with 99 % confidence at least"), lines
             assert lines[1] == (
