@@ -455,13 +455,7 @@ class Daemon:
             self._leaves_due = now + 60.0
             return
         for b in built:
-            log.info(
-                "work_leaves_built",
-                period_start=b.start,
-                leaves=b.leaves,
-                unprovable=b.unprovable or None,
-                missing_job=b.missing_job or None,
-            )
+            log.info("work_leaves_built", **b.fields())
 
     async def _housekeeping(self) -> None:
         last_stats = self.clock()

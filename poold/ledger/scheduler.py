@@ -682,14 +682,7 @@ class LedgerScheduler:
                     prune_segments, directory, below_segment=below, older_than=math.inf
                 )
             for b in built:
-                log.info(
-                    "work_leaves_built",
-                    node=node_id,
-                    period_start=b.start,
-                    leaves=b.leaves,
-                    unprovable=b.unprovable or None,
-                    missing_job=b.missing_job or None,
-                )
+                log.info("work_leaves_built", node=node_id, **b.fields())
 
     async def anchor(self, ledger: Engine) -> None:
         """The anchoring pass (`ledger.anchors`): evidence of found blocks, anchor transactions."""

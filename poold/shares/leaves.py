@@ -476,6 +476,15 @@ class Built:
     unprovable: int
     missing_job: int
 
+    def fields(self) -> dict[str, int | None]:
+        """What a `work_leaves_built` event says of the build."""
+        return {
+            "period_start": self.start,
+            "leaves": self.leaves,
+            "unprovable": self.unprovable or None,
+            "missing_job": self.missing_job or None,
+        }
+
 
 class LeafKeeper:
     """Builds each period's leaf file once it has closed, and holds the share log's segments
